@@ -1,0 +1,71 @@
+r"""The built-in demo: the procedural catalog (6 categories x 32 shapes), small enough for a laptop CPU.
+
+Launch (each stage writes into the workdir; the next reads from it):
+  python -m launch.render_views --config=configs/default.py --workdir=/tmp/jembed
+  python -m launch.embed_shapes --config=configs/default.py --workdir=/tmp/jembed
+
+Override any field from the command line, e.g. `--config.shapes.limit=8 --config.render.backend=embree`.
+"""
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """Returns the default config; `arg` is `key=value,...` overrides of `shapes` fields (e.g. `root=/data,limit=8`)."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # Where the shapes come from (names fixed: later stages and scripts rely on them).
+  config.shapes = ml_collections.ConfigDict(dict(
+      source="catalog",    # 'catalog' | 'shapenet' | 'folder'.
+      root="",             # ShapeNetCore root or mesh folder; unused by the catalog.
+      categories=(),       # Names (or ShapeNet synset ids); empty = all.
+      limit=0,             # At most this many shapes per category; 0 = all.
+      up_axis="y",         # Up axis of the source meshes: 'y' (ShapeNet, the catalog) or 'z' (converted to +Y).
+      front="auto",        # Front direction of the sources in their own frame ('+x', '-z', ...); 'auto' knows
+                           # ShapeNet v1 (+x), v2 and the catalog (-z). ObjectNet3D: up_axis='z', front='-y'.
+  ))
+
+  # The light-field views of the shape side (paper section 1.1): 20 per shape, category-specific elevations.
+  config.render = ml_collections.ConfigDict(dict(
+      backend="auto",      # 'auto' (EGL if a headless context opens, else embree) | 'egl' | 'embree'.
+      size=128,            # Square render size in pixels; the tight crop is stretched to lfd.hog_size afterwards.
+      antialias=2,         # Supersampling per axis (the paper rendered with 8x OSA).
+  ))
+  config.lfd = ml_collections.ConfigDict(dict(
+      hog_size=120,        # The paper stretches each tight crop to 120 x 120 before the HoG pyramid.
+      batch_shapes=16,     # Shapes per HoG batch (memory bound: 20 views x this many images at a time).
+  ))
+
+  # Sammon MDS of the LFD-HoG distances (paper section 1.3).
+  config.mds = ml_collections.ConfigDict(dict(
+      dim=128,             # The paper's embedding dimension (its committed results used 100).
+      max_iter=500,        # MATLAB's mdscale used 128 iterations; our step converges in fewer or stops on tol.
+      tol=1e-4,            # Relative stress change (MATLAB TolFun).
+      method="auto",       # 'exact' (full N x N matrix) | 'landmark' (large N) | 'auto' (exact up to exact_max_n).
+      exact_max_n=20000,
+  ))
+
+  # The synthetic image side (paper section 2), built by the dataset stage.
+  config.data = ml_collections.ConfigDict(dict(
+      images_per_shape=24,  # The paper rendered 125 per shape.
+      image_size=128,       # Square training images (227 for the paper's CaffeNet).
+      backgrounds="",       # Folder of background photos (SUN2012 for paper runs); empty = built-in procedural ones.
+  ))
+
+  _apply_overrides(config, arg)
+  return config
+
+
+def _apply_overrides(config: ml_collections.ConfigDict, arg: str | None) -> None:
+  """`root=/data/ShapeNetCore.v1,limit=8,categories=chair+table` sets fields of `config.shapes`."""
+  if not arg:
+    return
+  for item in arg.split(","):
+    key, _, value = item.partition("=")
+    if key == "categories":
+      config.shapes.categories = tuple(v for v in value.split("+") if v)
+    elif key == "limit":
+      config.shapes.limit = int(value)
+    else:
+      config.shapes[key] = value

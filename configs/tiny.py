@@ -1,0 +1,20 @@
+r"""Tests and smoke runs: a few catalog shapes per category, small renders, a small embedding.
+
+  python -m launch.render_views --config=configs/tiny.py --workdir=/tmp/jembed_tiny
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = default.get_config(arg)
+  if not arg or "limit=" not in arg:
+    config.shapes.limit = 3
+  config.render.size = 64
+  config.render.antialias = 1
+  config.lfd.batch_shapes = 4
+  config.mds.dim = 8
+  config.mds.max_iter = 100
+  return config
