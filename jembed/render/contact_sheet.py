@@ -1,0 +1,64 @@
+"""The first picture a user looks at: a grid of shapes x their 20 LFD views (`workdir/contact_sheet.png`)."""
+
+import collections
+import os
+import time
+
+from absl import logging
+import ml_collections
+import numpy as np
+import tqdm
+
+from jembed import viz
+from jembed.render import backend
+from jembed.render import lfd
+from jembed.shapes import record
+from jembed.shapes import sources
+
+
+def pick_per_category(refs: list[record.ShapeRef], per_category: int) -> list[record.ShapeRef]:
+  """Up to `per_category` refs of each category, spread evenly over its sorted list (0 = all)."""
+  by_category = collections.defaultdict(list)
+  for ref in refs:
+    by_category[ref.category].append(ref)
+  picked = []
+  for category in sorted(by_category):
+    group = by_category[category]
+    if per_category and len(group) > per_category:
+      group = [group[i] for i in np.linspace(0, len(group) - 1, per_category).round().astype(int)]
+    picked += group
+  return picked
+
+
+def write_contact_sheet(config: ml_collections.ConfigDict, workdir: str, per_category: int = 4,
+                        thumb: int = 64) -> str:
+  """Renders the LFD views of a few shapes per category and writes `workdir/contact_sheet.png`.
+
+  Args:
+    config: a jembed config (reads `shapes` and `render`).
+    workdir: output folder (created).
+    per_category: rows per category (0 = every shape).
+    thumb: pixels per view in the sheet.
+
+  Returns:
+    The path of the PNG.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  start = time.time()
+  refs = pick_per_category(sources.list_shapes(config.shapes), per_category)
+  renderer = backend.get_renderer(config.render.backend)
+  report = sources.LoadReport()
+  rows = []
+  shapes = sources.iter_shapes(refs, config.shapes.up_axis, config.shapes.front, report)
+  for shape in tqdm.tqdm(shapes, total=len(refs), desc="rendering LFD views", unit="shape"):
+    out = renderer.render(shape.vertices, shape.faces, lfd.lfd_views(shape.category), size=config.render.size,
+                          antialias=config.render.antialias)
+    rows.append((shape.id, viz.on_white(out.rgba)))
+  for line in report.lines():
+    logging.info("%s", line)
+  header = (f"{len(rows)} shapes x 20 LFD views, {renderer.name} renderer, {config.render.size}px, "
+            f"{report.summary()}")
+  path = os.path.join(workdir, "contact_sheet.png")
+  viz.image_grid(rows, thumb=thumb, header=header).save(path)
+  logging.info("wrote %s (%d shapes, %.1f s)", path, len(rows), time.time() - start)
+  return path
