@@ -29,7 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # The light-field views of the shape side (paper section 1.1): 20 per shape, category-specific elevations.
   config.render = ml_collections.ConfigDict(dict(
       backend="auto",      # 'auto' (EGL if a headless context opens, else embree) | 'egl' | 'embree'.
-      size=128,            # Square render size in pixels; the tight crop is stretched to lfd.hog_size afterwards.
+      size=224,            # Square render size; a unit-radius shape spans ~175 px, cropped and shrunk to 120 px.
       antialias=2,         # Supersampling per axis (the paper rendered with 8x OSA).
   ))
   config.lfd = ml_collections.ConfigDict(dict(

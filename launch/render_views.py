@@ -12,6 +12,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from jembed.render import contact_sheet
+from launch import common
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder.", required=True)
@@ -22,7 +23,9 @@ _THUMB = flags.DEFINE_integer("thumb", 64, "Pixels per view in the sheet.")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  path = contact_sheet.write_contact_sheet(_CONFIG.value, _WORKDIR.value, _PER_CATEGORY.value, _THUMB.value)
+  with common.user_errors():
+    path = contact_sheet.write_contact_sheet(_CONFIG.value, _WORKDIR.value, _PER_CATEGORY.value,
+                                              _THUMB.value)
   logging.info("contact sheet: %s", path)
   print(path)
 

@@ -1,0 +1,141 @@
+"""LFD-HoG descriptors of a whole collection (paper section 1.2), streamed, cached in the workdir and resumable.
+
+Each shape: 20 LFD views (renderer) -> tight gray crop -> stretched 120 x 120 -> HoG pyramid -> one 203,760-D row.
+Shapes go through in batches of `config.lfd.batch_shapes`, so memory holds one batch of views, never the collection.
+Rows are written to `workdir/lfd/descriptors.npy`, a memory-mapped float32[N_listed, 203760] file, in the order shapes
+load successfully: the rows of the usable shapes are always the contiguous prefix `[:n_done]`, in sorted-id order.
+`workdir/lfd/progress.json` records, after every batch (written atomically), how far the listing has been processed,
+the ids and categories of the rows, and the skipped shapes with their reasons. A killed run restarts after the last
+finished batch; a run over a different listing (other shapes, other views, other sizes) starts over.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Callable
+
+from absl import logging
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+
+from jembed.embedding import hog
+from jembed.render import backend
+from jembed.render import lfd as lfd_render
+from jembed.shapes import sources
+
+_DIR = "lfd"
+
+
+@dataclasses.dataclass(frozen=True)
+class Descriptors:
+  """The finished descriptors of a collection.
+
+  Attributes:
+    ids: str[N] shape ids (sorted, as listed), one per row.
+    categories: str[N].
+    features: float32[N, 203760], a read-only memory map (not in RAM).
+    skipped: (id, reason) of the listed shapes that could not be used.
+  """
+  ids: list[str]
+  categories: list[str]
+  features: np.ndarray
+  skipped: list[tuple[str, str]]
+
+
+def _fingerprint(config: ml_collections.ConfigDict, refs) -> dict:
+  """What the cached rows depend on; any change invalidates the cache."""
+  return dict(ids=[r.id for r in refs], paths=[r.path for r in refs], up_axis=config.shapes.up_axis,
+              front=config.shapes.front, size=config.render.size, antialias=config.render.antialias,
+              hog_size=config.lfd.hog_size, dim=hog.LFD_DIM)
+
+
+def _write_json_atomic(path: str, obj) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f)
+  os.replace(tmp, path)  # A kill between the two never leaves a half-written progress file.
+
+
+def _open_store(workdir: str, fingerprint: dict, n: int) -> tuple[np.ndarray, dict]:
+  """Opens (or creates) the descriptor memmap and its progress record; resets both if the fingerprint changed."""
+  folder = os.path.join(workdir, _DIR)
+  os.makedirs(folder, exist_ok=True)
+  array_path, progress_path = os.path.join(folder, "descriptors.npy"), os.path.join(folder, "progress.json")
+  progress = None
+  if os.path.exists(progress_path) and os.path.exists(array_path):
+    with open(progress_path) as f:
+      progress = json.load(f)
+    if progress.get("fingerprint") != fingerprint:
+      logging.info("LFD cache in %s is for other shapes or settings: starting over", folder)
+      progress = None
+  if progress is None:
+    progress = dict(fingerprint=fingerprint, n_processed=0, ids=[], categories=[], skipped=[])
+    features = np.lib.format.open_memmap(array_path, mode="w+", dtype=np.float32, shape=(max(n, 1), hog.LFD_DIM))
+    _write_json_atomic(progress_path, progress)
+  else:
+    features = np.load(array_path, mmap_mode="r+")
+  return features, progress
+
+
+@jax.jit
+def _batch_descriptors(views_120: jax.Array) -> jax.Array:
+  """uint8[S, 20, 120, 120] -> float32[S, 203760]."""
+  return hog.lfd_descriptor(views_120.astype(np.float32))
+
+
+def compute_descriptors(config: ml_collections.ConfigDict, workdir: str,
+                        on_batch: Callable[[int], None] | None = None) -> Descriptors:
+  """Computes (or resumes, or reuses) the LFD-HoG descriptors of `config.shapes` in `workdir/lfd/`.
+
+  Args:
+    config: reads `shapes`, `render` (backend, size, antialias) and `lfd` (hog_size, batch_shapes).
+    workdir: the run's folder.
+    on_batch: called with the number of listed shapes processed so far after each finished batch (tests use it to
+      interrupt a run).
+
+  Returns:
+    The finished `Descriptors`.
+  """
+  refs = sources.list_shapes(config.shapes)
+  features, progress = _open_store(workdir, _fingerprint(config, refs), len(refs))
+  progress_path = os.path.join(workdir, _DIR, "progress.json")
+  start = progress["n_processed"]
+  if start < len(refs):
+    if start:
+      logging.info("resuming LFD descriptors after %d of %d shapes", start, len(refs))
+    renderer = backend.get_renderer(config.render.backend)
+    batch = config.lfd.batch_shapes
+    bar = tqdm.tqdm(total=len(refs), initial=start, desc="LFD-HoG descriptors", unit="shape")
+    for lo in range(start, len(refs), batch):
+      report = sources.LoadReport()
+      chunk = refs[lo:lo + batch]
+      views, ids, categories = [], [], []
+      for shape in sources.iter_shapes(chunk, config.shapes.up_axis, config.shapes.front, report):
+        views.append(lfd_render.lfd_images(renderer, shape.vertices, shape.faces, shape.category,
+                                           size=config.render.size, antialias=config.render.antialias))
+        ids.append(shape.id)
+        categories.append(shape.category)
+      if views:
+        padded = np.zeros((batch,) + views[0].shape, np.uint8)  # One compiled shape for every batch.
+        padded[:len(views)] = views
+        rows = np.asarray(_batch_descriptors(padded))[:len(views)]
+        row0 = len(progress["ids"])
+        features[row0:row0 + len(rows)] = rows
+        features.flush()
+      progress["ids"] += ids
+      progress["categories"] += categories
+      progress["skipped"] += [[ref.id, why] for ref, why in report.skipped]
+      progress["n_processed"] = lo + len(chunk)
+      _write_json_atomic(progress_path, progress)  # Only after the rows are on disk.
+      bar.update(len(chunk))
+      if on_batch is not None:
+        on_batch(progress["n_processed"])
+    bar.close()
+  n = len(progress["ids"])
+  del features
+  features = np.load(os.path.join(workdir, _DIR, "descriptors.npy"), mmap_mode="r")[:n]
+  return Descriptors(ids=progress["ids"], categories=progress["categories"], features=features,
+                     skipped=[tuple(s) for s in progress["skipped"]])

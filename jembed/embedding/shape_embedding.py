@@ -1,0 +1,152 @@
+"""The shape side end to end: LFD-HoG descriptors -> pairwise distances -> Sammon MDS -> one point per shape.
+
+Writes into the workdir (each step reuses what a previous run finished):
+  lfd/descriptors.npy, lfd/progress.json   the descriptors (resumable, see `lfd.py`)
+  lfd/distances.npy, lfd/distances.json    float32[N, N] distances of those rows (memory-mapped for large N)
+  shape_embedding.npz                      ids, categories, points float32[N, D], stress, stress_curve
+  shape_embedding.png                      a 2-D map of the space (2-D Sammon), category colours and thumbnails
+  skipped_shapes.txt                       every listed shape that could not be used, with its reason
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+
+from absl import logging
+import ml_collections
+import numpy as np
+
+from jembed.embedding import distances
+from jembed.embedding import lfd
+from jembed.embedding import sammon
+
+# Above this many shapes the distance matrix lives in a memory-mapped file instead of RAM.
+_MEMMAP_N = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapeEmbedding:
+  """One point per shape.
+
+  Attributes:
+    ids: str[N] shape ids, sorted (the paper's row order).
+    categories: str[N].
+    points: float32[N, D] embedding points.
+    stress: Sammon stress of `points` against the LFD-HoG distances.
+    stress_curve: float32[T] stress per iteration (NaN past the stop).
+  """
+  ids: np.ndarray
+  categories: np.ndarray
+  points: np.ndarray
+  stress: float
+  stress_curve: np.ndarray
+
+  def save(self, path: str) -> None:
+    tmp = path + ".tmp.npz"
+    np.savez(tmp, ids=self.ids, categories=self.categories, points=self.points, stress=np.float32(self.stress),
+             stress_curve=self.stress_curve)
+    os.replace(tmp, path)
+
+  @classmethod
+  def load(cls, path: str) -> "ShapeEmbedding":
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"no shape embedding at {path!r}: run launch/embed_shapes.py with this workdir first")
+    with np.load(path) as f:
+      return cls(ids=f["ids"], categories=f["categories"], points=f["points"], stress=float(f["stress"]),
+                 stress_curve=f["stress_curve"])
+
+
+def cached_distances(desc: lfd.Descriptors, workdir: str) -> np.ndarray:
+  """float32[N, N] distances between descriptor rows, reused from `workdir/lfd/` when they are for the same rows."""
+  folder = os.path.join(workdir, "lfd")
+  path, meta_path = os.path.join(folder, "distances.npy"), os.path.join(folder, "distances.json")
+  key = hashlib.sha1("\n".join(desc.ids).encode()).hexdigest()
+  if os.path.exists(meta_path) and os.path.exists(path):
+    with open(meta_path) as f:
+      if json.load(f).get("ids_sha1") == key:
+        logging.info("reusing distances in %s", path)
+        return np.load(path, mmap_mode="r" if len(desc.ids) > _MEMMAP_N else None)
+  tmp = path + ".tmp.npy"
+  if len(desc.ids) > _MEMMAP_N:
+    d = distances.pairwise_distances(desc.features, out=tmp, progress=True)
+    del d
+  else:
+    np.save(tmp, distances.pairwise_distances(desc.features, progress=True))
+  os.replace(tmp, path)
+  with open(meta_path, "w") as f:
+    json.dump({"ids_sha1": key, "n": len(desc.ids)}, f)
+  return np.load(path, mmap_mode="r" if len(desc.ids) > _MEMMAP_N else None)
+
+
+def duplicate_groups(d: np.ndarray, ids: list[str], block: int = 4096) -> list[list[str]]:
+  """Groups of shapes at distance exactly 0 from each other (identical descriptors), scanned in row blocks."""
+  parent = list(range(len(ids)))
+
+  def find(i):
+    while parent[i] != i:
+      parent[i] = parent[parent[i]]
+      i = parent[i]
+    return i
+
+  for lo in range(0, len(ids), block):
+    rows, cols = np.nonzero(np.asarray(d[lo:lo + block]) == 0)
+    for i, j in zip(rows + lo, cols):
+      if i != j:
+        parent[find(i)] = find(j)
+  groups = {}
+  for i in range(len(ids)):
+    groups.setdefault(find(i), []).append(ids[i])
+  return [g for g in groups.values() if len(g) > 1]
+
+
+def embed_shapes(config: ml_collections.ConfigDict, workdir: str) -> ShapeEmbedding:
+  """Runs the shape side on `config.shapes` and writes the files listed in the module docstring.
+
+  Returns:
+    The `ShapeEmbedding` (also in `workdir/shape_embedding.npz`).
+  """
+  os.makedirs(workdir, exist_ok=True)
+  seconds = {}
+  t = time.time()
+  desc = lfd.compute_descriptors(config, workdir)
+  seconds["descriptors"] = time.time() - t
+  _write_skipped(workdir, desc.skipped)
+  if len(desc.ids) < 3:
+    raise ValueError(f"only {len(desc.ids)} usable shapes in {config.shapes.source!r} source: need at least 3")
+  t = time.time()
+  d = cached_distances(desc, workdir)
+  seconds["distances"] = time.time() - t
+  for group in duplicate_groups(d, desc.ids):
+    logging.warning("identical LFD descriptors (zero distance; placed on one point): %s", ", ".join(group))
+  t = time.time()
+  dim = min(config.mds.dim, len(desc.ids) - 1)
+  result = sammon.sammon(d, dim=dim, max_iter=config.mds.max_iter, tol=config.mds.tol)
+  seconds["sammon"] = time.time() - t
+  embedding = ShapeEmbedding(ids=np.array(desc.ids), categories=np.array(desc.categories),
+                             points=np.asarray(result.points, np.float32), stress=float(result.stress),
+                             stress_curve=np.asarray(result.stress_curve, np.float32))
+  embedding.save(os.path.join(workdir, "shape_embedding.npz"))
+  t = time.time()
+  from jembed.embedding import shape_map  # pylint: disable=g-import-not-at-top
+  shape_map.write_map(config, d, embedding, os.path.join(workdir, "shape_embedding.png"))
+  seconds["map"] = time.time() - t
+  logging.info("shape embedding: N=%d, dim=%d, stress=%.4g after %d iterations; seconds %s; %d skipped",
+               len(desc.ids), dim, embedding.stress, int(result.n_iter),
+               {k: round(v, 1) for k, v in seconds.items()}, len(desc.skipped))
+  _write_summary(workdir, embedding, int(result.n_iter), seconds, desc.skipped)
+  return embedding
+
+
+def _write_skipped(workdir: str, skipped: list[tuple[str, str]]) -> None:
+  with open(os.path.join(workdir, "skipped_shapes.txt"), "w") as f:
+    f.writelines(f"{shape_id}\t{reason}\n" for shape_id, reason in skipped)
+
+
+def _write_summary(workdir, embedding, n_iter, seconds, skipped) -> None:
+  summary = dict(n_shapes=len(embedding.ids), dim=int(embedding.points.shape[1]), stress=embedding.stress,
+                 iterations=n_iter, seconds={k: round(v, 2) for k, v in seconds.items()}, n_skipped=len(skipped),
+                 categories={c: int(n) for c, n in zip(*np.unique(embedding.categories, return_counts=True))})
+  with open(os.path.join(workdir, "shape_embedding.json"), "w") as f:
+    json.dump(summary, f, indent=1)

@@ -1,0 +1,33 @@
+r"""The shape side: LFD views -> HoG pyramid -> distances -> Sammon MDS -> `workdir/shape_embedding.npz` and a map.
+
+  python -m launch.embed_shapes --config=configs/default.py --workdir=/tmp/jembed
+  python -m launch.embed_shapes --config=configs/shapenet_chairs.py:root=/data/ShapeNetCore.v1 --workdir=/runs/chairs
+
+A killed run resumes where it stopped (the descriptors are cached per batch in `workdir/lfd/`).
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from jembed.embedding import shape_embedding
+from launch import common
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; the next stages read from it.", required=True)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  common.log_devices()
+  with common.user_errors():
+    embedding = shape_embedding.embed_shapes(_CONFIG.value, _WORKDIR.value)
+  logging.info("wrote %s/shape_embedding.npz and shape_embedding.png", _WORKDIR.value)
+  print(f"{len(embedding.ids)} shapes -> {embedding.points.shape[1]}-D, Sammon stress {embedding.stress:.4f}\n"
+        f"  {_WORKDIR.value}/shape_embedding.npz\n  {_WORKDIR.value}/shape_embedding.png")
+
+
+if __name__ == "__main__":
+  app.run(main)
