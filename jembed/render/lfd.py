@@ -1,0 +1,113 @@
+"""The paper's LFD images of a shape (§1.1-1.2): 20 fixed views → tight gray crop → stretched 120x120.
+
+`lfd_images` is the whole chain; its output feeds the HoG pyramid.
+"""
+
+import numpy as np
+from PIL import Image
+
+from jembed.render import backend
+from jembed.render import camera
+from jembed.render import lights as lights_lib
+
+LFD_DISTANCE = 3.0
+HOG_SIZE = 120
+
+# MATLAB rgb2gray: the first row of inv of the NTSC YIQ matrix (prints as 0.2989 0.5870 0.1140).
+_RGB2GRAY = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
+
+# ShapeNet synsets of the categories with their own LFD views (ShapeRef.category may be a synset id or a name).
+_SYNSETS = {"03001627": "chair", "04379243": "table", "02958343": "car", "02691156": "airplane", "03636649": "lamp"}
+_ALIASES = {"aeroplane": "airplane", "plane": "airplane"}
+
+
+def _canonical(category: str) -> str:
+  name = str(category).split(",")[0].strip().lower()  # ShapeNet taxonomy names look like "airplane,aeroplane,plane"
+  name = _SYNSETS.get(name, name)
+  return _ALIASES.get(name, name)
+
+
+def lfd_views(category: str = "chair") -> camera.Views:
+  """The paper's 20 views of a category (`g_lfd_camera_*_dict`), in file-name (= azimuth-major) order.
+
+  chair, table and any other category: elevation 20°, azimuths 0:18:342; car: elevation 10°, same azimuths;
+  airplane, lamp: azimuths 0:36:324 x elevations {-30°, 0°}. Distance 3, tilt 0.
+
+  Args:
+    category: a name ('chair', 'airplane,aeroplane,plane', ...) or a ShapeNet synset id.
+
+  Returns:
+    Views of length 20.
+  """
+  name = _canonical(category)
+  if name in ("airplane", "lamp"):
+    azimuth, elevation = np.meshgrid(np.arange(0, 360, 36), [-30.0, 0.0], indexing="ij")
+  else:
+    azimuth = np.arange(0, 360, 18)
+    elevation = np.full(20, 10.0 if name == "car" else 20.0)
+  return camera.Views.make(azimuth.ravel(), elevation.ravel(), 0.0, LFD_DISTANCE)
+
+
+def crop_gray(rgba: np.ndarray) -> np.ndarray:
+  """The paper's crop: tight box of alpha != 0 (no padding), then gray = min(255, rgb2gray(RGB) + (255 - alpha)).
+
+  The sum is MATLAB's saturating uint8 arithmetic, so the background turns white and partly covered pixels are
+  brightened by their missing coverage (RGB is straight alpha, as in Blender's PNGs and our renderers).
+  Unlike the paper's crop_gray.m, an empty alpha mask does not crash: it returns the whole frame, all white (H x W).
+
+  Args:
+    rgba: uint8[H, W, 4].
+
+  Returns:
+    uint8[h, w] gray on white.
+  """
+  rgba = np.asarray(rgba)
+  if rgba.dtype != np.uint8 or rgba.ndim != 3 or rgba.shape[-1] != 4:
+    raise ValueError(f"expected uint8[H, W, 4], got {rgba.dtype}{list(rgba.shape)}")
+  alpha = rgba[..., 3]
+  rows, cols = np.flatnonzero(alpha.any(1)), np.flatnonzero(alpha.any(0))
+  if not len(rows):
+    return np.full(alpha.shape, 255, np.uint8)
+  box = rgba[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+  # MATLAB converts back to uint8 by rounding half away from zero; the values are non-negative, so floor(x + .5).
+  gray = np.floor(box[..., :3].astype(np.float64) @ _RGB2GRAY + 0.5)
+  return np.minimum(255, gray + (255 - box[..., 3].astype(np.float64))).astype(np.uint8)
+
+
+def hog_input(gray: np.ndarray, size: int = HOG_SIZE) -> np.ndarray:
+  """Stretches a crop to size x size (aspect ratio not kept, as the paper) with antialiased bicubic resampling.
+
+  Pillow's BICUBIC (a = -0.5) widens its kernel when shrinking, like MATLAB's imresize default.
+
+  Args:
+    gray: uint8[h, w].
+    size: output side.
+
+  Returns:
+    uint8[size, size].
+  """
+  return np.asarray(Image.fromarray(np.asarray(gray, np.uint8)).resize((size, size), Image.BICUBIC))
+
+
+def lfd_images(renderer: backend.Renderer, vertices: np.ndarray, faces: np.ndarray, category: str = "chair", *,
+               size: int = 256, antialias: int = 2, lights: "lights_lib.Lights | None" = None) -> np.ndarray:
+  """The 20 HoG inputs of a normalized shape: render → crop_gray → hog_input.
+
+  The default render size keeps a unit-radius shape (about 200 px across at 256²) above 120 px, so the crop is
+  downscaled as in the paper (its 960x540 renders were cropped from larger objects); antialias 2 stands in for
+  Blender's OSA 8.
+
+  Args:
+    renderer: a `backend.Renderer`.
+    vertices: float32[V, 3], normalized (+Y up, centred, unit bounding-sphere radius).
+    faces: int32[F, 3].
+    category: selects the views (see `lfd_views`).
+    size: render size in pixels (square).
+    antialias: supersampling factor.
+    lights: defaults to the paper's LFD lights.
+
+  Returns:
+    uint8[20, 120, 120].
+  """
+  out = renderer.render(vertices, faces, lfd_views(category), size=size, lights=lights, antialias=antialias)
+  return np.stack([hog_input(crop_gray(rgba)) for rgba in out.rgba])
