@@ -75,7 +75,7 @@ def test_cube_face_exact_pixels_depth_and_shading(renderer):
   directions = camera.pixel_directions((100, 128)) @ camera.camera_frames(camera.Views.make(0.0))[0][0]
   points = np.array([3.0, 0, 0]) + 2.5 * directions[expected]
   gray = shading.shade(points, np.tile([1.0, 0, 0], (len(points), 1)), [3, 0, 0], lamp, 0.7)
-  np.testing.assert_allclose(out.rgba[0, ..., 0][expected], np.rint(gray * 255), atol=1)
+  np.testing.assert_allclose(out.rgba[0, ..., 0][expected], np.rint(shading.display(gray) * 255), atol=1)
   assert np.ptp(gray) > 0.05  # the lamp is close enough to vary across the face
 
 
@@ -111,7 +111,7 @@ def test_per_view_lights_albedo_and_negative_energy(renderer):
   out = renderer.render(sphere.vertices, sphere.faces, views, size=32, lights=view_lights, albedo=[0.5, 0.5, 1.0])
   centre = out.rgba[:, 16, 16, 0].astype(int)
   assert centre[0] > centre[2] > centre[1]  # a negative lamp darkens
-  np.testing.assert_allclose(out.rgba[2, ..., 0][out.alpha[2] > 0], 128, atol=1)  # ambient 0.5 · albedo 1.0
+  np.testing.assert_allclose(out.rgba[2, ..., 0][out.alpha[2] > 0], 188, atol=1)  # sRGB of ambient 0.5 · albedo 1.0
   assert centre[1] == 0  # clipped at 0: 0.5·(0.5 - 2·25/(25 + 2²)·1) < 0
 
 
@@ -212,3 +212,9 @@ def test_auto_prefers_egl(egl_renderer):
   renderer = backend.get_renderer("auto")
   assert renderer.name == "egl"
   renderer.release()
+
+
+def test_display_transform_is_srgb():
+  # Reference values of the sRGB encoding (IEC 61966-2-1): 0.5 linear is 0.7354, 0.18 is 0.4614.
+  np.testing.assert_allclose(shading.display(np.array([0.0, 0.002, 0.18, 0.5, 1.0, 1.5])),
+                             [0.0, 0.02584, 0.46135, 0.73536, 1.0, 1.0], atol=1e-4)

@@ -97,7 +97,7 @@ def resolve(gray: np.ndarray, depth: np.ndarray, antialias: int) -> RenderOutput
   h, w = hk // k, wk // k
   covered = depth > 0
   if k == 1:  # the common case: no block sums
-    value = np.rint(np.clip(gray, 0, 1) * 255).astype(np.uint8) * covered
+    value = np.rint(shading.display(gray) * 255).astype(np.uint8) * covered
     alpha = covered.view(np.uint8) * np.uint8(255)
     return RenderOutput(rgba=np.stack([value, value, value, alpha], -1),
                         depth=np.where(covered, depth, 0).astype(np.float32))
@@ -107,7 +107,7 @@ def resolve(gray: np.ndarray, depth: np.ndarray, antialias: int) -> RenderOutput
   safe = np.maximum(count, 1)
   mean_gray = block_sum(gray * covered) / safe
   mean_depth = block_sum(depth * covered) / safe
-  value = np.rint(np.clip(mean_gray, 0, 1) * 255).astype(np.uint8)  # 0 where count = 0
+  value = np.rint(shading.display(mean_gray) * 255).astype(np.uint8)  # 0 where count = 0
   alpha = np.rint(count * (255 / (k * k))).astype(np.uint8)
   return RenderOutput(rgba=np.stack([value, value, value, alpha], -1), depth=mean_depth)
 

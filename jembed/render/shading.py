@@ -2,6 +2,8 @@
 
     value = clip(albedo · (ambient + Σ_l energy_l · falloff(r_l) · max(0, n·l_l)), 0, 1)
 
+The stored 8-bit value is `display(value)`, the sRGB encoding Blender's colour management applied to the paper's PNGs.
+
 `shade` is the numpy reference (the embree backend calls it); `glsl_shade` writes the same function for the EGL
 backend from the constants here, so the two cannot drift apart.
 """
@@ -16,6 +18,17 @@ DEFAULT_ALBEDO = 0.48
 # Blender Internal's point-lamp falloff 'INVERSE_SQUARE' is, in its source (shadeoutput.c), not 1/r² but
 # D / (D + r²) with D the lamp's `distance`, 25 by default for lamps created with lamp_add as the paper does.
 LAMP_DISTANCE = 25.0
+
+
+def display(linear: np.ndarray) -> np.ndarray:
+  """The sRGB display transform applied to linear shaded values in [0, 1] before they are stored as 8-bit.
+
+  Blender 2.7x saves PNGs through its colour management (display device sRGB, view 'Default'), so the paper's renders
+  are the sRGB encoding of the linear shading: a mid-gray 0.43 is stored as 0.69, not 0.43. Supersamples are averaged
+  in linear light first, as Blender's filter does.
+  """
+  x = np.clip(linear, 0.0, 1.0)
+  return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
 
 
 def falloff(r2: np.ndarray) -> np.ndarray:
