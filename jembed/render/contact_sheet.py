@@ -30,6 +30,17 @@ def pick_per_category(refs: list[record.ShapeRef], per_category: int) -> list[re
   return picked
 
 
+def _crop_to_union(rgba: np.ndarray, margin: int = 2) -> np.ndarray:
+  """Crops uint8[N, H, W, 4] views to the box covering the object in all of them, so thumbnails show the object large
+  while keeping the views' relative scale."""
+  covered = rgba[..., 3].any(axis=0)
+  if not covered.any():
+    return rgba
+  rows, cols = np.flatnonzero(covered.any(1)), np.flatnonzero(covered.any(0))
+  top, left = max(rows[0] - margin, 0), max(cols[0] - margin, 0)
+  return rgba[:, top:rows[-1] + 1 + margin, left:cols[-1] + 1 + margin]
+
+
 def write_contact_sheet(config: ml_collections.ConfigDict, workdir: str, per_category: int = 4,
                         thumb: int = 64) -> str:
   """Renders the LFD views of a few shapes per category and writes `workdir/contact_sheet.png`.
@@ -53,7 +64,7 @@ def write_contact_sheet(config: ml_collections.ConfigDict, workdir: str, per_cat
   for shape in tqdm.tqdm(shapes, total=len(refs), desc="rendering LFD views", unit="shape"):
     out = renderer.render(shape.vertices, shape.faces, lfd.lfd_views(shape.category), size=config.render.size,
                           antialias=config.render.antialias)
-    rows.append((shape.id, viz.on_white(out.rgba)))
+    rows.append((shape.id, viz.on_white(_crop_to_union(out.rgba))))
   for line in report.lines():
     logging.info("%s", line)
   header = (f"{len(rows)} shapes x 20 LFD views, {renderer.name} renderer, {config.render.size}px, "
