@@ -2,6 +2,9 @@
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
+
+from jembed.embedding import resize
 import pytest
 import trimesh
 
@@ -84,9 +87,22 @@ def test_hog_input_stretches_without_keeping_aspect():
   out = lfd.hog_input(gray)
   assert out.shape == (120, 120) and out.dtype == np.uint8
   assert (out[:, :58] == 0).all() and (out[:, 62:] == 255).all()  # stretched, not letterboxed
-  expected = np.asarray(Image.fromarray(gray).resize((120, 120), Image.BICUBIC))
-  np.testing.assert_array_equal(out, expected)
   assert lfd.hog_input(np.zeros((7, 5), np.uint8), size=60).shape == (60, 60)
+
+
+def test_hog_input_is_matlab_imresize():
+  rng = np.random.default_rng(0)
+  for shape in ((97, 61), (240, 130), (120, 120), (33, 200)):
+    # Smooth content: on noise the two libraries' pass order and intermediate uint8 clipping differ by design.
+    gray = np.clip(ndimage.gaussian_filter(rng.normal(128, 400, shape), 3), 0, 255).astype(np.uint8)
+    out = lfd.hog_input(gray)
+    # The jitted MATLAB imresize of the HoG stage (float32, other code path) gives the same uint8 image ...
+    np.testing.assert_array_equal(out, np.asarray(resize.imresize(gray, (120, 120))).astype(np.uint8))
+    # ... and Pillow's bicubic (same Keys kernel; other border rule, pass order and fixed-point rounding) agrees away
+    # from the border up to the two 8-bit roundings of the two passes (<= 2 levels).
+    pillow = np.asarray(Image.fromarray(gray).resize((120, 120), Image.BICUBIC)).astype(int)
+    diff = np.abs(out[4:-4, 4:-4].astype(int) - pillow[4:-4, 4:-4])
+    assert diff.max() <= 2 and diff.mean() < 0.3
 
 
 def test_hog_input_antialiases_when_shrinking():

@@ -4,8 +4,8 @@
 """
 
 import numpy as np
-from PIL import Image
 
+from jembed.embedding import resize
 from jembed.render import backend
 from jembed.render import camera
 from jembed.render import lights as lights_lib
@@ -75,9 +75,11 @@ def crop_gray(rgba: np.ndarray) -> np.ndarray:
 
 
 def hog_input(gray: np.ndarray, size: int = HOG_SIZE) -> np.ndarray:
-  """Stretches a crop to size x size (aspect ratio not kept, as the paper) with antialiased bicubic resampling.
+  """The paper's `imresize(I, [size size])`: stretch a crop to size x size (aspect ratio not kept).
 
-  Pillow's BICUBIC (a = -0.5) widens its kernel when shrinking, like MATLAB's imresize default.
+  MATLAB's bicubic with antialiasing and mirrored borders (`resize.resize_matrix`), one dimension at a time (the one
+  that shrinks more first) with the uint8 rounding (half away from zero) and saturation after each pass, computed in
+  float64 NumPy: crops have a different size per view, so a jitted version would compile once per size.
 
   Args:
     gray: uint8[h, w].
@@ -86,7 +88,13 @@ def hog_input(gray: np.ndarray, size: int = HOG_SIZE) -> np.ndarray:
   Returns:
     uint8[size, size].
   """
-  return np.asarray(Image.fromarray(np.asarray(gray, np.uint8)).resize((size, size), Image.BICUBIC))
+  x = np.asarray(gray, np.float64)
+  scales = (size / x.shape[0], size / x.shape[1])
+  for axis in ((0, 1) if scales[0] <= scales[1] else (1, 0)):
+    m = resize.resize_matrix(x.shape[axis], size, scales[axis])
+    x = m @ x if axis == 0 else x @ m.T
+    x = np.clip(np.floor(x + 0.5), 0, 255)  # Non-negative after the clip, so this is MATLAB's rounding.
+  return x.astype(np.uint8)
 
 
 def lfd_images(renderer: backend.Renderer, vertices: np.ndarray, faces: np.ndarray, category: str = "chair", *,
