@@ -3,6 +3,7 @@ r"""The built-in demo: the procedural catalog (6 categories x 32 shapes), small 
 Launch (each stage writes into the workdir; the next reads from it):
   python -m launch.render_views --config=configs/default.py --workdir=/tmp/jembed
   python -m launch.embed_shapes --config=configs/default.py --workdir=/tmp/jembed
+  python -m launch.build_dataset --config=configs/default.py --workdir=/tmp/jembed
 
 Override any field from the command line, e.g. `--config.shapes.limit=8 --config.render.backend=embree`.
 """
@@ -46,11 +47,36 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       exact_max_n=20000,
   ))
 
-  # The synthetic image side (paper section 2), built by the dataset stage.
+  # The synthetic image side (paper section 2), built by launch/build_dataset.py into workdir/tfds.
   config.data = ml_collections.ConfigDict(dict(
       images_per_shape=24,  # The paper rendered 125 per shape.
-      image_size=128,       # Square training images (227 for the paper's CaffeNet).
+      image_size=128,       # Square training images (227 for the paper's CaffeNet); crops are stretched to it.
       backgrounds="",       # Folder of background photos (SUN2012 for paper runs); empty = built-in procedural ones.
+      render_size=0,        # Square render the object is cropped from; 0 = 1.5 x image_size.
+      antialias=2,          # Supersampling per axis of those renders.
+      views_dir="",         # Folder of <category>.txt view samples ('az el tilt dist' lines); empty = paper histograms.
+      distance=3.0,         # Camera distance (the paper fixes 3 and ignores a view file's distances).
+      max_lamps=4,          # 0..4 random point lamps per image (Render for CNN: 6).
+      ambient=(0.0, 1.0),   # Uniform ambient light range.
+      albedo="jitter",      # 'jitter' (gray level + colour tint per image, for the textures we lack) | 'gray' (0.48).
+      albedo_range=(0.3, 0.8),
+      tint=0.3,             # Largest per-channel deviation of the jittered colour.
+      truncation=0.05,      # Crop jitter ratio (paper 0.05); 0 = tight crops.
+      clutter_ratio=0.9,    # Share of photo (or procedural) backgrounds; the rest are flat gray (paper 0.9).
+      background_scale=1.5,  # Photos resized to a shorter side of this x render_size (0 = paper's unscaled crops).
+      split_by="image",     # 'image' (the paper's 90/10 split) | 'shape' (held-out shapes, per category).
+      split_fractions=(0.9, 0.05, 0.05),  # train / validation / test; a 0 omits that split.
+      workers=0,            # Rendering processes; 0 = one per CPU core. Does not change the images.
+      sample_sheet=24,      # Examples shown in workdir/dataset_samples.png.
+  ))
+
+  # The input pipeline (grain over the ArrayRecord files) that feeds training.
+  config.input = ml_collections.ConfigDict(dict(
+      batch_size=64,        # Global batch, split over processes and then devices.
+      num_epochs=0,         # 0 = repeat forever (reshuffled every epoch).
+      read_threads=4,       # grain read/decode threads per process.
+      prefetch=256,         # Examples buffered ahead per process.
+      decode_processes=0,   # >0: decode in that many grain processes (multi-core hosts; needs absl flags parsed).
   ))
 
   _apply_overrides(config, arg)

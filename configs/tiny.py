@@ -17,4 +17,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.lfd.batch_shapes = 4
   config.mds.dim = 8
   config.mds.max_iter = 100
+  config.data.images_per_shape = 2
+  config.data.image_size = 48
+  config.data.antialias = 1
+  config.data.sample_sheet = 8
+  config.input.batch_size = 8
+  config.input.read_threads = 2
+  config.input.prefetch = 16
   return config

@@ -1,0 +1,172 @@
+"""Building the dataset of a config (`build_dataset`, what launch/build_dataset.py calls): safe to kill and rerun.
+
+Writes into the workdir:
+  tfds/jembed_images/<config name>/<version>/   the dataset (ArrayRecord shards, dataset_info.json, metadata.json)
+  dataset_cache/<config name>/shape_*.pkl        rendered shapes, until the dataset is written (resume, multi-host)
+  dataset_samples.png                            random examples with their labels
+  dataset.json                                   where the dataset is, split sizes, build speed, skipped inputs
+
+**Atomic.** TFDS writes the dataset into `incomplete.XXXXXX_<version>/` and renames it to `<version>/` only when
+every split and `dataset_info.json` are written, so a killed build never leaves a folder that reads as complete.
+A rerun deletes such leftovers (under a lock file, so two builds of one config on one host never race), reuses every
+shape already in the render cache and writes the dataset again from it.
+
+**Many hosts.** With a workdir they all see, host i of n renders its contiguous range of shapes with
+`shard=(i, n)` (`--shard=i/n`), then one host runs without a shard: it renders whatever is still missing and writes
+the dataset from the merged cache. The images are the same as a single-host build's (seeds are per image).
+"""
+
+import contextlib
+import dataclasses
+import fcntl
+import glob
+import json
+import os
+import shutil
+import time
+
+from absl import logging
+import ml_collections
+
+from jembed.data import builder as builder_lib
+from jembed.data import sample_sheet
+
+
+@dataclasses.dataclass
+class BuildResult:
+  """What a build did.
+
+  Attributes:
+    dataset_dir: the dataset folder ('' after a shard-only run).
+    num_examples: examples per split.
+    images_rendered: images rendered by this run (0 when everything was cached or already built).
+    seconds: wall time of this run.
+    sample_sheet: path of dataset_samples.png ('' after a shard-only run).
+    reused: the dataset was already built; nothing was rendered or written.
+  """
+  dataset_dir: str
+  num_examples: dict[str, int]
+  images_rendered: int
+  seconds: float
+  sample_sheet: str = ""
+  reused: bool = False
+
+  @property
+  def images_per_second(self) -> float:
+    return self.images_rendered / max(self.seconds, 1e-9)
+
+
+def default_workers() -> int:
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _lock(path: str):
+  """An exclusive lock file: a second build of the same config waits for the first."""
+  with open(path, "a") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      logging.warning("another build of this dataset holds %s; waiting for it", path)
+      fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def remove_incomplete(config_dir: str) -> list[str]:
+  """Deletes TFDS's `incomplete.*` folders left in `config_dir` by killed builds; returns what it deleted."""
+  removed = sorted(glob.glob(os.path.join(config_dir, "incomplete.*")))
+  for path in removed:
+    logging.warning("removing %s, left by an interrupted build", path)
+    shutil.rmtree(path, ignore_errors=True)
+  return removed
+
+
+def parse_shard(shard: str) -> tuple[int, int] | None:
+  """'i/n' -> (i, n); '' -> None."""
+  if not shard:
+    return None
+  try:
+    i, n = (int(v) for v in shard.split("/"))
+  except ValueError:
+    raise ValueError(f"--shard must look like 'i/n' (e.g. 0/4), got {shard!r}") from None
+  if not 0 <= i < n:
+    raise ValueError(f"--shard {shard}: expected 0 <= i < n")
+  return i, n
+
+
+def build_dataset(config: ml_collections.ConfigDict, workdir: str, *, workers: int = 0,
+                  shard: tuple[int, int] | None = None, keep_cache: bool = False) -> BuildResult:
+  """Renders and writes the dataset of `config` into `workdir` (see the module docstring), or reuses it if built.
+
+  Args:
+    config: a jembed config (`shapes`, `data`, `render.backend`, `seed`).
+    workdir: the run's folder.
+    workers: rendering processes; 0 = `config.data.workers`, or one per CPU core when that is 0 too.
+    shard: (i, n) renders only shard i of n into the cache and writes no dataset (multi-host builds).
+    keep_cache: keep the per-shape render cache after the dataset is written (it is as large as the dataset).
+
+  Returns:
+    A `BuildResult`.
+  """
+  start = time.time()
+  data_dir = os.path.join(workdir, "tfds")
+  os.makedirs(data_dir, exist_ok=True)
+  workers = workers or int(config.data.workers) or default_workers()
+  builder = builder_lib.JembedImages(config=config, data_dir=data_dir, workers=workers)
+  with _lock(os.path.join(data_dir, f".{builder.builder_config.name}.lock")):
+    if shard is not None:
+      stats = builder.render(shard)
+      return BuildResult("", {}, stats["images"], time.time() - start)
+    images, reused = 0, builder.is_prepared()
+    if reused:
+      logging.info("dataset already built: %s", builder.data_path)
+    else:
+      remove_incomplete(os.fspath(builder.data_path.parent))
+      stats = builder.render()  # the progress bar; _split_generators then finds every shape cached
+      images = stats["images"]
+      builder.download_and_prepare()
+  dataset_dir = os.fspath(builder.data_path)
+  splits = {name: int(info.num_examples) for name, info in builder.info.splits.items()}
+  result = BuildResult(dataset_dir, splits, images, time.time() - start, reused=reused)
+  for line in builder.background_report.lines() if builder.background_report.n_found else []:
+    logging.info("%s", line)
+  result.sample_sheet = sample_sheet.write_sample_sheet(
+      dataset_dir, os.path.join(workdir, "dataset_samples.png"), int(config.data.sample_sheet), int(config.seed))
+  if not (reused and _summary_dataset(workdir) == dataset_dir):  # a reuse keeps the build's own record
+    _write_summary(workdir, builder, result)
+  if not keep_cache and os.path.isdir(builder.cache_dir):
+    shutil.rmtree(builder.cache_dir, ignore_errors=True)
+  logging.info("dataset %s: %s; %d images rendered in %.1f s (%.1f images/s)", dataset_dir, splits,
+               result.images_rendered, result.seconds, result.images_per_second)
+  return result
+
+
+def _summary_dataset(workdir: str) -> str | None:
+  """The dataset `workdir/dataset.json` describes, if any."""
+  try:
+    with open(os.path.join(workdir, "dataset.json")) as f:
+      return json.load(f).get("dataset_dir")
+  except (OSError, ValueError):
+    return None
+
+
+def _write_summary(workdir: str, builder: builder_lib.JembedImages, result: BuildResult) -> None:
+  metadata = dict(builder.info.metadata or {})
+  if not metadata:  # reused dataset: the builder did not generate, read what the build wrote
+    path = os.path.join(result.dataset_dir, "metadata.json")
+    if os.path.exists(path):
+      with open(path) as f:
+        metadata = json.load(f)
+  summary = dict(dataset_dir=result.dataset_dir, data_dir=os.path.join(workdir, "tfds"),
+                 name=f"{builder_lib.NAME}/{builder.builder_config.name}:{builder_lib.DATASET_VERSION}",
+                 splits=result.num_examples, images_rendered=result.images_rendered,
+                 seconds=round(result.seconds, 2), images_per_second=round(result.images_per_second, 2),
+                 renderers=metadata.get("renderers"), skipped_shapes=metadata.get("skipped_shapes", []),
+                 skipped_backgrounds=metadata.get("skipped_backgrounds", []))
+  tmp = os.path.join(workdir, "dataset.json.tmp")
+  with open(tmp, "w") as f:
+    json.dump(summary, f, indent=1)
+  os.replace(tmp, os.path.join(workdir, "dataset.json"))

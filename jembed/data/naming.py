@@ -1,0 +1,45 @@
+"""Where the dataset of a config lives, computed from the config alone (the builder and the readers share this).
+
+The dataset's TFDS config name is `<shape source>-<10 hex digits of a hash of every setting that changes the images>`,
+so a dataset on disk always matches the config that asks for it, and changing such a setting builds a new dataset
+beside the old one instead of silently reusing it. Settings that do not change an image (`config.data.workers`,
+`config.data.sample_sheet`, the whole `config.input` group) are left out of the hash.
+"""
+
+import hashlib
+import json
+import os
+
+import ml_collections
+
+NAME = "jembed_images"
+DATASET_VERSION = "1.0.0"
+_NOT_CONTENT = ("workers", "sample_sheet")
+
+
+def content_settings(config: ml_collections.ConfigDict) -> dict:
+  """Every config value the images depend on: the shape source, `config.data`, the seed and the renderer."""
+  data = {k: v for k, v in config.data.to_dict().items() if k not in _NOT_CONTENT}
+  return dict(shapes=config.shapes.to_dict(), data=data, seed=int(config.seed), renderer=config.render.backend,
+              version=DATASET_VERSION)
+
+
+def config_name(config: ml_collections.ConfigDict) -> str:
+  """`<source>-<10 hex digits>`, the TFDS BuilderConfig name of the dataset `config` describes."""
+  settings = json.dumps(content_settings(config), sort_keys=True, default=str)
+  return f"{config.shapes.source}-{hashlib.sha1(settings.encode()).hexdigest()[:10]}"
+
+
+def tfds_name(config: ml_collections.ConfigDict) -> str:
+  """The name `tfds.data_source` / `tfds.builder` take: `jembed_images/<config name>:<version>`."""
+  return f"{NAME}/{config_name(config)}:{DATASET_VERSION}"
+
+
+def data_dir(workdir: str) -> str:
+  """The TFDS data dir of a run: `workdir/tfds`."""
+  return os.path.join(workdir, "tfds")
+
+
+def dataset_dir(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """`workdir/tfds/jembed_images/<config name>/<version>`: the dataset's folder once built."""
+  return os.path.join(data_dir(workdir), NAME, config_name(config), DATASET_VERSION)

@@ -1,0 +1,210 @@
+"""The input pipeline: grain over `tfds.data_source` -> per-host batches -> global arrays on the ('data',) mesh.
+
+  source      tfds.data_source on the ArrayRecord files (no builder code, no TensorFlow); PNGs left undecoded
+  shuffle     grain's global index shuffle, seeded, reshuffled every epoch (`repeat(reseed_each_epoch=True)`)
+  host slice  element i of the shuffled stream goes to host i mod process_count: hosts see disjoint images
+  decode      Pillow, in grain's read threads (or `decode_processes` worker processes; grain needs absl flags
+              parsed for those, as in the launch scripts)
+  join        the shape's embedding point from `shape_embedding.npz`, by shape id (see `join_points`)
+  batch       per host, global_batch / process_count examples
+  global      `jax.make_array_from_process_local_data` with NamedSharding(mesh, P('data'))
+
+Images stay **uint8**: four times less host-to-device traffic than float32; the model normalizes them on the device
+(`normalize_images` is the default it can call).
+
+A batch is a dict of global jax.Arrays, leading axis sharded over 'data':
+  image           uint8[B, H, W, 3]
+  point           float32[B, D]   the shape's embedding point (the regression target)
+  shape_index     int32[B]        the shape's row in shape_embedding.npz (so `points[shape_index] == point`)
+  category_index  int32[B]        index into the dataset's sorted category names
+  azimuth, elevation, tilt  float32[B] degrees
+"""
+
+import dataclasses
+import io
+import json
+import os
+
+import grain
+import jax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from PIL import Image
+import tensorflow_datasets as tfds
+
+from jembed.data import naming
+from jembed.embedding import shape_embedding
+
+BATCH_KEYS = ("image", "point", "shape_index", "category_index", "azimuth", "elevation", "tilt")
+
+
+@dataclasses.dataclass(frozen=True)
+class PointTable:
+  """The embedding points of the dataset's shapes.
+
+  Attributes:
+    points: float32[N, D], row = the dataset's shape index (NaN for shapes that have no images).
+    rows: int32[N], each dataset shape's row in shape_embedding.npz (-1 for shapes without images).
+  """
+  points: np.ndarray
+  rows: np.ndarray
+
+
+def read_metadata(dataset_dir: str) -> dict:
+  """The builder's `metadata.json` (shape ids, categories, skipped inputs, settings)."""
+  with open(os.path.join(dataset_dir, "metadata.json")) as f:
+    return json.load(f)
+
+
+def join_points(metadata: dict, embedding: shape_embedding.ShapeEmbedding) -> PointTable:
+  """Matches the dataset's shapes to the embedding's by id.
+
+  Raises:
+    ValueError: shapes that have images in the dataset are missing from the embedding (the message lists some and
+      says what to rerun).
+  """
+  row_of = {str(shape_id): i for i, shape_id in enumerate(embedding.ids)}
+  skipped = {shape_id for shape_id, _ in metadata.get("skipped_shapes", [])}
+  ids = metadata["shape_ids"]
+  missing = [i for i in ids if i not in row_of and i not in skipped]
+  if missing:
+    raise ValueError(
+        f"{len(missing)} of the dataset's {len(ids)} shapes have no point in shape_embedding.npz "
+        f"(e.g. {', '.join(missing[:5])}): the dataset and the shape embedding were made from different shapes. "
+        "Run launch/embed_shapes.py and launch/build_dataset.py with the same config.shapes.")
+  rows = np.array([row_of.get(i, -1) for i in ids], np.int32)
+  points = np.where(rows[:, None] >= 0, np.asarray(embedding.points, np.float32)[np.maximum(rows, 0)], np.nan)
+  return PointTable(points.astype(np.float32), rows)
+
+
+class DecodeAndJoin(grain.transforms.Map):
+  """One stored example -> the numeric fields of a batch: PNG decoded, point joined."""
+
+  def __init__(self, table: PointTable):
+    self._table = table
+
+  def map(self, example: dict) -> dict:
+    with Image.open(io.BytesIO(example["image"])) as im:
+      image = np.asarray(im.convert("RGB"))
+    shape = int(example["shape_index"])
+    return dict(image=image, point=self._table.points[shape], shape_index=np.int32(self._table.rows[shape]),
+                category_index=np.int32(example["category"]), azimuth=np.float32(example["azimuth"]),
+                elevation=np.float32(example["elevation"]), tilt=np.float32(example["tilt"]))
+
+
+def data_source(config: ml_collections.ConfigDict, workdir: str, split: str):
+  """The split's random-access source, PNGs left as bytes (decoded by `DecodeAndJoin`).
+
+  `tfds.data_source` finds the dataset by name in `workdir/tfds`; our builder class is not registered with TFDS, so
+  this reads the files alone, as any other program could.
+  """
+  return tfds.data_source(naming.tfds_name(config), split=split, data_dir=naming.data_dir(workdir), download=False,
+                          decoders={"image": tfds.decode.SkipDecoding()})
+
+
+def host_dataset(source, table: PointTable, *, local_batch: int, seed: int, num_epochs: int | None = None,
+                 shuffle: bool = True, process_index: int = 0, process_count: int = 1, read_threads: int = 4,
+                 prefetch: int = 256, decode_processes: int = 0) -> grain.IterDataset:
+  """This host's stream of local batches (numpy dicts, `BATCH_KEYS`).
+
+  With a finite `num_epochs` the stream is cut to whole global batches first, so every host yields the same number
+  of batches (a host that ran out early would hang the others in the next collective).
+  """
+  ds = grain.MapDataset.source(source)
+  if shuffle:
+    ds = ds.seed(seed).shuffle()
+  ds = ds.repeat(num_epochs)  # reshuffles every epoch
+  if num_epochs is not None:
+    global_batch = local_batch * process_count
+    ds = ds[:len(ds) - len(ds) % global_batch]
+  ds = ds[process_index::process_count]
+  ds = ds.map(DecodeAndJoin(table)).batch(local_batch, drop_remainder=True)
+  iter_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch))
+  if decode_processes > 0:
+    iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=decode_processes))
+  return iter_ds
+
+
+def default_mesh() -> jax.sharding.Mesh:
+  """The mesh set with `jax.set_mesh`, else a 1-D ('data',) mesh over all devices."""
+  mesh = jax.sharding.get_mesh()
+  if mesh is None or mesh.empty:
+    mesh = jax.make_mesh((jax.device_count(),), ("data",))
+  return mesh
+
+
+def to_global(local: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
+  """Per-host numpy batch -> global arrays, leading axis sharded over 'data' (each host supplies its slice)."""
+  sharding = NamedSharding(mesh, P("data"))
+  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+
+
+class GlobalBatches:
+  """Iterator of global batches whose position can be checkpointed (grain's iterator state, a small dict)."""
+
+  def __init__(self, stream: grain.IterDataset, mesh: jax.sharding.Mesh):
+    self._iterator = iter(stream)
+    self._mesh = mesh
+
+  def __iter__(self) -> "GlobalBatches":
+    return self
+
+  def __next__(self) -> dict[str, jax.Array]:
+    return to_global(next(self._iterator), self._mesh)
+
+  def get_state(self) -> dict:
+    return self._iterator.get_state()
+
+  def set_state(self, state: dict) -> None:
+    self._iterator.set_state(state)
+
+
+def create_input_iterator(config: ml_collections.ConfigDict, workdir: str, split: str = "train", *,
+                          mesh: jax.sharding.Mesh | None = None, shuffle: bool = True,
+                          num_epochs: int | None = None, embedding_path: str | None = None
+                          ) -> GlobalBatches:
+  """Global batches of `split` of the dataset `config` built in `workdir`.
+
+  Args:
+    config: a jembed config (the dataset is found from `shapes`/`data`/`seed`; `input` sets the batching).
+    workdir: the run's folder (holds tfds/ and shape_embedding.npz).
+    split: 'train', 'validation' or 'test'.
+    mesh: the ('data',) mesh; default `default_mesh()`.
+    shuffle: False for evaluation (fixed order).
+    num_epochs: None = `config.input.num_epochs` (0 = forever).
+    embedding_path: default `workdir/shape_embedding.npz`.
+
+  Returns:
+    An iterator of dicts of global arrays (`BATCH_KEYS`, global batch `config.input.batch_size`) with
+    `get_state`/`set_state` for checkpointing.
+
+  Raises:
+    FileNotFoundError: no dataset or no embedding for this config in `workdir` (the message says what to run).
+    ValueError: the batch does not divide over the processes and devices, or shapes lack points.
+  """
+  mesh = mesh or default_mesh()
+  batch_size, processes = int(config.input.batch_size), jax.process_count()
+  if batch_size % mesh.size or batch_size % processes:
+    raise ValueError(f"config.input.batch_size={batch_size} must divide over {processes} processes and "
+                     f"{mesh.size} devices")
+  path = naming.dataset_dir(config, workdir)
+  if not os.path.exists(os.path.join(path, "dataset_info.json")):
+    raise FileNotFoundError(f"no complete dataset for this config at {path}: run launch/build_dataset.py with the "
+                            "same --config and --workdir first")
+  table = join_points(read_metadata(path), shape_embedding.ShapeEmbedding.load(
+      embedding_path or os.path.join(workdir, "shape_embedding.npz")))
+  epochs = num_epochs if num_epochs is not None else (int(config.input.num_epochs) or None)
+  stream = host_dataset(data_source(config, workdir, split), table, local_batch=batch_size // processes,
+                        seed=int(config.seed), num_epochs=epochs, shuffle=shuffle,
+                        process_index=jax.process_index(), process_count=processes,
+                        read_threads=int(config.input.read_threads), prefetch=int(config.input.prefetch),
+                        decode_processes=int(config.input.decode_processes))
+  return GlobalBatches(stream, mesh)
+
+
+def normalize_images(images: jax.Array) -> jax.Array:
+  """uint8[..., 3] -> float32 in [-1, 1], on the device (what the pipeline leaves to the model)."""
+  return images.astype(jnp.float32) * (2.0 / 255.0) - 1.0

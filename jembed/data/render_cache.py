@@ -1,0 +1,178 @@
+"""Rendering every shape's synthetic images in worker processes, into a per-shape cache the dataset is written from.
+
+Workers own shapes: each task is one shape (load the mesh, render all its views in one call, crop, composite,
+encode PNGs) and ends in one file `shape_<index>.pkl` written atomically (temporary name, then rename). So
+
+* a killed build keeps every finished shape and the next run renders only the missing ones (resume);
+* hosts that share the workdir can each render a range of shapes (`shard=(i, n)`) and one final run writes the
+  dataset from all of them (the multi-host build, see launch/build_dataset.py);
+* the images do not depend on the number of workers: every image draws from its own seeded generator.
+
+Workers are started with the 'spawn' method so each one opens its own renderer (an EGL context does not survive a
+fork) and imports no JAX.
+"""
+
+import contextlib
+import dataclasses
+import multiprocessing
+import os
+import pickle
+import time
+
+from absl import logging
+import numpy as np
+import tqdm
+
+from jembed.data import backgrounds as backgrounds_lib
+from jembed.data import synthesis
+from jembed.data import viewpoints
+from jembed.render import backend
+from jembed.shapes import loading
+from jembed.shapes import record
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderJob:
+  """What a worker needs to render any shape (picklable).
+
+  Attributes:
+    settings: image synthesis settings.
+    seed: the config seed; image i of shape s draws from `synthesis.example_rng(seed, s.id, i)`.
+    images_per_shape: images per shape.
+    renderer: renderer name ('auto' | 'egl' | 'embree').
+    up_axis, front: orientation of the source meshes (`config.shapes`).
+    views_dir: folder of per-category view files ('' = the paper's histograms).
+    distance: camera distance.
+    photos: usable background photo paths; empty = procedural backgrounds.
+    background_scale: photo working scale (see `backgrounds.PhotoBackgrounds`).
+    clutter_ratio: share of non-gray backgrounds.
+    cache_dir: where `shape_<index>.pkl` files go.
+  """
+  settings: synthesis.SynthesisSettings
+  seed: int
+  images_per_shape: int
+  renderer: str
+  up_axis: str
+  front: str
+  views_dir: str
+  distance: float
+  photos: tuple[str, ...]
+  background_scale: float
+  clutter_ratio: float
+  cache_dir: str
+
+
+def cache_path(cache_dir: str, shape_index: int) -> str:
+  return os.path.join(cache_dir, f"shape_{shape_index:06d}.pkl")
+
+
+def make_backgrounds(job: RenderJob) -> backgrounds_lib.Backgrounds:
+  photos = (backgrounds_lib.PhotoBackgrounds(list(job.photos), job.settings.render_size, job.background_scale)
+            if job.photos else None)
+  return backgrounds_lib.Backgrounds(photos, job.clutter_ratio)
+
+
+def shape_examples(renderer: backend.Renderer, shape: record.Shape, shape_index: int, job: RenderJob,
+                   backgrounds: backgrounds_lib.Backgrounds) -> list[dict]:
+  """The dataset examples of one shape (feature dicts as `builder.features` describes; image as PNG bytes)."""
+  distribution = viewpoints.distribution_for(shape.category, job.views_dir, job.distance)
+  rngs = [synthesis.example_rng(job.seed, shape.id, i) for i in range(job.images_per_shape)]
+  params = [synthesis.sample_params(rng, distribution, job.settings) for rng in rngs]
+  images = synthesis.synthesize(renderer, shape.vertices, shape.faces, params, rngs, backgrounds, job.settings)
+  return [dict(image=synthesis.encode_png(image), image_index=i, shape_index=shape_index, shape_id=shape.id,
+               category=shape.category, azimuth=np.float32(p.azimuth), elevation=np.float32(p.elevation),
+               tilt=np.float32(p.tilt), distance=np.float32(p.distance), clutter=bool(info["clutter"]),
+               background=info["background"])
+          for i, (p, (image, info)) in enumerate(zip(params, images))]
+
+
+def _write_atomic(path: str, header: dict, examples: list[dict]) -> None:
+  """Two pickles, the small header first (so reports need not load the images), then renamed into place."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "wb") as f:
+    pickle.dump(header, f, protocol=pickle.HIGHEST_PROTOCOL)
+    pickle.dump(examples, f, protocol=pickle.HIGHEST_PROTOCOL)
+  os.replace(tmp, path)
+
+
+_WORKER: dict = {}  # per process: the job, its renderer and backgrounds
+
+
+def _init_worker(job: RenderJob) -> None:
+  _WORKER.update(job=job, renderer=backend.get_renderer(job.renderer), backgrounds=make_backgrounds(job))
+
+
+def _render_one(task: tuple[int, record.ShapeRef]) -> tuple[int, int, str | None]:
+  """Renders one shape into the cache: (shape index, images written, reason it was skipped or None)."""
+  shape_index, ref = task
+  job, renderer = _WORKER["job"], _WORKER["renderer"]
+  try:
+    shape = loading.load_mesh(ref, job.up_axis, job.front)
+  except loading.MeshError as e:
+    _write_atomic(cache_path(job.cache_dir, shape_index), dict(id=ref.id, skipped=str(e), renderer=None), [])
+    return shape_index, 0, str(e)
+  examples = shape_examples(renderer, shape, shape_index, job, _WORKER["backgrounds"])
+  _write_atomic(cache_path(job.cache_dir, shape_index), dict(id=ref.id, skipped=None, renderer=renderer.name),
+                examples)
+  return shape_index, len(examples), None
+
+
+def read_header(cache_dir: str, shape_index: int) -> dict:
+  """{'id', 'skipped' (reason or None), 'renderer'} of one rendered shape."""
+  with open(cache_path(cache_dir, shape_index), "rb") as f:
+    return pickle.load(f)
+
+
+def read_examples(cache_dir: str, shape_index: int) -> list[dict]:
+  """The feature dicts of one rendered shape (empty when it was skipped)."""
+  with open(cache_path(cache_dir, shape_index), "rb") as f:
+    pickle.load(f)
+    return pickle.load(f)
+
+
+def missing(cache_dir: str, tasks: list[tuple[int, record.ShapeRef]]) -> list[tuple[int, record.ShapeRef]]:
+  return [t for t in tasks if not os.path.exists(cache_path(cache_dir, t[0]))]
+
+
+def render_to_cache(tasks: list[tuple[int, record.ShapeRef]], job: RenderJob, workers: int = 1) -> dict:
+  """Renders the shapes of `tasks` (shape index, ref) that are not cached yet.
+
+  Args:
+    tasks: the shapes this run is responsible for.
+    job: the render settings.
+    workers: processes; 1 renders in this process.
+
+  Returns:
+    {'rendered': shapes rendered now, 'cached': shapes found done, 'images': images rendered now,
+     'skipped': [(id, reason)] of the shapes rendered now, 'seconds': wall time}.
+  """
+  os.makedirs(job.cache_dir, exist_ok=True)
+  todo = missing(job.cache_dir, tasks)
+  stats = dict(rendered=len(todo), cached=len(tasks) - len(todo), images=0, skipped=[], seconds=0.0)
+  if not todo:
+    return stats
+  if stats["cached"]:
+    logging.info("resuming: %d of %d shapes already rendered in %s", stats["cached"], len(tasks), job.cache_dir)
+  start = time.time()
+  ids = {index: ref.id for index, ref in todo}
+  bar = tqdm.tqdm(total=len(todo) * job.images_per_shape, desc="rendering images", unit="img", smoothing=0.1)
+  workers = max(1, min(int(workers), len(todo)))
+  with contextlib.ExitStack() as stack:
+    stack.callback(bar.close)
+    if workers == 1:
+      _init_worker(job)
+      results = map(_render_one, todo)
+    else:  # the pool's exit terminates the workers, also when a task raised
+      pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker,
+                                                                          initargs=(job,)))
+      results = pool.imap_unordered(_render_one, todo, chunksize=1)
+    for shape_index, n_images, reason in results:
+      stats["images"] += n_images
+      if reason is not None:
+        logging.warning("skipped %s: %s", ids[shape_index], reason)
+        stats["skipped"].append((ids[shape_index], reason))
+      bar.update(job.images_per_shape)
+  stats["seconds"] = time.time() - start
+  logging.info("rendered %d images of %d shapes in %.1f s (%.1f images/s, %d workers)", stats["images"], len(todo),
+               stats["seconds"], stats["images"] / max(stats["seconds"], 1e-9), workers)
+  return stats

@@ -1,0 +1,269 @@
+"""One synthetic training image, as the paper makes it (reference §2, "Render" to "Background"):
+
+  random view + random lamps + albedo  ->  render (straight-alpha RGBA)  ->  jittered crop of the tight box
+  ->  alpha-composite over a background, I = αF + (1 - α)B  ->  stretch to image_size x image_size.
+
+The stretch does not keep the aspect ratio: the paper's crops go to CaffeNet's 227 x 227 input stretched (Render for
+CNN: PIL ANTIALIAS into the LMDB), so an object's proportions vary with its crop; we do the same.
+
+Randomness: each image has its own `np.random.Generator` from (seed, shape id, image index) (`example_rng`), drawn in a
+fixed order (view, lights, albedo before rendering; crop and background after), so an image never depends on which
+worker made it or on the other images.
+
+We have no textures (the paper kept the models' own): 'jitter' albedo draws a gray level and a colour tint per image
+to give the network the appearance variation textures gave it; 'gray' uses the LFD stage's plain 0.48 gray.
+"""
+
+import dataclasses
+import io
+import zlib
+
+import numpy as np
+from PIL import Image
+
+from jembed.data import backgrounds as backgrounds_lib
+from jembed.data import viewpoints
+from jembed.render import backend
+from jembed.render import camera
+from jembed.render import lights as lights_lib
+from jembed.render import shading
+
+ALBEDO_MODES = ("gray", "jitter")
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthesisSettings:
+  """Everything that shapes one image (picklable: worker processes get a copy).
+
+  Attributes:
+    image_size: side of the stored square image (the paper: 227).
+    render_size: side of the square render the object is cropped from.
+    antialias: supersampling per axis of the render.
+    max_lamps: 0..max_lamps point lamps per image (paper 4, Render for CNN 6).
+    ambient: (low, high) of the uniform ambient light.
+    albedo: 'jitter' (gray level from `albedo_range` and a colour tint up to `tint`) or 'gray' (0.48, no tint).
+    albedo_range: (low, high) of the jittered gray level.
+    tint: largest relative deviation of a colour channel from the gray level.
+    truncation: the crop jitter ratio (paper 0.05); 0 = the tight box.
+  """
+  image_size: int = 128
+  render_size: int = 192
+  antialias: int = 2
+  max_lamps: int = 4
+  ambient: tuple[float, float] = (0.0, 1.0)
+  albedo: str = "jitter"
+  albedo_range: tuple[float, float] = (0.3, 0.8)
+  tint: float = 0.3
+  truncation: float = 0.05
+
+  def __post_init__(self):
+    if self.albedo not in ALBEDO_MODES:
+      raise ValueError(f"config.data.albedo must be one of {ALBEDO_MODES}, got {self.albedo!r}")
+
+  @classmethod
+  def from_config(cls, data) -> "SynthesisSettings":
+    """From `config.data`; render_size 0 means 1.5 x image_size (room for the crop jitter around the object)."""
+    image_size = int(data.image_size)
+    return cls(image_size=image_size, render_size=int(data.render_size) or (3 * image_size) // 2,
+               antialias=int(data.antialias), max_lamps=int(data.max_lamps), ambient=tuple(data.ambient),
+               albedo=str(data.albedo), albedo_range=tuple(data.albedo_range), tint=float(data.tint),
+               truncation=float(data.truncation))
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageParams:
+  """What is drawn before rendering one image.
+
+  Attributes:
+    azimuth, elevation, tilt, distance: the view (degrees, world units); these are the image's labels.
+    lights: the image's lamps and ambient light.
+    albedo: gray level rendered.
+    tint: float32[3] per-channel factors (max 1) of the albedo, applied to the rendered gray in linear light.
+  """
+  azimuth: float
+  elevation: float
+  tilt: float
+  distance: float
+  lights: lights_lib.Lights
+  albedo: float = shading.DEFAULT_ALBEDO
+  tint: np.ndarray = dataclasses.field(default_factory=lambda: np.ones(3, np.float32))
+
+
+def example_rng(seed: int, shape_id: str, image_index: int) -> np.random.Generator:
+  """The generator of one image: a function of (seed, shape id, image index) only."""
+  key = zlib.crc32(shape_id.encode("utf-8"))
+  return np.random.default_rng(np.random.SeedSequence([int(seed) % 2**63, key, int(image_index)]))
+
+
+def sample_lights(rng: np.random.Generator, max_lamps: int = 4, ambient: tuple[float, float] = (0.0, 1.0)
+                  ) -> lights_lib.Lights:
+  """The paper's random lights: ambient U(0, 1); randint(0, 4) lamps at azimuth U(0, 360), elevation U(-90, 90),
+  distance U(8, 20), energy N(2, 2) (negative energies darken, as in the paper)."""
+  amb = rng.uniform(*ambient)
+  n = int(rng.integers(0, max_lamps + 1))
+  azimuth, elevation = rng.uniform(0, 360, n), rng.uniform(-90, 90, n)
+  distance, energy = rng.uniform(8, 20, n), rng.normal(2, 2, n)
+  return lights_lib.Lights.spherical(amb, azimuth, elevation, distance, energy)
+
+
+def sample_surface(rng: np.random.Generator, settings: SynthesisSettings) -> tuple[float, np.ndarray]:
+  """(albedo rendered, float32[3] tint) of one image; see the module docstring."""
+  if settings.albedo == "gray":
+    return shading.DEFAULT_ALBEDO, np.ones(3, np.float32)
+  level = rng.uniform(*settings.albedo_range)
+  color = level * (1.0 + rng.uniform(-settings.tint, settings.tint, 3))
+  top = float(np.max(color))
+  # Rendering at the brightest channel's albedo and scaling the others down equals a coloured Lambertian surface
+  # under white light wherever the gray value is not clipped at 1.
+  return top, (color / top).astype(np.float32)
+
+
+def sample_params(rng: np.random.Generator, distribution: viewpoints.ViewDistribution,
+                  settings: SynthesisSettings) -> ImageParams:
+  """View, lights and surface of one image, in this order from `rng`."""
+  view = distribution.sample(rng, 1)
+  lights = sample_lights(rng, settings.max_lamps, settings.ambient)
+  albedo, tint = sample_surface(rng, settings)
+  return ImageParams(float(view.azimuth[0]), float(view.elevation[0]), float(view.tilt[0]),
+                     float(view.distance[0]), lights, albedo, tint)
+
+
+def tight_box(alpha: np.ndarray) -> tuple[int, int, int, int]:
+  """(top, bottom, left, right), inclusive pixel indices of alpha > 0; the whole image when nothing is covered."""
+  rows, cols = np.flatnonzero(alpha.any(1)), np.flatnonzero(alpha.any(0))
+  if not len(rows):
+    return 0, alpha.shape[0] - 1, 0, alpha.shape[1] - 1
+  return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+
+
+def jitter_box(box: tuple[int, int, int, int], rng: np.random.Generator, ratio: float,
+               image_shape: tuple[int, int]) -> tuple[int, int, int, int]:
+  """The paper's jittered crop (`batch_crop_syn_images.m`, reference §2) of a tight box.
+
+  Each edge moves by `ratio` x the box side times a standard normal draw, positive = cutting into the object:
+  left, right and top by ±ratio·randn; the bottom always by ratio·(|randn| - 0.1), so it is (almost) always cut —
+  objects in photos are more often cut at the bottom. A cut beyond 0.4 w (left, right), 0.3 h (top) or 0.6 h (bottom)
+  is reset to 0. Then the box is clamped to the image, an edge pair that crossed falls back to the tight box, and
+  the edges are rounded.
+
+  Args:
+    box: (top, bottom, left, right), inclusive pixel indices.
+    rng: draws 4 normals, in the order left, right, top, bottom.
+    ratio: 0.05 in the paper; 0 returns `box`.
+    image_shape: (height, width) of the render.
+
+  Returns:
+    (top, bottom, left, right), inclusive, inside the image, at least one pixel.
+  """
+  top, bottom, left, right = box
+  h, w = bottom - top + 1, right - left + 1
+  cut_left = ratio * w * rng.standard_normal()
+  cut_right = ratio * w * rng.standard_normal()
+  cut_top = ratio * h * rng.standard_normal()
+  cut_bottom = ratio * h * (abs(rng.standard_normal()) - 0.1)
+  cut_left = 0.0 if cut_left > 0.4 * w else cut_left
+  cut_right = 0.0 if cut_right > 0.4 * w else cut_right
+  cut_top = 0.0 if cut_top > 0.3 * h else cut_top
+  cut_bottom = 0.0 if cut_bottom > 0.6 * h else cut_bottom
+  height, width = image_shape
+  new_left, new_right = np.clip([left + cut_left, right - cut_right], 0, width - 1)
+  new_top, new_bottom = np.clip([top + cut_top, bottom - cut_bottom], 0, height - 1)
+  if new_left > new_right:
+    new_left, new_right = left, right
+  if new_top > new_bottom:
+    new_top, new_bottom = top, bottom
+  top, bottom, left, right = (int(np.floor(v + 0.5)) for v in (new_top, new_bottom, new_left, new_right))
+  return top, max(top, bottom), left, max(left, right)
+
+
+def composite(rgb: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
+  """I = αF + (1 - α)B with straight alpha, rounded half up like MATLAB's uint8().
+
+  Args:
+    rgb: uint8 or float[H, W, 3] foreground colour (straight, not premultiplied).
+    alpha: uint8[H, W] coverage, 255 = opaque.
+    background: uint8[H, W, 3].
+
+  Returns:
+    uint8[H, W, 3].
+  """
+  a = np.asarray(alpha, np.float32)[..., None] / 255.0
+  out = a * np.asarray(rgb, np.float32) + (1.0 - a) * np.asarray(background, np.float32)
+  return np.floor(np.clip(out, 0, 255) + 0.5).astype(np.uint8)
+
+
+def stretch(image: np.ndarray, size: int) -> np.ndarray:
+  """uint8[h, w, C] -> uint8[size, size, C], aspect ratio not kept (the paper's CNN input), Lanczos (PIL ANTIALIAS)."""
+  if image.shape[:2] == (size, size):
+    return image
+  return np.asarray(Image.fromarray(image).resize((size, size), Image.LANCZOS))
+
+
+def apply_tint(rgb: np.ndarray, tint: np.ndarray) -> np.ndarray:
+  """Colours a gray render: uint8[..., 3] -> float32[..., 3] in [0, 255].
+
+  The renderers store `shading.display(linear)` (sRGB, like Blender's PNGs), so the tint multiplies the linear value
+  and the result is encoded again: a coloured diffuse surface under white light.
+  """
+  tint = np.asarray(tint, np.float32)
+  if np.all(tint == 1.0):
+    return rgb.astype(np.float32)
+  x = rgb.astype(np.float32) / 255.0
+  linear = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)  # inverse of shading.display
+  return shading.display(linear * tint).astype(np.float32) * 255.0
+
+
+def finish_image(rgba: np.ndarray, params: ImageParams, rng: np.random.Generator,
+                 backgrounds: backgrounds_lib.Backgrounds, settings: SynthesisSettings) -> tuple[np.ndarray, dict]:
+  """Crop, tint, composite and stretch one render.
+
+  Args:
+    rgba: uint8[H, W, 4] straight-alpha render of `params`.
+    params: what it was rendered with (its tint is applied here).
+    rng: the image's generator, after `sample_params`.
+    backgrounds: where the background comes from.
+    settings: crop ratio and output size.
+
+  Returns:
+    (uint8[S, S, 3] image, {'clutter': bool, 'background': str, 'box': (top, bottom, left, right)}).
+  """
+  box = jitter_box(tight_box(rgba[..., 3]), rng, settings.truncation, rgba.shape[:2])
+  top, bottom, left, right = box
+  crop = rgba[top:bottom + 1, left:right + 1]
+  rgb = apply_tint(crop[..., :3], params.tint)
+  background, clutter, name = backgrounds.draw(rng, crop.shape[0], crop.shape[1])
+  image = stretch(composite(rgb, crop[..., 3], background), settings.image_size)
+  return image, {"clutter": clutter, "background": name, "box": box}
+
+
+def synthesize(renderer: backend.Renderer, vertices: np.ndarray, faces: np.ndarray, params: list[ImageParams],
+               rngs: list[np.random.Generator], backgrounds: backgrounds_lib.Backgrounds,
+               settings: SynthesisSettings) -> list[tuple[np.ndarray, dict]]:
+  """Images of one mesh, all its views in one render call.
+
+  Args:
+    renderer: a `backend.Renderer`.
+    vertices: float32[V, 3] normalized mesh (+Y up, front +X, unit radius).
+    faces: int32[F, 3].
+    params: one `ImageParams` per image.
+    rngs: each image's generator, already past `sample_params` (crop and background draw from it).
+    backgrounds: background source.
+    settings: sizes and crop ratio.
+
+  Returns:
+    One (uint8[S, S, 3], info) per image, as `finish_image`.
+  """
+  if not params:
+    return []
+  views = camera.Views.make([p.azimuth for p in params], [p.elevation for p in params], [p.tilt for p in params],
+                            [p.distance for p in params])
+  out = renderer.render(vertices, faces, views, size=settings.render_size, lights=[p.lights for p in params],
+                        albedo=np.asarray([p.albedo for p in params], np.float32), antialias=settings.antialias)
+  return [finish_image(rgba, p, rng, backgrounds, settings) for rgba, p, rng in zip(out.rgba, params, rngs)]
+
+
+def encode_png(image: np.ndarray) -> bytes:
+  """PNG bytes of a uint8[H, W, 3] image, written by Pillow (no TensorFlow)."""
+  buffer = io.BytesIO()
+  Image.fromarray(np.asarray(image, np.uint8)).save(buffer, format="PNG")
+  return buffer.getvalue()
