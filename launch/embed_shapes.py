@@ -25,7 +25,7 @@ def main(argv):
   with common.user_errors():
     embedding = shape_embedding.embed_shapes(_CONFIG.value, _WORKDIR.value)
   logging.info("wrote %s/shape_embedding.npz and shape_embedding.png", _WORKDIR.value)
-  print(f"{len(embedding.ids)} shapes -> {embedding.points.shape[1]}-D, Sammon stress {embedding.stress:.4f}\n"
+  print(f"{len(embedding.ids)} shapes -> {embedding.points.shape[1]}-D, Sammon stress {embedding.stress:.3g}\n"
         f"  {_WORKDIR.value}/shape_embedding.npz\n  {_WORKDIR.value}/shape_embedding.png")
 
 

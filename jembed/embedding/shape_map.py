@@ -74,7 +74,7 @@ def write_map(config: ml_collections.ConfigDict, d: np.ndarray, embedding, path:
                                      bboxprops=dict(edgecolor=color, linewidth=1.5), pad=0.1)
       ax.add_artist(box)
   ax.legend(loc="best", fontsize=8, markerscale=1.5)
-  ax.set_title(f"Shape embedding: {n} shapes, {embedding.points.shape[1]}-D Sammon (stress {embedding.stress:.4f}); "
+  ax.set_title(f"Shape embedding: {n} shapes, {embedding.points.shape[1]}-D Sammon (stress {embedding.stress:.3g}); "
                f"shown as a 2-D Sammon map of the LFD-HoG distances", fontsize=10)
   ax.set_xticks([])
   ax.set_yticks([])
