@@ -1,0 +1,47 @@
+"""The main job: the whole chain on one config, each stage reusing what an earlier run of it finished.
+
+  contact sheet -> shape embedding (LFD-HoG, distances, Sammon) -> synthetic image dataset -> ...
+
+Every stage writes into the workdir, so a killed or repeated demo picks up where it stopped.
+"""
+
+import os
+import time
+
+from absl import logging
+import ml_collections
+
+from jembed.data import build
+from jembed.embedding import shape_embedding
+from jembed.render import contact_sheet
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
+  """Runs every stage that exists on `config` into `workdir`.
+
+  Returns:
+    {what: path} of the pictures and files a user looks at first.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  outputs, seconds = {}, {}
+
+  t = time.time()
+  sheet = os.path.join(workdir, "contact_sheet.png")
+  outputs["contact sheet"] = sheet if os.path.exists(sheet) else contact_sheet.write_contact_sheet(config, workdir)
+  seconds["contact sheet"] = time.time() - t
+
+  t = time.time()
+  embedding = shape_embedding.embed_shapes(config, workdir)
+  outputs["shape embedding"] = os.path.join(workdir, "shape_embedding.npz")
+  outputs["shape map"] = os.path.join(workdir, "shape_embedding.png")
+  seconds["shape embedding"] = time.time() - t
+
+  t = time.time()
+  dataset = build.build_dataset(config, workdir)
+  outputs["dataset"] = dataset.dataset_dir
+  outputs["dataset samples"] = dataset.sample_sheet
+  seconds["dataset"] = time.time() - t
+
+  logging.info("demo finished: %d shapes, stress %.3g, %s images; seconds %s", len(embedding.ids), embedding.stress,
+               dataset.num_examples, {k: round(v, 1) for k, v in seconds.items()})
+  return outputs
