@@ -67,6 +67,35 @@ class Renderer(Protocol):
     ...
 
 
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """One render call's inputs, checked and expanded per view: what both backends start from.
+
+  Attributes:
+    vertices: float32[V, 3].
+    faces: int32[F, 3], bounds checked.
+    lights: one `Lights` per view.
+    albedo: float32[N].
+    samples: (H·k, W·k), the supersampled image size.
+    antialias: k.
+  """
+  vertices: np.ndarray
+  faces: np.ndarray
+  lights: list
+  albedo: np.ndarray
+  samples: tuple[int, int]
+  antialias: int
+
+
+def prepare(vertices, faces, views: camera.Views, size, lights, albedo, antialias) -> Job:
+  """Checks and expands the arguments of `Renderer.render` (see there)."""
+  vertices, faces = check_mesh(vertices, faces)
+  height, width = camera.image_size(size)
+  k = int(antialias)
+  return Job(vertices, faces, lights_lib.per_view(lights, len(views)), per_view_albedo(albedo, len(views)),
+             (height * k, width * k), k)
+
+
 def per_view_albedo(albedo: "float | np.ndarray", n: int) -> np.ndarray:
   """float32[N] albedo from a scalar or an array of N."""
   return np.broadcast_to(np.asarray(albedo, np.float32), (n,)).copy()

@@ -92,20 +92,15 @@ class EGLRenderer:
 
   def render(self, vertices, faces, views: camera.Views, *, size=128, lights=None, albedo=shading.DEFAULT_ALBEDO,
              fov_deg: float = camera.FOV_DEG, antialias: int = 1) -> backend.RenderOutput:
-    vertices, faces = backend.check_mesh(vertices, faces)
-    n = len(views)
-    view_lights = lights_lib.per_view(lights, n)
-    albedo = backend.per_view_albedo(albedo, n)
-    height, width = camera.image_size(size)
-    k = int(antialias)
-    hk, wk = height * k, width * k
+    job = backend.prepare(vertices, faces, views, size, lights, albedo, antialias)
+    n, (hk, wk) = len(views), job.samples
     if hk > self._atlas_side or wk > self._atlas_side:
       raise ValueError(f"{hk}x{wk} samples exceed the framebuffer limit {self._atlas_side}")
     out = np.zeros((n, hk, wk, 2), np.float32)
-    if len(faces) and n:
+    if len(job.faces) and n:
       with self._ctx:  # make our context current: another renderer in this thread may have switched it
-        self._draw(vertices, faces, views, view_lights, albedo, fov_deg, out)
-    return backend.resolve(out[..., 0], out[..., 1], k)
+        self._draw(job.vertices, job.faces, views, job.lights, job.albedo, fov_deg, out)
+    return backend.resolve(out[..., 0], out[..., 1], job.antialias)
 
   def _draw(self, vertices, faces, views, view_lights, albedo, fov_deg, out):
     """Uploads the mesh once and renders every view into out: float32[N, H·k, W·k, 2] (gray, depth)."""

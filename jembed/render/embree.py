@@ -11,7 +11,6 @@ from embreex import rtcore_scene
 
 from jembed.render import backend
 from jembed.render import camera
-from jembed.render import lights as lights_lib
 from jembed.render import shading
 
 _RAYS_PER_CALL = 1 << 20  # bounds the temporaries (about 120 bytes a ray) of large batches
@@ -23,13 +22,9 @@ class EmbreeRenderer:
 
   def render(self, vertices, faces, views: camera.Views, *, size=128, lights=None, albedo=shading.DEFAULT_ALBEDO,
              fov_deg: float = camera.FOV_DEG, antialias: int = 1) -> backend.RenderOutput:
-    vertices, faces = backend.check_mesh(vertices, faces)
-    n = len(views)
-    view_lights = lights_lib.per_view(lights, n)
-    albedo = backend.per_view_albedo(albedo, n)
-    height, width = camera.image_size(size)
-    k = int(antialias)
-    hk, wk = height * k, width * k
+    job = backend.prepare(vertices, faces, views, size, lights, albedo, antialias)
+    vertices, faces, view_lights, albedo, k = job.vertices, job.faces, job.lights, job.albedo, job.antialias
+    n, (hk, wk) = len(views), job.samples
     gray = np.zeros((n, hk * wk), np.float32)
     depth = np.zeros((n, hk * wk), np.float32)
     if len(faces) and n:
