@@ -1,0 +1,167 @@
+"""Sammon mapping, classical MDS and out-of-sample placement, against scipy/sklearn oracles and known configurations."""
+
+import jax
+import numpy as np
+import pytest
+from scipy.spatial import distance as scipy_distance
+from scipy.spatial import procrustes
+from sklearn.manifold import MDS
+
+from jembed.embedding import out_of_sample
+from jembed.embedding import sammon
+
+
+def _dist(x: np.ndarray) -> np.ndarray:
+  return scipy_distance.squareform(scipy_distance.pdist(np.asarray(x, np.float64))).astype(np.float32)
+
+
+def _clusters(n: int, d: int, k: int, seed: int = 0, spread: float = 0.3) -> np.ndarray:
+  rng = np.random.default_rng(seed)
+  return rng.standard_normal((k, d))[rng.integers(0, k, n)] + spread * rng.standard_normal((n, d))
+
+
+def _brute_stress(dist: np.ndarray, points: np.ndarray) -> float:
+  iu = np.triu_indices(len(dist), 1)
+  target, got = dist[iu].astype(np.float64), scipy_distance.pdist(np.asarray(points, np.float64))
+  keep = target > 0
+  return float(np.sum((target[keep] - got[keep]) ** 2 / target[keep]) / target.sum())
+
+
+def test_sammon_stress_matches_brute_force():
+  x = _clusters(60, 5, 3)
+  points = np.random.default_rng(1).standard_normal((60, 2))
+  assert sammon.sammon_stress(_dist(x), points, block=16) == pytest.approx(_brute_stress(_dist(x), points), rel=1e-9)
+
+
+def test_recovers_known_2d_configuration_from_a_random_start():
+  truth = np.random.default_rng(0).uniform(-1, 1, (40, 2))
+  dist = _dist(truth)
+  init = truth + 0.3 * np.random.default_rng(1).standard_normal(truth.shape)  # far from the answer, same basin
+  result = sammon.sammon(dist, 2, init=init, tol=0.0)
+  _, _, disparity = procrustes(truth, result.points)
+  assert disparity < 1e-8
+  assert result.stress < 1e-8
+  assert result.stress == pytest.approx(_brute_stress(dist, result.points), abs=1e-9)
+
+
+def test_classical_mds_recovers_euclidean_configurations():
+  small = np.random.default_rng(2).standard_normal((60, 3)) * [3.0, 2.0, 1.0]
+  assert procrustes(small, sammon.classical_mds(_dist(small), 3))[2] < 1e-10
+  # Above 1500 points the randomized subspace iteration runs on the (4 forced CPU) devices.
+  large = np.random.default_rng(3).standard_normal((1600, 3)) * [3.0, 2.0, 1.0]
+  y = sammon.classical_mds(_dist(large), 5)
+  assert y.shape == (1600, 5)
+  assert procrustes(large, y[:, :3])[2] < 1e-8
+  assert np.abs(y[:, 3:]).max() < 1e-2 * np.abs(y[:, :3]).max()  # rank 3: nothing left for the other columns
+
+
+def test_reaches_sklearn_smacof_stress_or_lower():
+  dist = _dist(_clusters(120, 12, 5, spread=0.5))
+  ours = sammon.sammon(dist, 2)
+  mds = MDS(n_components=2, metric='precomputed', init='classical_mds', random_state=0)
+  theirs = sammon.sammon_stress(dist, mds.fit_transform(dist.astype(np.float64)))
+  assert sammon.sammon_stress(dist, ours.points) <= theirs
+  assert ours.stress == pytest.approx(sammon.sammon_stress(dist, ours.points), rel=1e-4)
+
+
+def test_sharded_equals_unsharded():
+  assert jax.device_count() == 4
+  dist = _dist(_clusters(50, 6, 3))
+  kwargs = dict(dim=2, max_iter=20, tol=0.0)
+  sharded = sammon.sammon(dist, sharded=True, **kwargs)
+  single = sammon.sammon(dist, sharded=False, **kwargs)
+  assert sharded.n_iter == single.n_iter == 20
+  np.testing.assert_allclose(sharded.points, single.points, atol=1e-4 * np.abs(single.points).max())
+  assert sharded.stress == pytest.approx(single.stress, rel=1e-4)
+
+
+def test_exact_duplicates_give_no_nan_and_share_a_point():
+  x = _clusters(40, 5, 3)
+  x = np.concatenate([x, x[[3, 3, 7]]])  # rows 40 and 41 duplicate row 3, row 42 duplicates row 7
+  dist = _dist(x)
+  result = sammon.sammon(dist, 2)
+  assert np.all(np.isfinite(result.points)) and np.isfinite(result.stress)
+  np.testing.assert_array_equal(result.points[40], result.points[3])
+  np.testing.assert_array_equal(result.points[41], result.points[3])
+  np.testing.assert_array_equal(result.points[42], result.points[7])
+  # Zero pairs weigh nothing, so the result is as good as on the de-duplicated set (stress differs only by weighting).
+  unique = sammon.sammon(dist[:40, :40], 2)
+  assert sammon.sammon_stress(dist[:40, :40], result.points[:40]) < 1.05 * unique.stress
+
+
+def test_stopping_rule():
+  dist = _dist(_clusters(80, 8, 4))
+  early = sammon.sammon(dist, 2, tol=1e-2, max_iter=200)
+  curve = early.stress_curve
+  assert curve.shape == (201,) and 0 < early.n_iter < 200
+  assert np.all(np.isfinite(curve[:early.n_iter + 1])) and np.all(np.isnan(curve[early.n_iter + 1:]))
+  change = (curve[:-1] - curve[1:])[:early.n_iter] / curve[1:early.n_iter + 1]
+  assert change[-1] <= 1e-2 and np.all(change[:-1] > 1e-2)  # stopped at the first small relative change
+  assert np.all(np.diff(curve[:early.n_iter + 1]) <= 0)
+  capped = sammon.sammon(dist, 2, tol=0.0, max_iter=5)
+  assert capped.n_iter == 5 and capped.stress_curve.shape == (6,) and np.all(np.isfinite(capped.stress_curve))
+
+
+def test_majorize_rule_never_increases_the_stress():
+  dist = _dist(_clusters(80, 8, 4))
+  result = sammon.sammon(dist, 2, method='majorize', tol=0.0, max_iter=5)
+  assert np.all(np.diff(result.stress_curve) <= 1e-12)
+
+
+def test_memmap_input(tmp_path):
+  dist = _dist(_clusters(70, 4, 3))
+  np.save(tmp_path / 'd.npy', dist)
+  from_disk = sammon.sammon(np.load(tmp_path / 'd.npy', mmap_mode='r'), 2, max_iter=5, tol=0.0)
+  np.testing.assert_allclose(from_disk.points, sammon.sammon(dist, 2, max_iter=5, tol=0.0).points, rtol=1e-6)
+
+
+def _knn_recall(dist: np.ndarray, points: np.ndarray, rows: np.ndarray, k: int) -> float:
+  """Mean fraction of each row's k nearest neighbours (by the target distances) that are also its k nearest in the
+  embedding."""
+  emb = _dist(points)
+  hits = []
+  for i in rows:
+    want = set(np.argsort(np.where(np.arange(len(dist)) == i, np.inf, dist[i]))[:k])
+    got = set(np.argsort(np.where(np.arange(len(dist)) == i, np.inf, emb[i]))[:k])
+    hits.append(len(want & got) / k)
+  return float(np.mean(hits))
+
+
+def test_out_of_sample_reinsertion_keeps_stress_and_neighbours():
+  n, dim = 200, 4
+  dist = _dist(_clusters(n, 12, 6, spread=0.4))
+  held = np.sort(np.random.default_rng(0).choice(n, n // 10, replace=False))
+  kept = np.setdiff1d(np.arange(n), held)
+  full = sammon.sammon(dist, dim)
+  part = sammon.sammon(dist[np.ix_(kept, kept)], dim)
+  placed = out_of_sample.embed_out_of_sample(part.points, dist[np.ix_(held, kept)], dist[np.ix_(held, held)])
+  points = np.zeros((n, dim), np.float32)
+  points[kept], points[held] = part.points, placed
+  # Measure 1: Sammon stress of the whole re-assembled embedding, against the full solve.
+  assert sammon.sammon_stress(dist, points) <= 1.10 * full.stress
+  # Measure 2: 10-NN recall of the held-out shapes, against the full solve's for the same shapes.
+  assert _knn_recall(dist, points, held, 10) >= 0.9 * _knn_recall(dist, full.points, held, 10)
+  # Without S each shape is placed from its anchors alone; still close.
+  alone = points.copy()
+  alone[held] = out_of_sample.embed_out_of_sample(part.points, dist[np.ix_(held, kept)])
+  assert sammon.sammon_stress(dist, alone) <= 1.10 * full.stress
+
+
+def test_out_of_sample_duplicate_of_an_anchor_sits_on_it():
+  x = _clusters(30, 5, 3)
+  anchors = sammon.sammon(_dist(x), 2)
+  new = np.concatenate([x[[4]], x[:1] + 0.1])
+  a = scipy_distance.cdist(new, x).astype(np.float32)
+  placed = out_of_sample.embed_out_of_sample(anchors.points, a)
+  np.testing.assert_array_equal(placed[0], anchors.points[4])
+  assert np.all(np.isfinite(placed))
+
+
+def test_landmark_sammon_never_needs_all_pairs():
+  x = _clusters(400, 10, 5, spread=0.4).astype(np.float32)
+  result = out_of_sample.sammon_landmark(x, n_landmarks=120, dim=3, chunk=128)
+  assert result.points.shape == (400, 3) and np.all(np.isfinite(result.points))
+  assert len(result.landmarks) == 120
+  estimate = out_of_sample.subset_stress(x, result.points, n_subset=200)
+  exact = sammon.sammon(_dist(x), 3).stress
+  assert estimate < 2.0 * exact
