@@ -4,11 +4,13 @@ The paper computes `pdist(X)` on the 203,760-D LFD-HoG descriptors (pipeline §1
 Here it runs tile by tile on the GEMM identity ‖a − b‖² = ‖a‖² + ‖b‖² − 2 a·b, so the work is one matrix product per
 tile, the thing accelerators (and BLAS) do best. Three details keep the float32 result within 1e-4 of a float64 `pdist`:
 
-- Rows are centred on the mean descriptor first (distances do not change). HoG vectors are non-negative and share a
-  large common part; without centring ‖a‖² + ‖b‖² dwarfs ‖a − b‖² and the subtraction cancels most float32 digits.
+- Rows are centred on the mean descriptor (distances do not change) on the host, in the pass that reads them. HoG
+  vectors are non-negative and share a large common part; without centring ‖a‖² + ‖b‖² dwarfs ‖a − b‖² and the
+  subtraction cancels most float32 digits.
 - Pairs whose squared distance is small next to ‖a‖² + ‖b‖² (below `refine_rtol`, where the identity loses digits)
-  are recomputed on the host from the differences a − b (float32 differences, float64 sum of squares). That makes duplicate descriptors (duplicate meshes) come
-  out as exact zeros, which the Sammon stage has a rule for, instead of float32 noise of ~1e-3 relative size.
+  are recomputed on the host from the original rows' differences a − b (float64 sum of squares). Duplicate
+  descriptors (duplicate meshes) thus come out as exact zeros, which the Sammon stage has a rule for, instead of
+  float32 noise; at the default 1e-2 every other pair keeps ~1e-5 relative accuracy.
 - The matrix product runs at `Precision.HIGHEST`: on GPUs the default float32 product is TF32 (~1e-3 relative error).
 
 Layout: a tile is `rows × cols` with `rows` a block of `block_size` descriptors split evenly over a 1-D `('data',)`
@@ -30,11 +32,13 @@ import tqdm
 from jax.sharding import PartitionSpec as P
 
 # Bytes of descriptor rows per block when `block_size` is not given: 20k-D descriptors give 3,276-row blocks, the
-# paper's 203,760-D ones 329-row blocks (about 0.5 GB of device memory per tile with its centred copies).
+# paper's 203,760-D ones 329-row blocks (about 0.5 GB of device memory per tile, rows and columns).
 _BLOCK_BYTES = 256 << 20
 # Fewer, larger tiles waste the symmetric half of the diagonal tiles; more, smaller ones run the GEMM less efficiently.
 _MIN_TILES_PER_SIDE = 4
 _MIN_BLOCK = 256
+# An in-memory input up to this size is centred once and kept (see _Blocks).
+_CACHE_BYTES = 4 << 30
 # The host-side recomputation of near-duplicate pairs works on at most this many descriptor entries at a time.
 _REFINE_CHUNK = 1 << 24
 
@@ -48,16 +52,18 @@ def data_mesh(sharded: bool = True) -> jax.sharding.Mesh:
 
 @functools.lru_cache(maxsize=16)
 def _tile_fn(mesh: jax.sharding.Mesh, refine_rtol: float, precision: jax.lax.Precision):
-  """Jitted (rows[R, D], cols[C, D], centre[D]) -> (dist[R, C], needs_refine bool[R, C]), rows sharded on 'data'."""
+  """Jitted (rows[R, D], row_sq[R], cols[C, D], col_sq[C]) -> (dist[R, C], needs_refine bool[R, C]).
 
-  def local(rows, cols, centre):
-    a = rows - centre
-    b = cols - centre
-    norms = jnp.sum(a * a, axis=1)[:, None] + jnp.sum(b * b, axis=1)[None, :]
-    sq = norms - 2.0 * jnp.matmul(a, b.T, precision=precision)
+  Rows (centred descriptors and their squared norms) are sharded on 'data', columns replicated.
+  """
+
+  def local(rows, row_sq, cols, col_sq):
+    norms = row_sq[:, None] + col_sq[None, :]
+    sq = norms - 2.0 * jnp.matmul(rows, cols.T, precision=precision)
     return jnp.sqrt(jnp.maximum(sq, 0.0)), sq <= refine_rtol * norms
 
-  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P('data'), P(), P()), out_specs=(P('data'), P('data'))))
+  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P('data'), P('data'), P(), P()),
+                               out_specs=(P('data'), P('data'))))
 
 
 def _compute_dtype(x: Any) -> np.dtype:
@@ -67,12 +73,33 @@ def _compute_dtype(x: Any) -> np.dtype:
   return np.dtype(np.float32)
 
 
-def _read_block(x: Any, start: int, size: int, dtype: np.dtype) -> np.ndarray:
-  """Rows [start, start + size) of x as a contiguous array, zero-padded to `size` rows (the tile shape is fixed)."""
-  block = np.asarray(x[start:start + size], dtype=dtype)
-  if block.shape[0] < size:
-    block = np.concatenate([block, np.zeros((size - block.shape[0], block.shape[1]), dtype)])
-  return np.ascontiguousarray(block)
+def _centred_block(x: Any, start: int, size: int, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Rows [start, start + size) of x minus `centre`, zero-padded to `size` rows, and their squared norms.
+
+  Centring happens here, in the one pass that reads the rows anyway (x may be a memmap), not on the device.
+  """
+  rows = x[start:start + size]
+  block = np.zeros((size, x.shape[1]), centre.dtype)
+  np.subtract(rows, centre, out=block[:rows.shape[0]], casting='unsafe')
+  return block, np.einsum('ij,ij->i', block, block, dtype=np.float64).astype(centre.dtype)
+
+
+class _Blocks:
+  """Centred row blocks of x. An in-memory x of at most _CACHE_BYTES is centred once and then sliced (every column
+  block is needed once per row block); a memmap or larger array is re-read and centred block by block."""
+
+  def __init__(self, x: Any, centre: np.ndarray, size: int):
+    self.x, self.centre, self.size, self.cached = x, centre, size, None
+    if not isinstance(x, np.memmap) and x.shape[0] * x.shape[1] * centre.itemsize <= _CACHE_BYTES:
+      n_pad = -(-x.shape[0] // size) * size
+      self.cached = [np.zeros((n_pad, x.shape[1]), centre.dtype), np.zeros(n_pad, centre.dtype)]
+      for s in range(0, x.shape[0], size):
+        self.cached[0][s:s + size], self.cached[1][s:s + size] = _centred_block(x, s, size, centre)
+
+  def __call__(self, start: int) -> tuple[np.ndarray, np.ndarray]:
+    if self.cached is None:
+      return _centred_block(self.x, start, self.size, self.centre)
+    return self.cached[0][start:start + self.size], self.cached[1][start:start + self.size]
 
 
 def _mean_row(x: Any, block: int) -> np.ndarray:
@@ -93,20 +120,21 @@ def _block_rows(block_size: int | None, n: int, d: int, n_dev: int) -> int:
   return -(-block_size // n_dev) * n_dev
 
 
-def _refine(tile: np.ndarray, flags: np.ndarray, rows: np.ndarray, cols: np.ndarray, skip_diagonal: bool) -> None:
-  """Recomputes the flagged entries of `tile` in place from the differences a − b (exact zeros for duplicates).
+def _refine(tile: np.ndarray, flags: np.ndarray, a: Any, b: Any, i0: int, j0: int, skip_diagonal: bool) -> None:
+  """Recomputes the flagged entries of tile = dist(a[i0:], b[j0:]) in place from the original rows' differences.
 
-  The differences need no cancellation-prone identity, so float32 is enough for them; their squares are summed in
-  float64. On a diagonal tile the diagonal itself (a row against itself) is skipped: it is set to 0 anyway.
+  The differences a − b need no cancellation-prone identity (and not the centred copies, whose rounding would show in
+  the distance of near-duplicates), so float32 is enough for them; their squares are summed in float64. Duplicates
+  come out as exact zeros. On a diagonal tile the diagonal itself (a row against itself) is skipped: it is set to 0.
   """
   ii, jj = np.nonzero(flags)
   if skip_diagonal:
     keep = ii != jj
     ii, jj = ii[keep], jj[keep]
-  step = max(1, _REFINE_CHUNK // max(rows.shape[1], 1))
+  step = max(1, _REFINE_CHUNK // max(a.shape[1], 1))
   for s in range(0, ii.size, step):
     i, j = ii[s:s + step], jj[s:s + step]
-    diff = rows[i] - cols[j]
+    diff = np.asarray(a[i0 + i]) - np.asarray(b[j0 + j])
     tile[i, j] = np.sqrt(np.einsum('kd,kd->k', diff, diff, dtype=np.float64))
 
 
@@ -129,6 +157,8 @@ def _progress(total: int, progress: bool | None, desc: str):
 def _tiled(a, b, out, *, symmetric, block_size, sharded, refine_rtol, progress, precision):
   """Fills out[n, m] with the distances between rows of a and rows of b (b is a when symmetric)."""
   n, m = a.shape[0], b.shape[0]
+  if n == 0 or m == 0:
+    return out
   dtype = _compute_dtype(a)
   mesh = data_mesh(sharded)
   block = _block_rows(block_size, n, a.shape[1], mesh.size)
@@ -136,18 +166,20 @@ def _tiled(a, b, out, *, symmetric, block_size, sharded, refine_rtol, progress, 
   row_sharding = jax.NamedSharding(mesh, P('data'))
   replicated = jax.NamedSharding(mesh, P())
   # Distances are translation invariant; centring saves float32 digits (module docstring).
-  centre = jax.device_put(_mean_row(b, col_block).astype(dtype), replicated)
+  centre = _mean_row(b, col_block).astype(dtype)
+  row_blocks = _Blocks(a, centre, block)
+  col_blocks = row_blocks if symmetric else _Blocks(b, centre, col_block)
   fn = _tile_fn(mesh, float(refine_rtol or -1.0), precision)
   row_starts, col_starts = range(0, n, block), range(0, m, col_block)
   tiles = [(i, j) for i in row_starts for j in col_starts if not symmetric or j >= i]
   pending = None  # one tile in flight: the device computes tile k + 1 while the host stores tile k
 
   def finish(item):
-    (i, j), rows, cols, result = item
+    (i, j), result = item
     dist, flags = (np.asarray(r) for r in result)
     dist = np.array(dist[:n - i, :m - j], dtype=dtype)
     if refine_rtol:
-      _refine(dist, flags[:n - i, :m - j], rows, cols, skip_diagonal=symmetric and i == j)
+      _refine(dist, flags[:n - i, :m - j], a, b, i, j, skip_diagonal=symmetric and i == j)
     if symmetric and i == j:
       dist = 0.5 * (dist + dist.T)  # the GEMM need not be exactly symmetric; the answer must be
       np.fill_diagonal(dist, 0.0)
@@ -159,10 +191,10 @@ def _tiled(a, b, out, *, symmetric, block_size, sharded, refine_rtol, progress, 
     rows, row_i = None, None
     for i, j in tiles:
       if row_i != i:
-        rows, row_i = _read_block(a, i, block, dtype), i
-        rows_dev = jax.device_put(rows, row_sharding)
-      cols = rows if (symmetric and i == j) else _read_block(b, j, col_block, dtype)
-      item = ((i, j), rows, cols, fn(rows_dev, jax.device_put(cols, replicated), centre))
+        (rows, row_sq), row_i = row_blocks(i), i
+        rows_dev = jax.device_put((rows, row_sq), row_sharding, may_alias=True)
+      cols, col_sq = (rows, row_sq) if (symmetric and i == j) else col_blocks(j)
+      item = ((i, j), fn(*rows_dev, *jax.device_put((cols, col_sq), replicated, may_alias=True)))
       if pending is not None:
         finish(pending)
         bar.update()
