@@ -12,7 +12,6 @@ finished batch; a run over a different listing (other shapes, other views, other
 import dataclasses
 import json
 import os
-import time
 from typing import Callable
 
 from absl import logging

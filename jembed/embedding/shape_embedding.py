@@ -70,8 +70,7 @@ def cached_distances(desc: lfd.Descriptors, workdir: str) -> np.ndarray:
         return np.load(path, mmap_mode="r" if len(desc.ids) > _MEMMAP_N else None)
   tmp = path + ".tmp.npy"
   if len(desc.ids) > _MEMMAP_N:
-    d = distances.pairwise_distances(desc.features, out=tmp, progress=True)
-    del d
+    distances.pairwise_distances(desc.features, out=tmp, progress=True).flush()
   else:
     np.save(tmp, distances.pairwise_distances(desc.features, progress=True))
   os.replace(tmp, path)
