@@ -4,6 +4,7 @@ Launch (each stage writes into the workdir; the next reads from it):
   python -m launch.render_views --config=configs/default.py --workdir=/tmp/jembed
   python -m launch.embed_shapes --config=configs/default.py --workdir=/tmp/jembed
   python -m launch.build_dataset --config=configs/default.py --workdir=/tmp/jembed
+  python -m launch.train --config=configs/default.py --workdir=/tmp/jembed
 
 Override any field from the command line, e.g. `--config.shapes.limit=8 --config.render.backend=embree`.
 """
@@ -45,6 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       tol=1e-4,            # Relative stress change (MATLAB TolFun).
       method="auto",       # 'exact' (full N x N matrix) | 'landmark' (large N) | 'auto' (exact up to exact_max_n).
       exact_max_n=20000,
+      landmarks=2000,      # Landmarks of the large-N variant (exact Sammon on these, the rest out of sample).
   ))
 
   # The synthetic image side (paper section 2), built by launch/build_dataset.py into workdir/tfds.
@@ -79,8 +81,65 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       decode_processes=0,   # >0: decode in that many grain processes (multi-core hosts; needs absl flags parsed).
   ))
 
+  _add_training(config)
   _apply_overrides(config, arg)
   return config
+
+
+def _add_training(config: ml_collections.ConfigDict) -> None:
+  """The image side's network and its training (paper section 3), read by launch/train.py.
+
+  Derived values are references: `--config.input.batch_size=128` also scales the learning rate, and
+  `--config.train.total_steps=N` moves the warmup and the cosine's end.
+  """
+  config.model = ml_collections.ConfigDict(dict(
+      backbone="small",     # 'small' (a few strided convs, CPU-sized) | 'caffenet' (the paper's conv1-pool5).
+      image_size=0,         # What the network sees (inputs are stretched to it); 0 = config.data.image_size.
+      widths=(32, 64, 96, 128),  # Channels of the small backbone's stride-2 convolutions.
+      hidden=(512,),        # Fully connected layers before the D-dim embedding (the paper: fc6, fc7 = 4096, 4096).
+      dropout=0.5,          # After each hidden layer (the paper: 0.5 after fc6 and fc7).
+      normalization="unit",  # 'unit' (RGB in [-1, 1]) | 'caffe' (BGR x 255 minus ImageNet mean, for Caffe weights).
+      category_head=False,  # A softmax over the dataset's categories.
+      viewpoint_head=False,  # Render for CNN's 360-bin azimuth / elevation / tilt heads with the soft view loss.
+      head_norm=True,       # LayerNorm before each hidden ReLU (keeps Adam from killing the fc units; not in the paper).
+      scale_output=True,    # Scale the embedding layer's output by the points' RMS spread (not in the paper).
+      frozen_backbone=False,  # Train only the fully connected layers (the paper froze R-CNN's conv1-pool5).
+      backbone_weights="",  # .npz / .msgpack of the backbone's params (e.g. converted R-CNN); empty = from scratch.
+  ))
+  config.loss = ml_collections.ConfigDict(dict(
+      embedding=1.0,        # Euclidean regression to the shape's point (the paper's only loss).
+      category=0.1,         # x softmax cross-entropy, when model.category_head.
+      viewpoint=0.1,        # x each angle's soft view loss, when model.viewpoint_head (Render for CNN used 1).
+  ))
+  config.train = ml_collections.ConfigDict(dict(
+      total_steps=1500,     # Optimizer steps (~23 epochs of the default's 4,147 training images at batch 64).
+      log_every=50,         # Steps between train-metric lines in workdir/metrics.jsonl.
+      eval_every=500,       # Steps between validation passes (loss, image->shape top-1/top-5).
+      ckpt_every=500,       # Steps between checkpoints (one is also written at the end).
+      max_to_keep=3,        # Checkpoints kept in workdir/checkpoints.
+      eval_batch_size=0,    # Global batch of the validation passes; 0 = config.input.batch_size.
+      augment_flip=True,    # Mirror half the training images (and their azimuth, tilt); the paper did not.
+      augment_shift=0.08,   # Shift them by up to this fraction of the size; 0 = off.
+  ))
+  config.optax = ml_collections.ConfigDict(dict(
+      name="adamw",         # 'adamw' | 'sgd' (Caffe's: momentum, L2 weight decay added to the gradient).
+      base_lr=1e-3,         # Learning rate at a global batch of 256.
+      momentum=0.9,         # sgd only.
+      b1=0.9,               # adamw only.
+      b2=0.999,
+      weight_decay=1e-4,    # On kernels only (Caffe's decay_mult 0 for biases).
+      grad_clip_norm=0.0,   # >0: clip the global gradient norm.
+      lr_mults=ml_collections.ConfigDict(),  # Caffe's per-layer lr_mult, e.g. {'image_embedding': 10.0}.
+      bias_lr_mult=1.0,     # x lr for biases (Caffe nets use 2).
+  ))
+  config.optax.lr = config.optax.get_ref("base_lr") * config.input.get_ref("batch_size") / 256
+  config.schedule = ml_collections.ConfigDict(dict(
+      type="warmup_cosine",  # 'warmup_cosine' | 'step' (Caffe: lr x decay_factor every decay_every) | 'constant'.
+      warmup_steps=config.train.get_ref("total_steps") // 20,
+      end_factor=0.01,      # warmup_cosine: final lr = lr x this.
+      decay_every=10_000,   # step.
+      decay_factor=0.1,     # step.
+  ))
 
 
 def _apply_overrides(config: ml_collections.ConfigDict, arg: str | None) -> None:

@@ -51,3 +51,21 @@ def test_broken_shapes_are_listed_not_fatal(tmp_path, shared_data):
   assert list(emb.ids) == ["chair/01", "chair/02", "chair/03", "chair/04"]
   skipped = (tmp_path / "wd" / "skipped_shapes.txt").read_text().splitlines()
   assert len(skipped) == 1 and skipped[0].startswith("chair/broken\t")
+
+
+def test_landmark_variant_agrees_with_exact_on_neighbours(tmp_path):
+  config = tiny.get_config()
+  exact = shape_embedding.embed_shapes(config, str(tmp_path))
+  config.mds.method, config.mds.landmarks = "landmark", 12
+  landmark = shape_embedding.embed_shapes(config, str(tmp_path))  # Same workdir: the descriptors are reused.
+  assert list(landmark.ids) == list(exact.ids) and landmark.points.shape == exact.points.shape
+  assert np.isfinite(landmark.points).all() and landmark.stress < 0.1
+
+  def nearest(points):
+    d = np.linalg.norm(points[:, None] - points[None], axis=-1)
+    np.fill_diagonal(d, np.inf)
+    return d.argmin(1)
+
+  # The 6 shapes placed out of sample mostly keep the category of their nearest neighbour.
+  same = (exact.categories[nearest(landmark.points)] == exact.categories).mean()
+  assert same >= 0.7, same

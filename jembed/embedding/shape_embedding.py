@@ -5,6 +5,10 @@ Writes into the workdir (each step reuses what a previous run finished):
   lfd/distances.npy, lfd/distances.json    float32[N, N] distances of those rows (memory-mapped for large N)
   shape_embedding.npz                      ids, categories, points float32[N, D], stress, stress_curve
   shape_embedding.png                      a 2-D map of the space (2-D Sammon), category colours and thumbnails
+  shape_embedding.json                     N, dims, stress, iterations, seconds per stage
+
+Up to `config.mds.exact_max_n` shapes the Sammon solve is exact on the full matrix; beyond (or with
+`config.mds.method='landmark'`) it is the landmark variant, which never forms the N x N matrix.
   skipped_shapes.txt                       every listed shape that could not be used, with its reason
 """
 
@@ -20,7 +24,9 @@ import numpy as np
 
 from jembed.embedding import distances
 from jembed.embedding import lfd
+from jembed.embedding import out_of_sample
 from jembed.embedding import sammon
+from jembed.embedding import shape_map
 
 # Above this many shapes the distance matrix lives in a memory-mapped file instead of RAM.
 _MEMMAP_N = 4096
@@ -114,27 +120,35 @@ def embed_shapes(config: ml_collections.ConfigDict, workdir: str) -> ShapeEmbedd
   _write_skipped(workdir, desc.skipped)
   if len(desc.ids) < 3:
     raise ValueError(f"only {len(desc.ids)} usable shapes in {config.shapes.source!r} source: need at least 3")
+  n = len(desc.ids)
+  dim = min(config.mds.dim, n - 1)
+  landmark = config.mds.method == "landmark" or (config.mds.method == "auto" and n > config.mds.exact_max_n)
   t = time.time()
-  d = cached_distances(desc, workdir)
-  seconds["distances"] = time.time() - t
-  for group in duplicate_groups(d, desc.ids):
-    logging.warning("identical LFD descriptors (zero distance; placed on one point): %s", ", ".join(group))
-  t = time.time()
-  dim = min(config.mds.dim, len(desc.ids) - 1)
-  result = sammon.sammon(d, dim=dim, max_iter=config.mds.max_iter, tol=config.mds.tol)
+  if landmark:  # Never forms the N x N matrix: exact Sammon on landmarks, every other shape out of sample.
+    lm = out_of_sample.sammon_landmark(desc.features, n_landmarks=config.mds.landmarks, dim=dim,
+                                       max_iter=config.mds.max_iter, tol=config.mds.tol, progress=True)
+    points, n_iter, curve = lm.points, lm.landmark_result.n_iter, lm.landmark_result.stress_curve
+    stress = out_of_sample.subset_stress(desc.features, points)  # Estimated on a random subset of pairs.
+  else:
+    d = cached_distances(desc, workdir)
+    seconds["distances"] = time.time() - t
+    for group in duplicate_groups(d, desc.ids):
+      logging.warning("identical LFD descriptors (zero distance; placed on one point): %s", ", ".join(group))
+    t = time.time()
+    result = sammon.sammon(d, dim=dim, max_iter=config.mds.max_iter, tol=config.mds.tol)
+    points, n_iter, curve, stress = result.points, result.n_iter, result.stress_curve, result.stress
   seconds["sammon"] = time.time() - t
   embedding = ShapeEmbedding(ids=np.array(desc.ids), categories=np.array(desc.categories),
-                             points=np.asarray(result.points, np.float32), stress=float(result.stress),
-                             stress_curve=np.asarray(result.stress_curve, np.float32))
+                             points=np.asarray(points, np.float32), stress=float(stress),
+                             stress_curve=np.asarray(curve, np.float32))
   embedding.save(os.path.join(workdir, "shape_embedding.npz"))
   t = time.time()
-  from jembed.embedding import shape_map  # pylint: disable=g-import-not-at-top
-  shape_map.write_map(config, d, embedding, os.path.join(workdir, "shape_embedding.png"))
+  shape_map.write_map(config, desc.features, embedding, os.path.join(workdir, "shape_embedding.png"))
   seconds["map"] = time.time() - t
-  logging.info("shape embedding: N=%d, dim=%d, stress=%.4g after %d iterations; seconds %s; %d skipped",
-               len(desc.ids), dim, embedding.stress, int(result.n_iter),
+  logging.info("shape embedding: N=%d, dim=%d, stress=%.4g after %d iterations%s; seconds %s; %d skipped",
+               n, dim, embedding.stress, int(n_iter), " (landmark)" if landmark else "",
                {k: round(v, 1) for k, v in seconds.items()}, len(desc.skipped))
-  _write_summary(workdir, embedding, int(result.n_iter), seconds, desc.skipped)
+  _write_summary(workdir, embedding, int(n_iter), seconds, desc.skipped)
   return embedding
 
 

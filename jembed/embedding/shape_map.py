@@ -9,6 +9,7 @@ import ml_collections  # pylint: disable=g-import-not-at-top,wrong-import-positi
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from jembed import viz  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jembed.embedding import distances  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.embedding import sammon  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.render import backend  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.render import camera  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -41,12 +42,13 @@ def _thumbnails(config: ml_collections.ConfigDict, ids: list[str], size: int = 7
   return out
 
 
-def write_map(config: ml_collections.ConfigDict, d: np.ndarray, embedding, path: str, n_thumbs: int = 36) -> None:
+def write_map(config: ml_collections.ConfigDict, features: np.ndarray, embedding, path: str,
+              n_thumbs: int = 36) -> None:
   """Writes the map PNG.
 
   Args:
     config: the run's config (shape source and renderer, for the thumbnails).
-    d: float32[N, N] LFD-HoG distances (array or memmap).
+    features: float32[N, 203760] LFD-HoG descriptors (array or memmap); the map's distances come from them.
     embedding: the `ShapeEmbedding` (ids, categories, stress).
     path: output PNG.
     n_thumbs: shapes shown as thumbnails.
@@ -55,7 +57,7 @@ def write_map(config: ml_collections.ConfigDict, d: np.ndarray, embedding, path:
   subset = np.arange(n)
   if n > _MAX_MAP_POINTS:
     subset = np.sort(np.random.default_rng(0).choice(n, _MAX_MAP_POINTS, replace=False))
-  d_sub = np.asarray(d[np.ix_(subset, subset)] if n > _MAX_MAP_POINTS else d, np.float32)
+  d_sub = distances.pairwise_distances(features[subset] if n > _MAX_MAP_POINTS else features)
   xy = np.asarray(sammon.sammon(d_sub, dim=2, max_iter=500, tol=1e-5).points)
   categories = embedding.categories[subset]
   fig, ax = plt.subplots(figsize=(11, 9), dpi=110)
