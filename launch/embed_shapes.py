@@ -4,6 +4,10 @@ r"""The shape side: LFD views -> HoG pyramid -> distances -> Sammon MDS -> `work
   python -m launch.embed_shapes --config=configs/shapenet_chairs.py:root=/data/ShapeNetCore.v1 --workdir=/runs/chairs
 
 A killed run resumes where it stopped (the descriptors are cached per batch in `workdir/lfd/`).
+
+New shapes into a finished embedding (out of sample; the base run is not changed):
+  python -m launch.embed_shapes --config=configs/default.py --workdir=/tmp/new --into=/tmp/jembed \
+      --config.shapes.source=folder --config.shapes.root=/data/my_new_meshes
 """
 
 from absl import app
@@ -16,6 +20,7 @@ from launch import common
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; the next stages read from it.", required=True)
+_INTO = flags.DEFINE_string("into", "", "Workdir of a finished embedding to place these shapes into (out of sample).")
 
 
 def main(argv):
@@ -23,7 +28,10 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   common.log_devices()
   with common.user_errors():
-    embedding = shape_embedding.embed_shapes(_CONFIG.value, _WORKDIR.value)
+    if _INTO.value:
+      embedding = shape_embedding.add_shapes(_CONFIG.value, _WORKDIR.value, _INTO.value)
+    else:
+      embedding = shape_embedding.embed_shapes(_CONFIG.value, _WORKDIR.value)
   logging.info("wrote %s/shape_embedding.npz and shape_embedding.png", _WORKDIR.value)
   print(f"{len(embedding.ids)} shapes -> {embedding.points.shape[1]}-D, Sammon stress {embedding.stress:.3g}\n"
         f"  {_WORKDIR.value}/shape_embedding.npz\n  {_WORKDIR.value}/shape_embedding.png")

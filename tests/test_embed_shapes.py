@@ -69,3 +69,19 @@ def test_landmark_variant_agrees_with_exact_on_neighbours(tmp_path):
   # The 6 shapes placed out of sample mostly keep the category of their nearest neighbour.
   same = (exact.categories[nearest(landmark.points)] == exact.categories).mean()
   assert same >= 0.7, same
+
+
+def test_new_shapes_are_placed_next_to_their_own_kind(tmp_path):
+  base_config = tiny.get_config()
+  base = shape_embedding.embed_shapes(base_config, str(tmp_path / "base"))
+  new_config = tiny.get_config()
+  new_config.shapes.limit = 4  # The catalog's 4th shape of each category is new to the base (limit 3).
+  added = shape_embedding.add_shapes(new_config, str(tmp_path / "new"), str(tmp_path / "base"))
+  assert len(added.ids) == 24 and added.points.shape == (24, base.points.shape[1])
+  # Shapes the base already holds land on (almost) their own points; the new ones land near their category.
+  index = {shape_id: i for i, shape_id in enumerate(base.ids)}
+  known = [i for i, shape_id in enumerate(added.ids) if shape_id in index]
+  np.testing.assert_allclose(added.points[known], base.points[[index[added.ids[i]] for i in known]], atol=1e-3)
+  new = [i for i, shape_id in enumerate(added.ids) if shape_id not in index]
+  d = np.linalg.norm(added.points[new][:, None] - base.points[None], axis=-1)
+  assert (base.categories[d.argmin(1)] == added.categories[new]).mean() >= 4 / 6

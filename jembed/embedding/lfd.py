@@ -133,8 +133,18 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str,
       if on_batch is not None:
         on_batch(progress["n_processed"])
     bar.close()
-  n = len(progress["ids"])
   del features
+  return load_descriptors(workdir)
+
+
+def load_descriptors(workdir: str) -> Descriptors:
+  """The descriptors cached in `workdir/lfd/` (as far as they were computed), memory-mapped read-only."""
+  progress_path = os.path.join(workdir, _DIR, "progress.json")
+  if not os.path.exists(progress_path):
+    raise FileNotFoundError(f"no LFD descriptors in {workdir!r}: run launch/embed_shapes.py with this workdir first")
+  with open(progress_path) as f:
+    progress = json.load(f)
+  n = len(progress["ids"])
   features = np.load(os.path.join(workdir, _DIR, "descriptors.npy"), mmap_mode="r")[:n]
   return Descriptors(ids=progress["ids"], categories=progress["categories"], features=features,
                      skipped=[tuple(s) for s in progress["skipped"]])

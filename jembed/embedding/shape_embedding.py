@@ -152,6 +152,40 @@ def embed_shapes(config: ml_collections.ConfigDict, workdir: str) -> ShapeEmbedd
   return embedding
 
 
+def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: str) -> ShapeEmbedding:
+  """Places the shapes of `config.shapes` into the finished embedding in `base_workdir`, which stays as it is.
+
+  The paper's GPS.m idea done right: each new shape's LFD-HoG distances to the embedded shapes (and to the other new
+  shapes) are fitted with the embedded points held fixed (`out_of_sample.embed_out_of_sample`, started from the
+  weighted mean of its nearest embedded shapes). The descriptors must be computed with the base run's settings.
+
+  Returns:
+    The new shapes' `ShapeEmbedding` (also in `workdir/shape_embedding.npz`); its stress is that of the new rows.
+  """
+  base = ShapeEmbedding.load(os.path.join(base_workdir, "shape_embedding.npz"))
+  base_desc = lfd.load_descriptors(base_workdir)
+  if list(base_desc.ids) != list(base.ids):
+    raise ValueError(f"{base_workdir!r}: its descriptors are not those of its shape embedding; rerun embed_shapes there")
+  os.makedirs(workdir, exist_ok=True)
+  desc = lfd.compute_descriptors(config, workdir)
+  _write_skipped(workdir, desc.skipped)
+  if not desc.ids:
+    raise ValueError(f"no usable shapes in {config.shapes.source!r} source to add")
+  a = distances.cross_distances(desc.features, base_desc.features, progress=True)
+  s = distances.pairwise_distances(desc.features) if len(desc.ids) > 1 else None
+  points = out_of_sample.embed_out_of_sample(base.points, a, s)
+  # The stress of the new rows against the embedded shapes, in Sammon's normalization.
+  d_new = np.linalg.norm(points[:, None, :] - base.points[None], axis=-1)
+  a = np.asarray(a, np.float64)
+  keep = a > 0
+  stress = float(((a - d_new)[keep] ** 2 / a[keep]).sum() / a.sum())
+  added = ShapeEmbedding(ids=np.array(desc.ids), categories=np.array(desc.categories),
+                         points=np.asarray(points, np.float32), stress=stress, stress_curve=np.zeros(0, np.float32))
+  added.save(os.path.join(workdir, "shape_embedding.npz"))
+  logging.info("placed %d new shapes into %s (stress of their rows %.4g)", len(desc.ids), base_workdir, stress)
+  return added
+
+
 def _write_skipped(workdir: str, skipped: list[tuple[str, str]]) -> None:
   with open(os.path.join(workdir, "skipped_shapes.txt"), "w") as f:
     f.writelines(f"{shape_id}\t{reason}\n" for shape_id, reason in skipped)
