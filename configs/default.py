@@ -94,14 +94,14 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
   """
   config.model = ml_collections.ConfigDict(dict(
       backbone="small",     # 'small' (a few strided convs, CPU-sized) | 'caffenet' (the paper's conv1-pool5).
-      image_size=0,         # What the network sees (inputs are stretched to it); 0 = config.data.image_size.
+      image_size=64,        # What the network sees (inputs are stretched to it); 0 = config.data.image_size.
       widths=(32, 64, 96, 128),  # Channels of the small backbone's stride-2 convolutions.
       hidden=(512,),        # Fully connected layers before the D-dim embedding (the paper: fc6, fc7 = 4096, 4096).
-      dropout=0.5,          # After each hidden layer (the paper: 0.5 after fc6 and fc7).
+      dropout=0.2,          # After each hidden layer (the paper: 0.5 after fc6 and fc7).
       normalization="unit",  # 'unit' (RGB in [-1, 1]) | 'caffe' (BGR x 255 minus ImageNet mean, for Caffe weights).
       category_head=False,  # A softmax over the dataset's categories.
       viewpoint_head=False,  # Render for CNN's 360-bin azimuth / elevation / tilt heads with the soft view loss.
-      head_norm=True,       # LayerNorm before each hidden ReLU (keeps Adam from killing the fc units; not in the paper).
+      head_norm=True,       # LayerNorm before each hidden ReLU (Adam can kill the plain fc units; not in the paper).
       scale_output=True,    # Scale the embedding layer's output by the points' RMS spread (not in the paper).
       frozen_backbone=False,  # Train only the fully connected layers (the paper froze R-CNN's conv1-pool5).
       backbone_weights="",  # .npz / .msgpack of the backbone's params (e.g. converted R-CNN); empty = from scratch.
@@ -123,7 +123,7 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
   ))
   config.optax = ml_collections.ConfigDict(dict(
       name="adamw",         # 'adamw' | 'sgd' (Caffe's: momentum, L2 weight decay added to the gradient).
-      base_lr=1e-3,         # Learning rate at a global batch of 256.
+      base_lr=1.2e-2,       # Learning rate at a global batch of 256 (3e-3 at the default's 64).
       momentum=0.9,         # sgd only.
       b1=0.9,               # adamw only.
       b2=0.999,

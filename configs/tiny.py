@@ -24,4 +24,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.input.batch_size = 8
   config.input.read_threads = 2
   config.input.prefetch = 16
+  # A network and a run small enough for tests (seconds on a CPU).
+  config.model.image_size = 0  # the data's 48 px
+  config.model.widths = (8, 16)
+  config.model.hidden = (32,)
+  config.train.update(total_steps=6, log_every=2, eval_every=3, ckpt_every=2, max_to_keep=2)
   return config

@@ -40,7 +40,11 @@ PEAK_FLOPS = {"NVIDIA H100": 494.7e12, "NVIDIA H200": 494.7e12, "NVIDIA A100": 1
 
 
 def step_rate(config, spec: model_lib.ModelSpec, batch_size: int, steps: int) -> dict:
-  """Images/s, seconds/step and XLA's FLOPs/step of the update step of `config`'s optimizer on `spec`."""
+  """Images/s, seconds/step and XLA's FLOPs/step of the update step of `config`'s optimizer on `spec`.
+
+  The synthetic images have the dataset's size (`config.data.image_size`), so a network that sees a smaller image
+  pays for the resize, as in training.
+  """
   mesh = train.create_mesh()
   abstract = jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
   tx, schedule = optim.make_optimizer(config, abstract)
@@ -49,7 +53,7 @@ def step_rate(config, spec: model_lib.ModelSpec, batch_size: int, steps: int) ->
                                    flip=bool(config.train.augment_flip), shift=float(config.train.augment_shift))
   state = train.create_state(spec, tx, jax.random.key(0), mesh)
   rng = np.random.default_rng(0)
-  size = spec.image_size
+  size = int(config.data.image_size)
   batch = train.place_batch(dict(
       image=rng.integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8),
       point=rng.normal(size=(batch_size, spec.dim)).astype(np.float32)), mesh)
@@ -68,7 +72,8 @@ def step_rate(config, spec: model_lib.ModelSpec, batch_size: int, steps: int) ->
     state, metrics = update_fn(state, batch, key)
   jax.block_until_ready(metrics)
   seconds = (time.perf_counter() - start) / steps
-  result = dict(images_per_s=batch_size / seconds, step_s=seconds, batch=batch_size, image_size=size,
+  result = dict(images_per_s=batch_size / seconds, step_s=seconds, batch=batch_size, image_size=spec.image_size,
+                data_image_size=size,
                 flops_per_step=flops, achieved_tflops=flops / seconds / 1e12, compile_s=compile_s,
                 params=sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract)))
   peak = next((v for k, v in PEAK_FLOPS.items() if jax.devices()[0].device_kind.startswith(k)), None)

@@ -1,0 +1,133 @@
+"""The public API: a trained run's network as pure functions any JAX code can jit, vmap or grad through.
+
+  import jax, numpy as np, PIL.Image, jembed
+  model = jembed.load("/tmp/jembed")  # the trained network and the shape points of a workdir
+  images = np.asarray(PIL.Image.open("photo.jpg").convert("RGB"))[None]  # uint8[1, H, W, 3], any size
+  points = jax.jit(jembed.embed_images)(model.params, images)  # float32[1, D], in the shapes' space
+  print(model.shape_ids[np.argmin(((points[:, None] - model.shape_points) ** 2).sum(-1), axis=1)])
+
+`Params` carries the architecture (`ModelSpec`) as static pytree data, so `embed_images(params, images)` needs
+nothing else: no globals, no hidden state, one compiled program per architecture and image shape.
+"""
+
+import dataclasses
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jembed import checkpoint
+from jembed import model as model_lib
+from jembed.embedding import shape_embedding
+
+
+@flax.struct.dataclass
+class Params:
+  """A trained network: its variables (a pytree of arrays) and its architecture (static, hashable).
+
+  Attributes:
+    variables: {'params': ...}, what `EmbeddingNet(spec).apply` takes.
+    spec: the architecture; part of the pytree's structure, so jit specializes on it.
+  """
+  variables: dict
+  spec: model_lib.ModelSpec = flax.struct.field(pytree_node=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+  """What `load` returns.
+
+  Attributes:
+    params: the network (pass to `embed_images`, `predict_viewpoint`, `predict_category`).
+    shape_points: float32[N, D], the shapes' embedding points (row = shape).
+    shape_ids: str[N] the shapes' ids.
+    shape_categories: str[N] each shape's category.
+    categories: the category head's class names (the dataset's sorted categories).
+    step: the training step of the checkpoint.
+  """
+  params: Params
+  shape_points: np.ndarray
+  shape_ids: np.ndarray
+  shape_categories: np.ndarray
+  categories: tuple[str, ...]
+  step: int
+
+
+def load(workdir: str, step: int | None = None) -> TrainedModel:
+  """The network of a training run (latest checkpoint, or `step`) and the shape embedding of its workdir.
+
+  The variables are placed on the first local device; `jax.device_put` them elsewhere as needed.
+
+  Raises:
+    FileNotFoundError: no checkpoint or no shape_embedding.npz in `workdir`.
+  """
+  ckpts = checkpoint.Checkpoints(workdir, read_only=True)
+  try:
+    meta = ckpts.restore_meta(step)
+    spec = model_lib.ModelSpec.from_dict(meta["model"])
+    abstract = jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    variables = ckpts.restore_params(meta["step"], checkpoint.abstract_like(abstract, device))
+  finally:
+    ckpts.close()
+  embedding = shape_embedding.ShapeEmbedding.load(f"{workdir}/shape_embedding.npz")
+  return TrainedModel(params=Params(variables=variables, spec=spec),
+                      shape_points=np.asarray(embedding.points, np.float32), shape_ids=embedding.ids,
+                      shape_categories=embedding.categories, categories=tuple(meta.get("categories", ())),
+                      step=int(meta["step"]))
+
+
+def _forward(params: Params, images: jax.Array) -> tuple[dict[str, jax.Array], tuple[int, ...]]:
+  """The network on images [..., H, W, 3] (any leading dims, none included); outputs flattened to [B, ...]."""
+  images = jnp.asarray(images)
+  if images.ndim < 3 or images.shape[-1] != 3:
+    raise ValueError(f"images must be [..., H, W, 3], got shape {images.shape}")
+  lead = images.shape[:-3]
+  flat = images.reshape((-1,) + images.shape[-3:])
+  if flat.dtype != jnp.uint8:  # floats in [0, 255], e.g. after the caller's own resizing
+    flat = jnp.clip(flat, 0, 255)
+  return model_lib.EmbeddingNet(params.spec).apply(params.variables, flat, train=False), lead
+
+
+def embed_images(params: Params, images: jax.Array) -> jax.Array:
+  """Images -> their embedding points, in the space of the shape points.
+
+  Args:
+    params: `load(workdir).params`.
+    images: uint8[..., H, W, 3] RGB (any leading dims; a single [H, W, 3] image works, so this vmaps); any H, W
+      (stretched to the network's size).
+
+  Returns:
+    float32[..., D].
+  """
+  outputs, lead = _forward(params, images)
+  return outputs["point"].reshape(lead + outputs["point"].shape[-1:])
+
+
+def predict_viewpoint(params: Params, images: jax.Array) -> dict[str, jax.Array]:
+  """Images -> {'azimuth', 'elevation', 'tilt'}: float32[...] degrees in [0, 360), each head's most likely bin.
+
+  Elevation and tilt come back mod 360, as Render for CNN's labels (-10 degrees reads 350).
+
+  Raises:
+    ValueError: the network was trained without `config.model.viewpoint_head`.
+  """
+  if not params.spec.viewpoint_bins:
+    raise ValueError("this network has no viewpoint head (train with --config.model.viewpoint_head=True)")
+  outputs, lead = _forward(params, images)
+  width = 360.0 / params.spec.viewpoint_bins
+  return {angle: (jnp.argmax(outputs[angle], axis=-1).astype(jnp.float32) * width).reshape(lead)
+          for angle in model_lib.VIEW_ANGLES}
+
+
+def predict_category(params: Params, images: jax.Array) -> jax.Array:
+  """Images -> int32[...] index into `TrainedModel.categories`.
+
+  Raises:
+    ValueError: the network was trained without `config.model.category_head`.
+  """
+  if not params.spec.num_categories:
+    raise ValueError("this network has no category head (train with --config.model.category_head=True)")
+  outputs, lead = _forward(params, images)
+  return jnp.argmax(outputs["category"], axis=-1).astype(jnp.int32).reshape(lead)

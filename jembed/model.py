@@ -1,0 +1,279 @@
+"""The image side's CNN (paper section 3): images -> embedding point, plus optional category and viewpoint heads.
+
+Two backbones, one head:
+  caffenet  the paper's CaffeNet / R-CNN trunk, conv1-pool5 (LRN with Caffe's alpha/n, Caffe's ceil-mode pooling),
+            pool5 = 256 x 6 x 6 = 9216 at 227 x 227, flattened in Caffe's (C, H, W) order so fc6 weights carry over
+  small     a few strided convolutions, fast enough to train on a laptop CPU (the default config)
+  head      fc6 -> fc7 (ReLU, dropout; LayerNorm first with `head_norm`) -> `image_embedding` (D, the paper's
+            4096 -> 128 layer, Gaussian std 0.01; x the points' spread with `point_scale`)
+            and, behind switches, `category` (softmax logits) and Render for CNN's `azimuth`/`elevation`/`tilt`
+            (360 one-degree bins each, paper section 6).
+
+The network takes uint8 images and normalizes them itself, so `apply(params, images)` is the whole image side.
+`ModelSpec` is everything needed to rebuild it: a frozen, hashable dataclass that can ride along with the params as
+static data (see `jembed.embed`).
+"""
+
+import dataclasses
+import os
+
+import flax.linen as nn
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+# Caffe's ImageNet mean (ilsvrc_2012_mean.npy averaged over pixels), BGR order, in 0..255.
+CAFFE_MEAN_BGR = (104.00699, 116.66877, 122.67892)
+VIEW_ANGLES = ("azimuth", "elevation", "tilt")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """The architecture (hashable, so jit can treat it as static).
+
+  Attributes:
+    backbone: 'caffenet' | 'small'.
+    dim: D, the embedding's dimension.
+    image_size: the square size the network sees; other inputs are stretched to it (as Caffe's preprocessing).
+    widths: channels of the small backbone's convolutions (each halves the resolution).
+    hidden: sizes of the fully connected layers before the embedding (fc6, fc7).
+    dropout: dropout rate after each hidden layer.
+    normalization: 'unit' (RGB in [-1, 1]) | 'caffe' (BGR x 255 minus the ImageNet mean, for Caffe weights).
+    num_categories: >0 adds the category head.
+    viewpoint_bins: >0 adds azimuth/elevation/tilt heads with this many bins (360: one degree).
+    frozen_backbone: gradients stop at the backbone output (the paper's frozen R-CNN pool5).
+    head_norm: LayerNorm before each hidden layer's ReLU (not in the paper): with Adam, the first steps can
+      otherwise push every unit of a wide fc layer below zero for good, and the regression stalls at the mean.
+    point_scale: the embedding layer's output is multiplied by this (the shape points' RMS spread, when
+      `config.model.scale_output`), so the layer's own outputs are O(1) whatever the units of the shape space.
+  """
+  backbone: str = "small"
+  dim: int = 128
+  image_size: int = 128
+  widths: tuple[int, ...] = (32, 64, 128, 256)
+  hidden: tuple[int, ...] = (512,)
+  dropout: float = 0.0
+  normalization: str = "unit"
+  num_categories: int = 0
+  viewpoint_bins: int = 0
+  frozen_backbone: bool = False
+  head_norm: bool = False
+  point_scale: float = 1.0
+
+  @classmethod
+  def from_config(cls, model: ml_collections.ConfigDict, *, dim: int, image_size: int, num_categories: int,
+                  point_scale: float = 1.0) -> "ModelSpec":
+    """`config.model` plus what the data decides (embedding dimension, image size, categories, points' spread)."""
+    return cls(backbone=model.backbone, dim=int(dim), image_size=int(image_size), widths=tuple(model.widths),
+               hidden=tuple(model.hidden), dropout=float(model.dropout), normalization=model.normalization,
+               num_categories=int(num_categories) if model.category_head else 0,
+               viewpoint_bins=360 if model.viewpoint_head else 0, frozen_backbone=bool(model.frozen_backbone),
+               head_norm=bool(model.head_norm),
+               point_scale=float(point_scale) if model.scale_output else 1.0)
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "ModelSpec":
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+def normalize(images: jax.Array, mode: str) -> jax.Array:
+  """uint8[B, H, W, 3] RGB -> float32[B, H, W, 3] as the backbone expects ('unit' or 'caffe')."""
+  x = images.astype(jnp.float32)
+  if mode == "unit":
+    return x * (2.0 / 255.0) - 1.0
+  if mode == "caffe":
+    return x[..., ::-1] - jnp.asarray(CAFFE_MEAN_BGR, jnp.float32)
+  raise ValueError(f"unknown normalization {mode!r} (use 'unit' or 'caffe')")
+
+
+def resize_images(images: jax.Array, size: int) -> jax.Array:
+  """Stretches [B, H, W, 3] to [B, size, size, 3] (bilinear, as Caffe's preprocessing); a no-op at that size."""
+  if images.shape[1:3] == (size, size):
+    return images
+  out = jax.image.resize(images.astype(jnp.float32), (images.shape[0], size, size, images.shape[3]), "bilinear")
+  return jnp.clip(jnp.round(out), 0, 255).astype(jnp.uint8) if images.dtype == jnp.uint8 else out
+
+
+def local_response_norm(x: jax.Array, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
+                        k: float = 1.0) -> jax.Array:
+  """Caffe's across-channel LRN: x_c / (k + alpha/size * sum of x^2 over the `size` channels around c)^beta.
+
+  Caffe divides alpha by the window size (TensorFlow's `local_response_normalization` does not), and the window is
+  zero-padded at the first and last channels.
+  """
+  sq = jax.lax.reduce_window(x * x, 0.0, jax.lax.add, (1,) * (x.ndim - 1) + (size,), (1,) * x.ndim,
+                             [(0, 0)] * (x.ndim - 1) + [((size - 1) // 2, size - 1 - (size - 1) // 2)])
+  return x / (k + (alpha / size) * sq) ** beta
+
+
+def caffe_max_pool(x: jax.Array, window: int = 3, stride: int = 2) -> jax.Array:
+  """Max pooling with Caffe's output size, ceil((H - window) / stride) + 1 (the last window may hang over)."""
+  pads = []
+  for n in x.shape[1:3]:
+    out = -(-(n - window) // stride) + 1
+    pads.append((0, max(0, (out - 1) * stride + window - n)))
+  return nn.max_pool(x, (window, window), (stride, stride), padding=pads)
+
+
+class CaffeNet(nn.Module):
+  """CaffeNet conv1-pool5 (pool, then LRN, as bvlc_reference_caffenet and R-CNN): [B, 227, 227, 3] -> [B, 6, 6, 256]."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = nn.relu(nn.Conv(96, (11, 11), (4, 4), padding="VALID", name="conv1")(x))
+    x = local_response_norm(caffe_max_pool(x))
+    x = nn.relu(nn.Conv(256, (5, 5), padding=2, feature_group_count=2, name="conv2")(x))
+    x = local_response_norm(caffe_max_pool(x))
+    x = nn.relu(nn.Conv(384, (3, 3), padding=1, name="conv3")(x))
+    x = nn.relu(nn.Conv(384, (3, 3), padding=1, feature_group_count=2, name="conv4")(x))
+    x = nn.relu(nn.Conv(256, (3, 3), padding=1, feature_group_count=2, name="conv5")(x))
+    return caffe_max_pool(x)
+
+
+class SmallConvNet(nn.Module):
+  """A CPU-sized trunk, a 5x5 then 3x3 stride-2 convs (`widths`): float32[B, H, W, 3] -> [B, H/2^n, W/2^n, C]."""
+  widths: tuple[int, ...]
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    for i, width in enumerate(self.widths):
+      kernel = (5, 5) if i == 0 else (3, 3)
+      x = nn.Conv(width, kernel, (2, 2), padding="SAME", name=f"conv{i + 1}")(x)
+      # LayerNorm over channels (no batch statistics: nothing to synchronize across devices, and the same
+      # function in training and at test time).
+      x = nn.relu(nn.LayerNorm(name=f"norm{i + 1}")(x))
+    return x
+
+
+class ExampleDropout(nn.Module):
+  """Dropout whose mask is a function of the rng and the example's index in the *global* batch.
+
+  A plain `nn.Dropout` inside a per-device program draws a device's masks from a device-specific key, so the result
+  would depend on how many devices share the batch; keyed per example it does not.
+  """
+  rate: float
+
+  @nn.compact
+  def __call__(self, x: jax.Array, example_ids: jax.Array, deterministic: bool) -> jax.Array:
+    if deterministic or self.rate == 0.0:
+      return x
+    rng = self.make_rng("dropout")
+    keys = jax.vmap(lambda i: jax.random.fold_in(rng, i))(example_ids)
+    keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - self.rate, x.shape[1:]))(keys)
+    return jnp.where(keep, x / (1.0 - self.rate), 0.0)
+
+
+class EmbeddingNet(nn.Module):
+  """uint8 images -> {'point': float32[B, D], optional 'category': [B, C] and '<angle>': [B, bins] logits}."""
+  spec: ModelSpec
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool = False, example_ids: jax.Array | None = None
+               ) -> dict[str, jax.Array]:
+    """The network's outputs for a batch of images.
+
+    Args:
+      images: uint8[B, H, W, 3] RGB, any H and W (stretched to `spec.image_size`).
+      train: dropout on (needs a 'dropout' rng).
+      example_ids: int32[B], each example's index in the global batch (default 0..B-1); keys the dropout masks.
+
+    Returns:
+      {'point': float32[B, D]} and, per the spec's heads, 'category' float32[B, C] and 'azimuth', 'elevation',
+      'tilt' float32[B, bins] logits.
+    """
+    spec = self.spec
+    x = normalize(resize_images(images, spec.image_size), spec.normalization)
+    if spec.backbone == "caffenet":
+      x = CaffeNet(name="backbone")(x)
+      x = jnp.transpose(x, (0, 3, 1, 2))  # Caffe flattens (C, H, W): keeps R-CNN's fc6 weights usable
+    elif spec.backbone == "small":
+      x = SmallConvNet(spec.widths, name="backbone")(x)
+    else:
+      raise ValueError(f"unknown backbone {spec.backbone!r} (use 'caffenet' or 'small')")
+    x = x.reshape(x.shape[0], -1)
+    if spec.frozen_backbone:
+      x = jax.lax.stop_gradient(x)
+    if example_ids is None:
+      example_ids = jnp.arange(x.shape[0], dtype=jnp.int32)
+    for i, size in enumerate(spec.hidden):
+      x = nn.Dense(size, name=f"fc{i + 6}")(x)
+      x = nn.relu(nn.LayerNorm(name=f"fc{i + 6}_norm")(x) if spec.head_norm else x)
+      x = ExampleDropout(spec.dropout, name=f"drop{i + 6}")(x, example_ids, not train)
+    point = nn.Dense(spec.dim, kernel_init=nn.initializers.normal(0.01), name="image_embedding")(x)
+    out = {"point": point * spec.point_scale if spec.point_scale != 1.0 else point}
+    if spec.num_categories:
+      out["category"] = nn.Dense(spec.num_categories, name="category")(x)
+    for angle in VIEW_ANGLES if spec.viewpoint_bins else ():
+      out[angle] = nn.Dense(spec.viewpoint_bins, kernel_init=nn.initializers.normal(0.01), name=angle)(x)
+    return out
+
+
+def init_params(spec: ModelSpec, rng: jax.Array) -> dict:
+  """The network's variables {'params': ...} for `spec` (a batch of one image fixes the shapes)."""
+  images = jnp.zeros((1, spec.image_size, spec.image_size, 3), jnp.uint8)
+  return EmbeddingNet(spec).init({"params": rng}, images)
+
+
+def load_backbone_weights(path: str, backbone: dict) -> dict:
+  """The backbone's params from a user's file, checked against (and shaped like) `backbone`.
+
+  Args:
+    path: `.msgpack` (`flax.serialization.to_bytes` of the backbone's params) or `.npz` with keys
+      `<layer>/kernel` and `<layer>/bias` (e.g. `conv1/kernel`). Convolution kernels may be in Flax's
+      [kh, kw, in, out] or Caffe's [out, in, kh, kw] layout (converted).
+    backbone: the backbone's params as initialized (pytree of arrays or ShapeDtypeStructs), the target structure.
+
+  Returns:
+    A pytree like `backbone` with the file's float32 values.
+
+  Raises:
+    FileNotFoundError, ValueError: no such file; an unknown format; a layer missing or of the wrong shape.
+  """
+  path = os.path.expanduser(path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"no backbone weights at {path!r} (config.model.backbone_weights)")
+  if path.endswith(".msgpack"):
+    with open(path, "rb") as f:
+      flat = {"/".join(k): v for k, v in _flatten(flax.serialization.msgpack_restore(f.read())).items()}
+  elif path.endswith(".npz"):
+    with np.load(path) as f:
+      flat = {k: f[k] for k in f.files}
+  else:
+    raise ValueError(f"backbone weights must be .npz or .msgpack, got {path!r}")
+  out = {}
+  for key, target in _flatten(backbone).items():
+    name = "/".join(key)
+    if name not in flat:
+      raise ValueError(f"{path}: no {name!r} (has {sorted(flat)[:8]})")
+    value = np.asarray(flat[name], np.float32)
+    if value.ndim == 4 and value.shape != target.shape and value.transpose(2, 3, 1, 0).shape == target.shape:
+      value = value.transpose(2, 3, 1, 0)  # Caffe's [out, in, kh, kw] -> [kh, kw, in, out]
+    if value.shape != target.shape:
+      raise ValueError(f"{path}: {name!r} has shape {value.shape}, the model needs {target.shape}")
+    out[key] = value
+  return _unflatten(out)
+
+
+def _flatten(tree: dict, prefix: tuple = ()) -> dict[tuple, object]:
+  flat = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      flat.update(_flatten(v, prefix + (k,)))
+    else:
+      flat[prefix + (k,)] = v
+  return flat
+
+
+def _unflatten(flat: dict[tuple, object]) -> dict:
+  tree = {}
+  for key, v in flat.items():
+    node = tree
+    for k in key[:-1]:
+      node = node.setdefault(k, {})
+    node[key[-1]] = v
+  return tree

@@ -1,0 +1,291 @@
+r"""Training: a CNN regresses each image's shape point (paper section 3), data-parallel over all devices.
+
+  python -m launch.train --config=configs/default.py --workdir=/tmp/jembed
+
+The step is a per-device program under `jax.shard_map` over the 1-D ('data',) mesh (DESIGN.md): each device takes
+its slice of the global batch, gradients and metrics are averaged with `lax.pmean`, the replicated state is donated.
+Dropout masks are keyed by the example's index in the global batch, so one, two or four devices give the same step.
+
+Reads `workdir/shape_embedding.npz` and the dataset in `workdir/tfds`; writes into the workdir
+  checkpoints/<step>/   every `train.ckpt_every` steps and at the end (see `jembed.checkpoint`); a run restarted on
+                        the same workdir resumes from the latest, input position included
+  metrics.jsonl         one JSON object a line: train (loss, grad norm, lr, steps/s, images/s) and validation
+                        (val_loss, image->shape val_top1/val_top5: is the nearest shape point the image's shape?)
+  loss_curve.png        at the end
+"""
+
+import functools
+from typing import Any, Callable
+
+from absl import logging
+import jax
+from jax import lax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jembed import augment
+from jembed import checkpoint
+from jembed import losses
+from jembed import model as model_lib
+from jembed import optim
+from jembed import train_metrics
+from jembed.data import naming
+from jembed.data import pipeline
+from jembed.embedding import shape_embedding
+
+State = dict[str, Any]  # {'step': int32[], 'params': {'params': ...}, 'opt_state': ...}, replicated
+TRAIN_KEYS = ("image", "point", "category_index", "azimuth", "elevation", "tilt")
+EVAL_KEYS = TRAIN_KEYS + ("shape_index",)
+
+
+def create_mesh(devices=None) -> jax.sharding.Mesh:
+  """The 1-D ('data',) mesh over `devices` (default: all devices of all processes)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return jax.make_mesh((len(devices),), ("data",), devices=devices)
+
+
+def check_batch(batch: dict[str, Any], mesh: jax.sharding.Mesh) -> None:
+  """Raises ValueError when the global batch does not split evenly over the mesh's devices."""
+  size = next(iter(batch.values())).shape[0]
+  if size % mesh.size:
+    raise ValueError(f"the global batch of {size} examples does not divide over the {mesh.size} devices of the "
+                     f"('data',) mesh: make config.input.batch_size a multiple of {mesh.size}")
+
+
+def place_batch(batch: dict[str, Any], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
+  """The batch split over 'data' on `mesh`: a no-op for the pipeline's global arrays, a copy for anything else
+  (numpy arrays of the whole global batch on a single process, arrays on another mesh)."""
+  return jax.device_put(batch, NamedSharding(mesh, P("data")))
+
+
+def make_update_fn(net: model_lib.EmbeddingNet, tx: optax.GradientTransformation, schedule: optax.Schedule,
+                   mesh: jax.sharding.Mesh, loss_weights: dict[str, float], *, flip: bool = False,
+                   shift: float = 0.0) -> Callable:
+  """`update_fn(state, batch, rng) -> (state, metrics)`, jitted, state donated.
+
+  Args:
+    net: the network.
+    tx, schedule: the optimizer and its learning rate (for the metrics).
+    mesh: the ('data',) mesh; the batch is split over it.
+    loss_weights: {'embedding', 'category', 'viewpoint'}.
+    flip, shift: on-device augmentation (see `augment.augment_batch`).
+
+  Returns:
+    update_fn(state, batch, rng): `batch` a dict of [B, ...] arrays (`TRAIN_KEYS`; B divisible by the device
+    count), `rng` the run's dropout key (folded with the step inside). Returns the new state and float32[] metrics
+    averaged over the global batch: loss, each head's loss, grad_norm, param_norm, lr.
+  """
+
+  def per_device(state: State, batch: dict[str, jax.Array], rng: jax.Array):
+    rng = jax.random.fold_in(rng, state["step"])
+    local = batch["image"].shape[0]
+    example_ids = lax.axis_index("data") * local + jnp.arange(local, dtype=jnp.int32)
+    batch = augment.augment_batch(batch, jax.random.fold_in(rng, 1), example_ids, flip=flip, shift=shift)
+    rng = jax.random.fold_in(rng, 0)
+
+    def loss_fn(params):
+      outputs = net.apply(params, batch["image"], train=True, example_ids=example_ids, rngs={"dropout": rng})
+      return losses.total_loss(outputs, batch, loss_weights)
+
+    # Differentiate w.r.t. a per-device ('varying') copy of the replicated params, so each device's gradient is its
+    # own shard's (differentiating the replicated params directly would already psum it in the transpose), then
+    # average: with equal shards the mean of the devices' means is the global batch's mean.
+    local_params = lax.pcast(state["params"], "data", to="varying")
+    (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(local_params)
+    grads, loss, parts = lax.pmean((grads, loss, parts), "data")
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    metrics = dict(parts, loss=loss, grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params),
+                   lr=jnp.asarray(schedule(state["step"]), jnp.float32))
+    return dict(step=state["step"] + 1, params=params, opt_state=opt_state), metrics
+
+  step = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("data"), P()), out_specs=(P(), P())),
+                 donate_argnums=0)
+
+  def update_fn(state: State, batch: dict[str, Any], rng: jax.Array) -> tuple[State, dict[str, jax.Array]]:
+    check_batch(batch, mesh)
+    return step(state, place_batch({k: batch[k] for k in TRAIN_KEYS if k in batch}, mesh), rng)
+
+  update_fn.jitted = step  # for `.lower(...)`: cost analysis in the benchmark
+  return update_fn
+
+
+def make_eval_fn(net: model_lib.EmbeddingNet, mesh: jax.sharding.Mesh, loss_weights: dict[str, float]) -> Callable:
+  """`eval_fn(params, batch, shape_points) -> metrics` over a global batch, averaged over it.
+
+  Retrieval is image->shape among all N shapes: the rank of the image's own shape (`batch['shape_index']`, its row in
+  shape_points float32[N, D]) when the shapes are sorted by L2 distance to the image's point; top-k = rank < k.
+  """
+
+  def per_device(params, batch, shape_points):
+    outputs = net.apply(params, batch["image"], train=False)
+    loss, parts = losses.total_loss(outputs, batch, loss_weights)
+    d2 = jnp.sum(jnp.square(outputs["point"][:, None, :] - shape_points[None]), axis=-1)  # [b, N]
+    own = jnp.take_along_axis(d2, batch["shape_index"][:, None], axis=1)
+    rank = jnp.sum(d2 < own, axis=1)
+    metrics = dict({f"val_{k}": v for k, v in parts.items()}, val_loss=loss,
+                   val_top1=jnp.mean(rank < 1), val_top5=jnp.mean(rank < 5))
+    if "category" in outputs:
+      metrics["val_category_accuracy"] = jnp.mean(jnp.argmax(outputs["category"], -1) == batch["category_index"])
+    return lax.pmean(metrics, "data")
+
+  step = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("data"), P()), out_specs=P()))
+
+  def eval_fn(params, batch: dict[str, Any], shape_points: jax.Array) -> dict[str, jax.Array]:
+    check_batch(batch, mesh)
+    return step(params, place_batch({k: batch[k] for k in EVAL_KEYS if k in batch}, mesh), shape_points)
+
+  return eval_fn
+
+
+def _init_fn(spec: model_lib.ModelSpec, tx: optax.GradientTransformation) -> Callable:
+  """`init(rng, backbone_params_or_None) -> State`: one function for the jitted init and for `eval_shape`."""
+
+  def init(rng, backbone):
+    params = model_lib.init_params(spec, rng)
+    if backbone is not None:
+      params = {"params": dict(params["params"], backbone=backbone)}
+    return dict(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+  return init
+
+
+def create_state(spec: model_lib.ModelSpec, tx: optax.GradientTransformation, rng: jax.Array,
+                 mesh: jax.sharding.Mesh, backbone_weights: str = "") -> State:
+  """A fresh training state, replicated over `mesh` (created in place by a jitted init).
+
+  With `backbone_weights` the backbone's params come from that file (see `model.load_backbone_weights`).
+  """
+  backbone = None
+  if backbone_weights:
+    abstract = jax.eval_shape(lambda: model_lib.init_params(spec, rng))
+    backbone = model_lib.load_backbone_weights(backbone_weights, abstract["params"]["backbone"])
+  return jax.jit(_init_fn(spec, tx), out_shardings=NamedSharding(mesh, P()))(rng, backbone)
+
+
+def restore_or_create_state(ckpts: checkpoint.Checkpoints, spec: model_lib.ModelSpec,
+                            tx: optax.GradientTransformation, rng: jax.Array, mesh: jax.sharding.Mesh,
+                            backbone_weights: str = "") -> tuple[State, dict | None]:
+  """The latest checkpoint's state and meta (with the input position) if there is one, else a fresh state."""
+  step = ckpts.latest_step()
+  if step is None:
+    return create_state(spec, tx, rng, mesh, backbone_weights), None
+  saved = model_lib.ModelSpec.from_dict(ckpts.restore_meta(step)["model"])
+  changed = {k: (v, getattr(spec, k)) for k, v in saved.to_dict().items() if v != getattr(spec, k) and k != "dropout"}
+  if changed:  # (a new dropout rate is fine: it changes no parameter)
+    raise ValueError(f"the checkpoint of step {step} in {ckpts.directory} is of another network (checkpoint vs "
+                     f"config: {changed}): train in a new workdir, or delete {ckpts.directory} to start over")
+  replicated = NamedSharding(mesh, P())
+  abstract = jax.eval_shape(_init_fn(spec, tx), rng, None)  # shapes only: nothing is initialized
+  try:
+    restored, meta = ckpts.restore(step, checkpoint.abstract_like(
+        {"params": abstract["params"], "opt_state": abstract["opt_state"]}, replicated))
+  except (ValueError, KeyError) as e:  # orbax's tree-mismatch report runs to pages: keep its first line
+    raise ValueError(f"cannot resume from step {step} in {ckpts.directory}: its optimizer state does not match "
+                     f"config.optax ({str(e).splitlines()[0][:200]}); use a new workdir") from None
+  return dict(restored, step=jax.device_put(jnp.int32(step), replicated)), meta
+
+
+def _model_spec(config: ml_collections.ConfigDict, workdir: str,
+                points: np.ndarray) -> tuple[model_lib.ModelSpec, list[str]]:
+  """The network for this config, dataset and shape points float32[N, D], and the dataset's category names."""
+  categories = pipeline.read_metadata(naming.dataset_dir(config, workdir))["categories"]
+  if config.model.frozen_backbone and not config.model.backbone_weights:
+    raise ValueError("config.model.frozen_backbone needs config.model.backbone_weights: a frozen random backbone "
+                     "learns nothing")
+  return model_lib.ModelSpec.from_config(
+      config.model, dim=points.shape[1], image_size=config.model.image_size or config.data.image_size,
+      num_categories=len(categories), point_scale=float(np.sqrt(np.mean(np.var(points, axis=0))))), categories
+
+
+def _validation(config, workdir, mesh) -> Callable[[], Any] | None:
+  """A factory of one-pass validation iterators, or None when the split is too small or absent."""
+  try:
+    size = len(pipeline.data_source(config, workdir, "validation"))
+  except (KeyError, ValueError) as e:
+    logging.warning("no validation split (%s): training without validation", e)
+    return None
+  quantum = mesh.size * jax.process_count()
+  batch = min(int(config.train.eval_batch_size or config.input.batch_size), size) // quantum * quantum
+  if batch == 0:
+    logging.warning("the validation split (%d images) is smaller than the %d devices: no validation", size, quantum)
+    return None
+  eval_config = config.copy_and_resolve_references()
+  eval_config.input.batch_size = batch
+  return functools.partial(pipeline.create_input_iterator, eval_config, workdir, "validation", mesh=mesh,
+                           shuffle=False, num_epochs=1)
+
+
+def evaluate(eval_fn, params, batches, shape_points) -> dict[str, float]:
+  """Means of `eval_fn`'s metrics over the (equal-sized) batches."""
+  sums, n = {}, 0
+  for batch in batches:
+    for k, v in jax.device_get(eval_fn(params, batch, shape_points)).items():
+      sums[k] = sums.get(k, 0.0) + float(v)
+    n += 1
+  return {k: v / n for k, v in sums.items()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Trains (or resumes training) the network of `config` on the dataset in `workdir`; returns the last metrics.
+
+  Raises:
+    FileNotFoundError: no shape embedding or dataset in `workdir` (the message says what to run).
+    ValueError: a bad config value, e.g. a batch that does not divide over the devices.
+    FloatingPointError: the loss became NaN/inf; the checkpoints written before stay.
+  """
+  mesh = create_mesh()
+  with jax.set_mesh(mesh):
+    return _train(config, workdir, mesh)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.Mesh) -> dict[str, float]:
+  embedding = shape_embedding.ShapeEmbedding.load(f"{workdir}/shape_embedding.npz")
+  spec, categories = _model_spec(config, workdir, np.asarray(embedding.points, np.float32))
+  net = model_lib.EmbeddingNet(spec)
+  init_rng, dropout_rng = jax.random.split(jax.random.key(int(config.seed)))
+  tx, schedule = optim.make_optimizer(config, jax.eval_shape(lambda: model_lib.init_params(spec, init_rng)))
+  loss_weights = {k: float(v) for k, v in config.loss.items()}
+  update_fn = make_update_fn(net, tx, schedule, mesh, loss_weights, flip=bool(config.train.augment_flip),
+                             shift=float(config.train.augment_shift))
+  eval_fn, validation = make_eval_fn(net, mesh, loss_weights), _validation(config, workdir, mesh)
+  shape_points = jax.device_put(np.asarray(embedding.points, np.float32), NamedSharding(mesh, P()))
+  train_iter = pipeline.create_input_iterator(config, workdir, "train", mesh=mesh)
+  ckpts = checkpoint.Checkpoints(workdir, max_to_keep=int(config.train.max_to_keep))
+  total, every = int(config.train.total_steps), {k: int(config.train[k]) for k in ("ckpt_every", "eval_every")}
+  meta = dict(model=spec.to_dict(), categories=list(categories))
+  try:
+    state, saved = restore_or_create_state(ckpts, spec, tx, init_rng, mesh, config.model.backbone_weights)
+    start = saved["step"] if saved else 0
+    if saved:
+      train_iter.set_state(saved["input"])  # the resumed run sees the batches the killed one would have
+      logging.info("resumed from step %d of %d (%s)", start, total, checkpoint.directory(workdir))
+    logging.info("%s: %s parameters, %d devices, global batch %d", spec.backbone,
+                 f"{sum(x.size for x in jax.tree.leaves(state['params'])):,}", mesh.size, config.input.batch_size)
+    writer = train_metrics.MetricWriter(workdir, resume_step=start)
+    tracker = train_metrics.StepTracker(writer, batch_size=int(config.input.batch_size),
+                                        log_every=int(config.train.log_every), start=start, total=total)
+    last = {}
+    for step in range(start, total):
+      state, metrics = update_fn(state, next(train_iter), dropout_rng)
+      done = step + 1
+      due = {k: done % v == 0 or done == total for k, v in every.items()}
+      tracker.add(done, metrics, flush=any(due.values()))  # raises FloatingPointError before a bad state is saved
+      if validation and due["eval_every"]:
+        last = dict(step=done, **evaluate(eval_fn, state["params"], validation(), shape_points))
+        writer.write(last)
+        tracker.show(last)
+      if due["ckpt_every"]:
+        ckpts.save(done, state, dict(meta, input=train_iter.get_state()))
+    tracker.close()
+  except FloatingPointError as e:
+    raise FloatingPointError(f"{e}; stopped. The last good checkpoint is step {ckpts.latest_step()} in "
+                             f"{checkpoint.directory(workdir)} (lower config.optax.lr or set "
+                             "config.optax.grad_clip_norm, then rerun to resume from it)") from None
+  finally:
+    ckpts.close()
+  train_metrics.plot_loss_curve(workdir)
+  return {**tracker.last, **last}
