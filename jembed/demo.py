@@ -1,6 +1,6 @@
 """The main job: the whole chain on one config, each stage reusing what an earlier run of it finished.
 
-  contact sheet -> shape embedding (LFD-HoG, distances, Sammon) -> synthetic image dataset -> ...
+  contact sheet -> shape embedding (LFD-HoG, distances, Sammon) -> synthetic image dataset -> CNN training
 
 Every stage writes into the workdir, so a killed or repeated demo picks up where it stopped.
 """
@@ -42,6 +42,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
   outputs["dataset samples"] = dataset.sample_sheet
   seconds["dataset"] = time.time() - t
 
-  logging.info("demo finished: %d shapes, stress %.3g, %s images; seconds %s", len(embedding.ids), embedding.stress,
-               dataset.num_examples, {k: round(v, 1) for k, v in seconds.items()})
+  t = time.time()
+  from jembed import train  # pylint: disable=g-import-not-at-top  (flax/orbax load only for this stage)
+  metrics = train.train_and_evaluate(config, workdir)
+  outputs["loss curve"] = os.path.join(workdir, "loss_curve.png")
+  outputs["metrics"] = os.path.join(workdir, "metrics.jsonl")
+  seconds["training"] = time.time() - t
+
+  logging.info("demo finished: %d shapes, stress %.3g, %s images, last metrics %s; seconds %s", len(embedding.ids),
+               embedding.stress, dataset.num_examples, metrics, {k: round(v, 1) for k, v in seconds.items()})
   return outputs

@@ -226,6 +226,9 @@ def evaluate(eval_fn, params, batches, shape_points) -> dict[str, float]:
     for k, v in jax.device_get(eval_fn(params, batch, shape_points)).items():
       sums[k] = sums.get(k, 0.0) + float(v)
     n += 1
+  if not n:
+    logging.warning("the validation split holds fewer images than one evaluation batch: no validation metrics "
+                    "(lower config.train.eval_batch_size or give validation a larger share)")
   return {k: v / n for k, v in sums.items()}
 
 
