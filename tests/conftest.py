@@ -20,3 +20,14 @@ def shared_data() -> pathlib.Path:
   if not SHARED_DATA.is_dir():
     pytest.skip(f"real test data not found at {SHARED_DATA} (it sits beside the checkout in CI)")
   return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def fast_compiles():
+  """Turns most XLA optimizations off for a test module of tiny models, where they cost more compile time than they
+  save (the flax examples' tests do this too); modules opt in with `pytestmark = usefixtures("fast_compiles")`."""
+  import jax  # pylint: disable=g-import-not-at-top  (after XLA_FLAGS is set above)
+  before = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", before)

@@ -45,13 +45,8 @@ def workdir(tmp_path_factory) -> str:
   return folder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compiles():
-  """Tiny models: XLA's optimizations cost more compile time than they save (the flax examples' tests do this too)."""
-  before = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", before)
+# Tiny models: XLA's optimizations cost more compile time than they save (conftest.fast_compiles).
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 def _images(n: int, size: int = 32) -> np.ndarray:

@@ -26,13 +26,8 @@ SPEC = model_lib.ModelSpec(widths=(4, 8), hidden=(16,), dim=5, image_size=24, dr
 WEIGHTS = dict(embedding=1.0, category=0.5, viewpoint=0.1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _fast_compiles():
-  """Tiny models: XLA's optimizations cost more compile time than they save (the flax examples' tests do this too)."""
-  before = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", before)
+# Tiny models: XLA's optimizations cost more compile time than they save (conftest.fast_compiles).
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 def _batch(size: int) -> dict[str, np.ndarray]:
