@@ -36,7 +36,6 @@ from jax.sharding import PartitionSpec
 from jembed.embedding import distances
 from jembed.embedding import sammon as sammon_lib
 
-_HIGHEST = lax.Precision.HIGHEST
 # Not `P`: embed_out_of_sample's first argument keeps the paper's name for the embedded points.
 _ROWS, _REPLICATED = PartitionSpec('data', None), PartitionSpec()
 
@@ -51,16 +50,9 @@ def _anchor_kernel(mesh: jax.sharding.Mesh) -> Callable:
   def local(a_rows, x, p, floor):
     rows = a_rows.shape[0]
     x_rows = lax.dynamic_slice_in_dim(x, lax.axis_index('data') * rows, rows)
-    sq = (jnp.sum(x_rows * x_rows, axis=1)[:, None] + jnp.sum(p * p, axis=1)[None, :]
-          - 2.0 * jnp.matmul(x_rows, p.T, precision=_HIGHEST))
-    d = jnp.sqrt(jnp.maximum(sq, 0.0))
-    positive = a_rows > 0
-    w = jnp.where(positive, 1.0 / jnp.where(positive, a_rows, 1.0), 0.0)
-    resid = jnp.where(positive, a_rows - d, 0.0)
-    coeff = w - jnp.where(positive, 1.0 / jnp.maximum(d, floor), 0.0)
-    grad = jnp.sum(coeff, axis=1)[:, None] * x_rows - jnp.matmul(coeff, p, precision=_HIGHEST)
+    row_stress, grad = sammon_lib.stress_tile(a_rows, x_rows, p, jnp.sum(p * p, axis=1), floor)
     gather = functools.partial(lax.all_gather, axis_name='data', tiled=True, to='invarying')
-    return gather(jnp.sum(w * resid * resid, axis=1)), gather(grad)
+    return gather(row_stress), gather(grad)
 
   return jax.shard_map(local, mesh=mesh, in_specs=(_ROWS, _REPLICATED, _REPLICATED, _REPLICATED),
                        out_specs=(_REPLICATED, _REPLICATED))

@@ -128,6 +128,31 @@ def _prepare(dist: Any, lay: _Layout, mesh: jax.sharding.Mesh) -> _Prepared:
   return _Prepared(d, total / 2, weight_sums, np.concatenate(zeros) if zeros else np.zeros((0, 2), int))
 
 
+def stress_tile(d_rows: jax.Array, x_rows: jax.Array, others: jax.Array, others_sq: jax.Array,
+                floor: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Sammon terms of some points against others, and their gradient: the O(rows · m · dim) inner work.
+
+  Args:
+    d_rows: float32[r, m] target distances d*; pairs with d* = 0 get weight 0 (the zero-distance rule).
+    x_rows: float32[r, dim] the points whose terms these are.
+    others: float32[m, dim] the points they are measured against.
+    others_sq: float32[m] squared norms of `others`.
+    floor: smallest embedded distance divided by (keeps coincident points finite).
+
+  Returns:
+    float32[r] Σ_j (d*_ij − d_ij)² / d*_ij per row (unnormalized), and float32[r, dim] its gradient / 2 w.r.t. x_rows.
+  """
+  sq = (jnp.sum(x_rows * x_rows, axis=1)[:, None] + others_sq[None, :]
+        - 2.0 * jnp.matmul(x_rows, others.T, precision=_HIGHEST))
+  d = jnp.sqrt(jnp.maximum(sq, 0.0))
+  positive = d_rows > 0
+  w = jnp.where(positive, 1.0 / jnp.where(positive, d_rows, 1.0), 0.0)
+  resid = jnp.where(positive, d_rows - d, 0.0)
+  coeff = w - jnp.where(positive, 1.0 / jnp.maximum(d, floor), 0.0)
+  grad = jnp.sum(coeff, axis=1)[:, None] * x_rows - jnp.matmul(coeff, others, precision=_HIGHEST)
+  return jnp.sum(w * resid * resid, axis=1), grad
+
+
 @functools.lru_cache(maxsize=16)
 def _stress_kernel(mesh: jax.sharding.Mesh, sub: int) -> Callable:
   """(d float32[Np, Np] rows on 'data', y float32[Np, k], floor) -> (Σ_{i≠j} (d*−d)²/d*, G float32[Np, k]).
@@ -143,15 +168,8 @@ def _stress_kernel(mesh: jax.sharding.Mesh, sub: int) -> Callable:
     sq_norms = jnp.sum(y * y, axis=1)
 
     def tile(args):
-      dk, yk = args
-      sq = jnp.sum(yk * yk, axis=1)[:, None] + sq_norms[None, :] - 2.0 * jnp.matmul(yk, y.T, precision=_HIGHEST)
-      d = jnp.sqrt(jnp.maximum(sq, 0.0))
-      positive = dk > 0
-      w = jnp.where(positive, 1.0 / jnp.where(positive, dk, 1.0), 0.0)
-      resid = jnp.where(positive, dk - d, 0.0)
-      coeff = w - jnp.where(positive, 1.0 / jnp.maximum(d, floor), 0.0)
-      grad = jnp.sum(coeff, axis=1)[:, None] * yk - jnp.matmul(coeff, y, precision=_HIGHEST)
-      return jnp.sum(jnp.sum(w * resid * resid, axis=1)), grad
+      row_stress, grad = stress_tile(*args, y, sq_norms, floor)
+      return jnp.sum(row_stress), grad
 
     n_sub = rows // sub
     e, g = lax.map(tile, (d_rows.reshape(n_sub, sub, -1), y_rows.reshape(n_sub, sub, -1)))
