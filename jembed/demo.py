@@ -5,6 +5,7 @@
 Every stage writes into the workdir, so a killed or repeated demo picks up where it stopped.
 """
 
+import contextlib
 import os
 import time
 
@@ -25,29 +26,27 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
   os.makedirs(workdir, exist_ok=True)
   outputs, seconds = {}, {}
 
-  t = time.time()
-  sheet = os.path.join(workdir, "contact_sheet.png")
-  outputs["contact sheet"] = sheet if os.path.exists(sheet) else contact_sheet.write_contact_sheet(config, workdir)
-  seconds["contact sheet"] = time.time() - t
+  @contextlib.contextmanager
+  def stage(name):
+    t = time.time()
+    yield
+    seconds[name] = time.time() - t
 
-  t = time.time()
-  embedding = shape_embedding.embed_shapes(config, workdir)
-  outputs["shape embedding"] = os.path.join(workdir, "shape_embedding.npz")
-  outputs["shape map"] = os.path.join(workdir, "shape_embedding.png")
-  seconds["shape embedding"] = time.time() - t
-
-  t = time.time()
-  dataset = build.build_dataset(config, workdir)
-  outputs["dataset"] = dataset.dataset_dir
-  outputs["dataset samples"] = dataset.sample_sheet
-  seconds["dataset"] = time.time() - t
-
-  t = time.time()
-  from jembed import train  # pylint: disable=g-import-not-at-top  (flax/orbax load only for this stage)
-  metrics = train.train_and_evaluate(config, workdir)
-  outputs["loss curve"] = os.path.join(workdir, "loss_curve.png")
-  outputs["metrics"] = os.path.join(workdir, "metrics.jsonl")
-  seconds["training"] = time.time() - t
+  with stage("contact sheet"):
+    sheet = os.path.join(workdir, "contact_sheet.png")
+    outputs["contact sheet"] = sheet if os.path.exists(sheet) else contact_sheet.write_contact_sheet(config, workdir)
+  with stage("shape embedding"):
+    embedding = shape_embedding.embed_shapes(config, workdir)
+    outputs["shape embedding"] = os.path.join(workdir, "shape_embedding.npz")
+    outputs["shape map"] = os.path.join(workdir, "shape_embedding.png")
+  with stage("dataset"):
+    dataset = build.build_dataset(config, workdir)
+    outputs["dataset"], outputs["dataset samples"] = dataset.dataset_dir, dataset.sample_sheet
+  with stage("training"):
+    from jembed import train  # pylint: disable=g-import-not-at-top  (flax/orbax load only for this stage)
+    metrics = train.train_and_evaluate(config, workdir)
+    outputs["loss curve"] = os.path.join(workdir, "loss_curve.png")
+    outputs["metrics"] = os.path.join(workdir, "metrics.jsonl")
 
   logging.info("demo finished: %d shapes, stress %.3g, %s images, last metrics %s; seconds %s", len(embedding.ids),
                embedding.stress, dataset.num_examples, metrics, {k: round(v, 1) for k, v in seconds.items()})
