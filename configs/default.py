@@ -82,6 +82,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ))
 
   _add_training(config)
+  _add_evaluation(config)
   _apply_overrides(config, arg)
   return config
 
@@ -139,6 +140,18 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
       end_factor=0.01,      # warmup_cosine: final lr = lr x this.
       decay_every=10_000,   # step.
       decay_factor=0.1,     # step.
+  ))
+
+
+def _add_evaluation(config: ml_collections.ConfigDict) -> None:
+  """What launch/evaluate.py measures (paper section 4): the joint embedding against HoG-NN and raw pixels."""
+  config.eval = ml_collections.ConfigDict(dict(
+      sets=("synthetic",),  # 'synthetic': clean and cluttered test images of new views of the embedded shapes.
+      images_per_shape=3,   # Test images per shape (ExactMatchChairs has 3 photos per model).
+      max_shapes=500,       # Shapes that get test images (drawn at random when there are more; ranks are among all).
+      photo_set="",         # Real photos with ground-truth shapes: 'ikea' | 'folder' (photo_root/labels.txt).
+      photo_root="",
+      gallery_queries=8,    # Rows of workdir/eval/retrievals.png per set.
   ))
 
 

@@ -1,6 +1,7 @@
 """The main job: the whole chain on one config, each stage reusing what an earlier run of it finished.
 
   contact sheet -> shape embedding (LFD-HoG, distances, Sammon) -> synthetic image dataset -> CNN training
+  -> evaluation (the paper's protocols, joint embedding against HoG-NN and raw pixels) -> report
 
 Every stage writes into the workdir, so a killed or repeated demo picks up where it stopped.
 """
@@ -21,7 +22,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
   """Runs every stage that exists on `config` into `workdir`.
 
   Returns:
-    {what: path} of the pictures and files a user looks at first.
+    {what: path} of the pictures and files a user looks at first, and 'table': the results as Markdown.
   """
   os.makedirs(workdir, exist_ok=True)
   outputs, seconds = {}, {}
@@ -47,6 +48,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
     metrics = train.train_and_evaluate(config, workdir)
     outputs["loss curve"] = os.path.join(workdir, "loss_curve.png")
     outputs["metrics"] = os.path.join(workdir, "metrics.jsonl")
+  with stage("evaluation"):
+    from jembed import eval_report  # pylint: disable=g-import-not-at-top
+    from jembed import evaluate  # pylint: disable=g-import-not-at-top
+    results = evaluate.evaluate(config, workdir)
+    outputs.update(eval_report.write_report(config, workdir, results, evaluate.PR_AUC_DEFINITION))
+    outputs["table"] = eval_report.results_table(results)
 
   logging.info("demo finished: %d shapes, stress %.3g, %s images, last metrics %s; seconds %s", len(embedding.ids),
                embedding.stress, dataset.num_examples, metrics, {k: round(v, 1) for k, v in seconds.items()})

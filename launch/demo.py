@@ -23,6 +23,8 @@ def main(argv):
   common.log_devices()
   with common.user_errors():
     outputs = demo.run(_CONFIG.value, _WORKDIR.value)
+  table = outputs.pop("table", "")
+  print(f"\n{table}\n")
   width = max(len(k) for k in outputs)
   print("\n".join(f"{k:<{width}}  {v}" for k, v in outputs.items()))
 

@@ -5,13 +5,17 @@ XLA_FLAGS must be set before jax is imported anywhere, so it lives here, at the 
 
 import os
 import pathlib
+import re
+import subprocess
+import sys
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import pytest  # noqa: E402
 
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +35,23 @@ def fast_compiles():
   jax.config.update("jax_disable_most_optimizations", True)
   yield
   jax.config.update("jax_disable_most_optimizations", before)
+
+
+def run_demo(workdir, *flags) -> tuple[dict[str, str], str]:
+  """`python -m launch.demo --config=configs/tiny.py` as a user runs it: ({what: path} of its closing list, stdout)."""
+  cmd = [sys.executable, "-m", "launch.demo", "--config=configs/tiny.py", f"--workdir={workdir}", *flags]
+  result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+  assert result.returncode == 0, result.stderr[-3000:]
+  # The closing list: "<what>  <path>" lines (TFDS prints its own lines before it).
+  outputs = dict(m.groups() for m in re.finditer(r"^(\S.*?)\s{2,}(/\S+)$", result.stdout, re.MULTILINE))
+  return outputs, result.stdout
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> tuple[pathlib.Path, dict[str, str], str]:
+  """One finished demo on the tiny config (18 shapes, every stage), shared by the tests that need a trained run:
+  (workdir, the demo's {what: path}, its stdout)."""
+  workdir = tmp_path_factory.mktemp("tiny_run")
+  outputs, stdout = run_demo(workdir)
+  return workdir, outputs, stdout

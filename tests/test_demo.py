@@ -2,30 +2,24 @@
 
 import json
 import os
-import pathlib
-import re
-import subprocess
-import sys
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from conftest import run_demo
 
-
-def _demo(workdir):
-  cmd = [sys.executable, "-m", "launch.demo", "--config=configs/tiny.py", f"--workdir={workdir}"]
-  result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
-  assert result.returncode == 0, result.stderr[-3000:]
-  # The closing table: "<what>  <path>" lines (TFDS prints its own lines before it).
-  return dict(m.groups() for m in re.finditer(r"^(\S.*?)\s{2,}(/\S+)$", result.stdout, re.MULTILINE))
+WHAT = ("contact sheet", "shape embedding", "shape map", "dataset samples", "loss curve", "metrics", "results",
+        "results table", "precision-recall curves", "top-K curves", "retrievals")
 
 
-def test_demo_runs_every_stage_and_reuses_them(tmp_path):
-  outputs = _demo(tmp_path)
-  assert len(outputs) == 7, outputs
-  for what in ("contact sheet", "shape embedding", "shape map", "dataset samples", "loss curve", "metrics"):
+def test_demo_runs_every_stage_and_reuses_them(tiny_run):
+  workdir, outputs, stdout = tiny_run
+  assert set(WHAT) <= set(outputs), outputs
+  for what in WHAT:
     assert os.path.getsize(outputs[what]) > 0, what
-  lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+  assert "| synthetic_clutter | joint embedding |" in stdout  # the results table closes the run
+  lines = (workdir / "metrics.jsonl").read_text().splitlines()
   assert lines and all(json.loads(line)["step"] > 0 for line in lines)
-  again = _demo(tmp_path)
+  results = json.loads((workdir / "eval" / "results.json").read_text())
+  again, _ = run_demo(workdir)
   assert again == outputs
-  assert (tmp_path / "metrics.jsonl").read_text().splitlines() == lines  # Training was finished: nothing re-ran.
+  assert (workdir / "metrics.jsonl").read_text().splitlines() == lines  # Training was finished: nothing re-ran.
+  rerun = json.loads((workdir / "eval" / "results.json").read_text())
+  assert {k: v for k, v in rerun.items() if k != "_meta"} == {k: v for k, v in results.items() if k != "_meta"}

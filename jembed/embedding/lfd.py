@@ -23,6 +23,7 @@ import tqdm
 from jembed.embedding import hog
 from jembed.render import backend
 from jembed.render import lfd as lfd_render
+from jembed.shapes import record
 from jembed.shapes import sources
 
 _DIR = "lfd"
@@ -148,3 +149,21 @@ def load_descriptors(workdir: str) -> Descriptors:
   features = np.load(os.path.join(workdir, _DIR, "descriptors.npy"), mmap_mode="r")[:n]
   return Descriptors(ids=progress["ids"], categories=progress["categories"], features=features,
                      skipped=[tuple(s) for s in progress["skipped"]])
+
+
+def listed_shapes(workdir: str) -> tuple[list[record.ShapeRef], str, str]:
+  """The shapes of `workdir`'s LFD stage that loaded, as refs, with their (up_axis, front): what later stages need to
+  load the meshes again (thumbnails, galleries) without the config that listed them.
+
+  Raises:
+    FileNotFoundError: the workdir has no LFD stage.
+  """
+  progress_path = os.path.join(workdir, _DIR, "progress.json")
+  if not os.path.exists(progress_path):
+    raise FileNotFoundError(f"no LFD descriptors in {workdir!r}: run launch/embed_shapes.py with this workdir first")
+  with open(progress_path) as f:
+    progress = json.load(f)
+  fingerprint = progress["fingerprint"]
+  path_of = dict(zip(fingerprint["ids"], fingerprint["paths"]))
+  refs = [record.ShapeRef(i, c, path_of[i]) for i, c in zip(progress["ids"], progress["categories"])]
+  return refs, fingerprint["up_axis"], fingerprint["front"]

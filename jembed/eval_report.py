@@ -1,0 +1,170 @@
+"""What a person looks at after an evaluation: a table like the paper's, the curves, and retrieval galleries.
+
+  workdir/eval/results.md       one row per (set, method)
+  workdir/eval/pr_curves.png    image->image precision-recall, one panel per set
+  workdir/eval/topk_curves.png  image->shape top-K accuracy, one panel per set
+  workdir/eval/retrievals.png   query | its 5 nearest shapes (joint embedding), the true shape framed in green
+"""
+
+import os
+
+import matplotlib
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import ml_collections  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+from PIL import Image  # pylint: disable=wrong-import-position
+from PIL import ImageDraw  # pylint: disable=wrong-import-position
+
+from jembed import viz  # pylint: disable=wrong-import-position
+from jembed.embedding import lfd  # pylint: disable=wrong-import-position
+from jembed.render import backend  # pylint: disable=wrong-import-position
+from jembed.render import camera  # pylint: disable=wrong-import-position
+from jembed.shapes import sources  # pylint: disable=wrong-import-position
+
+_LABELS = {"joint": "joint embedding", "hog_nn": "HoG-NN", "pixels": "raw pixels", "chance": "chance"}
+_COLUMNS = (("top1", "top-1"), ("top5", "top-5"), ("top10", "top-10"), ("category_top1", "category top-1"),
+            ("pr_auc", "PR-AUC"), ("median_rank_first", "median first"), ("median_rank_last", "median last"))
+
+
+def _cell(value) -> str:
+  if value is None:
+    return "–"
+  if isinstance(value, float) and value <= 1.0:
+    return f"{value:.3f}"
+  return f"{value:g}"
+
+
+def results_table(results: dict) -> str:
+  """The results as a Markdown table: one row per (set, method), the paper's metrics as columns."""
+  head = "| set | method | " + " | ".join(title for _, title in _COLUMNS) + " | queries |"
+  lines = [head, "|" + "---|" * (len(_COLUMNS) + 3)]
+  for set_name, by_method in results.items():
+    if set_name.startswith("_"):
+      continue
+    for method, scores in by_method.items():
+      cells = [_cell(scores.get(key)) for key, _ in _COLUMNS]
+      lines.append(f"| {set_name} | {_LABELS.get(method, method)} | " + " | ".join(cells) +
+                   f" | {scores.get('n_queries', '')} |")
+  return "\n".join(lines)
+
+
+def write_markdown(results: dict, path: str, definition: str) -> str:
+  meta = results.get("_meta", {})
+  text = (f"# jembed evaluation\n\nCheckpoint step {meta.get('step')}, {meta.get('n_shapes')} shapes; ranks are "
+          f"among all of them.\n\n{results_table(results)}\n\n"
+          "- top-K: share of query images whose true shape is among the K nearest shapes (image->shape).\n"
+          "- category top-1: the nearest shape has the query's category.\n"
+          f"- PR-AUC: {definition}.\n"
+          "- median first / last: for each shape, the rank of its best and of its worst image among all the set's "
+          "images (shape->image), median over shapes.\n")
+  with open(path, "w") as f:
+    f.write(text)
+  return path
+
+
+def _panel_grid(n: int):
+  fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.8), squeeze=False)
+  return fig, axes[0]
+
+
+def write_curves(curves_path: str, results: dict, out_dir: str) -> tuple[str, str]:
+  """pr_curves.png and topk_curves.png from curves.npz; returns their paths."""
+  sets = [s for s in results if not s.startswith("_")]
+  with np.load(curves_path) as f:
+    curves = {k: f[k] for k in f.files}
+  paths = []
+  for kind, xlabel, ylabel in (("precision", "recall", "precision"), ("topk", "K", "top-K accuracy")):
+    fig, axes = _panel_grid(len(sets))
+    for ax, set_name in zip(axes, sets):
+      for method in results[set_name]:
+        y = curves.get(f"{set_name}/{method}/{kind}")
+        if y is None:
+          continue
+        x = curves["recall"] if kind == "precision" else np.arange(1, len(y) + 1)
+        score = results[set_name][method].get("pr_auc" if kind == "precision" else "top1")
+        ax.plot(x, y, label=f"{_LABELS.get(method, method)} ({score:.3f})")
+      ax.set(title=set_name, xlabel=xlabel, ylabel=ylabel, ylim=(0, 1.02))
+      if kind == "topk":
+        ax.set_xscale("log")
+      ax.grid(alpha=0.3)
+      ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = os.path.join(out_dir, "pr_curves.png" if kind == "precision" else "topk_curves.png")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    paths.append(path)
+  return tuple(paths)
+
+
+def shape_thumbnails(workdir: str, ids: list[str], size: int = 96, renderer: str = "auto"
+                     ) -> dict[str, np.ndarray]:
+  """{id: uint8[size, size, 3]} one three-quarter view of each shape of `workdir`, on white.
+
+  The meshes are found from the workdir's own record of its shapes (`lfd.listed_shapes`), so this needs no config.
+  Shapes that no longer load are left out (callers draw a blank tile).
+  """
+  wanted = set(map(str, ids))
+  refs, up_axis, front = lfd.listed_shapes(workdir)
+  refs = [ref for ref in refs if ref.id in wanted]
+  render = backend.get_renderer(renderer)
+  view = camera.Views.make([35.0], [20.0], [0.0], [3.0])  # front-left, a little from above, like product shots
+  out = {}
+  for shape in sources.iter_shapes(refs, up_axis, front):
+    out[shape.id] = viz.on_white(render.render(shape.vertices, shape.faces, view, size=size, antialias=2).rgba[0])
+  return out
+
+
+def _framed(image: np.ndarray, color: str, width: int = 4) -> np.ndarray:
+  tile = Image.fromarray(image).convert("RGB")
+  ImageDraw.Draw(tile).rectangle([0, 0, tile.width - 1, tile.height - 1], outline=color, width=width)
+  return np.asarray(tile)
+
+
+def write_retrievals(config: ml_collections.ConfigDict, workdir: str, report: dict, path: str, per_set: int = 8,
+                     thumb: int = 96) -> str:
+  """retrievals.png: for `per_set` queries of each set, the query and its 5 nearest shapes (true one framed green).
+
+  Queries are spread evenly over each set, so every category shows up.
+  """
+  model = report["model"]
+  picks = {}
+  for set_name, entry in report.items():
+    if set_name == "model":
+      continue
+    n = len(entry["image_set"])
+    picks[set_name] = np.unique(np.linspace(0, n - 1, min(per_set, n)).round().astype(int))
+  needed = {str(model.shape_ids[j]) for name, rows in picks.items() for i in rows
+            for j in list(report[name]["top"][i]) + [report[name]["image_set"].shape_index[i]]}
+  thumbs = shape_thumbnails(workdir, sorted(needed), thumb, config.render.backend)
+  blank = np.full((thumb, thumb, 3), 255, np.uint8)
+  rows = []
+  for set_name, rows_idx in picks.items():
+    image_set, top = report[set_name]["image_set"], report[set_name]["top"]
+    for i in rows_idx:
+      truth = int(image_set.shape_index[i])
+      tiles = [image_set.images[i]]
+      for j in top[i]:
+        tile = thumbs.get(str(model.shape_ids[j]), blank)
+        tiles.append(_framed(tile, "#1a9b3c") if j == truth else tile)
+      rank = "top-5" if truth in top[i] else "missed"
+      if truth not in top[i]:  # show what it should have found, framed red, after the five
+        tiles.append(_framed(thumbs.get(str(model.shape_ids[truth]), blank), "#c0392b"))
+      rows.append((f"{set_name.replace('synthetic_', '')[:16]}: {rank}", tiles))
+  header = ("query | 5 nearest shapes in the joint embedding (green frame: the true shape; red, after them: the true "
+            "shape when it was missed)")
+  viz.image_grid(rows, thumb=thumb, label_width=130, header=header).save(path)
+  return path
+
+
+def write_report(config: ml_collections.ConfigDict, workdir: str, results: dict, definition: str) -> dict[str, str]:
+  """All the files above from `evaluate.evaluate`'s return value; {what: path}."""
+  out_dir = os.path.join(workdir, "eval")
+  public = {k: v for k, v in results.items() if k != "_for_report"}
+  paths = {"results": os.path.join(out_dir, "results.json"),
+           "results table": write_markdown(public, os.path.join(out_dir, "results.md"), definition)}
+  paths["precision-recall curves"], paths["top-K curves"] = write_curves(
+      os.path.join(out_dir, "curves.npz"), public, out_dir)
+  paths["retrievals"] = write_retrievals(config, workdir, results["_for_report"], os.path.join(out_dir, "retrievals.png"),
+                                         int(config.eval.gallery_queries))
+  return paths

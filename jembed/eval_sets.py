@@ -1,0 +1,229 @@
+"""The images an evaluation runs on: synthetic test images of held-out views (clean and cluttered) and real photos.
+
+Synthetic sets (the paper's cross-view protocol, reference §4.1, on our own shapes): each evaluated shape gets
+`config.eval.images_per_shape` new images (3, like ExactMatchChairs' three photos per model) drawn exactly as the
+training images are (view histogram, random lamps, albedo, truncation; `data/synthesis.py`), but with image indices
+past the training ones, `example_rng(seed, shape id, images_per_shape + j)`, so no view, light or crop was ever in
+the dataset. Each render is finished twice from the same generator state, so the two sets differ in nothing but the
+background:
+
+* `synthetic_clean`: on white, like a product photo;
+* `synthetic_clutter`: on a cluttered background (the config's background photos, or the built-in procedural scenes),
+  always cluttered (the training mix had 10 % flat gray).
+
+Photo sets (`photo_sets.py`) are real photos with their ground-truth shape, stretched to the training image size as
+the paper stretched its crops to CaffeNet's input.
+
+Sets are cached in `workdir/eval/sets/<name>.npz` next to the settings they were made with, so re-running the
+evaluation (or the demo) renders nothing again unless those settings change.
+"""
+
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+
+from absl import logging
+import ml_collections
+import numpy as np
+from PIL import Image
+import tqdm
+
+from jembed.data import backgrounds as backgrounds_lib
+from jembed.data import synthesis
+from jembed.data import viewpoints
+from jembed.embedding import lfd
+from jembed.render import backend
+from jembed.render import camera
+from jembed.shapes import sources
+
+SYNTHETIC = ("synthetic_clean", "synthetic_clutter")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSet:
+  """Query images with their ground truth.
+
+  Attributes:
+    name: the set's key in results.json ('synthetic_clean', 'synthetic_clutter', 'ikea', ...).
+    images: uint8[Q, S, S, 3].
+    shape_index: int32[Q] row of each image's shape in the shape embedding.
+    labels: str[Q] a short label per image (file name, or shape id and view).
+  """
+  name: str
+  images: np.ndarray
+  shape_index: np.ndarray
+  labels: np.ndarray
+
+  def __len__(self) -> int:
+    return len(self.shape_index)
+
+
+class _White:
+  """A `Backgrounds` stand-in for the clean set: white behind the object."""
+
+  def draw(self, rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, bool, str]:
+    del rng
+    return np.full((h, w, 3), 255, np.uint8), False, "white"
+
+
+def _key(settings: dict) -> str:
+  return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _load_cached(path: str, key: str) -> dict | None:
+  if not os.path.exists(path):
+    return None
+  with np.load(path) as f:
+    if str(f["key"]) != key:
+      return None
+    return {k: f[k] for k in f.files}
+
+
+def _save(path: str, **arrays) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, **arrays)
+  os.replace(tmp, path)  # a killed run never leaves a half-written set behind
+
+
+def evaluated_shapes(ids: np.ndarray, max_shapes: int, seed: int) -> np.ndarray:
+  """int[M] sorted rows of the shapes that get test images: all of them, or `max_shapes` drawn at random.
+
+  Retrieval always ranks among *all* shapes; the cap only bounds how many queries large collections make.
+  """
+  n = len(ids)
+  if not max_shapes or n <= max_shapes:
+    return np.arange(n)
+  return np.sort(np.random.default_rng([int(seed) % 2**63, 4242]).choice(n, max_shapes, replace=False))
+
+
+def finish_twins(rgba: np.ndarray, params: synthesis.ImageParams, rng: np.random.Generator,
+                 clutter: backgrounds_lib.Backgrounds, settings: synthesis.SynthesisSettings
+                 ) -> tuple[np.ndarray, np.ndarray]:
+  """One render finished twice (`synthesis.finish_image`) from the same generator state: the same crop and tint,
+  composited once on white and once on `clutter`. Returns (clean, cluttered), uint8[S, S, 3] each."""
+  twin = copy.deepcopy(rng)
+  return (synthesis.finish_image(rgba, params, rng, _White(), settings)[0],
+          synthesis.finish_image(rgba, params, twin, clutter, settings)[0])
+
+
+def _render_synthetic(config: ml_collections.ConfigDict, refs: list, orientation: tuple[str, str],
+                      rows: dict[str, int], per_shape: int, photos: list[str]) -> dict[str, list]:
+  """Renders every ref's held-out views and finishes each twice (white, clutter)."""
+  settings = synthesis.SynthesisSettings.from_config(config.data)
+  renderer = backend.get_renderer(config.render.backend)
+  photo_bg = (backgrounds_lib.PhotoBackgrounds(photos, settings.render_size, float(config.data.background_scale))
+              if photos else None)
+  clutter = backgrounds_lib.Backgrounds(photo_bg, clutter_ratio=1.0)
+  first = int(config.data.images_per_shape)  # image indices the dataset used are 0 .. first - 1
+  out = {"synthetic_clean": [], "synthetic_clutter": [], "shape_index": [], "labels": []}
+  report = sources.LoadReport()
+  shapes = sources.iter_shapes(refs, *orientation, report)
+  for shape in tqdm.tqdm(shapes, total=len(refs), desc="rendering test images", unit="shape"):
+    distribution = viewpoints.distribution_for(shape.category, config.data.views_dir, config.data.distance)
+    rngs = [synthesis.example_rng(config.seed, shape.id, first + j) for j in range(per_shape)]
+    params = [synthesis.sample_params(rng, distribution, settings) for rng in rngs]
+    views = camera.Views.make([p.azimuth for p in params], [p.elevation for p in params], [p.tilt for p in params],
+                              [p.distance for p in params])
+    rgba = renderer.render(shape.vertices, shape.faces, views, size=settings.render_size,
+                           lights=[p.lights for p in params], albedo=np.asarray([p.albedo for p in params], np.float32),
+                           antialias=settings.antialias).rgba
+    for p, rng, view in zip(params, rngs, rgba):
+      clean, cluttered = finish_twins(view, p, rng, clutter, settings)
+      out["synthetic_clean"].append(clean)
+      out["synthetic_clutter"].append(cluttered)
+      out["shape_index"].append(rows[shape.id])
+      out["labels"].append(f"{shape.id} az{p.azimuth:.0f} el{p.elevation:.0f}")
+  for line in report.lines():
+    logging.info("%s", line)
+  return out
+
+
+def synthetic_sets(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.ndarray) -> list[ImageSet]:
+  """The clean and the cluttered test set of `config` (rendered once, then cached in `workdir/eval/sets/`).
+
+  Args:
+    config: reads `shapes`, `render.backend`, `data` (synthesis settings, backgrounds, images_per_shape), `seed` and
+      `eval` (images_per_shape, max_shapes).
+    workdir: the run's folder.
+    shape_ids: str[N] the shape embedding's ids; `ImageSet.shape_index` indexes them.
+
+  Returns:
+    [synthetic_clean, synthetic_clutter], the same views, shapes and crops in the same order.
+  """
+  per_shape = int(config.eval.images_per_shape)
+  rows = evaluated_shapes(shape_ids, int(config.eval.max_shapes), int(config.seed))
+  photos = backgrounds_lib.list_photos(config.data.backgrounds) if config.data.backgrounds else []
+  key = _key(dict(shapes=config.shapes.to_dict(), data=config.data.to_dict(), seed=config.seed, per_shape=per_shape,
+                  ids=[str(shape_ids[r]) for r in rows], photos=photos, backend=config.render.backend))
+  path = os.path.join(workdir, "eval", "sets", "synthetic.npz")
+  cached = _load_cached(path, key)
+  if cached is None:
+    wanted = {str(shape_ids[r]): int(r) for r in rows}
+    refs, up_axis, front = lfd.listed_shapes(workdir)  # the meshes the embedding was made from
+    refs = [ref for ref in refs if ref.id in wanted]
+    out = _render_synthetic(config, refs, (up_axis, front), wanted, per_shape, photos)
+    if not out["shape_index"]:
+      raise ValueError("no test images: none of the embedded shapes could be loaded from config.shapes")
+    cached = dict(key=np.array(key), shape_index=np.asarray(out["shape_index"], np.int32),
+                  labels=np.asarray(out["labels"]), **{name: np.stack(out[name]) for name in SYNTHETIC})
+    _save(path, **cached)
+  return [ImageSet(name, cached[name], cached["shape_index"], cached["labels"]) for name in SYNTHETIC]
+
+
+def open_photo(path: str) -> Image.Image:
+  """A photo file as an RGB PIL image (decoded now, so a broken file fails here).
+
+  Raises:
+    ValueError: the file is missing, not an image, or unreadable (the message names it).
+  """
+  if not os.path.isfile(path):
+    raise ValueError(f"{path!r} does not exist or is not a file")
+  try:
+    with Image.open(path) as image:
+      return image.convert("RGB")
+  except (OSError, SyntaxError, Image.DecompressionBombError) as e:  # PIL's errors for non-images and broken files
+    raise ValueError(f"{path!r} is not a readable image ({type(e).__name__}: {e})") from None
+
+
+def stretch_photo(image: Image.Image, size: int) -> np.ndarray:
+  """uint8[size, size, 3]: the whole photo stretched to a square, as the training crops were (aspect not kept)."""
+  return np.asarray(image.resize((size, size), Image.LANCZOS))
+
+
+def read_photo(path: str, size: int) -> np.ndarray:
+  """`open_photo` then `stretch_photo`."""
+  return stretch_photo(open_photo(path), size)
+
+
+def photo_set(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.ndarray) -> ImageSet | None:
+  """The real-photo set named by `config.eval.photo_set` / `photo_root` (None when there is none).
+
+  Photos whose ground-truth shape is not in the embedding (skipped meshes) are left out, with a warning.
+  """
+  kind = str(config.eval.get("photo_set", "") or "")
+  if not kind:
+    return None
+  from jembed import photo_sets  # pylint: disable=g-import-not-at-top
+  photos = photo_sets.load_photo_set(kind, config.eval.photo_root)
+  size = int(config.data.image_size)
+  key = _key(dict(kind=kind, root=config.eval.photo_root, size=size, n=len(photos), ids=list(map(str, shape_ids))))
+  path = os.path.join(workdir, "eval", "sets", f"{kind}.npz")
+  cached = _load_cached(path, key)
+  if cached is None:
+    rows = {str(s): i for i, s in enumerate(shape_ids)}
+    usable = [p for p in photos if p.shape_id in rows]
+    if len(usable) < len(photos):
+      logging.warning("%d of %d photos show shapes that are not in the embedding; left out",
+                      len(photos) - len(usable), len(photos))
+    if not usable:
+      raise ValueError(f"no photo of the {kind!r} set shows an embedded shape: is config.shapes the same collection?")
+    images = np.stack([read_photo(p.path, size) for p in tqdm.tqdm(usable, desc=f"reading {kind} photos",
+                                                                   unit="photo")])
+    cached = dict(key=np.array(key), images=images, shape_index=np.asarray([rows[p.shape_id] for p in usable],
+                                                                           np.int32),
+                  labels=np.asarray([os.path.basename(p.path) for p in usable]))
+    _save(path, **cached)
+  return ImageSet(kind, cached["images"], cached["shape_index"], cached["labels"])

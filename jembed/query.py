@@ -1,0 +1,83 @@
+"""A user's photos -> their nearest shapes in a trained run (launch/query.py), with a gallery to look at.
+
+Checks come first and name what is wrong: every path must be a readable image (before any model is loaded, so a typo
+costs nothing), and the workdir must hold a shape embedding and a trained network (the message says which launcher
+makes the missing one).
+"""
+
+import dataclasses
+import os
+
+import jax
+import numpy as np
+
+from jembed import embed
+from jembed import eval_sets
+from jembed import retrieval
+from jembed import viz
+
+
+@dataclasses.dataclass(frozen=True)
+class Match:
+  """One retrieved shape: its rank (1 = nearest), id, category and L2 distance in the joint space."""
+  rank: int
+  shape_id: str
+  category: str
+  distance: float
+
+
+def check_workdir(workdir: str) -> None:
+  """Raises FileNotFoundError naming the step to run when `workdir` has no shape embedding or no trained network."""
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f"workdir {workdir!r} does not exist: run `python -m launch.demo --workdir={workdir}` "
+                            f"(or the stages one by one) first")
+  if not os.path.exists(os.path.join(workdir, "shape_embedding.npz")):
+    raise FileNotFoundError(f"{workdir!r} has no shape embedding: run `python -m launch.embed_shapes "
+                            f"--workdir={workdir}` first")
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(ckpt_dir) or not any(name.isdigit() for name in os.listdir(ckpt_dir)):
+    raise FileNotFoundError(f"{workdir!r} has no trained network: run `python -m launch.build_dataset` and "
+                            f"`python -m launch.train` with --workdir={workdir} first")
+
+
+def query(workdir: str, paths: list[str], top_k: int = 5) -> tuple[list[list[Match]], np.ndarray]:
+  """The `top_k` nearest shapes of each photo.
+
+  Args:
+    workdir: a trained run.
+    paths: image files (anything Pillow reads: JPEG, PNG, ...), any size; each is stretched to the network's input
+      as the training crops were.
+    top_k: shapes per photo (at most the number of shapes).
+
+  Returns:
+    (one ranked list of `Match` per path, uint8[P, S, S, 3] the photos as the network saw them).
+
+  Raises:
+    ValueError: a path is not a readable image, or top_k is out of range.
+    FileNotFoundError: the workdir lacks a stage (see `check_workdir`).
+  """
+  check_workdir(workdir)
+  if top_k < 1:
+    raise ValueError(f"--top_k must be at least 1, got {top_k}")
+  opened = [eval_sets.open_photo(p) for p in paths]  # every file checked before the model loads
+  model = embed.load(workdir)
+  size = int(model.params.spec.image_size)
+  photos = np.stack([eval_sets.stretch_photo(image, size) for image in opened])
+  if top_k > len(model.shape_ids):
+    raise ValueError(f"--top_k={top_k} but the run has only {len(model.shape_ids)} shapes")
+  points = jax.jit(embed.embed_images)(model.params, photos)
+  dist, index = retrieval.top_k(np.asarray(points), model.shape_points, top_k)
+  return [[Match(r + 1, str(model.shape_ids[j]), str(model.shape_categories[j]), float(d))
+           for r, (d, j) in enumerate(zip(drow, irow))] for drow, irow in zip(dist, index)], photos
+
+
+def write_gallery(workdir: str, photo: np.ndarray, matches: list[Match], path: str, thumb: int = 128) -> str:
+  """A PNG: the photo, then one row per match (rank, id, distance) with the shape's three-quarter view."""
+  from jembed import eval_report  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
+  thumbs = eval_report.shape_thumbnails(workdir, [m.shape_id for m in matches], thumb)
+  blank = np.full((thumb, thumb, 3), 255, np.uint8)
+  rows = [("query", [photo])] + [(f"{m.rank}. {m.shape_id}", [thumbs.get(m.shape_id, blank)]) for m in matches]
+  header = " ".join(f"{m.rank}:{m.distance:.2f}" for m in matches)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  viz.image_grid(rows, thumb=thumb, label_width=190, header=f"distances {header}").save(path)
+  return path

@@ -1,0 +1,81 @@
+"""launch/query.py as a user runs it: ranked shapes and a gallery for a good photo, one clear line for each mistake."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO
+from jembed import query
+
+
+def _query(*flags) -> subprocess.CompletedProcess:
+  return subprocess.run([sys.executable, "-m", "launch.query", *flags], cwd=REPO, capture_output=True, text=True,
+                        timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+@pytest.fixture(scope="module")
+def photo(tiny_run, tmp_path_factory) -> str:
+  """A test image of the run (a cluttered render of a known shape) saved as a user's JPEG."""
+  workdir, _, _ = tiny_run
+  with np.load(workdir / "eval" / "sets" / "synthetic.npz") as f:
+    image, label = f["synthetic_clutter"][0], str(f["labels"][0])
+  path = tmp_path_factory.mktemp("photos") / "my chair.jpg"
+  Image.fromarray(image).resize((300, 240)).save(path, quality=92)  # any size and aspect: stretched like training
+  return str(path), label.split(" ")[0]
+
+
+def test_query_prints_ranked_shapes_and_writes_a_gallery(tiny_run, photo):
+  workdir, _, _ = tiny_run
+  path, _ = photo
+  result = _query(f"--workdir={workdir}", f"--image={path}", "--top_k=4")
+  assert result.returncode == 0, result.stderr[-2000:]
+  lines = result.stdout.splitlines()
+  assert lines[0] == f"{path}:"
+  ranks = [line.split() for line in lines[1:5]]
+  assert [int(r[0]) for r in ranks] == [1, 2, 3, 4]
+  distances = [float(r[-1]) for r in ranks]
+  assert distances == sorted(distances)
+  gallery = lines[5].split("gallery: ")[1]
+  assert Image.open(gallery).size[1] > 4 * 128
+
+
+def test_query_matches_the_api(tiny_run, photo):
+  """The printed ranking is the exact top-k of the embedded photo against every shape point (brute force)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jembed  # pylint: disable=g-import-not-at-top
+  workdir, _, _ = tiny_run
+  path, _ = photo
+  (matches,), photos = query.query(str(workdir), [path], top_k=5)
+  model = jembed.load(str(workdir))
+  point = np.asarray(jax.jit(jembed.embed_images)(model.params, photos))[0]
+  d = np.linalg.norm(model.shape_points - point, axis=1)
+  order = np.argsort(d, kind="stable")[:5]
+  assert [m.shape_id for m in matches] == list(model.shape_ids[order])
+  np.testing.assert_allclose([m.distance for m in matches], d[order], rtol=1e-4, atol=1e-5)
+
+
+def test_query_errors_name_the_problem(tiny_run, tmp_path):
+  workdir, _, _ = tiny_run
+  text = tmp_path / "notes.jpg"
+  text.write_text("not an image")
+  for flags, expected in [
+      ((f"--workdir={workdir}", f"--image={tmp_path}/missing.jpg"), f"{tmp_path}/missing.jpg' does not exist"),
+      ((f"--workdir={workdir}", f"--image={text}"), f"{text}' is not a readable image"),
+      ((f"--workdir={tmp_path}/nowhere", f"--image={text}"), "does not exist: run `python -m launch.demo"),
+      ((f"--workdir={tmp_path}", f"--image={text}"), "has no shape embedding: run `python -m launch.embed_shapes"),
+  ]:
+    result = _query(*flags)
+    assert result.returncode != 0
+    assert expected in result.stderr.splitlines()[-1], (flags, result.stderr[-500:])
+    assert "Traceback" not in result.stderr
+
+
+def test_query_without_training_says_to_train(tiny_run, tmp_path):
+  workdir, _, _ = tiny_run
+  os.symlink(workdir / "shape_embedding.npz", tmp_path / "shape_embedding.npz")
+  with pytest.raises(FileNotFoundError, match="has no trained network: run `python -m launch.build_dataset`"):
+    query.check_workdir(str(tmp_path))
