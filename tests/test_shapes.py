@@ -114,7 +114,7 @@ def test_z_up_conversion_is_a_rotation():
   np.testing.assert_array_equal(out[3], [0, 2, 0])  # Z-up top is +Y.
   assert np.linalg.det(np.stack([out[1], out[2], out[3] / 2])) == pytest.approx(1.0)  # No mirroring.
   with pytest.raises(ValueError, match="up_axis"):
-    loading.to_y_up(v, "x")
+    loading.to_y_up(v, "w")
 
 
 @pytest.fixture

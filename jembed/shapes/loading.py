@@ -1,14 +1,16 @@
-"""Reading one mesh file with trimesh, checking it and normalizing it.
+"""Reading one mesh file with trimesh (or one voxel grid as its cube surface), checking it and normalizing it.
 
 The canonical frame every later stage assumes is the paper's: ShapeNetCore.v1's, **+Y up and the front facing +X**,
 so that the paper's camera at azimuth 0 (on +X) looks at the front of the object. Loading brings each mesh there:
 
 1. Up: `up_axis='z'` converts a Z-up source (ObjectNet3D, most CAD exports, Blender scenes) by the inverse of
    Blender's OBJ import, (x, y, z) <- (X, Z, -Y): a Z-up model's top ends up at +Y and nothing is mirrored.
+   `up_axis='x'` converts an X-up source, (x, y, z) <- (-Y, X, Z): the IKEA voxel grids are X-up (array axis 0).
 2. Front: a rotation about +Y turns the source's front direction (given in the source's own frame) to +X.
    `front='auto'` knows the layouts we read: ShapeNetCore.v1 `model.obj` faces +X; ShapeNetCore.v2
    `model_normalized.obj` and the built-in catalog face -Z; any other file is taken to face +X.
-   ObjectNet3D / PASCAL3D+ models are Z-up facing -Y: `up_axis='z', front='-y'`.
+   ObjectNet3D / PASCAL3D+ models are Z-up facing -Y: `up_axis='z', front='-y'`. The IKEA voxel grids are X-up, and
+   most of their chairs, sofas and beds face +Z (their azimuths are not consistent): `up_axis='x', front='+z'`.
 3. Normalization: the bounding box of the vertices that faces use is centred at the origin and the mesh is scaled to
    unit bounding-sphere radius (the farthest used vertex from that centre is at distance 1).
 """
@@ -23,10 +25,17 @@ import numpy as np
 import trimesh
 
 from jembed.shapes import record
+from jembed.shapes import voxels
 
-# File types trimesh reads that a shape folder may hold; `.obj.gz` is decompressed first.
-MESH_SUFFIXES = (".obj", ".off", ".stl", ".ply", ".glb", ".gltf")
-UP_AXES = ("y", "z")
+# File types a shape folder may hold: meshes trimesh reads and MATLAB voxel grids (`grid`, see `voxels`); `.gz`
+# files are decompressed first.
+MESH_SUFFIXES = (".obj", ".off", ".stl", ".ply", ".glb", ".gltf", ".mat")
+UP_AXES = ("y", "z", "x")
+# Taubin iterations that round a voxel grid's staircase before rendering (see voxels.grid_to_mesh). Chosen by looking
+# at renders of the IKEA grids: exact cubes show jagged outlines, and stair-stepped diagonals give HoG false edge
+# orientations; 2 rounds them while flat faces stay flat and 1-voxel legs survive (~3 % volume lost); 5 makes parts
+# blobby, and marching cubes chamfers every edge.
+VOXEL_SMOOTH_ITERATIONS = 2
 FRONTS = ("auto", "+x", "-x", "+y", "-y", "+z", "-z")
 
 
@@ -55,6 +64,8 @@ def read_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
   suffix = mesh_suffix(path)
   if suffix is None:
     raise MeshError(f"not a mesh file type we read ({', '.join(MESH_SUFFIXES)}, .obj.gz)")
+  if suffix == ".mat":
+    return _read_voxels(path)
   try:
     if path.name.lower().endswith(".gz"):
       with gzip.open(path, "rb") as f:
@@ -70,12 +81,28 @@ def read_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
   return mesh
 
 
+def _read_voxels(path: pathlib.Path) -> trimesh.Trimesh:
+  """The cube surface of a `.mat` (or `.mat.gz`) occupancy grid, in voxel units (see `voxels.grid_to_mesh`)."""
+  try:
+    if path.name.lower().endswith(".gz"):
+      with gzip.open(path, "rb") as f:
+        grid = voxels.read_voxel_mat(io.BytesIO(f.read()), name=str(path))
+    else:
+      grid = voxels.read_voxel_mat(path)
+  except (OSError, voxels.VoxelError) as e:
+    raise MeshError(str(e)) from e
+  vertices, faces = voxels.grid_to_mesh(grid, smooth_iterations=VOXEL_SMOOTH_ITERATIONS)
+  return trimesh.Trimesh(vertices, faces, process=False)
+
+
 def to_y_up(vertices: np.ndarray, up_axis: str) -> np.ndarray:
   """Rotates float[V, 3] vertices from the source's up axis to +Y up (a proper rotation, no mirroring)."""
   if up_axis == "y":
     return vertices
   if up_axis == "z":
     return np.stack([vertices[:, 0], vertices[:, 2], -vertices[:, 1]], axis=1)
+  if up_axis == "x":
+    return np.stack([-vertices[:, 1], vertices[:, 0], vertices[:, 2]], axis=1)
   raise ValueError(f"up_axis must be one of {UP_AXES}, got {up_axis!r}")
 
 
@@ -92,7 +119,7 @@ def to_canonical(vertices: np.ndarray, up_axis: str = "y", front: str = "+x") ->
 
   Args:
     vertices: float[V, 3] in the source frame.
-    up_axis: the source's up axis, 'y' or 'z'.
+    up_axis: the source's up axis, 'y', 'z' or 'x'.
     front: the source's front direction in its own frame ('+x', '-z', ...); must be horizontal once up is +Y.
   """
   if front not in FRONTS[1:]:
@@ -149,11 +176,12 @@ def normalize(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def load_mesh(ref: record.ShapeRef, up_axis: str = "y", front: str = "auto") -> record.Shape:
-  """Loads, checks and normalizes the mesh of `ref` (catalog shapes are built, files read with trimesh).
+  """Loads, checks and normalizes the mesh of `ref` (catalog shapes are built, `.mat` voxel grids meshed, other files
+  read with trimesh).
 
   Args:
     ref: the shape to load.
-    up_axis: the source's up axis ('y' or 'z'); ignored for the catalog, which is built +Y up.
+    up_axis: the source's up axis ('y', 'z' or 'x'); ignored for the catalog, which is built +Y up.
     front: the source's front direction in its own frame, or 'auto' (see module docstring).
 
   Raises:

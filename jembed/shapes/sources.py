@@ -1,4 +1,9 @@
-"""Shape sources: the built-in catalog, ShapeNetCore (v1 and v2 layouts) and any folder of meshes.
+"""Shape sources: the built-in catalog, ShapeNetCore (v1 and v2 layouts), any folder of meshes, and the IKEA models.
+
+The IKEA source is the shape side of our one real-photo benchmark (IKEA photos of Lim et al. 2013 with their
+ground-truth models, as processed by Girdhar et al. 2016): its 225 models exist only as 20^3 voxel grids
+(`Voxels/<i>.mat`), which loading turns into meshes (`voxels`); `jembed.photo_sets` reads the photos against the
+same ids.
 
 `list_shapes(config.shapes)` lists a collection without reading a mesh; `iter_shapes` loads it one shape at a time,
 skipping (and reporting) what cannot be used. Row order everywhere is the sorted id order listed here, as in the paper
@@ -10,6 +15,7 @@ import dataclasses
 import json
 import os
 import pathlib
+import re
 from typing import Iterable, Iterator
 
 from absl import logging
@@ -19,17 +25,18 @@ from jembed.shapes import loading
 from jembed.shapes import record
 from jembed.shapes import synsets
 
-SOURCES = ("catalog", "shapenet", "folder")
+SOURCES = ("catalog", "shapenet", "folder", "ikea")
 
 
 def list_shapes(cfg) -> list[record.ShapeRef]:
   """Lists the shapes `cfg` (the `config.shapes` ConfigDict) asks for, sorted by id.
 
-  Fields read: `source` ('catalog' | 'shapenet' | 'folder'), `root` (a folder; unused by the catalog), `categories`
-  (names or, for ShapeNet, synset ids; empty = all), `limit` (at most this many shapes per category; 0 = all).
+  Fields read: `source` ('catalog' | 'shapenet' | 'folder' | 'ikea'), `root` (a folder; unused by the catalog),
+  `categories` (names or, for ShapeNet, synset ids; empty = all), `limit` (at most this many shapes per category;
+  0 = all).
 
   Raises:
-    FileNotFoundError: `root` does not exist (the message names it).
+    FileNotFoundError: `root`, or a file the source needs in it, does not exist (the message names it).
     ValueError: unknown source or category, or a root with no shapes in it.
   """
   categories = tuple(cfg.get("categories", ()) or ())
@@ -45,6 +52,8 @@ def list_shapes(cfg) -> list[record.ShapeRef]:
     raise FileNotFoundError(f"shape root {str(root)!r} (config.shapes.root) does not exist or is not a folder")
   if cfg.source == "shapenet":
     refs = shapenet_refs(root, categories)
+  elif cfg.source == "ikea":
+    refs = ikea_refs(root, categories)
   else:
     refs = folder_refs(root, categories)
   return _limit_per_category(refs, limit)
@@ -97,7 +106,8 @@ def shapenet_refs(root: pathlib.Path, categories: Iterable[str] = ()) -> list[re
 
 
 def folder_refs(root: pathlib.Path, categories: Iterable[str] = ()) -> list[record.ShapeRef]:
-  """Lists every mesh file under `root` (.obj .off .stl .ply .glb .gltf and .obj.gz), sorted by relative path.
+  """Lists every mesh file under `root` (.obj .off .stl .ply .glb .gltf, .obj.gz and .mat voxel grids), sorted by
+  relative path.
 
   The category is the first sub-folder below `root`; files directly in `root` take the root folder's name. The id is the
   relative path without its mesh extension, so `chair/01.obj.gz` is `chair/01`.
@@ -121,6 +131,69 @@ def folder_refs(root: pathlib.Path, categories: Iterable[str] = ()) -> list[reco
     unknown = [c for c in categories if c not in known]
     if unknown:
       raise ValueError(f"unknown categories {unknown} under {str(root)!r}; found {known}")
+    refs = [r for r in refs if r.category in categories]
+  return sorted(refs, key=lambda r: r.id)
+
+
+def _ikea_lines(path: pathlib.Path) -> list[str]:
+  if not path.is_file():
+    raise FileNotFoundError(f"IKEA list {str(path)!r} does not exist: is the root the ikea_photos_voxels folder "
+                            "(with Lists/, Voxels/ and Images/)?")
+  return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def ikea_shape_id(index: int, model: str, category: str) -> str:
+  """The id of IKEA model `index` (1-based line of all_obj_clean.txt): `<category>/<index:03d>_<product>_<variant>`.
+
+  E.g. line 68, 'IKEA_chair_POANG/24abfbc0942cbf8fc8b7874340ccdda3_obj0_object.obj' -> 'chair/068_POANG_24abfbc0'.
+  The zero-padded index makes ids sort in the list's order (its classes are contiguous and alphabetical); hash-named
+  variants are shortened to 8 characters, named ones ('malm_bed_1') kept.
+  """
+  folder, _, filename = model.partition("/")
+  product = folder.split(f"_{category}_", 1)[-1]
+  variant = re.sub(r"(_obj\d+_object)?\.obj$", "", filename)
+  if re.fullmatch(r"[0-9a-f]{16,}", variant):
+    variant = variant[:8]
+  return f"{category}/{index:03d}_{product}_{variant}"
+
+
+def ikea_models(root: str | os.PathLike) -> list[record.ShapeRef]:
+  """The IKEA benchmark's models in list order: `refs[i - 1]` is model i of the photos' `Lists/ModelID.txt`.
+
+  `root/Lists/all_obj_clean.txt` names the models, `all_obj_class.txt` gives their class and `root/Voxels/<i>.mat`
+  holds model i's 20^3 occupancy grid. A listed grid that is missing is reported (and skipped) when loading, like a
+  broken mesh.
+
+  Raises:
+    FileNotFoundError: a list or the Voxels folder is missing (the message names it).
+    ValueError: the two lists disagree.
+  """
+  root = pathlib.Path(root)
+  models = _ikea_lines(root / "Lists" / "all_obj_clean.txt")
+  classes = _ikea_lines(root / "Lists" / "all_obj_class.txt")
+  if len(models) != len(classes):
+    raise ValueError(f"{str(root / 'Lists')!r}: all_obj_clean.txt lists {len(models)} models but all_obj_class.txt "
+                     f"{len(classes)} classes")
+  voxel_dir = root / "Voxels"
+  if not voxel_dir.is_dir():
+    raise FileNotFoundError(f"IKEA voxel folder {str(voxel_dir)!r} does not exist")
+  return [record.ShapeRef(ikea_shape_id(i, model, category), category, str(voxel_dir / f"{i}.mat"))
+          for i, (model, category) in enumerate(zip(models, classes), start=1)]
+
+
+def ikea_refs(root: str | os.PathLike, categories: Iterable[str] = ()) -> list[record.ShapeRef]:
+  """The IKEA models of `categories` (empty = all 225), sorted by id (which is the list order; see `ikea_shape_id`).
+
+  Raises:
+    FileNotFoundError, ValueError: as `ikea_models`, and for unknown categories.
+  """
+  refs = ikea_models(root)
+  categories = tuple(categories)
+  if categories:
+    known = sorted({r.category for r in refs})
+    unknown = [c for c in categories if c not in known]
+    if unknown:
+      raise ValueError(f"unknown IKEA categories {unknown}; found {known}")
     refs = [r for r in refs if r.category in categories]
   return sorted(refs, key=lambda r: r.id)
 
