@@ -66,6 +66,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       truncation=0.05,      # Crop jitter ratio (paper 0.05); 0 = tight crops.
       clutter_ratio=0.9,    # Share of photo (or procedural) backgrounds; the rest are flat gray (paper 0.9).
       background_scale=1.5,  # Photos resized to a shorter side of this x render_size (0 = paper's unscaled crops).
+      procedural_share=0.0,  # With photos: share of cluttered backgrounds that are procedural scenes instead.
+      context=0.0,          # Widen each side of the crop by U(0, this) x the object's size (real photos show context).
+      occluders=0.0,        # Probability of 1-3 random shapes drawn over an image (objects in front, as in photos).
       split_by="image",     # 'image' (the paper's 90/10 split) | 'shape' (held-out shapes, per category).
       split_fractions=(0.9, 0.05, 0.05),  # train / validation / test; a 0 omits that split.
       workers=0,            # Rendering processes; 0 = one per CPU core. Does not change the images.

@@ -116,7 +116,8 @@ def _render_synthetic(config: ml_collections.ConfigDict, refs: list, orientation
   renderer = backend.get_renderer(config.render.backend)
   photo_bg = (backgrounds_lib.PhotoBackgrounds(photos, settings.render_size, float(config.data.background_scale))
               if photos else None)
-  clutter = backgrounds_lib.Backgrounds(photo_bg, clutter_ratio=1.0)
+  clutter = backgrounds_lib.Backgrounds(photo_bg, clutter_ratio=1.0,
+                                       procedural_share=float(config.data.get("procedural_share", 0.0)))
   first = int(config.data.images_per_shape)  # image indices the dataset used are 0 .. first - 1
   out = {"synthetic_clean": [], "synthetic_clutter": [], "shape_index": [], "labels": []}
   report = sources.LoadReport()

@@ -208,3 +208,51 @@ def test_procedural_backgrounds():
   again, _ = backgrounds.procedural_background(np.random.default_rng(3), 40, 30)
   np.testing.assert_array_equal(again, images[3][0])
   assert len({name.split("+")[0] for _, name in images}) == 3  # gradients, noise and tiles all occur
+
+
+def test_context_widens_the_crop_around_the_object():
+  rng = np.random.default_rng(3)
+  tight = (40, 80, 50, 70)  # 41 rows x 21 columns
+  for _ in range(50):
+    top, bottom, left, right = synthesis.widen_box(tight, rng, 0.25, (128, 128))
+    assert 0 <= top <= 40 and 80 <= bottom <= 127 and 0 <= left <= 50 and 70 <= right <= 127
+    assert 40 - top <= 0.25 * 41 + 0.5 and right - 70 <= 0.25 * 21 + 0.5
+  assert synthesis.widen_box(tight, rng, 0.25, (60, 60))[1] <= 59  # clamped to the render
+
+
+def _disk_rgba(size: int = 48) -> np.ndarray:
+  yy, xx = np.mgrid[:size, :size]
+  alpha = np.where((yy - 23.5) ** 2 + (xx - 23.5) ** 2 <= 12 ** 2, 255, 0).astype(np.uint8)
+  return np.dstack([np.full((size, size, 3), 120, np.uint8), alpha])
+
+
+def test_context_and_occluders_change_nothing_when_off():
+  """Zero context and occluders draw nothing from the generator: an existing dataset's images stay the same."""
+  params = synthesis.sample_params(np.random.default_rng(0), viewpoints.paper_distribution("chair"),
+                                   synthesis.SynthesisSettings())
+  base = synthesis.SynthesisSettings(image_size=32, render_size=48, truncation=0.05)
+  off = synthesis.SynthesisSettings(image_size=32, render_size=48, truncation=0.05, context=0.0, occluders=0.0)
+  bg = backgrounds.Backgrounds(None, 1.0)
+  a, _ = synthesis.finish_image(_disk_rgba(), params, np.random.default_rng(5), bg, base)
+  b, _ = synthesis.finish_image(_disk_rgba(), params, np.random.default_rng(5), bg, off)
+  np.testing.assert_array_equal(a, b)
+  context = synthesis.SynthesisSettings(image_size=32, render_size=48, truncation=0.0, context=0.3)
+  _, info = synthesis.finish_image(_disk_rgba(), params, np.random.default_rng(5), bg, context)
+  top, bottom, left, right = info["box"]
+  assert bottom - top + 1 > 25 or right - left + 1 > 25  # wider than the disk's 25-pixel tight box
+  occluded = synthesis.SynthesisSettings(image_size=32, render_size=48, truncation=0.05, occluders=1.0)
+  gray = backgrounds.Backgrounds(None, 0.0)  # flat gray: anything else on the image is an occluder
+  c, _ = synthesis.finish_image(_disk_rgba(), params, np.random.default_rng(5), gray, occluded)
+  d, _ = synthesis.finish_image(_disk_rgba(), params, np.random.default_rng(5), gray, base)
+  assert np.mean(np.any(c != d, axis=-1)) > 0.02
+
+
+def test_procedural_share_mixes_photos_and_scenes(tmp_path):
+  Image.fromarray(np.full((64, 64, 3), 30, np.uint8)).save(tmp_path / "a.png")
+  photos = backgrounds.PhotoBackgrounds(backgrounds.list_photos(str(tmp_path)), 32)
+  mixed = backgrounds.Backgrounds(photos, clutter_ratio=1.0, procedural_share=0.5)
+  names = [mixed.draw(np.random.default_rng(i), 16, 16)[2] for i in range(200)]
+  share = np.mean([n.startswith("procedural:") for n in names])
+  assert 0.38 < share < 0.62
+  only_photos = backgrounds.Backgrounds(photos, clutter_ratio=1.0)
+  assert not any(only_photos.draw(np.random.default_rng(i), 16, 16)[2].startswith("procedural:") for i in range(50))

@@ -194,6 +194,13 @@ def _clutter(rng: np.random.Generator, image: Image.Image, count: int) -> None:
       draw.line((x0, y0, x1, y1), fill=color, width=int(rng.integers(1, max(2, min(w, h) // 12))))
 
 
+def occlude(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+  """uint8[H, W, 3] with 1-3 random opaque shapes (`_clutter`'s) drawn over it: foreground occluders."""
+  out = Image.fromarray(np.asarray(image, np.uint8))
+  _clutter(rng, out, int(rng.integers(1, 4)))
+  return np.asarray(out)
+
+
 def procedural_background(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, str]:
   """A built-in stand-in for a photo: a gradient, noise or tiled base with clutter shapes, slightly blurred.
 
@@ -218,16 +225,19 @@ class Backgrounds:
   Attributes:
     photos: photo crops, or None for procedural backgrounds.
     clutter_ratio: the paper's `g_syn_cluttered_bkg_ratio` 0.9 (Render for CNN: 0.8).
+    procedural_share: with photos, the share of cluttered backgrounds that are procedural scenes instead (a few dozen
+      photos repeat too often to stand for the world; 0 = photos only, and no extra random draw).
   """
   photos: PhotoBackgrounds | None = None
   clutter_ratio: float = 0.9
+  procedural_share: float = 0.0
 
   def draw(self, rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, bool, str]:
     """(uint8[h, w, 3] background, cluttered?, its description: a file name, 'procedural:...' or 'gray:<v>')."""
     if rng.random() >= self.clutter_ratio:
       value = int(rng.integers(0, 256))
       return np.full((h, w, 3), value, np.uint8), False, f"gray:{value}"
-    if self.photos is None:
+    if self.photos is None or (self.procedural_share > 0 and rng.random() < self.procedural_share):
       image, name = procedural_background(rng, h, w)
     else:
       image, name = self.photos.crop(rng, h, w)

@@ -125,7 +125,8 @@ class JembedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         renderer=self.jembed_config.render.backend, up_axis=shapes.get("up_axis", "y"),
         front=shapes.get("front", "auto"), views_dir=data.views_dir, distance=float(data.distance),
         photos=self.photos(), background_scale=float(data.background_scale),
-        clutter_ratio=float(data.clutter_ratio), cache_dir=os.path.normpath(self.cache_dir))
+        clutter_ratio=float(data.clutter_ratio), cache_dir=os.path.normpath(self.cache_dir),
+        procedural_share=float(data.get("procedural_share", 0.0)))
 
   def render(self, shard: tuple[int, int] | None = None) -> dict:
     """Renders the shapes of shard i of n (contiguous index ranges) or all of them into the cache."""

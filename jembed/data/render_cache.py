@@ -46,6 +46,7 @@ class RenderJob:
     photos: usable background photo paths; empty = procedural backgrounds.
     background_scale: photo working scale (see `backgrounds.PhotoBackgrounds`).
     clutter_ratio: share of non-gray backgrounds.
+    procedural_share: share of those that are procedural although there are photos.
     cache_dir: where `shape_<index>.pkl` files go.
   """
   settings: synthesis.SynthesisSettings
@@ -60,6 +61,7 @@ class RenderJob:
   background_scale: float
   clutter_ratio: float
   cache_dir: str
+  procedural_share: float = 0.0
 
 
 def cache_path(cache_dir: str, shape_index: int) -> str:
@@ -69,7 +71,7 @@ def cache_path(cache_dir: str, shape_index: int) -> str:
 def make_backgrounds(job: RenderJob) -> backgrounds_lib.Backgrounds:
   photos = (backgrounds_lib.PhotoBackgrounds(list(job.photos), job.settings.render_size, job.background_scale)
             if job.photos else None)
-  return backgrounds_lib.Backgrounds(photos, job.clutter_ratio)
+  return backgrounds_lib.Backgrounds(photos, job.clutter_ratio, job.procedural_share)
 
 
 def shape_examples(renderer: backend.Renderer, shape: record.Shape, shape_index: int, job: RenderJob,

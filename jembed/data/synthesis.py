@@ -45,6 +45,10 @@ class SynthesisSettings:
     albedo_range: (low, high) of the jittered gray level.
     tint: largest relative deviation of a colour channel from the gray level.
     truncation: the crop jitter ratio (paper 0.05); 0 = the tight box.
+    context: each side of the tight box first moves out by U(0, context) x its side (real photo crops show some
+      surroundings; the paper's crops did not): 0 = off, and no random draw, so existing datasets are unchanged.
+    occluders: probability that 1-3 random shapes are drawn over the composited image (books, cushions and chair
+      backs cover furniture in photos); 0 = off, no random draw.
   """
   image_size: int = 128
   render_size: int = 192
@@ -55,6 +59,8 @@ class SynthesisSettings:
   albedo_range: tuple[float, float] = (0.3, 0.8)
   tint: float = 0.3
   truncation: float = 0.05
+  context: float = 0.0
+  occluders: float = 0.0
 
   def __post_init__(self):
     if self.albedo not in ALBEDO_MODES:
@@ -67,7 +73,8 @@ class SynthesisSettings:
     return cls(image_size=image_size, render_size=int(data.render_size) or (3 * image_size) // 2,
                antialias=int(data.antialias), max_lamps=int(data.max_lamps), ambient=tuple(data.ambient),
                albedo=str(data.albedo), albedo_range=tuple(data.albedo_range), tint=float(data.tint),
-               truncation=float(data.truncation))
+               truncation=float(data.truncation), context=float(data.get("context", 0.0)),
+               occluders=float(data.get("occluders", 0.0)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +183,18 @@ def jitter_box(box: tuple[int, int, int, int], rng: np.random.Generator, ratio: 
   return top, max(top, bottom), left, max(left, right)
 
 
+def widen_box(box: tuple[int, int, int, int], rng: np.random.Generator, context: float,
+              image_shape: tuple[int, int]) -> tuple[int, int, int, int]:
+  """The box with each side moved out by U(0, context) x the box's side, clamped to the image (order: left, right,
+  top, bottom)."""
+  top, bottom, left, right = box
+  h, w = bottom - top + 1, right - left + 1
+  grow = rng.uniform(0.0, context, 4) * np.array([w, w, h, h])
+  height, width = image_shape
+  return (int(max(0, round(top - grow[2]))), int(min(height - 1, round(bottom + grow[3]))),
+          int(max(0, round(left - grow[0]))), int(min(width - 1, round(right + grow[1]))))
+
+
 def composite(rgb: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
   """I = αF + (1 - α)B with straight alpha, rounded half up like MATLAB's uint8().
 
@@ -227,12 +246,18 @@ def finish_image(rgba: np.ndarray, params: ImageParams, rng: np.random.Generator
   Returns:
     (uint8[S, S, 3] image, {'clutter': bool, 'background': str, 'box': (top, bottom, left, right)}).
   """
-  box = jitter_box(tight_box(rgba[..., 3]), rng, settings.truncation, rgba.shape[:2])
+  box = tight_box(rgba[..., 3])
+  if settings.context > 0:
+    box = widen_box(box, rng, settings.context, rgba.shape[:2])
+  box = jitter_box(box, rng, settings.truncation, rgba.shape[:2])
   top, bottom, left, right = box
   crop = rgba[top:bottom + 1, left:right + 1]
   rgb = apply_tint(crop[..., :3], params.tint)
   background, clutter, name = backgrounds.draw(rng, crop.shape[0], crop.shape[1])
-  image = stretch(composite(rgb, crop[..., 3], background), settings.image_size)
+  image = composite(rgb, crop[..., 3], background)
+  if settings.occluders > 0 and rng.random() < settings.occluders:
+    image = backgrounds_lib.occlude(rng, image)
+  image = stretch(image, settings.image_size)
   return image, {"clutter": clutter, "background": name, "box": box}
 
 
