@@ -50,7 +50,7 @@ def query(workdir: str, paths: list[str], top_k: int = 5) -> tuple[list[list[Mat
     top_k: shapes per photo (at most the number of shapes).
 
   Returns:
-    (one ranked list of `Match` per path, uint8[P, S, S, 3] the photos as the network saw them).
+    (one ranked list of `Match` per path, the photos as read: uint8[H, W, 3] each).
 
   Raises:
     ValueError: a path is not a readable image, or top_k is out of range.
@@ -62,22 +62,21 @@ def query(workdir: str, paths: list[str], top_k: int = 5) -> tuple[list[list[Mat
   opened = [eval_sets.open_photo(p) for p in paths]  # every file checked before the model loads
   model = embed.load(workdir)
   size = int(model.params.spec.image_size)
-  photos = np.stack([eval_sets.stretch_photo(image, size) for image in opened])
   if top_k > len(model.shape_ids):
     raise ValueError(f"--top_k={top_k} but the run has only {len(model.shape_ids)} shapes")
-  points = jax.jit(embed.embed_images)(model.params, photos)
+  points = jax.jit(embed.embed_images)(model.params, np.stack([eval_sets.stretch_photo(i, size) for i in opened]))
   dist, index = retrieval.top_k(np.asarray(points), model.shape_points, top_k)
   return [[Match(r + 1, str(model.shape_ids[j]), str(model.shape_categories[j]), float(d))
-           for r, (d, j) in enumerate(zip(drow, irow))] for drow, irow in zip(dist, index)], photos
+           for r, (d, j) in enumerate(zip(drow, irow))] for drow, irow in zip(dist, index)], [np.asarray(i) for i in opened]
 
 
-def write_gallery(workdir: str, photo: np.ndarray, matches: list[Match], path: str, thumb: int = 128) -> str:
-  """A PNG: the photo, then one row per match (rank, id, distance) with the shape's three-quarter view."""
+def write_gallery(workdir: str, photo: np.ndarray, matches: list[Match], path: str, thumb: int = 160) -> str:
+  """A PNG: the photo, then each match's three-quarter view with its rank, id, category and distance under it."""
   from jembed import eval_report  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
   thumbs = eval_report.shape_thumbnails(workdir, [m.shape_id for m in matches], thumb)
   blank = np.full((thumb, thumb, 3), 255, np.uint8)
-  rows = [("query", [photo])] + [(f"{m.rank}. {m.shape_id}", [thumbs.get(m.shape_id, blank)]) for m in matches]
-  header = " ".join(f"{m.rank}:{m.distance:.2f}" for m in matches)
+  images = [photo] + [thumbs.get(m.shape_id, blank) for m in matches]
+  captions = [["query"]] + [[f"{m.rank}. {m.shape_id}", m.category, f"distance {m.distance:.3f}"] for m in matches]
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  viz.image_grid(rows, thumb=thumb, label_width=190, header=f"distances {header}").save(path)
+  viz.captioned_row(images, captions, thumb).save(path)
   return path

@@ -52,3 +52,33 @@ def image_grid(rows: Sequence[tuple[str, np.ndarray]], thumb: int = 64, label_wi
       x = label_width + pad + c * (thumb + pad)
       sheet.paste(tile, (x + (thumb - tile.width) // 2, y + (thumb - tile.height) // 2))
   return sheet
+
+
+def captioned_row(images: Sequence[np.ndarray], captions: Sequence[Sequence[str]], thumb: int = 160,
+                  frames: Sequence[str | None] | None = None, pad: int = 6) -> Image.Image:
+  """Images side by side, each fitted into thumb x thumb on white, with lines of caption text under it.
+
+  Args:
+    images: uint8[H, W, 3] (any sizes).
+    captions: per image, the lines to print under it.
+    thumb: the box each image is fitted into (aspect ratio kept).
+    frames: per image, an outline colour or None.
+    pad: pixels between and around the tiles.
+
+  Returns:
+    An RGB PIL image.
+  """
+  font = _font(12)
+  lines = max((len(c) for c in captions), default=0)
+  sheet = Image.new("RGB", (pad + len(images) * (thumb + pad), pad + thumb + 4 + 15 * lines + pad), "white")
+  draw = ImageDraw.Draw(sheet)
+  for i, image in enumerate(images):
+    x = pad + i * (thumb + pad)
+    tile = Image.fromarray(np.asarray(image)).convert("RGB")
+    tile.thumbnail((thumb, thumb), Image.Resampling.LANCZOS)
+    sheet.paste(tile, (x + (thumb - tile.width) // 2, pad + (thumb - tile.height) // 2))
+    if frames and frames[i]:
+      draw.rectangle([x - 2, pad - 2, x + thumb + 1, pad + thumb + 1], outline=frames[i], width=3)
+    for j, text in enumerate(captions[i]):
+      draw.text((x, pad + thumb + 4 + 15 * j), text[:thumb // 7], fill="black", font=font)
+  return sheet

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
+from jembed import eval_sets
 from jembed import query
 
 
@@ -40,7 +41,7 @@ def test_query_prints_ranked_shapes_and_writes_a_gallery(tiny_run, photo):
   distances = [float(r[-1]) for r in ranks]
   assert distances == sorted(distances)
   gallery = lines[5].split("gallery: ")[1]
-  assert Image.open(gallery).size[1] > 4 * 128
+  assert Image.open(gallery).size[0] > 5 * 160  # the photo and 4 shapes side by side
 
 
 def test_query_matches_the_api(tiny_run, photo):
@@ -49,9 +50,10 @@ def test_query_matches_the_api(tiny_run, photo):
   import jembed  # pylint: disable=g-import-not-at-top
   workdir, _, _ = tiny_run
   path, _ = photo
-  (matches,), photos = query.query(str(workdir), [path], top_k=5)
+  (matches,), _ = query.query(str(workdir), [path], top_k=5)
   model = jembed.load(str(workdir))
-  point = np.asarray(jax.jit(jembed.embed_images)(model.params, photos))[0]
+  image = eval_sets.read_photo(path, model.params.spec.image_size)
+  point = np.asarray(jax.jit(jembed.embed_images)(model.params, image[None]))[0]
   d = np.linalg.norm(model.shape_points - point, axis=1)
   order = np.argsort(d, kind="stable")[:5]
   assert [m.shape_id for m in matches] == list(model.shape_ids[order])
