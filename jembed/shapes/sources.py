@@ -125,12 +125,18 @@ def folder_refs(root: pathlib.Path, categories: Iterable[str] = ()) -> list[reco
       refs.append(record.ShapeRef(stem, category, str(root / rel)))
   if not refs:
     raise ValueError(f"no mesh files ({', '.join(loading.MESH_SUFFIXES)}, .obj.gz) under {str(root)!r}")
+  return _select_categories(refs, categories, f"under {str(root)!r}")
+
+
+def _select_categories(refs: list[record.ShapeRef], categories: Iterable[str], where: str
+                       ) -> list[record.ShapeRef]:
+  """The refs of `categories` (empty = all), sorted by id; an unknown category is a ValueError listing the known."""
   categories = tuple(categories)
   if categories:
     known = sorted({r.category for r in refs})
     unknown = [c for c in categories if c not in known]
     if unknown:
-      raise ValueError(f"unknown categories {unknown} under {str(root)!r}; found {known}")
+      raise ValueError(f"unknown categories {unknown} {where}; found {known}")
     refs = [r for r in refs if r.category in categories]
   return sorted(refs, key=lambda r: r.id)
 
@@ -187,15 +193,7 @@ def ikea_refs(root: str | os.PathLike, categories: Iterable[str] = ()) -> list[r
   Raises:
     FileNotFoundError, ValueError: as `ikea_models`, and for unknown categories.
   """
-  refs = ikea_models(root)
-  categories = tuple(categories)
-  if categories:
-    known = sorted({r.category for r in refs})
-    unknown = [c for c in categories if c not in known]
-    if unknown:
-      raise ValueError(f"unknown IKEA categories {unknown}; found {known}")
-    refs = [r for r in refs if r.category in categories]
-  return sorted(refs, key=lambda r: r.id)
+  return _select_categories(ikea_models(root), categories, "in the IKEA set")
 
 
 @dataclasses.dataclass
