@@ -30,7 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = default.get_config()
   config.shapes.update(source="ikea", root="~/data/ikea_photos_voxels", up_axis="x", front="+z")
   config.data.backgrounds = "~/data/SUN2012pascalformat/JPEGImages"  # the paper's background photos
-  # 40 images per shape: 9,000 in all, ~8,100 for training (the default catalog's 24 x 192 = 4,608 gave top-5 40 %).
+  # 40 images per shape (as the default): 9,000 in all, ~8,100 for training.
   config.data.images_per_shape = 40
   # Real photos are not the paper's tight product shots: they show surroundings, objects in front, dark and light
   # furniture, and a few dozen background photos repeat too often, so half the clutter is procedural.
