@@ -4,7 +4,8 @@ Synthetic sets (the paper's cross-view protocol, reference §4.1, on our own sha
 `config.eval.images_per_shape` new images (3, like ExactMatchChairs' three photos per model) drawn exactly as the
 training images are (view histogram, random lamps, albedo, truncation; `data/synthesis.py`), but with image indices
 past the training ones, `example_rng(seed, shape id, images_per_shape + j)`, so no view, light or crop was ever in
-the dataset. Each render is finished twice from the same generator state, so the two sets differ in nothing but the
+the dataset. When the dataset is split by shape, only its held-out test shapes get test images (still ranked among all
+shapes), so the numbers say how the network does on shapes it never saw. Each render is finished twice from the same generator state, so the two sets differ in nothing but the
 background:
 
 * `synthetic_clean`: on white, like a product photo;
@@ -31,6 +32,7 @@ from PIL import Image
 import tqdm
 
 from jembed.data import backgrounds as backgrounds_lib
+from jembed.data import splits
 from jembed.data import synthesis
 from jembed.data import viewpoints
 from jembed.embedding import lfd
@@ -88,15 +90,37 @@ def _save(path: str, **arrays) -> None:
   os.replace(tmp, path)  # a killed run never leaves a half-written set behind
 
 
-def evaluated_shapes(ids: np.ndarray, max_shapes: int, seed: int) -> np.ndarray:
-  """int[M] sorted rows of the shapes that get test images: all of them, or `max_shapes` drawn at random.
+def evaluated_shapes(ids: np.ndarray, max_shapes: int, seed: int, candidates: np.ndarray | None = None
+                     ) -> np.ndarray:
+  """int[M] sorted rows of the shapes that get test images: all `candidates` (default: every shape), or `max_shapes`
+  of them drawn at random.
 
   Retrieval always ranks among *all* shapes; the cap only bounds how many queries large collections make.
   """
-  n = len(ids)
-  if not max_shapes or n <= max_shapes:
-    return np.arange(n)
-  return np.sort(np.random.default_rng([int(seed) % 2**63, 4242]).choice(n, max_shapes, replace=False))
+  rows = np.arange(len(ids)) if candidates is None else np.asarray(candidates)
+  if not max_shapes or len(rows) <= max_shapes:
+    return rows
+  return np.sort(np.random.default_rng([int(seed) % 2**63, 4242]).choice(rows, max_shapes, replace=False))
+
+
+def held_out_shapes(config: ml_collections.ConfigDict, ids: np.ndarray, categories: np.ndarray) -> np.ndarray | None:
+  """Rows of the shapes the dataset kept out of training (its 'test' split) when it is split by shape, else None.
+
+  The assignment is the dataset's own (`splits.assign` on the embedded shapes, which are the ones the dataset could
+  load), so a split-by-shape run is evaluated on shapes its network never saw, ranked among all shapes.
+
+  Raises:
+    ValueError: the dataset is split by shape but gives the test split no shape.
+  """
+  if config.data.split_by != "shape":
+    return None
+  per_image = splits.assign([str(i) for i in ids], [str(c) for c in categories], 1,
+                            tuple(config.data.split_fractions), "shape", int(config.seed))
+  rows = np.flatnonzero(per_image[:, 0] == splits.SPLITS.index("test"))
+  if not len(rows):
+    raise ValueError("config.data.split_by='shape' but the test split has no shape: give "
+                     "config.data.split_fractions a test share")
+  return rows
 
 
 def finish_twins(rgba: np.ndarray, params: synthesis.ImageParams, rng: np.random.Generator,
@@ -142,7 +166,8 @@ def _render_synthetic(config: ml_collections.ConfigDict, refs: list, orientation
   return out
 
 
-def synthetic_sets(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.ndarray) -> list[ImageSet]:
+def synthetic_sets(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.ndarray,
+                   shape_categories: np.ndarray | None = None) -> list[ImageSet]:
   """The clean and the cluttered test set of `config` (rendered once, then cached in `workdir/eval/sets/`).
 
   Args:
@@ -155,7 +180,8 @@ def synthetic_sets(config: ml_collections.ConfigDict, workdir: str, shape_ids: n
     [synthetic_clean, synthetic_clutter], the same views, shapes and crops in the same order.
   """
   per_shape = int(config.eval.images_per_shape)
-  rows = evaluated_shapes(shape_ids, int(config.eval.max_shapes), int(config.seed))
+  candidates = None if shape_categories is None else held_out_shapes(config, shape_ids, shape_categories)
+  rows = evaluated_shapes(shape_ids, int(config.eval.max_shapes), int(config.seed), candidates)
   photos = backgrounds_lib.list_photos(config.data.backgrounds) if config.data.backgrounds else []
   key = _key(dict(shapes=config.shapes.to_dict(), data=config.data.to_dict(), seed=config.seed, per_shape=per_shape,
                   ids=[str(shape_ids[r]) for r in rows], photos=photos, backend=config.render.backend))

@@ -128,7 +128,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=METHODS
                  pixel_views=functools.cache(lambda: baselines.pixel_view_features(config, workdir, model.shape_ids)))
   sets = []
   if "synthetic" in tuple(config.eval.sets):
-    sets += eval_sets.synthetic_sets(config, workdir, model.shape_ids)
+    sets += eval_sets.synthetic_sets(config, workdir, model.shape_ids, np.asarray(model.shape_categories))
   photos = eval_sets.photo_set(config, workdir, model.shape_ids)
   if photos is not None:
     sets.append(photos)
@@ -150,6 +150,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=METHODS
   out_dir = os.path.join(workdir, "eval")
   os.makedirs(out_dir, exist_ok=True)
   meta = dict(step=model.step, n_shapes=len(model.shape_ids), seconds=round(time.time() - start, 1),
+              synthetic_shapes=("the held-out test shapes (split_by='shape')" if config.data.split_by == "shape"
+                                else "all shapes, new views (split_by='image')"),
               pr_auc=PR_AUC_DEFINITION, ranks="1-based; ties broken by the lower index")
   _write_json(os.path.join(out_dir, "results.json"), dict(results, _meta=meta))
   np.savez(os.path.join(out_dir, "curves.npz"), recall=metrics_recall_grid(), **curves)

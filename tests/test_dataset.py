@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 import trimesh
 
 from configs import tiny
+from jembed import eval_sets
 from jembed.data import build
 from jembed.data import naming
 from jembed.data import splits
@@ -127,6 +128,7 @@ def test_interrupted_build_is_not_complete_and_a_rerun_completes(reference, tmp_
   script = textwrap.dedent(f"""
       import os, signal
       from configs import tiny
+from jembed import eval_sets
       from jembed.data import build, builder
       config = tiny.get_config()
       config.shapes.limit = 1
@@ -216,6 +218,11 @@ def test_split_by_shape_is_disjoint_and_bad_backgrounds_are_reported(tmp_path):
   assert sum(map(len, by_split.values())) == 12 and len(set.union(*by_split.values())) == 12  # disjoint
   assert {k: len(v) for k, v in by_split.items()} == {"train": 6, "validation": 3, "test": 3}
   assert len({s.split("/")[0] for s in by_split["train"]}) == 6  # stratified: every category trains
+  # The evaluation of a split-by-shape run tests on exactly the shapes this dataset kept out of training.
+  refs = sources.list_shapes(config.shapes)
+  ids, categories = np.array([r.id for r in refs]), np.array([r.category for r in refs])
+  assert set(ids[eval_sets.held_out_shapes(config, ids, categories)]) == by_split["test"]
+  assert eval_sets.held_out_shapes(_config(), ids, categories) is None  # split by image: every shape
   skipped = json.loads((tmp_path / "wd" / "dataset.json").read_text())["skipped_backgrounds"]
   assert sorted(pathlib.Path(p).name for p, _ in skipped) == ["broken.jpg", "gray.png"]
   backgrounds_used = {e["background"].decode() for e in _examples(result.dataset_dir).values()}
