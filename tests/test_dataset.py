@@ -128,7 +128,6 @@ def test_interrupted_build_is_not_complete_and_a_rerun_completes(reference, tmp_
   script = textwrap.dedent(f"""
       import os, signal
       from configs import tiny
-from jembed import eval_sets
       from jembed.data import build, builder
       config = tiny.get_config()
       config.shapes.limit = 1
