@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 import tqdm
 
+from jembed import files
 from jembed.embedding import distances
 from jembed.embedding import hog
 from jembed.embedding import lfd
@@ -28,12 +29,6 @@ from jembed.shapes import sources
 
 PIXEL_SIZE = 32
 _PIXEL_RENDER = 96  # the views for the pixel baseline only need to survive a shrink to 32 px
-
-
-def to_gray(images: np.ndarray) -> np.ndarray:
-  """uint8[..., H, W, 3] -> uint8[..., H, W] with MATLAB's rgb2gray weights and rounding (as the LFD crops)."""
-  gray = np.asarray(images, np.float64) @ lfd_render._RGB2GRAY  # pylint: disable=protected-access
-  return np.floor(gray + 0.5).astype(np.uint8)
 
 
 def hog_features(images: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -46,7 +41,7 @@ def hog_features(images: np.ndarray, batch: int = 256) -> np.ndarray:
   Returns:
     float32[Q, 10188].
   """
-  gray = to_gray(images)
+  gray = lfd_render.rgb2gray(images)
   out = np.empty((len(gray), hog.PYRAMID_DIM), np.float32)
   for lo in range(0, len(gray), batch):
     chunk = np.zeros((batch, lfd_render.HOG_SIZE, lfd_render.HOG_SIZE), np.float32)
@@ -58,13 +53,14 @@ def hog_features(images: np.ndarray, batch: int = 256) -> np.ndarray:
 
 def pixel_features(gray_or_rgb: np.ndarray, size: int = PIXEL_SIZE) -> np.ndarray:
   """Images -> float32[Q, size * size]: gray, stretched to size x size (Lanczos), in [0, 1]."""
-  gray = to_gray(gray_or_rgb) if gray_or_rgb.ndim == 4 else np.asarray(gray_or_rgb, np.uint8)
+  gray = lfd_render.rgb2gray(gray_or_rgb) if gray_or_rgb.ndim == 4 else np.asarray(gray_or_rgb, np.uint8)
   small = [np.asarray(Image.fromarray(g).resize((size, size), Image.LANCZOS), np.float32) for g in gray]
   return np.stack(small).reshape(len(gray), -1) / 255.0
 
 
 def nearest_view(query: np.ndarray, views: np.ndarray, n_views: int) -> np.ndarray:
-  """float32[Q, F] queries x float32[N * n_views, F] views (a shape's views adjacent) -> float32[Q, N] min over views."""
+  """float32[Q, F] queries x float32[N * n_views, F] views (each shape's views adjacent) -> float32[Q, N], the
+  minimum over each shape's views."""
   d = distances.cross_distances(query, views, refine_rtol=0.0)
   return d.reshape(len(query), -1, n_views).min(axis=-1)
 
@@ -99,8 +95,7 @@ def pixel_view_features(config: ml_collections.ConfigDict, workdir: str, shape_i
       if np.array_equal(f["ids"], ids):
         return f["features"].reshape(-1, size * size)
   wanted = {s: i for i, s in enumerate(ids)}
-  refs, up_axis, front = lfd.listed_shapes(workdir)
-  refs = [ref for ref in refs if ref.id in wanted]
+  refs, up_axis, front = lfd.listed_shapes(workdir, ids)
   renderer = backend.get_renderer(config.render.backend)
   features = np.full((len(ids), hog.LFD_VIEWS, size * size), 1.0, np.float32)
   shapes = sources.iter_shapes(refs, up_axis, front)
@@ -108,9 +103,7 @@ def pixel_view_features(config: ml_collections.ConfigDict, workdir: str, shape_i
     out = renderer.render(shape.vertices, shape.faces, lfd_render.lfd_views(shape.category), size=_PIXEL_RENDER,
                           antialias=2)
     features[wanted[shape.id]] = pixel_features(np.stack([_square(lfd_render.crop_gray(v)) for v in out.rgba]), size)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  np.savez(path + ".tmp.npz", ids=ids, features=features)
-  os.replace(path + ".tmp.npz", path)
+  files.save_npz(path, ids=ids, features=features)
   return features.reshape(-1, size * size)
 
 

@@ -104,9 +104,7 @@ def shape_thumbnails(workdir: str, ids: list[str], size: int = 96, renderer: str
   The meshes are found from the workdir's own record of its shapes (`lfd.listed_shapes`), so this needs no config.
   Shapes that no longer load are left out (callers draw a blank tile).
   """
-  wanted = set(map(str, ids))
-  refs, up_axis, front = lfd.listed_shapes(workdir)
-  refs = [ref for ref in refs if ref.id in wanted]
+  refs, up_axis, front = lfd.listed_shapes(workdir, ids)
   render = backend.get_renderer(renderer)
   view = camera.Views.make([35.0], [20.0], [0.0], [3.0])  # front-left, a little from above, like product shots
   out = {}
@@ -165,6 +163,7 @@ def write_report(config: ml_collections.ConfigDict, workdir: str, results: dict,
            "results table": write_markdown(public, os.path.join(out_dir, "results.md"), definition)}
   paths["precision-recall curves"], paths["top-K curves"] = write_curves(
       os.path.join(out_dir, "curves.npz"), public, out_dir)
-  paths["retrievals"] = write_retrievals(config, workdir, results["_for_report"], os.path.join(out_dir, "retrievals.png"),
+  paths["retrievals"] = write_retrievals(config, workdir, results["_for_report"],
+                                         os.path.join(out_dir, "retrievals.png"),
                                          int(config.eval.gallery_queries))
   return paths

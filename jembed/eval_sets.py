@@ -5,8 +5,8 @@ Synthetic sets (the paper's cross-view protocol, reference §4.1, on our own sha
 training images are (view histogram, random lamps, albedo, truncation; `data/synthesis.py`), but with image indices
 past the training ones, `example_rng(seed, shape id, images_per_shape + j)`, so no view, light or crop was ever in
 the dataset. When the dataset is split by shape, only its held-out test shapes get test images (still ranked among all
-shapes), so the numbers say how the network does on shapes it never saw. Each render is finished twice from the same generator state, so the two sets differ in nothing but the
-background:
+shapes), so the numbers say how the network does on shapes it never saw. Each render is finished twice from the
+same generator state, so the two sets differ in nothing but the background:
 
 * `synthetic_clean`: on white, like a product photo;
 * `synthetic_clutter`: on a cluttered background (the config's background photos, or the built-in procedural scenes),
@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 import tqdm
 
+from jembed import files
 from jembed.data import backgrounds as backgrounds_lib
 from jembed.data import splits
 from jembed.data import synthesis
@@ -81,13 +82,6 @@ def _load_cached(path: str, key: str) -> dict | None:
     if str(f["key"]) != key:
       return None
     return {k: f[k] for k in f.files}
-
-
-def _save(path: str, **arrays) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, **arrays)
-  os.replace(tmp, path)  # a killed run never leaves a half-written set behind
 
 
 def evaluated_shapes(ids: np.ndarray, max_shapes: int, seed: int, candidates: np.ndarray | None = None
@@ -189,14 +183,13 @@ def synthetic_sets(config: ml_collections.ConfigDict, workdir: str, shape_ids: n
   cached = _load_cached(path, key)
   if cached is None:
     wanted = {str(shape_ids[r]): int(r) for r in rows}
-    refs, up_axis, front = lfd.listed_shapes(workdir)  # the meshes the embedding was made from
-    refs = [ref for ref in refs if ref.id in wanted]
+    refs, up_axis, front = lfd.listed_shapes(workdir, wanted)  # the meshes the embedding was made from
     out = _render_synthetic(config, refs, (up_axis, front), wanted, per_shape, photos)
     if not out["shape_index"]:
       raise ValueError("no test images: none of the embedded shapes could be loaded from config.shapes")
     cached = dict(key=np.array(key), shape_index=np.asarray(out["shape_index"], np.int32),
                   labels=np.asarray(out["labels"]), **{name: np.stack(out[name]) for name in SYNTHETIC})
-    _save(path, **cached)
+    files.save_npz(path, **cached)
   return [ImageSet(name, cached[name], cached["shape_index"], cached["labels"]) for name in SYNTHETIC]
 
 
@@ -252,5 +245,5 @@ def photo_set(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.nda
     cached = dict(key=np.array(key), images=images, shape_index=np.asarray([rows[p.shape_id] for p in usable],
                                                                            np.int32),
                   labels=np.asarray([os.path.basename(p.path) for p in usable]))
-    _save(path, **cached)
+    files.save_npz(path, **cached)
   return ImageSet(kind, cached["images"], cached["shape_index"], cached["labels"])

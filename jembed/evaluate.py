@@ -21,7 +21,6 @@ the pictures of `eval_report.py`.
 """
 
 import functools
-import json
 import os
 import time
 
@@ -33,6 +32,7 @@ import numpy as np
 from jembed import baselines
 from jembed import embed
 from jembed import eval_sets
+from jembed import files
 from jembed import metrics
 from jembed import retrieval
 
@@ -92,11 +92,11 @@ def protocols(image_shape: np.ndarray, image_image: np.ndarray, shape_index: np.
   ranks = metrics.ranks(image_shape, shape_index)
   curve = metrics.topk_accuracy(ranks, np.arange(1, min(MAX_K, n) + 1))
   first, last = metrics.median_first_last(image_shape.T, shape_index)
-  recall, precision = metrics.pr_curve_paper(image_image, shape_index)
+  _, precision = metrics.pr_curve_paper(image_image, shape_index)  # at metrics.PR_RECALL_GRID
   nearest = np.argmin(image_shape, axis=1)
   result = {f"top{k}": float(curve[k - 1]) if k <= n else 1.0 for k in TOP_KS}
   result.update(category_top1=float(np.mean(shape_categories[nearest] == shape_categories[shape_index])),
-                pr_auc=float(metrics.pr_auc_paper(recall, precision)), median_rank_first=float(first),
+                pr_auc=float(metrics.pr_auc_paper(metrics.PR_RECALL_GRID, precision)), median_rank_first=float(first),
                 median_rank_last=float(last), n_queries=int(q), n_shapes=int(n))
   return result, {"topk": np.asarray(curve, np.float32), "precision": np.asarray(precision, np.float32)}
 
@@ -153,18 +153,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=METHODS
               synthetic_shapes=("the held-out test shapes (split_by='shape')" if config.data.split_by == "shape"
                                 else "all shapes, new views (split_by='image')"),
               pr_auc=PR_AUC_DEFINITION, ranks="1-based; ties broken by the lower index")
-  _write_json(os.path.join(out_dir, "results.json"), dict(results, _meta=meta))
-  np.savez(os.path.join(out_dir, "curves.npz"), recall=metrics_recall_grid(), **curves)
+  files.write_json(os.path.join(out_dir, "results.json"), dict(results, _meta=meta), indent=1)
+  files.save_npz(os.path.join(out_dir, "curves.npz"), recall=metrics.PR_RECALL_GRID.astype(np.float32), **curves)
   return dict(results, _meta=meta, _for_report=dict(report, model=model))
 
-
-def metrics_recall_grid() -> np.ndarray:
-  """float32[500] the recall points of the paper's PR curve (0.001, 0.003, ..., 0.999)."""
-  return np.arange(0.001, 1.0, 0.002, dtype=np.float64)[:500].astype(np.float32)
-
-
-def _write_json(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1)
-  os.replace(tmp, path)

@@ -66,8 +66,9 @@ def query(workdir: str, paths: list[str], top_k: int = 5) -> tuple[list[list[Mat
     raise ValueError(f"--top_k={top_k} but the run has only {len(model.shape_ids)} shapes")
   points = jax.jit(embed.embed_images)(model.params, np.stack([eval_sets.stretch_photo(i, size) for i in opened]))
   dist, index = retrieval.top_k(np.asarray(points), model.shape_points, top_k)
-  return [[Match(r + 1, str(model.shape_ids[j]), str(model.shape_categories[j]), float(d))
-           for r, (d, j) in enumerate(zip(drow, irow))] for drow, irow in zip(dist, index)], [np.asarray(i) for i in opened]
+  matches = [[Match(r + 1, str(model.shape_ids[j]), str(model.shape_categories[j]), float(d))
+              for r, (d, j) in enumerate(zip(drow, irow))] for drow, irow in zip(dist, index)]
+  return matches, [np.asarray(image) for image in opened]
 
 
 def write_gallery(workdir: str, photo: np.ndarray, matches: list[Match], path: str, thumb: int = 160) -> str:

@@ -12,6 +12,12 @@ def log_devices() -> None:
                jax.devices())
 
 
+def print_outputs(outputs: dict[str, str]) -> None:
+  """The closing list of a run: one `<what>  <path>` line per file to look at, the paths aligned."""
+  width = max((len(k) for k in outputs), default=0)
+  print("\n".join(f"{k:<{width}}  {v}" for k, v in outputs.items()))
+
+
 @contextlib.contextmanager
 def user_errors():
   """Ends the program with the message (no traceback) on a wrong path or a bad config value."""

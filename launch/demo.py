@@ -25,8 +25,7 @@ def main(argv):
     outputs = demo.run(_CONFIG.value, _WORKDIR.value)
   table = outputs.pop("table", "")
   print(f"\n{table}\n")
-  width = max(len(k) for k in outputs)
-  print("\n".join(f"{k:<{width}}  {v}" for k, v in outputs.items()))
+  common.print_outputs(outputs)
 
 
 if __name__ == "__main__":

@@ -28,8 +28,7 @@ def main(argv):
     results = evaluate.evaluate(_CONFIG.value, _WORKDIR.value)
     paths = eval_report.write_report(_CONFIG.value, _WORKDIR.value, results, evaluate.PR_AUC_DEFINITION)
   print(eval_report.results_table(results))
-  width = max(len(k) for k in paths)
-  print("\n".join(f"{k:<{width}}  {v}" for k, v in paths.items()))
+  common.print_outputs(paths)
 
 
 if __name__ == "__main__":

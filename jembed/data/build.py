@@ -28,6 +28,7 @@ import time
 from absl import logging
 import ml_collections
 
+from jembed import files
 from jembed.data import builder as builder_lib
 from jembed.data import sample_sheet
 
@@ -166,7 +167,4 @@ def _write_summary(workdir: str, builder: builder_lib.JembedImages, result: Buil
                  seconds=round(result.seconds, 2), images_per_second=round(result.images_per_second, 2),
                  renderers=metadata.get("renderers"), skipped_shapes=metadata.get("skipped_shapes", []),
                  skipped_backgrounds=metadata.get("skipped_backgrounds", []))
-  tmp = os.path.join(workdir, "dataset.json.tmp")
-  with open(tmp, "w") as f:
-    json.dump(summary, f, indent=1)
-  os.replace(tmp, os.path.join(workdir, "dataset.json"))
+  files.write_json(os.path.join(workdir, "dataset.json"), summary, indent=1)

@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from jembed import files
 from jembed.embedding import hog
 from jembed.render import backend
 from jembed.render import lfd as lfd_render
@@ -52,13 +53,6 @@ def _fingerprint(config: ml_collections.ConfigDict, refs) -> dict:
               hog_size=config.lfd.hog_size, dim=hog.LFD_DIM)
 
 
-def _write_json_atomic(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f)
-  os.replace(tmp, path)  # A kill between the two never leaves a half-written progress file.
-
-
 def _open_store(workdir: str, fingerprint: dict, n: int) -> tuple[np.ndarray, dict]:
   """Opens (or creates) the descriptor memmap and its progress record; resets both if the fingerprint changed."""
   folder = os.path.join(workdir, _DIR)
@@ -74,7 +68,7 @@ def _open_store(workdir: str, fingerprint: dict, n: int) -> tuple[np.ndarray, di
   if progress is None:
     progress = dict(fingerprint=fingerprint, n_processed=0, ids=[], categories=[], skipped=[])
     features = np.lib.format.open_memmap(array_path, mode="w+", dtype=np.float32, shape=(max(n, 1), hog.LFD_DIM))
-    _write_json_atomic(progress_path, progress)
+    files.write_json(progress_path, progress)
   else:
     features = np.load(array_path, mmap_mode="r+")
   return features, progress
@@ -129,7 +123,7 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str,
       progress["categories"] += categories
       progress["skipped"] += [[ref.id, why] for ref, why in report.skipped]
       progress["n_processed"] = lo + len(chunk)
-      _write_json_atomic(progress_path, progress)  # Only after the rows are on disk.
+      files.write_json(progress_path, progress)  # Only after the rows are on disk.
       bar.update(len(chunk))
       if on_batch is not None:
         on_batch(progress["n_processed"])
@@ -151,9 +145,10 @@ def load_descriptors(workdir: str) -> Descriptors:
                      skipped=[tuple(s) for s in progress["skipped"]])
 
 
-def listed_shapes(workdir: str) -> tuple[list[record.ShapeRef], str, str]:
-  """The shapes of `workdir`'s LFD stage that loaded, as refs, with their (up_axis, front): what later stages need to
-  load the meshes again (thumbnails, galleries) without the config that listed them.
+def listed_shapes(workdir: str, ids=None) -> tuple[list[record.ShapeRef], str, str]:
+  """The shapes of `workdir`'s LFD stage that loaded (only those of `ids`, when given), as refs, with their
+  (up_axis, front): what later stages need to load the meshes again (test images, thumbnails, galleries) without the
+  config that listed them.
 
   Raises:
     FileNotFoundError: the workdir has no LFD stage.
@@ -166,4 +161,7 @@ def listed_shapes(workdir: str) -> tuple[list[record.ShapeRef], str, str]:
   fingerprint = progress["fingerprint"]
   path_of = dict(zip(fingerprint["ids"], fingerprint["paths"]))
   refs = [record.ShapeRef(i, c, path_of[i]) for i, c in zip(progress["ids"], progress["categories"])]
+  if ids is not None:
+    wanted = set(map(str, ids))
+    refs = [ref for ref in refs if ref.id in wanted]
   return refs, fingerprint["up_axis"], fingerprint["front"]

@@ -22,6 +22,7 @@ from absl import logging
 import ml_collections
 import numpy as np
 
+from jembed import files
 from jembed.embedding import distances
 from jembed.embedding import lfd
 from jembed.embedding import out_of_sample
@@ -50,10 +51,8 @@ class ShapeEmbedding:
   stress_curve: np.ndarray
 
   def save(self, path: str) -> None:
-    tmp = path + ".tmp.npz"
-    np.savez(tmp, ids=self.ids, categories=self.categories, points=self.points, stress=np.float32(self.stress),
-             stress_curve=self.stress_curve)
-    os.replace(tmp, path)
+    files.save_npz(path, ids=self.ids, categories=self.categories, points=self.points,
+                   stress=np.float32(self.stress), stress_curve=self.stress_curve)
 
   @classmethod
   def load(cls, path: str) -> "ShapeEmbedding":

@@ -69,9 +69,14 @@ def crop_gray(rgba: np.ndarray) -> np.ndarray:
   if not len(rows):
     return np.full(alpha.shape, 255, np.uint8)
   box = rgba[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-  # MATLAB converts back to uint8 by rounding half away from zero; the values are non-negative, so floor(x + .5).
-  gray = np.floor(box[..., :3].astype(np.float64) @ _RGB2GRAY + 0.5)
+  gray = rgb2gray(box[..., :3]).astype(np.float64)
   return np.minimum(255, gray + (255 - box[..., 3].astype(np.float64))).astype(np.uint8)
+
+
+def rgb2gray(rgb: np.ndarray) -> np.ndarray:
+  """MATLAB's `rgb2gray` on uint8: uint8[..., 3] -> uint8[...], the weights of `_RGB2GRAY`, rounded back to uint8."""
+  # MATLAB converts back to uint8 by rounding half away from zero; the values are non-negative, so floor(x + .5).
+  return np.floor(np.asarray(rgb, np.float64) @ _RGB2GRAY + 0.5).astype(np.uint8)
 
 
 def hog_input(gray: np.ndarray, size: int = HOG_SIZE) -> np.ndarray:
