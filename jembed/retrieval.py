@@ -267,40 +267,27 @@ def image_to_image(image_points: Any, k: int, exclude_self: bool = False, **kwar
   return top_k(image_points, image_points, k, exclude=exclude, **kwargs)
 
 
-@jax.jit
-def _l2_block(a: jax.Array, b: jax.Array) -> jax.Array:
-  return jnp.sqrt(_squared_l2(a, b))
-
-
 def pairwise_l2(a: Any, b: Any, *, block: int | None = None) -> np.ndarray:
   """All Euclidean distances between the rows of a and b, like `scipy.spatial.distance.cdist(a, b)` in float32.
 
-  Same formula as `top_k` (GEMM identity, `Precision.HIGHEST`), for the evaluation's full ranks. The identity loses
-  precision for near-duplicate points: a pair at distance δ carries an absolute error of about
-  1e-7 · (‖a‖² + ‖b‖²) / δ, and a point's distance to an equal point need not come out as exactly 0. Only for
-  `pairwise_l2(x, x)` (the same object twice) is the diagonal set to exact zeros, as `pdist` has them: the paper's
-  image → image protocol ranks each query first among its own results. Where near-duplicates matter,
-  `jembed.embedding.distances.cross_distances` centres the data and recomputes close pairs in float64.
+  The evaluation's full distance matrices (for ranks among all candidates), computed by the shape side's blockwise
+  kernel (`embedding.distances`): sharded over the devices, the points centred and near-duplicate pairs recomputed
+  in float64, so equal points come out at exactly 0. For `pairwise_l2(x, x)` (the same object twice) the matrix is
+  `pdist`'s: symmetric with an exact zero diagonal, so the paper's image -> image protocol ranks each query first
+  among its own results.
 
   Args:
     a: float[A, D] points (numpy or jax).
     b: float[B, D] points.
-    block: rows of a per step; by default as many as keep a [block, B] block at 64 MB.
+    block: rows per tile; by default from the distances module's memory budget.
 
   Returns:
     float32[A, B] numpy array.
   """
   same = a is b
-  a, b = _as_float32(a), _as_float32(b)
+  a = np.asarray(a, np.float32)
+  b = a if same else np.asarray(b, np.float32)
   _check(a, b, None)
-  if a.shape[0] == 0 or b.shape[0] == 0:
-    return np.zeros((a.shape[0], b.shape[0]), np.float32)
-  n_rows = a.shape[0]
-  size, count = _blocks(n_rows, block or max(1, _BLOCK_ELEMENTS // b.shape[0]))
-  a = _padded_rows(a, size * count)
-  b = jax.device_put(b, jax.devices()[0])
-  results = [_l2_block(a[i:i + size], b) for i in range(0, size * count, size)]
-  out = np.concatenate([np.asarray(r) for r in results])[:n_rows]
   if same:
-    np.fill_diagonal(out, 0.0)
-  return out
+    return distances_lib.pairwise_distances(a, block_size=block, progress=False)
+  return distances_lib.cross_distances(a, b, block_size=block, progress=False)
