@@ -44,16 +44,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
     dataset = build.build_dataset(config, workdir)
     outputs["dataset"], outputs["dataset samples"] = dataset.dataset_dir, dataset.sample_sheet
   with stage("training"):
-    from jembed import train  # pylint: disable=g-import-not-at-top  (flax/orbax load only for this stage)
+    from jembed.training import train  # pylint: disable=g-import-not-at-top  (flax/orbax load only for this stage)
     metrics = train.train_and_evaluate(config, workdir)
     outputs["loss curve"] = os.path.join(workdir, "loss_curve.png")
     outputs["metrics"] = os.path.join(workdir, "metrics.jsonl")
   with stage("evaluation"):
-    from jembed import eval_report  # pylint: disable=g-import-not-at-top
-    from jembed import evaluate  # pylint: disable=g-import-not-at-top
+    from jembed.evaluation import report  # pylint: disable=g-import-not-at-top
+    from jembed.evaluation import evaluate  # pylint: disable=g-import-not-at-top
     results = evaluate.evaluate(config, workdir)
-    outputs.update(eval_report.write_report(config, workdir, results, evaluate.PR_AUC_DEFINITION))
-    outputs["table"] = eval_report.results_table(results)
+    outputs.update(report.write_report(config, workdir, results, evaluate.PR_AUC_DEFINITION))
+    outputs["table"] = report.results_table(results)
 
   logging.info("demo finished: %d shapes, stress %.3g, %s images, last metrics %s; seconds %s", len(embedding.ids),
                embedding.stress, dataset.num_examples, metrics, {k: round(v, 1) for k, v in seconds.items()})

@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jembed import checkpoint
-from jembed import model as model_lib
+from jembed.training import checkpoints
+from jembed.training import model as model_lib
 from jembed.embedding import shape_embedding
 
 
@@ -62,13 +62,13 @@ def load(workdir: str, step: int | None = None) -> TrainedModel:
   Raises:
     FileNotFoundError: no checkpoint or no shape_embedding.npz in `workdir`.
   """
-  ckpts = checkpoint.Checkpoints(workdir, read_only=True)
+  ckpts = checkpoints.Checkpoints(workdir, read_only=True)
   try:
     meta = ckpts.restore_meta(step)
     spec = model_lib.ModelSpec.from_dict(meta["model"])
     abstract = jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    variables = ckpts.restore_params(meta["step"], checkpoint.abstract_like(abstract, device))
+    variables = ckpts.restore_params(meta["step"], checkpoints.abstract_like(abstract, device))
   finally:
     ckpts.close()
   embedding = shape_embedding.ShapeEmbedding.load(f"{workdir}/shape_embedding.npz")

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from jembed import embed
-from jembed import eval_sets
+from jembed.evaluation import image_sets
 from jembed import retrieval
 from jembed import viz
 
@@ -59,12 +59,12 @@ def query(workdir: str, paths: list[str], top_k: int = 5) -> tuple[list[list[Mat
   check_workdir(workdir)
   if top_k < 1:
     raise ValueError(f"--top_k must be at least 1, got {top_k}")
-  opened = [eval_sets.open_photo(p) for p in paths]  # every file checked before the model loads
+  opened = [image_sets.open_photo(p) for p in paths]  # every file checked before the model loads
   model = embed.load(workdir)
   size = int(model.params.spec.image_size)
   if top_k > len(model.shape_ids):
     raise ValueError(f"--top_k={top_k} but the run has only {len(model.shape_ids)} shapes")
-  points = jax.jit(embed.embed_images)(model.params, np.stack([eval_sets.stretch_photo(i, size) for i in opened]))
+  points = jax.jit(embed.embed_images)(model.params, np.stack([image_sets.stretch_photo(i, size) for i in opened]))
   dist, index = retrieval.top_k(np.asarray(points), model.shape_points, top_k)
   matches = [[Match(r + 1, str(model.shape_ids[j]), str(model.shape_categories[j]), float(d))
               for r, (d, j) in enumerate(zip(drow, irow))] for drow, irow in zip(dist, index)]
@@ -73,8 +73,8 @@ def query(workdir: str, paths: list[str], top_k: int = 5) -> tuple[list[list[Mat
 
 def write_gallery(workdir: str, photo: np.ndarray, matches: list[Match], path: str, thumb: int = 160) -> str:
   """A PNG: the photo, then each match's three-quarter view with its rank, id, category and distance under it."""
-  from jembed import eval_report  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
-  thumbs = eval_report.shape_thumbnails(workdir, [m.shape_id for m in matches], thumb)
+  from jembed.evaluation import report  # pylint: disable=g-import-not-at-top  (matplotlib only when drawing)
+  thumbs = report.shape_thumbnails(workdir, [m.shape_id for m in matches], thumb)
   blank = np.full((thumb, thumb, 3), 255, np.uint8)
   images = [photo] + [thumbs.get(m.shape_id, blank) for m in matches]
   captions = [["query"]] + [[f"{m.rank}. {m.shape_id}", m.category, f"distance {m.distance:.3f}"] for m in matches]

@@ -21,13 +21,13 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder with a trained model
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from jembed import eval_report  # pylint: disable=g-import-not-at-top
-  from jembed import evaluate  # pylint: disable=g-import-not-at-top
+  from jembed.evaluation import report  # pylint: disable=g-import-not-at-top
+  from jembed.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   common.log_devices()
   with common.user_errors():
     results = evaluate.evaluate(_CONFIG.value, _WORKDIR.value)
-    paths = eval_report.write_report(_CONFIG.value, _WORKDIR.value, results, evaluate.PR_AUC_DEFINITION)
-  print(eval_report.results_table(results))
+    paths = report.write_report(_CONFIG.value, _WORKDIR.value, results, evaluate.PR_AUC_DEFINITION)
+  print(report.results_table(results))
   common.print_outputs(paths)
 
 

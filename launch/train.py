@@ -32,7 +32,7 @@ def main(argv):
       jax.distributed.initialize()
     except ValueError as e:  # a single host: no coordinator to find ("coordinator_address should be defined")
       logging.warning("jax.distributed.initialize() failed (%s); running on this host only", e)
-  from jembed import train  # pylint: disable=g-import-not-at-top
+  from jembed.training import train  # pylint: disable=g-import-not-at-top
   common.log_devices()
   with common.user_errors():
     try:

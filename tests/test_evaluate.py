@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from configs import tiny
-from jembed import baselines
-from jembed import eval_sets
-from jembed import evaluate
+from jembed.evaluation import baselines
+from jembed.evaluation import image_sets
+from jembed.evaluation import evaluate
 from jembed import viz
 from jembed.data import backgrounds
 from jembed.data import pipeline
@@ -19,7 +19,7 @@ from jembed.data import viewpoints
 from jembed.embedding import shape_embedding
 from jembed.render import backend
 from jembed.render import camera
-from jembed.render import lfd as lfd_render
+from jembed.render import lfd
 from jembed.shapes import sources
 
 
@@ -57,7 +57,7 @@ def test_clean_and_clutter_twins_differ_only_in_background():
   settings = synthesis.SynthesisSettings(image_size=36, render_size=size, truncation=0.0)  # no jitter, no stretch
   params = synthesis.sample_params(np.random.default_rng(1), viewpoints.paper_distribution("chair"), settings)
   clutter = backgrounds.Backgrounds(None, clutter_ratio=1.0)
-  clean, cluttered = eval_sets.finish_twins(rgba, params, np.random.default_rng(2), clutter, settings)
+  clean, cluttered = image_sets.finish_twins(rgba, params, np.random.default_rng(2), clutter, settings)
   box = alpha[2:38, 2:38]  # the tight box of the disk
   assert clean.shape == cluttered.shape == (36, 36, 3)
   np.testing.assert_array_equal(clean[box == 255], cluttered[box == 255])
@@ -67,7 +67,7 @@ def test_clean_and_clutter_twins_differ_only_in_background():
 
 def test_synthetic_sets_pair_up(run):
   config, workdir, embedding = run
-  clean, clutter = eval_sets.synthetic_sets(config, workdir, embedding.ids)  # cached by the demo
+  clean, clutter = image_sets.synthetic_sets(config, workdir, embedding.ids)  # cached by the demo
   np.testing.assert_array_equal(clean.shape_index, clutter.shape_index)
   np.testing.assert_array_equal(np.sort(np.unique(clean.shape_index)), np.arange(len(embedding.ids)))
   assert clean.images.shape == clutter.images.shape == (len(embedding.ids) * 2, 48, 48, 3)
@@ -78,7 +78,7 @@ def test_synthetic_sets_pair_up(run):
 
 def test_test_views_were_never_in_the_dataset(run):
   config, workdir, embedding = run
-  clean, _ = eval_sets.synthetic_sets(config, workdir, embedding.ids)
+  clean, _ = image_sets.synthetic_sets(config, workdir, embedding.ids)
   train_views = set()
   for split in ("train", "validation", "test"):
     try:
@@ -100,7 +100,7 @@ def _own_views(config, workdir, embedding, view: int) -> tuple[np.ndarray, np.nd
   refs = [r for r in sources.list_shapes(config.shapes) if r.id in set(embedding.ids)]
   images, rows = [], []
   for shape in sources.iter_shapes(refs, config.shapes.up_axis, config.shapes.front):
-    views = lfd_render.lfd_views(shape.category)
+    views = lfd.lfd_views(shape.category)
     one = camera.Views.make(views.azimuth[view:view + 1], views.elevation[view:view + 1], 0.0,
                             views.distance[view:view + 1])
     rgba = renderer.render(shape.vertices, shape.faces, one, size=config.render.size,

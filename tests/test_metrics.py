@@ -7,7 +7,7 @@ from scipy import interpolate
 from scipy.spatial import distance as scipy_distance
 from sklearn import metrics as sk_metrics
 
-from jembed import metrics
+from jembed.evaluation import metrics
 
 # Four images on a line, x = 0, 1, 3, 7, in groups 0, 0, 1, 0 (worked through in test_pr_curve_by_hand).
 _LINE_X = np.array([0.0, 1.0, 3.0, 7.0])

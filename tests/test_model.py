@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jembed import losses
-from jembed import model as model_lib
+from jembed.training import losses
+from jembed.training import model as model_lib
 
 PAPER = model_lib.ModelSpec(backbone="caffenet", dim=128, image_size=227, hidden=(4096, 4096), dropout=0.5,
                             normalization="caffe")

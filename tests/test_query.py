@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from jembed import eval_sets
+from jembed.evaluation import image_sets
 from jembed import query
 
 
@@ -52,7 +52,7 @@ def test_query_matches_the_api(tiny_run, photo):
   path, _ = photo
   (matches,), _ = query.query(str(workdir), [path], top_k=5)
   model = jembed.load(str(workdir))
-  image = eval_sets.read_photo(path, model.params.spec.image_size)
+  image = image_sets.read_photo(path, model.params.spec.image_size)
   point = np.asarray(jax.jit(jembed.embed_images)(model.params, image[None]))[0]
   d = np.linalg.norm(model.shape_points - point, axis=1)
   order = np.argsort(d, kind="stable")[:5]

@@ -11,11 +11,11 @@ import pytest
 
 from configs import shapenet_chairs
 from configs import tiny
-from jembed import augment
-from jembed import checkpoint
-from jembed import model as model_lib
-from jembed import optim
-from jembed import train
+from jembed.training import augmentation
+from jembed.training import checkpoints
+from jembed.training import model as model_lib
+from jembed.training import optimizer
+from jembed.training import train
 from jembed.data import build
 from jembed.data import naming
 from jembed.data import pipeline
@@ -43,7 +43,7 @@ def _batch(size: int) -> dict[str, np.ndarray]:
 def _optimizer():
   config = tiny.get_config()
   config.optax.update(name="sgd", lr=0.05, weight_decay=1e-3)
-  return optim.make_optimizer(config, jax.eval_shape(lambda: model_lib.init_params(SPEC, jax.random.key(0))))
+  return optimizer.make_optimizer(config, jax.eval_shape(lambda: model_lib.init_params(SPEC, jax.random.key(0))))
 
 
 def _steps(devices: int, state: dict, batch: dict, steps: int = 2):
@@ -79,7 +79,7 @@ def test_batch_that_does_not_divide_is_a_clear_error():
     train.check_batch(_batch(6), mesh)
   config = tiny.get_config()
   abstract = jax.eval_shape(lambda: model_lib.init_params(SPEC, jax.random.key(0)))
-  tx, schedule = optim.make_optimizer(config, abstract)
+  tx, schedule = optimizer.make_optimizer(config, abstract)
   update_fn = train.make_update_fn(model_lib.EmbeddingNet(SPEC), tx, schedule, mesh, WEIGHTS)
   with pytest.raises(ValueError, match="multiple of 4"):
     update_fn(None, _batch(6), jax.random.key(0))
@@ -99,7 +99,7 @@ def test_sgd_is_caffes_solver():
     params["params"][layer] = {"kernel": rng.normal(size=shapes[layer]), "bias": rng.normal(size=shapes[layer][1])}
   params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
   grads = [jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), params) for _ in range(5)]
-  tx, _ = optim.make_optimizer(config, params)
+  tx, _ = optimizer.make_optimizer(config, params)
   update = jax.jit(tx.update)
   state, got = tx.init(params), params
   for g in grads:
@@ -123,7 +123,7 @@ def test_sgd_is_caffes_solver():
 
 def test_augmentation_mirrors_the_viewpoint_with_the_image():
   batch = {k: jnp.asarray(v) for k, v in _batch(16).items()}
-  out = jax.jit(augment.augment_batch, static_argnames=("flip", "shift"))(
+  out = jax.jit(augmentation.augment_batch, static_argnames=("flip", "shift"))(
       batch, jax.random.key(3), jnp.arange(16), flip=True, shift=0.0)
   mirrored = []
   for i in range(16):
@@ -135,7 +135,7 @@ def test_augmentation_mirrors_the_viewpoint_with_the_image():
     np.testing.assert_allclose(out["tilt"][i], batch["tilt"][i] * (1 if same else -1))
     np.testing.assert_array_equal(out["elevation"][i], batch["elevation"][i])
   assert 0 < sum(mirrored) < 16
-  shifted = jax.jit(augment.augment_batch, static_argnames=("flip", "shift"))(
+  shifted = jax.jit(augmentation.augment_batch, static_argnames=("flip", "shift"))(
       batch, jax.random.key(3), jnp.arange(16), flip=False, shift=0.25)
   assert shifted["image"].shape == batch["image"].shape
   assert not np.array_equal(shifted["image"], batch["image"])
@@ -174,12 +174,12 @@ def _workdir(dataset: str, tmp_path, name: str) -> str:
 
 
 def _params(workdir: str, step: int) -> dict:
-  ckpts = checkpoint.Checkpoints(workdir, read_only=True)
+  ckpts = checkpoints.Checkpoints(workdir, read_only=True)
   try:
     meta = ckpts.restore_meta(step)
     spec = model_lib.ModelSpec.from_dict(meta["model"])
     abstract = jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
-    return jax.device_get(ckpts.restore_params(step, checkpoint.abstract_like(
+    return jax.device_get(ckpts.restore_params(step, checkpoints.abstract_like(
         abstract, jax.sharding.SingleDeviceSharding(jax.devices()[0]))))
   finally:
     ckpts.close()
@@ -214,7 +214,7 @@ def test_killed_run_resumes_to_the_same_params(dataset, tmp_path, monkeypatch):
   monkeypatch.setattr(train, "make_update_fn", dies_at_step_5)
   with pytest.raises(KeyboardInterrupt):
     train.train_and_evaluate(config, killed)
-  assert checkpoint.Checkpoints(killed, read_only=True).latest_step() == 4
+  assert checkpoints.Checkpoints(killed, read_only=True).latest_step() == 4
   monkeypatch.setattr(train, "make_update_fn", make_update_fn)
   train.train_and_evaluate(config, killed)
 
@@ -234,13 +234,13 @@ def test_killed_run_resumes_to_the_same_params(dataset, tmp_path, monkeypatch):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(dataset, tmp_path, monkeypatch):
-  make_schedule = optim.make_schedule
+  make_schedule = optimizer.make_schedule
   # A learning rate that turns NaN from the 4th update on: the params of step 4 are NaN, its checkpoint must not
   # be written.
-  monkeypatch.setattr(optim, "make_schedule", lambda config: lambda step: jnp.where(
+  monkeypatch.setattr(optimizer, "make_schedule", lambda config: lambda step: jnp.where(
       step >= 3, jnp.nan, make_schedule(config)(step)))
   workdir = _workdir(dataset, tmp_path, "nan")
   with pytest.raises(FloatingPointError, match=r"non-finite .* step 4.*last good checkpoint is step 2"):
     train.train_and_evaluate(_config(), workdir)
-  assert checkpoint.Checkpoints(workdir, read_only=True).all_steps() == [2]
+  assert checkpoints.Checkpoints(workdir, read_only=True).all_steps() == [2]
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(_params(workdir, 2)))

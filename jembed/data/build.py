@@ -29,7 +29,7 @@ from absl import logging
 import ml_collections
 
 from jembed import files
-from jembed.data import builder as builder_lib
+from jembed.data import tfds_builder
 from jembed.data import sample_sheet
 
 
@@ -116,7 +116,7 @@ def build_dataset(config: ml_collections.ConfigDict, workdir: str, *, workers: i
   data_dir = os.path.join(workdir, "tfds")
   os.makedirs(data_dir, exist_ok=True)
   workers = workers or int(config.data.workers) or default_workers()
-  builder = builder_lib.JembedImages(config=config, data_dir=data_dir, workers=workers)
+  builder = tfds_builder.JembedImages(config=config, data_dir=data_dir, workers=workers)
   with _lock(os.path.join(data_dir, f".{builder.builder_config.name}.lock")):
     if shard is not None:
       stats = builder.render(shard)
@@ -154,7 +154,7 @@ def _summary_dataset(workdir: str) -> str | None:
     return None
 
 
-def _write_summary(workdir: str, builder: builder_lib.JembedImages, result: BuildResult) -> None:
+def _write_summary(workdir: str, builder: tfds_builder.JembedImages, result: BuildResult) -> None:
   metadata = dict(builder.info.metadata or {})
   if not metadata:  # reused dataset: the builder did not generate, read what the build wrote
     path = os.path.join(result.dataset_dir, "metadata.json")
@@ -162,7 +162,7 @@ def _write_summary(workdir: str, builder: builder_lib.JembedImages, result: Buil
       with open(path) as f:
         metadata = json.load(f)
   summary = dict(dataset_dir=result.dataset_dir, data_dir=os.path.join(workdir, "tfds"),
-                 name=f"{builder_lib.NAME}/{builder.builder_config.name}:{builder_lib.DATASET_VERSION}",
+                 name=f"{tfds_builder.NAME}/{builder.builder_config.name}:{tfds_builder.DATASET_VERSION}",
                  splits=result.num_examples, images_rendered=result.images_rendered,
                  seconds=round(result.seconds, 2), images_per_second=round(result.images_per_second, 2),
                  renderers=metadata.get("renderers"), skipped_shapes=metadata.get("skipped_shapes", []),

@@ -27,6 +27,7 @@ from jembed.data import backgrounds as backgrounds_lib
 from jembed.data import synthesis
 from jembed.data import viewpoints
 from jembed.render import backend
+from jembed.render import base
 from jembed.shapes import loading
 from jembed.shapes import record
 
@@ -74,7 +75,7 @@ def make_backgrounds(job: RenderJob) -> backgrounds_lib.Backgrounds:
   return backgrounds_lib.Backgrounds(photos, job.clutter_ratio, job.procedural_share)
 
 
-def shape_examples(renderer: backend.Renderer, shape: record.Shape, shape_index: int, job: RenderJob,
+def shape_examples(renderer: base.Renderer, shape: record.Shape, shape_index: int, job: RenderJob,
                    backgrounds: backgrounds_lib.Backgrounds) -> list[dict]:
   """The dataset examples of one shape (feature dicts as `builder.features` describes; image as PNG bytes)."""
   distribution = viewpoints.distribution_for(shape.category, job.views_dir, job.distance)

@@ -23,7 +23,7 @@ from PIL import Image
 
 from jembed.data import backgrounds as backgrounds_lib
 from jembed.data import viewpoints
-from jembed.render import backend
+from jembed.render import base
 from jembed.render import camera
 from jembed.render import lights as lights_lib
 from jembed.render import shading
@@ -261,13 +261,13 @@ def finish_image(rgba: np.ndarray, params: ImageParams, rng: np.random.Generator
   return image, {"clutter": clutter, "background": name, "box": box}
 
 
-def synthesize(renderer: backend.Renderer, vertices: np.ndarray, faces: np.ndarray, params: list[ImageParams],
+def synthesize(renderer: base.Renderer, vertices: np.ndarray, faces: np.ndarray, params: list[ImageParams],
                rngs: list[np.random.Generator], backgrounds: backgrounds_lib.Backgrounds,
                settings: SynthesisSettings) -> list[tuple[np.ndarray, dict]]:
   """Images of one mesh, all its views in one render call.
 
   Args:
-    renderer: a `backend.Renderer`.
+    renderer: a `base.Renderer`.
     vertices: float32[V, 3] normalized mesh (+Y up, front +X, unit radius).
     faces: int32[F, 3].
     params: one `ImageParams` per image.

@@ -1,7 +1,7 @@
 """The shape side end to end: LFD-HoG descriptors -> pairwise distances -> Sammon MDS -> one point per shape.
 
 Writes into the workdir (each step reuses what a previous run finished):
-  lfd/descriptors.npy, lfd/progress.json   the descriptors (resumable, see `lfd.py`)
+  lfd/descriptors.npy, lfd/progress.json   the descriptors (resumable, see `descriptors.py`)
   lfd/distances.npy, lfd/distances.json    float32[N, N] distances of those rows (memory-mapped for large N)
   shape_embedding.npz                      ids, categories, points float32[N, D], stress, stress_curve
   shape_embedding.png                      a 2-D map of the space (2-D Sammon), category colours and thumbnails
@@ -24,7 +24,7 @@ import numpy as np
 
 from jembed import files
 from jembed.embedding import distances
-from jembed.embedding import lfd
+from jembed.embedding import descriptors
 from jembed.embedding import out_of_sample
 from jembed.embedding import sammon
 from jembed.embedding import shape_map
@@ -63,7 +63,7 @@ class ShapeEmbedding:
                  stress_curve=f["stress_curve"])
 
 
-def cached_distances(desc: lfd.Descriptors, workdir: str) -> np.ndarray:
+def cached_distances(desc: descriptors.Descriptors, workdir: str) -> np.ndarray:
   """float32[N, N] distances between descriptor rows, reused from `workdir/lfd/` when they are for the same rows."""
   folder = os.path.join(workdir, "lfd")
   path, meta_path = os.path.join(folder, "distances.npy"), os.path.join(folder, "distances.json")
@@ -114,7 +114,7 @@ def embed_shapes(config: ml_collections.ConfigDict, workdir: str) -> ShapeEmbedd
   os.makedirs(workdir, exist_ok=True)
   seconds = {}
   t = time.time()
-  desc = lfd.compute_descriptors(config, workdir)
+  desc = descriptors.compute_descriptors(config, workdir)
   seconds["descriptors"] = time.time() - t
   _write_skipped(workdir, desc.skipped)
   if len(desc.ids) < 3:
@@ -162,11 +162,11 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
     The new shapes' `ShapeEmbedding` (also in `workdir/shape_embedding.npz`); its stress is that of the new rows.
   """
   base = ShapeEmbedding.load(os.path.join(base_workdir, "shape_embedding.npz"))
-  base_desc = lfd.load_descriptors(base_workdir)
+  base_desc = descriptors.load_descriptors(base_workdir)
   if list(base_desc.ids) != list(base.ids):
     raise ValueError(f"{base_workdir!r}: its descriptors are not those of its shape embedding; rerun embed_shapes there")
   os.makedirs(workdir, exist_ok=True)
-  desc = lfd.compute_descriptors(config, workdir)
+  desc = descriptors.compute_descriptors(config, workdir)
   _write_skipped(workdir, desc.skipped)
   if not desc.ids:
     raise ValueError(f"no usable shapes in {config.shapes.source!r} source to add")

@@ -10,13 +10,10 @@ package imports without moderngl or embreex.
 """
 
 from jembed.render.backend import get_renderer
-from jembed.render.backend import Renderer
-from jembed.render.backend import RenderOutput
+from jembed.render.base import Renderer
+from jembed.render.base import RenderOutput
 from jembed.render.camera import FOV_DEG
 from jembed.render.camera import Views
-from jembed.render.lfd import crop_gray
-from jembed.render.lfd import hog_input
-from jembed.render.lfd import lfd_images
 from jembed.render.lfd import lfd_views
 from jembed.render.lights import Lights
 from jembed.render.lights import paper_lfd_lights

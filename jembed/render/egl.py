@@ -11,7 +11,7 @@ is inconsistent).
 import moderngl
 import numpy as np
 
-from jembed.render import backend
+from jembed.render import base
 from jembed.render import camera
 from jembed.render import lights as lights_lib
 from jembed.render import shading
@@ -49,7 +49,7 @@ _NORMALS_WIDTH = 4096  # texels per row of the normal texture
 
 
 class EGLRenderer:
-  """Rasterizing renderer; see `backend.Renderer.render` for the arguments of `render`."""
+  """Rasterizing renderer; see `base.Renderer.render` for the arguments of `render`."""
   name = "egl"
 
   def __init__(self, atlas_side: int = _ATLAS_SIDE):
@@ -91,8 +91,8 @@ class EGLRenderer:
     return self._fbo
 
   def render(self, vertices, faces, views: camera.Views, *, size=128, lights=None, albedo=shading.DEFAULT_ALBEDO,
-             fov_deg: float = camera.FOV_DEG, antialias: int = 1) -> backend.RenderOutput:
-    job = backend.prepare(vertices, faces, views, size, lights, albedo, antialias)
+             fov_deg: float = camera.FOV_DEG, antialias: int = 1) -> base.RenderOutput:
+    job = base.prepare(vertices, faces, views, size, lights, albedo, antialias)
     n, (hk, wk) = len(views), job.samples
     if hk > self._atlas_side or wk > self._atlas_side:
       raise ValueError(f"{hk}x{wk} samples exceed the framebuffer limit {self._atlas_side}")
@@ -100,7 +100,7 @@ class EGLRenderer:
     if len(job.faces) and n:
       with self._ctx:  # make our context current: another renderer in this thread may have switched it
         self._draw(job.vertices, job.faces, views, job.lights, job.albedo, fov_deg, out)
-    return backend.resolve(out[..., 0], out[..., 1], job.antialias)
+    return base.resolve(out[..., 0], out[..., 1], job.antialias)
 
   def _draw(self, vertices, faces, views, view_lights, albedo, fov_deg, out):
     """Uploads the mesh once and renders every view into out: float32[N, H·k, W·k, 2] (gray, depth)."""

@@ -9,7 +9,7 @@ import numpy as np
 from embreex import mesh_construction
 from embreex import rtcore_scene
 
-from jembed.render import backend
+from jembed.render import base
 from jembed.render import camera
 from jembed.render import shading
 
@@ -17,12 +17,12 @@ _RAYS_PER_CALL = 1 << 20  # bounds the temporaries (about 120 bytes a ray) of la
 
 
 class EmbreeRenderer:
-  """Ray-casting renderer; see `backend.Renderer.render` for the arguments."""
+  """Ray-casting renderer; see `base.Renderer.render` for the arguments."""
   name = "embree"
 
   def render(self, vertices, faces, views: camera.Views, *, size=128, lights=None, albedo=shading.DEFAULT_ALBEDO,
-             fov_deg: float = camera.FOV_DEG, antialias: int = 1) -> backend.RenderOutput:
-    job = backend.prepare(vertices, faces, views, size, lights, albedo, antialias)
+             fov_deg: float = camera.FOV_DEG, antialias: int = 1) -> base.RenderOutput:
+    job = base.prepare(vertices, faces, views, size, lights, albedo, antialias)
     vertices, faces, view_lights, albedo, k = job.vertices, job.faces, job.lights, job.albedo, job.antialias
     n, (hk, wk) = len(views), job.samples
     gray = np.zeros((n, hk * wk), np.float32)
@@ -38,7 +38,7 @@ class EmbreeRenderer:
         idx = np.arange(start, min(n, start + views_per_call))
         self._trace(scene, normals, local, rotation[idx], eye[idx], [view_lights[i] for i in idx], albedo[idx],
                     gray[idx[0]:idx[-1] + 1], depth[idx[0]:idx[-1] + 1])
-    return backend.resolve(gray.reshape(n, hk, wk), depth.reshape(n, hk, wk), k)
+    return base.resolve(gray.reshape(n, hk, wk), depth.reshape(n, hk, wk), k)
 
   @staticmethod
   def _trace(scene, normals, local, rotation, eye, view_lights, albedo, gray_out, depth_out):

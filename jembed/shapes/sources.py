@@ -2,7 +2,7 @@
 
 The IKEA source is the shape side of our one real-photo benchmark (IKEA photos of Lim et al. 2013 with their
 ground-truth models, as processed by Girdhar et al. 2016): its 225 models exist only as 20^3 voxel grids
-(`Voxels/<i>.mat`), which loading turns into meshes (`voxels`); `jembed.photo_sets` reads the photos against the
+(`Voxels/<i>.mat`), which loading turns into meshes (`voxels`); `jembed.evaluation.photo_sets` reads the photos against the
 same ids.
 
 `list_shapes(config.shapes)` lists a collection without reading a mesh; `iter_shapes` loads it one shape at a time,

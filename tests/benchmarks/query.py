@@ -56,7 +56,7 @@ def numpy_top_k(query: np.ndarray, shapes: np.ndarray, k: int) -> tuple[np.ndarr
 def embed_cost(calls: int) -> dict:
   """Median ms to embed one uint8 128x128 photo with the default network (random weights), numpy in and out."""
   from jembed import embed  # pylint: disable=g-import-not-at-top  (flax only when asked for)
-  from jembed import model  # pylint: disable=g-import-not-at-top
+  from jembed.training import model  # pylint: disable=g-import-not-at-top
   spec = model.ModelSpec()
   params = embed.Params(variables=model.init_params(spec, jax.random.key(0)), spec=spec)
   embed_fn = jax.jit(embed.embed_images)

@@ -31,9 +31,9 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import shapenet_chairs  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jembed import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jembed import optim  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jembed import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jembed.training import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jembed.training import optimizer  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jembed.training import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Dense peak FLOP/s per device for float32 math as XLA runs it (TF32 tensor cores), by device_kind prefix.
 PEAK_FLOPS = {"NVIDIA H100": 494.7e12, "NVIDIA H200": 494.7e12, "NVIDIA A100": 156e12, "NVIDIA L4": 60e12}
@@ -47,7 +47,7 @@ def step_rate(config, spec: model_lib.ModelSpec, batch_size: int, steps: int) ->
   """
   mesh = train.create_mesh()
   abstract = jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
-  tx, schedule = optim.make_optimizer(config, abstract)
+  tx, schedule = optimizer.make_optimizer(config, abstract)
   update_fn = train.make_update_fn(model_lib.EmbeddingNet(spec), tx, schedule, mesh,
                                    {k: float(v) for k, v in config.loss.items()},
                                    flip=bool(config.train.augment_flip), shift=float(config.train.augment_shift))

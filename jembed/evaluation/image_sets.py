@@ -36,7 +36,7 @@ from jembed.data import backgrounds as backgrounds_lib
 from jembed.data import splits
 from jembed.data import synthesis
 from jembed.data import viewpoints
-from jembed.embedding import lfd
+from jembed.embedding import descriptors
 from jembed.render import backend
 from jembed.render import camera
 from jembed.shapes import sources
@@ -183,7 +183,7 @@ def synthetic_sets(config: ml_collections.ConfigDict, workdir: str, shape_ids: n
   cached = _load_cached(path, key)
   if cached is None:
     wanted = {str(shape_ids[r]): int(r) for r in rows}
-    refs, up_axis, front = lfd.listed_shapes(workdir, wanted)  # the meshes the embedding was made from
+    refs, up_axis, front = descriptors.listed_shapes(workdir, wanted)  # the meshes the embedding was made from
     out = _render_synthetic(config, refs, (up_axis, front), wanted, per_shape, photos)
     if not out["shape_index"]:
       raise ValueError("no test images: none of the embedded shapes could be loaded from config.shapes")
@@ -226,7 +226,7 @@ def photo_set(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.nda
   kind = str(config.eval.get("photo_set", "") or "")
   if not kind:
     return None
-  from jembed import photo_sets  # pylint: disable=g-import-not-at-top
+  from jembed.evaluation import photo_sets  # pylint: disable=g-import-not-at-top
   photos = photo_sets.load_photo_set(kind, config.eval.photo_root)
   size = int(config.data.image_size)
   key = _key(dict(kind=kind, root=config.eval.photo_root, size=size, n=len(photos), ids=list(map(str, shape_ids))))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from configs import ikea as ikea_config
-from jembed import photo_sets
+from jembed.evaluation import photo_sets
 from jembed.shapes import sources
 
 

@@ -22,9 +22,10 @@ import tqdm
 from jembed import files
 from jembed.embedding import distances
 from jembed.embedding import hog
-from jembed.embedding import lfd
+from jembed.embedding import descriptors
 from jembed.render import backend
-from jembed.render import lfd as lfd_render
+from jembed.embedding import hog_input
+from jembed.render import lfd
 from jembed.shapes import sources
 
 PIXEL_SIZE = 32
@@ -41,11 +42,11 @@ def hog_features(images: np.ndarray, batch: int = 256) -> np.ndarray:
   Returns:
     float32[Q, 10188].
   """
-  gray = lfd_render.rgb2gray(images)
+  gray = hog_input.rgb2gray(images)
   out = np.empty((len(gray), hog.PYRAMID_DIM), np.float32)
   for lo in range(0, len(gray), batch):
-    chunk = np.zeros((batch, lfd_render.HOG_SIZE, lfd_render.HOG_SIZE), np.float32)
-    part = [lfd_render.hog_input(g) for g in gray[lo:lo + batch]]
+    chunk = np.zeros((batch, hog_input.HOG_SIZE, hog_input.HOG_SIZE), np.float32)
+    part = [hog_input.hog_input(g) for g in gray[lo:lo + batch]]
     chunk[:len(part)] = part
     out[lo:lo + len(part)] = np.asarray(hog.hog_pyramid(chunk))[:len(part)]
   return out
@@ -53,7 +54,7 @@ def hog_features(images: np.ndarray, batch: int = 256) -> np.ndarray:
 
 def pixel_features(gray_or_rgb: np.ndarray, size: int = PIXEL_SIZE) -> np.ndarray:
   """Images -> float32[Q, size * size]: gray, stretched to size x size (Lanczos), in [0, 1]."""
-  gray = lfd_render.rgb2gray(gray_or_rgb) if gray_or_rgb.ndim == 4 else np.asarray(gray_or_rgb, np.uint8)
+  gray = hog_input.rgb2gray(gray_or_rgb) if gray_or_rgb.ndim == 4 else np.asarray(gray_or_rgb, np.uint8)
   small = [np.asarray(Image.fromarray(g).resize((size, size), Image.LANCZOS), np.float32) for g in gray]
   return np.stack(small).reshape(len(gray), -1) / 255.0
 
@@ -71,7 +72,7 @@ def hog_view_features(workdir: str, shape_ids: np.ndarray) -> np.ndarray:
   Raises:
     ValueError: a shape of the embedding has no descriptor (the embedding and the LFD cache disagree).
   """
-  desc = lfd.load_descriptors(workdir)
+  desc = descriptors.load_descriptors(workdir)
   row = {s: i for i, s in enumerate(desc.ids)}
   missing = [str(s) for s in shape_ids if str(s) not in row]
   if missing:
@@ -95,14 +96,14 @@ def pixel_view_features(config: ml_collections.ConfigDict, workdir: str, shape_i
       if np.array_equal(f["ids"], ids):
         return f["features"].reshape(-1, size * size)
   wanted = {s: i for i, s in enumerate(ids)}
-  refs, up_axis, front = lfd.listed_shapes(workdir, ids)
+  refs, up_axis, front = descriptors.listed_shapes(workdir, ids)
   renderer = backend.get_renderer(config.render.backend)
   features = np.full((len(ids), hog.LFD_VIEWS, size * size), 1.0, np.float32)
   shapes = sources.iter_shapes(refs, up_axis, front)
   for shape in tqdm.tqdm(shapes, total=len(refs), desc="rendering pixel-baseline views", unit="shape"):
-    out = renderer.render(shape.vertices, shape.faces, lfd_render.lfd_views(shape.category), size=_PIXEL_RENDER,
+    out = renderer.render(shape.vertices, shape.faces, lfd.lfd_views(shape.category), size=_PIXEL_RENDER,
                           antialias=2)
-    features[wanted[shape.id]] = pixel_features(np.stack([_square(lfd_render.crop_gray(v)) for v in out.rgba]), size)
+    features[wanted[shape.id]] = pixel_features(np.stack([_square(hog_input.crop_gray(v)) for v in out.rgba]), size)
   files.save_npz(path, ids=ids, features=features)
   return features.reshape(-1, size * size)
 

@@ -16,9 +16,10 @@ import tensorflow_datasets as tfds
 import trimesh
 
 from configs import tiny
-from jembed import eval_sets
+from jembed.evaluation import image_sets
 from jembed.data import build
 from jembed.data import naming
+from jembed.data import tfds_builder
 from jembed.data import splits
 from jembed.render import backend
 from jembed.render import camera
@@ -128,18 +129,18 @@ def test_interrupted_build_is_not_complete_and_a_rerun_completes(reference, tmp_
   script = textwrap.dedent(f"""
       import os, signal
       from configs import tiny
-      from jembed.data import build, builder
+      from jembed.data import build, tfds_builder
       config = tiny.get_config()
       config.shapes.limit = 1
       config.data.image_size = 32
       config.data.sample_sheet = 4
-      original = builder.JembedImages._generate_examples
+      original = tfds_builder.JembedImages._generate_examples
       def dying(self, split_index, assignment):
         for i, item in enumerate(original(self, split_index, assignment)):
           if split_index == 1:
             os.kill(os.getpid(), signal.SIGKILL)
           yield item
-      builder.JembedImages._generate_examples = dying
+      tfds_builder.JembedImages._generate_examples = dying
       build.build_dataset(config, {str(workdir)!r}, workers=1)
       """)
   env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -186,7 +187,7 @@ def test_labels_match_the_renderers_own_view(tmp_path):
   result = build.build_dataset(config, str(tmp_path), workers=1)
   shapes = {s.id: s for s in sources.load_shapes(config.shapes)[0]}
   renderer = backend.get_renderer("embree")  # the other backend is the oracle
-  settings = build.builder_lib.synthesis.SynthesisSettings.from_config(config.data)
+  settings = tfds_builder.synthesis.SynthesisSettings.from_config(config.data)
   right, wrong = [], []
   for (shape_id, _), example in sorted(_examples(result.dataset_dir).items()):
     gray = int(example["background"].decode().split(":")[1])
@@ -220,8 +221,8 @@ def test_split_by_shape_is_disjoint_and_bad_backgrounds_are_reported(tmp_path):
   # The evaluation of a split-by-shape run tests on exactly the shapes this dataset kept out of training.
   refs = sources.list_shapes(config.shapes)
   ids, categories = np.array([r.id for r in refs]), np.array([r.category for r in refs])
-  assert set(ids[eval_sets.held_out_shapes(config, ids, categories)]) == by_split["test"]
-  assert eval_sets.held_out_shapes(_config(), ids, categories) is None  # split by image: every shape
+  assert set(ids[image_sets.held_out_shapes(config, ids, categories)]) == by_split["test"]
+  assert image_sets.held_out_shapes(_config(), ids, categories) is None  # split by image: every shape
   skipped = json.loads((tmp_path / "wd" / "dataset.json").read_text())["skipped_backgrounds"]
   assert sorted(pathlib.Path(p).name for p, _ in skipped) == ["broken.jpg", "gray.png"]
   backgrounds_used = {e["background"].decode() for e in _examples(result.dataset_dir).values()}

@@ -17,7 +17,7 @@ from PIL import Image  # pylint: disable=wrong-import-position
 from PIL import ImageDraw  # pylint: disable=wrong-import-position
 
 from jembed import viz  # pylint: disable=wrong-import-position
-from jembed.embedding import lfd  # pylint: disable=wrong-import-position
+from jembed.embedding import descriptors  # pylint: disable=wrong-import-position
 from jembed.render import backend  # pylint: disable=wrong-import-position
 from jembed.render import camera  # pylint: disable=wrong-import-position
 from jembed.shapes import sources  # pylint: disable=wrong-import-position
@@ -101,10 +101,10 @@ def shape_thumbnails(workdir: str, ids: list[str], size: int = 96, renderer: str
                      ) -> dict[str, np.ndarray]:
   """{id: uint8[size, size, 3]} one three-quarter view of each shape of `workdir`, on white.
 
-  The meshes are found from the workdir's own record of its shapes (`lfd.listed_shapes`), so this needs no config.
+  The meshes are found from the workdir's own record of its shapes (`descriptors.listed_shapes`), so this needs no config.
   Shapes that no longer load are left out (callers draw a blank tile).
   """
-  refs, up_axis, front = lfd.listed_shapes(workdir, ids)
+  refs, up_axis, front = descriptors.listed_shapes(workdir, ids)
   render = backend.get_renderer(renderer)
   view = camera.Views.make([35.0], [20.0], [0.0], [3.0])  # front-left, a little from above, like product shots
   out = {}

@@ -7,7 +7,7 @@ its slice of the global batch, gradients and metrics are averaged with `lax.pmea
 Dropout masks are keyed by the example's index in the global batch, so one, two or four devices give the same step.
 
 Reads `workdir/shape_embedding.npz` and the dataset in `workdir/tfds`; writes into the workdir
-  checkpoints/<step>/   every `train.ckpt_every` steps and at the end (see `jembed.checkpoint`); a run restarted on
+  checkpoints/<step>/   every `train.ckpt_every` steps and at the end (see `jembed.training.checkpoints`); a run restarted on
                         the same workdir resumes from the latest, input position included
   metrics.jsonl         one JSON object a line: train (loss, grad norm, lr, steps/s, images/s) and validation
                         (val_loss, image->shape val_top1/val_top5: is the nearest shape point the image's shape?)
@@ -27,12 +27,12 @@ import ml_collections
 import numpy as np
 import optax
 
-from jembed import augment
-from jembed import checkpoint
-from jembed import losses
-from jembed import model as model_lib
-from jembed import optim
-from jembed import train_metrics
+from jembed.training import augmentation
+from jembed.training import checkpoints
+from jembed.training import losses
+from jembed.training import model as model_lib
+from jembed.training import optimizer
+from jembed.training import run_metrics
 from jembed.data import naming
 from jembed.data import pipeline
 from jembed.embedding import shape_embedding
@@ -72,7 +72,7 @@ def make_update_fn(net: model_lib.EmbeddingNet, tx: optax.GradientTransformation
     tx, schedule: the optimizer and its learning rate (for the metrics).
     mesh: the ('data',) mesh; the batch is split over it.
     loss_weights: {'embedding', 'category', 'viewpoint'}.
-    flip, shift: on-device augmentation (see `augment.augment_batch`).
+    flip, shift: on-device augmentation (see `augmentation.augment_batch`).
 
   Returns:
     update_fn(state, batch, rng): `batch` a dict of [B, ...] arrays (`TRAIN_KEYS`; B divisible by the device
@@ -84,7 +84,7 @@ def make_update_fn(net: model_lib.EmbeddingNet, tx: optax.GradientTransformation
     rng = jax.random.fold_in(rng, state["step"])
     local = batch["image"].shape[0]
     example_ids = lax.axis_index("data") * local + jnp.arange(local, dtype=jnp.int32)
-    batch = augment.augment_batch(batch, jax.random.fold_in(rng, 1), example_ids, flip=flip, shift=shift)
+    batch = augmentation.augment_batch(batch, jax.random.fold_in(rng, 1), example_ids, flip=flip, shift=shift)
     rng = jax.random.fold_in(rng, 0)
 
     def loss_fn(params):
@@ -166,7 +166,7 @@ def create_state(spec: model_lib.ModelSpec, tx: optax.GradientTransformation, rn
   return jax.jit(_init_fn(spec, tx), out_shardings=NamedSharding(mesh, P()))(rng, backbone)
 
 
-def restore_or_create_state(ckpts: checkpoint.Checkpoints, spec: model_lib.ModelSpec,
+def restore_or_create_state(ckpts: checkpoints.Checkpoints, spec: model_lib.ModelSpec,
                             tx: optax.GradientTransformation, rng: jax.Array, mesh: jax.sharding.Mesh,
                             backbone_weights: str = "") -> tuple[State, dict | None]:
   """The latest checkpoint's state and meta (with the input position) if there is one, else a fresh state."""
@@ -181,7 +181,7 @@ def restore_or_create_state(ckpts: checkpoint.Checkpoints, spec: model_lib.Model
   replicated = NamedSharding(mesh, P())
   abstract = jax.eval_shape(_init_fn(spec, tx), rng, None)  # shapes only: nothing is initialized
   try:
-    restored, meta = ckpts.restore(step, checkpoint.abstract_like(
+    restored, meta = ckpts.restore(step, checkpoints.abstract_like(
         {"params": abstract["params"], "opt_state": abstract["opt_state"]}, replicated))
   except (ValueError, KeyError) as e:  # orbax's tree-mismatch report runs to pages: keep its first line
     raise ValueError(f"cannot resume from step {step} in {ckpts.directory}: its optimizer state does not match "
@@ -250,14 +250,14 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
   spec, categories = _model_spec(config, workdir, np.asarray(embedding.points, np.float32))
   net = model_lib.EmbeddingNet(spec)
   init_rng, dropout_rng = jax.random.split(jax.random.key(int(config.seed)))
-  tx, schedule = optim.make_optimizer(config, jax.eval_shape(lambda: model_lib.init_params(spec, init_rng)))
+  tx, schedule = optimizer.make_optimizer(config, jax.eval_shape(lambda: model_lib.init_params(spec, init_rng)))
   loss_weights = {k: float(v) for k, v in config.loss.items()}
   update_fn = make_update_fn(net, tx, schedule, mesh, loss_weights, flip=bool(config.train.augment_flip),
                              shift=float(config.train.augment_shift))
   eval_fn, validation = make_eval_fn(net, mesh, loss_weights), _validation(config, workdir, mesh)
   shape_points = jax.device_put(np.asarray(embedding.points, np.float32), NamedSharding(mesh, P()))
   train_iter = pipeline.create_input_iterator(config, workdir, "train", mesh=mesh)
-  ckpts = checkpoint.Checkpoints(workdir, max_to_keep=int(config.train.max_to_keep))
+  ckpts = checkpoints.Checkpoints(workdir, max_to_keep=int(config.train.max_to_keep))
   total, every = int(config.train.total_steps), {k: int(config.train[k]) for k in ("ckpt_every", "eval_every")}
   meta = dict(model=spec.to_dict(), categories=list(categories))
   try:
@@ -265,11 +265,11 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
     start = saved["step"] if saved else 0
     if saved:
       train_iter.set_state(saved["input"])  # the resumed run sees the batches the killed one would have
-      logging.info("resumed from step %d of %d (%s)", start, total, checkpoint.directory(workdir))
+      logging.info("resumed from step %d of %d (%s)", start, total, checkpoints.directory(workdir))
     logging.info("%s: %s parameters, %d devices, global batch %d", spec.backbone,
                  f"{sum(x.size for x in jax.tree.leaves(state['params'])):,}", mesh.size, config.input.batch_size)
-    writer = train_metrics.MetricWriter(workdir, resume_step=start)
-    tracker = train_metrics.StepTracker(writer, batch_size=int(config.input.batch_size),
+    writer = run_metrics.MetricWriter(workdir, resume_step=start)
+    tracker = run_metrics.StepTracker(writer, batch_size=int(config.input.batch_size),
                                         log_every=int(config.train.log_every), start=start, total=total)
     last = {}
     for step in range(start, total):
@@ -286,9 +286,9 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
     tracker.close()
   except FloatingPointError as e:
     raise FloatingPointError(f"{e}; stopped. The last good checkpoint is step {ckpts.latest_step()} in "
-                             f"{checkpoint.directory(workdir)} (lower config.optax.lr or set "
+                             f"{checkpoints.directory(workdir)} (lower config.optax.lr or set "
                              "config.optax.grad_clip_norm, then rerun to resume from it)") from None
   finally:
     ckpts.close()
-  train_metrics.plot_loss_curve(workdir)
+  run_metrics.plot_loss_curve(workdir)
   return {**tracker.last, **last}

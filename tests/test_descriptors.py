@@ -7,9 +7,9 @@ import pytest
 
 from configs import tiny
 from jembed.embedding import hog
-from jembed.embedding import lfd
+from jembed.embedding import descriptors
 from jembed.render import backend
-from jembed.render import lfd as lfd_render
+from jembed.embedding import hog_input
 from jembed.shapes import sources
 
 
@@ -25,7 +25,7 @@ def _config(limit=2):
 
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
   config = _config()
-  full = lfd.compute_descriptors(config, str(tmp_path / "full"))
+  full = descriptors.compute_descriptors(config, str(tmp_path / "full"))
   assert len(full.ids) == 12 and full.features.shape == (12, hog.LFD_DIM)
   assert full.ids == sorted(full.ids) and not full.skipped
 
@@ -33,25 +33,25 @@ def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
     raise Killed(n_processed)
 
   with pytest.raises(Killed):
-    lfd.compute_descriptors(config, str(tmp_path / "killed"), on_batch=kill_after_first)
+    descriptors.compute_descriptors(config, str(tmp_path / "killed"), on_batch=kill_after_first)
   progress = json.loads((tmp_path / "killed/lfd/progress.json").read_text())
   assert progress["n_processed"] == 4 and len(progress["ids"]) == 4
   seen = []
-  resumed = lfd.compute_descriptors(config, str(tmp_path / "killed"), on_batch=seen.append)
+  resumed = descriptors.compute_descriptors(config, str(tmp_path / "killed"), on_batch=seen.append)
   assert seen == [8, 12]  # Only the two missing batches ran.
   assert resumed.ids == full.ids
   np.testing.assert_array_equal(np.asarray(resumed.features), np.asarray(full.features))
   again = []
-  lfd.compute_descriptors(config, str(tmp_path / "killed"), on_batch=again.append)
+  descriptors.compute_descriptors(config, str(tmp_path / "killed"), on_batch=again.append)
   assert again == []  # A finished cache is reused as it is.
 
 
 def test_rows_are_the_hog_pyramids_of_the_lfd_images(tmp_path):
   config = _config(limit=1)
-  desc = lfd.compute_descriptors(config, str(tmp_path))
+  desc = descriptors.compute_descriptors(config, str(tmp_path))
   refs = sources.list_shapes(config.shapes)
   shape = next(sources.iter_shapes(refs[2:3]))
-  images = lfd_render.lfd_images(backend.get_renderer(config.render.backend), shape.vertices, shape.faces,
+  images = hog_input.lfd_images(backend.get_renderer(config.render.backend), shape.vertices, shape.faces,
                                  shape.category, size=config.render.size, antialias=config.render.antialias)
   expected = np.asarray(hog.lfd_descriptor(images.astype(np.float32)))
   np.testing.assert_allclose(np.asarray(desc.features[2]), expected, rtol=1e-5, atol=1e-6)
@@ -66,9 +66,9 @@ def test_changed_listing_starts_over_and_broken_meshes_are_skipped(tmp_path):
   (root / "things" / "c_broken.obj").write_text("garbage\n")
   config = _config()
   config.shapes.source, config.shapes.root, config.shapes.limit = "folder", str(root), 0
-  desc = lfd.compute_descriptors(config, str(tmp_path / "wd"))
+  desc = descriptors.compute_descriptors(config, str(tmp_path / "wd"))
   assert desc.ids == ["things/a_box", "things/b_ball"]
   assert [s[0] for s in desc.skipped] == ["things/c_broken"]
   trimesh.creation.cylinder(radius=0.5, height=1.0).export(root / "things" / "d_can.obj")
-  desc = lfd.compute_descriptors(config, str(tmp_path / "wd"))
+  desc = descriptors.compute_descriptors(config, str(tmp_path / "wd"))
   assert desc.ids == ["things/a_box", "things/b_ball", "things/d_can"]

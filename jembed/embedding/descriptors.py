@@ -23,7 +23,7 @@ import tqdm
 from jembed import files
 from jembed.embedding import hog
 from jembed.render import backend
-from jembed.render import lfd as lfd_render
+from jembed.embedding import hog_input
 from jembed.shapes import record
 from jembed.shapes import sources
 
@@ -108,7 +108,7 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str,
       chunk = refs[lo:lo + batch]
       views, ids, categories = [], [], []
       for shape in sources.iter_shapes(chunk, config.shapes.up_axis, config.shapes.front, report):
-        views.append(lfd_render.lfd_images(renderer, shape.vertices, shape.faces, shape.category,
+        views.append(hog_input.lfd_images(renderer, shape.vertices, shape.faces, shape.category,
                                            size=config.render.size, antialias=config.render.antialias))
         ids.append(shape.id)
         categories.append(shape.category)

@@ -1,6 +1,6 @@
 """The paper's evaluation (reference §4) of a trained run, for the joint embedding and its baselines on the same images.
 
-  test sets (eval_sets.py)  ->  per method: image x shape and image x image distances  ->  the paper's protocols
+  test sets (image_sets.py)  ->  per method: image x shape and image x image distances  ->  the paper's protocols
 
 Methods (one distance matrix each, so every protocol treats them alike):
   * `joint`: the trained CNN's image points against the shape points (and against each other);
@@ -29,11 +29,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from jembed import baselines
+from jembed.evaluation import baselines
 from jembed import embed
-from jembed import eval_sets
+from jembed.evaluation import image_sets
 from jembed import files
-from jembed import metrics
+from jembed.evaluation import metrics
 from jembed import retrieval
 
 METHODS = ("joint", "hog_nn", "pixels")
@@ -128,8 +128,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=METHODS
                  pixel_views=functools.cache(lambda: baselines.pixel_view_features(config, workdir, model.shape_ids)))
   sets = []
   if "synthetic" in tuple(config.eval.sets):
-    sets += eval_sets.synthetic_sets(config, workdir, model.shape_ids, np.asarray(model.shape_categories))
-  photos = eval_sets.photo_set(config, workdir, model.shape_ids)
+    sets += image_sets.synthetic_sets(config, workdir, model.shape_ids, np.asarray(model.shape_categories))
+  photos = image_sets.photo_set(config, workdir, model.shape_ids)
   if photos is not None:
     sets.append(photos)
   if not sets:

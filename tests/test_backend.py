@@ -10,6 +10,7 @@ import pytest
 import trimesh
 
 from jembed.render import backend
+from jembed.render import base
 from jembed.render import camera
 from jembed.render import embree
 from jembed.render import lights as lights_lib
@@ -115,7 +116,7 @@ def test_per_view_lights_albedo_and_negative_energy(renderer):
   assert centre[1] == 0  # clipped at 0: 0.5·(0.5 - 2·25/(25 + 2²)·1) < 0
 
 
-def _agreement(a: backend.RenderOutput, b: backend.RenderOutput) -> dict[str, float]:
+def _agreement(a: base.RenderOutput, b: base.RenderOutput) -> dict[str, float]:
   ca, cb = a.alpha > 0, b.alpha > 0
   both = ca & cb
   rel = np.abs(a.depth[both] - b.depth[both]) / b.depth[both]

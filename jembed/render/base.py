@@ -1,0 +1,136 @@
+"""The renderer interface and what both backends share (a leaf: the backends import it, not `backend`).
+
+Both backends sample the same supersampled pixel grid (`antialias` = k: k x k samples per pixel at the sub-pixel
+centres) and reduce it here, so their outputs are comparable sample for sample:
+
+* `rgba`: uint8[N, H, W, 4], **straight (not premultiplied) alpha**, like Blender's PNGs: RGB = gray (R = G = B) is
+  the mean over the covered samples, alpha = round(255 · covered fraction); background pixels are (0, 0, 0, 0).
+* `depth`: float32[N, H, W], distance along the optical axis (world units), mean over the covered samples; 0 where
+  no sample hits a surface.
+"""
+
+import dataclasses
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from jembed.render import camera
+from jembed.render import lights as lights_lib
+from jembed.render import shading
+
+@dataclasses.dataclass(frozen=True)
+class RenderOutput:
+  """Rendered views of one mesh.
+
+  Attributes:
+    rgba: uint8[N, H, W, 4], straight alpha, gray RGB; background (0, 0, 0, 0).
+    depth: float32[N, H, W], distance along the optical axis; 0 where nothing is hit.
+  """
+  rgba: np.ndarray
+  depth: np.ndarray
+
+  @property
+  def alpha(self) -> np.ndarray:
+    """uint8[N, H, W] coverage."""
+    return self.rgba[..., 3]
+
+
+class Renderer(Protocol):
+  """Renders many views of one mesh per call."""
+  name: str
+
+  def render(self, vertices: np.ndarray, faces: np.ndarray, views: camera.Views, *,
+             size: int | tuple[int, int] = 128,
+             lights: "lights_lib.Lights | Sequence[lights_lib.Lights] | None" = None,
+             albedo: "float | np.ndarray" = shading.DEFAULT_ALBEDO,
+             fov_deg: float = camera.FOV_DEG, antialias: int = 1) -> RenderOutput:
+    """Renders `views` of the mesh.
+
+    Args:
+      vertices: float32[V, 3], world frame (+Y up).
+      faces: int32[F, 3].
+      views: N views.
+      size: int or (height, width) of the output images.
+      lights: one `Lights` for all views, one per view, or None for `lights.paper_lfd_lights()`.
+      albedo: diffuse gray, scalar or float32[N].
+      fov_deg: field of view across the larger image side.
+      antialias: supersampling factor k (k x k samples per pixel); 1 = one sample at the pixel centre.
+
+    Returns:
+      `RenderOutput` with N images.
+    """
+    ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """One render call's inputs, checked and expanded per view: what both backends start from.
+
+  Attributes:
+    vertices: float32[V, 3].
+    faces: int32[F, 3], bounds checked.
+    lights: one `Lights` per view.
+    albedo: float32[N].
+    samples: (H·k, W·k), the supersampled image size.
+    antialias: k.
+  """
+  vertices: np.ndarray
+  faces: np.ndarray
+  lights: list
+  albedo: np.ndarray
+  samples: tuple[int, int]
+  antialias: int
+
+
+def prepare(vertices, faces, views: camera.Views, size, lights, albedo, antialias) -> Job:
+  """Checks and expands the arguments of `Renderer.render` (see there)."""
+  vertices, faces = check_mesh(vertices, faces)
+  height, width = camera.image_size(size)
+  k = int(antialias)
+  return Job(vertices, faces, lights_lib.per_view(lights, len(views)), per_view_albedo(albedo, len(views)),
+             (height * k, width * k), k)
+
+
+def per_view_albedo(albedo: "float | np.ndarray", n: int) -> np.ndarray:
+  """float32[N] albedo from a scalar or an array of N."""
+  return np.broadcast_to(np.asarray(albedo, np.float32), (n,)).copy()
+
+
+def check_mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """float32[V, 3], int32[F, 3] with index bounds checked (a bad index would read garbage on the GPU)."""
+  vertices = np.ascontiguousarray(vertices, np.float32).reshape(-1, 3)
+  faces = np.ascontiguousarray(faces, np.int32).reshape(-1, 3)
+  if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
+    raise ValueError(f"face indices outside [0, {len(vertices)})")
+  return vertices, faces
+
+
+def resolve(gray: np.ndarray, depth: np.ndarray, antialias: int) -> RenderOutput:
+  """Reduces k x k samples per pixel to the output images.
+
+  Args:
+    gray: float32[N, H·k, W·k] shaded value of each sample in [0, 1] (anything where not covered).
+    depth: float32[N, H·k, W·k] depth of each sample, 0 (or less) where nothing is hit.
+    antialias: k.
+
+  Returns:
+    `RenderOutput` of N images of H x W.
+  """
+  k = int(antialias)
+  n, hk, wk = depth.shape
+  h, w = hk // k, wk // k
+  covered = depth > 0
+  if k == 1:  # the common case: no block sums
+    value = np.rint(shading.display(gray) * 255).astype(np.uint8) * covered
+    alpha = covered.view(np.uint8) * np.uint8(255)
+    return RenderOutput(rgba=np.stack([value, value, value, alpha], -1),
+                        depth=np.where(covered, depth, 0).astype(np.float32))
+  def block_sum(x):  # float32 holds sums of k² values exactly enough; summing one axis at a time is faster
+    return x.reshape(n, h, k, w, k).sum(axis=4, dtype=np.float32).sum(axis=2)
+  count = block_sum(covered)
+  safe = np.maximum(count, 1)
+  mean_gray = block_sum(gray * covered) / safe
+  mean_depth = block_sum(depth * covered) / safe
+  value = np.rint(shading.display(mean_gray) * 255).astype(np.uint8)  # 0 where count = 0
+  alpha = np.rint(count * (255 / (k * k))).astype(np.uint8)
+  return RenderOutput(rgba=np.stack([value, value, value, alpha], -1), depth=mean_depth)
