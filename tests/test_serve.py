@@ -3,6 +3,7 @@ a served page in a real browser (headless Chromium: ranking, 3D viewer, no reque
 concurrent uploads."""
 
 import concurrent.futures
+import io
 import os
 import pathlib
 import re
@@ -47,7 +48,7 @@ def _launch_query(workdir, photo, top_k) -> list[tuple[str, str, float]]:
                            f"--top_k={top_k}", f"--out_dir={photo.parent}"], cwd=REPO, capture_output=True,
                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
   assert result.returncode == 0, result.stderr[-2000:]
-  return [(m[1], m[2], float(m[3])) for m in re.finditer(r"^\s+(\d+)\s+(\S+)\s+(\S+)\s+([0-9.]+)$", result.stdout,
+  return [(m[2], m[3], float(m[4])) for m in re.finditer(r"^\s+(\d+)\s+(\S+)\s+(\S+)\s+([0-9.]+)$", result.stdout,
                                                          re.MULTILINE)]
 
 
@@ -167,9 +168,16 @@ def test_browser_uploads_a_photo_and_sees_ranking_and_3d(server, photo_path):
     page.on("request", lambda r: requests.append(r.url))
     page.goto(server, wait_until="networkidle", timeout=60_000)
     page.locator("#photo input[type=file]").set_input_files(str(photo_path))
-    page.locator("#ranking").get_by_text("1", exact=True).first.wait_for(timeout=120_000)
-    page.locator("#viewer canvas").wait_for(timeout=60_000)
-    page.wait_for_timeout(3000)  # the viewer's first frames
+    page.locator("#status").get_by_text("Nearest shape").wait_for(timeout=120_000)
+    viewer = page.locator("#viewer canvas")
+    viewer.wait_for(timeout=60_000)
+    drawn = 0.0
+    for _ in range(60):  # the viewer loads its engine and the GLB, then draws the mesh on white
+      pixels = np.asarray(Image.open(io.BytesIO(viewer.screenshot())).convert("L"))
+      drawn = float(np.mean(pixels < 235))
+      if drawn > 0.02:
+        break
+      page.wait_for_timeout(1000)
     SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
     shot = SCREENSHOT_DIR / "serve_page.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -178,6 +186,7 @@ def test_browser_uploads_a_photo_and_sees_ranking_and_3d(server, photo_path):
     browser.close()
   print(f"\nscreenshot: {shot}")
   assert "Nearest shape" in status
+  assert drawn > 0.02, f"the 3D viewer shows no mesh ({drawn:.1%} of its pixels drawn)"
   assert all(c in ranking for c in ("rank", "category", "distance"))
   off_machine = [u for u in requests if not re.match(r"^(https?://(127\.0\.0\.1|localhost)[:/]|data:|blob:)", u)]
   assert not off_machine, f"requests leaving the machine: {off_machine[:10]}"

@@ -19,7 +19,8 @@ _FONTS = dict(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-
 LAUNCH_KWARGS = dict(theme=gr.themes.Default(**_FONTS), ssr_mode=False, footer_links=[], quiet=True,
                      max_file_size=session.MAX_UPLOAD_BYTES + 2**20)  # Gradio's own limit a little above ours
 _RANK_HEADERS = ["rank", "id", "category", "distance"]
-_SEARCH_OUTPUTS = 8  # status, table, shapes, viewer, overlay, map, neighbours, ranked ids
+_SEARCH_OUTPUTS = 8
+_VIEWER = dict(clear_color=(1.0, 1.0, 1.0, 1.0), camera_position=(45, 70, None))  # a front three-quarter view  # status, table, shapes, viewer, overlay, map, neighbours, ranked ids
 
 
 def search_upload(demo: session.Demo, payload, top_k) -> tuple:
@@ -121,8 +122,7 @@ def _photo_tab(demo: session.Demo, n: int) -> None:
       shapes = gr.Gallery(label="nearest shapes (click one to see it in 3D)", columns=5, height=220,
                           allow_preview=False, elem_id="shapes")
   with gr.Row():
-    viewer = gr.Model3D(label="3D viewer (drag to turn, scroll to zoom)", clear_color=(1.0, 1.0, 1.0, 1.0),
-                        elem_id="viewer", height=380)
+    viewer = gr.Model3D(label="3D viewer (drag to turn, scroll to zoom)", elem_id="viewer", height=380, **_VIEWER)
     overlay = gr.Image(label="top-1 at the predicted pose", elem_id="overlay", height=380)
   with gr.Row():
     the_map = gr.Image(label="your photo on the shape map", elem_id="map")
@@ -152,7 +152,7 @@ def _shape_tab(demo: session.Demo) -> None:
   with gr.Row():
     with gr.Column(scale=2):
       shape = gr.Dropdown(choices, label="shape", value=None, elem_id="shape_pick")
-      viewer = gr.Model3D(label="3D viewer", clear_color=(1.0, 1.0, 1.0, 1.0), height=360)
+      viewer = gr.Model3D(label="3D viewer", height=360, **_VIEWER)
     images = gr.Gallery(label="its nearest evaluation images", columns=4, scale=3)
 
   def answer(shape_id):
