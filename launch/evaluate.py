@@ -25,10 +25,10 @@ def main(argv):
   from jembed.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   common.log_devices()
   with common.user_errors():
-    results = evaluate.evaluate(_CONFIG.value, _WORKDIR.value)
-    paths = report.write_report(_CONFIG.value, _WORKDIR.value, results, evaluate.PR_AUC_DEFINITION)
-  print(report.results_table(results))
-  common.print_outputs(paths)
+    result = evaluate.evaluate(_CONFIG.value, _WORKDIR.value)
+    outputs = report.write_report(_CONFIG.value, _WORKDIR.value, result)
+  print(report.results_table(result.scores()))
+  common.print_outputs(outputs)
 
 
 if __name__ == "__main__":
