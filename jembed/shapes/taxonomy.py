@@ -1,5 +1,21 @@
-"""ShapeNetCore synset ids and their names, so that `categories=['chair']` works without a taxonomy.json."""
+"""The one category table: names, ShapeNet synsets, the aliases our sources use, LFD views and view distributions.
 
+Every stage that asks "which category is this?" goes through `canonical` here, so a category gets the same LFD views
+(shape side) and the same training-view distribution (image side) whichever source named it:
+
+  * names as the sources write them: ShapeNet taxonomy names ('airplane,aeroplane,plane'), synset ids ('03001627'),
+    ObjectNet3D / PASCAL3D+ ('aeroplane', 'diningtable', 'desk_lamp', 'auto'), IKEA ('bookcase', 'desk', ...);
+  * LFD views (paper §1.1, `g_lfd_camera_*_dict`): 20 views at distance 3, one elevation (20 azimuths by 18°) or two
+    elevations (10 azimuths by 36°);
+  * view distribution (paper §2, `g_view_distribution_params`): which of the paper's five histograms draws the
+    synthetic training views.
+
+A category not in the table (sofa, bench, anything a folder of meshes calls its own) keeps its name and gets the
+documented default: the chair's LFD views (elevation 20°) and the chair's view histogram — the paper trained on chairs,
+and Render for CNN's indoor-furniture statistics are closest to them.
+"""
+
+import dataclasses
 import json
 import pathlib
 from typing import Iterable
@@ -19,6 +35,60 @@ SHAPENETCORE = {
     "04330267": "stove", "04379243": "table", "04401088": "telephone", "04460130": "tower", "04468005": "train",
     "04530566": "watercraft", "04554684": "washer",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Category:
+  """One row of the table.
+
+  Attributes:
+    name: the canonical name.
+    aliases: other names sources use for it (lower case).
+    lfd_elevations: the LFD views' elevations in degrees: one (20 azimuths by 18°) or two (10 azimuths by 36°).
+    view_histogram: the paper's (azimuth bin weights [16], elevation bin weights [18], tilt std in degrees).
+  """
+  name: str
+  aliases: tuple[str, ...]
+  lfd_elevations: tuple[float, ...]
+  view_histogram: tuple[tuple[float, ...], tuple[float, ...], float]
+
+  @property
+  def synsets(self) -> tuple[str, ...]:
+    """The ShapeNetCore synset ids named like this category."""
+    return tuple(s for s, n in SHAPENETCORE.items() if n == self.name)
+
+
+_FLAT_AZIMUTH = (1.0,) * 16
+_FLAT_ELEVATION = (1.0,) * 18
+_CHAIR_ELEVATION = (1,) * 7 + (23, 57, 212, 315, 181, 80, 36, 26, 21, 18, 20)
+_CHAIR_HISTOGRAM = ((93, 90, 79, 66, 56, 49, 45, 44, 45, 46, 48, 51, 56, 63, 75, 87), _CHAIR_ELEVATION, 3.0)
+
+TABLE: dict[str, Category] = {c.name: c for c in (
+    Category("chair", (), (20.0,), _CHAIR_HISTOGRAM),
+    Category("table", ("diningtable", "dining table"), (20.0,), (_FLAT_AZIMUTH, _CHAIR_ELEVATION, 3.0)),
+    Category("car", ("auto", "automobile"), (10.0,),
+             ((91, 87, 73, 58, 50, 50, 56, 65, 69, 62, 52, 44, 42, 49, 64, 81),
+              (0,) * 7 + (24, 227, 521, 86, 26, 18, 15, 18, 10, 10, 10), 3.0)),
+    Category("airplane", ("aeroplane", "plane"), (-30.0, 0.0),
+             ((65, 70, 74, 75, 71, 64, 55, 48, 45, 47, 53, 61, 66, 67, 65, 64),
+              (19, 13, 15, 18, 23, 35, 64, 125, 223, 216, 95, 33, 22, 22, 18, 15, 15, 19), 10.0)),
+    Category("lamp", ("desk_lamp", "desk lamp", "floor_lamp"), (-30.0, 0.0), (_FLAT_AZIMUTH, _FLAT_ELEVATION, 10.0)),
+)}
+DEFAULT = TABLE["chair"]  # what a category not in the table gets (its name is kept)
+_BY_ALIAS = {alias: c.name for c in TABLE.values() for alias in c.aliases}
+
+
+def canonical(category: str) -> str:
+  """The table's name of a category given as a name, a ShapeNet taxonomy name ('airplane,aeroplane,plane'), a synset
+  id or an alias; anything else comes back lower-cased and stripped (the first comma-separated name)."""
+  name = str(category).split(",")[0].strip().lower()
+  name = SHAPENETCORE.get(name, name)
+  return _BY_ALIAS.get(name, name)
+
+
+def lookup(category: str) -> Category:
+  """The row of a category (see `canonical`); the documented default (the chair's views) when it has none."""
+  return TABLE.get(canonical(category), DEFAULT)
 
 
 def name(synset: str) -> str:
