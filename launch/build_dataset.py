@@ -42,7 +42,8 @@ def main(argv):
     return
   logging.info("dataset: %s", result.dataset_dir)
   made = ("already built, reused" if result.reused else
-          f"{result.images_rendered} images rendered in {result.seconds:.1f} s ({result.images_per_second:.1f} images/s)")
+          f"{result.images_rendered} images rendered in {result.seconds:.1f} s "
+          f"({result.images_per_second:.1f} images/s)")
   print(f"{result.dataset_dir}\n  splits {result.num_examples}\n  {made}\n  {result.sample_sheet}")
 
 
