@@ -20,6 +20,7 @@ import pytest
 
 pytest.importorskip("gradio", reason="the serve extra is not installed (pip install -e \".[serve]\")")
 
+from jembed.render import camera  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.serve import app  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.serve import pictures  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.serve import session  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
@@ -93,18 +94,20 @@ def test_a_shapes_own_point_lands_on_it_on_the_map(demo):
 
 
 def test_pose_overlay_covers_the_renders_silhouette(demo):
-  """Oracle: the renderer's own image of the shape at that pose, cropped to its box, is what the overlay outlines."""
-  shape = demo.mesh(str(demo.model.shape_ids[1]))
-  view = dict(azimuth=60.0, elevation=20.0, tilt=0.0)
-  rgba = demo.renderer.render(shape.vertices, shape.faces, pictures.camera.Views.make(60.0, 20.0), size=256,
+  """Oracle: the renderer's own image of the shape at that pose, cropped to its box, is what the page draws."""
+  shape_id = str(demo.model.shape_ids[1])
+  shape = demo.mesh(shape_id)
+  rgba = demo.renderer.render(shape.vertices, shape.faces, camera.Views.make(60.0, 20.0), size=256,
                               antialias=2).rgba[0]
   ys, xs = np.nonzero(rgba[..., 3])
-  photo = Image.fromarray(np.full((90, 120, 3), 255, np.uint8))
-  alpha = np.asarray(Image.fromarray(rgba[ys.min():ys.max() + 1, xs.min():xs.max() + 1]).resize((120, 90)))[..., 3]
-  out = pictures.pose_overlay(photo, shape.vertices, shape.faces, view, demo.renderer)
+  crop = Image.fromarray(rgba[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
+  alpha = np.asarray(crop.resize((400, 300), Image.BILINEAR))[..., 3]
+  photo = Image.fromarray(np.full((300, 400, 3), 255, np.uint8))
+  out = demo.pose_picture(photo, shape_id, dict(azimuth=60.0, elevation=20.0, tilt=0.0))
   drawn = np.any(out != 255, axis=-1)
-  assert out.shape == (90, 120, 3)
-  assert np.mean(drawn == (alpha > 127)) > 0.97  # the same silhouette, up to the outline's pixels at its border
+  assert out.shape == (300, 400, 3)
+  assert np.mean(drawn == (alpha > 0)) > 0.99  # the silhouette, stretched from its tight box to the whole photo
+  assert 0.1 < drawn.mean() < 0.9
 
 
 @pytest.mark.parametrize("content,why", [(b"", "is empty"), (b"not an image at all\n" * 10, "not an image"),
@@ -166,7 +169,8 @@ def test_browser_uploads_a_photo_and_sees_ranking_and_3d(server, photo_path):
                                                                    "--enable-unsafe-swiftshader"])
     page = browser.new_page(viewport={"width": 1400, "height": 1500})
     page.on("request", lambda r: requests.append(r.url))
-    page.goto(server, wait_until="networkidle", timeout=60_000)
+    page.goto(server, wait_until="load", timeout=60_000)  # (never "networkidle": the page keeps a stream open)
+    page.locator("#photo input[type=file]").wait_for(state="attached", timeout=60_000)
     page.locator("#photo input[type=file]").set_input_files(str(photo_path))
     page.locator("#status").get_by_text("Nearest shape").wait_for(timeout=120_000)
     viewer = page.locator("#viewer canvas")
@@ -183,6 +187,13 @@ def test_browser_uploads_a_photo_and_sees_ranking_and_3d(server, photo_path):
     page.screenshot(path=str(shot), full_page=True)
     ranking = page.locator("#ranking").inner_text()
     status = page.locator("#status").inner_text()
+    page.locator("#examples .thumbnail-item").nth(1).click()  # an evaluation image as the query instead
+    page.wait_for_function("s => { const t = document.querySelector('#status').innerText; "
+                           "return t.includes('Nearest shape') && t !== s; }", arg=status, timeout=60_000)
+    bad = photo_path.parent / "not a photo.png"
+    bad.write_bytes(b"this is not a photo\n" * 100)
+    page.locator("#photo input[type=file]").set_input_files(str(bad))
+    page.locator("#status").get_by_text("Cannot use this upload").wait_for(timeout=60_000)
     browser.close()
   print(f"\nscreenshot: {shot}")
   assert "Nearest shape" in status

@@ -12,6 +12,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 import gradio as gr  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from jembed.pose_overlay import signed_angle  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.serve import session  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # The default theme loads IBM Plex from Google Fonts; the system's own fonts keep the page offline.
@@ -19,8 +20,8 @@ _FONTS = dict(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-
 LAUNCH_KWARGS = dict(theme=gr.themes.Default(**_FONTS), ssr_mode=False, footer_links=[], quiet=True,
                      max_file_size=session.MAX_UPLOAD_BYTES + 2**20)  # Gradio's own limit a little above ours
 _RANK_HEADERS = ["rank", "id", "category", "distance"]
-_SEARCH_OUTPUTS = 8
-_VIEWER = dict(clear_color=(1.0, 1.0, 1.0, 1.0), camera_position=(45, 70, None))  # a front three-quarter view  # status, table, shapes, viewer, overlay, map, neighbours, ranked ids
+_SEARCH_OUTPUTS = 8  # status, table, shapes, viewer, overlay, map, neighbours, ranked ids
+_VIEWER = dict(clear_color=(1.0, 1.0, 1.0, 1.0), camera_position=(45, 70, None))  # a front three-quarter view
 
 
 def search_upload(demo: session.Demo, payload, top_k) -> tuple:
@@ -52,16 +53,12 @@ def search_photo(demo: session.Demo, photo, top_k) -> tuple:
   if result.viewpoint is not None:
     v = result.viewpoint
     overlay = demo.pose_picture(photo, top.shape_id, v)
-    status += (f" Predicted pose: azimuth {v['azimuth']:.0f}°, elevation {_signed(v['elevation']):.0f}°, "
-               f"tilt {_signed(v['tilt']):.0f}°.")
+    status += (f" Predicted pose: azimuth {v['azimuth']:.0f}°, elevation {signed_angle(v['elevation']):+.0f}°, "
+               f"tilt {signed_angle(v['tilt']):+.0f}°.")
   else:
-    status += " (This network has no viewpoint head, so no pose overlay: train with `--config.model.viewpoint_head=True`.)"
+    status += " (No pose overlay: this network has no viewpoint head; train with `--config.model.viewpoint_head=True`.)"
   return (status, rows, shapes, demo.shape_glb(top.shape_id), overlay, demo.map_picture(result.point, ids),
           _image_gallery(demo, result.neighbours), ids)
-
-
-def _signed(degrees: float) -> float:
-  return degrees - 360.0 if degrees > 180.0 else degrees
 
 
 def _image_gallery(demo: session.Demo, hits: list[tuple[int, float]]) -> list[tuple[np.ndarray, str]]:
@@ -116,7 +113,7 @@ def _photo_tab(demo: session.Demo, n: int) -> None:
       picks = _examples(demo)
       examples = gr.Gallery([(demo.eval_images.images[i], demo.eval_images.caption(i)) for i in picks],
                             label="or pick an evaluation image", columns=6, height=200, allow_preview=False,
-                            visible=bool(picks))
+                            visible=bool(picks), elem_id="examples")
     with gr.Column(scale=3):
       table = gr.Dataframe(headers=_RANK_HEADERS, label="nearest shapes", elem_id="ranking", interactive=False)
       shapes = gr.Gallery(label="nearest shapes (click one to see it in 3D)", columns=5, height=220,

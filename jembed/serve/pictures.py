@@ -1,5 +1,4 @@
-"""The demo page's drawn pictures: the shape map with a query marked on it, and the top-1 shape over the photo at the
-predicted pose."""
+"""The shape map of the demo page: the 2-D map of the shape space with a query marked on it."""
 
 import dataclasses
 
@@ -7,13 +6,11 @@ import matplotlib
 from matplotlib import figure
 from matplotlib.backends import backend_agg
 import numpy as np
-from PIL import Image
 
 from jembed import embed
 from jembed.embedding import descriptors
 from jembed.embedding import out_of_sample
 from jembed.embedding import shape_map
-from jembed.render import camera
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,30 +74,3 @@ def draw_map(shape_map_: ShapeMap, query_xy: np.ndarray | None = None, ringed: n
   fig.tight_layout()
   canvas.draw()
   return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
-def pose_overlay(photo: Image.Image, vertices: np.ndarray, faces: np.ndarray, viewpoint: dict[str, float], renderer,
-                 render_size: int = 256, color=(230, 60, 40)) -> np.ndarray:
-  """uint8[H, W, 3]: the photo with the shape rendered at `viewpoint` ({'azimuth', 'elevation', 'tilt'} degrees)
-  drawn over it, half transparent and outlined.
-
-  The render is cropped to its tight box and stretched to the whole photo, the inverse of how the training images
-  were made (tight crop of a render, stretched to the network's square), so the overlay covers what the network saw.
-  """
-  views = camera.Views.make(viewpoint["azimuth"], viewpoint["elevation"], viewpoint["tilt"])
-  rgba = renderer.render(vertices, faces, views, size=render_size, antialias=2).rgba[0]
-  ys, xs = np.nonzero(rgba[..., 3])
-  base = np.asarray(photo.convert("RGB"), np.float32)
-  if not len(ys):
-    return base.astype(np.uint8)
-  crop = Image.fromarray(rgba[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
-  over = np.asarray(crop.resize(photo.size, Image.BILINEAR), np.float32)
-  alpha = over[..., 3:] / 255.0
-  shade = over[..., :3] / 255.0 * np.asarray(color, np.float32)  # the render's shading, tinted
-  out = base * (1 - 0.6 * alpha) + shade * 0.6 * alpha
-  inside = alpha[..., 0] > 0.5
-  shrunk = inside.copy()
-  for _ in range(max(1, min(photo.size) // 200)):  # an outline about 0.5 % of the photo wide
-    shrunk &= np.roll(shrunk, 1, 0) & np.roll(shrunk, -1, 0) & np.roll(shrunk, 1, 1) & np.roll(shrunk, -1, 1)
-  out[inside & ~shrunk] = color
-  return np.clip(out, 0, 255).astype(np.uint8)

@@ -17,12 +17,15 @@ import numpy as np
 from PIL import Image
 
 from jembed import embed
+from jembed import images as images_lib
+from jembed import paths
+from jembed import pose_overlay
 from jembed import query
 from jembed import retrieval
-from jembed.embedding import descriptors
 from jembed.evaluation import image_sets
 from jembed.render import backend
 from jembed.serve import pictures
+from jembed.shapes import manifest
 from jembed.shapes import sources
 
 MAX_UPLOAD_BYTES = 20 * 2**20  # a phone photo is 2-8 MB; anything bigger is refused before decoding
@@ -92,16 +95,16 @@ def read_upload(path: str, name: str | None = None) -> Image.Image:
   if width * height > MAX_PIXELS:
     raise BadUpload(f"{name!r} is {width} x {height} pixels; at most {MAX_PIXELS // 10**6} megapixels are accepted")
   try:
-    return image_sets.open_photo(path)
+    return images_lib.open_image(path)  # as a browser shows it: EXIF orientation, bit depth, transparency over white
   except ValueError:
     raise BadUpload(f"{name!r} is a broken image (it could not be decoded): upload another photo") from None
 
 
 def load_eval_images(workdir: str, model: embed.TrainedModel) -> EvalImages | None:
   """Every cached evaluation set of `workdir` (None when launch/evaluate.py has not run) with its images' points."""
-  from jembed.evaluation import evaluate  # pylint: disable=g-import-not-at-top  (its padded batches, one program)
+  from jembed.evaluation import methods  # pylint: disable=g-import-not-at-top  (its padded batches, one program)
   images, sets, labels, shape_index = [], [], [], []
-  for path in sorted(glob.glob(os.path.join(workdir, "eval", "sets", "*.npz"))):
+  for path in sorted(glob.glob(paths.eval_sets(workdir, "*.npz"))):
     with np.load(path) as data:
       names = [n for n in image_sets.SYNTHETIC if n in data] or (["images"] if "images" in data else [])
       for name in names:
@@ -114,7 +117,7 @@ def load_eval_images(workdir: str, model: embed.TrainedModel) -> EvalImages | No
     return None
   images = np.concatenate(images)
   return EvalImages(images=images, sets=np.concatenate(sets), labels=np.concatenate(labels),
-                    shape_index=np.concatenate(shape_index), points=evaluate.embed_all(model.params, images))
+                    shape_index=np.concatenate(shape_index), points=methods.embed_all(model.params, images))
 
 
 class Demo:
@@ -179,7 +182,7 @@ class Demo:
   @functools.lru_cache(maxsize=None)  # pylint: disable=method-cache-max-size-none  (one Demo per server)
   def mesh(self, shape_id: str):
     """The normalized mesh of a shape (as the workdir's shape side loaded it): `record.Shape`."""
-    refs, up_axis, front = descriptors.listed_shapes(self.workdir, [shape_id])
+    refs, up_axis, front = manifest.listed_shapes(self.workdir, [shape_id])
     shapes = list(sources.iter_shapes(refs, up_axis, front))
     if not shapes:
       raise FileNotFoundError(f"the mesh of {shape_id!r} no longer loads from {refs[0].path if refs else '?'}")
@@ -228,10 +231,11 @@ class Demo:
     if scale < 1:
       photo = photo.resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))), Image.LANCZOS)
     with self._lock:
-      return pictures.pose_overlay(photo, shape.vertices, shape.faces, viewpoint, self.renderer)
+      return pose_overlay.draw_pose_overlay(np.asarray(photo), shape.vertices, shape.faces, viewpoint["azimuth"],
+                                            viewpoint["elevation"], viewpoint["tilt"], renderer=self.renderer)
 
   def results_markdown(self) -> str:
-    path = os.path.join(self.workdir, "eval", "results.md")
+    path = paths.eval_dir(self.workdir, "results.md")
     if not os.path.exists(path):
       return f"No results yet: run `python -m launch.evaluate --workdir={self.workdir}`."
     with open(path) as f:
