@@ -52,18 +52,18 @@ def search_photo(demo: session.Demo, photo, top_k) -> tuple:
   overlay = None
   if result.viewpoint is not None:
     v = result.viewpoint
-    overlay = demo.pose_picture(photo, top.shape_id, v)
+    overlay = demo.png(demo.pose_picture(photo, top.shape_id, v))
     status += (f" Predicted pose: azimuth {v['azimuth']:.0f}°, elevation {signed_angle(v['elevation']):+.0f}°, "
                f"tilt {signed_angle(v['tilt']):+.0f}°.")
   else:
     status += " (No pose overlay: this network has no viewpoint head; train with `--config.model.viewpoint_head=True`.)"
-  return (status, rows, shapes, demo.shape_glb(top.shape_id), overlay, demo.map_picture(result.point, ids),
+  return (status, rows, shapes, demo.shape_glb(top.shape_id), overlay, demo.png(demo.map_picture(result.point, ids)),
           _image_gallery(demo, result.neighbours), ids)
 
 
 def _image_gallery(demo: session.Demo, hits: list[tuple[int, float]]) -> list[tuple[np.ndarray, str]]:
   images = demo.eval_images
-  return [(images.images[i], f"{images.caption(i)} · {d:.3f}") for i, d in hits]
+  return [(demo.eval_image(i), f"{images.caption(i)} · {d:.3f}") for i, d in hits]
 
 
 def _examples(demo: session.Demo, n: int = 12) -> list[int]:
@@ -97,7 +97,7 @@ def build(workdir: str) -> gr.Blocks:
     with gr.Tab("Image → images"):
       _image_tab(demo)
     with gr.Tab("Shape map"):
-      gr.Image(demo.map_picture(), label="shape map", show_label=False)
+      gr.Image(demo.png(demo.map_picture(), "map"), label="shape map", show_label=False)
     with gr.Tab("Results"):
       gr.Markdown(demo.results_markdown(), elem_id="results")
   return page
@@ -111,7 +111,7 @@ def _photo_tab(demo: session.Demo, n: int) -> None:
       top_k = gr.Slider(1, min(20, n), value=min(5, n), step=1, label="shapes to list")
       status = gr.Markdown(elem_id="status")
       picks = _examples(demo)
-      examples = gr.Gallery([(demo.eval_images.images[i], demo.eval_images.caption(i)) for i in picks],
+      examples = gr.Gallery([(demo.eval_image(i), demo.eval_images.caption(i)) for i in picks],
                             label="or pick an evaluation image", columns=6, height=200, allow_preview=False,
                             visible=bool(picks), elem_id="examples")
     with gr.Column(scale=3):
@@ -140,7 +140,7 @@ def _select_shape(demo: session.Demo):
 
 def _pick_example(demo: session.Demo, picks: list[int]):
   def pick(evt: gr.SelectData):
-    return demo.eval_images.images[picks[evt.index]]
+    return demo.eval_image(picks[evt.index])
   return pick
 
 
@@ -172,6 +172,6 @@ def _image_tab(demo: session.Demo) -> None:
 
   def answer(i):
     i = int(np.clip(int(i), 0, count - 1))
-    return gr.Image(demo.eval_images.images[i], label=demo.eval_images.caption(i)), _image_gallery(
+    return gr.Image(demo.eval_image(i), label=demo.eval_images.caption(i)), _image_gallery(
         demo, demo.image_images(i))
   index.change(answer, index, [image, images], api_name="image_images")

@@ -12,6 +12,7 @@ import glob
 import os
 import tempfile
 import threading
+import uuid
 
 import numpy as np
 from PIL import Image
@@ -137,8 +138,8 @@ class Demo:
     self.eval_images = load_eval_images(workdir, self.model)
     self._lock = threading.Lock()
     self._renderer = None
-    self._glb_dir = tempfile.mkdtemp(prefix="jembed_serve_")
-    self._thumbs: dict[str, np.ndarray] = {}
+    self._dir = tempfile.mkdtemp(prefix="jembed_serve_")  # GLBs and PNGs handed to the page
+    self._thumbs: dict[str, str] = {}
     self._map = None
     self.search(Image.new("RGB", (self.size, self.size)), 1)  # compiles the embed (and viewpoint) programs now
 
@@ -191,7 +192,7 @@ class Demo:
   def shape_glb(self, shape_id: str) -> str:
     """Path of a GLB of the shape's normalized mesh (+Y up, as glTF), written once, for the 3D viewer."""
     import trimesh  # pylint: disable=g-import-not-at-top
-    path = os.path.join(self._glb_dir, f"shape_{self._row[shape_id]}.glb")
+    path = os.path.join(self._dir, f"shape_{self._row[shape_id]}.glb")
     with self._lock:
       if not os.path.exists(path):
         shape = self.mesh(shape_id)
@@ -201,15 +202,34 @@ class Demo:
         os.replace(path + ".tmp", path)
     return path
 
-  def thumbnails(self, shape_ids: list[str], size: int = 128) -> list[np.ndarray]:
-    """uint8[size, size, 3] three-quarter views (evaluation/report.py's), cached."""
+  def png(self, image: np.ndarray, name: str | None = None) -> str:
+    """Path of a PNG of `image` (uint8[H, W, 3]) in the server's folder: `name`.png, written once, or a new file.
+
+    The page gets files, not arrays: Gradio rewrites the cached copy of an array on every request that returns the
+    same pixels, so a second request can truncate a file while the first one's browser downloads it; files are copied
+    into its cache once, atomically.
+    """
+    path = os.path.join(self._dir, f"{name or uuid.uuid4().hex}.png")
+    if not os.path.exists(path):
+      tmp = f"{path}.{uuid.uuid4().hex}.tmp"
+      Image.fromarray(image).save(tmp, format="PNG")
+      os.replace(tmp, path)  # concurrent writers of one name write the same pixels; readers never see a part
+    return path
+
+  def thumbnails(self, shape_ids: list[str], size: int = 128) -> list[str]:
+    """PNG paths of the shapes' three-quarter views (evaluation/report.py's), rendered once."""
     from jembed.evaluation import report  # pylint: disable=g-import-not-at-top  (matplotlib)
     with self._lock:
       missing = [s for s in shape_ids if s not in self._thumbs]
       if missing:
-        self._thumbs.update(report.shape_thumbnails(self.workdir, missing, size, "embree"))
-      blank = np.full((size, size, 3), 255, np.uint8)
-      return [self._thumbs.get(s, blank) for s in shape_ids]
+        rendered = report.shape_thumbnails(self.workdir, missing, size, "embree")
+        blank = np.full((size, size, 3), 255, np.uint8)
+        self._thumbs.update({s: self.png(rendered.get(s, blank), f"thumb_{self._row[s]}") for s in missing})
+      return [self._thumbs[s] for s in shape_ids]
+
+  def eval_image(self, index: int) -> str:
+    """PNG path of evaluation image `index`."""
+    return self.png(self.eval_images.images[index], f"eval_{index}")
 
   def shape_map(self) -> pictures.ShapeMap:
     """The 2-D shape map, built on first use."""
