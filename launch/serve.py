@@ -32,8 +32,7 @@ def main(argv):
       sys.exit(f"error: the demo needs the serve extra ({e}): pip install -e \".[serve]\"")
     page = serve_app.build(_WORKDIR.value)
     print(f"jembed demo of {_WORKDIR.value}: http://{_HOST.value}:{_PORT.value}  (Ctrl-C stops it)", flush=True)
-    page.queue(default_concurrency_limit=8).launch(server_name=_HOST.value, server_port=_PORT.value,
-                                                   **serve_app.LAUNCH_KWARGS)
+    serve_app.serve(page, _HOST.value, _PORT.value)
 
 
 if __name__ == "__main__":

@@ -148,8 +148,7 @@ def server(tiny_run):
   """The page of the tiny run served on loopback, as launch/serve.py serves it."""
   page = app.build(str(tiny_run[0]))
   port = _free_port()
-  page.queue(default_concurrency_limit=8).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                                                 **app.LAUNCH_KWARGS)
+  app.serve(page, "127.0.0.1", port, block=False)
   yield f"http://127.0.0.1:{port}"
   page.close()
 

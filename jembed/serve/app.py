@@ -73,6 +73,12 @@ def _examples(demo: session.Demo, n: int = 12) -> list[int]:
   return np.unique(np.linspace(0, len(demo.eval_images.images) - 1, n).round().astype(int)).tolist()
 
 
+def serve(page: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> None:
+  """Serves `page` on host:port; concurrent requests run in parallel threads (the photo handler has no limit)."""
+  page.queue(default_concurrency_limit=8).launch(server_name=host, server_port=port, prevent_thread_lock=not block,
+                                                 **LAUNCH_KWARGS)
+
+
 def missing_page(message: str) -> gr.Blocks:
   """The page of a workdir that is not ready: what is missing and which launcher makes it."""
   with gr.Blocks(title="jembed demo", analytics_enabled=False) as page:
@@ -86,9 +92,14 @@ def build(workdir: str) -> gr.Blocks:
     demo = session.Demo(workdir)
   except FileNotFoundError as e:
     return missing_page(str(e))
+  return demo_page(demo)
+
+
+def demo_page(demo: session.Demo) -> gr.Blocks:
+  """The page of a loaded `Demo`."""
   with gr.Blocks(title="jembed demo", analytics_enabled=False) as page:
     n = len(demo.model.shape_ids)
-    gr.Markdown(f"# jembed: find the 3D shape of a photo\n`{workdir}` · {n} shapes in "
+    gr.Markdown(f"# jembed: find the 3D shape of a photo\n`{demo.workdir}` · {n} shapes in "
                 f"{len(set(demo.model.shape_categories.tolist()))} categories · network step {demo.model.step}")
     with gr.Tab("Photo → shapes"):
       _photo_tab(demo, n)
