@@ -1,9 +1,40 @@
-"""What every launch script shares: device logging and turning user mistakes into one clear line."""
+"""What every launch script shares: the multi-process start, device logging, user mistakes as one clear line."""
 
 import contextlib
 import sys
+from typing import Callable
 
+from absl import flags
 from absl import logging
+
+from jembed import distributed
+
+
+def define_process_flags() -> Callable[[], None]:
+  """Defines --multihost and jax.distributed.initialize's own arguments; returns `start()`, which joins the job.
+
+  `start()` runs before anything touches the devices; a failed start ends the program with the cause (never a
+  silent single-process run).
+  """
+  multihost = flags.DEFINE_bool("multihost", False, "Join the job's other processes (jax.distributed.initialize), "
+                                "its settings from the cluster (Cloud TPU, Slurm, Open MPI, Kubernetes) or the "
+                                "flags below.")
+  address = flags.DEFINE_string("coordinator_address", "", "HOST:PORT of process 0's coordinator (every process "
+                                "the same; implies --multihost).")
+  count = flags.DEFINE_integer("num_processes", 0, "Processes in the job (with --coordinator_address).")
+  index = flags.DEFINE_integer("process_id", -1, "This process, in [0, num_processes).")
+  timeout = flags.DEFINE_integer("initialization_timeout", 300, "Seconds to wait for every process to join.")
+
+  def start() -> None:
+    settings = distributed.Settings(multihost=multihost.value, coordinator_address=address.value,
+                                    num_processes=count.value, process_id=index.value, timeout_s=timeout.value)
+    try:
+      distributed.initialize(settings)
+    except distributed.DistributedError as e:
+      logging.error("%s", e)
+      sys.exit(f"error: {e}")
+    log_devices()
+  return start
 
 
 def log_devices() -> None:

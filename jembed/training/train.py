@@ -186,7 +186,7 @@ def restore_or_create_state(ckpts: checkpoints.Checkpoints, spec: model_lib.Mode
   except (ValueError, KeyError) as e:  # orbax's tree-mismatch report runs to pages: keep its first line
     raise ValueError(f"cannot resume from step {step} in {ckpts.directory}: its optimizer state does not match "
                      f"config.optax ({str(e).splitlines()[0][:200]}); use a new workdir") from None
-  return dict(restored, step=jax.device_put(jnp.int32(step), replicated)), meta
+  return dict(restored, step=jax.device_put(np.int32(step), replicated)), meta
 
 
 def _model_spec(config: ml_collections.ConfigDict, workdir: str,
