@@ -5,6 +5,10 @@ r"""The shape side: LFD views -> HoG pyramid -> distances -> Sammon MDS -> `work
 
 A killed run resumes where it stopped (the descriptors are cached per batch in `workdir/lfd/`).
 
+Many machines: `--beam_runner=DataflowRunner --beam_pipeline_options="..."` (or FlinkRunner, SparkRunner,
+DirectRunner; commands in launch/build_dataset.py) runs the per-shape work (load, normalize, LFD views, HoG) on Apache
+Beam into the same descriptor store (`pip install -e ".[beam]"`); distances and Sammon follow here.
+
 New shapes into a finished embedding (out of sample; the base run is not changed):
   python -m launch.embed_shapes --config=configs/default.py --workdir=/tmp/new --into=/tmp/jembed \
       --config.shapes.source=folder --config.shapes.root=/data/my_new_meshes
@@ -20,6 +24,9 @@ from launch import common
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; the next stages read from it.", required=True)
+_BEAM_RUNNER = flags.DEFINE_string("beam_runner", "", "Run the per-shape work (load, LFD views, HoG) on Apache Beam: "
+                                   "DirectRunner, DataflowRunner, FlinkRunner, SparkRunner (see build_dataset.py).")
+_BEAM_OPTIONS = flags.DEFINE_string("beam_pipeline_options", "", "The Beam runner's options, in Beam's flag syntax.")
 _INTO = flags.DEFINE_string("into", "", "Workdir of a finished embedding to place these shapes into (out of sample).")
 
 
@@ -31,7 +38,8 @@ def main(argv):
     if _INTO.value:
       embedding = shape_embedding.add_shapes(_CONFIG.value, _WORKDIR.value, _INTO.value)
     else:
-      embedding = shape_embedding.embed_shapes(_CONFIG.value, _WORKDIR.value)
+      embedding = shape_embedding.embed_shapes(_CONFIG.value, _WORKDIR.value, beam_runner=_BEAM_RUNNER.value,
+                                               beam_pipeline_options=_BEAM_OPTIONS.value)
   logging.info("wrote %s/shape_embedding.npz and shape_embedding.png", _WORKDIR.value)
   print(f"{len(embedding.ids)} shapes -> {embedding.points.shape[1]}-D, Sammon stress {embedding.stress:.3g}\n"
         f"  {_WORKDIR.value}/shape_embedding.npz\n  {_WORKDIR.value}/shape_embedding.png")

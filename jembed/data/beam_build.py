@@ -121,18 +121,30 @@ class JembedImagesBeam(tfds_builder.JembedImages, skip_registration=True):
     self.set_metadata(headers)
 
 
-def prepare(builder: JembedImagesBeam, runner: str, pipeline_options: str) -> None:
-  """Runs the builder's pipeline on `runner` ('DirectRunner', 'DataflowRunner', 'FlinkRunner', 'SparkRunner', ...)
-  with `pipeline_options` (Beam's command-line syntax, e.g. '--direct_num_workers=4 --direct_running_mode=
-  multi_processing' or '--project=P --region=R --temp_location=gs://B/tmp')."""
+def _runner_and_options(runner: str, pipeline_options: str):
+  """Beam's runner (a name, or the Python runner for 'DirectRunner') and options from their command-line form."""
   require_beam()
   options = beam.options.pipeline_options.PipelineOptions(shlex.split(pipeline_options))
   if runner == "DirectRunner":
     # Beam's DirectRunner first tries its Go 'Prism' runner, whose binary it downloads at run time (no network here;
     # a 10 s stall, then a fallback): go straight to the Python runner it falls back to, the same engine.
     from apache_beam.runners.portability.fn_api_runner import fn_runner  # pylint: disable=g-import-not-at-top
-    runner = fn_runner.FnApiRunner()
+    return fn_runner.FnApiRunner(), options
+  return runner, options
+
+
+def run_pipeline(build, runner: str, pipeline_options: str = "") -> None:
+  """Builds a pipeline with `build(pipeline)` and runs it to the end on `runner` (as `prepare` does)."""
+  runner, options = _runner_and_options(runner, pipeline_options)
+  with beam.Pipeline(runner=runner, options=options) as pipeline:
+    build(pipeline)
+
+
+def prepare(builder: JembedImagesBeam, runner: str, pipeline_options: str) -> None:
+  """Runs the builder's pipeline on `runner` ('DirectRunner', 'DataflowRunner', 'FlinkRunner', 'SparkRunner', ...)
+  with `pipeline_options` (Beam's command-line syntax, e.g. '--direct_num_workers=4 --direct_running_mode=
+  multi_processing' or '--project=P --region=R --temp_location=gs://B/tmp')."""
+  runner, options = _runner_and_options(runner, pipeline_options)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(beam_runner=runner,
                                                                             beam_options=options))
-  logging.info("Beam (%s) wrote %s", type(runner).__name__ if not isinstance(runner, str) else runner,
-               builder.data_path)
+  logging.info("Beam wrote %s", builder.data_path)

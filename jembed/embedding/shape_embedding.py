@@ -105,8 +105,12 @@ def duplicate_groups(d: np.ndarray, ids: list[str], block: int = 4096) -> list[l
   return [g for g in groups.values() if len(g) > 1]
 
 
-def embed_shapes(config: ml_collections.ConfigDict, workdir: str) -> ShapeEmbedding:
+def embed_shapes(config: ml_collections.ConfigDict, workdir: str, *, beam_runner: str = "",
+                 beam_pipeline_options: str = "") -> ShapeEmbedding:
   """Runs the shape side on `config.shapes` and writes the files listed in the module docstring.
+
+  With `beam_runner` the per-shape work (load, normalize, LFD views, HoG) runs on Apache Beam
+  (`beam_descriptors`); the rest is the same.
 
   Returns:
     The `ShapeEmbedding` (also in `workdir/shape_embedding.npz`).
@@ -114,7 +118,11 @@ def embed_shapes(config: ml_collections.ConfigDict, workdir: str) -> ShapeEmbedd
   os.makedirs(workdir, exist_ok=True)
   seconds = {}
   t = time.time()
-  desc = descriptors.compute_descriptors(config, workdir)
+  if beam_runner:
+    from jembed.embedding import beam_descriptors  # pylint: disable=g-import-not-at-top  (an optional extra)
+    desc = beam_descriptors.compute_descriptors(config, workdir, beam_runner, beam_pipeline_options)
+  else:
+    desc = descriptors.compute_descriptors(config, workdir)
   seconds["descriptors"] = time.time() - t
   _write_skipped(workdir, desc.skipped)
   if len(desc.ids) < 3:
