@@ -9,6 +9,9 @@ Many machines: `--beam_runner=DataflowRunner --beam_pipeline_options="..."` (or 
 DirectRunner; commands in launch/build_dataset.py) runs the per-shape work (load, normalize, LFD views, HoG) on Apache
 Beam into the same descriptor store (`pip install -e ".[beam]"`); distances and Sammon follow here.
 
+Several JAX processes (hosts or GPUs; the flags of launch/train.py: --multihost, or --coordinator_address=HOST:PORT
+--num_processes=N --process_id=I): each computes a share of the distance tiles on its devices; process 0 the rest.
+
 New shapes into a finished embedding (out of sample; the base run is not changed):
   python -m launch.embed_shapes --config=configs/default.py --workdir=/tmp/new --into=/tmp/jembed \
       --config.shapes.source=folder --config.shapes.root=/data/my_new_meshes
@@ -20,9 +23,11 @@ from absl import logging
 from ml_collections import config_flags
 
 from jembed.embedding import shape_embedding
+from jembed import distributed
 from launch import common
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.", lock_config=True)
+_START = common.define_process_flags()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; the next stages read from it.", required=True)
 _BEAM_RUNNER = flags.DEFINE_string("beam_runner", "", "Run the per-shape work (load, LFD views, HoG) on Apache Beam: "
                                    "DirectRunner, DataflowRunner, FlinkRunner, SparkRunner (see build_dataset.py).")
@@ -33,13 +38,16 @@ _INTO = flags.DEFINE_string("into", "", "Workdir of a finished embedding to plac
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  common.log_devices()
+  _START()
   with common.user_errors():
-    if _INTO.value:
-      embedding = shape_embedding.add_shapes(_CONFIG.value, _WORKDIR.value, _INTO.value)
+    if _INTO.value:  # a few new shapes: process 0 alone
+      embedding = shape_embedding.add_shapes(_CONFIG.value, _WORKDIR.value, _INTO.value) if distributed.is_main() else None
+      distributed.barrier("shapes added")
     else:
       embedding = shape_embedding.embed_shapes(_CONFIG.value, _WORKDIR.value, beam_runner=_BEAM_RUNNER.value,
                                                beam_pipeline_options=_BEAM_OPTIONS.value)
+  if not distributed.is_main():
+    return
   logging.info("wrote %s/shape_embedding.npz and shape_embedding.png", _WORKDIR.value)
   print(f"{len(embedding.ids)} shapes -> {embedding.points.shape[1]}-D, Sammon stress {embedding.stress:.3g}\n"
         f"  {_WORKDIR.value}/shape_embedding.npz\n  {_WORKDIR.value}/shape_embedding.png")

@@ -197,3 +197,46 @@ def test_incomplete_or_failed_start_is_an_error_not_a_lone_run(tmp_path):
   assert result.returncode != 0
   assert "multi-process start failed (no cluster environment detected" in result.stderr
   assert not os.path.exists(tmp_path / "checkpoints")
+
+
+DISTANCES_SCRIPT = """
+import sys
+import numpy as np
+from jembed import distributed
+distributed.initialize(distributed.Settings(coordinator_address=sys.argv[1], num_processes=2,
+                                            process_id=int(sys.argv[2]), timeout_s=60))
+from jembed.embedding import descriptors, shape_embedding
+features = np.random.default_rng(0).random((600, 300), dtype=np.float32)  # 3 row blocks: 6 tiles, 3 each
+features[5] = features[450]  # a duplicate pair: an exact zero, whichever process owns its tile
+desc = descriptors.Descriptors(ids=[f"s{i:03d}" for i in range(600)], categories=["c"] * 600, features=features,
+                               skipped=[])
+d = shape_embedding.cached_distances(desc, sys.argv[3])
+np.save(f"{sys.argv[3]}/seen{sys.argv[2]}.npy", np.asarray(d))
+distributed.shutdown()
+"""
+
+
+def test_two_processes_share_the_distance_tiles(tmp_path):
+  """The shape side's distance stage in 2 processes x 2 devices: each computes a share of the tiles, both get the
+  whole matrix, which is scipy's."""
+  from scipy.spatial import distance  # pylint: disable=g-import-not-at-top
+  (tmp_path / "lfd").mkdir()
+  port = _free_port()
+  env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu",
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  procs = [subprocess.Popen([sys.executable, "-c", DISTANCES_SCRIPT, f"localhost:{port}", str(i), str(tmp_path)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  try:
+    _finish(procs)
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  features = np.random.default_rng(0).random((600, 300), dtype=np.float32)
+  features[5] = features[450]
+  want = distance.squareform(distance.pdist(features.astype(np.float64)))
+  for i in range(2):
+    got = np.load(tmp_path / f"seen{i}.npy")
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert got[5, 450] == got[450, 5] == 0.0
+  assert sorted(os.listdir(tmp_path / "lfd")) == ["distances.json", "distances.npy"]  # the shares are gone
