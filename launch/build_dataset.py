@@ -30,13 +30,12 @@ to gs:// directly). The runner is --beam_runner, its options --beam_pipeline_opt
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
+from jembed import stages
 from jembed.data import build
 from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; the training stage reads from it.", required=True)
+_CONFIG, _WORKDIR = common.config_and_workdir("Output folder; the training stage reads from it.")
 _WORKERS = flags.DEFINE_integer("workers", 0, "Rendering processes; 0 = config.data.workers or one per CPU core.")
 _BEAM_RUNNER = flags.DEFINE_string("beam_runner", "", "Build with Apache Beam on this runner (DirectRunner, "
                                    "DataflowRunner, FlinkRunner, SparkRunner); '' = this machine's processes.")
@@ -53,8 +52,10 @@ def main(argv):
                                  beam_pipeline_options=_BEAM_OPTIONS.value)
   logging.info("dataset: %s", result.dataset_dir)
   made = ("already built, reused" if result.reused else
-          f"{result.images_rendered} images rendered in {result.seconds:.1f} s ({result.images_per_second:.1f} images/s)")
-  print(f"{result.dataset_dir}\n  splits {result.num_examples}\n  {made}\n  {result.sample_sheet}")
+          f"{result.images_rendered} images rendered in {result.seconds:.1f} s "
+          f"({result.images_per_second:.1f} images/s)")
+  print(f"splits {result.num_examples}; {made}")
+  common.print_outputs(stages.dataset_outputs(result))
 
 
 if __name__ == "__main__":

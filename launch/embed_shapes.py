@@ -19,16 +19,14 @@ New shapes into a finished embedding (out of sample; the base run is not changed
 
 from absl import app
 from absl import flags
-from absl import logging
-from ml_collections import config_flags
 
-from jembed.embedding import shape_embedding
 from jembed import distributed
+from jembed import stages
+from jembed.embedding import shape_embedding
 from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.", lock_config=True)
+_CONFIG, _WORKDIR = common.config_and_workdir("Output folder; the next stages read from it.")
 _START = common.define_process_flags()
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; the next stages read from it.", required=True)
 _BEAM_RUNNER = flags.DEFINE_string("beam_runner", "", "Run the per-shape work (load, LFD views, HoG) on Apache Beam: "
                                    "DirectRunner, DataflowRunner, FlinkRunner, SparkRunner (see build_dataset.py).")
 _BEAM_OPTIONS = flags.DEFINE_string("beam_pipeline_options", "", "The Beam runner's options, in Beam's flag syntax.")
@@ -40,17 +38,15 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   _START()
   with common.user_errors():
-    if _INTO.value:  # a few new shapes: process 0 alone
-      embedding = shape_embedding.add_shapes(_CONFIG.value, _WORKDIR.value, _INTO.value) if distributed.is_main() else None
-      distributed.barrier("shapes added")
-    else:
-      embedding = shape_embedding.embed_shapes(_CONFIG.value, _WORKDIR.value, beam_runner=_BEAM_RUNNER.value,
-                                               beam_pipeline_options=_BEAM_OPTIONS.value)
+    if distributed.is_main() or not _INTO.value:  # a few new shapes (--into): process 0 alone
+      outputs = stages.shape_embedding(_CONFIG.value, _WORKDIR.value, into=_INTO.value,
+                                       beam_runner=_BEAM_RUNNER.value, beam_pipeline_options=_BEAM_OPTIONS.value)
+  distributed.barrier("shape embedding written")
   if not distributed.is_main():
     return
-  logging.info("wrote %s/shape_embedding.npz and shape_embedding.png", _WORKDIR.value)
-  print(f"{len(embedding.ids)} shapes -> {embedding.points.shape[1]}-D, Sammon stress {embedding.stress:.3g}\n"
-        f"  {_WORKDIR.value}/shape_embedding.npz\n  {_WORKDIR.value}/shape_embedding.png")
+  embedding = shape_embedding.ShapeEmbedding.load(outputs["shape embedding"])
+  print(f"{len(embedding.ids)} shapes -> {embedding.points.shape[1]}-D, Sammon stress {embedding.stress:.3g}")
+  common.print_outputs(outputs)
 
 
 if __name__ == "__main__":

@@ -11,29 +11,25 @@ Started as several JAX processes (the flags of launch/train.py), process 0 evalu
 """
 
 from absl import app
-from absl import flags
-from ml_collections import config_flags
 
+from jembed import demo
 from jembed import distributed
+from jembed import stages
 from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.", lock_config=True)
+_CONFIG, _WORKDIR = common.config_and_workdir("Run folder with a trained model.")
 _START = common.define_process_flags()
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder with a trained model.", required=True)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from jembed.evaluation import report  # pylint: disable=g-import-not-at-top
-  from jembed.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   _START()
   if distributed.is_main():  # the test sets are small: process 0 evaluates on its devices, the others wait
     with common.user_errors():
-      results = evaluate.evaluate(_CONFIG.value, _WORKDIR.value)
-      paths = report.write_report(_CONFIG.value, _WORKDIR.value, results, evaluate.PR_AUC_DEFINITION)
-    print(report.results_table(results))
-    common.print_outputs(paths)
+      outputs = stages.evaluation(_CONFIG.value, _WORKDIR.value)
+      print(demo.results_table(_WORKDIR.value))
+    common.print_outputs(outputs)
   distributed.barrier("evaluation written")
 
 

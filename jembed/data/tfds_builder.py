@@ -25,7 +25,6 @@ with TFDS (`skip_registration`), so readers always load the dataset from its fil
 
 import os
 
-from absl import logging
 from etils import epath
 import ml_collections
 import numpy as np

@@ -21,6 +21,7 @@ import numpy as np
 import tqdm
 
 from jembed import files
+from jembed import paths
 from jembed.data import beam_build
 from jembed.embedding import descriptors
 from jembed.embedding import hog_input
@@ -53,7 +54,8 @@ class _Describe(beam.DoFn if beam else object):
                                  antialias=render.antialias)
     row = np.asarray(descriptors.batch_descriptors(views[None]))[0]
     np.save(os.path.join(self._folder, f"{index:08d}.npy"), row)
-    yield json.dumps(dict(index=index, id=shape.id, category=shape.category, skipped=None))
+    yield json.dumps(dict(index=index, id=shape.id, category=shape.category, skipped=None,
+                          mesh=loading.geometry_fingerprint(shape)))
 
 
 def compute_descriptors(config: ml_collections.ConfigDict, workdir: str, runner: str,
@@ -66,10 +68,10 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str, runner:
   key = descriptors.fingerprint(config, refs)
   features, progress = descriptors.open_store(workdir, key, len(refs))
   if progress["n_processed"] == len(refs):
-    logging.info("LFD descriptors already computed in %s", os.path.join(workdir, "lfd"))
+    logging.info("LFD descriptors already computed in %s", paths.lfd(workdir))
     del features
     return descriptors.load_descriptors(workdir)
-  folder = os.path.join(os.path.abspath(workdir), "lfd", "beam")
+  folder = paths.lfd(os.path.abspath(workdir), "beam")
   shutil.rmtree(folder, ignore_errors=True)
   os.makedirs(folder)
 
@@ -87,7 +89,7 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str, runner:
       for line in f:
         header = json.loads(line)
         headers[header["index"]] = header
-  progress.update(ids=[], categories=[], skipped=[])
+  progress.update(ids=[], categories=[], meshes=[], skipped=[])
   for header in tqdm.tqdm(headers, desc="gathering descriptors", unit="shape"):  # listing order: sorted ids
     if header["skipped"]:
       progress["skipped"].append([header["id"], header["skipped"]])
@@ -95,9 +97,11 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str, runner:
       features[len(progress["ids"])] = np.load(os.path.join(folder, f"{header['index']:08d}.npy"))
       progress["ids"].append(header["id"])
       progress["categories"].append(header["category"])
+      progress["meshes"].append(header["mesh"])
   features.flush()
   del features
   progress["n_processed"] = len(refs)
-  files.write_json(os.path.join(workdir, "lfd", "progress.json"), progress)  # only after the rows are on disk
+  files.write_json(paths.lfd(workdir, "progress.json"), progress)  # only after the rows are on disk
   shutil.rmtree(folder, ignore_errors=True)
+  descriptors.write_manifest(workdir, progress)
   return descriptors.load_descriptors(workdir)

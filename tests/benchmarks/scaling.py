@@ -4,9 +4,9 @@ r"""Scaling on one machine: training over 2 JAX processes vs 1, and the Beam bui
   python tests/benchmarks/scaling.py --steps=60 --batch=64 --shapes=4 --images=16
 
 1. Training: `launch.train` on one small dataset (configs/tiny.py's shapes and 48 px images, configs/default.py's
-   network at 48 px, global batch --batch) as 1 process x 2 devices and as 2 processes x 1 device (localhost coordinator,
-   gloo collectives). images/s is the train lines' `images_per_s` of metrics.jsonl (wall clock after the first,
-   compiling, step; input pipeline included), averaged over the lines after the first. Scaling efficiency =
+   network at 48 px, global batch --batch) as 1 process x 2 devices and as 2 processes x 1 device (localhost
+   coordinator, gloo collectives). images/s is the train lines' `images_per_s` of metrics.jsonl (wall clock after
+   the first, compiling, step; input pipeline included), averaged over the lines after the first. Scaling efficiency =
    2x1 / 1x2: the same devices and the same global batch, so below 1 is what crossing processes costs.
 2. Dataset build: `launch.build_dataset` of the same config single-host (--workers=W) and with
    --beam_runner=DirectRunner (W worker processes); images/s from each run's dataset.json (render + write).
@@ -96,8 +96,9 @@ def main():
     _run([[sys.executable, "-m", "launch.embed_shapes", "--config=configs/tiny.py", *data,
            f"--workdir={base / 'data'}"]], {**os.environ, "PYTHONPATH": str(REPO)})
     # tiny.py's dataset, default.py's network (tiny.py shrinks it).
-    flags = ["--config=configs/tiny.py", *data, "--config.model.widths=(32,64,96,128)", "--config.model.hidden=(512,)",
-             "--config.model.image_size=48", f"--config.input.batch_size={args.batch}", f"--config.train.total_steps={args.steps}",
+    flags = ["--config=configs/tiny.py", *data, "--config.model.widths=(32,64,96,128)",
+             "--config.model.hidden=(512,)", "--config.model.image_size=48", f"--config.input.batch_size={args.batch}",
+             f"--config.train.total_steps={args.steps}",
              f"--config.train.log_every={max(args.steps // 4, 1)}", f"--config.train.eval_every={args.steps}",
              f"--config.train.ckpt_every={args.steps}"]
     one = train_rate(base, flags, 1, 2)

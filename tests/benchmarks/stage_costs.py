@@ -92,7 +92,6 @@ def embedding_side(args) -> dict:
   rng = np.random.default_rng(0)
   x = rng.random((args.dist_n, 203_760), dtype=np.float32)
   pair = _timed(lambda: distances.pairwise_distances(x)) / (args.dist_n * (args.dist_n - 1) / 2)
-  del x
   y = rng.normal(size=(args.sammon_n, 16)).astype(np.float32)
   d = np.linalg.norm(y[:, None] - y[None], axis=-1).astype(np.float32)
   iters = 20
@@ -196,7 +195,8 @@ def plan(costs: dict, hosts: list[int], scaling: float) -> list[dict]:
 
 def markdown(rows: list[dict]) -> str:
   stage_names = ["descriptors (Beam)", "distances", "Sammon", "images (Beam)", "training"]
-  head = "| data set | hosts | shape side method | " + " | ".join(stage_names) + " | descriptors | distances | dataset |"
+  head = ("| data set | hosts | shape side method | " + " | ".join(stage_names)
+          + " | descriptors | distances | dataset |")
   lines = [head, "|" + "---|" * (head.count("|") - 1)]
   for r in rows:
     times = [next(v for k, v in r["stages"].items() if k.startswith(s)) for s in stage_names]
