@@ -212,7 +212,7 @@ def _validation(config, workdir, mesh) -> Callable[[], Any] | None:
   except (KeyError, ValueError) as e:
     logging.warning("no validation split (%s): training without validation", e)
     return None
-  quantum = mesh.size * jax.process_count()
+  quantum = mesh.size  # all devices of all processes: a multiple of the process count
   batch = min(int(config.train.eval_batch_size or config.input.batch_size), size) // quantum * quantum
   if batch == 0:
     logging.warning("the validation split (%d images) is smaller than the %d devices: no validation", size, quantum)

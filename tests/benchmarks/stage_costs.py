@@ -193,6 +193,25 @@ def plan(costs: dict, hosts: list[int], scaling: float) -> list[dict]:
   return rows
 
 
+UNITS = (("load", "read + normalize a mesh", "shape"), ("lfd", "20 LFD views rendered and cropped", "shape"),
+         ("hog", "HoG pyramid of the 20 views", "shape"), ("distance_pair", "distance of one descriptor pair", "pair"),
+         ("sammon_entry_iter", "exact Sammon, one matrix entry, one iteration", "entry"),
+         ("oos", "one shape placed against 2,000 landmarks", "shape"),
+         ("image", "one synthetic image (render, background, PNG)", "image"),
+         ("train", "one image through CaffeNet's update step", "image"),
+         ("embed", "one image through the trained network", "image"))
+
+
+def costs_markdown(costs: dict) -> str:
+  """The measured per-unit costs as a markdown table."""
+  lines = ["| stage | cost | per |", "|---|---|---|"]
+  for key, what, per in UNITS:
+    lines.append(f"| {what} | {costs[key] * 1e3:.4g} ms | {per} |")
+  lines.append(f"| descriptor / image (PNG) | {costs['descriptor_bytes'] / 1e3:.0f} kB / "
+               f"{costs['image_bytes'] / 1e3:.1f} kB | shape / image |")
+  return "\n".join(lines)
+
+
 def markdown(rows: list[dict]) -> str:
   stage_names = ["descriptors (Beam)", "distances", "Sammon", "images (Beam)", "training"]
   head = ("| data set | hosts | shape side method | " + " | ".join(stage_names)
@@ -233,6 +252,7 @@ def main():
       costs.update(part(args))
       print(part.__name__, {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in costs.items()}, flush=True)
   rows = plan(costs, [int(k) for k in args.hosts.split(",")], args.scaling)
+  print(costs_markdown(costs))
   print(markdown(rows))
   chairs = [r for r in rows if r["shapes"] == 6_777 and r["hosts"] == 1][0]
   exact = chairs["stages"]["distances, exact"] + chairs["stages"]["Sammon, exact"]
