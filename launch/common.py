@@ -9,6 +9,7 @@ Third-party INFO logging (orbax, JAX, absl) is off unless `--verbosity` is given
 import contextlib
 import logging as std_logging
 import os
+import re
 import sys
 
 from absl import app
@@ -33,11 +34,17 @@ def config_and_workdir(workdir_help: str, default_config: str = "configs/default
   except (AttributeError, KeyError) as e:
     if "--debug" in sys.argv:
       raise
-    given = " ".join(a for a in sys.argv[1:] if a.startswith("--config."))
-    why = str(e.args[0] if e.args else e).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
-    sys.exit(f"error: {given}: the config has no such field ({why})")
+    sys.exit(_no_such_field(e, sys.argv))
   workdir = flags.DEFINE_string("workdir", None, workdir_help, required=True)
   return config, workdir
+
+
+def _no_such_field(e: Exception, argv: list[str]) -> str:
+  """The one line for a `--config.<field>=` flag that names no field (ml_collections' KeyError/AttributeError)."""
+  given = " ".join(a for a in argv[1:] if a.startswith("--config."))
+  hint = re.search(r'Did you mean "([^"]+)" instead of "([^"]+)"', str(e))
+  why = f"no field {hint.group(2)!r} (did you mean {hint.group(1)!r}?)" if hint else "no such field"
+  return f"error: {given}: the config has {why}"
 
 
 def force_flag(what: str):
@@ -155,6 +162,8 @@ def _parse_flags(argv: list[str]) -> list[str]:
   except Exception as e:  # pylint: disable=broad-except  (a config file that is not Python, or raises)
     if "--debug" in argv:
       raise
+    if isinstance(e, (AttributeError, KeyError)):
+      sys.exit(_no_such_field(e, argv))
     given = " ".join(a for a in argv[1:] if a.startswith("--config"))
     sys.exit(f"error: {given}: {type(e).__name__}: {e} (rerun with --debug for the traceback)")
 
