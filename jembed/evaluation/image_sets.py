@@ -31,6 +31,7 @@ import tqdm
 
 from jembed import paths
 from jembed import files
+from jembed import images
 from jembed.data import backgrounds as backgrounds_lib
 from jembed.data import splits
 from jembed.data import synthesis
@@ -196,18 +197,12 @@ def synthetic_sets(config: ml_collections.ConfigDict, workdir: str, shape_ids: n
 
 
 def open_photo(path: str) -> Image.Image:
-  """A photo file as an RGB PIL image (decoded now, so a broken file fails here).
+  """A photo file as an RGB PIL image, as a viewer shows it (`jembed.images.open_image`).
 
   Raises:
     ValueError: the file is missing, not an image, or unreadable (the message names it).
   """
-  if not os.path.isfile(path):
-    raise ValueError(f"{path!r} does not exist or is not a file")
-  try:
-    with Image.open(path) as image:
-      return image.convert("RGB")
-  except (OSError, SyntaxError, Image.DecompressionBombError) as e:  # PIL's errors for non-images and broken files
-    raise ValueError(f"{path!r} is not a readable image ({type(e).__name__}: {e})") from None
+  return images.open_image(path)
 
 
 def stretch_photo(image: Image.Image, size: int) -> np.ndarray:

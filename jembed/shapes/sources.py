@@ -57,7 +57,25 @@ def list_shapes(cfg) -> list[record.ShapeRef]:
     refs = ikea_refs(root, categories)
   else:
     refs = folder_refs(root, categories)
+  check_unique_ids(refs)
   return _limit_per_category(refs, limit)
+
+
+def check_unique_ids(refs: list[record.ShapeRef]) -> None:
+  """Every stage keys shapes by id, so two files with one id would silently become one shape.
+
+  Raises:
+    ValueError: naming the id and every file that maps to it (e.g. `chair/model.obj` and `chair/model.stl`).
+  """
+  by_id = collections.defaultdict(list)
+  for ref in refs:
+    by_id[ref.id].append(ref.path)
+  clashes = {i: p for i, p in by_id.items() if len(p) > 1}
+  if clashes:
+    lines = "; ".join(f"{i!r} <- {', '.join(map(repr, p))}" for i, p in sorted(clashes.items())[:5])
+    more = f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
+    raise ValueError(f"{len(clashes)} shape id(s) name more than one file: {lines}{more}. An id is the path without "
+                     "its mesh extension: rename or remove all but one file of each")
 
 
 def _limit_per_category(refs: list[record.ShapeRef], limit: int) -> list[record.ShapeRef]:
