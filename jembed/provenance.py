@@ -234,9 +234,11 @@ def check_training_inputs(config: ml_collections.ConfigDict, workdir: str, datas
         raise Mismatch(f"{message}. Train in another --workdir, or pass --force to set the old checkpoints aside "
                        f"and train again ({_cmd('launch.train', workdir, ' --force')})")
       aside = f"{folder}.{was.get('shape_embedding') or 'old'}.{int(time.time())}"
-      os.rename(folder, aside)
-      if os.path.exists(paths.metrics(workdir)):
-        os.rename(paths.metrics(workdir), os.path.join(aside, paths.METRICS))
+      import jax  # pylint: disable=g-import-not-at-top
+      if jax.process_index() == 0:  # one process moves them (a shared workdir on several hosts)
+        os.rename(folder, aside)
+        if os.path.exists(paths.metrics(workdir)):
+          os.rename(paths.metrics(workdir), os.path.join(aside, paths.METRICS))
       logging.warning("%s; --force: moved them to %s, training from scratch", message, aside)
   if trained is None or not has_checkpoints(workdir) or trained.get("inputs", {}).get("shape_embedding") != current:
     record(workdir, "checkpoints", entry(

@@ -88,7 +88,7 @@ def write_contact_sheet(config: ml_collections.ConfigDict, workdir: str, per_cat
   if missing:
     logging.warning("no loadable shape in categories %s: they are not on the sheet", ", ".join(missing))
   header = (f"{len(rows)} shapes x 20 LFD views, {renderer.name} renderer, {config.render.size}px, "
-            f"{len(report.skipped)} broken shapes skipped")
+            f"{len(report.skipped)} broken shape{'' if len(report.skipped) == 1 else 's'} skipped")
   path = paths.contact_sheet(workdir)
   viz.image_grid(rows, thumb=thumb, header=header).save(path)
   logging.info("wrote %s (%d shapes, %.1f s)", path, len(rows), time.time() - start)
