@@ -23,11 +23,6 @@ from launch import common
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def tiny_run():  # TEMP-ITERATION
-  return pathlib.Path("/tmp/rb_t2"), {"dataset samples": "/tmp/rb_t2/dataset_samples.png"}, ""  # TEMP-ITERATION
-
-
 def _launch(module: str, *flags, timeout: int = 300) -> subprocess.CompletedProcess:
   return subprocess.run([sys.executable, "-m", f"launch.{module}", *flags], cwd=REPO, capture_output=True, text=True,
                         timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -23,12 +23,6 @@ from jembed.training import train
 
 
 @pytest.fixture
-def tiny_run():  # TEMP-ITERATION
-  import pathlib  # TEMP-ITERATION
-  return pathlib.Path("/tmp/rb_t2"), {}, ""  # TEMP-ITERATION
-
-
-@pytest.fixture
 def run(tiny_run, tmp_path) -> str:
   """A private copy of the trained tiny run (tests damage it)."""
   workdir, _, _ = tiny_run
