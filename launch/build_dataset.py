@@ -36,7 +36,8 @@ from jembed.data import build
 from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Output folder; the training stage reads from it.")
-_WORKERS = flags.DEFINE_integer("workers", 0, "Rendering processes; 0 = config.data.workers or one per CPU core.")
+_WORKERS = flags.DEFINE_integer("workers", 0, "Rendering processes; 0 = config.data.workers or one per CPU core.",
+                                lower_bound=0)
 _BEAM_RUNNER = flags.DEFINE_string("beam_runner", "", "Build with Apache Beam on this runner (DirectRunner, "
                                    "DataflowRunner, FlinkRunner, SparkRunner); '' = this machine's processes.")
 _BEAM_OPTIONS = flags.DEFINE_string("beam_pipeline_options", "", "The Beam runner's options, in Beam's flag syntax.")
@@ -59,4 +60,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

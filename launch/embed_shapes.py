@@ -3,7 +3,9 @@ r"""The shape side: LFD views -> HoG pyramid -> distances -> Sammon MDS -> `work
   python -m launch.embed_shapes --config=configs/default.py --workdir=/tmp/jembed
   python -m launch.embed_shapes --config=configs/shapenet_chairs.py:root=/data/ShapeNetCore.v1 --workdir=/runs/chairs
 
-A killed run resumes where it stopped (the descriptors are cached per batch in `workdir/lfd/`).
+A killed run resumes where it stopped (the descriptors are cached per batch in `workdir/lfd/`); a finished one made
+with the same settings and shapes is reused. One made with other settings is replaced, except when a network in the
+workdir was trained on it: that is an error naming the differences, unless `--force`.
 
 Many machines: `--beam_runner=DataflowRunner --beam_pipeline_options="..."` (or FlinkRunner, SparkRunner,
 DirectRunner; commands in launch/build_dataset.py) runs the per-shape work (load, normalize, LFD views, HoG) on Apache
@@ -31,6 +33,7 @@ _BEAM_RUNNER = flags.DEFINE_string("beam_runner", "", "Run the per-shape work (l
                                    "DirectRunner, DataflowRunner, FlinkRunner, SparkRunner (see build_dataset.py).")
 _BEAM_OPTIONS = flags.DEFINE_string("beam_pipeline_options", "", "The Beam runner's options, in Beam's flag syntax.")
 _INTO = flags.DEFINE_string("into", "", "Workdir of a finished embedding to place these shapes into (out of sample).")
+_FORCE = common.force_flag("the shape embedding (made with other settings)")
 
 
 def main(argv):
@@ -39,7 +42,7 @@ def main(argv):
   _START()
   with common.user_errors():
     if distributed.is_main() or not _INTO.value:  # a few new shapes (--into): process 0 alone
-      outputs = stages.shape_embedding(_CONFIG.value, _WORKDIR.value, into=_INTO.value,
+      outputs = stages.shape_embedding(_CONFIG.value, _WORKDIR.value, into=_INTO.value, force=_FORCE.value,
                                        beam_runner=_BEAM_RUNNER.value, beam_pipeline_options=_BEAM_OPTIONS.value)
   distributed.barrier("shape embedding written")
   if not distributed.is_main():
@@ -50,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

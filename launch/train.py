@@ -24,6 +24,7 @@ from jembed import stages
 from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Run folder: reads the embedding and dataset, writes checkpoints.")
+_FORCE = common.force_flag("the checkpoints (trained on another shape embedding or dataset: set aside, not deleted)")
 _START = common.define_process_flags()
 
 
@@ -34,7 +35,7 @@ def main(argv):
   from jembed.training import train  # pylint: disable=g-import-not-at-top
   with common.user_errors():
     try:
-      final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+      final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, force=_FORCE.value)
     except FloatingPointError as e:  # the message says which checkpoint is good and what to change
       logging.error("%s", e)
       sys.exit(f"error: {e}")
@@ -47,4 +48,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)
