@@ -162,7 +162,8 @@ def create_state(spec: model_lib.ModelSpec, tx: optax.GradientTransformation, rn
   backbone = None
   if backbone_weights:
     abstract = jax.eval_shape(lambda: model_lib.init_params(spec, rng))
-    backbone = model_lib.load_backbone_weights(backbone_weights, abstract["params"]["backbone"])
+    backbone = model_lib.load_backbone_weights(backbone_weights, abstract["params"]["backbone"], arch=spec.backbone,
+                                               image_size=spec.image_size)
   return jax.jit(_init_fn(spec, tx), out_shardings=NamedSharding(mesh, P()))(rng, backbone)
 
 
