@@ -169,7 +169,7 @@ def test_full_size_timm_files_saved_by_timm(tmp_path, timm_name, size):
   images = fixtures.images(1, size)
   dc = timm.data.resolve_data_config({}, model=model)
   with torch.no_grad():
-    want = model.forward_head(model.forward_features(fixtures.torch_input(torch, None, images, dc["mean"],
+    want = model.forward_head(model.forward_features(fixtures.torch_input(torch, images, dc["mean"],
                                                                           dc["std"])), pre_logits=True).numpy()
   spec, variables = backbones.load_pretrained(timm_name, str(tmp_path / "model.safetensors"), image_size=size)
   assert_features_close(jax.jit(backbones.features, static_argnums=0)(spec, variables, images), want)

@@ -3,7 +3,7 @@
 Readers (all give {name: float32 numpy array} in the file's own layout):
   .safetensors            `safetensors.numpy` (no torch needed)
   .pt / .pth / .bin       torch state dicts (`torch.load(weights_only=True)`; TorchScript archives such as OpenAI's
-                          CLIP files through `torch.jit.load`), only when torch is installed (`pip install jembed[torch]`)
+                          CLIP files through `torch.jit.load`), only when torch is installed (the `torch` extra)
   .caffemodel             Caffe's NetParameter, parsed with protobuf (see `caffe_proto`): `<layer>.weight`, `.bias`
 
 A family module describes its file as `Expect` rows (the file's key, where it goes in the Flax tree, the shape the

@@ -232,7 +232,8 @@ def load_backbone_weights(path: str, backbone: dict, *, arch: str = "", image_si
     flat = {"/".join(k): v for k, v in _flatten(loaded["trunk"] if arch == "caffenet" else loaded).items()}
   else:
     raise ValueError(f"backbone weights for {arch!r} must be .npz or .msgpack, got {path!r} (published .safetensors, "
-                     f".pt/.pth and .caffemodel files need a pretrained backbone: {', '.join(sorted(backbones.ARCHS))})")
+                     ".pt/.pth and .caffemodel files need a pretrained backbone: "
+                     f"{', '.join(sorted(backbones.ARCHS))})")
   out = {}
   for key, target in _flatten(backbone).items():
     name = "/".join(key)

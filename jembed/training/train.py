@@ -246,7 +246,8 @@ def _cached_inputs(config, workdir, net, params, spec, mesh) -> tuple[Any, Calla
   from jembed.backbones import feature_cache  # pylint: disable=g-import-not-at-top
   if float(config.train.augment_shift):
     logging.warning("config.train.augment_shift=%s is not applied with a frozen backbone: pooled features cannot be "
-                    "shifted (mirroring is exact: the mirrored images' features are cached)", config.train.augment_shift)
+                    "shifted (mirroring is exact: the mirrored images' features are cached)",
+                    config.train.augment_shift)
   folder = feature_cache.build(config, workdir, net, params, spec)
   columns = feature_cache.load_split(config, workdir, folder, "train")
   train = feature_cache.CachedBatches(columns, int(config.input.batch_size), mesh, seed=int(config.seed))
