@@ -135,15 +135,34 @@ def resample_positions(pos: np.ndarray, grid: int, prefix_tokens: int = 1) -> np
   return np.concatenate([pos[:prefix_tokens], np.asarray(table).reshape(grid * grid, -1)], axis=0)
 
 
-def _dense(rows, key, target, out, inp, bias=True):
-  rows.append(convert.Expect(f"{key}.weight", target + ("kernel",), (out, inp), "linear"))
-  if bias:
-    rows.append(convert.Expect(f"{key}.bias", target + ("bias",), (out,)))
+# Each block's tensors in each layout: our name -> the file's (weight, bias) names under the block's prefix.
+_TIMM_BLOCK = dict(norm1=("norm1.weight", "norm1.bias"), qkv=("attn.qkv.weight", "attn.qkv.bias"),
+                   proj=("attn.proj.weight", "attn.proj.bias"), norm2=("norm2.weight", "norm2.bias"),
+                   fc1=("mlp.fc1.weight", "mlp.fc1.bias"), fc2=("mlp.fc2.weight", "mlp.fc2.bias"),
+                   ls1="ls1.gamma", ls2="ls2.gamma")
+_OPENCLIP_BLOCK = dict(norm1=("ln_1.weight", "ln_1.bias"), qkv=("attn.in_proj_weight", "attn.in_proj_bias"),
+                       proj=("attn.out_proj.weight", "attn.out_proj.bias"), norm2=("ln_2.weight", "ln_2.bias"),
+                       fc1=("mlp.c_fc.weight", "mlp.c_fc.bias"), fc2=("mlp.c_proj.weight", "mlp.c_proj.bias"),
+                       ls1="ls_1.gamma", ls2="ls_2.gamma")
 
 
-def _norm(rows, key, target, width):
-  rows.append(convert.Expect(f"{key}.weight", target + ("scale",), (width,)))
-  rows.append(convert.Expect(f"{key}.bias", target + ("bias",), (width,)))
+def _norm(rows, keys, target, width):
+  rows += [convert.Expect(keys[0], target + ("scale",), (width,)),
+           convert.Expect(keys[1], target + ("bias",), (width,))]
+
+
+def _blocks(rows, cfg: ViTConfig, prefix: str, names: dict) -> None:
+  w = cfg.width
+  for i in range(cfg.depth):
+    key, target = f"{prefix}.{i}.", (f"block{i}",)
+    for ours, out, inp in (("qkv", 3 * w, w), ("proj", w, w), ("fc1", cfg.mlp, w), ("fc2", w, cfg.mlp)):
+      weight, bias = names[ours]
+      rows += [convert.Expect(key + weight, target + (ours, "kernel"), (out, inp), "linear"),
+               convert.Expect(key + bias, target + (ours, "bias"), (out,))]
+    for ours in ("norm1", "norm2"):
+      _norm(rows, [key + n for n in names[ours]], target + (ours,), w)
+    if cfg.layer_scale:
+      rows += [convert.Expect(key + names[ours], target + (ours,), (w,)) for ours in ("ls1", "ls2")]
 
 
 def expected_timm(cfg: ViTConfig, grid: int) -> list[convert.Expect]:
@@ -155,18 +174,8 @@ def expected_timm(cfg: ViTConfig, grid: int) -> list[convert.Expect]:
           convert.Expect("pos_embed", ("pos_embed",), (1, int(cfg.pos_cls) + grid * grid, w), "unbatch")]
   if cfg.registers:
     rows.append(convert.Expect("reg_token", ("reg_token",), (1, cfg.registers, w), "unbatch"))
-  for i in range(cfg.depth):
-    key, target = f"blocks.{i}", (f"block{i}",)
-    _norm(rows, f"{key}.norm1", target + ("norm1",), w)
-    _dense(rows, f"{key}.attn.qkv", target + ("qkv",), 3 * w, w)
-    _dense(rows, f"{key}.attn.proj", target + ("proj",), w, w)
-    _norm(rows, f"{key}.norm2", target + ("norm2",), w)
-    _dense(rows, f"{key}.mlp.fc1", target + ("fc1",), cfg.mlp, w)
-    _dense(rows, f"{key}.mlp.fc2", target + ("fc2",), w, cfg.mlp)
-    if cfg.layer_scale:
-      rows += [convert.Expect(f"{key}.ls1.gamma", target + ("ls1",), (w,)),
-               convert.Expect(f"{key}.ls2.gamma", target + ("ls2",), (w,))]
-  _norm(rows, "norm", ("norm",), w)
+  _blocks(rows, cfg, "blocks", _TIMM_BLOCK)
+  _norm(rows, ("norm.weight", "norm.bias"), ("norm",), w)
   return rows
 
 
@@ -182,20 +191,9 @@ def expected_openclip(cfg: ViTConfig, grid: int) -> list[convert.Expect]:
   rows = [convert.Expect("visual.conv1.weight", ("patch_embed", "kernel"), (w, 3, p, p), "conv"),
           convert.Expect("visual.class_embedding", ("cls_token",), (w,), "row"),
           convert.Expect("visual.positional_embedding", ("pos_embed",), (1 + grid * grid, w))]
-  _norm(rows, "visual.ln_pre", ("ln_pre",), w)
-  for i in range(cfg.depth):
-    key, target = f"visual.transformer.resblocks.{i}", (f"block{i}",)
-    _norm(rows, f"{key}.ln_1", target + ("norm1",), w)
-    rows += [convert.Expect(f"{key}.attn.in_proj_weight", target + ("qkv", "kernel"), (3 * w, w), "linear"),
-             convert.Expect(f"{key}.attn.in_proj_bias", target + ("qkv", "bias"), (3 * w,))]
-    _dense(rows, f"{key}.attn.out_proj", target + ("proj",), w, w)
-    _norm(rows, f"{key}.ln_2", target + ("norm2",), w)
-    _dense(rows, f"{key}.mlp.c_fc", target + ("fc1",), cfg.mlp, w)
-    _dense(rows, f"{key}.mlp.c_proj", target + ("fc2",), w, cfg.mlp)
-    if cfg.layer_scale:
-      rows += [convert.Expect(f"{key}.ls_1.gamma", target + ("ls1",), (w,)),
-               convert.Expect(f"{key}.ls_2.gamma", target + ("ls2",), (w,))]
-  _norm(rows, "visual.ln_post", ("norm",), w)
+  _norm(rows, ("visual.ln_pre.weight", "visual.ln_pre.bias"), ("ln_pre",), w)
+  _blocks(rows, cfg, "visual.transformer.resblocks", _OPENCLIP_BLOCK)
+  _norm(rows, ("visual.ln_post.weight", "visual.ln_post.bias"), ("norm",), w)
   rows.append(convert.Expect("visual.proj", ("proj",), (w, cfg.proj)))
   return rows
 
