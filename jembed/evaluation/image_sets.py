@@ -31,6 +31,7 @@ import tqdm
 
 from jembed import paths
 from jembed import files
+from jembed import images
 from jembed.data import backgrounds as backgrounds_lib
 from jembed.data import splits
 from jembed.data import synthesis
@@ -75,12 +76,15 @@ def _key(settings: dict) -> str:
 
 
 def _load_cached(path: str, key: str) -> dict | None:
+  """The cached set at `path` if it was made with settings `key`; None (make it again) if not, or if it is damaged."""
   if not os.path.exists(path):
     return None
-  with np.load(path) as f:
-    if str(f["key"]) != key:
-      return None
-    return {k: f[k] for k in f.files}
+  try:
+    cached = files.load_npz(path)
+  except files.DamagedFile as e:
+    logging.warning("%s; making the set again", e)
+    return None
+  return cached if str(cached.get("key")) == key else None
 
 
 def evaluated_shapes(ids: np.ndarray, max_shapes: int, seed: int, candidates: np.ndarray | None = None
@@ -193,18 +197,12 @@ def synthetic_sets(config: ml_collections.ConfigDict, workdir: str, shape_ids: n
 
 
 def open_photo(path: str) -> Image.Image:
-  """A photo file as an RGB PIL image (decoded now, so a broken file fails here).
+  """A photo file as an RGB PIL image, as a viewer shows it (`jembed.images.open_image`).
 
   Raises:
     ValueError: the file is missing, not an image, or unreadable (the message names it).
   """
-  if not os.path.isfile(path):
-    raise ValueError(f"{path!r} does not exist or is not a file")
-  try:
-    with Image.open(path) as image:
-      return image.convert("RGB")
-  except (OSError, SyntaxError, Image.DecompressionBombError) as e:  # PIL's errors for non-images and broken files
-    raise ValueError(f"{path!r} is not a readable image ({type(e).__name__}: {e})") from None
+  return images.open_image(path)
 
 
 def stretch_photo(image: Image.Image, size: int) -> np.ndarray:

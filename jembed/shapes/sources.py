@@ -57,7 +57,25 @@ def list_shapes(cfg) -> list[record.ShapeRef]:
     refs = ikea_refs(root, categories)
   else:
     refs = folder_refs(root, categories)
+  check_unique_ids(refs)
   return _limit_per_category(refs, limit)
+
+
+def check_unique_ids(refs: list[record.ShapeRef]) -> None:
+  """Every stage keys shapes by id, so two files with one id would silently become one shape.
+
+  Raises:
+    ValueError: naming the id and every file that maps to it (e.g. `chair/model.obj` and `chair/model.stl`).
+  """
+  by_id = collections.defaultdict(list)
+  for ref in refs:
+    by_id[ref.id].append(ref.path)
+  clashes = {i: p for i, p in by_id.items() if len(p) > 1}
+  if clashes:
+    lines = "; ".join(f"{i!r} <- {', '.join(map(repr, p))}" for i, p in sorted(clashes.items())[:5])
+    more = f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
+    raise ValueError(f"{len(clashes)} shape id(s) name more than one file: {lines}{more}. An id is the path without "
+                     "its mesh extension: rename or remove all but one file of each")
 
 
 def _limit_per_category(refs: list[record.ShapeRef], limit: int) -> list[record.ShapeRef]:
@@ -223,10 +241,12 @@ class LoadReport:
 
 
 def iter_shapes(refs: list[record.ShapeRef], up_axis: str = "y", front: str = "auto",
-                report: LoadReport | None = None) -> Iterator[record.Shape]:
+                report: LoadReport | None = None, summary: bool = True) -> Iterator[record.Shape]:
   """Loads `refs` one at a time; a shape that cannot be used is logged, recorded in `report` and skipped.
 
   Duplicate geometry is recorded when the iteration ends (it is not an error: the Sammon stage has a rule for it).
+  `summary=False` leaves out the closing count line, for callers that load a collection in parts and report the
+  total themselves (a per-part count reads like a total).
   """
   report = report if report is not None else LoadReport()
   report.n_listed += len(refs)
@@ -245,7 +265,8 @@ def iter_shapes(refs: list[record.ShapeRef], up_axis: str = "y", front: str = "a
     if len(group) > 1:
       logging.warning("identical geometry: %s", ", ".join(group))
       report.duplicates.append(group)
-  logging.info("%s", report.summary())
+  if summary:
+    logging.info("%s", report.summary())
 
 
 def load_shapes(cfg) -> tuple[list[record.Shape], LoadReport]:
