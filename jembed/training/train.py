@@ -213,7 +213,7 @@ def restore_or_create_state(ckpts: checkpoints.Checkpoints, spec: model_lib.Mode
     return ckpts.restore(step, target)
 
   step, (restored, meta) = ckpts.newest_intact(restore)
-  return dict(restored, step=jax.device_put(jnp.int32(step), replicated)), meta
+  return dict(restored, step=jax.device_put(np.int32(step), replicated)), meta
 
 
 def _model_spec(config: ml_collections.ConfigDict, workdir: str,
@@ -235,7 +235,7 @@ def _validation(config, workdir, mesh) -> Callable[[], Any] | None:
   except (KeyError, ValueError) as e:
     logging.warning("no validation split (%s): training without validation", e)
     return None
-  quantum = mesh.size * jax.process_count()
+  quantum = mesh.size  # all devices of all processes: a multiple of the process count
   batch = min(int(config.train.eval_batch_size or config.input.batch_size), size) // quantum * quantum
   if batch == 0:
     logging.warning("the validation split (%d images) is smaller than the %d devices: no validation", size, quantum)
@@ -261,7 +261,7 @@ def _cached_inputs(config, workdir, net, params, spec, mesh) -> tuple[Any, Calla
   except FileNotFoundError:
     logging.warning("no validation split in the feature cache %s: training without validation", folder)
     return train, None
-  quantum = mesh.size * jax.process_count()
+  quantum = mesh.size  # all devices of all processes
   batch = min(int(config.train.eval_batch_size or config.input.batch_size), len(val["point"])) // quantum * quantum
   val.pop("features_flipped", None)
   return train, (lambda: feature_cache.CachedBatches(val, batch, mesh, shuffle=False, num_epochs=1)) if batch else None
