@@ -1,5 +1,7 @@
 """Contrastive losses: HCL against a float64 transcription of the reference estimator, a hand-worked case, extremes."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,9 @@ import pytest
 from scipy.spatial import distance
 from scipy import special
 
+from configs import tiny
 from jembed.training import contrastive
+from jembed.training import losses
 
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 
@@ -165,3 +169,52 @@ def test_traced_hyperparameters_under_jit():
                                _reference_hcl(logits, positives, exclude, beta, tau_plus).mean(), rtol=2e-5)
   with pytest.raises(ValueError, match="objective 'triplet'"):
     contrastive.contrastive_loss(logits, positives, objective="triplet")
+
+
+def _objective(**kw):
+  config = tiny.get_config()
+  config.train.loss = kw.pop("loss", "hcl")
+  config.contrastive.update(**kw)
+  return config
+
+
+def test_rank_objective_from_config():
+  points = np.random.default_rng(5).normal(scale=3.0, size=(12, 4)).astype(np.float32)
+  assert losses.RankObjective.from_config(_objective(loss="regression"), points) is None
+  obj = losses.RankObjective.from_config(_objective(similarity="neg_sq_distance", temperature=0.2), points)
+  np.testing.assert_allclose(obj.spread, distance.cdist(points, points, "sqeuclidean").mean(), rtol=1e-6)
+  assert obj.unit == obj.spread and obj.temperature == 0.2
+  cosine = losses.RankObjective.from_config(_objective(similarity="cosine"), points)
+  assert cosine.unit == 1.0 and cosine.spread == obj.spread  # the regression term is scaled alike for both
+  with pytest.raises(ValueError, match="config.train.loss must be .* got 'triplet'"):
+    losses.RankObjective.from_config(_objective(loss="triplet"), points)
+  with pytest.raises(ValueError, match="config.contrastive.similarity"):
+    losses.RankObjective.from_config(_objective(similarity="dot"), points)
+
+
+@pytest.mark.parametrize("kind", ["neg_sq_distance", "cosine"])
+def test_rank_loss_over_all_shapes_and_the_hardest_k(kind):
+  """All shapes as negatives, then only each image's hardest k: against the reference on the k columns picked by
+  brute force (scipy distances, numpy argsort)."""
+  rng = np.random.default_rng(6)
+  shapes = rng.normal(size=(40, 6)).astype(np.float32)
+  index = rng.integers(0, 40, 10).astype(np.int32)
+  images = shapes[index] + rng.normal(scale=0.7, size=(10, 6)).astype(np.float32)
+  obj = losses.RankObjective.from_config(_objective(similarity=kind, temperature=0.3, beta=1.0, tau_plus=0.1),
+                                         shapes)
+  if kind == "cosine":
+    logits, floor = (1 - distance.cdist(images, shapes, "cosine")) / 0.3, -1 / 0.3
+  else:
+    logits, floor = -distance.cdist(images, shapes, "sqeuclidean") / (obj.unit * 0.3), None
+  no_mask = np.zeros(logits.shape, bool)
+  got = jax.jit(losses.rank_loss, static_argnums=3)(images, shapes, index, obj, 0.3)
+  np.testing.assert_allclose(got, _reference_hcl(logits, index, no_mask, 1.0, 0.1, floor).mean(), rtol=1e-4)
+  k = 7
+  hard = dataclasses.replace(obj, max_negatives=k)
+  picked = []
+  for row, own in zip(logits, index):
+    others = np.delete(np.arange(40), own)
+    picked.append(np.concatenate([[row[own]], row[others[np.argsort(-row[others], kind="stable")[:k]]]]))
+  want = _reference_hcl(np.array(picked), np.zeros(10, np.int32), np.zeros((10, k + 1), bool), 1.0, 0.1, floor)
+  np.testing.assert_allclose(jax.jit(losses.rank_loss, static_argnums=3)(images, shapes, index, hard, 0.3),
+                             want.mean(), rtol=1e-4)
