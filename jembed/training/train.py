@@ -7,8 +7,8 @@ its slice of the global batch, gradients and metrics are averaged with `lax.pmea
 Dropout masks are keyed by the example's index in the global batch, so one, two or four devices give the same step.
 
 Reads `workdir/shape_embedding.npz` and the dataset in `workdir/tfds`; writes into the workdir
-  checkpoints/<step>/   every `train.ckpt_every` steps and at the end (see `jembed.training.checkpoints`); a run restarted on
-                        the same workdir resumes from the latest, input position included
+  checkpoints/<step>/   every `train.ckpt_every` steps and at the end (see `jembed.training.checkpoints`); a run
+                        restarted on the same workdir resumes from the latest, input position included
   metrics.jsonl         one JSON object a line: train (loss, grad norm, lr, steps/s, images/s) and validation
                         (val_loss, image->shape val_top1/val_top5: is the nearest shape point the image's shape?)
   loss_curve.png        at the end
