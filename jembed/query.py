@@ -10,8 +10,10 @@ import os
 
 import jax
 import numpy as np
+from PIL import Image
 
 from jembed import paths
+from jembed import provenance
 from jembed import embed
 from jembed.evaluation import image_sets
 from jembed import retrieval
@@ -35,8 +37,7 @@ def check_workdir(workdir: str) -> None:
   if not os.path.exists(paths.shape_embedding(workdir)):
     raise FileNotFoundError(f"{workdir!r} has no shape embedding: run `python -m launch.embed_shapes "
                             f"--workdir={workdir}` first")
-  ckpt_dir = paths.checkpoints(workdir)
-  if not os.path.isdir(ckpt_dir) or not any(name.isdigit() for name in os.listdir(ckpt_dir)):
+  if not provenance.has_checkpoints(workdir):
     raise FileNotFoundError(f"{workdir!r} has no trained network: run `python -m launch.build_dataset` and "
                             f"`python -m launch.train` with --workdir={workdir} first")
 
@@ -62,14 +63,38 @@ def query(workdir: str, paths: list[str], top_k: int = 5) -> tuple[list[list[Mat
     raise ValueError(f"--top_k must be at least 1, got {top_k}")
   opened = [image_sets.open_photo(p) for p in paths]  # every file checked before the model loads
   model = embed.load(workdir)
-  size = int(model.params.spec.image_size)
   if top_k > len(model.shape_ids):
     raise ValueError(f"--top_k={top_k} but the run has only {len(model.shape_ids)} shapes")
-  points = jax.jit(embed.embed_images)(model.params, np.stack([image_sets.stretch_photo(i, size) for i in opened]))
-  dist, index = retrieval.top_k(np.asarray(points), model.shape_points, top_k)
-  matches = [[Match(r + 1, str(model.shape_ids[j]), str(model.shape_categories[j]), float(d))
-              for r, (d, j) in enumerate(zip(drow, irow))] for drow, irow in zip(dist, index)]
-  return matches, [np.asarray(image) for image in opened]
+  return rank_shapes(model, embed_photos(model, opened), top_k), [np.asarray(image) for image in opened]
+
+
+# One jitted wrapper for every caller (launch/query.py, the browser demo's threads): one compiled program per
+# architecture and batch shape, shared.
+_embed_images = jax.jit(embed.embed_images)
+
+
+def embed_photos(model: embed.TrainedModel, photos: list[Image.Image]) -> np.ndarray:
+  """Photos (any sizes) -> float32[B, D], each stretched to the network's input as the training crops were."""
+  size = int(model.params.spec.image_size)
+  return np.asarray(_embed_images(model.params, np.stack([image_sets.stretch_photo(p, size) for p in photos])))
+
+
+def rank_shapes(model: embed.TrainedModel, points: np.ndarray, top_k: int) -> list[list[Match]]:
+  """float32[B, D] points -> for each, its `top_k` nearest shapes (exact search, `retrieval.top_k`)."""
+  dist, index = retrieval.top_k(np.asarray(points, np.float32), model.shape_points, top_k)
+  return [[Match(r + 1, str(model.shape_ids[j]), str(model.shape_categories[j]), float(d))
+           for r, (d, j) in enumerate(zip(drow, irow))] for drow, irow in zip(dist, index)]
+
+
+def gallery_names(photos: list[str]) -> list[str]:
+  """One gallery file name per photo, `<photo name>.png`, made unique: photos that share a name (a/chair.jpg,
+  b/chair.png) get `chair.png`, `chair-2.png`, ... in the order given, so no gallery overwrites another."""
+  names, seen = [], {}
+  for photo in photos:
+    stem = os.path.splitext(os.path.basename(photo))[0] or "photo"
+    seen[stem] = seen.get(stem, 0) + 1
+    names.append(f"{stem}.png" if seen[stem] == 1 else f"{stem}-{seen[stem]}.png")
+  return names
 
 
 def write_gallery(workdir: str, photo: np.ndarray, matches: list[Match], path: str, thumb: int = 160) -> str:
