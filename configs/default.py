@@ -118,6 +118,10 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
       viewpoint=0.1,        # x each angle's soft view loss, when model.viewpoint_head (Render for CNN used 1).
   ))
   config.train = ml_collections.ConfigDict(dict(
+      loss="infonce",       # 'infonce' | 'hcl' (rank-aware: the image's own shape must be the nearest of all shape
+                            # points; plus the regression x contrastive.regression_weight) | 'regression' (the
+                            # paper's L2 to the shape's point, x loss.embedding). InfoNCE measured best on the demo
+                            # (README, "Rank-aware training"); --config.train.loss=regression is the paper's recipe.
       total_steps=2400,     # Optimizer steps (~22 epochs of the default's 6,912 training images at batch 64).
       log_every=50,         # Steps between train-metric lines in workdir/metrics.jsonl.
       eval_every=500,       # Steps between validation passes (loss, image->shape top-1/top-5).
@@ -126,6 +130,18 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
       eval_batch_size=0,    # Global batch of the validation passes; 0 = config.input.batch_size.
       augment_flip=True,    # Mirror half the training images (and their azimuth, tilt); the paper did not.
       augment_shift=0.08,   # Shift them by up to this fraction of the size; 0 = off.
+  ))
+  # The contrastive term of train.loss 'infonce' / 'hcl' (jembed/training/contrastive.py, losses.RankObjective).
+  config.contrastive = ml_collections.ConfigDict(dict(
+      similarity="neg_sq_distance",  # 'neg_sq_distance' (-|x - y|^2, the metric retrieval ranks by) | 'cosine'.
+      temperature=0.1,      # Divides the similarity; squared distances are first divided by the shape points' spread
+                            # (mean squared pairwise distance), so it means the same in any shape space.
+      learn_temperature=False,  # Learn it (a network variable, started at `temperature`).
+      beta=1.0,             # HCL: weight of hard negatives, w = e^{beta s} (0 = InfoNCE's uniform weights).
+      tau_plus=0.0,         # HCL: debiasing class prior; our negatives are known other shapes, so 0 (no false ones).
+      max_negatives=4096,   # All other shapes are negatives up to this many; above, each image's hardest this many.
+      regression_weight=1.0,  # x the regression / the points' spread (as above), keeps image points in the Sammon
+                              # space; 0 = the contrastive term alone.
   ))
   config.optax = ml_collections.ConfigDict(dict(
       name="adamw",         # 'adamw' | 'sgd' (Caffe's: momentum, L2 weight decay added to the gradient).
@@ -157,4 +173,6 @@ def _add_evaluation(config: ml_collections.ConfigDict) -> None:
       photo_set="",         # Real photos with ground-truth shapes: 'ikea' | 'folder' (photo_root/labels.txt).
       photo_root="",
       gallery_queries=8,    # Rows of workdir/eval/retrievals.png per set.
+      compare_runs="",      # 'name=workdir,...': other trained runs on the same shapes (e.g. regression=/tmp/reg),
+                            # each a row 'joint embedding (name)' on the same images.
   ))

@@ -36,6 +36,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.update(backbone="caffenet", image_size=0, hidden=(4096, 4096), dropout=0.5, normalization="caffe",
                       head_norm=False, scale_output=False)
   config.loss.update(category=1.0, viewpoint=1.0)  # Render for CNN's weights, should the heads be switched on
+  config.train.loss = "regression"  # the paper's objective: L2 to the shape's Sammon point (default.py's is rank-aware)
   config.optax.update(name="sgd", momentum=0.9, weight_decay=5e-4, bias_lr_mult=2.0)
   config.optax.lr_mults = ml_collections.ConfigDict({"image_embedding": 10.0})  # the new layer: lr_mult 10 / 20
   config.optax.base_lr = 2e-4 * 256 / 1024  # so that lr = the paper's 2e-4 at its batch of 1024

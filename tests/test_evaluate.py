@@ -2,6 +2,7 @@
 protocols on hand-made distances."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from configs import tiny
 from jembed.evaluation import baselines
 from jembed.evaluation import image_sets
 from jembed.evaluation import evaluate
+from jembed.evaluation import methods
 from jembed import viz
 from jembed.data import backgrounds
 from jembed.data import pipeline
@@ -150,3 +152,23 @@ def test_chance():
   scores = evaluate.chance(np.array([0, 1, 2, 2]), np.array(["a", "a", "b", "c"]))
   assert scores["top1"] == pytest.approx(1 / 4)
   assert scores["category_top1"] == pytest.approx((0.5 + 0.5 + 0.25 + 0.25) / 4)
+
+
+def test_another_trained_run_is_a_row_on_the_same_images(run, tmp_path):
+  """`config.eval.compare_runs`: a run on the same shapes becomes the row `joint_<name>`; the same network there
+  scores exactly what `joint` scores here."""
+  config, workdir, _ = run
+  copy = tmp_path / "copy"
+  shutil.copytree(workdir, copy, ignore=shutil.ignore_patterns("results.json", "curves.npz"))
+  config = config.copy_and_resolve_references()
+  config.eval.compare_runs = f"again={workdir}"
+  result = evaluate.evaluate(config, str(copy), methods=("joint",))
+  for entry in result.sets.values():
+    assert set(entry.scores) == {"joint", "joint_again", "chance"}
+    assert entry.scores["joint_again"] == entry.scores["joint"]
+  assert methods.label("joint_again") == "joint embedding (again)"
+  assert set(json.loads((copy / "eval" / "results.json").read_text())["synthetic_clean"]) == {
+      "joint", "joint_again", "chance"}
+  config.eval.compare_runs = "again"
+  with pytest.raises(ValueError, match="compare_runs: 'again' is not name=workdir"):
+    evaluate.evaluate(config, str(copy), methods=("joint",))

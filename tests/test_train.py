@@ -1,5 +1,6 @@
 """Training: the sharded step equals the single-device step, resuming after a kill, the non-finite stop."""
 
+import dataclasses
 import json
 import os
 
@@ -13,6 +14,7 @@ from configs import shapenet_chairs
 from configs import tiny
 from jembed.training import augmentation
 from jembed.training import checkpoints
+from jembed.training import losses
 from jembed.training import model as model_lib
 from jembed.training import optimizer
 from jembed.training import train
@@ -40,19 +42,19 @@ def _batch(size: int) -> dict[str, np.ndarray]:
               tilt=rng.uniform(-5, 5, size).astype(np.float32))
 
 
-def _optimizer():
+def _optimizer(spec: model_lib.ModelSpec = SPEC):
   config = tiny.get_config()
   config.optax.update(name="sgd", lr=0.05, weight_decay=1e-3)
-  return optimizer.make_optimizer(config, jax.eval_shape(lambda: model_lib.init_params(SPEC, jax.random.key(0))))
+  return optimizer.make_optimizer(config, jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0))))
 
 
-def _steps(devices: int, state: dict, batch: dict, steps: int = 2):
-  """`steps` updates of SPEC (SGD with momentum, dropout, augmentation) from `state` on the same global batch, on a
-  mesh of the first `devices`."""
+def _steps(devices: int, state: dict, batch: dict, steps: int = 2, spec: model_lib.ModelSpec = SPEC, **objective):
+  """`steps` updates of `spec` (SGD with momentum, dropout, augmentation) from `state` on the same global batch, on a
+  mesh of the first `devices`; `objective` = (shape_points, objective) of a contrastive run."""
   mesh = train.create_mesh(jax.devices()[:devices])
-  tx, schedule = _optimizer()
-  update_fn = train.make_update_fn(model_lib.EmbeddingNet(SPEC), tx, schedule, mesh, WEIGHTS, flip=True,
-                                   shift=0.1)
+  tx, schedule = _optimizer(spec)
+  update_fn = train.make_update_fn(model_lib.EmbeddingNet(spec), tx, schedule, mesh, WEIGHTS, flip=True,
+                                   shift=0.1, **objective)
   state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.P()))
   for _ in range(steps):
     state, metrics = update_fn(state, batch, jax.random.key(1))
@@ -72,6 +74,35 @@ def test_same_step_on_one_two_and_four_devices():
     for key in ("loss", "embedding_loss", "category_loss", "azimuth_loss", "grad_norm"):
       np.testing.assert_allclose(got_metrics[key], want_metrics[key], rtol=1e-5)
   assert not np.allclose(state["params"]["params"]["fc6"]["kernel"], want["params"]["fc6"]["kernel"])  # it trained
+
+
+def test_contrastive_step_is_the_same_on_one_two_and_four_devices():
+  """HCL against all shape points with a learned temperature: every device needs every shape point, and the
+  temperature's gradient is averaged like the network's."""
+  spec = dataclasses.replace(SPEC, temperature=0.2)
+  batch = _batch(8)
+  points = np.random.default_rng(1).normal(scale=2.0, size=(6, 5)).astype(np.float32)
+  batch["shape_index"] = np.array([0, 1, 2, 3, 4, 5, 0, 2], np.int32)
+  batch["point"] = points[batch["shape_index"]]
+  config = tiny.get_config()
+  config.train.loss = "hcl"
+  config.contrastive.update(beta=1.0, tau_plus=0.1, regression_weight=2.0)
+  objective = dict(shape_points=points, objective=losses.RankObjective.from_config(config, points))
+  tx, _ = _optimizer(spec)
+  state = jax.device_get(train.create_state(spec, tx, jax.random.key(0), train.create_mesh(jax.devices()[:1])))
+  want, want_metrics = _steps(1, state, batch, spec=spec, **objective)
+  for devices in (2, 4):
+    got, got_metrics = _steps(devices, state, batch, spec=spec, **objective)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got, want)
+    for key in ("loss", "rank_loss", "embedding_loss", "temperature", "grad_norm"):
+      np.testing.assert_allclose(got_metrics[key], want_metrics[key], rtol=1e-5)
+  assert want_metrics["rank_loss"] > 0 and want["params"]["log_temperature"] != np.log(0.2)  # both trained
+  spread = objective["objective"].spread
+  np.testing.assert_allclose(want_metrics["loss"] - want_metrics["category_loss"] * WEIGHTS["category"]
+                             - sum(want_metrics[f"{a}_loss"] for a in model_lib.VIEW_ANGLES) * WEIGHTS["viewpoint"],
+                             want_metrics["rank_loss"] + 2.0 / spread * want_metrics["embedding_loss"], rtol=1e-5)
+  with pytest.raises(ValueError, match="'hcl' objective needs the shape points"):
+    _steps(1, state, batch, spec=spec, objective=objective["objective"])
 
 
 def test_batch_that_does_not_divide_is_a_clear_error():

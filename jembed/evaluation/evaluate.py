@@ -143,6 +143,7 @@ def evaluate_set(image_set: image_sets.ImageSet, method_names, context: methods_
 def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=METHODS) -> EvalResult:
   """Runs every protocol on every set of `config.eval` and writes `workdir/eval/results.json` and `curves.npz`."""
   start = time.time()
+  methods = tuple(methods) + tuple(m for m in methods_lib.compared_runs(config) if m not in methods)
   for name in methods:
     methods_lib.get(name)  # an unknown name fails before any work
   model = embed.load(workdir)

@@ -5,6 +5,8 @@ A method turns a set's images into two distance matrices, so every protocol trea
   image x image  float32[Q, Q]  (ranks the other images, for the paper's precision-recall)
 
   * `joint`: the trained CNN's image points against the shape points (and against each other);
+  * `joint_<name>`: the same for another trained run on the same shapes (`config.eval.compare_runs`, e.g. the paper's
+    regression beside the rank-aware default), so every trained variant is a row on the same images;
   * `hog_nn`, `pixels`: the baselines of `baselines.py` (nearest LFD view of each shape).
 """
 
@@ -93,10 +95,46 @@ def embed_all(params: embed.Params, images: np.ndarray, batch: int = 128) -> np.
   return np.concatenate(out).astype(np.float32)
 
 
+def _embedding_distances(model: embed.TrainedModel, images: np.ndarray) -> Distances:
+  points = embed_all(model.params, images)
+  return retrieval.pairwise_l2(points, model.shape_points), retrieval.pairwise_l2(points, points)
+
+
 @register("joint", "joint embedding")
 def joint(images: np.ndarray, context: Context) -> Distances:
-  points = embed_all(context.model.params, images)
-  return retrieval.pairwise_l2(points, context.model.shape_points), retrieval.pairwise_l2(points, points)
+  return _embedding_distances(context.model, images)
+
+
+def register_run(name: str, workdir: str) -> str:
+  """Adds another trained run on the same shapes (e.g. trained with another `config.train.loss`) as the method
+  `joint_<name>`, labelled 'joint embedding (<name>)'; returns the method's name. Registering a name again points it
+  at the new workdir.
+
+  Its distances raise ValueError when that run's shapes are not the evaluated run's (ranks would be meaningless).
+  """
+  key = f"joint_{name}"
+  load = functools.cache(lambda: embed.load(workdir))
+
+  def distances(images: np.ndarray, context: Context) -> Distances:
+    model = load()
+    if list(model.shape_ids) != list(context.model.shape_ids):
+      raise ValueError(f"config.eval.compare_runs: the run in {workdir} embeds other shapes than {context.workdir}")
+    return _embedding_distances(model, images)
+
+  METHODS[key] = Method(key, f"joint embedding ({name})", distances)
+  return key
+
+
+def compared_runs(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """Registers the runs of `config.eval.compare_runs` ('name=workdir,...'; '' = none) and returns their methods."""
+  spec = config.eval.get("compare_runs", "")
+  names = []
+  for item in filter(None, (s.strip() for s in spec.split(","))):
+    name, sep, workdir = item.partition("=")
+    if not sep or not name or not workdir:
+      raise ValueError(f"config.eval.compare_runs: {item!r} is not name=workdir")
+    names.append(register_run(name, workdir))
+  return tuple(names)
 
 
 def _nearest_view(features: np.ndarray, views: np.ndarray, context: Context) -> Distances:

@@ -1,12 +1,26 @@
-"""The training losses: the paper's Euclidean regression to the shape's point, and the optional heads' losses.
+"""The training losses: the paper's Euclidean regression to the shape's point, the rank-aware contrastive term against
+all the shape points (`config.train.loss` 'infonce' | 'hcl', see `contrastive`), and the optional heads' losses.
 
 All return the mean over the (per-device) batch, so averaging them over equal device shards with `lax.pmean` gives
 the global batch's mean.
+
+How the contrastive term scales with the number of shapes N: every image is compared with every shape point, a
+[B, N] logit matrix from one [B, D] x [D, N] product per device (the shape points replicated). At 50,000 shapes,
+D = 128 and 64 images per device that is 0.8 GFLOP and 12.8 MB of logits a step, less than the small CNN's own
+forward pass. Above `max_negatives` shapes only each image's hardest negatives (`lax.top_k` of its logits, the
+ones HCL weights most anyway) enter the softmax, so the loss's own work stays O(B k); the far shapes it drops
+carry e^{s} ~ 0 at the temperatures used. Beyond a few million shapes the points would have to be sharded too.
 """
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
+import ml_collections
+import numpy as np
 import optax
+
+from jembed.training import contrastive
 
 # Render for CNN's soft view loss (CRC softmax_with_view_loss_layer): (half-width B in bins, sigma in bins) per angle.
 VIEW_LOSS_BANDS = {"azimuth": (15, 5.0), "elevation": (5, 3.0), "tilt": (5, 3.0)}
@@ -59,20 +73,109 @@ def soft_view_loss(logits: jax.Array, labels: jax.Array, band: int, sigma: float
   return -jnp.mean(jnp.sum(weights * picked, axis=-1))
 
 
-def total_loss(outputs: dict[str, jax.Array], batch: dict[str, jax.Array],
-               weights: dict[str, float]) -> tuple[jax.Array, dict[str, jax.Array]]:
+@dataclasses.dataclass(frozen=True)
+class RankObjective:
+  """The contrastive term against the shape points (hashable: static under jit).
+
+  Attributes:
+    objective: 'infonce' | 'hcl'.
+    similarity: 'neg_sq_distance' (the L2 space retrieval ranks in) | 'cosine'.
+    temperature: the fixed temperature (a learned one comes from the network's 'temperature' output instead).
+    beta, tau_plus: HCL's concentration and class prior (ignored by InfoNCE).
+    max_negatives: all the other shapes are negatives while there are at most this many; above, each image's
+      hardest `max_negatives`.
+    spread: the shape points' mean squared distance over all N^2 pairs. Squared distances are divided by it, so
+      the temperature and the regression weight mean the same in any shape space.
+    regression_weight: x the paper's regression loss / spread, added to keep the image points in the Sammon
+      space (0 = the contrastive term alone).
+  """
+  objective: str = "hcl"
+  similarity: str = "neg_sq_distance"
+  temperature: float = 0.1
+  beta: float = 1.0
+  tau_plus: float = 0.0
+  max_negatives: int = 4096
+  spread: float = 1.0
+  regression_weight: float = 0.0
+
+  @property
+  def unit(self) -> float:
+    """What the similarity is divided by before the temperature: the spread for distances, 1 for cosine."""
+    return self.spread if self.similarity == "neg_sq_distance" else 1.0
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict, points: np.ndarray) -> "RankObjective | None":
+    """`config.train.loss` and `config.contrastive` for the shape points float32[N, D]; None for 'regression'."""
+    loss = config.train.get("loss", "regression")
+    if loss == "regression":
+      return None
+    if loss not in ("infonce", "hcl"):
+      raise ValueError(f"config.train.loss must be 'regression', 'infonce' or 'hcl', got {loss!r}")
+    c = config.contrastive
+    if c.similarity not in contrastive.SIMILARITIES:
+      raise ValueError(f"config.contrastive.similarity must be one of {sorted(contrastive.SIMILARITIES)}, "
+                       f"got {c.similarity!r}")
+    if not float(c.temperature) > 0:
+      raise ValueError(f"config.contrastive.temperature must be positive, got {c.temperature}")
+    # Mean of |x_i - x_j|^2 over all pairs = 2 x the total variance: O(N D), no N x N matrix.
+    spread = 2.0 * float(np.sum(np.var(np.asarray(points, np.float64), axis=0)))
+    return cls(objective=loss, similarity=c.similarity, temperature=float(c.temperature), beta=float(c.beta),
+               tau_plus=float(c.tau_plus), max_negatives=int(c.max_negatives), spread=max(spread, 1e-12),
+               regression_weight=float(c.regression_weight))
+
+
+def rank_loss(points: jax.Array, shape_points: jax.Array, shape_index: jax.Array, objective: RankObjective,
+              temperature: jax.Array | float) -> jax.Array:
+  """The contrastive loss of image points against all shape points, the image's own shape the positive.
+
+  Args:
+    points: float32[B, D] the network's image points.
+    shape_points: float32[N, D] every shape's point.
+    shape_index: int32[B] each image's row in `shape_points`.
+    objective: what to compute.
+    temperature: float32[] or float.
+
+  Returns:
+    float32[] the mean over the images.
+  """
+  logits = contrastive.similarity(points, shape_points, objective.similarity, objective.unit * temperature)
+  positives = shape_index.astype(jnp.int32)
+  if shape_points.shape[0] - 1 > objective.max_negatives:
+    columns = jnp.arange(shape_points.shape[0])[None, :]
+    hardest, _ = jax.lax.top_k(jnp.where(columns == positives[:, None], -jnp.inf, logits), objective.max_negatives)
+    own = jnp.take_along_axis(logits, positives[:, None], axis=1)
+    logits, positives = jnp.concatenate([own, hardest], axis=1), jnp.zeros_like(positives)
+  return contrastive.contrastive_loss(logits, positives, objective=objective.objective, beta=objective.beta,
+                                      tau_plus=objective.tau_plus,
+                                      floor=contrastive.logit_floor(objective.similarity, temperature))
+
+
+def total_loss(outputs: dict[str, jax.Array], batch: dict[str, jax.Array], weights: dict[str, float],
+               shape_points: jax.Array | None = None,
+               objective: RankObjective | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
   """The weighted sum of the losses of the heads the network has.
 
   Args:
-    outputs: the network's outputs ('point', optional 'category', 'azimuth', 'elevation', 'tilt').
-    batch: a batch from the input pipeline ('point', 'category_index', angles in degrees).
-    weights: loss weights by name ('embedding', 'category', 'viewpoint').
+    outputs: the network's outputs ('point', optional 'category', 'azimuth', 'elevation', 'tilt', 'temperature').
+    batch: a batch from the input pipeline ('point', 'shape_index', 'category_index', angles in degrees).
+    weights: loss weights by name ('embedding' = the regression's weight without an objective, 'category',
+      'viewpoint').
+    shape_points: float32[N, D] all shape points, for the contrastive term.
+    objective: the contrastive term (which brings its own regression weight), or None: the paper's regression.
 
   Returns:
-    (float32[] total, {name: float32[] each loss}).
+    (float32[] total, {name: float32[] each loss (the regression's always, as 'embedding_loss'), and 'temperature'
+    when it is learned}).
   """
   parts = {"embedding_loss": euclidean_loss(outputs["point"], batch["point"])}
-  total = weights["embedding"] * parts["embedding_loss"]
+  if objective is None:
+    total = weights["embedding"] * parts["embedding_loss"]
+  else:
+    temperature = outputs.get("temperature", objective.temperature)
+    parts["rank_loss"] = rank_loss(outputs["point"], shape_points, batch["shape_index"], objective, temperature)
+    total = parts["rank_loss"] + objective.regression_weight / objective.spread * parts["embedding_loss"]
+    if "temperature" in outputs:
+      parts["temperature"] = outputs["temperature"]
   if "category" in outputs:
     parts["category_loss"] = category_loss(outputs["category"], batch["category_index"])
     total += weights["category"] * parts["category_loss"]

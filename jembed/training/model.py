@@ -60,6 +60,8 @@ class ModelSpec:
       otherwise push every unit of a wide fc layer below zero for good, and the regression stalls at the mean.
     point_scale: the embedding layer's output is multiplied by this (the shape points' RMS spread, when
       `config.model.scale_output`), so the layer's own outputs are O(1) whatever the units of the shape space.
+    temperature: >0 adds a learned contrastive temperature (a scalar variable `log_temperature` started at
+      log(this), output as 'temperature'); 0 = none (the regression, or a fixed temperature).
   """
   backbone: str = "small"
   dim: int = 128
@@ -73,17 +75,19 @@ class ModelSpec:
   frozen_backbone: bool = False
   head_norm: bool = False
   point_scale: float = 1.0
+  temperature: float = 0.0
 
   @classmethod
   def from_config(cls, model: ml_collections.ConfigDict, *, dim: int, image_size: int, num_categories: int,
-                  point_scale: float = 1.0) -> "ModelSpec":
-    """`config.model` plus what the data decides (embedding dimension, image size, categories, points' spread)."""
+                  point_scale: float = 1.0, temperature: float = 0.0) -> "ModelSpec":
+    """`config.model` plus what the data decides (embedding dimension, image size, categories, points' spread) and
+    the objective (a learned temperature's start)."""
     return cls(backbone=model.backbone, dim=int(dim), image_size=int(image_size), widths=tuple(model.widths),
                hidden=tuple(model.hidden), dropout=float(model.dropout), normalization=model.normalization,
                num_categories=int(num_categories) if model.category_head else 0,
                viewpoint_bins=360 if model.viewpoint_head else 0, frozen_backbone=bool(model.frozen_backbone),
                head_norm=bool(model.head_norm),
-               point_scale=float(point_scale) if model.scale_output else 1.0)
+               point_scale=float(point_scale) if model.scale_output else 1.0, temperature=float(temperature))
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -171,7 +175,8 @@ class EmbeddingNet(nn.Module):
 
     Returns:
       {'point': float32[B, D]} and, per the spec's heads, 'category' float32[B, C] and 'azimuth', 'elevation',
-      'tilt' float32[B, bins] logits; with `features_only`, float32[B, F].
+      'tilt' float32[B, bins] logits; with `spec.temperature`, 'temperature' float32[] (learned, positive); with
+      `features_only`, float32[B, F].
     """
     spec = self.spec
     x = self.backbone_features(images) if features is None else features
@@ -191,6 +196,9 @@ class EmbeddingNet(nn.Module):
       out["category"] = nn.Dense(spec.num_categories, name="category")(x)
     for angle in VIEW_ANGLES if spec.viewpoint_bins else ():
       out[angle] = nn.Dense(spec.viewpoint_bins, kernel_init=nn.initializers.normal(0.01), name=angle)(x)
+    if spec.temperature:  # in log space: always positive, and Adam's steps are relative
+      out["temperature"] = jnp.exp(self.param("log_temperature", nn.initializers.constant(jnp.log(spec.temperature)),
+                                              ()))
     return out
 
 

@@ -39,8 +39,9 @@ from jembed.data import pipeline
 from jembed.embedding import shape_embedding
 
 State = dict[str, Any]  # {'step': int32[], 'params': {'params': ...}, 'opt_state': ...}, replicated
-TRAIN_KEYS = ("image", "features", "features_flipped", "point", "category_index", "azimuth", "elevation", "tilt")
-EVAL_KEYS = tuple(k for k in TRAIN_KEYS if k != "features_flipped") + ("shape_index",)
+TRAIN_KEYS = ("image", "features", "features_flipped", "point", "shape_index", "category_index", "azimuth",
+              "elevation", "tilt")
+EVAL_KEYS = tuple(k for k in TRAIN_KEYS if k != "features_flipped")
 
 
 def create_mesh(devices=None) -> jax.sharding.Mesh:
@@ -63,19 +64,31 @@ def place_batch(batch: dict[str, Any], mesh: jax.sharding.Mesh) -> dict[str, jax
   return jax.device_put(batch, NamedSharding(mesh, P("data")))
 
 
+def _replicated_points(shape_points, objective, mesh) -> jax.Array | None:
+  """The shape points on every device of `mesh` when the objective needs them, else None."""
+  if objective is None:
+    return None
+  if shape_points is None:
+    raise ValueError(f"the {objective.objective!r} objective needs the shape points")
+  return jax.device_put(np.asarray(shape_points, np.float32), NamedSharding(mesh, P()))
+
+
 def make_update_fn(net: model_lib.EmbeddingNet, tx: optax.GradientTransformation, schedule: optax.Schedule,
                    mesh: jax.sharding.Mesh, loss_weights: dict[str, float], *, flip: bool = False,
-                   shift: float = 0.0, from_features: bool = False) -> Callable:
+                   shift: float = 0.0, from_features: bool = False, shape_points: np.ndarray | None = None,
+                   objective: losses.RankObjective | None = None) -> Callable:
   """`update_fn(state, batch, rng) -> (state, metrics)`, jitted, state donated.
 
   Args:
     net: the network.
     tx, schedule: the optimizer and its learning rate (for the metrics).
     mesh: the ('data',) mesh; the batch is split over it.
-    loss_weights: {'embedding', 'category', 'viewpoint'}.
+    loss_weights: {'embedding', 'contrastive', 'category', 'viewpoint'}.
     flip, shift: on-device augmentation (see `augmentation.augment_batch`).
     from_features: batches hold the frozen backbone's cached 'features' (and 'features_flipped') instead of
       images: only the head runs and is differentiated (`jembed.backbones.feature_cache`); param_norm is the head's.
+    shape_points: float32[N, D] every shape's point (replicated on every device), needed by `objective`.
+    objective: the contrastive term against the shape points (`losses.RankObjective`); None = the regression alone.
 
   Returns:
     update_fn(state, batch, rng): `batch` a dict of [B, ...] arrays (`TRAIN_KEYS`; B divisible by the device
@@ -83,7 +96,7 @@ def make_update_fn(net: model_lib.EmbeddingNet, tx: optax.GradientTransformation
     averaged over the global batch: loss, each head's loss, grad_norm, param_norm, lr.
   """
 
-  def per_device(state: State, batch: dict[str, jax.Array], rng: jax.Array):
+  def per_device(state: State, batch: dict[str, jax.Array], rng: jax.Array, points: jax.Array | None):
     rng = jax.random.fold_in(rng, state["step"])
     local = batch["point"].shape[0]
     example_ids = lax.axis_index("data") * local + jnp.arange(local, dtype=jnp.int32)
@@ -97,7 +110,7 @@ def make_update_fn(net: model_lib.EmbeddingNet, tx: optax.GradientTransformation
 
     def loss_fn(params):
       outputs = net.apply(params, **inputs, train=True, example_ids=example_ids, rngs={"dropout": rng})
-      return losses.total_loss(outputs, batch, loss_weights)
+      return losses.total_loss(outputs, batch, loss_weights, points, objective)
 
     # Differentiate w.r.t. a per-device ('varying') copy of the replicated params, so each device's gradient is its
     # own shard's (differentiating the replicated params directly would already psum it in the transpose), then
@@ -115,14 +128,17 @@ def make_update_fn(net: model_lib.EmbeddingNet, tx: optax.GradientTransformation
                    lr=jnp.asarray(schedule(state["step"]), jnp.float32))
     return dict(step=state["step"] + 1, params=params, opt_state=opt_state), metrics
 
-  step = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("data"), P()), out_specs=(P(), P())),
+  step = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("data"), P(), P()), out_specs=(P(), P())),
                  donate_argnums=0)
+  points = _replicated_points(shape_points, objective, mesh)
 
   def update_fn(state: State, batch: dict[str, Any], rng: jax.Array) -> tuple[State, dict[str, jax.Array]]:
     check_batch(batch, mesh)
-    return step(state, place_batch({k: batch[k] for k in TRAIN_KEYS if k in batch}, mesh), rng)
+    return step(state, place_batch({k: batch[k] for k in TRAIN_KEYS if k in batch}, mesh), rng, points)
 
-  update_fn.jitted = step  # for `.lower(...)`: cost analysis in the benchmark
+  # For cost analysis in the benchmarks: `update_fn.lower(state, batch, rng).compile()`.
+  update_fn.lower = lambda state, batch, rng: step.lower(
+      state, place_batch({k: batch[k] for k in TRAIN_KEYS if k in batch}, mesh), rng, points)
   return update_fn
 
 
@@ -131,8 +147,8 @@ def _head(params: dict) -> dict:
   return {"params": {k: v for k, v in params["params"].items() if k != "backbone"}}
 
 
-def make_eval_fn(net: model_lib.EmbeddingNet, mesh: jax.sharding.Mesh, loss_weights: dict[str, float], *,
-                 from_features: bool = False) -> Callable:
+def make_eval_fn(net: model_lib.EmbeddingNet, mesh: jax.sharding.Mesh, loss_weights: dict[str, float],
+                 objective: losses.RankObjective | None = None, *, from_features: bool = False) -> Callable:
   """`eval_fn(params, batch, shape_points) -> metrics` over a global batch, averaged over it.
 
   Retrieval is image->shape among all N shapes: the rank of the image's own shape (`batch['shape_index']`, its row in
@@ -145,7 +161,7 @@ def make_eval_fn(net: model_lib.EmbeddingNet, mesh: jax.sharding.Mesh, loss_weig
       outputs = net.apply(_head(params), None, features=batch["features"], train=False)
     else:
       outputs = net.apply(params, batch["image"], train=False)
-    loss, parts = losses.total_loss(outputs, batch, loss_weights)
+    loss, parts = losses.total_loss(outputs, batch, loss_weights, shape_points, objective)
     d2 = jnp.sum(jnp.square(outputs["point"][:, None, :] - shape_points[None]), axis=-1)  # [b, N]
     own = jnp.take_along_axis(d2, batch["shape_index"][:, None], axis=1)
     rank = jnp.sum(d2 < own, axis=1)
@@ -216,16 +232,18 @@ def restore_or_create_state(ckpts: checkpoints.Checkpoints, spec: model_lib.Mode
   return dict(restored, step=jax.device_put(np.int32(step), replicated)), meta
 
 
-def _model_spec(config: ml_collections.ConfigDict, workdir: str,
-                points: np.ndarray) -> tuple[model_lib.ModelSpec, list[str]]:
-  """The network for this config, dataset and shape points float32[N, D], and the dataset's category names."""
+def _model_spec(config: ml_collections.ConfigDict, workdir: str, points: np.ndarray,
+                objective: losses.RankObjective | None = None) -> tuple[model_lib.ModelSpec, list[str]]:
+  """The network for this config, dataset, shape points float32[N, D] and objective (a learned temperature is a
+  variable of the network), and the dataset's category names."""
   categories = pipeline.read_metadata(naming.dataset_dir(config, workdir))["categories"]
   if config.model.frozen_backbone and not config.model.backbone_weights:
     raise ValueError("config.model.frozen_backbone needs config.model.backbone_weights: a frozen random backbone "
                      "learns nothing")
   return model_lib.ModelSpec.from_config(
       config.model, dim=points.shape[1], image_size=config.model.image_size or config.data.image_size,
-      num_categories=len(categories), point_scale=float(np.sqrt(np.mean(np.var(points, axis=0))))), categories
+      num_categories=len(categories), point_scale=float(np.sqrt(np.mean(np.var(points, axis=0)))),
+      temperature=objective.temperature if objective and config.contrastive.learn_temperature else 0.0), categories
 
 
 def _validation(config, workdir, mesh) -> Callable[[], Any] | None:
@@ -298,17 +316,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, force: b
 
 def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.Mesh) -> dict[str, float]:
   embedding = shape_embedding.ShapeEmbedding.load(f"{workdir}/shape_embedding.npz")
-  spec, categories = _model_spec(config, workdir, np.asarray(embedding.points, np.float32))
+  points = np.asarray(embedding.points, np.float32)
+  objective = losses.RankObjective.from_config(config, points)
+  spec, categories = _model_spec(config, workdir, points, objective)
   net = model_lib.EmbeddingNet(spec)
   init_rng, dropout_rng = jax.random.split(jax.random.key(int(config.seed)))
   tx, schedule = optimizer.make_optimizer(config, jax.eval_shape(lambda: model_lib.init_params(spec, init_rng)))
   loss_weights = {k: float(v) for k, v in config.loss.items()}
   cached = spec.frozen_backbone  # the paper's recipe: features of a frozen backbone computed once, head trained
   update_fn = make_update_fn(net, tx, schedule, mesh, loss_weights, flip=bool(config.train.augment_flip),
-                             shift=float(config.train.augment_shift), from_features=cached)
-  eval_fn = make_eval_fn(net, mesh, loss_weights, from_features=cached)
+                             shift=float(config.train.augment_shift), from_features=cached, shape_points=points,
+                             objective=objective)
+  eval_fn = make_eval_fn(net, mesh, loss_weights, objective, from_features=cached)
   validation = None if cached else _validation(config, workdir, mesh)
-  shape_points = jax.device_put(np.asarray(embedding.points, np.float32), NamedSharding(mesh, P()))
+  shape_points = jax.device_put(points, NamedSharding(mesh, P()))
   train_iter = None if cached else pipeline.create_input_iterator(config, workdir, "train", mesh=mesh)
   ckpts = checkpoints.Checkpoints(workdir, max_to_keep=int(config.train.max_to_keep))
   total, every = int(config.train.total_steps), {k: int(config.train[k]) for k in ("ckpt_every", "eval_every")}

@@ -39,27 +39,32 @@ from jembed.training import train  # pylint: disable=g-import-not-at-top,wrong-i
 PEAK_FLOPS = {"NVIDIA H100": 494.7e12, "NVIDIA H200": 494.7e12, "NVIDIA A100": 156e12, "NVIDIA L4": 60e12}
 
 
-def step_rate(config, spec: model_lib.ModelSpec, batch_size: int, steps: int) -> dict:
+def step_rate(config, spec: model_lib.ModelSpec, batch_size: int, steps: int, shape_points=None,
+              objective=None) -> dict:
   """Images/s, seconds/step and XLA's FLOPs/step of the update step of `config`'s optimizer on `spec`.
 
   The synthetic images have the dataset's size (`config.data.image_size`), so a network that sees a smaller image
-  pays for the resize, as in training.
+  pays for the resize, as in training. With `objective` (a `losses.RankObjective`) the step adds the contrastive term
+  against `shape_points` float32[N, D].
   """
   mesh = train.create_mesh()
   abstract = jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
   tx, schedule = optimizer.make_optimizer(config, abstract)
   update_fn = train.make_update_fn(model_lib.EmbeddingNet(spec), tx, schedule, mesh,
                                    {k: float(v) for k, v in config.loss.items()},
-                                   flip=bool(config.train.augment_flip), shift=float(config.train.augment_shift))
+                                   flip=bool(config.train.augment_flip), shift=float(config.train.augment_shift),
+                                   shape_points=shape_points, objective=objective)
   state = train.create_state(spec, tx, jax.random.key(0), mesh)
   rng = np.random.default_rng(0)
   size = int(config.data.image_size)
+  n = 1 if shape_points is None else len(shape_points)
   batch = train.place_batch(dict(
       image=rng.integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8),
-      point=rng.normal(size=(batch_size, spec.dim)).astype(np.float32)), mesh)
+      point=rng.normal(size=(batch_size, spec.dim)).astype(np.float32),
+      shape_index=rng.integers(0, n, batch_size).astype(np.int32)), mesh)
   key = jax.random.key(1)
   start = time.perf_counter()
-  compiled = update_fn.jitted.lower(state, batch, key).compile()
+  compiled = update_fn.lower(state, batch, key).compile()
   compile_s = time.perf_counter() - start
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
