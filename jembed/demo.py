@@ -53,7 +53,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
     from jembed.evaluation import evaluate  # pylint: disable=g-import-not-at-top
     results = evaluate.evaluate(config, workdir)
     outputs.update(report.write_report(config, workdir, results, evaluate.PR_AUC_DEFINITION))
-    outputs["table"] = report.results_table(results)
+    outputs["table"] = "\n\n".join(t for t in (report.results_table(results), report.viewpoint_table(results)) if t)
 
   logging.info("demo finished: %d shapes, stress %.3g, %s images, last metrics %s; seconds %s", len(embedding.ids),
                embedding.stress, dataset.num_examples, metrics, {k: round(v, 1) for k, v in seconds.items()})

@@ -22,7 +22,11 @@ from jembed.render import backend  # pylint: disable=wrong-import-position
 from jembed.render import camera  # pylint: disable=wrong-import-position
 from jembed.shapes import sources  # pylint: disable=wrong-import-position
 
-_LABELS = {"joint": "joint embedding", "hog_nn": "HoG-NN", "pixels": "raw pixels", "chance": "chance"}
+_LABELS = {"joint": "joint embedding", "hog_nn": "HoG-NN", "pixels": "raw pixels", "chance": "chance",
+           "fused:points": "joint, fused: mean of points", "fused:distances": "joint, fused: mean of distances",
+           "fused:ranks": "joint, fused: mean of ranks", "viewpoint:joint": "viewpoint head (joint network)",
+           "viewpoint:hog_nn": "nearest LFD view (HoG-NN)", "viewpoint:pixels": "nearest LFD view (raw pixels)",
+           "viewpoint:category_mode": "category's most frequent view"}
 _COLUMNS = (("top1", "top-1"), ("top5", "top-5"), ("top10", "top-10"), ("category_top1", "category top-1"),
             ("pr_auc", "PR-AUC"), ("median_rank_first", "median first"), ("median_rank_last", "median last"))
 
@@ -35,17 +39,43 @@ def _cell(value) -> str:
   return f"{value:g}"
 
 
-def results_table(results: dict) -> str:
-  """The results as a Markdown table: one row per (set, method), the paper's metrics as columns."""
-  head = "| set | method | " + " | ".join(title for _, title in _COLUMNS) + " | queries |"
-  lines = [head, "|" + "---|" * (len(_COLUMNS) + 3)]
+def _rows(results: dict, metric: str):
+  """(set, method, scores) of every entry that has `metric`, in results order."""
   for set_name, by_method in results.items():
     if set_name.startswith("_"):
       continue
     for method, scores in by_method.items():
-      cells = [_cell(scores.get(key)) for key, _ in _COLUMNS]
-      lines.append(f"| {set_name} | {_LABELS.get(method, method)} | " + " | ".join(cells) +
-                   f" | {scores.get('n_queries', '')} |")
+      if metric in scores:
+        yield set_name, method, scores
+
+
+def results_table(results: dict) -> str:
+  """The retrieval results as a Markdown table: one row per (set, method), the paper's metrics as columns (fused
+  queries: one per shape, so their shape->image and image->image columns are empty)."""
+  head = "| set | method | " + " | ".join(title for _, title in _COLUMNS) + " | queries |"
+  lines = [head, "|" + "---|" * (len(_COLUMNS) + 3)]
+  for set_name, method, scores in _rows(results, "top1"):
+    cells = [_cell(scores.get(key)) for key, _ in _COLUMNS]
+    lines.append(f"| {set_name} | {_LABELS.get(method, method)} | " + " | ".join(cells) +
+                 f" | {scores.get('n_queries', '')} |")
+  return "\n".join(lines)
+
+
+def viewpoint_table(results: dict) -> str:
+  """Render for CNN's viewpoint metrics as a Markdown table: one row per (set, estimator), Acc_π/6 and MedErr
+  averaged over the categories, then per category; '' when no set has viewpoint rows."""
+  rows = list(_rows(results, "acc_pi6"))
+  if not rows:
+    return ""
+  categories = sorted({c for _, _, scores in rows for c in scores.get("per_category", {})})
+  head = ("| set | estimator | Acc_π/6 | MedErr (°) | " + " | ".join(f"{c} Acc / MedErr" for c in categories) +
+          " | images |")
+  lines = [head, "|" + "---|" * (len(categories) + 5)]
+  for set_name, method, scores in rows:
+    per = scores.get("per_category", {})
+    cells = [f"{per[c]['acc_pi6']:.2f} / {per[c]['med_err']:.0f}" if c in per else "–" for c in categories]
+    lines.append(f"| {set_name} | {_LABELS.get(method, method)} | {scores['acc_pi6']:.3f} | "
+                 f"{scores['med_err']:.1f} | " + " | ".join(cells) + f" | {scores.get('n_queries', '')} |")
   return "\n".join(lines)
 
 
@@ -58,6 +88,18 @@ def write_markdown(results: dict, path: str, definition: str) -> str:
           f"- PR-AUC: {definition}.\n"
           "- median first / last: for each shape, the rank of its best and of its worst image among all the set's "
           "images (shape->image), median over shapes.\n")
+  if any(m.startswith("fused:") for _, m, _ in _rows(results, "top1")):
+    text += ("- fused: each shape's test images pooled into one query (`jembed.fusion`), one query per shape; "
+             "compare its top-K with the joint embedding's single images on the same set.\n")
+  views = viewpoint_table(results)
+  if views:
+    text += (f"\n## Viewpoint (Render for CNN's metrics)\n\n{views}\n\n"
+             "- Acc_π/6: share of images whose geodesic rotation error (the angle between the predicted and the true "
+             "camera) is below 30°; MedErr: its median. Both averaged over the categories, as Render for CNN "
+             "reports them; per category after them.\n"
+             "- nearest LFD view: the angles of the single nearest of all shapes' 20 LFD views (tilt 0); category's "
+             "most frequent view: the training distribution's top azimuth and elevation bins of the image's true "
+             "category (tilt 0).\n")
   with open(path, "w") as f:
     f.write(text)
   return path
