@@ -46,10 +46,13 @@ def geodesic_error(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
   if predicted.shape != truth.shape or predicted.ndim != 2 or predicted.shape[1] != 3:
     raise ValueError(f"expected two [N, 3] arrays of (azimuth, elevation, tilt), got {predicted.shape} and "
                      f"{truth.shape}")
-  a, b = camera_rotations(*predicted.T), camera_rotations(*truth.T)
-  # ‖A − B‖_F = 2√2 sin(Δ/2): exact near Δ = 0, where arccos((tr − 1)/2) loses half its digits.
-  chord = np.linalg.norm(a - b, axis=(1, 2)) / (2.0 * np.sqrt(2.0))
-  return np.degrees(2.0 * np.arcsin(np.clip(chord, 0.0, 1.0)))
+  r = np.einsum("nji,njk->nik", camera_rotations(*predicted.T), camera_rotations(*truth.T))  # R_predᵀ R_true
+  # Δ from its cosine (the trace) and its sine (the skew part) together: arccos alone loses half its digits near
+  # 0 and 180 degrees, atan2 of both none.
+  cos = (np.trace(r, axis1=1, axis2=2) - 1.0) / 2.0
+  sin = 0.5 * np.linalg.norm(np.stack([r[:, 2, 1] - r[:, 1, 2], r[:, 0, 2] - r[:, 2, 0], r[:, 1, 0] - r[:, 0, 1]],
+                                      axis=1), axis=1)
+  return np.degrees(np.arctan2(sin, cos))
 
 
 def _scores(errors: np.ndarray) -> dict:
