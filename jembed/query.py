@@ -16,14 +16,15 @@ import os
 import jax
 import numpy as np
 
+from jembed import paths
 from jembed import embed
 from jembed import fusion
 from jembed import pose_overlay
 from jembed import retrieval
 from jembed import viz
-from jembed.embedding import descriptors
 from jembed.evaluation import image_sets
 from jembed.render import backend
+from jembed.shapes import manifest
 from jembed.shapes import record
 from jembed.shapes import sources
 
@@ -79,10 +80,10 @@ def photos_in(folder: str) -> list[str]:
   """
   if not os.path.isdir(folder):
     raise ValueError(f"--images={folder!r} is not a folder")
-  paths = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
-  if not paths:
+  found = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
+  if not found:
     raise ValueError(f"--images={folder!r} holds no image file ({', '.join(IMAGE_EXTENSIONS)})")
-  return paths
+  return found
 
 
 def check_workdir(workdir: str) -> None:
@@ -90,10 +91,10 @@ def check_workdir(workdir: str) -> None:
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f"workdir {workdir!r} does not exist: run `python -m launch.demo --workdir={workdir}` "
                             f"(or the stages one by one) first")
-  if not os.path.exists(os.path.join(workdir, "shape_embedding.npz")):
+  if not os.path.exists(paths.shape_embedding(workdir)):
     raise FileNotFoundError(f"{workdir!r} has no shape embedding: run `python -m launch.embed_shapes "
                             f"--workdir={workdir}` first")
-  ckpt_dir = os.path.join(workdir, "checkpoints")
+  ckpt_dir = paths.checkpoints(workdir)
   if not os.path.isdir(ckpt_dir) or not any(name.isdigit() for name in os.listdir(ckpt_dir)):
     raise FileNotFoundError(f"{workdir!r} has no trained network: run `python -m launch.build_dataset` and "
                             f"`python -m launch.train` with --workdir={workdir} first")
@@ -152,7 +153,7 @@ def load_shape(workdir: str, shape_id: str) -> record.Shape:
   Raises:
     ValueError: the shape is not in the workdir or no longer loads.
   """
-  refs, up_axis, front = descriptors.listed_shapes(workdir, [shape_id])
+  refs, up_axis, front = manifest.listed_shapes(workdir, [shape_id])
   for shape in sources.iter_shapes(refs, up_axis, front):
     return shape
   raise ValueError(f"shape {shape_id!r} of {workdir!r} cannot be loaded (is its source still there?)")

@@ -42,7 +42,8 @@ def test_broken_shapes_are_listed_not_fatal(tmp_path, shared_data):
   root = tmp_path / "meshes"
   (root / "chair").mkdir(parents=True)
   for i in range(1, 5):
-    (root / "chair" / f"{i:02d}.obj.gz").write_bytes((shared_data / f"objectnet3d_cad/chair/{i:02d}.obj.gz").read_bytes())
+    source = shared_data / f"objectnet3d_cad/chair/{i:02d}.obj.gz"
+    (root / "chair" / f"{i:02d}.obj.gz").write_bytes(source.read_bytes())
   (root / "chair" / "broken.obj").write_text("v 0 0 0\nf 1 1 1\n")
   config = tiny.get_config()
   config.shapes.source, config.shapes.root, config.shapes.limit = "folder", str(root), 0

@@ -17,7 +17,7 @@ def _random_views(rng, n):
 
 
 def test_geodesic_error_is_render_for_cnn_formula_by_scipy():
-  """Δ = ‖logm(R1ᵀR2)‖_F/√2 with R = angle2dcm(az, el, θ) ('ZYX'), θ = Render for CNN's tilt label = −our tilt."""
+  """Δ = ‖logm(R1ᵀR2)‖_F/√2, R = angle2dcm(az, el, θ) ('ZYX'), θ = Render for CNN's tilt label = −our tilt."""
   rng = np.random.default_rng(0)
   a, b = _random_views(rng, 500), _random_views(rng, 500)
   ours = viewpoint.geodesic_error(a, b)

@@ -1,11 +1,9 @@
 """The paper's evaluation (reference §4) of a trained run, for the joint embedding and its baselines on the same images.
 
-  test sets (image_sets.py)  ->  per method: image x shape and image x image distances  ->  the paper's protocols
+  test sets (image_sets.py)  ->  per method (methods.py): image x shape and image x image distances  ->  protocols
 
-Methods (one distance matrix each, so every protocol treats them alike):
-  * `joint`: the trained CNN's image points against the shape points (and against each other);
-  * `hog_nn`, `pixels`: the baselines of `baselines.py` (nearest LFD view of each shape);
-  * `chance`: what a random ranking scores in expectation (image->shape and category accuracy only).
+Methods are the registry `methods.METHODS` (`joint`, `hog_nn`, `pixels`, ...); `chance` is what a random ranking
+scores in expectation (image->shape and category accuracy only).
 
 Protocols, on every set:
   * image->shape: 1-based rank of the true shape among all N shapes; top-1/5/10 and the top-K curve (K <= 250).
@@ -14,113 +12,96 @@ Protocols, on every set:
   * image->image: the paper's precision-recall curve (`metrics.pr_curve_paper`: every image ranked, the query itself
     included and relevant, relevant = same shape, precision interpolated at 500 recall points) and its trapezoid
     area `pr_auc` (at most 0.998).
-  * photo sets also give `category_top1`: the nearest shape has the query's category.
-  * fused image->shape (`fused:<how>`): each shape's test images pooled into one query (`jembed.fusion`: mean of
-    points, mean of distances, mean of ranks), top-1/5/10 of the true shape; compare with `joint` on the same images.
-  * viewpoint (`viewpoint:<method>`, sets with true views): Render for CNN's Acc_π/6 and MedErr (`viewpoint.py`)
-    of the network's viewpoint head, of the nearest LFD view's angles (HoG-NN, raw pixels) and of the category's most
-    frequent view, per category and averaged over the categories.
+  * `category_top1`: the nearest shape has the query's category.
+  * fused image->shape (`fused:<how>`, with `joint`): each shape's test images pooled into one query
+    (`jembed.fusion`: mean of points, of distances, of ranks), top-1/5/10 of the true shape, one query per shape;
+    compare with `joint` on the same images.
+  * viewpoint (`viewpoint:<estimator>`, sets with true views): Render for CNN's Acc_π/6 and MedErr (`viewpoint.py`)
+    of the network's viewpoint head, of the nearest LFD view's angles (HoG-NN, raw pixels) and of the category's
+    most frequent view, per category and averaged over the categories.
 
-Everything lands in `workdir/eval/`: results.json (set -> method -> metric), curves.npz (the curves, for plots) and
-the pictures of `eval_report.py`.
+`evaluate` returns an `EvalResult` and writes `workdir/eval/`: results.json (set -> method -> metric, plus `_meta`)
+and curves.npz (the curves, for plots); `report.py` draws the pictures from the same `EvalResult`.
 """
 
 import dataclasses
-import functools
 import os
 import time
 
 from absl import logging
-import jax
 import ml_collections
 import numpy as np
 
-from jembed.evaluation import baselines
+from jembed import paths
 from jembed import embed
-from jembed.evaluation import image_sets
 from jembed import files
+from jembed.evaluation import image_sets
+from jembed.evaluation import methods as methods_lib
 from jembed.evaluation import metrics
 from jembed.evaluation import viewpoint
 from jembed import fusion
-from jembed import retrieval
 
-METHODS = ("joint", "hog_nn", "pixels")
+METHODS = ("joint", "hog_nn", "pixels")  # the default rows; any name of `methods.METHODS` may be asked for
 TOP_KS = (1, 5, 10)
 MAX_K = 250  # the paper's top-K curve runs to K = 250
+GALLERY_K = 5  # nearest shapes kept per query for the retrieval gallery
 PR_AUC_DEFINITION = ("image->image: every image of the set ranked by distance, the query itself included and counted "
                      "relevant, relevant = same shape; per query precision interpolated at recall 0.001:0.002:0.999, "
                      "averaged over queries, area by the trapezoid rule (at most 0.998), as the paper's "
                      "get_pr_curve_all.m")
-VIEWPOINT_DEFINITION = ("viewpoint: geodesic angle between the predicted and the true camera rotation (Render for "
-                        "CNN's ||logm(R_pred^T R_true)||_F / sqrt(2)); acc_pi6 = share below 30 degrees, med_err = "
-                        "median in degrees; both averaged over the categories (per category in per_category)")
-FUSION_DEFINITION = ("fused:<how>: the test images of each shape fused into one query (points: mean of the points; "
-                     "distances: mean of the distances; ranks: mean of the ranks), ranks among all shapes; one query "
-                     "per shape")
-
-
-# One wrapper each, so their compiled programs are reused across sets.
-_embed_images = jax.jit(embed.embed_images)
-_predict_viewpoint = jax.jit(embed.predict_viewpoint)
-
-
-def run_batched(fn, params: embed.Params, images: np.ndarray, batch: int = 128):
-  """`fn(params, uint8[batch, S, S, 3])` over all Q images in fixed-size padded batches (one compiled program);
-  the outputs (an array or a dict of arrays, leading dim = batch) concatenated to Q rows, as numpy."""
-  out = []
-  for lo in range(0, len(images), batch):
-    chunk = images[lo:lo + batch]
-    padded = np.zeros((batch,) + chunk.shape[1:], np.uint8)
-    padded[:len(chunk)] = chunk
-    out.append(jax.tree.map(lambda x, n=len(chunk): np.asarray(x)[:n], fn(params, padded)))
-  return jax.tree.map(lambda *parts: np.concatenate(parts), *out)
-
-
-def embed_all(params: embed.Params, images: np.ndarray, batch: int = 128) -> np.ndarray:
-  """uint8[Q, S, S, 3] -> float32[Q, D]."""
-  return run_batched(_embed_images, params, images, batch).astype(np.float32)
-
-
-def predict_views(params: embed.Params, images: np.ndarray, batch: int = 128) -> np.ndarray:
-  """uint8[Q, S, S, 3] -> float32[Q, 3] (azimuth, elevation, tilt) degrees from the viewpoint head."""
-  angles = run_batched(_predict_viewpoint, params, images, batch)
-  return np.stack([angles[a] for a in ("azimuth", "elevation", "tilt")], axis=1).astype(np.float32)
+VIEWPOINT_DEFINITION = ("viewpoint: the geodesic angle between the predicted and the true camera rotation (Render "
+                        "for CNN's ||logm(R_pred^T R_true)||_F / sqrt(2)); acc_pi6 = share below 30 degrees, med_err "
+                        "= median in degrees; both averaged over the categories (each category in per_category)")
+FUSION_DEFINITION = ("fused: the test images of each shape fused into one query (points: the mean of their points; "
+                     "distances: the mean of their distances; ranks: the mean of their ranks), ranked among all "
+                     "shapes, one query per shape")
+for _how, _text in (("points", "mean of points"), ("distances", "mean of distances"), ("ranks", "mean of ranks")):
+  methods_lib.add_label(f"fused:{_how}", f"joint, images fused: {_text}")
 
 
 @dataclasses.dataclass(frozen=True)
-class MethodOutput:
-  """What one method gives on one set's Q images.
+class SetResult:
+  """Every method on one set of test images.
 
   Attributes:
-    image_shape: float32[Q, N] image x shape distances.
-    image_image: float32[Q, Q] image x image distances.
-    points: float32[Q, D] the images' points in the joint space (the joint method), for fused queries.
-    views: float[Q, 3] its viewpoint estimate (azimuth, elevation, tilt in degrees), when it has one.
+    image_set: the images and their true shapes.
+    scores: {method: {metric: value}}, the `chance` row included.
+    curves: {method: {'topk': float32[K], 'precision': float32[500]}}.
+    nearest: {method: int[Q, 5]} each query's nearest shapes (indices into the model's shapes), for galleries.
   """
-  image_shape: np.ndarray
-  image_image: np.ndarray
-  points: np.ndarray | None = None
-  views: np.ndarray | None = None
+  image_set: image_sets.ImageSet
+  scores: dict[str, dict[str, float]]
+  curves: dict[str, dict[str, np.ndarray]]
+  nearest: dict[str, np.ndarray]
 
 
-def method_outputs(method: str, images: np.ndarray, context: dict) -> MethodOutput:
-  """One method's distances (and points, viewpoints) on one set's images uint8[Q, S, S, 3]."""
-  model = context["model"]
-  if method == "joint":
-    points = embed_all(model.params, images)
-    views = predict_views(model.params, images) if model.params.spec.viewpoint_bins else None
-    return MethodOutput(retrieval.pairwise_l2(points, model.shape_points), retrieval.pairwise_l2(points, points),
-                        points, views)
-  if method == "hog_nn":
-    features, views = baselines.hog_features(images), context["hog_views"]()
-  elif method == "pixels":
-    features, views = baselines.pixel_features(images), context["pixel_views"]()
-  else:
-    raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-  n_views = len(views) // len(model.shape_ids)
-  image_shape, nearest = baselines.nearest_view(features, views, n_views)
-  angles = viewpoint.nearest_lfd_views(nearest, np.asarray(model.shape_categories), n_views)
-  return MethodOutput(image_shape, retrieval.pairwise_l2(features, features), views=angles)
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+  """The whole evaluation: `sets` by name, `meta` (step, sizes, definitions) and the model it measured."""
+  sets: dict[str, SetResult]
+  meta: dict
+  model: embed.TrainedModel
+
+  def scores(self) -> dict[str, dict[str, dict[str, float]]]:
+    """{set: {method: {metric: value}}}: results.json without `_meta`."""
+    return {name: entry.scores for name, entry in self.sets.items()}
+
+  def to_json(self) -> dict:
+    """What results.json holds (its schema: set -> method -> metric, plus `_meta`)."""
+    return dict(self.scores(), _meta=self.meta)
+
+  def flat_curves(self) -> dict[str, np.ndarray]:
+    """{'<set>/<method>/<curve>': array}: what curves.npz holds besides `recall`."""
+    return {f"{name}/{method}/{kind}": value for name, entry in self.sets.items()
+            for method, curves in entry.curves.items() for kind, value in curves.items()}
+
+  def save(self, out_dir: str) -> dict[str, str]:
+    """Writes results.json and curves.npz atomically; {what: path}."""
+    os.makedirs(out_dir, exist_ok=True)
+    written = {"results": os.path.join(out_dir, "results.json"), "curves": os.path.join(out_dir, "curves.npz")}
+    files.write_json(written["results"], self.to_json(), indent=1)
+    files.save_npz(written["curves"], recall=metrics.PR_RECALL_GRID.astype(np.float32), **self.flat_curves())
+    return written
 
 
 def protocols(image_shape: np.ndarray, image_image: np.ndarray, shape_index: np.ndarray,
@@ -182,35 +163,32 @@ def fused_scores(points: np.ndarray, shape_index: np.ndarray, shape_points: np.n
   return out
 
 
-def viewpoint_rows(outputs: dict[str, MethodOutput], truth: np.ndarray, categories: np.ndarray,
-                   views_dir: str = "") -> dict[str, dict]:
-  """{'viewpoint:<method>': `viewpoint.viewpoint_scores`} for each method with a viewpoint estimate, and the
-  category's most frequent view.
+def evaluate_set(image_set: image_sets.ImageSet, method_names, context: methods_lib.Context) -> SetResult:
+  """Every method's distances and protocols on one set, then its fused and viewpoint rows."""
+  categories = np.asarray(context.model.shape_categories).astype(str)
+  scores, curves, nearest = {}, {}, {}
+  for name in method_names:
+    image_shape, image_image = methods_lib.get(name).distances(image_set.images, context)
+    scores[name], curves[name] = protocols(image_shape, image_image, image_set.shape_index, categories)
+    nearest[name] = np.argsort(image_shape, axis=1, kind="stable")[:, :GALLERY_K]
+    logging.info("%s %s: %s", image_set.name, name, {k: round(v, 4) for k, v in scores[name].items()})
+  scores["chance"] = chance(image_set.shape_index, categories)
+  if "joint" in method_names and len(np.unique(image_set.shape_index)) < len(image_set):
+    points = methods_lib.embed_all(context.model.params, image_set.images)
+    scores.update(fused_scores(points, image_set.shape_index, context.model.shape_points, categories))
+  if image_set.views is not None:
+    scores.update(viewpoint.viewpoint_rows(image_set.images, image_set.views, categories[image_set.shape_index],
+                                           method_names, context))
+  return SetResult(image_set, scores, curves, nearest)
 
-  Args:
-    outputs: the set's method outputs.
-    truth: float[Q, 3] the true views; categories: str[Q] the images' categories.
-    views_dir: `config.data.views_dir` (the training view distribution, for the modal view).
-  """
-  estimates = {m: out.views for m, out in outputs.items() if out.views is not None}
-  estimates["category_mode"] = viewpoint.category_mode_views(categories, views_dir)
-  return {f"viewpoint:{m}": viewpoint.viewpoint_scores(viewpoint.geodesic_error(views, truth), categories)
-          for m, views in estimates.items()}
 
-
-def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=METHODS) -> dict:
-  """Runs every protocol on every set of `config.eval` and writes `workdir/eval/results.json` and `curves.npz`.
-
-  Returns:
-    {set: {method: {metric: value}}}, as in results.json; plus the sets, distances and top-5 lists the report draws
-    under the key '_for_report' (not written to results.json).
-  """
+def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=METHODS) -> EvalResult:
+  """Runs every protocol on every set of `config.eval` and writes `workdir/eval/results.json` and `curves.npz`."""
   start = time.time()
+  for name in methods:
+    methods_lib.get(name)  # an unknown name fails before any work
   model = embed.load(workdir)
-  # The shapes' view features are read (or rendered) once, and only for the baselines asked for.
-  context = dict(model=model,
-                 hog_views=functools.cache(lambda: baselines.hog_view_features(workdir, model.shape_ids)),
-                 pixel_views=functools.cache(lambda: baselines.pixel_view_features(config, workdir, model.shape_ids)))
+  context = methods_lib.Context(config, workdir, model)
   sets = []
   if "synthetic" in tuple(config.eval.sets):
     sets += image_sets.synthetic_sets(config, workdir, model.shape_ids, np.asarray(model.shape_categories))
@@ -219,34 +197,12 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=METHODS
     sets.append(photos)
   if not sets:
     raise ValueError("nothing to evaluate: config.eval.sets has no 'synthetic' and config.eval.photo_set is empty")
-  results, curves, report = {}, {}, {}
-  categories = np.asarray(model.shape_categories).astype(str)
-  for image_set in sets:
-    results[image_set.name], outputs = {}, {}
-    for method in methods:
-      outputs[method] = out = method_outputs(method, image_set.images, context)
-      scores, curve = protocols(out.image_shape, out.image_image, image_set.shape_index, categories)
-      results[image_set.name][method] = scores
-      curves.update({f"{image_set.name}/{method}/{k}": v for k, v in curve.items()})
-      if method == "joint":
-        report[image_set.name] = dict(image_set=image_set,
-                                      top=np.argsort(out.image_shape, axis=1, kind="stable")[:, :5])
-      logging.info("%s %s: %s", image_set.name, method, {k: round(v, 4) for k, v in scores.items()})
-    results[image_set.name]["chance"] = chance(image_set.shape_index, categories)
-    if "joint" in outputs and len(np.unique(image_set.shape_index)) < len(image_set):
-      results[image_set.name].update(fused_scores(outputs["joint"].points, image_set.shape_index,
-                                                  model.shape_points, categories))
-    if image_set.views is not None:
-      results[image_set.name].update(viewpoint_rows(outputs, image_set.views, categories[image_set.shape_index],
-                                                    config.data.views_dir))
-  out_dir = os.path.join(workdir, "eval")
-  os.makedirs(out_dir, exist_ok=True)
+  by_name = {image_set.name: evaluate_set(image_set, methods, context) for image_set in sets}
   meta = dict(step=model.step, n_shapes=len(model.shape_ids), seconds=round(time.time() - start, 1),
               synthetic_shapes=("the held-out test shapes (split_by='shape')" if config.data.split_by == "shape"
                                 else "all shapes, new views (split_by='image')"),
               pr_auc=PR_AUC_DEFINITION, ranks="1-based; ties broken by the lower index",
               viewpoint=VIEWPOINT_DEFINITION, fused=FUSION_DEFINITION)
-  files.write_json(os.path.join(out_dir, "results.json"), dict(results, _meta=meta), indent=1)
-  files.save_npz(os.path.join(out_dir, "curves.npz"), recall=metrics.PR_RECALL_GRID.astype(np.float32), **curves)
-  return dict(results, _meta=meta, _for_report=dict(report, model=model))
-
+  result = EvalResult(by_name, meta, model)
+  result.save(paths.eval_dir(workdir))
+  return result

@@ -10,7 +10,8 @@ between the two cameras. It equals Render for CNN's `angle2dcm(az, el, θ)` form
 is the renderer's tilt negated (R4CNN commit 5e5fba3 stores (-t) mod 360 to match PASCAL3D): tests check both against
 scipy's `Rotation`.
 
-Estimators (each: test images -> float[Q, 3] azimuth, elevation, tilt in degrees):
+Estimators (the registry `ESTIMATORS`; each: test images -> float[Q, 3] azimuth, elevation, tilt in degrees; a
+row `viewpoint:<name>` of every set with true views):
   * `joint`: the network's viewpoint head (`jembed.predict_viewpoint`, one forward pass with the embedding point);
   * `hog_nn`: the angles of the single nearest LFD view among all shapes' 20 views (HoG pyramids, as the `hog_nn`
     retrieval baseline); tilt 0, elevation the category's LFD elevation;
@@ -18,9 +19,15 @@ Estimators (each: test images -> float[Q, 3] azimuth, elevation, tilt in degrees
     histograms' top azimuth and elevation bins, tilt 0): what knowing only the category buys.
 """
 
+import dataclasses
+from typing import Callable
+
+import jax
 import numpy as np
 
+from jembed import embed
 from jembed.data import viewpoints
+from jembed.evaluation import methods
 from jembed.render import camera
 from jembed.render import lfd
 
@@ -114,3 +121,80 @@ def nearest_lfd_views(nearest: np.ndarray, shape_categories: np.ndarray, n_views
     views = lfd.lfd_views(str(shape_categories[shape]))
     out[i] = views.azimuth[view], views.elevation[view], views.tilt[view]
   return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimator:
+  """A viewpoint estimator: `estimate(images uint8[Q, S, S, 3], image categories str[Q], context)` -> float[Q, 3]
+  (azimuth, elevation, tilt in degrees), or None when it cannot (a network without the head). `method`: the
+  retrieval method it belongs to (it runs only when that method does), or '' for one that stands alone."""
+  name: str
+  label: str
+  estimate: Callable
+  method: str = ""
+
+
+ESTIMATORS: dict[str, Estimator] = {}
+
+
+def register(name: str, label: str, method: str = ""):
+  """Decorator: adds an estimator; its rows are `viewpoint:<name>`, labelled `label` in results.md."""
+  def wrap(fn):
+    ESTIMATORS[name] = Estimator(name, label, fn, method)
+    methods.add_label(f"viewpoint:{name}", label)
+    return fn
+  return wrap
+
+
+_predict_viewpoint = jax.jit(embed.predict_viewpoint)
+
+
+@register("joint", "viewpoint head (joint network)", method="joint")
+def head(images: np.ndarray, categories: np.ndarray, context: methods.Context) -> np.ndarray | None:
+  del categories
+  if not context.model.params.spec.viewpoint_bins:
+    return None
+  angles = methods.run_batched(_predict_viewpoint, context.model.params, images)
+  return np.stack([angles[a] for a in ("azimuth", "elevation", "tilt")], axis=1)
+
+
+def _nearest(kind: str, images: np.ndarray, context: methods.Context) -> np.ndarray:
+  _, _, nearest = context.nearest_view(kind, images)
+  return nearest_lfd_views(nearest, np.asarray(context.model.shape_categories))
+
+
+@register("hog_nn", "nearest LFD view (HoG-NN)", method="hog_nn")
+def hog_nn(images: np.ndarray, categories: np.ndarray, context: methods.Context) -> np.ndarray:
+  del categories
+  return _nearest("hog_nn", images, context)
+
+
+@register("pixels", "nearest LFD view (raw pixels)", method="pixels")
+def pixels(images: np.ndarray, categories: np.ndarray, context: methods.Context) -> np.ndarray:
+  del categories
+  return _nearest("pixels", images, context)
+
+
+@register("category_mode", "category's most frequent view")
+def category_mode(images: np.ndarray, categories: np.ndarray, context: methods.Context) -> np.ndarray:
+  del images
+  return category_mode_views(categories, context.config.data.views_dir)
+
+
+def viewpoint_rows(images: np.ndarray, truth: np.ndarray, categories: np.ndarray, method_names,
+                   context: methods.Context) -> dict[str, dict]:
+  """{'viewpoint:<name>': `viewpoint_scores`} of every estimator that applies: those of the methods evaluated and
+  the stand-alone ones.
+
+  Args:
+    images: uint8[Q, S, S, 3]; truth: float[Q, 3] their true views; categories: str[Q] their categories.
+    method_names: the retrieval methods of this evaluation.
+  """
+  rows = {}
+  for est in ESTIMATORS.values():
+    if est.method and est.method not in method_names:
+      continue
+    views = est.estimate(images, categories, context)
+    if views is not None:
+      rows[f"viewpoint:{est.name}"] = viewpoint_scores(geodesic_error(views, truth), categories)
+  return rows

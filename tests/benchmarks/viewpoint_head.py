@@ -38,8 +38,8 @@ def main():
     for head in (False, True):
       config = default.get_config()
       config.model.viewpoint_head = head
-      runs[head].append(train_benchmark.step_rate(config, train_benchmark._spec(config),  # pylint: disable=protected-access
-                                                  int(config.input.batch_size), args.steps))
+      spec = train_benchmark._spec(config)  # pylint: disable=protected-access
+      runs[head].append(train_benchmark.step_rate(config, spec, int(config.input.batch_size), args.steps))
   ms = {head: float(np.median([r["step_s"] for r in rs])) * 1e3 for head, rs in runs.items()}
   flops = {head: rs[0]["flops_per_step"] for head, rs in runs.items()}
   params = {head: rs[0]["params"] for head, rs in runs.items()}

@@ -1,0 +1,138 @@
+"""The methods compared on the same test images: a registry `{name: Method}`; a new method is one `register` call.
+
+A method turns a set's images into two distance matrices, so every protocol treats all methods alike:
+  image x shape  float32[Q, N]  (ranks the shapes for each image)
+  image x image  float32[Q, Q]  (ranks the other images, for the paper's precision-recall)
+
+  * `joint`: the trained CNN's image points against the shape points (and against each other);
+  * `hog_nn`, `pixels`: the baselines of `baselines.py` (nearest LFD view of each shape).
+"""
+
+import dataclasses
+import functools
+import hashlib
+from typing import Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from jembed import embed
+from jembed import retrieval
+from jembed.evaluation import baselines
+
+Distances = tuple[np.ndarray, np.ndarray]
+
+
+class Context:
+  """What a method may read: the config, the workdir, the trained model, and the shapes' view features (computed
+  once, on first use, and only for the methods that ask)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, model: embed.TrainedModel):
+    self.config, self.workdir, self.model = config, workdir, model
+    self._nearest = {}
+
+  @functools.cached_property
+  def hog_views(self) -> np.ndarray:
+    return baselines.hog_view_features(self.workdir, self.model.shape_ids)
+
+  @functools.cached_property
+  def pixel_views(self) -> np.ndarray:
+    return baselines.pixel_view_features(self.config, self.workdir, self.model.shape_ids)
+
+  def nearest_view(self, kind: str, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A view baseline ('hog_nn' | 'pixels') on `images`, computed once per set of images (its retrieval row and its
+    viewpoint row share it): (float32[Q, F] the images' features, float32[Q, N] image x shape distances, int64[Q]
+    each image's nearest view among all N x 20 LFD views)."""
+    key = (kind, images.shape, hashlib.sha1(np.ascontiguousarray(images).data).hexdigest())
+    if key not in self._nearest:
+      features, views = ((baselines.hog_features(images), self.hog_views) if kind == "hog_nn" else
+                         (baselines.pixel_features(images), self.pixel_views))
+      self._nearest[key] = (features, *baselines.nearest_view(features, views, len(views) // len(self.model.shape_ids)))
+    return self._nearest[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """One row of the results table per set.
+
+  Attributes:
+    name: the key in results.json.
+    label: the name people read in results.md and the plots.
+    distances: (uint8[Q, S, S, 3] images, Context) -> (float32[Q, N] image x shape, float32[Q, Q] image x image).
+  """
+  name: str
+  label: str
+  distances: Callable[[np.ndarray, Context], Distances]
+
+
+METHODS: dict[str, Method] = {}
+# Rows that are computed without distances (expected scores) still need a label.
+_OTHER_LABELS = {"chance": "chance"}
+
+
+def register(name: str, label: str):
+  """Decorator: adds `fn(images, context) -> (image_shape, image_image)` to `METHODS` under `name`."""
+  def wrap(fn):
+    if name in METHODS or name in _OTHER_LABELS:
+      raise ValueError(f"evaluation method {name!r} registered twice")
+    METHODS[name] = Method(name, label, fn)
+    return fn
+  return wrap
+
+
+def add_label(name: str, text: str) -> None:
+  """Names a row that is not a registered method (e.g. `fused:points`, `viewpoint:joint`) for results.md."""
+  _OTHER_LABELS[name] = text
+
+
+def label(name: str) -> str:
+  """The display name of a method (or of the `chance` row); unknown names are shown as they are."""
+  return METHODS[name].label if name in METHODS else _OTHER_LABELS.get(name, name)
+
+
+def get(name: str) -> Method:
+  if name not in METHODS:
+    raise ValueError(f"unknown evaluation method {name!r}; expected one of {sorted(METHODS)}")
+  return METHODS[name]
+
+
+_embed_images = jax.jit(embed.embed_images)  # one wrapper, so its compiled programs are reused across sets
+
+
+def run_batched(fn, params: embed.Params, images: np.ndarray, batch: int = 128):
+  """`fn(params, uint8[batch, S, S, 3])` over all Q images in fixed-size padded batches (one compiled program); its
+  outputs (an array or a dict of arrays, leading dim = batch) concatenated to Q rows, as numpy."""
+  out = []
+  for lo in range(0, len(images), batch):
+    chunk = images[lo:lo + batch]
+    padded = np.zeros((batch,) + chunk.shape[1:], np.uint8)
+    padded[:len(chunk)] = chunk
+    out.append(jax.tree.map(lambda x, n=len(chunk): np.asarray(x)[:n], fn(params, padded)))
+  return jax.tree.map(lambda *parts: np.concatenate(parts), *out)
+
+
+def embed_all(params: embed.Params, images: np.ndarray, batch: int = 128) -> np.ndarray:
+  """uint8[Q, S, S, 3] -> float32[Q, D]."""
+  return run_batched(_embed_images, params, images, batch).astype(np.float32)
+
+
+@register("joint", "joint embedding")
+def joint(images: np.ndarray, context: Context) -> Distances:
+  points = embed_all(context.model.params, images)
+  return retrieval.pairwise_l2(points, context.model.shape_points), retrieval.pairwise_l2(points, points)
+
+
+def _nearest_view(kind: str, images: np.ndarray, context: Context) -> Distances:
+  features, image_shape, _ = context.nearest_view(kind, images)
+  return image_shape, retrieval.pairwise_l2(features, features)
+
+
+@register("hog_nn", "HoG-NN")
+def hog_nn(images: np.ndarray, context: Context) -> Distances:
+  return _nearest_view("hog_nn", images, context)
+
+
+@register("pixels", "raw pixels")
+def pixels(images: np.ndarray, context: Context) -> Distances:
+  return _nearest_view("pixels", images, context)
