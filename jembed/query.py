@@ -131,13 +131,15 @@ def query(workdir: str, paths: list[str], top_k: int = 5, fuse: str = "") -> Que
   if top_k > len(model.shape_ids):
     raise ValueError(f"--top_k={top_k} but the run has only {len(model.shape_ids)} shapes")
   images = np.stack([image_sets.stretch_photo(i, size) for i in opened])
-  points = np.asarray(jax.jit(embed.embed_images)(model.params, images))
-  dist, index = retrieval.top_k(points, model.shape_points, top_k)
   poses = None
-  if model.params.spec.viewpoint_bins:
-    angles = jax.device_get(jax.jit(embed.predict_viewpoint)(model.params, images))
+  if model.params.spec.viewpoint_bins:  # the point and the pose from one forward pass
+    points, angles = jax.device_get(jax.jit(embed.embed_with_viewpoint)(model.params, images))
     poses = [Pose(float(a), float(pose_overlay.signed_angle(e)), float(pose_overlay.signed_angle(t)))
              for a, e, t in zip(angles["azimuth"], angles["elevation"], angles["tilt"])]
+  else:
+    points = jax.jit(embed.embed_images)(model.params, images)
+  points = np.asarray(points)
+  dist, index = retrieval.top_k(points, model.shape_points, top_k)
   fused = None
   if fuse:
     scores = fusion.fused_distances(points, model.shape_points, fuse)
