@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from jembed import paths
+from jembed import provenance
 from jembed import embed
 from jembed import fusion
 from jembed import pose_overlay
@@ -94,8 +95,7 @@ def check_workdir(workdir: str) -> None:
   if not os.path.exists(paths.shape_embedding(workdir)):
     raise FileNotFoundError(f"{workdir!r} has no shape embedding: run `python -m launch.embed_shapes "
                             f"--workdir={workdir}` first")
-  ckpt_dir = paths.checkpoints(workdir)
-  if not os.path.isdir(ckpt_dir) or not any(name.isdigit() for name in os.listdir(ckpt_dir)):
+  if not provenance.has_checkpoints(workdir):
     raise FileNotFoundError(f"{workdir!r} has no trained network: run `python -m launch.build_dataset` and "
                             f"`python -m launch.train` with --workdir={workdir} first")
 
@@ -147,6 +147,17 @@ def query(workdir: str, paths: list[str], top_k: int = 5, fuse: str = "") -> Que
     fused = _matches(scores[order], order, model)
   return QueryResult(list(paths), [np.asarray(image) for image in opened],
                      [_matches(d, i, model) for d, i in zip(dist, index)], poses, fused, fuse)
+
+
+def gallery_names(photos: list[str]) -> list[str]:
+  """One gallery file name per photo, `<photo name>.png`, made unique: photos that share a name (a/chair.jpg,
+  b/chair.png) get `chair.png`, `chair-2.png`, ... in the order given, so no gallery overwrites another."""
+  names, seen = [], {}
+  for photo in photos:
+    stem = os.path.splitext(os.path.basename(photo))[0] or "photo"
+    seen[stem] = seen.get(stem, 0) + 1
+    names.append(f"{stem}.png" if seen[stem] == 1 else f"{stem}-{seen[stem]}.png")
+  return names
 
 
 def load_shape(workdir: str, shape_id: str) -> record.Shape:

@@ -32,13 +32,16 @@ def shape_embedding_outputs(workdir: str) -> dict[str, str]:
   return {"shape embedding": paths.shape_embedding(workdir), "shape map": paths.shape_map(workdir)}
 
 
-def shape_embedding(config: ml_collections.ConfigDict, workdir: str, *, into: str = "") -> dict[str, str]:
-  """The shapes' Sammon points (or, with `into`, their out-of-sample places in that workdir's embedding)."""
+def shape_embedding(config: ml_collections.ConfigDict, workdir: str, *, into: str = "", force: bool = False,
+                    beam_runner: str = "", beam_pipeline_options: str = "") -> dict[str, str]:
+  """The shapes' Sammon points (or, with `into`, their out-of-sample places in that workdir's embedding); `force`
+  replaces an embedding made with other settings although a network was trained on it; with `beam_runner` the
+  per-shape work runs on Apache Beam."""
   from jembed.embedding import shape_embedding as lib  # pylint: disable=g-import-not-at-top
   if into:
     lib.add_shapes(config, workdir, into)
     return {"shape embedding": paths.shape_embedding(workdir)}
-  lib.embed_shapes(config, workdir)
+  lib.embed_shapes(config, workdir, force=force, beam_runner=beam_runner, beam_pipeline_options=beam_pipeline_options)
   return shape_embedding_outputs(workdir)
 
 
@@ -58,10 +61,10 @@ def training_outputs(workdir: str) -> dict[str, str]:
           "checkpoints": paths.checkpoints(workdir)}
 
 
-def training(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
-  """The CNN, trained (or resumed) data-parallel over all devices."""
+def training(config: ml_collections.ConfigDict, workdir: str, *, force: bool = False) -> dict[str, str]:
+  """The CNN, trained (or resumed) data-parallel over all devices; `force` sets aside checkpoints of other inputs."""
   from jembed.training import train  # pylint: disable=g-import-not-at-top  (flax/orbax load only for this stage)
-  train.train_and_evaluate(config, workdir)
+  train.train_and_evaluate(config, workdir, force=force)
   return training_outputs(workdir)
 
 

@@ -29,7 +29,7 @@ _FOLDER = flags.DEFINE_string("images", "", "A folder of photos of one object (e
 _FUSE = flags.DEFINE_bool("fuse", False, "Fuse the --image photos into one ranking (they show one object).")
 _FUSION = flags.DEFINE_enum("fusion", fusion.DEFAULT, list(fusion.FUSIONS),
                             "How to fuse: the mean of the photos' points, of their distances, or of their ranks.")
-_TOP_K = flags.DEFINE_integer("top_k", 5, "Shapes to list per photo.")
+_TOP_K = flags.DEFINE_integer("top_k", 5, "Shapes to list per photo.", lower_bound=1)
 _OUT_DIR = flags.DEFINE_string("out_dir", "", "Where the gallery PNGs go; empty = workdir/queries.")
 
 
@@ -49,6 +49,7 @@ def main(argv):
     fuse = _FUSION.value if (_FUSE.value or _FOLDER.value) else ""
     result = query.query(_WORKDIR.value, paths, _TOP_K.value, fuse=fuse)
     out_dir = _OUT_DIR.value or os.path.join(_WORKDIR.value, "queries")
+    names = query.gallery_names(result.paths)
     for i, (path, matches, photo) in enumerate(zip(result.paths, result.matches, result.photos)):
       pose = result.poses[i] if result.poses else None
       if fuse:
@@ -58,8 +59,7 @@ def main(argv):
       print(f"{path}:")
       print(f"  pose: {pose}" if pose else "  pose: - (this network has no viewpoint head)")
       _print_matches(matches)
-      stem = os.path.splitext(os.path.basename(path))[0]
-      gallery = query.write_gallery(_WORKDIR.value, photo, matches, os.path.join(out_dir, stem + ".png"), pose=pose)
+      gallery = query.write_gallery(_WORKDIR.value, photo, matches, os.path.join(out_dir, names[i]), pose=pose)
       print(f"  gallery: {gallery}")
     if fuse:
       print(f"fused ranking of {len(paths)} photos ({fuse}): {', '.join(os.path.basename(p) for p in paths)}")
@@ -68,4 +68,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main, quiet=True)

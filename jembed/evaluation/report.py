@@ -150,7 +150,7 @@ def shape_thumbnails(workdir: str, ids: list[str], size: int = 96, renderer: str
   render = backend.get_renderer(renderer)
   view = camera.Views.make([35.0], [20.0], [0.0], [3.0])  # front-left, a little from above, like product shots
   out = {}
-  for shape in sources.iter_shapes(refs, up_axis, front):
+  for shape in sources.iter_shapes(refs, up_axis, front, summary=False):
     out[shape.id] = viz.on_white(render.render(shape.vertices, shape.faces, view, size=size, antialias=2).rgba[0])
   return out
 

@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from jembed import provenance
 from jembed.training import augmentation
 from jembed.training import checkpoints
 from jembed.training import losses
@@ -190,7 +191,7 @@ def restore_or_create_state(ckpts: checkpoints.Checkpoints, spec: model_lib.Mode
     return ckpts.restore(step, target)
 
   step, (restored, meta) = ckpts.newest_intact(restore)
-  return dict(restored, step=jax.device_put(jnp.int32(step), replicated)), meta
+  return dict(restored, step=jax.device_put(np.int32(step), replicated)), meta
 
 
 def _model_spec(config: ml_collections.ConfigDict, workdir: str,
@@ -212,7 +213,7 @@ def _validation(config, workdir, mesh) -> Callable[[], Any] | None:
   except (KeyError, ValueError) as e:
     logging.warning("no validation split (%s): training without validation", e)
     return None
-  quantum = mesh.size * jax.process_count()
+  quantum = mesh.size  # all devices of all processes: a multiple of the process count
   batch = min(int(config.train.eval_batch_size or config.input.batch_size), size) // quantum * quantum
   if batch == 0:
     logging.warning("the validation split (%d images) is smaller than the %d devices: no validation", size, quantum)
@@ -236,14 +237,17 @@ def evaluate(eval_fn, params, batches, shape_points) -> dict[str, float]:
   return {k: v / n for k, v in sums.items()}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, force: bool = False) -> dict[str, float]:
   """Trains (or resumes training) the network of `config` on the dataset in `workdir`; returns the last metrics.
 
   Raises:
     FileNotFoundError: no shape embedding or dataset in `workdir` (the message says what to run).
-    ValueError: a bad config value, e.g. a batch that does not divide over the devices.
+    ValueError: a bad config value, e.g. a batch that does not divide over the devices; a damaged dataset shard;
+      checkpoints trained on another embedding or dataset (`provenance.Mismatch`; `force` sets them aside).
     FloatingPointError: the loss became NaN/inf; the checkpoints written before stay.
   """
+  provenance.check_training_inputs(config, workdir, naming.config_name(config), force)
+  pipeline.check_shards(pipeline.require_dataset(config, workdir))
   mesh = create_mesh()
   with jax.set_mesh(mesh):
     return _train(config, workdir, mesh)
