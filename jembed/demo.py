@@ -18,10 +18,11 @@ from jembed import stages
 
 
 def results_table(workdir: str) -> str:
-  """The results of `workdir/eval/results.json` as the Markdown table of results.md."""
+  """The results of `workdir/eval/results.json` as the Markdown tables of results.md (retrieval, then viewpoint)."""
   from jembed.evaluation import report  # pylint: disable=g-import-not-at-top
   with open(paths.eval_dir(workdir, "results.json")) as f:
-    return report.results_table(json.load(f))
+    results = json.load(f)
+  return "\n\n".join(t for t in (report.results_table(results), report.viewpoint_table(results)) if t)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:

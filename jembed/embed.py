@@ -121,12 +121,23 @@ def predict_viewpoint(params: Params, images: jax.Array) -> dict[str, jax.Array]
   Raises:
     ValueError: the network was trained without `config.model.viewpoint_head`.
   """
+  return embed_with_viewpoint(params, images)[1]
+
+
+def embed_with_viewpoint(params: Params, images: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """`embed_images` and `predict_viewpoint` from one forward pass: (float32[..., D], {'azimuth', 'elevation',
+  'tilt'}: float32[...] degrees in [0, 360)).
+
+  Raises:
+    ValueError: the network was trained without `config.model.viewpoint_head`.
+  """
   if not params.spec.viewpoint_bins:
     raise ValueError("this network has no viewpoint head (train with --config.model.viewpoint_head=True)")
   outputs, lead = _forward(params, images)
   width = 360.0 / params.spec.viewpoint_bins
-  return {angle: (jnp.argmax(outputs[angle], axis=-1).astype(jnp.float32) * width).reshape(lead)
-          for angle in model_lib.VIEW_ANGLES}
+  angles = {angle: (jnp.argmax(outputs[angle], axis=-1).astype(jnp.float32) * width).reshape(lead)
+            for angle in model_lib.VIEW_ANGLES}
+  return outputs["point"].reshape(lead + outputs["point"].shape[-1:]), angles
 
 
 def predict_category(params: Params, images: jax.Array) -> jax.Array:

@@ -82,3 +82,14 @@ def captioned_row(images: Sequence[np.ndarray], captions: Sequence[Sequence[str]
     for j, text in enumerate(captions[i]):
       draw.text((x, pad + thumb + 4 + 15 * j), text[:thumb // 7], fill="black", font=font)
   return sheet
+
+
+def stack_rows(rows: Sequence[Image.Image], pad: int = 6) -> Image.Image:
+  """Images one under the other on white, left-aligned (e.g. several `captioned_row`s)."""
+  sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows) + pad * (len(rows) - 1)),
+                    "white")
+  y = 0
+  for row in rows:
+    sheet.paste(row, (0, y))
+    y += row.height + pad
+  return sheet

@@ -79,6 +79,11 @@ def test_viewpoint_and_category_heads(workdir):
     assert angle.shape == (3,) and bool(jnp.all((angle >= 0) & (angle < 360)))
   categories = jax.vmap(jembed.predict_category, in_axes=(None, 0))(model.params, _images(3))
   assert categories.shape == (3,) and bool(jnp.all((categories >= 0) & (categories < 6)))
+  # the point and the pose from one forward pass equal the two separate calls
+  points, both = jax.jit(jembed.embed_with_viewpoint)(model.params, _images(3))
+  np.testing.assert_allclose(points, jembed.embed_images(model.params, _images(3)), rtol=1e-5, atol=1e-5)
+  for angle in views:
+    np.testing.assert_array_equal(both[angle], views[angle])
 
 
 def test_readme_example_runs_as_written(workdir, tmp_path, monkeypatch):

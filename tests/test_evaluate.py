@@ -38,7 +38,17 @@ def test_results_json_is_set_method_metric(run):
   n = len(embedding.ids)
   assert set(results) == {"synthetic_clean", "synthetic_clutter", "_meta"}
   for name in ("synthetic_clean", "synthetic_clutter"):
-    assert set(results[name]) == {"joint", "hog_nn", "pixels", "chance"}
+    assert set(results[name]) == {"joint", "hog_nn", "pixels", "chance", "fused:points", "fused:distances",
+                                  "fused:ranks", "viewpoint:joint", "viewpoint:hog_nn", "viewpoint:pixels",
+                                  "viewpoint:category_mode"}
+    for how in ("points", "distances", "ranks"):
+      scores = results[name][f"fused:{how}"]
+      assert scores["n_queries"] == n and scores["images_per_query"] == 2  # one query per shape, its 2 images
+      assert 0 <= scores["top1"] <= scores["top5"] <= scores["top10"] <= 1
+    for method in ("joint", "hog_nn", "pixels", "category_mode"):
+      scores = results[name][f"viewpoint:{method}"]
+      assert scores["n_queries"] == n * 2 and 0 <= scores["acc_pi6"] <= 1 and 0 <= scores["med_err"] <= 180
+      assert set(scores["per_category"]) == {"airplane", "car", "chair", "lamp", "sofa", "table"}
     for method in ("joint", "hog_nn", "pixels"):
       scores = results[name][method]
       assert scores["n_queries"] == n * 2 and scores["n_shapes"] == n
@@ -76,6 +86,16 @@ def test_synthetic_sets_pair_up(run):
   # The corners of a tight crop are mostly background: white in one set, not in the other.
   corners = (slice(None), [0, 0, -1, -1], [0, -1, 0, -1])
   assert (clean.images[corners] == 255).all(-1).mean() > (clutter.images[corners] == 255).all(-1).mean() + 0.3
+
+
+def test_synthetic_sets_keep_each_image_s_true_view(run):
+  config, workdir, embedding = run
+  clean, clutter = image_sets.synthetic_sets(config, workdir, embedding.ids)
+  np.testing.assert_array_equal(clean.views, clutter.views)
+  assert clean.views.shape == (len(clean), 3)
+  label_angles = np.array([[float(label.split(" ")[1][2:]), float(label.split(" ")[2][2:])] for label in clean.labels])
+  np.testing.assert_allclose(label_angles, clean.views[:, :2], atol=0.5)  # the labels print them rounded
+  assert np.abs(clean.views[:, 2]).max() < 60  # tilts: a few degrees (N(0, 3) or N(0, 10) by category)
 
 
 def test_test_views_were_never_in_the_dataset(run):
@@ -118,11 +138,12 @@ def test_baselines_find_a_shape_from_its_own_view(run):
   """An independent check of both baselines: a shape's own LFD view is nearest to that shape."""
   config, workdir, embedding = run
   images, rows = _own_views(config, workdir, embedding, view=3)
-  hog_d = baselines.nearest_view(baselines.hog_features(images), baselines.hog_view_features(workdir, embedding.ids),
-                                 20)
+  hog_d, hog_view = baselines.nearest_view(baselines.hog_features(images),
+                                           baselines.hog_view_features(workdir, embedding.ids), 20)
   assert np.mean(np.argmin(hog_d, axis=1) == rows) >= 0.9
-  pix_d = baselines.nearest_view(baselines.pixel_features(images),
-                                 baselines.pixel_view_features(config, workdir, embedding.ids), 20)
+  assert np.mean(hog_view == rows * 20 + 3) >= 0.9  # and the winning view is the one rendered
+  pix_d, _ = baselines.nearest_view(baselines.pixel_features(images),
+                                    baselines.pixel_view_features(config, workdir, embedding.ids), 20)
   assert np.mean(np.argmin(pix_d, axis=1) == rows) >= 0.9
   assert hog_d.shape == pix_d.shape == (len(rows), len(embedding.ids))
 

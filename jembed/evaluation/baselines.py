@@ -61,11 +61,12 @@ def pixel_features(gray_or_rgb: np.ndarray, size: int = PIXEL_SIZE) -> np.ndarra
   return np.stack(small).reshape(len(gray), -1) / 255.0
 
 
-def nearest_view(query: np.ndarray, views: np.ndarray, n_views: int) -> np.ndarray:
-  """float32[Q, F] queries x float32[N * n_views, F] views (each shape's views adjacent) -> float32[Q, N], the
-  minimum over each shape's views."""
+def nearest_view(query: np.ndarray, views: np.ndarray, n_views: int) -> tuple[np.ndarray, np.ndarray]:
+  """float32[Q, F] queries x float32[N * n_views, F] views (each shape's views adjacent) -> (float32[Q, N], the
+  minimum over each shape's views; int64[Q], the index of each query's nearest view among all N * n_views, whose
+  angles are a viewpoint estimate: `evaluation.viewpoint.nearest_lfd_views`)."""
   d = distances.cross_distances(query, views, refine_rtol=0.0)
-  return d.reshape(len(query), -1, n_views).min(axis=-1)
+  return d.reshape(len(query), -1, n_views).min(axis=-1), np.argmin(d, axis=1)
 
 
 def hog_view_features(workdir: str, shape_ids: np.ndarray) -> np.ndarray:

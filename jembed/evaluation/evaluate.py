@@ -13,6 +13,12 @@ Protocols, on every set:
     included and relevant, relevant = same shape, precision interpolated at 500 recall points) and its trapezoid
     area `pr_auc` (at most 0.998).
   * `category_top1`: the nearest shape has the query's category.
+  * fused image->shape (`fused:<how>`, with `joint`): each shape's test images pooled into one query
+    (`jembed.fusion`: mean of points, of distances, of ranks), top-1/5/10 of the true shape, one query per shape;
+    compare with `joint` on the same images.
+  * viewpoint (`viewpoint:<estimator>`, sets with true views): Render for CNN's Acc_π/6 and MedErr (`viewpoint.py`)
+    of the network's viewpoint head, of the nearest LFD view's angles (HoG-NN, raw pixels) and of the category's
+    most frequent view, per category and averaged over the categories.
 
 `evaluate` returns an `EvalResult` and writes `workdir/eval/`: results.json (set -> method -> metric, plus `_meta`)
 and curves.npz (the curves, for plots); `report.py` draws the pictures from the same `EvalResult`.
@@ -32,6 +38,8 @@ from jembed import files
 from jembed.evaluation import image_sets
 from jembed.evaluation import methods as methods_lib
 from jembed.evaluation import metrics
+from jembed.evaluation import viewpoint
+from jembed import fusion
 
 METHODS = ("joint", "hog_nn", "pixels")  # the default rows; any name of `methods.METHODS` may be asked for
 TOP_KS = (1, 5, 10)
@@ -41,6 +49,14 @@ PR_AUC_DEFINITION = ("image->image: every image of the set ranked by distance, t
                      "relevant, relevant = same shape; per query precision interpolated at recall 0.001:0.002:0.999, "
                      "averaged over queries, area by the trapezoid rule (at most 0.998), as the paper's "
                      "get_pr_curve_all.m")
+VIEWPOINT_DEFINITION = ("viewpoint: the geodesic angle between the predicted and the true camera rotation (Render "
+                        "for CNN's ||logm(R_pred^T R_true)||_F / sqrt(2)); acc_pi6 = share below 30 degrees, med_err "
+                        "= median in degrees; both averaged over the categories (each category in per_category)")
+FUSION_DEFINITION = ("fused: the test images of each shape fused into one query (points: the mean of their points; "
+                     "distances: the mean of their distances; ranks: the mean of their ranks), ranked among all "
+                     "shapes, one query per shape")
+for _how, _text in (("points", "mean of points"), ("distances", "mean of distances"), ("ranks", "mean of ranks")):
+  methods_lib.add_label(f"fused:{_how}", f"joint, images fused: {_text}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,8 +143,28 @@ def chance(shape_index: np.ndarray, shape_categories: np.ndarray) -> dict:
   return result
 
 
+def fused_scores(points: np.ndarray, shape_index: np.ndarray, shape_points: np.ndarray,
+                 shape_categories: np.ndarray) -> dict[str, dict]:
+  """{'fused:<how>': scores} for every `fusion.FUSIONS`: the images of each shape fused into one query.
+
+  Args:
+    points: float32[Q, D] the set's image points; shape_index: int[Q] their shapes (the groups fused).
+    shape_points: float32[N, D]; shape_categories: str[N].
+  """
+  out = {}
+  for how in fusion.FUSIONS:
+    shapes, fused = fusion.fused_groups(points, shape_index, shape_points, how)
+    curve = metrics.topk_accuracy(metrics.ranks(fused, shapes), TOP_KS)
+    nearest = np.argmin(fused, axis=1)
+    out[f"fused:{how}"] = dict({f"top{k}": float(v) for k, v in zip(TOP_KS, curve)},
+                               category_top1=float(np.mean(shape_categories[nearest] == shape_categories[shapes])),
+                               n_queries=int(len(shapes)), n_shapes=int(len(shape_points)),
+                               images_per_query=float(len(points) / len(shapes)))
+  return out
+
+
 def evaluate_set(image_set: image_sets.ImageSet, method_names, context: methods_lib.Context) -> SetResult:
-  """Every method's distances and protocols on one set."""
+  """Every method's distances and protocols on one set, then its fused and viewpoint rows."""
   categories = np.asarray(context.model.shape_categories).astype(str)
   scores, curves, nearest = {}, {}, {}
   for name in method_names:
@@ -137,6 +173,12 @@ def evaluate_set(image_set: image_sets.ImageSet, method_names, context: methods_
     nearest[name] = np.argsort(image_shape, axis=1, kind="stable")[:, :GALLERY_K]
     logging.info("%s %s: %s", image_set.name, name, {k: round(v, 4) for k, v in scores[name].items()})
   scores["chance"] = chance(image_set.shape_index, categories)
+  if "joint" in method_names and len(np.unique(image_set.shape_index)) < len(image_set):
+    points = methods_lib.embed_all(context.model.params, image_set.images)
+    scores.update(fused_scores(points, image_set.shape_index, context.model.shape_points, categories))
+  if image_set.views is not None:
+    scores.update(viewpoint.viewpoint_rows(image_set.images, image_set.views, categories[image_set.shape_index],
+                                           method_names, context))
   return SetResult(image_set, scores, curves, nearest)
 
 
@@ -160,7 +202,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=METHODS
   meta = dict(step=model.step, n_shapes=len(model.shape_ids), seconds=round(time.time() - start, 1),
               synthetic_shapes=("the held-out test shapes (split_by='shape')" if config.data.split_by == "shape"
                                 else "all shapes, new views (split_by='image')"),
-              pr_auc=PR_AUC_DEFINITION, ranks="1-based; ties broken by the lower index")
+              pr_auc=PR_AUC_DEFINITION, ranks="1-based; ties broken by the lower index",
+              viewpoint=VIEWPOINT_DEFINITION, fused=FUSION_DEFINITION)
   result = EvalResult(by_name, meta, model)
   result.save(paths.eval_dir(workdir))
   return result

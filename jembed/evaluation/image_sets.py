@@ -53,11 +53,13 @@ class ImageSet:
     images: uint8[Q, S, S, 3].
     shape_index: int32[Q] row of each image's shape in the shape embedding.
     labels: str[Q] a short label per image (file name, or shape id and view).
+    views: float32[Q, 3] the true (azimuth, elevation, tilt) of each image in degrees (synthetic sets), or None.
   """
   name: str
   images: np.ndarray
   shape_index: np.ndarray
   labels: np.ndarray
+  views: np.ndarray | None = None
 
   def __len__(self) -> int:
     return len(self.shape_index)
@@ -140,7 +142,7 @@ def _render_synthetic(config: ml_collections.ConfigDict, refs: list, orientation
   clutter = backgrounds_lib.Backgrounds(photo_bg, clutter_ratio=1.0,
                                        procedural_share=float(config.data.get("procedural_share", 0.0)))
   first = int(config.data.images_per_shape)  # image indices the dataset used are 0 .. first - 1
-  out = {"synthetic_clean": [], "synthetic_clutter": [], "shape_index": [], "labels": []}
+  out = {"synthetic_clean": [], "synthetic_clutter": [], "shape_index": [], "labels": [], "views": []}
   report = sources.LoadReport()
   shapes = sources.iter_shapes(refs, *orientation, report)
   for shape in tqdm.tqdm(shapes, total=len(refs), desc="rendering test images", unit="shape"):
@@ -158,6 +160,7 @@ def _render_synthetic(config: ml_collections.ConfigDict, refs: list, orientation
       out["synthetic_clutter"].append(cluttered)
       out["shape_index"].append(rows[shape.id])
       out["labels"].append(f"{shape.id} az{p.azimuth:.0f} el{p.elevation:.0f}")
+      out["views"].append((p.azimuth, p.elevation, p.tilt))
   for line in report.lines():
     logging.info("%s", line)
   return out
@@ -184,16 +187,17 @@ def synthetic_sets(config: ml_collections.ConfigDict, workdir: str, shape_ids: n
                   ids=[str(shape_ids[r]) for r in rows], photos=photos, backend=config.render.backend))
   path = paths.eval_sets(workdir, "synthetic.npz")
   cached = _load_cached(path, key)
-  if cached is None:
+  if cached is None or "views" not in cached:  # sets cached before the views were kept are rendered again
     wanted = {str(shape_ids[r]): int(r) for r in rows}
     refs, up_axis, front = manifest.listed_shapes(workdir, wanted)  # the meshes the embedding was made from
     out = _render_synthetic(config, refs, (up_axis, front), wanted, per_shape, photos)
     if not out["shape_index"]:
       raise ValueError("no test images: none of the embedded shapes could be loaded from config.shapes")
     cached = dict(key=np.array(key), shape_index=np.asarray(out["shape_index"], np.int32),
-                  labels=np.asarray(out["labels"]), **{name: np.stack(out[name]) for name in SYNTHETIC})
+                  labels=np.asarray(out["labels"]), views=np.asarray(out["views"], np.float32),
+                  **{name: np.stack(out[name]) for name in SYNTHETIC})
     files.save_npz(path, **cached)
-  return [ImageSet(name, cached[name], cached["shape_index"], cached["labels"]) for name in SYNTHETIC]
+  return [ImageSet(name, cached[name], cached["shape_index"], cached["labels"], cached["views"]) for name in SYNTHETIC]
 
 
 def open_photo(path: str) -> Image.Image:

@@ -12,6 +12,7 @@ A method turns a set's images into two distance matrices, so every protocol trea
 
 import dataclasses
 import functools
+import hashlib
 from typing import Callable
 
 import jax
@@ -31,6 +32,7 @@ class Context:
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, model: embed.TrainedModel):
     self.config, self.workdir, self.model = config, workdir, model
+    self._nearest = {}
 
   @functools.cached_property
   def hog_views(self) -> np.ndarray:
@@ -39,6 +41,17 @@ class Context:
   @functools.cached_property
   def pixel_views(self) -> np.ndarray:
     return baselines.pixel_view_features(self.config, self.workdir, self.model.shape_ids)
+
+  def nearest_view(self, kind: str, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A view baseline ('hog_nn' | 'pixels') on `images`, computed once per set of images (its retrieval row and its
+    viewpoint row share it): (float32[Q, F] the images' features, float32[Q, N] image x shape distances, int64[Q]
+    each image's nearest view among all N x 20 LFD views)."""
+    key = (kind, images.shape, hashlib.sha1(np.ascontiguousarray(images).data).hexdigest())
+    if key not in self._nearest:
+      features, views = ((baselines.hog_features(images), self.hog_views) if kind == "hog_nn" else
+                         (baselines.pixel_features(images), self.pixel_views))
+      self._nearest[key] = (features, *baselines.nearest_view(features, views, len(views) // len(self.model.shape_ids)))
+    return self._nearest[key]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +83,11 @@ def register(name: str, label: str):
   return wrap
 
 
+def add_label(name: str, text: str) -> None:
+  """Names a row that is not a registered method (e.g. `fused:points`, `viewpoint:joint`) for results.md."""
+  _OTHER_LABELS[name] = text
+
+
 def label(name: str) -> str:
   """The display name of a method (or of the `chance` row); unknown names are shown as they are."""
   return METHODS[name].label if name in METHODS else _OTHER_LABELS.get(name, name)
@@ -84,15 +102,21 @@ def get(name: str) -> Method:
 _embed_images = jax.jit(embed.embed_images)  # one wrapper, so its compiled programs are reused across sets
 
 
-def embed_all(params: embed.Params, images: np.ndarray, batch: int = 128) -> np.ndarray:
-  """uint8[Q, S, S, 3] -> float32[Q, D], in fixed-size padded batches (one compiled program)."""
+def run_batched(fn, params: embed.Params, images: np.ndarray, batch: int = 128):
+  """`fn(params, uint8[batch, S, S, 3])` over all Q images in fixed-size padded batches (one compiled program); its
+  outputs (an array or a dict of arrays, leading dim = batch) concatenated to Q rows, as numpy."""
   out = []
   for lo in range(0, len(images), batch):
     chunk = images[lo:lo + batch]
     padded = np.zeros((batch,) + chunk.shape[1:], np.uint8)
     padded[:len(chunk)] = chunk
-    out.append(np.asarray(_embed_images(params, padded))[:len(chunk)])
-  return np.concatenate(out).astype(np.float32)
+    out.append(jax.tree.map(lambda x, n=len(chunk): np.asarray(x)[:n], fn(params, padded)))
+  return jax.tree.map(lambda *parts: np.concatenate(parts), *out)
+
+
+def embed_all(params: embed.Params, images: np.ndarray, batch: int = 128) -> np.ndarray:
+  """uint8[Q, S, S, 3] -> float32[Q, D]."""
+  return run_batched(_embed_images, params, images, batch).astype(np.float32)
 
 
 def _embedding_distances(model: embed.TrainedModel, images: np.ndarray) -> Distances:
@@ -137,16 +161,16 @@ def compared_runs(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return tuple(names)
 
 
-def _nearest_view(features: np.ndarray, views: np.ndarray, context: Context) -> Distances:
-  image_shape = baselines.nearest_view(features, views, len(views) // len(context.model.shape_ids))
+def _nearest_view(kind: str, images: np.ndarray, context: Context) -> Distances:
+  features, image_shape, _ = context.nearest_view(kind, images)
   return image_shape, retrieval.pairwise_l2(features, features)
 
 
 @register("hog_nn", "HoG-NN")
 def hog_nn(images: np.ndarray, context: Context) -> Distances:
-  return _nearest_view(baselines.hog_features(images), context.hog_views, context)
+  return _nearest_view("hog_nn", images, context)
 
 
 @register("pixels", "raw pixels")
 def pixels(images: np.ndarray, context: Context) -> Distances:
-  return _nearest_view(baselines.pixel_features(images), context.pixel_views, context)
+  return _nearest_view("pixels", images, context)

@@ -38,26 +38,52 @@ def _cell(value) -> str:
   return f"{value:g}"
 
 
+def _rows(results: dict, metric: str):
+  """(set, method, scores) of every entry that has `metric`, in results order (`_meta` skipped)."""
+  for set_name, by_method in results.items():
+    if set_name.startswith("_"):
+      continue
+    for method, scores in by_method.items():
+      if metric in scores:
+        yield set_name, method, scores
+
+
 def results_table(results: dict) -> str:
-  """The results as a Markdown table: one row per (set, method), the paper's metrics as columns.
+  """The retrieval results as a Markdown table: one row per (set, method), the paper's metrics as columns (fused
+  queries are one per shape, so their shape->image and image->image columns are empty).
 
   Args:
     results: {set: {method: {metric: value}}}, as `EvalResult.scores()` or results.json (its `_meta` is skipped).
   """
   head = "| set | method | " + " | ".join(title for _, title in _COLUMNS) + " | queries |"
   lines = [head, "|" + "---|" * (len(_COLUMNS) + 3)]
-  for set_name, by_method in results.items():
-    if set_name.startswith("_"):
-      continue
-    for method, scores in by_method.items():
-      cells = [_cell(scores.get(key)) for key, _ in _COLUMNS]
-      lines.append(f"| {set_name} | {methods.label(method)} | " + " | ".join(cells) +
-                   f" | {scores.get('n_queries', '')} |")
+  for set_name, method, scores in _rows(results, "top1"):
+    cells = [_cell(scores.get(key)) for key, _ in _COLUMNS]
+    lines.append(f"| {set_name} | {methods.label(method)} | " + " | ".join(cells) +
+                 f" | {scores.get('n_queries', '')} |")
+  return "\n".join(lines)
+
+
+def viewpoint_table(results: dict) -> str:
+  """Render for CNN's viewpoint metrics as a Markdown table: one row per (set, estimator), Acc_π/6 and MedErr
+  averaged over the categories, then per category; '' when no set has viewpoint rows."""
+  rows = list(_rows(results, "acc_pi6"))
+  if not rows:
+    return ""
+  categories = sorted({c for _, _, scores in rows for c in scores.get("per_category", {})})
+  head = ("| set | estimator | Acc_π/6 | MedErr (°) | " + " | ".join(f"{c} Acc / MedErr" for c in categories) +
+          " | images |")
+  lines = [head, "|" + "---|" * (len(categories) + 5)]
+  for set_name, method, scores in rows:
+    per = scores.get("per_category", {})
+    cells = [f"{per[c]['acc_pi6']:.2f} / {per[c]['med_err']:.0f}" if c in per else "–" for c in categories]
+    lines.append(f"| {set_name} | {methods.label(method)} | {scores['acc_pi6']:.3f} | {scores['med_err']:.1f} | " +
+                 " | ".join(cells) + f" | {scores.get('n_queries', '')} |")
   return "\n".join(lines)
 
 
 def write_markdown(results: dict, meta: dict, path: str) -> str:
-  """results.md: the table and what each column means (`meta` from `EvalResult.meta`)."""
+  """results.md: the tables and what each column means (`meta` from `EvalResult.meta`)."""
   text = (f"# jembed evaluation\n\nCheckpoint step {meta.get('step')}, {meta.get('n_shapes')} shapes; ranks are "
           f"among all of them.\n\n{results_table(results)}\n\n"
           "- top-K: share of query images whose true shape is among the K nearest shapes (image->shape).\n"
@@ -65,6 +91,15 @@ def write_markdown(results: dict, meta: dict, path: str) -> str:
           f"- PR-AUC: {meta.get('pr_auc', evaluate.PR_AUC_DEFINITION)}.\n"
           "- median first / last: for each shape, the rank of its best and of its worst image among all the set's "
           "images (shape->image), median over shapes.\n")
+  if "fused" in meta:
+    text += f"- {meta['fused']}; compare with the joint embedding's single images of the same set.\n"
+  views = viewpoint_table(results)
+  if views:
+    text += (f"\n## Viewpoint (Render for CNN's metrics)\n\n{views}\n\n"
+             f"- {meta.get('viewpoint', '')}.\n"
+             "- nearest LFD view: the angles of the single nearest of all shapes' 20 LFD views (tilt 0); category's "
+             "most frequent view: the training distribution's top azimuth and elevation bins of the image's true "
+             "category (tilt 0).\n")
   files.write_text(path, text)
   return path
 

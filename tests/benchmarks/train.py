@@ -58,10 +58,14 @@ def step_rate(config, spec: model_lib.ModelSpec, batch_size: int, steps: int, sh
   rng = np.random.default_rng(0)
   size = int(config.data.image_size)
   n = 1 if shape_points is None else len(shape_points)
-  batch = train.place_batch(dict(
-      image=rng.integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8),
-      point=rng.normal(size=(batch_size, spec.dim)).astype(np.float32),
-      shape_index=rng.integers(0, n, batch_size).astype(np.int32)), mesh)
+  batch = dict(image=rng.integers(0, 256, (batch_size, size, size, 3), dtype=np.uint8),
+               point=rng.normal(size=(batch_size, spec.dim)).astype(np.float32),
+               shape_index=rng.integers(0, n, batch_size).astype(np.int32))
+  if spec.viewpoint_bins:  # the heads' labels, degrees
+    batch.update({a: rng.uniform(0, 360, batch_size).astype(np.float32) for a in model_lib.VIEW_ANGLES})
+  if spec.num_categories:
+    batch["category_index"] = rng.integers(0, spec.num_categories, batch_size).astype(np.int32)
+  batch = train.place_batch(batch, mesh)
   key = jax.random.key(1)
   start = time.perf_counter()
   compiled = update_fn.lower(state, batch, key).compile()
