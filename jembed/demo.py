@@ -46,6 +46,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
   with stage("training"):
     from jembed.training import train  # pylint: disable=g-import-not-at-top  (flax/orbax load only for this stage)
     metrics = train.train_and_evaluate(config, workdir)
+    if config.shape_encoder.enabled:
+      from jembed.training import joint  # pylint: disable=g-import-not-at-top
+      joint.train_joint(config, workdir)
     outputs["loss curve"] = os.path.join(workdir, "loss_curve.png")
     outputs["metrics"] = os.path.join(workdir, "metrics.jsonl")
   with stage("evaluation"):

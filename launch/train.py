@@ -6,6 +6,8 @@ r"""Trains the image side: a CNN that regresses each image's shape point, on eve
 Needs `launch/embed_shapes.py` and `launch/build_dataset.py` run on the same workdir first. A killed run resumes from
 its latest checkpoint when started again with the same arguments. On several hosts, start it on each with
 `--multihost` (the coordinator comes from the cluster environment: Cloud TPU, Slurm, Kubernetes).
+With `--config.shape_encoder.enabled=True` it then trains the shape encoder jointly with (a copy of) the image network
+(`jembed.training.joint`) into `W/shape_encoder/`.
 """
 
 import sys
@@ -40,6 +42,11 @@ def main(argv):
     except FloatingPointError as e:  # the message says which checkpoint is good and what to change
       logging.error("%s", e)
       sys.exit(f"error: {e}")
+    if _CONFIG.value.shape_encoder.enabled:
+      from jembed.training import joint  # pylint: disable=g-import-not-at-top
+      encoder_final = joint.train_joint(_CONFIG.value, _WORKDIR.value)
+      print(f"shape encoder, step {encoder_final.get('step', '?')}: val_top1 {encoder_final.get('val_top1', 0):.3g}"
+            f"\n  {joint.run_dir(_WORKDIR.value)}")
   summary = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k in ("train_loss", "val_loss", "val_top1",
                                                                         "val_top5", "images_per_s"))
   print(f"step {final.get('step', '?')}: {summary}\n  {_WORKDIR.value}/metrics.jsonl\n"

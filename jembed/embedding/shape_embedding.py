@@ -116,7 +116,7 @@ def embed_shapes(config: ml_collections.ConfigDict, workdir: str) -> ShapeEmbedd
   t = time.time()
   desc = descriptors.compute_descriptors(config, workdir)
   seconds["descriptors"] = time.time() - t
-  _write_skipped(workdir, desc.skipped)
+  write_skipped(workdir, desc.skipped)
   if len(desc.ids) < 3:
     raise ValueError(f"only {len(desc.ids)} usable shapes in {config.shapes.source!r} source: need at least 3")
   n = len(desc.ids)
@@ -167,7 +167,7 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
     raise ValueError(f"{base_workdir!r}: its descriptors are not those of its shape embedding; rerun embed_shapes there")
   os.makedirs(workdir, exist_ok=True)
   desc = descriptors.compute_descriptors(config, workdir)
-  _write_skipped(workdir, desc.skipped)
+  write_skipped(workdir, desc.skipped)
   if not desc.ids:
     raise ValueError(f"no usable shapes in {config.shapes.source!r} source to add")
   a = distances.cross_distances(desc.features, base_desc.features, progress=True)
@@ -185,7 +185,7 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
   return added
 
 
-def _write_skipped(workdir: str, skipped: list[tuple[str, str]]) -> None:
+def write_skipped(workdir: str, skipped: list[tuple[str, str]]) -> None:
   with open(os.path.join(workdir, "skipped_shapes.txt"), "w") as f:
     f.writelines(f"{shape_id}\t{reason}\n" for shape_id, reason in skipped)
 

@@ -5,6 +5,8 @@
 Methods (one distance matrix each, so every protocol treats them alike):
   * `joint`: the trained CNN's image points against the shape points (and against each other);
   * `hog_nn`, `pixels`: the baselines of `baselines.py` (nearest LFD view of each shape);
+  * `shape_encoder`: when the workdir has a trained shape encoder, the joint run's image points against the encoder's
+    points of the shapes' surface clouds (`shape_encoder_method.py`);
   * `chance`: what a random ranking scores in expectation (image->shape and category accuracy only).
 
 Protocols, on every set:
@@ -34,6 +36,7 @@ from jembed import embed
 from jembed.evaluation import image_sets
 from jembed import files
 from jembed.evaluation import metrics
+from jembed.evaluation import shape_encoder_method
 from jembed import retrieval
 
 METHODS = ("joint", "hog_nn", "pixels")
@@ -64,6 +67,8 @@ def method_distances(method: str, images: np.ndarray, context: dict) -> tuple[np
   if method == "joint":
     points = embed_all(context["model"].params, images)
     return retrieval.pairwise_l2(points, context["model"].shape_points), retrieval.pairwise_l2(points, points)
+  if method == shape_encoder_method.NAME:
+    return shape_encoder_method.distances(images, context, embed_all)
   if method == "hog_nn":
     features, views = baselines.hog_features(images), context["hog_views"]()
   elif method == "pixels":
@@ -113,7 +118,7 @@ def chance(shape_index: np.ndarray, shape_categories: np.ndarray) -> dict:
   return result
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=METHODS) -> dict:
+def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=None) -> dict:
   """Runs every protocol on every set of `config.eval` and writes `workdir/eval/results.json` and `curves.npz`.
 
   Returns:
@@ -121,11 +126,14 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=METHODS
     under the key '_for_report' (not written to results.json).
   """
   start = time.time()
+  if methods is None:
+    methods = METHODS + ((shape_encoder_method.NAME,) if shape_encoder_method.available(workdir) else ())
   model = embed.load(workdir)
   # The shapes' view features are read (or rendered) once, and only for the baselines asked for.
   context = dict(model=model,
                  hog_views=functools.cache(lambda: baselines.hog_view_features(workdir, model.shape_ids)),
-                 pixel_views=functools.cache(lambda: baselines.pixel_view_features(config, workdir, model.shape_ids)))
+                 pixel_views=functools.cache(lambda: baselines.pixel_view_features(config, workdir, model.shape_ids)),
+                 **shape_encoder_method.make_context(workdir))
   sets = []
   if "synthetic" in tuple(config.eval.sets):
     sets += image_sets.synthetic_sets(config, workdir, model.shape_ids, np.asarray(model.shape_categories))

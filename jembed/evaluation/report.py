@@ -22,7 +22,8 @@ from jembed.render import backend  # pylint: disable=wrong-import-position
 from jembed.render import camera  # pylint: disable=wrong-import-position
 from jembed.shapes import sources  # pylint: disable=wrong-import-position
 
-_LABELS = {"joint": "joint embedding", "hog_nn": "HoG-NN", "pixels": "raw pixels", "chance": "chance"}
+_LABELS = {"joint": "joint embedding", "hog_nn": "HoG-NN", "pixels": "raw pixels", "chance": "chance",
+           "shape_encoder": "image <-> point-cloud encoder"}
 _COLUMNS = (("top1", "top-1"), ("top5", "top-5"), ("top10", "top-10"), ("category_top1", "category top-1"),
             ("pr_auc", "PR-AUC"), ("median_rank_first", "median first"), ("median_rank_last", "median last"))
 

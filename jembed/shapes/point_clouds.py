@@ -142,15 +142,14 @@ def sample_collection(refs: list[record.ShapeRef], up_axis: str, front: str, cac
                      skipped=[tuple(s) for p in parts for s in p["skipped"]])
 
 
-def workdir_clouds(workdir: str, config_clouds, seed: int, ids=None) -> PointClouds:
+def workdir_clouds(workdir: str, *, count: int, seed: int, normals: bool = False, ids=None) -> PointClouds:
   """The clouds of the shapes `workdir`'s shape side embedded (only `ids`, when given), cached in the workdir.
 
   Args:
     workdir: a run with a finished LFD stage (its record of the shapes that loaded is the listing).
-    config_clouds: `config.shape_encoder` (reads `points`, `normals`).
-    seed: the config seed.
+    count, seed, normals: as `sample_collection` (`config.shape_encoder.points`, `config.seed`, `...normals`).
   """
   from jembed.embedding import descriptors  # pylint: disable=g-import-not-at-top  (the shape stage's own record)
   refs, up_axis, front = descriptors.listed_shapes(workdir, ids)
-  return sample_collection(refs, up_axis, front, os.path.join(workdir, _DIR), count=int(config_clouds.points),
-                           seed=seed, normals=bool(config_clouds.normals))
+  return sample_collection(refs, up_axis, front, os.path.join(workdir, _DIR), count=int(count), seed=int(seed),
+                           normals=bool(normals))

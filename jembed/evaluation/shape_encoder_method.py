@@ -1,0 +1,46 @@
+"""The `shape_encoder` method of the evaluation: images and shapes both placed by networks of the joint run.
+
+The image side is the jointly trained image network (`embed_images` of `workdir/shape_encoder/`), the shape side is the
+shape encoder's point of every shape's surface cloud (`embed_shapes`): image->shape distances are between the two,
+image->image between the image points. No Sammon point enters, so on a run split by shape (`split_by='shape'`) the
+held-out shapes are placed by the encoder alone, from clouds it never trained on.
+"""
+
+import functools
+
+import numpy as np
+
+from jembed import embed
+from jembed import retrieval
+from jembed.shapes import point_clouds
+from jembed.training import point_encoder
+
+NAME = "shape_encoder"
+
+
+def available(workdir: str) -> bool:
+  """Whether `workdir` has a trained shape encoder (then its row is added to the table)."""
+  from jembed.training import joint  # pylint: disable=g-import-not-at-top
+  return joint.latest_meta(workdir) is not None
+
+
+def encode_workdir_shapes(workdir: str, trained: embed.TrainedJoint) -> np.ndarray:
+  """float32[N, D]: the encoder's point of each of the workdir's embedded shapes (its Sammon rows' order)."""
+  from jembed.training import joint  # pylint: disable=g-import-not-at-top
+  settings = trained.clouds
+  clouds = point_clouds.workdir_clouds(workdir, count=settings["points"], seed=settings["seed"],
+                                       normals=settings["normals"])
+  encoder = point_encoder.PointEncoder(trained.shape.spec)
+  return joint.encode_clouds(encoder, trained.shape.variables, joint.stacked_clouds(clouds, trained.shape_ids))
+
+
+def make_context(workdir: str) -> dict:
+  """Lazy entries for the evaluation's context: the joint run and its shape points, loaded once."""
+  trained = functools.cache(lambda: embed.load_shape_encoder(workdir))
+  return dict(joint=trained, encoded_shapes=functools.cache(lambda: encode_workdir_shapes(workdir, trained())))
+
+
+def distances(images: np.ndarray, context: dict, embed_all) -> tuple[np.ndarray, np.ndarray]:
+  """(float32[Q, N] image x shape, float32[Q, Q] image x image) of the joint run on one set's images."""
+  points = embed_all(context["joint"]().image, images)
+  return retrieval.pairwise_l2(points, context["encoded_shapes"]()), retrieval.pairwise_l2(points, points)
