@@ -72,11 +72,16 @@ def load(workdir: str, step: int | None = None) -> TrainedModel:
   """
   ckpts = checkpoints.Checkpoints(workdir, read_only=True)
   try:
-    meta = ckpts.restore_meta(step)
-    spec = model_lib.ModelSpec.from_dict(meta["model"])
-    abstract = jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    variables = ckpts.restore_params(meta["step"], checkpoints.abstract_like(abstract, device))
+
+    def restore(at):
+      meta = ckpts.restore_meta(at)
+      spec = model_lib.ModelSpec.from_dict(meta["model"])
+      abstract = jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
+      return meta, spec, ckpts.restore_params(at, checkpoints.abstract_like(abstract, device))
+
+    # The newest intact checkpoint (damaged newer ones are skipped with a warning), or exactly `step`.
+    _, (meta, spec, variables) = ckpts.newest_intact(restore, None if step is None else [step])
   finally:
     ckpts.close()
   embedding = shape_embedding.ShapeEmbedding.load(f"{workdir}/shape_embedding.npz")

@@ -7,6 +7,14 @@ import os
 import numpy as np
 
 
+def write_text(path: str, text: str) -> None:
+  """`text` (UTF-8) at `path`."""
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
 def write_json(path: str, obj, indent: int | None = None) -> None:
   """`obj` as JSON at `path`."""
   tmp = f"{path}.tmp{os.getpid()}"

@@ -11,6 +11,7 @@ import os
 import jax
 import numpy as np
 
+from jembed import paths
 from jembed import embed
 from jembed.evaluation import image_sets
 from jembed import retrieval
@@ -31,10 +32,10 @@ def check_workdir(workdir: str) -> None:
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f"workdir {workdir!r} does not exist: run `python -m launch.demo --workdir={workdir}` "
                             f"(or the stages one by one) first")
-  if not os.path.exists(os.path.join(workdir, "shape_embedding.npz")):
+  if not os.path.exists(paths.shape_embedding(workdir)):
     raise FileNotFoundError(f"{workdir!r} has no shape embedding: run `python -m launch.embed_shapes "
                             f"--workdir={workdir}` first")
-  ckpt_dir = os.path.join(workdir, "checkpoints")
+  ckpt_dir = paths.checkpoints(workdir)
   if not os.path.isdir(ckpt_dir) or not any(name.isdigit() for name in os.listdir(ckpt_dir)):
     raise FileNotFoundError(f"{workdir!r} has no trained network: run `python -m launch.build_dataset` and "
                             f"`python -m launch.train` with --workdir={workdir} first")

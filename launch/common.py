@@ -3,7 +3,18 @@
 import contextlib
 import sys
 
+from absl import flags
 from absl import logging
+from ml_collections import config_flags
+
+
+def config_and_workdir(workdir_help: str, default_config: str = "configs/default.py"):
+  """The two flags every launcher takes: `--config` (a configs/ file, `:arg` overrides, `--config.a.b=v` fields) and
+  `--workdir`; returns their flag holders."""
+  config = config_flags.DEFINE_config_file("config", default_config, "Config file (configs/*.py[:arg]).",
+                                           lock_config=True)
+  workdir = flags.DEFINE_string("workdir", None, workdir_help, required=True)
+  return config, workdir
 
 
 def log_devices() -> None:

@@ -15,14 +15,12 @@ the new shapes with it instead: surface clouds and one forward pass, no LFD rend
 
 from absl import app
 from absl import flags
-from absl import logging
-from ml_collections import config_flags
 
+from jembed import stages
 from jembed.embedding import shape_embedding
 from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; the next stages read from it.", required=True)
+_CONFIG, _WORKDIR = common.config_and_workdir("Output folder; the next stages read from it.")
 _INTO = flags.DEFINE_string("into", "", "Workdir of a finished embedding to place these shapes into (out of sample).")
 _PLACEMENT = flags.DEFINE_enum("placement", "auto", ["auto", "encoder", "lfd"],
                                "With --into: 'encoder' (the base run's shape encoder), 'lfd' (LFD-HoG distances and "
@@ -45,16 +43,11 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   common.log_devices()
   with common.user_errors():
-    if _INTO.value and _use_encoder(_INTO.value):
-      from jembed.embedding import encoder_placement  # pylint: disable=g-import-not-at-top  (loads flax, orbax)
-      embedding = encoder_placement.add_shapes(_CONFIG.value, _WORKDIR.value, _INTO.value)
-    elif _INTO.value:
-      embedding = shape_embedding.add_shapes(_CONFIG.value, _WORKDIR.value, _INTO.value)
-    else:
-      embedding = shape_embedding.embed_shapes(_CONFIG.value, _WORKDIR.value)
-  logging.info("wrote %s/shape_embedding.npz and shape_embedding.png", _WORKDIR.value)
-  print(f"{len(embedding.ids)} shapes -> {embedding.points.shape[1]}-D, Sammon stress {embedding.stress:.3g}\n"
-        f"  {_WORKDIR.value}/shape_embedding.npz\n  {_WORKDIR.value}/shape_embedding.png")
+    outputs = stages.shape_embedding(_CONFIG.value, _WORKDIR.value, into=_INTO.value,
+                                     encoder=bool(_INTO.value) and _use_encoder(_INTO.value))
+  embedding = shape_embedding.ShapeEmbedding.load(outputs["shape embedding"])
+  print(f"{len(embedding.ids)} shapes -> {embedding.points.shape[1]}-D, Sammon stress {embedding.stress:.3g}")
+  common.print_outputs(outputs)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from jembed import paths
 from jembed.data import naming
 from jembed.embedding import shape_embedding
 
@@ -195,7 +196,7 @@ def create_input_iterator(config: ml_collections.ConfigDict, workdir: str, split
     raise FileNotFoundError(f"no complete dataset for this config at {path}: run launch/build_dataset.py with the "
                             "same --config and --workdir first")
   table = join_points(read_metadata(path), shape_embedding.ShapeEmbedding.load(
-      embedding_path or os.path.join(workdir, "shape_embedding.npz")))
+      embedding_path or paths.shape_embedding(workdir)))
   epochs = num_epochs if num_epochs is not None else (int(config.input.num_epochs) or None)
   stream = host_dataset(data_source(config, workdir, split), table, local_batch=batch_size // processes,
                         seed=int(config.seed), num_epochs=epochs, shuffle=shuffle,

@@ -13,7 +13,6 @@ Up to `config.mds.exact_max_n` shapes the Sammon solve is exact on the full matr
 """
 
 import dataclasses
-import hashlib
 import json
 import os
 import time
@@ -22,6 +21,7 @@ from absl import logging
 import ml_collections
 import numpy as np
 
+from jembed import paths
 from jembed import files
 from jembed.embedding import distances
 from jembed.embedding import descriptors
@@ -65,9 +65,9 @@ class ShapeEmbedding:
 
 def cached_distances(desc: descriptors.Descriptors, workdir: str) -> np.ndarray:
   """float32[N, N] distances between descriptor rows, reused from `workdir/lfd/` when they are for the same rows."""
-  folder = os.path.join(workdir, "lfd")
+  folder = paths.lfd(workdir)
   path, meta_path = os.path.join(folder, "distances.npy"), os.path.join(folder, "distances.json")
-  key = hashlib.sha1("\n".join(desc.ids).encode()).hexdigest()
+  key = paths.cache_key("\n".join(desc.ids), digits=40)
   if os.path.exists(meta_path) and os.path.exists(path):
     with open(meta_path) as f:
       if json.load(f).get("ids_sha1") == key:
@@ -79,8 +79,7 @@ def cached_distances(desc: descriptors.Descriptors, workdir: str) -> np.ndarray:
   else:
     np.save(tmp, distances.pairwise_distances(desc.features, progress=True))
   os.replace(tmp, path)
-  with open(meta_path, "w") as f:
-    json.dump({"ids_sha1": key, "n": len(desc.ids)}, f)
+  files.write_json(meta_path, {"ids_sha1": key, "n": len(desc.ids)})
   return np.load(path, mmap_mode="r" if len(desc.ids) > _MEMMAP_N else None)
 
 
@@ -140,9 +139,9 @@ def embed_shapes(config: ml_collections.ConfigDict, workdir: str) -> ShapeEmbedd
   embedding = ShapeEmbedding(ids=np.array(desc.ids), categories=np.array(desc.categories),
                              points=np.asarray(points, np.float32), stress=float(stress),
                              stress_curve=np.asarray(curve, np.float32))
-  embedding.save(os.path.join(workdir, "shape_embedding.npz"))
+  embedding.save(paths.shape_embedding(workdir))
   t = time.time()
-  shape_map.write_map(config, desc.features, embedding, os.path.join(workdir, "shape_embedding.png"))
+  shape_map.write_map(config, desc.features, embedding, paths.shape_map(workdir))
   seconds["map"] = time.time() - t
   logging.info("shape embedding: N=%d, dim=%d, stress=%.4g after %d iterations%s; seconds %s; %d skipped",
                n, dim, embedding.stress, int(n_iter), " (landmark)" if landmark else "",
@@ -161,10 +160,11 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
   Returns:
     The new shapes' `ShapeEmbedding` (also in `workdir/shape_embedding.npz`); its stress is that of the new rows.
   """
-  base = ShapeEmbedding.load(os.path.join(base_workdir, "shape_embedding.npz"))
+  base = ShapeEmbedding.load(paths.shape_embedding(base_workdir))
   base_desc = descriptors.load_descriptors(base_workdir)
   if list(base_desc.ids) != list(base.ids):
-    raise ValueError(f"{base_workdir!r}: its descriptors are not those of its shape embedding; rerun embed_shapes there")
+    raise ValueError(f"{base_workdir!r}: its descriptors are not those of its shape embedding; "
+                     "rerun embed_shapes there")
   os.makedirs(workdir, exist_ok=True)
   desc = descriptors.compute_descriptors(config, workdir)
   write_skipped(workdir, desc.skipped)
@@ -180,19 +180,17 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
   stress = float(((a - d_new)[keep] ** 2 / a[keep]).sum() / a.sum())
   added = ShapeEmbedding(ids=np.array(desc.ids), categories=np.array(desc.categories),
                          points=np.asarray(points, np.float32), stress=stress, stress_curve=np.zeros(0, np.float32))
-  added.save(os.path.join(workdir, "shape_embedding.npz"))
+  added.save(paths.shape_embedding(workdir))
   logging.info("placed %d new shapes into %s (stress of their rows %.4g)", len(desc.ids), base_workdir, stress)
   return added
 
 
 def write_skipped(workdir: str, skipped: list[tuple[str, str]]) -> None:
-  with open(os.path.join(workdir, "skipped_shapes.txt"), "w") as f:
-    f.writelines(f"{shape_id}\t{reason}\n" for shape_id, reason in skipped)
+  files.write_text(paths.skipped_shapes(workdir), "".join(f"{shape_id}\t{reason}\n" for shape_id, reason in skipped))
 
 
 def _write_summary(workdir, embedding, n_iter, seconds, skipped) -> None:
   summary = dict(n_shapes=len(embedding.ids), dim=int(embedding.points.shape[1]), stress=embedding.stress,
                  iterations=n_iter, seconds={k: round(v, 2) for k, v in seconds.items()}, n_skipped=len(skipped),
                  categories={c: int(n) for c, n in zip(*np.unique(embedding.categories, return_counts=True))})
-  with open(os.path.join(workdir, "shape_embedding.json"), "w") as f:
-    json.dump(summary, f, indent=1)
+  files.write_json(paths.shape_embedding_summary(workdir), summary, indent=1)

@@ -1,4 +1,4 @@
-"""The `shape_encoder` method of the evaluation: images and shapes both placed by networks of the joint run.
+"""The `shape_encoder` evaluation method: images and shapes both placed by the networks of the joint run.
 
 The image side is the jointly trained image network (`embed_images` of `workdir/shape_encoder/`), the shape side is the
 shape encoder's point of every shape's surface cloud (`embed_shapes`): image->shape distances are between the two,
@@ -6,12 +6,11 @@ image->image between the image points. No Sammon point enters, so on a run split
 held-out shapes are placed by the encoder alone, from clouds it never trained on.
 """
 
-import functools
-
 import numpy as np
 
 from jembed import embed
 from jembed import retrieval
+from jembed.evaluation import methods
 from jembed.shapes import point_clouds
 from jembed.training import point_encoder
 
@@ -34,13 +33,17 @@ def encode_workdir_shapes(workdir: str, trained: embed.TrainedJoint) -> np.ndarr
   return joint.encode_clouds(encoder, trained.shape.variables, joint.stacked_clouds(clouds, trained.shape_ids))
 
 
-def make_context(workdir: str) -> dict:
-  """Lazy entries for the evaluation's context: the joint run and its shape points, loaded once."""
-  trained = functools.cache(lambda: embed.load_shape_encoder(workdir))
-  return dict(joint=trained, encoded_shapes=functools.cache(lambda: encode_workdir_shapes(workdir, trained())))
+def _loaded(context: methods.Context) -> tuple[embed.TrainedJoint, np.ndarray]:
+  """The joint run and its points of all N shapes, loaded once per evaluation (kept on the context)."""
+  if not hasattr(context, "shape_encoder_run"):
+    trained = embed.load_shape_encoder(context.workdir)
+    context.shape_encoder_run = (trained, encode_workdir_shapes(context.workdir, trained))
+  return context.shape_encoder_run
 
 
-def distances(images: np.ndarray, context: dict, embed_all) -> tuple[np.ndarray, np.ndarray]:
+@methods.register(NAME, "image <-> point-cloud encoder")
+def shape_encoder(images: np.ndarray, context: methods.Context) -> methods.Distances:
   """(float32[Q, N] image x shape, float32[Q, Q] image x image) of the joint run on one set's images."""
-  points = embed_all(context["joint"]().image, images)
-  return retrieval.pairwise_l2(points, context["encoded_shapes"]()), retrieval.pairwise_l2(points, points)
+  trained, shape_points = _loaded(context)
+  points = methods.embed_all(trained.image, images)
+  return retrieval.pairwise_l2(points, shape_points), retrieval.pairwise_l2(points, points)

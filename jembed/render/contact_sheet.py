@@ -9,6 +9,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from jembed import paths
 from jembed import viz
 from jembed.render import backend
 from jembed.render import lfd
@@ -69,7 +70,7 @@ def write_contact_sheet(config: ml_collections.ConfigDict, workdir: str, per_cat
     logging.info("%s", line)
   header = (f"{len(rows)} shapes x 20 LFD views, {renderer.name} renderer, {config.render.size}px, "
             f"{report.summary()}")
-  path = os.path.join(workdir, "contact_sheet.png")
+  path = paths.contact_sheet(workdir)
   viz.image_grid(rows, thumb=thumb, header=header).save(path)
   logging.info("wrote %s (%d shapes, %.1f s)", path, len(rows), time.time() - start)
   return path

@@ -7,8 +7,8 @@ its slice of the global batch, gradients and metrics are averaged with `lax.pmea
 Dropout masks are keyed by the example's index in the global batch, so one, two or four devices give the same step.
 
 Reads `workdir/shape_embedding.npz` and the dataset in `workdir/tfds`; writes into the workdir
-  checkpoints/<step>/   every `train.ckpt_every` steps and at the end (see `jembed.training.checkpoints`); a run restarted on
-                        the same workdir resumes from the latest, input position included
+  checkpoints/<step>/   every `train.ckpt_every` steps and at the end (see `jembed.training.checkpoints`); a run
+                        restarted on the same workdir resumes from the latest, input position included
   metrics.jsonl         one JSON object a line: train (loss, grad norm, lr, steps/s, images/s) and validation
                         (val_loss, image->shape val_top1/val_top5: is the nearest shape point the image's shape?)
   loss_curve.png        at the end
@@ -169,23 +169,27 @@ def create_state(spec: model_lib.ModelSpec, tx: optax.GradientTransformation, rn
 def restore_or_create_state(ckpts: checkpoints.Checkpoints, spec: model_lib.ModelSpec,
                             tx: optax.GradientTransformation, rng: jax.Array, mesh: jax.sharding.Mesh,
                             backbone_weights: str = "") -> tuple[State, dict | None]:
-  """The latest checkpoint's state and meta (with the input position) if there is one, else a fresh state."""
-  step = ckpts.latest_step()
-  if step is None:
+  """The newest intact checkpoint's state and meta (with the input position) if there is one, else a fresh state.
+
+  Damaged checkpoints (truncated files) are skipped with a warning naming them (`Checkpoints.newest_intact`).
+  """
+  if ckpts.latest_step() is None:
     return create_state(spec, tx, rng, mesh, backbone_weights), None
-  saved = model_lib.ModelSpec.from_dict(ckpts.restore_meta(step)["model"])
-  changed = {k: (v, getattr(spec, k)) for k, v in saved.to_dict().items() if v != getattr(spec, k) and k != "dropout"}
-  if changed:  # (a new dropout rate is fine: it changes no parameter)
-    raise ValueError(f"the checkpoint of step {step} in {ckpts.directory} is of another network (checkpoint vs "
-                     f"config: {changed}): train in a new workdir, or delete {ckpts.directory} to start over")
   replicated = NamedSharding(mesh, P())
   abstract = jax.eval_shape(_init_fn(spec, tx), rng, None)  # shapes only: nothing is initialized
-  try:
-    restored, meta = ckpts.restore(step, checkpoints.abstract_like(
-        {"params": abstract["params"], "opt_state": abstract["opt_state"]}, replicated))
-  except (ValueError, KeyError) as e:  # orbax's tree-mismatch report runs to pages: keep its first line
-    raise ValueError(f"cannot resume from step {step} in {ckpts.directory}: its optimizer state does not match "
-                     f"config.optax ({str(e).splitlines()[0][:200]}); use a new workdir") from None
+  target = checkpoints.abstract_like({"params": abstract["params"], "opt_state": abstract["opt_state"]}, replicated)
+
+  def restore(step):
+    saved = model_lib.ModelSpec.from_dict(ckpts.restore_meta(step)["model"])
+    changed = {k: (v, getattr(spec, k)) for k, v in saved.to_dict().items()
+               if v != getattr(spec, k) and k != "dropout"}
+    if changed:  # (a new dropout rate is fine: it changes no parameter)
+      raise checkpoints.Incompatible(
+          f"the checkpoint of step {step} in {ckpts.directory} is of another network (checkpoint vs config: "
+          f"{changed}): train in a new workdir, or delete {ckpts.directory} to start over")
+    return ckpts.restore(step, target)
+
+  step, (restored, meta) = ckpts.newest_intact(restore)
   return dict(restored, step=jax.device_put(jnp.int32(step), replicated)), meta
 
 
