@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jembed import provenance
 from jembed.training import checkpoints
 from jembed.embedding import shape_embedding
 from jembed.training import model as model_lib
@@ -69,7 +70,9 @@ def load(workdir: str, step: int | None = None) -> TrainedModel:
 
   Raises:
     FileNotFoundError: no checkpoint or no shape_embedding.npz in `workdir`.
+    provenance.Mismatch: shape_embedding.npz is not the one the network was trained on.
   """
+  provenance.check_network_inputs(workdir)
   ckpts = checkpoints.Checkpoints(workdir, read_only=True)
   try:
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])

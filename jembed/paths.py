@@ -1,6 +1,7 @@
 """The workdir's layout: every file and folder a stage writes, named once, and the one way cache keys are made.
 
   workdir/
+    provenance.json         what each artifact was made from: settings, inputs' fingerprints  (provenance)
     shapes.json             the shape manifest (`shapes.manifest`): ids, categories, sources, mesh fingerprints
     contact_sheet.png       shapes x their 20 LFD views                           (render.contact_sheet)
     lfd/                    LFD-HoG descriptors and distances, resumable           (embedding.descriptors)
@@ -21,6 +22,7 @@ import json
 import os
 
 MANIFEST = "shapes.json"
+PROVENANCE = "provenance.json"
 CONTACT_SHEET = "contact_sheet.png"
 LFD_DIR = "lfd"
 SHAPE_EMBEDDING = "shape_embedding.npz"
@@ -39,6 +41,10 @@ QUERIES_DIR = "queries"
 
 def manifest(workdir: str) -> str:
   return os.path.join(workdir, MANIFEST)
+
+
+def provenance(workdir: str) -> str:
+  return os.path.join(workdir, PROVENANCE)
 
 
 def contact_sheet(workdir: str) -> str:

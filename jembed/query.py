@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from jembed import paths
+from jembed import provenance
 from jembed import embed
 from jembed.evaluation import image_sets
 from jembed import retrieval
@@ -35,8 +36,7 @@ def check_workdir(workdir: str) -> None:
   if not os.path.exists(paths.shape_embedding(workdir)):
     raise FileNotFoundError(f"{workdir!r} has no shape embedding: run `python -m launch.embed_shapes "
                             f"--workdir={workdir}` first")
-  ckpt_dir = paths.checkpoints(workdir)
-  if not os.path.isdir(ckpt_dir) or not any(name.isdigit() for name in os.listdir(ckpt_dir)):
+  if not provenance.has_checkpoints(workdir):
     raise FileNotFoundError(f"{workdir!r} has no trained network: run `python -m launch.build_dataset` and "
                             f"`python -m launch.train` with --workdir={workdir} first")
 
@@ -70,6 +70,17 @@ def query(workdir: str, paths: list[str], top_k: int = 5) -> tuple[list[list[Mat
   matches = [[Match(r + 1, str(model.shape_ids[j]), str(model.shape_categories[j]), float(d))
               for r, (d, j) in enumerate(zip(drow, irow))] for drow, irow in zip(dist, index)]
   return matches, [np.asarray(image) for image in opened]
+
+
+def gallery_names(photos: list[str]) -> list[str]:
+  """One gallery file name per photo, `<photo name>.png`, made unique: photos that share a name (a/chair.jpg,
+  b/chair.png) get `chair.png`, `chair-2.png`, ... in the order given, so no gallery overwrites another."""
+  names, seen = [], {}
+  for photo in photos:
+    stem = os.path.splitext(os.path.basename(photo))[0] or "photo"
+    seen[stem] = seen.get(stem, 0) + 1
+    names.append(f"{stem}.png" if seen[stem] == 1 else f"{stem}-{seen[stem]}.png")
+  return names
 
 
 def write_gallery(workdir: str, photo: np.ndarray, matches: list[Match], path: str, thumb: int = 160) -> str:

@@ -33,9 +33,10 @@ def shape_embedding_outputs(workdir: str) -> dict[str, str]:
 
 
 def shape_embedding(config: ml_collections.ConfigDict, workdir: str, *, into: str = "",
-                    encoder: bool = False) -> dict[str, str]:
+                    force: bool = False, encoder: bool = False) -> dict[str, str]:
   """The shapes' Sammon points (or, with `into`, their out-of-sample places in that workdir's embedding: by its
-  shape encoder's forward pass with `encoder`, else by LFD-HoG distances and an out-of-sample Sammon fit)."""
+  shape encoder's forward pass with `encoder`, else by LFD-HoG distances and an out-of-sample Sammon fit); `force`
+  replaces an embedding made with other settings although a network was trained on it."""
   from jembed.embedding import shape_embedding as lib  # pylint: disable=g-import-not-at-top
   if into and encoder:
     from jembed.embedding import encoder_placement  # pylint: disable=g-import-not-at-top  (loads flax, orbax)
@@ -44,7 +45,7 @@ def shape_embedding(config: ml_collections.ConfigDict, workdir: str, *, into: st
   if into:
     lib.add_shapes(config, workdir, into)
     return {"shape embedding": paths.shape_embedding(workdir)}
-  lib.embed_shapes(config, workdir)
+  lib.embed_shapes(config, workdir, force=force)
   return shape_embedding_outputs(workdir)
 
 
@@ -64,10 +65,10 @@ def training_outputs(workdir: str) -> dict[str, str]:
           "checkpoints": paths.checkpoints(workdir)}
 
 
-def training(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
-  """The CNN, trained (or resumed) data-parallel over all devices."""
+def training(config: ml_collections.ConfigDict, workdir: str, *, force: bool = False) -> dict[str, str]:
+  """The CNN, trained (or resumed) data-parallel over all devices; `force` sets aside checkpoints of other inputs."""
   from jembed.training import train  # pylint: disable=g-import-not-at-top  (flax/orbax load only for this stage)
-  train.train_and_evaluate(config, workdir)
+  train.train_and_evaluate(config, workdir, force=force)
   outputs = training_outputs(workdir)
   if config.shape_encoder.enabled:  # then the shape encoder, jointly with a copy of the image network
     from jembed.training import joint  # pylint: disable=g-import-not-at-top

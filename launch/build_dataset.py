@@ -23,7 +23,8 @@ from jembed.data import build
 from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Output folder; the training stage reads from it.")
-_WORKERS = flags.DEFINE_integer("workers", 0, "Rendering processes; 0 = config.data.workers or one per CPU core.")
+_WORKERS = flags.DEFINE_integer("workers", 0, "Rendering processes; 0 = config.data.workers or one per CPU core.",
+                                lower_bound=0)
 _SHARD = flags.DEFINE_string("shard", "", "'i/n': only render shard i of n into the cache (multi-host builds).")
 _KEEP_CACHE = flags.DEFINE_bool("keep_cache", False, "Keep the per-shape render cache after writing the dataset.")
 
@@ -48,4 +49,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

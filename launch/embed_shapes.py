@@ -3,7 +3,9 @@ r"""The shape side: LFD views -> HoG pyramid -> distances -> Sammon MDS -> `work
   python -m launch.embed_shapes --config=configs/default.py --workdir=/tmp/jembed
   python -m launch.embed_shapes --config=configs/shapenet_chairs.py:root=/data/ShapeNetCore.v1 --workdir=/runs/chairs
 
-A killed run resumes where it stopped (the descriptors are cached per batch in `workdir/lfd/`).
+A killed run resumes where it stopped (the descriptors are cached per batch in `workdir/lfd/`); a finished one made
+with the same settings and shapes is reused. One made with other settings is replaced, except when a network in the
+workdir was trained on it: that is an error naming the differences, unless `--force`.
 
 New shapes into a finished embedding (out of sample; the base run is not changed):
   python -m launch.embed_shapes --config=configs/default.py --workdir=/tmp/new --into=/tmp/jembed \
@@ -22,6 +24,7 @@ from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Output folder; the next stages read from it.")
 _INTO = flags.DEFINE_string("into", "", "Workdir of a finished embedding to place these shapes into (out of sample).")
+_FORCE = common.force_flag("the shape embedding (made with other settings)")
 _PLACEMENT = flags.DEFINE_enum("placement", "auto", ["auto", "encoder", "lfd"],
                                "With --into: 'encoder' (the base run's shape encoder), 'lfd' (LFD-HoG distances and "
                                "an out-of-sample Sammon fit) or 'auto' (the encoder when the base run has one).")
@@ -44,11 +47,11 @@ def main(argv):
   common.log_devices()
   with common.user_errors():
     outputs = stages.shape_embedding(_CONFIG.value, _WORKDIR.value, into=_INTO.value,
-                                     encoder=bool(_INTO.value) and _use_encoder(_INTO.value))
+                                     force=_FORCE.value, encoder=bool(_INTO.value) and _use_encoder(_INTO.value))
   embedding = shape_embedding.ShapeEmbedding.load(outputs["shape embedding"])
   print(f"{len(embedding.ids)} shapes -> {embedding.points.shape[1]}-D, Sammon stress {embedding.stress:.3g}")
   common.print_outputs(outputs)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

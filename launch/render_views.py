@@ -13,15 +13,13 @@ from jembed import stages
 from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Output folder.")
-_PER_CATEGORY = flags.DEFINE_integer("per_category", 4, "Rows (shapes) per category; 0 = every shape.")
-_THUMB = flags.DEFINE_integer("thumb", 64, "Pixels per view in the sheet.")
+_PER_CATEGORY = flags.DEFINE_integer("per_category", 4, "Rows (shapes) per category; 0 = every shape.", lower_bound=0)
+_THUMB = flags.DEFINE_integer("thumb", 64, "Pixels per view in the sheet.", lower_bound=8)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if _PER_CATEGORY.value < 0 or _THUMB.value < 1:
-    raise app.UsageError("--per_category must be >= 0 and --thumb >= 1")
   with common.user_errors():
     outputs = stages.contact_sheet(_CONFIG.value, _WORKDIR.value, per_category=_PER_CATEGORY.value,
                                    thumb=_THUMB.value, reuse=False)
@@ -29,4 +27,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

@@ -20,6 +20,7 @@ from jembed import stages
 from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Run folder: reads the embedding and dataset, writes checkpoints.")
+_FORCE = common.force_flag("the checkpoints (trained on another shape embedding or dataset: set aside, not deleted)")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() before touching devices.")
 
 
@@ -36,7 +37,7 @@ def main(argv):
   common.log_devices()
   with common.user_errors():
     try:
-      final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+      final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, force=_FORCE.value)
     except FloatingPointError as e:  # the message says which checkpoint is good and what to change
       logging.error("%s", e)
       sys.exit(f"error: {e}")
@@ -52,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

@@ -124,6 +124,14 @@ def build_dataset(config: ml_collections.ConfigDict, workdir: str, *, workers: i
       return BuildResult("", {}, stats["images"], time.time() - start)
     images, reused = 0, builder.is_prepared()
     if reused:
+      from jembed.data import pipeline  # pylint: disable=g-import-not-at-top
+      problem = pipeline.damaged_shard(os.fspath(builder.data_path))
+      if problem:  # the images are reproducible (seeded per image): build it again rather than fail on it later
+        logging.warning("%s: building the dataset again", problem)
+        shutil.rmtree(os.fspath(builder.data_path))
+        builder = tfds_builder.JembedImages(config=config, data_dir=data_dir, workers=workers)
+        reused = False
+    if reused:
       logging.info("dataset already built: %s", builder.data_path)
     else:
       remove_incomplete(os.fspath(builder.data_path.parent))

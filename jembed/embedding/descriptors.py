@@ -60,19 +60,25 @@ def _open_store(workdir: str, fingerprint: dict, n: int) -> tuple[np.ndarray, di
   folder = paths.lfd(workdir)
   os.makedirs(folder, exist_ok=True)
   array_path, progress_path = os.path.join(folder, "descriptors.npy"), os.path.join(folder, "progress.json")
-  progress = None
+  progress, features = None, None
   if os.path.exists(progress_path) and os.path.exists(array_path):
-    with open(progress_path) as f:
-      progress = json.load(f)
-    if progress.get("fingerprint") != fingerprint:
-      logging.info("LFD cache in %s is for other shapes or settings: starting over", folder)
-      progress = None
+    try:  # a cache: a damaged one (killed disk, truncated copy) starts over instead of failing
+      with open(progress_path) as f:
+        progress = json.load(f)
+      if progress.get("fingerprint") != fingerprint:
+        logging.info("LFD cache in %s is for other shapes or settings: starting over", folder)
+        progress = None
+      else:
+        features = np.load(array_path, mmap_mode="r+")
+        if features.shape != (max(n, 1), hog.LFD_DIM):
+          raise ValueError(f"{array_path} holds {features.shape}, expected {(max(n, 1), hog.LFD_DIM)}")
+    except (OSError, ValueError, AttributeError) as e:
+      logging.warning("LFD cache in %s is damaged (%s): starting over", folder, e)
+      progress, features = None, None
   if progress is None:
     progress = dict(fingerprint=fingerprint, n_processed=0, ids=[], categories=[], meshes=[], skipped=[])
     features = np.lib.format.open_memmap(array_path, mode="w+", dtype=np.float32, shape=(max(n, 1), hog.LFD_DIM))
     files.write_json(progress_path, progress)
-  else:
-    features = np.load(array_path, mmap_mode="r+")
   return features, progress
 
 
@@ -109,7 +115,7 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str,
       report = sources.LoadReport()
       chunk = refs[lo:lo + batch]
       views, ids, categories, meshes = [], [], [], []
-      for shape in sources.iter_shapes(chunk, config.shapes.up_axis, config.shapes.front, report):
+      for shape in sources.iter_shapes(chunk, config.shapes.up_axis, config.shapes.front, report, summary=False):
         views.append(hog_input.lfd_images(renderer, shape.vertices, shape.faces, shape.category,
                                            size=config.render.size, antialias=config.render.antialias))
         ids.append(shape.id)
@@ -133,6 +139,8 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str,
         on_batch(progress["n_processed"])
     bar.close()
   del features
+  logging.info("LFD descriptors: %d of the %d listed shapes usable, %d skipped in all (reasons in %s)",
+               len(progress["ids"]), len(refs), len(progress["skipped"]), paths.skipped_shapes(workdir))
   _write_manifest(workdir, progress)
   return load_descriptors(workdir)
 
@@ -152,9 +160,13 @@ def load_descriptors(workdir: str) -> Descriptors:
   progress_path = paths.lfd(workdir, "progress.json")
   if not os.path.exists(progress_path):
     raise FileNotFoundError(f"no LFD descriptors in {workdir!r}: run launch/embed_shapes.py with this workdir first")
-  with open(progress_path) as f:
-    progress = json.load(f)
-  n = len(progress["ids"])
-  features = np.load(paths.lfd(workdir, "descriptors.npy"), mmap_mode="r")[:n]
+  try:
+    with open(progress_path) as f:
+      progress = json.load(f)
+    n = len(progress["ids"])
+    features = np.load(paths.lfd(workdir, "descriptors.npy"), mmap_mode="r")[:n]
+  except (OSError, ValueError, KeyError) as e:
+    raise files.DamagedFile(f"the LFD descriptors in {paths.lfd(workdir)} are damaged ({e}): run "
+                            f"`python -m launch.embed_shapes --workdir={workdir}` to compute them again") from None
   return Descriptors(ids=progress["ids"], categories=progress["categories"], features=features,
                      skipped=[tuple(s) for s in progress["skipped"]])

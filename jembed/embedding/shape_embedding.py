@@ -21,13 +21,15 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from jembed import paths
 from jembed import files
+from jembed import paths
+from jembed import provenance
 from jembed.embedding import distances
 from jembed.embedding import descriptors
 from jembed.embedding import out_of_sample
 from jembed.embedding import sammon
 from jembed.embedding import shape_map
+from jembed.shapes import sources
 
 # Above this many shapes the distance matrix lives in a memory-mapped file instead of RAM.
 _MEMMAP_N = 4096
@@ -56,11 +58,19 @@ class ShapeEmbedding:
 
   @classmethod
   def load(cls, path: str) -> "ShapeEmbedding":
+    """Raises FileNotFoundError / files.DamagedFile naming the launcher that makes the file (again)."""
+    remake = f"`python -m launch.embed_shapes --workdir={os.path.dirname(path) or '.'}`"
     if not os.path.exists(path):
-      raise FileNotFoundError(f"no shape embedding at {path!r}: run launch/embed_shapes.py with this workdir first")
-    with np.load(path) as f:
+      raise FileNotFoundError(f"no shape embedding at {path!r}: run {remake} first")
+    try:
+      f = files.load_npz(path)
       return cls(ids=f["ids"], categories=f["categories"], points=f["points"], stress=float(f["stress"]),
                  stress_curve=f["stress_curve"])
+    except files.DamagedFile as e:
+      raise files.DamagedFile(f"{e}: run {remake} to make it again") from None
+    except KeyError as e:
+      raise files.DamagedFile(f"{path} is not a shape embedding (no array {e}): run {remake} to make it again"
+                              ) from None
 
 
 def cached_distances(desc: descriptors.Descriptors, workdir: str) -> np.ndarray:
@@ -69,10 +79,17 @@ def cached_distances(desc: descriptors.Descriptors, workdir: str) -> np.ndarray:
   path, meta_path = os.path.join(folder, "distances.npy"), os.path.join(folder, "distances.json")
   key = paths.cache_key("\n".join(desc.ids), digits=40)
   if os.path.exists(meta_path) and os.path.exists(path):
-    with open(meta_path) as f:
-      if json.load(f).get("ids_sha1") == key:
-        logging.info("reusing distances in %s", path)
-        return np.load(path, mmap_mode="r" if len(desc.ids) > _MEMMAP_N else None)
+    try:
+      with open(meta_path) as f:
+        if json.load(f).get("ids_sha1") == key:
+          logging.info("reusing distances in %s", path)
+          d = np.load(path, mmap_mode="r" if len(desc.ids) > _MEMMAP_N else None)
+          if d.shape == (len(desc.ids),) * 2:
+            return d
+          logging.warning("cached distances %s are %s, not %d x %d: computing them again", path, d.shape,
+                          len(desc.ids), len(desc.ids))
+    except (OSError, ValueError) as e:  # a cache: a damaged one is made again
+      logging.warning("cached distances in %s are damaged (%s): computing them again", folder, e)
   tmp = path + ".tmp.npy"
   if len(desc.ids) > _MEMMAP_N:
     distances.pairwise_distances(desc.features, out=tmp, progress=True).flush()
@@ -104,12 +121,25 @@ def duplicate_groups(d: np.ndarray, ids: list[str], block: int = 4096) -> list[l
   return [g for g in groups.values() if len(g) > 1]
 
 
-def embed_shapes(config: ml_collections.ConfigDict, workdir: str) -> ShapeEmbedding:
+def listing_key(config: ml_collections.ConfigDict) -> str:
+  """The key of the shapes `config.shapes` lists (ids and source paths; no mesh is read)."""
+  return paths.cache_key([[r.id, r.path] for r in sources.list_shapes(config.shapes)])
+
+
+def embed_shapes(config: ml_collections.ConfigDict, workdir: str, force: bool = False) -> ShapeEmbedding:
   """Runs the shape side on `config.shapes` and writes the files listed in the module docstring.
+
+  An embedding already made with this config's settings and shapes is reused. One made otherwise is replaced, except
+  when a network in `workdir/checkpoints` was trained on it: then this is a `provenance.Mismatch` unless `force`.
 
   Returns:
     The `ShapeEmbedding` (also in `workdir/shape_embedding.npz`).
   """
+  listing = listing_key(config)
+  reuse = provenance.check_shape_embedding_write(config, workdir, listing, force)
+  if reuse and os.path.exists(paths.shape_map(workdir)) and os.path.exists(paths.shape_embedding_summary(workdir)):
+    logging.info("reusing %s (made with this config's settings and shapes)", paths.shape_embedding(workdir))
+    return ShapeEmbedding.load(paths.shape_embedding(workdir))
   os.makedirs(workdir, exist_ok=True)
   seconds = {}
   t = time.time()
@@ -140,6 +170,7 @@ def embed_shapes(config: ml_collections.ConfigDict, workdir: str) -> ShapeEmbedd
                              points=np.asarray(points, np.float32), stress=float(stress),
                              stress_curve=np.asarray(curve, np.float32))
   embedding.save(paths.shape_embedding(workdir))
+  provenance.record_shape_embedding(config, workdir, listing, embedding)
   t = time.time()
   shape_map.write_map(config, desc.features, embedding, paths.shape_map(workdir))
   seconds["map"] = time.time() - t
@@ -160,6 +191,7 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
   Returns:
     The new shapes' `ShapeEmbedding` (also in `workdir/shape_embedding.npz`); its stress is that of the new rows.
   """
+  provenance.check_same_views(config, workdir, base_workdir)
   base = ShapeEmbedding.load(paths.shape_embedding(base_workdir))
   base_desc = descriptors.load_descriptors(base_workdir)
   if list(base_desc.ids) != list(base.ids):
@@ -181,6 +213,7 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
   added = ShapeEmbedding(ids=np.array(desc.ids), categories=np.array(desc.categories),
                          points=np.asarray(points, np.float32), stress=stress, stress_curve=np.zeros(0, np.float32))
   added.save(paths.shape_embedding(workdir))
+  provenance.record_shape_embedding(config, workdir, listing_key(config), added, into=base_workdir)
   logging.info("placed %d new shapes into %s (stress of their rows %.4g)", len(desc.ids), base_workdir, stress)
   return added
 

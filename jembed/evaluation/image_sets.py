@@ -76,12 +76,15 @@ def _key(settings: dict) -> str:
 
 
 def _load_cached(path: str, key: str) -> dict | None:
+  """The cached set at `path` if it was made with settings `key`; None (make it again) if not, or if it is damaged."""
   if not os.path.exists(path):
     return None
-  with np.load(path) as f:
-    if str(f["key"]) != key:
-      return None
-    return {k: f[k] for k in f.files}
+  try:
+    cached = files.load_npz(path)
+  except files.DamagedFile as e:
+    logging.warning("%s; making the set again", e)
+    return None
+  return cached if str(cached.get("key")) == key else None
 
 
 def evaluated_shapes(ids: np.ndarray, max_shapes: int, seed: int, candidates: np.ndarray | None = None

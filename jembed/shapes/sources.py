@@ -241,10 +241,12 @@ class LoadReport:
 
 
 def iter_shapes(refs: list[record.ShapeRef], up_axis: str = "y", front: str = "auto",
-                report: LoadReport | None = None) -> Iterator[record.Shape]:
+                report: LoadReport | None = None, summary: bool = True) -> Iterator[record.Shape]:
   """Loads `refs` one at a time; a shape that cannot be used is logged, recorded in `report` and skipped.
 
   Duplicate geometry is recorded when the iteration ends (it is not an error: the Sammon stage has a rule for it).
+  `summary=False` leaves out the closing count line, for callers that load a collection in parts and report the
+  total themselves (a per-part count reads like a total).
   """
   report = report if report is not None else LoadReport()
   report.n_listed += len(refs)
@@ -263,7 +265,8 @@ def iter_shapes(refs: list[record.ShapeRef], up_axis: str = "y", front: str = "a
     if len(group) > 1:
       logging.warning("identical geometry: %s", ", ".join(group))
       report.duplicates.append(group)
-  logging.info("%s", report.summary())
+  if summary:
+    logging.info("%s", report.summary())
 
 
 def load_shapes(cfg) -> tuple[list[record.Shape], LoadReport]:

@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from jembed import provenance
 from jembed.training import augmentation
 from jembed.training import checkpoints
 from jembed.training import losses
@@ -236,14 +237,17 @@ def evaluate(eval_fn, params, batches, shape_points) -> dict[str, float]:
   return {k: v / n for k, v in sums.items()}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, force: bool = False) -> dict[str, float]:
   """Trains (or resumes training) the network of `config` on the dataset in `workdir`; returns the last metrics.
 
   Raises:
     FileNotFoundError: no shape embedding or dataset in `workdir` (the message says what to run).
-    ValueError: a bad config value, e.g. a batch that does not divide over the devices.
+    ValueError: a bad config value, e.g. a batch that does not divide over the devices; a damaged dataset shard;
+      checkpoints trained on another embedding or dataset (`provenance.Mismatch`; `force` sets them aside).
     FloatingPointError: the loss became NaN/inf; the checkpoints written before stay.
   """
+  provenance.check_training_inputs(config, workdir, naming.config_name(config), force)
+  pipeline.check_shards(pipeline.require_dataset(config, workdir))
   mesh = create_mesh()
   with jax.set_mesh(mesh):
     return _train(config, workdir, mesh)
