@@ -95,9 +95,11 @@ def test_joint_run_evaluates_and_places_new_shapes(tiny_run, tmp_path):
   trained = embed.load_shape_encoder(str(workdir))
   assert trained.step == final["step"] and trained.clouds["points"] == config.shape_encoder.points
   results = evaluate.evaluate(config, str(workdir))
+  scores = results.scores
   for name in ("synthetic_clean", "synthetic_clutter"):
-    row = results[name]["shape_encoder"]
-    assert 0.0 <= row["top1"] <= row["top5"] <= 1.0 and row["n_shapes"] == len(trained.shape_ids)
+    for method in ("shape_encoder", "joint_encoder_placed"):
+      row = scores[name][method]
+      assert 0.0 <= row["top1"] <= row["top5"] <= 1.0 and row["n_shapes"] == len(trained.shape_ids)
   # Placing the run's own shapes with its encoder gives the encoder's points of them.
   new = tiny.get_config()
   new.shapes.limit = 1

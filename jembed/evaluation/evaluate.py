@@ -142,8 +142,9 @@ def evaluate_set(image_set: image_sets.ImageSet, method_names, context: methods_
 
 
 def default_methods(workdir: str) -> tuple[str, ...]:
-  """`METHODS`, and `shape_encoder` when the workdir has a trained shape encoder."""
-  return METHODS + ((shape_encoder_method.NAME,) if shape_encoder_method.available(workdir) else ())
+  """`METHODS`, and the shape encoder's rows when the workdir has a trained shape encoder."""
+  encoder = (shape_encoder_method.NAME, shape_encoder_method.PLACED_NAME)
+  return METHODS + (encoder if shape_encoder_method.available(workdir) else ())
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=None) -> EvalResult:

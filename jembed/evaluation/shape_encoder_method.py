@@ -4,6 +4,9 @@ The image side is the jointly trained image network (`embed_images` of `workdir/
 shape encoder's point of every shape's surface cloud (`embed_shapes`): image->shape distances are between the two,
 image->image between the image points. No Sammon point enters, so on a run split by shape (`split_by='shape'`) the
 held-out shapes are placed by the encoder alone, from clouds it never trained on.
+
+`joint_encoder_placed` pairs the regression network's image points (the `joint` row's) with the encoder's shape
+points: the encoder as the paper's out-of-sample map, the way `embed_shapes --into` uses it.
 """
 
 import numpy as np
@@ -15,6 +18,7 @@ from jembed.shapes import point_clouds
 from jembed.training import point_encoder
 
 NAME = "shape_encoder"
+PLACED_NAME = "joint_encoder_placed"
 
 
 def available(workdir: str) -> bool:
@@ -46,4 +50,13 @@ def shape_encoder(images: np.ndarray, context: methods.Context) -> methods.Dista
   """(float32[Q, N] image x shape, float32[Q, Q] image x image) of the joint run on one set's images."""
   trained, shape_points = _loaded(context)
   points = methods.embed_all(trained.image, images)
+  return retrieval.pairwise_l2(points, shape_points), retrieval.pairwise_l2(points, points)
+
+
+@methods.register(PLACED_NAME, "joint embedding, shapes placed by the encoder")
+def joint_encoder_placed(images: np.ndarray, context: methods.Context) -> methods.Distances:
+  """The regression network's image points against the encoder's shape points: the encoder as the paper's
+  out-of-sample map (it was anchored to the Sammon points the network regresses to)."""
+  _, shape_points = _loaded(context)
+  points = methods.embed_all(context.model.params, images)
   return retrieval.pairwise_l2(points, shape_points), retrieval.pairwise_l2(points, points)
