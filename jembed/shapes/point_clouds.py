@@ -21,6 +21,7 @@ import tqdm
 import trimesh
 
 from jembed import files
+from jembed.shapes import manifest
 from jembed.shapes import record
 from jembed.shapes import sources
 
@@ -146,10 +147,9 @@ def workdir_clouds(workdir: str, *, count: int, seed: int, normals: bool = False
   """The clouds of the shapes `workdir`'s shape side embedded (only `ids`, when given), cached in the workdir.
 
   Args:
-    workdir: a run with a finished LFD stage (its record of the shapes that loaded is the listing).
+    workdir: a run with a finished shape side (its manifest of the shapes that loaded is the listing).
     count, seed, normals: as `sample_collection` (`config.shape_encoder.points`, `config.seed`, `...normals`).
   """
-  from jembed.embedding import descriptors  # pylint: disable=g-import-not-at-top  (the shape stage's own record)
-  refs, up_axis, front = descriptors.listed_shapes(workdir, ids)
+  refs, up_axis, front = manifest.listed_shapes(workdir, ids)
   return sample_collection(refs, up_axis, front, os.path.join(workdir, _DIR), count=int(count), seed=int(seed),
                            normals=bool(normals))
