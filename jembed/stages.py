@@ -32,11 +32,12 @@ def shape_embedding_outputs(workdir: str) -> dict[str, str]:
   return {"shape embedding": paths.shape_embedding(workdir), "shape map": paths.shape_map(workdir)}
 
 
-def shape_embedding(config: ml_collections.ConfigDict, workdir: str, *, into: str = "",
-                    force: bool = False, encoder: bool = False) -> dict[str, str]:
+def shape_embedding(config: ml_collections.ConfigDict, workdir: str, *, into: str = "", force: bool = False,
+                    beam_runner: str = "", beam_pipeline_options: str = "", encoder: bool = False) -> dict[str, str]:
   """The shapes' Sammon points (or, with `into`, their out-of-sample places in that workdir's embedding: by its
   shape encoder's forward pass with `encoder`, else by LFD-HoG distances and an out-of-sample Sammon fit); `force`
-  replaces an embedding made with other settings although a network was trained on it."""
+  replaces an embedding made with other settings although a network was trained on it; with `beam_runner` the
+  per-shape work runs on Apache Beam."""
   from jembed.embedding import shape_embedding as lib  # pylint: disable=g-import-not-at-top
   if into and encoder:
     from jembed.embedding import encoder_placement  # pylint: disable=g-import-not-at-top  (loads flax, orbax)
@@ -45,7 +46,7 @@ def shape_embedding(config: ml_collections.ConfigDict, workdir: str, *, into: st
   if into:
     lib.add_shapes(config, workdir, into)
     return {"shape embedding": paths.shape_embedding(workdir)}
-  lib.embed_shapes(config, workdir, force=force)
+  lib.embed_shapes(config, workdir, force=force, beam_runner=beam_runner, beam_pipeline_options=beam_pipeline_options)
   return shape_embedding_outputs(workdir)
 
 

@@ -95,7 +95,7 @@ def test_joint_run_evaluates_and_places_new_shapes(tiny_run, tmp_path):
   trained = embed.load_shape_encoder(str(workdir))
   assert trained.step == final["step"] and trained.clouds["points"] == config.shape_encoder.points
   results = evaluate.evaluate(config, str(workdir))
-  scores = results.scores
+  scores = results.scores()
   for name in ("synthetic_clean", "synthetic_clutter"):
     for method in ("shape_encoder", "joint_encoder_placed"):
       row = scores[name][method]

@@ -191,7 +191,7 @@ def restore_or_create_state(ckpts: checkpoints.Checkpoints, spec: model_lib.Mode
     return ckpts.restore(step, target)
 
   step, (restored, meta) = ckpts.newest_intact(restore)
-  return dict(restored, step=jax.device_put(jnp.int32(step), replicated)), meta
+  return dict(restored, step=jax.device_put(np.int32(step), replicated)), meta
 
 
 def _model_spec(config: ml_collections.ConfigDict, workdir: str,
@@ -213,7 +213,7 @@ def _validation(config, workdir, mesh) -> Callable[[], Any] | None:
   except (KeyError, ValueError) as e:
     logging.warning("no validation split (%s): training without validation", e)
     return None
-  quantum = mesh.size * jax.process_count()
+  quantum = mesh.size  # all devices of all processes: a multiple of the process count
   batch = min(int(config.train.eval_batch_size or config.input.batch_size), size) // quantum * quantum
   if batch == 0:
     logging.warning("the validation split (%d images) is smaller than the %d devices: no validation", size, quantum)
