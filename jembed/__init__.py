@@ -2,8 +2,8 @@
 
 The public API (see `jembed.embed`): `load(workdir)`, `embed_images(params, images)`, `predict_viewpoint`,
 `predict_category`, `Params`, `TrainedModel`; with a trained shape encoder `load_shape_encoder(workdir)`,
-`embed_shapes(params, points)`, `ShapeParams`, `TrainedJoint`. They are imported on first use, so the shape and data stages that
-import `jembed.<module>` do not pay for flax and orbax.
+`embed_shapes(params, points)`, `ShapeParams`, `TrainedJoint`. They are imported on first use, so the shape and data
+stages that import `jembed.<module>` do not pay for flax and orbax.
 """
 
 _API = ("load", "embed_images", "predict_viewpoint", "predict_category", "Params", "TrainedModel",
