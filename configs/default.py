@@ -87,6 +87,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ))
 
   _add_training(config)
+  _add_shape_encoder(config)
   _add_evaluation(config)
   return overrides.apply(config, arg)
 
@@ -162,6 +163,32 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
       end_factor=0.01,      # warmup_cosine: final lr = lr x this.
       decay_every=10_000,   # step.
       decay_factor=0.1,     # step.
+  ))
+
+
+def _add_shape_encoder(config: ml_collections.ConfigDict) -> None:
+  """The learned shape encoder (issue 11 part 2): point clouds of the meshes -> a PPAT-style encoder, trained jointly
+  with the image network by symmetric image<->shape HCL and anchored to the Sammon points, so it also places new
+  shapes (`launch/embed_shapes.py --into`) in one forward pass. Off by default (see README: on the demo it does not
+  beat the regression network within the CPU budget); launch/train.py runs it after the regression when enabled."""
+  config.shape_encoder = ml_collections.ConfigDict(dict(
+      enabled=False,        # Train it (in workdir/shape_encoder/) after the regression network; evaluate its row.
+      points=512,           # Surface samples per shape (OpenShape: 10,000), cached in workdir/point_clouds/.
+      normals=False,        # Also the samples' face normals, as 3 features per point.
+      preset="demo",        # 'demo' (CPU-sized) | 'ppat_bigg' | 'ppat_l14' | 'ppat_b32' (OpenShape's sizes).
+      dim=0, depth=0, heads=0, mlp=0, sa_widths=(), sa_dim=0, patches=0, radius=0.0, nsample=0,  # >0 overrides
+      train_points=0,       # Random subset of the cloud per training example; 0 = all `points`.
+      augment_scale=0.1,    # Random anisotropic scale of the training clouds, 1 +- this.
+      image_init="regression",  # Start the image network from workdir/checkpoints ('regression') or 'scratch'.
+      objective="hcl",      # 'hcl' | 'infonce' (= hcl with beta 0, tau_plus 0).
+      similarity="neg_sq_distance",  # 'neg_sq_distance' (the Sammon space's L2, scaled by its spread) | 'cosine'.
+      temperature=0.1,      # Of the logits; with neg_sq_distance in units of the points' mean squared spread.
+      beta=1.0,             # HCL's hardness concentration.
+      tau_plus=0.0,         # HCL's debiasing prior (same-shape pairs are masked, so few false negatives remain).
+      anchor=1.0,           # x ||shape point - Sammon point||^2 / spread^2: the encoder is the out-of-sample map.
+      image_anchor=1.0,     # x the same for the image points (the paper's regression, kept).
+      total_steps=600,      # Joint steps (global batch config.input.batch_size).
+      lr=1e-3,              # AdamW's peak learning rate (warmup, cosine); 0 = config.optax.lr.
   ))
 
 

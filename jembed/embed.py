@@ -6,11 +6,18 @@
   points = jax.jit(jembed.embed_images)(model.params, images)  # float32[1, D], in the shapes' space
   print(model.shape_ids[np.argmin(((points[:, None] - model.shape_points) ** 2).sum(-1), axis=1)])
 
+With a trained shape encoder (`config.shape_encoder`), the shape side is a function too:
+
+  joint = jembed.load_shape_encoder("/tmp/jembed")      # both networks of the joint run
+  points = jax.jit(jembed.embed_shapes)(joint.shape, clouds)  # float32[B, P, 3] surface samples -> float32[B, D]
+  images = jax.jit(jembed.embed_images)(joint.image, photos)  # in the same space
+
 `Params` carries the architecture (`ModelSpec`) as static pytree data, so `embed_images(params, images)` needs
 nothing else: no globals, no hidden state, one compiled program per architecture and image shape.
 """
 
 import dataclasses
+import os
 
 import flax.struct
 import jax
@@ -19,8 +26,9 @@ import numpy as np
 
 from jembed import provenance
 from jembed.training import checkpoints
-from jembed.training import model as model_lib
 from jembed.embedding import shape_embedding
+from jembed.training import model as model_lib
+from jembed.training import point_encoder
 
 
 @flax.struct.dataclass
@@ -150,3 +158,83 @@ def predict_category(params: Params, images: jax.Array) -> jax.Array:
     raise ValueError("this network has no category head (train with --config.model.category_head=True)")
   outputs, lead = _forward(params, images)
   return jnp.argmax(outputs["category"], axis=-1).astype(jnp.int32).reshape(lead)
+
+
+@flax.struct.dataclass
+class ShapeParams:
+  """A trained shape encoder: its variables and its architecture (static, hashable), like `Params`."""
+  variables: dict
+  spec: point_encoder.EncoderSpec = flax.struct.field(pytree_node=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedJoint:
+  """What `load_shape_encoder` returns.
+
+  Attributes:
+    image: the jointly trained image network (pass to `embed_images`).
+    shape: the shape encoder (pass to `embed_shapes`).
+    clouds: how its input clouds were sampled: {'points': P, 'normals': bool, 'seed': int}
+      (`jembed.shapes.point_clouds.sample_surface` with `shape_seed(seed, id)`).
+    shape_points, shape_ids, shape_categories: the workdir's Sammon embedding (the anchors of the encoder).
+    step: the joint run's checkpoint step.
+  """
+  image: Params
+  shape: ShapeParams
+  clouds: dict
+  shape_points: np.ndarray
+  shape_ids: np.ndarray
+  shape_categories: np.ndarray
+  step: int
+
+
+def load_shape_encoder(workdir: str, step: int | None = None) -> TrainedJoint:
+  """Both networks of a workdir's joint run (`workdir/shape_encoder/`, latest checkpoint or `step`).
+
+  Raises:
+    FileNotFoundError: the workdir has no trained shape encoder (the message says how to train one).
+  """
+  from jembed.training import joint  # pylint: disable=g-import-not-at-top  (training code only when asked for)
+  ckpt_dir = joint.run_dir(workdir)
+  if not os.path.isdir(checkpoints.directory(ckpt_dir)):
+    raise FileNotFoundError(f"no trained shape encoder in {workdir!r}: run launch/train.py with "
+                            "--config.shape_encoder.enabled=True on it")
+  ckpts = checkpoints.Checkpoints(ckpt_dir, read_only=True)
+  try:
+    meta = ckpts.restore_meta(step)
+    spec = model_lib.ModelSpec.from_dict(meta["model"])
+    encoder_spec = point_encoder.EncoderSpec.from_dict(meta["encoder"])
+    features = meta["clouds"]["points"]
+    abstract = jax.eval_shape(lambda: {"image": model_lib.init_params(spec, jax.random.key(0)),
+                                       "shape": point_encoder.init_params(encoder_spec, jax.random.key(0), features)})
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    variables = ckpts.restore_params(meta["step"], checkpoints.abstract_like(abstract, device))
+  finally:
+    ckpts.close()
+  embedding = shape_embedding.ShapeEmbedding.load(f"{workdir}/shape_embedding.npz")
+  return TrainedJoint(image=Params(variables["image"], spec), shape=ShapeParams(variables["shape"], encoder_spec),
+                      clouds=dict(meta["clouds"]), shape_points=np.asarray(embedding.points, np.float32),
+                      shape_ids=embedding.ids, shape_categories=embedding.categories, step=int(meta["step"]))
+
+
+def embed_shapes(params: ShapeParams, points: jax.Array, features: jax.Array | None = None) -> jax.Array:
+  """Point clouds -> their points in the joint space (no distances to other shapes: one forward pass).
+
+  Args:
+    params: `load_shape_encoder(workdir).shape`.
+    points: float32[..., P, 3] surface samples of normalized meshes (+Y up, front +X, unit bounding sphere; any
+      leading dims, none included). Any P >= the encoder's patches and nsample; it was trained on the P of its run.
+    features: float32[..., P, F] per-point features when the encoder takes them (normals).
+
+  Returns:
+    float32[..., D].
+  """
+  points = jnp.asarray(points, jnp.float32)
+  if points.ndim < 2 or points.shape[-1] != 3:
+    raise ValueError(f"points must be [..., P, 3], got shape {points.shape}")
+  lead = points.shape[:-2]
+  flat = points.reshape((-1,) + points.shape[-2:])
+  if features is not None:
+    features = jnp.asarray(features, jnp.float32).reshape(flat.shape[:2] + (-1,))
+  out = point_encoder.PointEncoder(params.spec).apply(params.variables, flat, features)
+  return out.reshape(lead + out.shape[-1:])

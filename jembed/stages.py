@@ -33,11 +33,16 @@ def shape_embedding_outputs(workdir: str) -> dict[str, str]:
 
 
 def shape_embedding(config: ml_collections.ConfigDict, workdir: str, *, into: str = "", force: bool = False,
-                    beam_runner: str = "", beam_pipeline_options: str = "") -> dict[str, str]:
-  """The shapes' Sammon points (or, with `into`, their out-of-sample places in that workdir's embedding); `force`
+                    beam_runner: str = "", beam_pipeline_options: str = "", encoder: bool = False) -> dict[str, str]:
+  """The shapes' Sammon points (or, with `into`, their out-of-sample places in that workdir's embedding: by its
+  shape encoder's forward pass with `encoder`, else by LFD-HoG distances and an out-of-sample Sammon fit); `force`
   replaces an embedding made with other settings although a network was trained on it; with `beam_runner` the
   per-shape work runs on Apache Beam."""
   from jembed.embedding import shape_embedding as lib  # pylint: disable=g-import-not-at-top
+  if into and encoder:
+    from jembed.embedding import encoder_placement  # pylint: disable=g-import-not-at-top  (loads flax, orbax)
+    encoder_placement.add_shapes(config, workdir, into)
+    return {"shape embedding": paths.shape_embedding(workdir)}
   if into:
     lib.add_shapes(config, workdir, into)
     return {"shape embedding": paths.shape_embedding(workdir)}
@@ -65,7 +70,12 @@ def training(config: ml_collections.ConfigDict, workdir: str, *, force: bool = F
   """The CNN, trained (or resumed) data-parallel over all devices; `force` sets aside checkpoints of other inputs."""
   from jembed.training import train  # pylint: disable=g-import-not-at-top  (flax/orbax load only for this stage)
   train.train_and_evaluate(config, workdir, force=force)
-  return training_outputs(workdir)
+  outputs = training_outputs(workdir)
+  if config.shape_encoder.enabled:  # then the shape encoder, jointly with a copy of the image network
+    from jembed.training import joint  # pylint: disable=g-import-not-at-top
+    joint.train_joint(config, workdir)
+    outputs["shape encoder"] = joint.run_dir(workdir)
+  return outputs
 
 
 def evaluation(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:

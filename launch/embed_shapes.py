@@ -17,6 +17,9 @@ Several JAX processes (hosts or GPUs; the flags of launch/train.py: --multihost,
 New shapes into a finished embedding (out of sample; the base run is not changed):
   python -m launch.embed_shapes --config=configs/default.py --workdir=/tmp/new --into=/tmp/jembed \
       --config.shapes.source=folder --config.shapes.root=/data/my_new_meshes
+When the base workdir has a trained shape encoder (`--config.shape_encoder.enabled=True` at training), `--into` places
+the new shapes with it instead: surface clouds and one forward pass, no LFD renders and no distances
+(`--placement=lfd` keeps the LFD-HoG out-of-sample fit).
 """
 
 from absl import app
@@ -34,6 +37,20 @@ _BEAM_RUNNER = flags.DEFINE_string("beam_runner", "", "Run the per-shape work (l
 _BEAM_OPTIONS = flags.DEFINE_string("beam_pipeline_options", "", "The Beam runner's options, in Beam's flag syntax.")
 _INTO = flags.DEFINE_string("into", "", "Workdir of a finished embedding to place these shapes into (out of sample).")
 _FORCE = common.force_flag("the shape embedding (made with other settings)")
+_PLACEMENT = flags.DEFINE_enum("placement", "auto", ["auto", "encoder", "lfd"],
+                               "With --into: 'encoder' (the base run's shape encoder), 'lfd' (LFD-HoG distances and "
+                               "an out-of-sample Sammon fit) or 'auto' (the encoder when the base run has one).")
+
+
+def _use_encoder(base: str) -> bool:
+  if _PLACEMENT.value == "lfd":
+    return False
+  from jembed.training import joint  # pylint: disable=g-import-not-at-top
+  has = joint.latest_meta(base) is not None
+  if _PLACEMENT.value == "encoder" and not has:
+    raise FileNotFoundError(f"--placement=encoder: {base!r} has no trained shape encoder (train it with "
+                            "--config.shape_encoder.enabled=True)")
+  return has
 
 
 def main(argv):
@@ -43,7 +60,8 @@ def main(argv):
   with common.user_errors():
     if distributed.is_main() or not _INTO.value:  # a few new shapes (--into): process 0 alone
       outputs = stages.shape_embedding(_CONFIG.value, _WORKDIR.value, into=_INTO.value, force=_FORCE.value,
-                                       beam_runner=_BEAM_RUNNER.value, beam_pipeline_options=_BEAM_OPTIONS.value)
+                                       beam_runner=_BEAM_RUNNER.value, beam_pipeline_options=_BEAM_OPTIONS.value,
+                                       encoder=bool(_INTO.value) and _use_encoder(_INTO.value))
   distributed.barrier("shape embedding written")
   if not distributed.is_main():
     return

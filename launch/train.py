@@ -12,6 +12,9 @@ Several processes (hosts, or GPUs of one host), one model: start the same comman
       --process_id=0     # and --process_id=1 on the other
 The workdir must be one folder every process sees (checkpoints are written by all of them together; metrics and
 the loss curve by process 0). A failed start is an error, never a run of this process alone.
+
+With `--config.shape_encoder.enabled=True` it then trains the shape encoder jointly with (a copy of) the image network
+(`jembed.training.joint`) into `W/shape_encoder/`.
 """
 
 import sys
@@ -39,6 +42,11 @@ def main(argv):
     except FloatingPointError as e:  # the message says which checkpoint is good and what to change
       logging.error("%s", e)
       sys.exit(f"error: {e}")
+    if _CONFIG.value.shape_encoder.enabled:
+      from jembed.training import joint  # pylint: disable=g-import-not-at-top
+      encoder_final = joint.train_joint(_CONFIG.value, _WORKDIR.value)
+      print(f"shape encoder, step {encoder_final.get('step', '?')}: val_top1 {encoder_final.get('val_top1', 0):.3g}"
+            f"\n  {joint.run_dir(_WORKDIR.value)}")
   if not distributed.is_main():
     return
   summary = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k in ("train_loss", "val_loss", "val_top1",

@@ -191,7 +191,7 @@ def embed_shapes(config: ml_collections.ConfigDict, workdir: str, force: bool = 
   if not distributed.is_main():  # process 0 solves Sammon and writes; the others wait for its file
     distributed.barrier("shape embedding written")
     return ShapeEmbedding.load(os.path.join(workdir, "shape_embedding.npz"))
-  _write_skipped(workdir, desc.skipped)
+  write_skipped(workdir, desc.skipped)
   t = time.time()
   if landmark:  # Never forms the N x N matrix: exact Sammon on landmarks, every other shape out of sample.
     lm = out_of_sample.sammon_landmark(desc.features, n_landmarks=config.mds.landmarks, dim=dim,
@@ -250,7 +250,7 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
                      "rerun embed_shapes there")
   os.makedirs(workdir, exist_ok=True)
   desc = descriptors.compute_descriptors(config, workdir)
-  _write_skipped(workdir, desc.skipped)
+  write_skipped(workdir, desc.skipped)
   if not desc.ids:
     raise ValueError(f"no usable shapes in {config.shapes.source!r} source to add")
   a = distances.cross_distances(desc.features, base_desc.features, progress=True)
@@ -269,7 +269,7 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
   return added
 
 
-def _write_skipped(workdir: str, skipped: list[tuple[str, str]]) -> None:
+def write_skipped(workdir: str, skipped: list[tuple[str, str]]) -> None:
   files.write_text(paths.skipped_shapes(workdir), "".join(f"{shape_id}\t{reason}\n" for shape_id, reason in skipped))
 
 

@@ -40,6 +40,7 @@ from jembed.evaluation import methods as methods_lib
 from jembed.evaluation import metrics
 from jembed.evaluation import viewpoint
 from jembed import fusion
+from jembed.evaluation import shape_encoder_method  # registers the `shape_encoder` method
 
 METHODS = ("joint", "hog_nn", "pixels")  # the default rows; any name of `methods.METHODS` may be asked for
 TOP_KS = (1, 5, 10)
@@ -182,10 +183,19 @@ def evaluate_set(image_set: image_sets.ImageSet, method_names, context: methods_
   return SetResult(image_set, scores, curves, nearest)
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=METHODS) -> EvalResult:
-  """Runs every protocol on every set of `config.eval` and writes `workdir/eval/results.json` and `curves.npz`."""
+def default_methods(workdir: str) -> tuple[str, ...]:
+  """`METHODS`, and the shape encoder's rows when the workdir has a trained shape encoder."""
+  encoder = (shape_encoder_method.NAME, shape_encoder_method.PLACED_NAME)
+  return METHODS + (encoder if shape_encoder_method.available(workdir) else ())
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=None) -> EvalResult:
+  """Runs every protocol on every set of `config.eval` and writes `workdir/eval/results.json` and `curves.npz`.
+
+  `methods` default: `default_methods(workdir)`."""
   start = time.time()
-  methods = tuple(methods) + tuple(m for m in methods_lib.compared_runs(config) if m not in methods)
+  methods = default_methods(workdir) if methods is None else tuple(methods)
+  methods = methods + tuple(m for m in methods_lib.compared_runs(config) if m not in methods)
   for name in methods:
     methods_lib.get(name)  # an unknown name fails before any work
   model = embed.load(workdir)

@@ -121,8 +121,9 @@ def plot_loss_curve(workdir: str) -> str | None:
   ax_loss.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", label="validation")
   ax_loss.set(xlabel="step", ylabel="loss", yscale="log", title="loss")
   ax_loss.legend()
+  ranked = [r for r in records if "val_top1" in r]  # (the joint run validates retrieval only, without a loss)
   for key in ("val_top1", "val_top5"):
-    ax_top.plot([r["step"] for r in val], [r[key] for r in val], "o-", label=key.replace("val_", ""))
+    ax_top.plot([r["step"] for r in ranked], [r[key] for r in ranked], "o-", label=key.replace("val_", ""))
   ax_top.set(xlabel="step", ylabel="fraction of validation images", ylim=(0, 1),
              title="image -> shape retrieval (validation)")
   ax_top.legend()
