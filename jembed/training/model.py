@@ -120,18 +120,28 @@ def caffe_max_pool(x: jax.Array, window: int = 3, stride: int = 2) -> jax.Array:
   return nn.max_pool(x, (window, window), (stride, stride), padding=pads)
 
 
+def _sow_layer(module: nn.Module, name: str, x: jax.Array) -> jax.Array:
+  """Records a layer's activations as `intermediates/.../layers/<name>` and returns them unchanged.
+
+  A no-op unless `apply` makes 'intermediates' mutable, as feature inversion does (`jembed.inversion`). One dict per
+  module, because a variable may not share its name with a submodule (the conv1 layer and its conv1 Conv).
+  """
+  module.sow("intermediates", "layers", (name, x), init_fn=dict, reduce_fn=lambda d, kv: {**d, kv[0]: kv[1]})
+  return x
+
+
 class CaffeNet(nn.Module):
   """CaffeNet conv1-pool5 (pool, then LRN, as bvlc_reference_caffenet and R-CNN): [B, 227, 227, 3] -> [B, 6, 6, 256]."""
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = nn.relu(nn.Conv(96, (11, 11), (4, 4), padding="VALID", name="conv1")(x))
+    x = _sow_layer(self, "conv1", nn.relu(nn.Conv(96, (11, 11), (4, 4), padding="VALID", name="conv1")(x)))
     x = local_response_norm(caffe_max_pool(x))
-    x = nn.relu(nn.Conv(256, (5, 5), padding=2, feature_group_count=2, name="conv2")(x))
+    x = _sow_layer(self, "conv2", nn.relu(nn.Conv(256, (5, 5), padding=2, feature_group_count=2, name="conv2")(x)))
     x = local_response_norm(caffe_max_pool(x))
-    x = nn.relu(nn.Conv(384, (3, 3), padding=1, name="conv3")(x))
-    x = nn.relu(nn.Conv(384, (3, 3), padding=1, feature_group_count=2, name="conv4")(x))
-    x = nn.relu(nn.Conv(256, (3, 3), padding=1, feature_group_count=2, name="conv5")(x))
+    x = _sow_layer(self, "conv3", nn.relu(nn.Conv(384, (3, 3), padding=1, name="conv3")(x)))
+    x = _sow_layer(self, "conv4", nn.relu(nn.Conv(384, (3, 3), padding=1, feature_group_count=2, name="conv4")(x)))
+    x = _sow_layer(self, "conv5", nn.relu(nn.Conv(256, (3, 3), padding=1, feature_group_count=2, name="conv5")(x)))
     return caffe_max_pool(x)
 
 
@@ -146,7 +156,7 @@ class SmallConvNet(nn.Module):
       x = nn.Conv(width, kernel, (2, 2), padding="SAME", name=f"conv{i + 1}")(x)
       # LayerNorm over channels (no batch statistics: nothing to synchronize across devices, and the same
       # function in training and at test time).
-      x = nn.relu(nn.LayerNorm(name=f"norm{i + 1}")(x))
+      x = _sow_layer(self, f"conv{i + 1}", nn.relu(nn.LayerNorm(name=f"norm{i + 1}")(x)))
     return x
 
 
@@ -202,7 +212,7 @@ class EmbeddingNet(nn.Module):
       example_ids = jnp.arange(x.shape[0], dtype=jnp.int32)
     for i, size in enumerate(spec.hidden):
       x = nn.Dense(size, name=f"fc{i + 6}")(x)
-      x = nn.relu(nn.LayerNorm(name=f"fc{i + 6}_norm")(x) if spec.head_norm else x)
+      x = _sow_layer(self, f"fc{i + 6}", nn.relu(nn.LayerNorm(name=f"fc{i + 6}_norm")(x) if spec.head_norm else x))
       x = ExampleDropout(spec.dropout, name=f"drop{i + 6}")(x, example_ids, not train)
     point = nn.Dense(spec.dim, kernel_init=nn.initializers.normal(0.01), name="image_embedding")(x)
     out = {"point": point * spec.point_scale if spec.point_scale != 1.0 else point}
