@@ -52,6 +52,7 @@ class Settings:
     init_rms: the random start's RMS in the unit range (a typical image's).
     jitter: each step sees the image shifted (cyclically) by up to this many pixels, a fresh random shift per step
       (M&V's IJCV 2016 follow-up): detail that only works at one exact position, the adversarial kind, stops paying.
+      Not at shallow layers (`for_layer`).
   """
   iterations: int = 400
   learning_rate: float = 0.05
@@ -107,10 +108,11 @@ def layer_depth(spec: model_lib.ModelSpec, layer: str) -> str:
 
 
 def for_layer(settings: Settings, spec: model_lib.ModelSpec, layer: str) -> Settings:
-  """`settings` with the TV weight of `layer`'s depth filled in (when it is None)."""
-  if settings.tv_weight is not None:
-    return settings
-  return dataclasses.replace(settings, tv_weight=TV_WEIGHTS[layer_depth(spec, layer)])
+  """`settings` for `layer`: the TV weight of its depth filled in (when None), and no jitter at shallow layers,
+  whose features are exact to the pixel (a shift there only blurs the reconstruction)."""
+  depth = layer_depth(spec, layer)
+  tv_weight = TV_WEIGHTS[depth] if settings.tv_weight is None else settings.tv_weight
+  return dataclasses.replace(settings, tv_weight=tv_weight, jitter=0 if depth == "shallow" else settings.jitter)
 
 
 def to_pixels(x: jax.Array) -> jax.Array:

@@ -144,9 +144,19 @@ def _fit(image: np.ndarray, thumb: int) -> np.ndarray:
   return np.asarray(Image.fromarray(np.asarray(image)).convert("RGB").resize((thumb, thumb), Image.BILINEAR))
 
 
+def stretch(image: np.ndarray) -> np.ndarray:
+  """uint8 image with its 1st-99th percentile stretched to 0..255 (M&V display their inversions rescaled, too):
+  deep layers' inversions are faint, and their structure is what the eye should see."""
+  x = np.asarray(image, np.float32)
+  lo, hi = np.percentile(x, [1, 99])
+  return np.clip(np.round((x - lo) * 255.0 / max(hi - lo, 1.0)), 0, 255).astype(np.uint8)
+
+
 def write_gallery(rows: list[list[Row]], layers: tuple[str, ...], path: str, thumb: int = 112) -> str:
   """A PNG with one line per entry of `rows`: each Row's input and its inversions (`input | layer... ` repeated
-  for each Row of the line, e.g. a cluttered image then its clean twin), captioned with the feature loss."""
+  for each Row of the line, e.g. a cluttered image then its clean twin), captioned with the feature loss.
+
+  The inversions are shown contrast-stretched (`stretch`); the distances and inversions.json use them as found."""
   lines = []
   for line in rows:
     images, captions = [], []
@@ -155,7 +165,7 @@ def write_gallery(rows: list[list[Row]], layers: tuple[str, ...], path: str, thu
       captions.append([row.label[:22], "input"])
       for layer in layers:
         if layer in row.images:
-          images.append(_fit(row.images[layer], thumb))
+          images.append(_fit(stretch(row.images[layer]), thumb))
           captions.append([layer, f"loss {row.feature_loss[layer]:.3f}"])
     lines.append(viz.captioned_row(images, captions, thumb))
   sheet = Image.new("RGB", (max(im.width for im in lines), sum(im.height for im in lines)), "white")
