@@ -11,9 +11,11 @@ Override any field from the command line, e.g. `--config.shapes.limit=8 --config
 
 import ml_collections
 
+from configs import overrides
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  """Returns the default config; `arg` is `key=value,...` overrides of `shapes` fields (e.g. `root=/data,limit=8`)."""
+  """Returns the default config; `arg` is `key=value,...` overrides (configs/overrides.py: `root=/data,limit=8`)."""
   config = ml_collections.ConfigDict()
   config.seed = 0
 
@@ -86,8 +88,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   _add_training(config)
   _add_evaluation(config)
-  _apply_overrides(config, arg)
-  return config
+  return overrides.apply(config, arg)
 
 
 def _add_training(config: ml_collections.ConfigDict) -> None:
@@ -157,17 +158,3 @@ def _add_evaluation(config: ml_collections.ConfigDict) -> None:
       photo_root="",
       gallery_queries=8,    # Rows of workdir/eval/retrievals.png per set.
   ))
-
-
-def _apply_overrides(config: ml_collections.ConfigDict, arg: str | None) -> None:
-  """`root=/data/ShapeNetCore.v1,limit=8,categories=chair+table` sets fields of `config.shapes`."""
-  if not arg:
-    return
-  for item in arg.split(","):
-    key, _, value = item.partition("=")
-    if key == "categories":
-      config.shapes.categories = tuple(v for v in value.split("+") if v)
-    elif key == "limit":
-      config.shapes.limit = int(value)
-    else:
-      config.shapes[key] = value

@@ -23,6 +23,7 @@ azimuths are not consistent (about a third of the chairs face +-Y), which the br
 import ml_collections
 
 from configs import default
+from configs import overrides
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -40,19 +41,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.image_size = 64  # real photos keep more detail than the default's 48 px (the numbers in README)
   config.eval.photo_set = "ikea"
   config.eval.photo_root = config.shapes.get_ref("root")  # the photos live beside the voxel grids
-  _apply_overrides(config, arg)
-  return config
-
-
-def _apply_overrides(config: ml_collections.ConfigDict, arg: str | None) -> None:
-  """`backgrounds=<folder>` sets `config.data.backgrounds`; the other items go to `config.shapes` (default.py)."""
-  if not arg:
-    return
-  rest = []
-  for item in arg.split(","):
-    key, _, value = item.partition("=")
-    if key == "backgrounds":
-      config.data.backgrounds = value
-    else:
-      rest.append(item)
-  default._apply_overrides(config, ",".join(rest))  # pylint: disable=protected-access
+  return overrides.apply(config, arg, aliases={"backgrounds": "data.backgrounds"})

@@ -12,6 +12,7 @@ The paper embedded the 6,777 chairs of ShapeNetCore.v1 (sorted by model id) and 
 import ml_collections
 
 from configs import default
+from configs import overrides
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -42,5 +43,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # 40k iterations (~48 epochs); the paper tested 20 batches of 512 every 1000 and used the 20k snapshot.
   config.train.update(total_steps=40_000, log_every=100, eval_every=1000, ckpt_every=2000, max_to_keep=25)
   config.train.update(eval_batch_size=512, augment_flip=False, augment_shift=0.0)  # the paper: no mirroring
-  default._apply_overrides(config, arg)  # pylint: disable=protected-access
-  return config
+  return overrides.apply(config, arg)

@@ -6,12 +6,13 @@ r"""Tests and smoke runs: a few catalog shapes per category, small renders, a sm
 import ml_collections
 
 from configs import default
+from configs import overrides
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  config = default.get_config(arg)
-  if not arg or "limit=" not in arg:
-    config.shapes.limit = 3
+  """The tiny config; `arg` overrides fields as in configs/overrides.py (`limit=2`, `train.total_steps=3`)."""
+  config = default.get_config()
+  config.shapes.limit = 3
   config.render.size = 64
   config.render.antialias = 1
   config.lfd.batch_shapes = 4
@@ -31,4 +32,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.train.update(total_steps=6, log_every=2, eval_every=3, ckpt_every=2, max_to_keep=2)
   config.eval.images_per_shape = 2
   config.eval.gallery_queries = 4
-  return config
+  return overrides.apply(config, arg)

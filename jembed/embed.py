@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jembed import provenance
 from jembed.training import checkpoints
 from jembed.training import model as model_lib
 from jembed.embedding import shape_embedding
@@ -61,14 +62,21 @@ def load(workdir: str, step: int | None = None) -> TrainedModel:
 
   Raises:
     FileNotFoundError: no checkpoint or no shape_embedding.npz in `workdir`.
+    provenance.Mismatch: shape_embedding.npz is not the one the network was trained on.
   """
+  provenance.check_network_inputs(workdir)
   ckpts = checkpoints.Checkpoints(workdir, read_only=True)
   try:
-    meta = ckpts.restore_meta(step)
-    spec = model_lib.ModelSpec.from_dict(meta["model"])
-    abstract = jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    variables = ckpts.restore_params(meta["step"], checkpoints.abstract_like(abstract, device))
+
+    def restore(at):
+      meta = ckpts.restore_meta(at)
+      spec = model_lib.ModelSpec.from_dict(meta["model"])
+      abstract = jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
+      return meta, spec, ckpts.restore_params(at, checkpoints.abstract_like(abstract, device))
+
+    # The newest intact checkpoint (damaged newer ones are skipped with a warning), or exactly `step`.
+    _, (meta, spec, variables) = ckpts.newest_intact(restore, None if step is None else [step])
   finally:
     ckpts.close()
   embedding = shape_embedding.ShapeEmbedding.load(f"{workdir}/shape_embedding.npz")

@@ -11,6 +11,8 @@ import os
 import jax
 import numpy as np
 
+from jembed import paths
+from jembed import provenance
 from jembed import embed
 from jembed.evaluation import image_sets
 from jembed import retrieval
@@ -31,11 +33,10 @@ def check_workdir(workdir: str) -> None:
   if not os.path.isdir(workdir):
     raise FileNotFoundError(f"workdir {workdir!r} does not exist: run `python -m launch.demo --workdir={workdir}` "
                             f"(or the stages one by one) first")
-  if not os.path.exists(os.path.join(workdir, "shape_embedding.npz")):
+  if not os.path.exists(paths.shape_embedding(workdir)):
     raise FileNotFoundError(f"{workdir!r} has no shape embedding: run `python -m launch.embed_shapes "
                             f"--workdir={workdir}` first")
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(ckpt_dir) or not any(name.isdigit() for name in os.listdir(ckpt_dir)):
+  if not provenance.has_checkpoints(workdir):
     raise FileNotFoundError(f"{workdir!r} has no trained network: run `python -m launch.build_dataset` and "
                             f"`python -m launch.train` with --workdir={workdir} first")
 
@@ -69,6 +70,17 @@ def query(workdir: str, paths: list[str], top_k: int = 5) -> tuple[list[list[Mat
   matches = [[Match(r + 1, str(model.shape_ids[j]), str(model.shape_categories[j]), float(d))
               for r, (d, j) in enumerate(zip(drow, irow))] for drow, irow in zip(dist, index)]
   return matches, [np.asarray(image) for image in opened]
+
+
+def gallery_names(photos: list[str]) -> list[str]:
+  """One gallery file name per photo, `<photo name>.png`, made unique: photos that share a name (a/chair.jpg,
+  b/chair.png) get `chair.png`, `chair-2.png`, ... in the order given, so no gallery overwrites another."""
+  names, seen = [], {}
+  for photo in photos:
+    stem = os.path.splitext(os.path.basename(photo))[0] or "photo"
+    seen[stem] = seen.get(stem, 0) + 1
+    names.append(f"{stem}.png" if seen[stem] == 1 else f"{stem}-{seen[stem]}.png")
+  return names
 
 
 def write_gallery(workdir: str, photo: np.ndarray, matches: list[Match], path: str, thumb: int = 160) -> str:

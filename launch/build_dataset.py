@@ -17,14 +17,14 @@ then any one host merges them and writes the dataset (rendering whatever a host 
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
+from jembed import stages
 from jembed.data import build
 from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; the training stage reads from it.", required=True)
-_WORKERS = flags.DEFINE_integer("workers", 0, "Rendering processes; 0 = config.data.workers or one per CPU core.")
+_CONFIG, _WORKDIR = common.config_and_workdir("Output folder; the training stage reads from it.")
+_WORKERS = flags.DEFINE_integer("workers", 0, "Rendering processes; 0 = config.data.workers or one per CPU core.",
+                                lower_bound=0)
 _SHARD = flags.DEFINE_string("shard", "", "'i/n': only render shard i of n into the cache (multi-host builds).")
 _KEEP_CACHE = flags.DEFINE_bool("keep_cache", False, "Keep the per-shape render cache after writing the dataset.")
 
@@ -42,9 +42,11 @@ def main(argv):
     return
   logging.info("dataset: %s", result.dataset_dir)
   made = ("already built, reused" if result.reused else
-          f"{result.images_rendered} images rendered in {result.seconds:.1f} s ({result.images_per_second:.1f} images/s)")
-  print(f"{result.dataset_dir}\n  splits {result.num_examples}\n  {made}\n  {result.sample_sheet}")
+          f"{result.images_rendered} images rendered in {result.seconds:.1f} s "
+          f"({result.images_per_second:.1f} images/s)")
+  print(f"splits {result.num_examples}; {made}")
+  common.print_outputs(stages.dataset_outputs(result))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

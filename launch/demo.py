@@ -7,14 +7,11 @@ Re-running it reuses the stages that finished.
 """
 
 from absl import app
-from absl import flags
-from ml_collections import config_flags
 
 from jembed import demo
 from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder of every stage.", required=True)
+_CONFIG, _WORKDIR = common.config_and_workdir("Output folder of every stage.")
 
 
 def main(argv):
@@ -23,10 +20,9 @@ def main(argv):
   common.log_devices()
   with common.user_errors():
     outputs = demo.run(_CONFIG.value, _WORKDIR.value)
-  table = outputs.pop("table", "")
-  print(f"\n{table}\n")
+    print(f"\n{demo.results_table(_WORKDIR.value)}\n")
   common.print_outputs(outputs)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

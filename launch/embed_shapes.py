@@ -3,7 +3,9 @@ r"""The shape side: LFD views -> HoG pyramid -> distances -> Sammon MDS -> `work
   python -m launch.embed_shapes --config=configs/default.py --workdir=/tmp/jembed
   python -m launch.embed_shapes --config=configs/shapenet_chairs.py:root=/data/ShapeNetCore.v1 --workdir=/runs/chairs
 
-A killed run resumes where it stopped (the descriptors are cached per batch in `workdir/lfd/`).
+A killed run resumes where it stopped (the descriptors are cached per batch in `workdir/lfd/`); a finished one made
+with the same settings and shapes is reused. One made with other settings is replaced, except when a network in the
+workdir was trained on it: that is an error naming the differences, unless `--force`.
 
 New shapes into a finished embedding (out of sample; the base run is not changed):
   python -m launch.embed_shapes --config=configs/default.py --workdir=/tmp/new --into=/tmp/jembed \
@@ -12,15 +14,14 @@ New shapes into a finished embedding (out of sample; the base run is not changed
 
 from absl import app
 from absl import flags
-from absl import logging
-from ml_collections import config_flags
 
+from jembed import stages
 from jembed.embedding import shape_embedding
 from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; the next stages read from it.", required=True)
+_CONFIG, _WORKDIR = common.config_and_workdir("Output folder; the next stages read from it.")
 _INTO = flags.DEFINE_string("into", "", "Workdir of a finished embedding to place these shapes into (out of sample).")
+_FORCE = common.force_flag("the shape embedding (made with other settings)")
 
 
 def main(argv):
@@ -28,14 +29,12 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   common.log_devices()
   with common.user_errors():
-    if _INTO.value:
-      embedding = shape_embedding.add_shapes(_CONFIG.value, _WORKDIR.value, _INTO.value)
-    else:
-      embedding = shape_embedding.embed_shapes(_CONFIG.value, _WORKDIR.value)
-  logging.info("wrote %s/shape_embedding.npz and shape_embedding.png", _WORKDIR.value)
-  print(f"{len(embedding.ids)} shapes -> {embedding.points.shape[1]}-D, Sammon stress {embedding.stress:.3g}\n"
-        f"  {_WORKDIR.value}/shape_embedding.npz\n  {_WORKDIR.value}/shape_embedding.png")
+    outputs = stages.shape_embedding(_CONFIG.value, _WORKDIR.value, into=_INTO.value,
+                                     force=_FORCE.value)
+  embedding = shape_embedding.ShapeEmbedding.load(outputs["shape embedding"])
+  print(f"{len(embedding.ids)} shapes -> {embedding.points.shape[1]}-D, Sammon stress {embedding.stress:.3g}")
+  common.print_outputs(outputs)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

@@ -9,27 +9,23 @@ and prints the table.
 """
 
 from absl import app
-from absl import flags
-from ml_collections import config_flags
 
+from jembed import demo
+from jembed import stages
 from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder with a trained model.", required=True)
+_CONFIG, _WORKDIR = common.config_and_workdir("Run folder with a trained model.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from jembed.evaluation import report  # pylint: disable=g-import-not-at-top
-  from jembed.evaluation import evaluate  # pylint: disable=g-import-not-at-top
   common.log_devices()
   with common.user_errors():
-    results = evaluate.evaluate(_CONFIG.value, _WORKDIR.value)
-    paths = report.write_report(_CONFIG.value, _WORKDIR.value, results, evaluate.PR_AUC_DEFINITION)
-  print(report.results_table(results))
-  common.print_outputs(paths)
+    outputs = stages.evaluation(_CONFIG.value, _WORKDIR.value)
+    print(demo.results_table(_WORKDIR.value))
+  common.print_outputs(outputs)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

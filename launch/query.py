@@ -18,7 +18,7 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A trained run's folder (launch/
                                required=True)
 _IMAGES = flags.DEFINE_multi_string("image", None, "Photo file(s) to look up; repeat the flag for several.",
                                     required=True)
-_TOP_K = flags.DEFINE_integer("top_k", 5, "Shapes to list per photo.")
+_TOP_K = flags.DEFINE_integer("top_k", 5, "Shapes to list per photo.", lower_bound=1)
 _OUT_DIR = flags.DEFINE_string("out_dir", "", "Where the gallery PNGs go; empty = workdir/queries.")
 
 
@@ -29,13 +29,12 @@ def main(argv):
   with common.user_errors():
     results, photos = query.query(_WORKDIR.value, _IMAGES.value, _TOP_K.value)
     out_dir = _OUT_DIR.value or os.path.join(_WORKDIR.value, "queries")
-    for path, matches, photo in zip(_IMAGES.value, results, photos):
+    for path, matches, photo, name in zip(_IMAGES.value, results, photos, query.gallery_names(_IMAGES.value)):
       print(f"{path}:")
       for m in matches:
         print(f"  {m.rank:>3}  {m.shape_id:<40} {m.category:<12} {m.distance:.4f}")
-      stem = os.path.splitext(os.path.basename(path))[0]
-      print(f"  gallery: {query.write_gallery(_WORKDIR.value, photo, matches, os.path.join(out_dir, stem + '.png'))}")
+      print(f"  gallery: {query.write_gallery(_WORKDIR.value, photo, matches, os.path.join(out_dir, name))}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main, quiet=True)

@@ -13,13 +13,12 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
+from jembed import stages
 from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder: reads the embedding and dataset, writes checkpoints.",
-                               required=True)
+_CONFIG, _WORKDIR = common.config_and_workdir("Run folder: reads the embedding and dataset, writes checkpoints.")
+_FORCE = common.force_flag("the checkpoints (trained on another shape embedding or dataset: set aside, not deleted)")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() before touching devices.")
 
 
@@ -36,15 +35,15 @@ def main(argv):
   common.log_devices()
   with common.user_errors():
     try:
-      final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+      final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, force=_FORCE.value)
     except FloatingPointError as e:  # the message says which checkpoint is good and what to change
       logging.error("%s", e)
       sys.exit(f"error: {e}")
   summary = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k in ("train_loss", "val_loss", "val_top1",
                                                                         "val_top5", "images_per_s"))
-  print(f"step {final.get('step', '?')}: {summary}\n  {_WORKDIR.value}/metrics.jsonl\n"
-        f"  {_WORKDIR.value}/loss_curve.png\n  {_WORKDIR.value}/checkpoints")
+  print(f"step {final.get('step', '?')}: {summary}")
+  common.print_outputs(stages.training_outputs(_WORKDIR.value))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)

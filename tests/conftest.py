@@ -55,3 +55,14 @@ def tiny_run(tmp_path_factory) -> tuple[pathlib.Path, dict[str, str], str]:
   workdir = tmp_path_factory.mktemp("tiny_run")
   outputs, stdout = run_demo(workdir)
   return workdir, outputs, stdout
+
+
+# Fixtures that run a whole stage chain (or a training run): every test using one is an end-to-end test.
+_END_TO_END_FIXTURES = {"tiny_run", "run", "workdir", "reference", "dataset"}
+
+
+def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
+  """Marks end-to-end tests `slow` (see pyproject.toml): those using a trained or built run, and those marked so."""
+  for item in items:
+    if _END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
+      item.add_marker(pytest.mark.slow)

@@ -180,6 +180,7 @@ def _silhouette_iou(example, shape, renderer, settings, azimuth):
   return (mask & expected & sure).sum() / max(((mask | expected) & sure).sum(), 1)
 
 
+@pytest.mark.slow
 def test_labels_match_the_renderers_own_view(tmp_path):
   """Flat gray backgrounds, tight crops, uniform shading: each image's silhouette is the embree render at its labels."""
   config = _config(clutter_ratio=0.0, truncation=0.0, albedo="gray", max_lamps=0, ambient=(1.0, 1.0),
@@ -202,6 +203,7 @@ def test_labels_match_the_renderers_own_view(tmp_path):
   assert len(right) >= 8 and np.mean(right) > np.mean(wrong) + 0.15, (right, wrong)
 
 
+@pytest.mark.slow
 def test_split_by_shape_is_disjoint_and_bad_backgrounds_are_reported(tmp_path):
   folder = tmp_path / "bg"
   folder.mkdir()
@@ -254,6 +256,7 @@ def test_broken_meshes_are_skipped_and_reported(tmp_path):
   assert [shape_id for shape_id, _ in summary["skipped_shapes"]] == ["box/broken"]
 
 
+@pytest.mark.slow
 def test_real_meshes_objectnet3d(shared_data, tmp_path):
   config = _config()
   config.shapes.update(source="folder", root=str(shared_data / "objectnet3d_cad"), categories=("chair", "aeroplane"),
@@ -266,6 +269,7 @@ def test_real_meshes_objectnet3d(shared_data, tmp_path):
   assert all(-90 <= e["elevation"] <= 90 for e in planes)
 
 
+@pytest.mark.slow
 def test_real_meshes_shapenet(shared_data, tmp_path):
   config = _config()
   config.shapes.update(source="shapenet", root=str(shared_data / "shapenet_samples" / "ShapeNetCore.v1"))

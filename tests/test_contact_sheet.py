@@ -1,5 +1,6 @@
 """The contact sheet launcher, as a user runs it, on the catalog and on real meshes."""
 
+import pytest
 import os
 import pathlib
 import subprocess
@@ -25,6 +26,7 @@ def _rows_with_content(png: pathlib.Path, n_rows: int, thumb: int) -> int:
   return count
 
 
+@pytest.mark.slow
 def test_launcher_on_tiny_catalog(tmp_path):
   workdir = tmp_path / "wd"
   cmd = [sys.executable, "-m", "launch.render_views", "--config=configs/tiny.py", f"--workdir={workdir}",

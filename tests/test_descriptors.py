@@ -23,6 +23,7 @@ def _config(limit=2):
   return config
 
 
+@pytest.mark.slow
 def test_resume_after_kill_equals_uninterrupted_run(tmp_path):
   config = _config()
   full = descriptors.compute_descriptors(config, str(tmp_path / "full"))

@@ -8,7 +8,6 @@ from jembed.embedding import resize
 import pytest
 import trimesh
 
-from jembed.render import camera
 from jembed.render import embree
 from jembed.embedding import hog_input
 

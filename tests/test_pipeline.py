@@ -96,7 +96,7 @@ def test_missing_points_and_missing_dataset_are_clear(built, tmp_path):
   partial.save(str(tmp_path / "partial.npz"))
   with pytest.raises(ValueError, match=r"2 of the dataset's 6 shapes have no point .*same config.shapes"):
     next(pipeline.create_input_iterator(config, workdir, embedding_path=str(tmp_path / "partial.npz")))
-  with pytest.raises(FileNotFoundError, match="build_dataset.py"):
+  with pytest.raises(FileNotFoundError, match="launch.build_dataset"):
     next(pipeline.create_input_iterator(config, str(tmp_path)))
   other = tiny.get_config()
   other.data.image_size = 40  # another config: another dataset name, not silently the built one

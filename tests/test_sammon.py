@@ -127,6 +127,7 @@ def _knn_recall(dist: np.ndarray, points: np.ndarray, rows: np.ndarray, k: int) 
   return float(np.mean(hits))
 
 
+@pytest.mark.slow
 def test_out_of_sample_reinsertion_keeps_stress_and_neighbours():
   n, dim = 200, 4
   dist = _dist(_clusters(n, 12, 6, spread=0.4))
@@ -157,6 +158,7 @@ def test_out_of_sample_duplicate_of_an_anchor_sits_on_it():
   assert np.all(np.isfinite(placed))
 
 
+@pytest.mark.slow
 def test_landmark_sammon_never_needs_all_pairs():
   x = _clusters(400, 10, 5, spread=0.4).astype(np.float32)
   result = out_of_sample.sammon_landmark(x, n_landmarks=120, dim=3, chunk=128)

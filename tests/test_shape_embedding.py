@@ -1,5 +1,6 @@
 """The shape-embedding launcher end to end, as a user runs it."""
 
+import pytest
 import json
 import os
 import pathlib
@@ -15,6 +16,7 @@ from jembed.embedding import shape_embedding
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_launcher_writes_embedding_map_and_summary(tmp_path):
   workdir = tmp_path / "wd"
   cmd = [sys.executable, "-m", "launch.embed_shapes", "--config=configs/tiny.py", f"--workdir={workdir}"]
@@ -38,11 +40,13 @@ def test_launcher_writes_embedding_map_and_summary(tmp_path):
   assert "Sammon stress" in result.stdout
 
 
+@pytest.mark.slow
 def test_broken_shapes_are_listed_not_fatal(tmp_path, shared_data):
   root = tmp_path / "meshes"
   (root / "chair").mkdir(parents=True)
   for i in range(1, 5):
-    (root / "chair" / f"{i:02d}.obj.gz").write_bytes((shared_data / f"objectnet3d_cad/chair/{i:02d}.obj.gz").read_bytes())
+    source = shared_data / f"objectnet3d_cad/chair/{i:02d}.obj.gz"
+    (root / "chair" / f"{i:02d}.obj.gz").write_bytes(source.read_bytes())
   (root / "chair" / "broken.obj").write_text("v 0 0 0\nf 1 1 1\n")
   config = tiny.get_config()
   config.shapes.source, config.shapes.root, config.shapes.limit = "folder", str(root), 0
@@ -53,6 +57,7 @@ def test_broken_shapes_are_listed_not_fatal(tmp_path, shared_data):
   assert len(skipped) == 1 and skipped[0].startswith("chair/broken\t")
 
 
+@pytest.mark.slow
 def test_landmark_variant_agrees_with_exact_on_neighbours(tmp_path):
   config = tiny.get_config()
   exact = shape_embedding.embed_shapes(config, str(tmp_path))
@@ -71,6 +76,7 @@ def test_landmark_variant_agrees_with_exact_on_neighbours(tmp_path):
   assert same >= 0.7, same
 
 
+@pytest.mark.slow
 def test_new_shapes_are_placed_next_to_their_own_kind(tmp_path):
   base_config = tiny.get_config()
   base = shape_embedding.embed_shapes(base_config, str(tmp_path / "base"))

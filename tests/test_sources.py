@@ -188,3 +188,17 @@ def test_folder_category_filter_and_root_files(tmp_path, shared_data):
   assert [(r.id, r.category) for r in refs] == [("ball", "mine"), ("chairs/a", "chairs")]
   with pytest.raises(ValueError, match="unknown categories"):
     sources.list_shapes(shapes_config(root=str(root), categories=("sofa",)))
+
+
+def test_two_files_with_one_id_are_an_error_naming_both(tmp_path):
+  root = tmp_path / "meshes"
+  (root / "chair").mkdir(parents=True)
+  box = trimesh.creation.box()
+  box.export(root / "chair" / "model.obj")
+  trimesh.creation.icosphere().export(root / "chair" / "model.stl")
+  box.export(root / "chair" / "other.ply")
+  with pytest.raises(ValueError, match=r"'chair/model' <- .*model\.obj.*model\.stl"):
+    sources.list_shapes(shapes_config(root=str(root)))
+  (root / "chair" / "model.stl").rename(root / "chair" / "model2.stl")  # unique again: both listed
+  assert [r.id for r in sources.list_shapes(shapes_config(root=str(root)))] == ["chair/model", "chair/model2",
+                                                                                "chair/other"]

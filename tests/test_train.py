@@ -59,6 +59,7 @@ def _steps(devices: int, state: dict, batch: dict, steps: int = 2):
   return jax.device_get(state["params"]), jax.device_get(metrics)
 
 
+@pytest.mark.slow
 def test_same_step_on_one_two_and_four_devices():
   assert jax.device_count() == 4  # conftest forces 4 CPU devices
   batch = _batch(8)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from jembed.data import viewpoints
+from jembed.shapes import taxonomy
 
 
 def _bin_frequencies(values, width, offset, bins):
@@ -14,7 +15,7 @@ def _bin_frequencies(values, width, offset, bins):
 @pytest.mark.parametrize("category", ["chair", "car", "airplane", "table", "lamp"])
 def test_histograms_match_the_paper_weights(category):
   views = viewpoints.paper_distribution(category).sample(np.random.default_rng(0), 40000)
-  az_w, el_w, tilt_std = viewpoints.PAPER_VIEW_PARAMS[category]
+  az_w, el_w, tilt_std = taxonomy.TABLE[category].view_histogram
   # Bin k covers 22.5 k ± 11.25; bin j covers 10 j - 85 ± 5: frequencies follow the weights.
   np.testing.assert_allclose(_bin_frequencies(views.azimuth, 22.5, 0.0, 16), np.array(az_w) / np.sum(az_w), atol=0.01)
   np.testing.assert_allclose(_bin_frequencies(views.elevation, 10.0, -85.0, 18), np.array(el_w) / np.sum(el_w),
@@ -37,13 +38,6 @@ def test_jitter_stays_inside_the_bin():
   az_offset = np.mod(views.azimuth + 11.25, 22.5) - 11.25
   assert np.all(np.abs(az_offset) <= 11.25 + 1e-4)
   assert np.std(az_offset) == pytest.approx(22.5 / np.sqrt(12), rel=0.05)  # uniform within the bin
-
-
-@pytest.mark.parametrize("name,expected", [
-    ("chair", "chair"), ("03001627", "chair"), ("airplane,aeroplane,plane", "airplane"), ("aeroplane", "airplane"),
-    ("diningtable", "table"), ("desk_lamp", "lamp"), ("02958343", "car"), ("sofa", "sofa")])
-def test_canonical_category(name, expected):
-  assert viewpoints.canonical_category(name) == expected
 
 
 def test_other_categories_use_the_chair_distribution():

@@ -22,8 +22,9 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFilter
 
+from jembed import images
+
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
-_GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
 _MIN_SIDE = 16
 
 
@@ -51,7 +52,7 @@ def _check_photo(path: str) -> str | None:
       im.load()
   except Exception as e:  # pylint: disable=broad-except  # PIL raises many types for bad files
     return f"unreadable ({type(e).__name__}: {e})"
-  if mode in _GRAY_MODES:
+  if mode in images.GRAY_MODES:
     return f"grayscale (mode {mode}); the paper redraws grayscale backgrounds"
   if min(size) < _MIN_SIDE:
     return f"too small ({size[0]}x{size[1]})"
@@ -104,7 +105,8 @@ class PhotoBackgrounds:
   def _photo(self, index: int, min_h: int, min_w: int) -> np.ndarray:
     """uint8[H, W, 3] photo `index` at its working scale, at least min_h x min_w."""
     with Image.open(self.paths[index]) as im:
-      w, h = im.size
+      swapped = images.swaps_axes(im)
+      w, h = im.size[::-1] if swapped else im.size  # as shown, after the EXIF orientation
       s = self.short_side / min(w, h) if self.short_side else 1.0
       s = max(s, min_h / h, min_w / w)  # never smaller than the crop
       target = (max(min_w, round(w * s)), max(min_h, round(h * s)))
@@ -112,8 +114,9 @@ class PhotoBackgrounds:
       if key in self._cache:
         self._cache.move_to_end(key)
         return self._cache[key]
-      im.draft("RGB", target)  # JPEG decodes directly at 1/2, 1/4 or 1/8 scale when that is still >= target
-      photo = np.asarray(im.convert("RGB").resize(target, Image.BILINEAR, reducing_gap=2.0))
+      # JPEG decodes directly at 1/2, 1/4 or 1/8 scale when that is still >= target (in the file's own axes).
+      im.draft("RGB", target[::-1] if swapped else target)
+      photo = np.asarray(images.to_rgb(im).resize(target, Image.BILINEAR, reducing_gap=2.0))
     self._cache[key] = photo
     if len(self._cache) > self._cache_size:
       self._cache.popitem(last=False)

@@ -28,6 +28,7 @@ import time
 from absl import logging
 import ml_collections
 
+from jembed import paths
 from jembed import files
 from jembed.data import tfds_builder
 from jembed.data import sample_sheet
@@ -113,7 +114,7 @@ def build_dataset(config: ml_collections.ConfigDict, workdir: str, *, workers: i
     A `BuildResult`.
   """
   start = time.time()
-  data_dir = os.path.join(workdir, "tfds")
+  data_dir = paths.tfds_dir(workdir)
   os.makedirs(data_dir, exist_ok=True)
   workers = workers or int(config.data.workers) or default_workers()
   builder = tfds_builder.JembedImages(config=config, data_dir=data_dir, workers=workers)
@@ -122,6 +123,14 @@ def build_dataset(config: ml_collections.ConfigDict, workdir: str, *, workers: i
       stats = builder.render(shard)
       return BuildResult("", {}, stats["images"], time.time() - start)
     images, reused = 0, builder.is_prepared()
+    if reused:
+      from jembed.data import pipeline  # pylint: disable=g-import-not-at-top
+      problem = pipeline.damaged_shard(os.fspath(builder.data_path))
+      if problem:  # the images are reproducible (seeded per image): build it again rather than fail on it later
+        logging.warning("%s: building the dataset again", problem)
+        shutil.rmtree(os.fspath(builder.data_path))
+        builder = tfds_builder.JembedImages(config=config, data_dir=data_dir, workers=workers)
+        reused = False
     if reused:
       logging.info("dataset already built: %s", builder.data_path)
     else:
@@ -135,7 +144,7 @@ def build_dataset(config: ml_collections.ConfigDict, workdir: str, *, workers: i
   for line in builder.background_report.lines() if builder.background_report.n_found else []:
     logging.info("%s", line)
   result.sample_sheet = sample_sheet.write_sample_sheet(
-      dataset_dir, os.path.join(workdir, "dataset_samples.png"), int(config.data.sample_sheet), int(config.seed))
+      dataset_dir, paths.dataset_samples(workdir), int(config.data.sample_sheet), int(config.seed))
   if not (reused and _summary_dataset(workdir) == dataset_dir):  # a reuse keeps the build's own record
     _write_summary(workdir, builder, result)
   if not keep_cache and os.path.isdir(builder.cache_dir):
@@ -148,7 +157,7 @@ def build_dataset(config: ml_collections.ConfigDict, workdir: str, *, workers: i
 def _summary_dataset(workdir: str) -> str | None:
   """The dataset `workdir/dataset.json` describes, if any."""
   try:
-    with open(os.path.join(workdir, "dataset.json")) as f:
+    with open(paths.dataset_summary(workdir)) as f:
       return json.load(f).get("dataset_dir")
   except (OSError, ValueError):
     return None
@@ -161,10 +170,10 @@ def _write_summary(workdir: str, builder: tfds_builder.JembedImages, result: Bui
     if os.path.exists(path):
       with open(path) as f:
         metadata = json.load(f)
-  summary = dict(dataset_dir=result.dataset_dir, data_dir=os.path.join(workdir, "tfds"),
+  summary = dict(dataset_dir=result.dataset_dir, data_dir=paths.tfds_dir(workdir),
                  name=f"{tfds_builder.NAME}/{builder.builder_config.name}:{tfds_builder.DATASET_VERSION}",
                  splits=result.num_examples, images_rendered=result.images_rendered,
                  seconds=round(result.seconds, 2), images_per_second=round(result.images_per_second, 2),
                  renderers=metadata.get("renderers"), skipped_shapes=metadata.get("skipped_shapes", []),
                  skipped_backgrounds=metadata.get("skipped_backgrounds", []))
-  files.write_json(os.path.join(workdir, "dataset.json"), summary, indent=1)
+  files.write_json(paths.dataset_summary(workdir), summary, indent=1)

@@ -6,11 +6,11 @@ beside the old one instead of silently reusing it. Settings that do not change a
 `config.data.sample_sheet`, the whole `config.input` group) are left out of the hash.
 """
 
-import hashlib
-import json
 import os
 
 import ml_collections
+
+from jembed import paths
 
 NAME = "jembed_images"
 DATASET_VERSION = "1.0.0"
@@ -26,8 +26,7 @@ def content_settings(config: ml_collections.ConfigDict) -> dict:
 
 def config_name(config: ml_collections.ConfigDict) -> str:
   """`<source>-<10 hex digits>`, the TFDS BuilderConfig name of the dataset `config` describes."""
-  settings = json.dumps(content_settings(config), sort_keys=True, default=str)
-  return f"{config.shapes.source}-{hashlib.sha1(settings.encode()).hexdigest()[:10]}"
+  return f"{config.shapes.source}-{paths.cache_key(content_settings(config), digits=10)}"
 
 
 def tfds_name(config: ml_collections.ConfigDict) -> str:
@@ -37,7 +36,7 @@ def tfds_name(config: ml_collections.ConfigDict) -> str:
 
 def data_dir(workdir: str) -> str:
   """The TFDS data dir of a run: `workdir/tfds`."""
-  return os.path.join(workdir, "tfds")
+  return paths.tfds_dir(workdir)
 
 
 def dataset_dir(config: ml_collections.ConfigDict, workdir: str) -> str:

@@ -21,6 +21,7 @@ A batch is a dict of global jax.Arrays, leading axis sharded over 'data':
 """
 
 import dataclasses
+import glob
 import io
 import json
 import os
@@ -35,6 +36,9 @@ import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
+from jembed import files
+from jembed import paths
+from jembed import provenance
 from jembed.data import naming
 from jembed.embedding import shape_embedding
 
@@ -55,8 +59,67 @@ class PointTable:
 
 def read_metadata(dataset_dir: str) -> dict:
   """The builder's `metadata.json` (shape ids, categories, skipped inputs, settings)."""
-  with open(os.path.join(dataset_dir, "metadata.json")) as f:
-    return json.load(f)
+  path = os.path.join(dataset_dir, "metadata.json")
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except ValueError as e:
+    raise files.DamagedFile(f"{path} is damaged ({e}): run `python -m launch.build_dataset` with the same --config "
+                            "and --workdir to build the dataset again") from None
+
+
+def require_dataset(config: ml_collections.ConfigDict, workdir: str) -> str:
+  """The folder of the complete dataset `config` describes in `workdir`.
+
+  Raises:
+    FileNotFoundError: there is none; the message says which launcher builds it and, when the workdir holds datasets
+      of other settings, how their settings differ from this config's.
+  """
+  path = naming.dataset_dir(config, workdir)
+  if os.path.exists(os.path.join(path, "dataset_info.json")):
+    return path
+  build = f"run `python -m launch.build_dataset --workdir={workdir}` with this --config"
+  others = sorted(glob.glob(os.path.join(naming.data_dir(workdir), naming.NAME, "*", naming.DATASET_VERSION,
+                                         "metadata.json")))
+  mine = provenance.flatten(naming.content_settings(config))
+  for other in others:
+    try:
+      theirs = provenance.flatten(read_metadata(os.path.dirname(other)).get("settings", {}))
+    except (OSError, ValueError):
+      continue
+    raise FileNotFoundError(f"{workdir} has no dataset for this config: the one in {os.path.dirname(other)} was built "
+                            f"with other settings ({provenance.differences(theirs, mine)}); {build}, or train with "
+                            "the config it was built with")
+  raise FileNotFoundError(f"{workdir} has no dataset for this config: {build} first")
+
+
+def damaged_shard(dataset_dir: str) -> str | None:
+  """'<shard> is damaged (why)' for the first ArrayRecord shard that does not hold the records dataset_info.json lists
+  (truncated, overwritten), else None. Reads only each shard's footer."""
+  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(dataset_dir, "dataset_info.json")) as f:
+    info = json.load(f)
+  for split in info.get("splits", []):
+    lengths = [int(n) for n in split.get("shardLengths", [])]
+    for i, expected in enumerate(lengths):
+      path = os.path.join(dataset_dir, f"{naming.NAME}-{split['name']}.array_record-{i:05d}-of-{len(lengths):05d}")
+      try:
+        reader = array_record_module.ArrayRecordReader(path)
+        found, why = reader.num_records(), ""
+        reader.close()
+      except (OSError, RuntimeError, ValueError) as e:
+        found, why = -1, str(e).splitlines()[0][:160]
+      if found != expected:
+        return f"dataset shard {path} is damaged ({why or f'{found} of its {expected} records readable'})"
+  return None
+
+
+def check_shards(dataset_dir: str) -> None:
+  """Raises files.DamagedFile naming a damaged shard (`damaged_shard`) and the launcher that builds it again."""
+  problem = damaged_shard(dataset_dir)
+  if problem:
+    raise files.DamagedFile(f"{problem}: run `python -m launch.build_dataset` with the same --config and --workdir "
+                            "to build the dataset again")
 
 
 def join_points(metadata: dict, embedding: shape_embedding.ShapeEmbedding) -> PointTable:
@@ -190,12 +253,9 @@ def create_input_iterator(config: ml_collections.ConfigDict, workdir: str, split
   if batch_size % mesh.size or batch_size % processes:
     raise ValueError(f"config.input.batch_size={batch_size} must divide over {processes} processes and "
                      f"{mesh.size} devices")
-  path = naming.dataset_dir(config, workdir)
-  if not os.path.exists(os.path.join(path, "dataset_info.json")):
-    raise FileNotFoundError(f"no complete dataset for this config at {path}: run launch/build_dataset.py with the "
-                            "same --config and --workdir first")
+  path = require_dataset(config, workdir)
   table = join_points(read_metadata(path), shape_embedding.ShapeEmbedding.load(
-      embedding_path or os.path.join(workdir, "shape_embedding.npz")))
+      embedding_path or paths.shape_embedding(workdir)))
   epochs = num_epochs if num_epochs is not None else (int(config.input.num_epochs) or None)
   stream = host_dataset(data_source(config, workdir, split), table, local_batch=batch_size // processes,
                         seed=int(config.seed), num_epochs=epochs, shuffle=shuffle,

@@ -7,9 +7,9 @@ The paper (`gen_view_distribution_files.py`, reference §2) draws each view from
   tilt      ~ N(0, s),                     s = 3 deg (chair, car, table) or 10 deg (airplane, lamp),
   distance  = 3.
 
-Categories without a row of their own in the paper (sofa, bench, ... anything not a chair, car, airplane, table or
-lamp) take the chair's distribution: the paper trained on chairs, and Render for CNN's indoor-furniture statistics are
-closest to them.
+The histograms are the category table's (`shapes.taxonomy.TABLE`, which also knows every source's aliases);
+categories without a row of their own in the paper (sofa, bench, ...) take the chair's distribution, the table's
+documented default.
 
 A user's own distribution comes from text files like the original `view_distribution/<synset>.txt`: one view per line,
 `azimuth elevation tilt distance` (degrees, world units), from which each image draws one line with replacement (as
@@ -24,37 +24,10 @@ import os
 import numpy as np
 
 from jembed.render import camera
+from jembed.shapes import taxonomy
 
-# (azimuth bin weights [16], elevation bin weights [18], tilt std in degrees), `g_view_distribution_params`.
-_FLAT_AZIMUTH = (1.0,) * 16
-_FLAT_ELEVATION = (1.0,) * 18
-_CHAIR_ELEVATION = (1,) * 7 + (23, 57, 212, 315, 181, 80, 36, 26, 21, 18, 20)
-PAPER_VIEW_PARAMS: dict[str, tuple[tuple[float, ...], tuple[float, ...], float]] = {
-    "chair": ((93, 90, 79, 66, 56, 49, 45, 44, 45, 46, 48, 51, 56, 63, 75, 87), _CHAIR_ELEVATION, 3.0),
-    "car": ((91, 87, 73, 58, 50, 50, 56, 65, 69, 62, 52, 44, 42, 49, 64, 81),
-            (0,) * 7 + (24, 227, 521, 86, 26, 18, 15, 18, 10, 10, 10), 3.0),
-    "airplane": ((65, 70, 74, 75, 71, 64, 55, 48, 45, 47, 53, 61, 66, 67, 65, 64),
-                 (19, 13, 15, 18, 23, 35, 64, 125, 223, 216, 95, 33, 22, 22, 18, 15, 15, 19), 10.0),
-    "table": (_FLAT_AZIMUTH, _CHAIR_ELEVATION, 3.0),
-    "lamp": (_FLAT_AZIMUTH, _FLAT_ELEVATION, 10.0),
-}
-DEFAULT_CATEGORY = "chair"
 PAPER_DISTANCE = 3.0
 AZIMUTH_BIN, ELEVATION_BIN = 22.5, 10.0
-
-# ShapeNet synsets and the other names the sources use for the five categories (ObjectNet3D: aeroplane,
-# diningtable, desk_lamp; ShapeNet taxonomy: 'airplane,aeroplane,plane').
-_SYNSETS = {"03001627": "chair", "04379243": "table", "02958343": "car", "02691156": "airplane", "03636649": "lamp"}
-_ALIASES = {"aeroplane": "airplane", "plane": "airplane", "diningtable": "table", "desk_lamp": "lamp",
-            "auto": "car", "automobile": "car"}
-
-
-def canonical_category(category: str) -> str:
-  """'chair', 'car', ... from a name, a ShapeNet taxonomy name ('airplane,aeroplane,plane') or a synset id."""
-  name = str(category).split(",")[0].strip().lower()
-  name = _SYNSETS.get(name, name)
-  return _ALIASES.get(name, name)
-
 
 @dataclasses.dataclass(frozen=True)
 class HistogramViews:
@@ -112,7 +85,7 @@ ViewDistribution = HistogramViews | SampledViews
 
 def paper_distribution(category: str, distance: float = PAPER_DISTANCE) -> HistogramViews:
   """The paper's histogram sampler of `category`; categories it had no row for get the chair's."""
-  azimuth, elevation, tilt = PAPER_VIEW_PARAMS.get(canonical_category(category), PAPER_VIEW_PARAMS[DEFAULT_CATEGORY])
+  azimuth, elevation, tilt = taxonomy.lookup(category).view_histogram
   return HistogramViews(tuple(map(float, azimuth)), tuple(map(float, elevation)), tilt, distance)
 
 
@@ -151,8 +124,8 @@ def write_view_file(path: str | os.PathLike, views: camera.Views) -> None:
 
 def _view_file(folder: str, category: str) -> str | None:
   """`folder/<name>.txt` for the category as given, its canonical name or its synset id, if one exists."""
-  canonical = canonical_category(category)
-  synsets = [s for s, name in _SYNSETS.items() if name == canonical]
+  canonical = taxonomy.canonical(category)
+  synsets = taxonomy.TABLE[canonical].synsets if canonical in taxonomy.TABLE else ()
   for name in (str(category), canonical, *synsets):
     path = os.path.join(folder, f"{name}.txt")
     if os.path.isfile(path):

@@ -20,11 +20,13 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from jembed import paths
 from jembed import files
 from jembed.embedding import hog
 from jembed.render import backend
 from jembed.embedding import hog_input
-from jembed.shapes import record
+from jembed.shapes import loading
+from jembed.shapes import manifest
 from jembed.shapes import sources
 
 _DIR = "lfd"
@@ -50,27 +52,33 @@ def _fingerprint(config: ml_collections.ConfigDict, refs) -> dict:
   """What the cached rows depend on; any change invalidates the cache."""
   return dict(ids=[r.id for r in refs], paths=[r.path for r in refs], up_axis=config.shapes.up_axis,
               front=config.shapes.front, size=config.render.size, antialias=config.render.antialias,
-              hog_size=config.lfd.hog_size, dim=hog.LFD_DIM)
+              hog_size=config.lfd.hog_size, dim=hog.LFD_DIM, version=2)  # 2: the rows' mesh fingerprints recorded
 
 
 def _open_store(workdir: str, fingerprint: dict, n: int) -> tuple[np.ndarray, dict]:
   """Opens (or creates) the descriptor memmap and its progress record; resets both if the fingerprint changed."""
-  folder = os.path.join(workdir, _DIR)
+  folder = paths.lfd(workdir)
   os.makedirs(folder, exist_ok=True)
   array_path, progress_path = os.path.join(folder, "descriptors.npy"), os.path.join(folder, "progress.json")
-  progress = None
+  progress, features = None, None
   if os.path.exists(progress_path) and os.path.exists(array_path):
-    with open(progress_path) as f:
-      progress = json.load(f)
-    if progress.get("fingerprint") != fingerprint:
-      logging.info("LFD cache in %s is for other shapes or settings: starting over", folder)
-      progress = None
+    try:  # a cache: a damaged one (killed disk, truncated copy) starts over instead of failing
+      with open(progress_path) as f:
+        progress = json.load(f)
+      if progress.get("fingerprint") != fingerprint:
+        logging.info("LFD cache in %s is for other shapes or settings: starting over", folder)
+        progress = None
+      else:
+        features = np.load(array_path, mmap_mode="r+")
+        if features.shape != (max(n, 1), hog.LFD_DIM):
+          raise ValueError(f"{array_path} holds {features.shape}, expected {(max(n, 1), hog.LFD_DIM)}")
+    except (OSError, ValueError, AttributeError) as e:
+      logging.warning("LFD cache in %s is damaged (%s): starting over", folder, e)
+      progress, features = None, None
   if progress is None:
-    progress = dict(fingerprint=fingerprint, n_processed=0, ids=[], categories=[], skipped=[])
+    progress = dict(fingerprint=fingerprint, n_processed=0, ids=[], categories=[], meshes=[], skipped=[])
     features = np.lib.format.open_memmap(array_path, mode="w+", dtype=np.float32, shape=(max(n, 1), hog.LFD_DIM))
     files.write_json(progress_path, progress)
-  else:
-    features = np.load(array_path, mmap_mode="r+")
   return features, progress
 
 
@@ -95,7 +103,7 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str,
   """
   refs = sources.list_shapes(config.shapes)
   features, progress = _open_store(workdir, _fingerprint(config, refs), len(refs))
-  progress_path = os.path.join(workdir, _DIR, "progress.json")
+  progress_path = paths.lfd(workdir, "progress.json")
   start = progress["n_processed"]
   if start < len(refs):
     if start:
@@ -106,12 +114,13 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str,
     for lo in range(start, len(refs), batch):
       report = sources.LoadReport()
       chunk = refs[lo:lo + batch]
-      views, ids, categories = [], [], []
-      for shape in sources.iter_shapes(chunk, config.shapes.up_axis, config.shapes.front, report):
+      views, ids, categories, meshes = [], [], [], []
+      for shape in sources.iter_shapes(chunk, config.shapes.up_axis, config.shapes.front, report, summary=False):
         views.append(hog_input.lfd_images(renderer, shape.vertices, shape.faces, shape.category,
                                            size=config.render.size, antialias=config.render.antialias))
         ids.append(shape.id)
         categories.append(shape.category)
+        meshes.append(loading.geometry_fingerprint(shape))
       if views:
         padded = np.zeros((batch,) + views[0].shape, np.uint8)  # One compiled shape for every batch.
         padded[:len(views)] = views
@@ -121,6 +130,7 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str,
         features.flush()
       progress["ids"] += ids
       progress["categories"] += categories
+      progress["meshes"] += meshes
       progress["skipped"] += [[ref.id, why] for ref, why in report.skipped]
       progress["n_processed"] = lo + len(chunk)
       files.write_json(progress_path, progress)  # Only after the rows are on disk.
@@ -129,39 +139,34 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str,
         on_batch(progress["n_processed"])
     bar.close()
   del features
+  logging.info("LFD descriptors: %d of the %d listed shapes usable, %d skipped in all (reasons in %s)",
+               len(progress["ids"]), len(refs), len(progress["skipped"]), paths.skipped_shapes(workdir))
+  _write_manifest(workdir, progress)
   return load_descriptors(workdir)
+
+
+def _write_manifest(workdir: str, progress: dict) -> None:
+  """`workdir/shapes.json` from the finished progress record (what later stages read instead of this cache)."""
+  fingerprint = progress["fingerprint"]
+  source_of = dict(zip(fingerprint["ids"], fingerprint["paths"]))
+  manifest.Manifest(ids=progress["ids"], categories=progress["categories"],
+                    sources=[source_of[i] for i in progress["ids"]], fingerprints=progress["meshes"],
+                    up_axis=fingerprint["up_axis"], front=fingerprint["front"],
+                    skipped=progress["skipped"]).save(workdir)
 
 
 def load_descriptors(workdir: str) -> Descriptors:
   """The descriptors cached in `workdir/lfd/` (as far as they were computed), memory-mapped read-only."""
-  progress_path = os.path.join(workdir, _DIR, "progress.json")
+  progress_path = paths.lfd(workdir, "progress.json")
   if not os.path.exists(progress_path):
     raise FileNotFoundError(f"no LFD descriptors in {workdir!r}: run launch/embed_shapes.py with this workdir first")
-  with open(progress_path) as f:
-    progress = json.load(f)
-  n = len(progress["ids"])
-  features = np.load(os.path.join(workdir, _DIR, "descriptors.npy"), mmap_mode="r")[:n]
+  try:
+    with open(progress_path) as f:
+      progress = json.load(f)
+    n = len(progress["ids"])
+    features = np.load(paths.lfd(workdir, "descriptors.npy"), mmap_mode="r")[:n]
+  except (OSError, ValueError, KeyError) as e:
+    raise files.DamagedFile(f"the LFD descriptors in {paths.lfd(workdir)} are damaged ({e}): run "
+                            f"`python -m launch.embed_shapes --workdir={workdir}` to compute them again") from None
   return Descriptors(ids=progress["ids"], categories=progress["categories"], features=features,
                      skipped=[tuple(s) for s in progress["skipped"]])
-
-
-def listed_shapes(workdir: str, ids=None) -> tuple[list[record.ShapeRef], str, str]:
-  """The shapes of `workdir`'s LFD stage that loaded (only those of `ids`, when given), as refs, with their
-  (up_axis, front): what later stages need to load the meshes again (test images, thumbnails, galleries) without the
-  config that listed them.
-
-  Raises:
-    FileNotFoundError: the workdir has no LFD stage.
-  """
-  progress_path = os.path.join(workdir, _DIR, "progress.json")
-  if not os.path.exists(progress_path):
-    raise FileNotFoundError(f"no LFD descriptors in {workdir!r}: run launch/embed_shapes.py with this workdir first")
-  with open(progress_path) as f:
-    progress = json.load(f)
-  fingerprint = progress["fingerprint"]
-  path_of = dict(zip(fingerprint["ids"], fingerprint["paths"]))
-  refs = [record.ShapeRef(i, c, path_of[i]) for i, c in zip(progress["ids"], progress["categories"])]
-  if ids is not None:
-    wanted = set(map(str, ids))
-    refs = [ref for ref in refs if ref.id in wanted]
-  return refs, fingerprint["up_axis"], fingerprint["front"]

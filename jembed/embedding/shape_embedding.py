@@ -13,7 +13,6 @@ Up to `config.mds.exact_max_n` shapes the Sammon solve is exact on the full matr
 """
 
 import dataclasses
-import hashlib
 import json
 import os
 import time
@@ -23,11 +22,14 @@ import ml_collections
 import numpy as np
 
 from jembed import files
+from jembed import paths
+from jembed import provenance
 from jembed.embedding import distances
 from jembed.embedding import descriptors
 from jembed.embedding import out_of_sample
 from jembed.embedding import sammon
 from jembed.embedding import shape_map
+from jembed.shapes import sources
 
 # Above this many shapes the distance matrix lives in a memory-mapped file instead of RAM.
 _MEMMAP_N = 4096
@@ -56,31 +58,45 @@ class ShapeEmbedding:
 
   @classmethod
   def load(cls, path: str) -> "ShapeEmbedding":
+    """Raises FileNotFoundError / files.DamagedFile naming the launcher that makes the file (again)."""
+    remake = f"`python -m launch.embed_shapes --workdir={os.path.dirname(path) or '.'}`"
     if not os.path.exists(path):
-      raise FileNotFoundError(f"no shape embedding at {path!r}: run launch/embed_shapes.py with this workdir first")
-    with np.load(path) as f:
+      raise FileNotFoundError(f"no shape embedding at {path!r}: run {remake} first")
+    try:
+      f = files.load_npz(path)
       return cls(ids=f["ids"], categories=f["categories"], points=f["points"], stress=float(f["stress"]),
                  stress_curve=f["stress_curve"])
+    except files.DamagedFile as e:
+      raise files.DamagedFile(f"{e}: run {remake} to make it again") from None
+    except KeyError as e:
+      raise files.DamagedFile(f"{path} is not a shape embedding (no array {e}): run {remake} to make it again"
+                              ) from None
 
 
 def cached_distances(desc: descriptors.Descriptors, workdir: str) -> np.ndarray:
   """float32[N, N] distances between descriptor rows, reused from `workdir/lfd/` when they are for the same rows."""
-  folder = os.path.join(workdir, "lfd")
+  folder = paths.lfd(workdir)
   path, meta_path = os.path.join(folder, "distances.npy"), os.path.join(folder, "distances.json")
-  key = hashlib.sha1("\n".join(desc.ids).encode()).hexdigest()
+  key = paths.cache_key("\n".join(desc.ids), digits=40)
   if os.path.exists(meta_path) and os.path.exists(path):
-    with open(meta_path) as f:
-      if json.load(f).get("ids_sha1") == key:
-        logging.info("reusing distances in %s", path)
-        return np.load(path, mmap_mode="r" if len(desc.ids) > _MEMMAP_N else None)
+    try:
+      with open(meta_path) as f:
+        if json.load(f).get("ids_sha1") == key:
+          logging.info("reusing distances in %s", path)
+          d = np.load(path, mmap_mode="r" if len(desc.ids) > _MEMMAP_N else None)
+          if d.shape == (len(desc.ids),) * 2:
+            return d
+          logging.warning("cached distances %s are %s, not %d x %d: computing them again", path, d.shape,
+                          len(desc.ids), len(desc.ids))
+    except (OSError, ValueError) as e:  # a cache: a damaged one is made again
+      logging.warning("cached distances in %s are damaged (%s): computing them again", folder, e)
   tmp = path + ".tmp.npy"
   if len(desc.ids) > _MEMMAP_N:
     distances.pairwise_distances(desc.features, out=tmp, progress=True).flush()
   else:
     np.save(tmp, distances.pairwise_distances(desc.features, progress=True))
   os.replace(tmp, path)
-  with open(meta_path, "w") as f:
-    json.dump({"ids_sha1": key, "n": len(desc.ids)}, f)
+  files.write_json(meta_path, {"ids_sha1": key, "n": len(desc.ids)})
   return np.load(path, mmap_mode="r" if len(desc.ids) > _MEMMAP_N else None)
 
 
@@ -105,12 +121,25 @@ def duplicate_groups(d: np.ndarray, ids: list[str], block: int = 4096) -> list[l
   return [g for g in groups.values() if len(g) > 1]
 
 
-def embed_shapes(config: ml_collections.ConfigDict, workdir: str) -> ShapeEmbedding:
+def listing_key(config: ml_collections.ConfigDict) -> str:
+  """The key of the shapes `config.shapes` lists (ids and source paths; no mesh is read)."""
+  return paths.cache_key([[r.id, r.path] for r in sources.list_shapes(config.shapes)])
+
+
+def embed_shapes(config: ml_collections.ConfigDict, workdir: str, force: bool = False) -> ShapeEmbedding:
   """Runs the shape side on `config.shapes` and writes the files listed in the module docstring.
+
+  An embedding already made with this config's settings and shapes is reused. One made otherwise is replaced, except
+  when a network in `workdir/checkpoints` was trained on it: then this is a `provenance.Mismatch` unless `force`.
 
   Returns:
     The `ShapeEmbedding` (also in `workdir/shape_embedding.npz`).
   """
+  listing = listing_key(config)
+  reuse = provenance.check_shape_embedding_write(config, workdir, listing, force)
+  if reuse and os.path.exists(paths.shape_map(workdir)) and os.path.exists(paths.shape_embedding_summary(workdir)):
+    logging.info("reusing %s (made with this config's settings and shapes)", paths.shape_embedding(workdir))
+    return ShapeEmbedding.load(paths.shape_embedding(workdir))
   os.makedirs(workdir, exist_ok=True)
   seconds = {}
   t = time.time()
@@ -140,9 +169,10 @@ def embed_shapes(config: ml_collections.ConfigDict, workdir: str) -> ShapeEmbedd
   embedding = ShapeEmbedding(ids=np.array(desc.ids), categories=np.array(desc.categories),
                              points=np.asarray(points, np.float32), stress=float(stress),
                              stress_curve=np.asarray(curve, np.float32))
-  embedding.save(os.path.join(workdir, "shape_embedding.npz"))
+  embedding.save(paths.shape_embedding(workdir))
+  provenance.record_shape_embedding(config, workdir, listing, embedding)
   t = time.time()
-  shape_map.write_map(config, desc.features, embedding, os.path.join(workdir, "shape_embedding.png"))
+  shape_map.write_map(config, desc.features, embedding, paths.shape_map(workdir))
   seconds["map"] = time.time() - t
   logging.info("shape embedding: N=%d, dim=%d, stress=%.4g after %d iterations%s; seconds %s; %d skipped",
                n, dim, embedding.stress, int(n_iter), " (landmark)" if landmark else "",
@@ -161,10 +191,12 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
   Returns:
     The new shapes' `ShapeEmbedding` (also in `workdir/shape_embedding.npz`); its stress is that of the new rows.
   """
-  base = ShapeEmbedding.load(os.path.join(base_workdir, "shape_embedding.npz"))
+  provenance.check_same_views(config, workdir, base_workdir)
+  base = ShapeEmbedding.load(paths.shape_embedding(base_workdir))
   base_desc = descriptors.load_descriptors(base_workdir)
   if list(base_desc.ids) != list(base.ids):
-    raise ValueError(f"{base_workdir!r}: its descriptors are not those of its shape embedding; rerun embed_shapes there")
+    raise ValueError(f"{base_workdir!r}: its descriptors are not those of its shape embedding; "
+                     "rerun embed_shapes there")
   os.makedirs(workdir, exist_ok=True)
   desc = descriptors.compute_descriptors(config, workdir)
   _write_skipped(workdir, desc.skipped)
@@ -180,19 +212,18 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
   stress = float(((a - d_new)[keep] ** 2 / a[keep]).sum() / a.sum())
   added = ShapeEmbedding(ids=np.array(desc.ids), categories=np.array(desc.categories),
                          points=np.asarray(points, np.float32), stress=stress, stress_curve=np.zeros(0, np.float32))
-  added.save(os.path.join(workdir, "shape_embedding.npz"))
+  added.save(paths.shape_embedding(workdir))
+  provenance.record_shape_embedding(config, workdir, listing_key(config), added, into=base_workdir)
   logging.info("placed %d new shapes into %s (stress of their rows %.4g)", len(desc.ids), base_workdir, stress)
   return added
 
 
 def _write_skipped(workdir: str, skipped: list[tuple[str, str]]) -> None:
-  with open(os.path.join(workdir, "skipped_shapes.txt"), "w") as f:
-    f.writelines(f"{shape_id}\t{reason}\n" for shape_id, reason in skipped)
+  files.write_text(paths.skipped_shapes(workdir), "".join(f"{shape_id}\t{reason}\n" for shape_id, reason in skipped))
 
 
 def _write_summary(workdir, embedding, n_iter, seconds, skipped) -> None:
   summary = dict(n_shapes=len(embedding.ids), dim=int(embedding.points.shape[1]), stress=embedding.stress,
                  iterations=n_iter, seconds={k: round(v, 2) for k, v in seconds.items()}, n_skipped=len(skipped),
                  categories={c: int(n) for c, n in zip(*np.unique(embedding.categories, return_counts=True))})
-  with open(os.path.join(workdir, "shape_embedding.json"), "w") as f:
-    json.dump(summary, f, indent=1)
+  files.write_json(paths.shape_embedding_summary(workdir), summary, indent=1)

@@ -19,10 +19,12 @@ import numpy as np
 from PIL import Image
 import tqdm
 
+from jembed import paths
 from jembed import files
 from jembed.embedding import distances
 from jembed.embedding import hog
 from jembed.embedding import descriptors
+from jembed.shapes import manifest
 from jembed.render import backend
 from jembed.embedding import hog_input
 from jembed.render import lfd
@@ -89,14 +91,14 @@ def pixel_view_features(config: ml_collections.ConfigDict, workdir: str, shape_i
 
   A shape that cannot be loaded any more gets white views (it then never wins), with the reason in the log.
   """
-  path = os.path.join(workdir, "eval", f"lfd_pixels_{size}.npz")
+  path = paths.eval_dir(workdir, f"lfd_pixels_{size}.npz")
   ids = np.asarray(shape_ids).astype(str)
   if os.path.exists(path):
     with np.load(path) as f:
       if np.array_equal(f["ids"], ids):
         return f["features"].reshape(-1, size * size)
   wanted = {s: i for i, s in enumerate(ids)}
-  refs, up_axis, front = descriptors.listed_shapes(workdir, ids)
+  refs, up_axis, front = manifest.listed_shapes(workdir, ids)
   renderer = backend.get_renderer(config.render.backend)
   features = np.full((len(ids), hog.LFD_VIEWS, size * size), 1.0, np.float32)
   shapes = sources.iter_shapes(refs, up_axis, front)

@@ -1,11 +1,9 @@
 """The paper's evaluation (reference §4) of a trained run, for the joint embedding and its baselines on the same images.
 
-  test sets (image_sets.py)  ->  per method: image x shape and image x image distances  ->  the paper's protocols
+  test sets (image_sets.py)  ->  per method (methods.py): image x shape and image x image distances  ->  protocols
 
-Methods (one distance matrix each, so every protocol treats them alike):
-  * `joint`: the trained CNN's image points against the shape points (and against each other);
-  * `hog_nn`, `pixels`: the baselines of `baselines.py` (nearest LFD view of each shape);
-  * `chance`: what a random ranking scores in expectation (image->shape and category accuracy only).
+Methods are the registry `methods.METHODS` (`joint`, `hog_nn`, `pixels`, ...); `chance` is what a random ranking
+scores in expectation (image->shape and category accuracy only).
 
 Protocols, on every set:
   * image->shape: 1-based rank of the true shape among all N shapes; top-1/5/10 and the top-K curve (K <= 250).
@@ -14,64 +12,80 @@ Protocols, on every set:
   * image->image: the paper's precision-recall curve (`metrics.pr_curve_paper`: every image ranked, the query itself
     included and relevant, relevant = same shape, precision interpolated at 500 recall points) and its trapezoid
     area `pr_auc` (at most 0.998).
-  * photo sets also give `category_top1`: the nearest shape has the query's category.
+  * `category_top1`: the nearest shape has the query's category.
 
-Everything lands in `workdir/eval/`: results.json (set -> method -> metric), curves.npz (the curves, for plots) and
-the pictures of `eval_report.py`.
+`evaluate` returns an `EvalResult` and writes `workdir/eval/`: results.json (set -> method -> metric, plus `_meta`)
+and curves.npz (the curves, for plots); `report.py` draws the pictures from the same `EvalResult`.
 """
 
-import functools
+import dataclasses
 import os
 import time
 
 from absl import logging
-import jax
 import ml_collections
 import numpy as np
 
-from jembed.evaluation import baselines
+from jembed import paths
 from jembed import embed
-from jembed.evaluation import image_sets
 from jembed import files
+from jembed.evaluation import image_sets
+from jembed.evaluation import methods as methods_lib
 from jembed.evaluation import metrics
-from jembed import retrieval
 
-METHODS = ("joint", "hog_nn", "pixels")
+METHODS = ("joint", "hog_nn", "pixels")  # the default rows; any name of `methods.METHODS` may be asked for
 TOP_KS = (1, 5, 10)
 MAX_K = 250  # the paper's top-K curve runs to K = 250
+GALLERY_K = 5  # nearest shapes kept per query for the retrieval gallery
 PR_AUC_DEFINITION = ("image->image: every image of the set ranked by distance, the query itself included and counted "
                      "relevant, relevant = same shape; per query precision interpolated at recall 0.001:0.002:0.999, "
                      "averaged over queries, area by the trapezoid rule (at most 0.998), as the paper's "
                      "get_pr_curve_all.m")
 
 
-_embed_images = jax.jit(embed.embed_images)  # one wrapper, so its compiled programs are reused across sets
+@dataclasses.dataclass(frozen=True)
+class SetResult:
+  """Every method on one set of test images.
+
+  Attributes:
+    image_set: the images and their true shapes.
+    scores: {method: {metric: value}}, the `chance` row included.
+    curves: {method: {'topk': float32[K], 'precision': float32[500]}}.
+    nearest: {method: int[Q, 5]} each query's nearest shapes (indices into the model's shapes), for galleries.
+  """
+  image_set: image_sets.ImageSet
+  scores: dict[str, dict[str, float]]
+  curves: dict[str, dict[str, np.ndarray]]
+  nearest: dict[str, np.ndarray]
 
 
-def embed_all(params: embed.Params, images: np.ndarray, batch: int = 128) -> np.ndarray:
-  """uint8[Q, S, S, 3] -> float32[Q, D], in fixed-size padded batches (one compiled program)."""
-  out = []
-  for lo in range(0, len(images), batch):
-    chunk = images[lo:lo + batch]
-    padded = np.zeros((batch,) + chunk.shape[1:], np.uint8)
-    padded[:len(chunk)] = chunk
-    out.append(np.asarray(_embed_images(params, padded))[:len(chunk)])
-  return np.concatenate(out).astype(np.float32)
+@dataclasses.dataclass(frozen=True)
+class EvalResult:
+  """The whole evaluation: `sets` by name, `meta` (step, sizes, definitions) and the model it measured."""
+  sets: dict[str, SetResult]
+  meta: dict
+  model: embed.TrainedModel
 
+  def scores(self) -> dict[str, dict[str, dict[str, float]]]:
+    """{set: {method: {metric: value}}}: results.json without `_meta`."""
+    return {name: entry.scores for name, entry in self.sets.items()}
 
-def method_distances(method: str, images: np.ndarray, context: dict) -> tuple[np.ndarray, np.ndarray]:
-  """(float32[Q, N] image x shape, float32[Q, Q] image x image) distances of one method on one set's images."""
-  if method == "joint":
-    points = embed_all(context["model"].params, images)
-    return retrieval.pairwise_l2(points, context["model"].shape_points), retrieval.pairwise_l2(points, points)
-  if method == "hog_nn":
-    features, views = baselines.hog_features(images), context["hog_views"]()
-  elif method == "pixels":
-    features, views = baselines.pixel_features(images), context["pixel_views"]()
-  else:
-    raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-  image_shape = baselines.nearest_view(features, views, len(views) // len(context["model"].shape_ids))
-  return image_shape, retrieval.pairwise_l2(features, features)
+  def to_json(self) -> dict:
+    """What results.json holds (its schema: set -> method -> metric, plus `_meta`)."""
+    return dict(self.scores(), _meta=self.meta)
+
+  def flat_curves(self) -> dict[str, np.ndarray]:
+    """{'<set>/<method>/<curve>': array}: what curves.npz holds besides `recall`."""
+    return {f"{name}/{method}/{kind}": value for name, entry in self.sets.items()
+            for method, curves in entry.curves.items() for kind, value in curves.items()}
+
+  def save(self, out_dir: str) -> dict[str, str]:
+    """Writes results.json and curves.npz atomically; {what: path}."""
+    os.makedirs(out_dir, exist_ok=True)
+    written = {"results": os.path.join(out_dir, "results.json"), "curves": os.path.join(out_dir, "curves.npz")}
+    files.write_json(written["results"], self.to_json(), indent=1)
+    files.save_npz(written["curves"], recall=metrics.PR_RECALL_GRID.astype(np.float32), **self.flat_curves())
+    return written
 
 
 def protocols(image_shape: np.ndarray, image_image: np.ndarray, shape_index: np.ndarray,
@@ -113,19 +127,26 @@ def chance(shape_index: np.ndarray, shape_categories: np.ndarray) -> dict:
   return result
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=METHODS) -> dict:
-  """Runs every protocol on every set of `config.eval` and writes `workdir/eval/results.json` and `curves.npz`.
+def evaluate_set(image_set: image_sets.ImageSet, method_names, context: methods_lib.Context) -> SetResult:
+  """Every method's distances and protocols on one set."""
+  categories = np.asarray(context.model.shape_categories).astype(str)
+  scores, curves, nearest = {}, {}, {}
+  for name in method_names:
+    image_shape, image_image = methods_lib.get(name).distances(image_set.images, context)
+    scores[name], curves[name] = protocols(image_shape, image_image, image_set.shape_index, categories)
+    nearest[name] = np.argsort(image_shape, axis=1, kind="stable")[:, :GALLERY_K]
+    logging.info("%s %s: %s", image_set.name, name, {k: round(v, 4) for k, v in scores[name].items()})
+  scores["chance"] = chance(image_set.shape_index, categories)
+  return SetResult(image_set, scores, curves, nearest)
 
-  Returns:
-    {set: {method: {metric: value}}}, as in results.json; plus the sets, distances and top-5 lists the report draws
-    under the key '_for_report' (not written to results.json).
-  """
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=METHODS) -> EvalResult:
+  """Runs every protocol on every set of `config.eval` and writes `workdir/eval/results.json` and `curves.npz`."""
   start = time.time()
+  for name in methods:
+    methods_lib.get(name)  # an unknown name fails before any work
   model = embed.load(workdir)
-  # The shapes' view features are read (or rendered) once, and only for the baselines asked for.
-  context = dict(model=model,
-                 hog_views=functools.cache(lambda: baselines.hog_view_features(workdir, model.shape_ids)),
-                 pixel_views=functools.cache(lambda: baselines.pixel_view_features(config, workdir, model.shape_ids)))
+  context = methods_lib.Context(config, workdir, model)
   sets = []
   if "synthetic" in tuple(config.eval.sets):
     sets += image_sets.synthetic_sets(config, workdir, model.shape_ids, np.asarray(model.shape_categories))
@@ -134,26 +155,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=METHODS
     sets.append(photos)
   if not sets:
     raise ValueError("nothing to evaluate: config.eval.sets has no 'synthetic' and config.eval.photo_set is empty")
-  results, curves, report = {}, {}, {}
-  categories = np.asarray(model.shape_categories).astype(str)
-  for image_set in sets:
-    results[image_set.name] = {}
-    for method in methods:
-      image_shape, image_image = method_distances(method, image_set.images, context)
-      scores, curve = protocols(image_shape, image_image, image_set.shape_index, categories)
-      results[image_set.name][method] = scores
-      curves.update({f"{image_set.name}/{method}/{k}": v for k, v in curve.items()})
-      if method == "joint":
-        report[image_set.name] = dict(image_set=image_set, top=np.argsort(image_shape, axis=1, kind="stable")[:, :5])
-      logging.info("%s %s: %s", image_set.name, method, {k: round(v, 4) for k, v in scores.items()})
-    results[image_set.name]["chance"] = chance(image_set.shape_index, categories)
-  out_dir = os.path.join(workdir, "eval")
-  os.makedirs(out_dir, exist_ok=True)
+  by_name = {image_set.name: evaluate_set(image_set, methods, context) for image_set in sets}
   meta = dict(step=model.step, n_shapes=len(model.shape_ids), seconds=round(time.time() - start, 1),
               synthetic_shapes=("the held-out test shapes (split_by='shape')" if config.data.split_by == "shape"
                                 else "all shapes, new views (split_by='image')"),
               pr_auc=PR_AUC_DEFINITION, ranks="1-based; ties broken by the lower index")
-  files.write_json(os.path.join(out_dir, "results.json"), dict(results, _meta=meta), indent=1)
-  files.save_npz(os.path.join(out_dir, "curves.npz"), recall=metrics.PR_RECALL_GRID.astype(np.float32), **curves)
-  return dict(results, _meta=meta, _for_report=dict(report, model=model))
-
+  result = EvalResult(by_name, meta, model)
+  result.save(paths.eval_dir(workdir))
+  return result

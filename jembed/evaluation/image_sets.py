@@ -21,8 +21,6 @@ evaluation (or the demo) renders nothing again unless those settings change.
 
 import copy
 import dataclasses
-import hashlib
-import json
 import os
 
 from absl import logging
@@ -31,12 +29,14 @@ import numpy as np
 from PIL import Image
 import tqdm
 
+from jembed import paths
 from jembed import files
+from jembed import images
 from jembed.data import backgrounds as backgrounds_lib
 from jembed.data import splits
 from jembed.data import synthesis
 from jembed.data import viewpoints
-from jembed.embedding import descriptors
+from jembed.shapes import manifest
 from jembed.render import backend
 from jembed.render import camera
 from jembed.shapes import sources
@@ -72,16 +72,19 @@ class _White:
 
 
 def _key(settings: dict) -> str:
-  return hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:12]
+  return paths.cache_key(settings)
 
 
 def _load_cached(path: str, key: str) -> dict | None:
+  """The cached set at `path` if it was made with settings `key`; None (make it again) if not, or if it is damaged."""
   if not os.path.exists(path):
     return None
-  with np.load(path) as f:
-    if str(f["key"]) != key:
-      return None
-    return {k: f[k] for k in f.files}
+  try:
+    cached = files.load_npz(path)
+  except files.DamagedFile as e:
+    logging.warning("%s; making the set again", e)
+    return None
+  return cached if str(cached.get("key")) == key else None
 
 
 def evaluated_shapes(ids: np.ndarray, max_shapes: int, seed: int, candidates: np.ndarray | None = None
@@ -179,11 +182,11 @@ def synthetic_sets(config: ml_collections.ConfigDict, workdir: str, shape_ids: n
   photos = backgrounds_lib.list_photos(config.data.backgrounds) if config.data.backgrounds else []
   key = _key(dict(shapes=config.shapes.to_dict(), data=config.data.to_dict(), seed=config.seed, per_shape=per_shape,
                   ids=[str(shape_ids[r]) for r in rows], photos=photos, backend=config.render.backend))
-  path = os.path.join(workdir, "eval", "sets", "synthetic.npz")
+  path = paths.eval_sets(workdir, "synthetic.npz")
   cached = _load_cached(path, key)
   if cached is None:
     wanted = {str(shape_ids[r]): int(r) for r in rows}
-    refs, up_axis, front = descriptors.listed_shapes(workdir, wanted)  # the meshes the embedding was made from
+    refs, up_axis, front = manifest.listed_shapes(workdir, wanted)  # the meshes the embedding was made from
     out = _render_synthetic(config, refs, (up_axis, front), wanted, per_shape, photos)
     if not out["shape_index"]:
       raise ValueError("no test images: none of the embedded shapes could be loaded from config.shapes")
@@ -194,18 +197,12 @@ def synthetic_sets(config: ml_collections.ConfigDict, workdir: str, shape_ids: n
 
 
 def open_photo(path: str) -> Image.Image:
-  """A photo file as an RGB PIL image (decoded now, so a broken file fails here).
+  """A photo file as an RGB PIL image, as a viewer shows it (`jembed.images.open_image`).
 
   Raises:
     ValueError: the file is missing, not an image, or unreadable (the message names it).
   """
-  if not os.path.isfile(path):
-    raise ValueError(f"{path!r} does not exist or is not a file")
-  try:
-    with Image.open(path) as image:
-      return image.convert("RGB")
-  except (OSError, SyntaxError, Image.DecompressionBombError) as e:  # PIL's errors for non-images and broken files
-    raise ValueError(f"{path!r} is not a readable image ({type(e).__name__}: {e})") from None
+  return images.open_image(path)
 
 
 def stretch_photo(image: Image.Image, size: int) -> np.ndarray:
@@ -230,7 +227,7 @@ def photo_set(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.nda
   photos = photo_sets.load_photo_set(kind, config.eval.photo_root)
   size = int(config.data.image_size)
   key = _key(dict(kind=kind, root=config.eval.photo_root, size=size, n=len(photos), ids=list(map(str, shape_ids))))
-  path = os.path.join(workdir, "eval", "sets", f"{kind}.npz")
+  path = paths.eval_sets(workdir, f"{kind}.npz")
   cached = _load_cached(path, key)
   if cached is None:
     rows = {str(s): i for i, s in enumerate(shape_ids)}

@@ -16,13 +16,16 @@ import numpy as np  # pylint: disable=wrong-import-position
 from PIL import Image  # pylint: disable=wrong-import-position
 from PIL import ImageDraw  # pylint: disable=wrong-import-position
 
+from jembed import paths
+from jembed import files  # pylint: disable=wrong-import-position
 from jembed import viz  # pylint: disable=wrong-import-position
-from jembed.embedding import descriptors  # pylint: disable=wrong-import-position
+from jembed.shapes import manifest  # pylint: disable=wrong-import-position
+from jembed.evaluation import evaluate  # pylint: disable=wrong-import-position
+from jembed.evaluation import methods  # pylint: disable=wrong-import-position
 from jembed.render import backend  # pylint: disable=wrong-import-position
 from jembed.render import camera  # pylint: disable=wrong-import-position
 from jembed.shapes import sources  # pylint: disable=wrong-import-position
 
-_LABELS = {"joint": "joint embedding", "hog_nn": "HoG-NN", "pixels": "raw pixels", "chance": "chance"}
 _COLUMNS = (("top1", "top-1"), ("top5", "top-5"), ("top10", "top-10"), ("category_top1", "category top-1"),
             ("pr_auc", "PR-AUC"), ("median_rank_first", "median first"), ("median_rank_last", "median last"))
 
@@ -36,7 +39,11 @@ def _cell(value) -> str:
 
 
 def results_table(results: dict) -> str:
-  """The results as a Markdown table: one row per (set, method), the paper's metrics as columns."""
+  """The results as a Markdown table: one row per (set, method), the paper's metrics as columns.
+
+  Args:
+    results: {set: {method: {metric: value}}}, as `EvalResult.scores()` or results.json (its `_meta` is skipped).
+  """
   head = "| set | method | " + " | ".join(title for _, title in _COLUMNS) + " | queries |"
   lines = [head, "|" + "---|" * (len(_COLUMNS) + 3)]
   for set_name, by_method in results.items():
@@ -44,22 +51,21 @@ def results_table(results: dict) -> str:
       continue
     for method, scores in by_method.items():
       cells = [_cell(scores.get(key)) for key, _ in _COLUMNS]
-      lines.append(f"| {set_name} | {_LABELS.get(method, method)} | " + " | ".join(cells) +
+      lines.append(f"| {set_name} | {methods.label(method)} | " + " | ".join(cells) +
                    f" | {scores.get('n_queries', '')} |")
   return "\n".join(lines)
 
 
-def write_markdown(results: dict, path: str, definition: str) -> str:
-  meta = results.get("_meta", {})
+def write_markdown(results: dict, meta: dict, path: str) -> str:
+  """results.md: the table and what each column means (`meta` from `EvalResult.meta`)."""
   text = (f"# jembed evaluation\n\nCheckpoint step {meta.get('step')}, {meta.get('n_shapes')} shapes; ranks are "
           f"among all of them.\n\n{results_table(results)}\n\n"
           "- top-K: share of query images whose true shape is among the K nearest shapes (image->shape).\n"
           "- category top-1: the nearest shape has the query's category.\n"
-          f"- PR-AUC: {definition}.\n"
+          f"- PR-AUC: {meta.get('pr_auc', evaluate.PR_AUC_DEFINITION)}.\n"
           "- median first / last: for each shape, the rank of its best and of its worst image among all the set's "
           "images (shape->image), median over shapes.\n")
-  with open(path, "w") as f:
-    f.write(text)
+  files.write_text(path, text)
   return path
 
 
@@ -73,7 +79,7 @@ def write_curves(curves_path: str, results: dict, out_dir: str) -> tuple[str, st
   sets = [s for s in results if not s.startswith("_")]
   with np.load(curves_path) as f:
     curves = {k: f[k] for k in f.files}
-  paths = []
+  written = []
   for kind, xlabel, ylabel in (("precision", "recall", "precision"), ("topk", "K", "top-K accuracy")):
     fig, axes = _panel_grid(len(sets))
     for ax, set_name in zip(axes, sets):
@@ -83,7 +89,7 @@ def write_curves(curves_path: str, results: dict, out_dir: str) -> tuple[str, st
           continue
         x = curves["recall"] if kind == "precision" else np.arange(1, len(y) + 1)
         score = results[set_name][method].get("pr_auc" if kind == "precision" else "top1")
-        ax.plot(x, y, label=f"{_LABELS.get(method, method)} ({score:.3f})")
+        ax.plot(x, y, label=f"{methods.label(method)} ({score:.3f})")
       ax.set(title=set_name, xlabel=xlabel, ylabel=ylabel, ylim=(0, 1.02))
       if kind == "topk":
         ax.set_xscale("log")
@@ -93,22 +99,23 @@ def write_curves(curves_path: str, results: dict, out_dir: str) -> tuple[str, st
     path = os.path.join(out_dir, "pr_curves.png" if kind == "precision" else "topk_curves.png")
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    paths.append(path)
-  return tuple(paths)
+    written.append(path)
+  return tuple(written)
 
 
 def shape_thumbnails(workdir: str, ids: list[str], size: int = 96, renderer: str = "auto"
                      ) -> dict[str, np.ndarray]:
   """{id: uint8[size, size, 3]} one three-quarter view of each shape of `workdir`, on white.
 
-  The meshes are found from the workdir's own record of its shapes (`descriptors.listed_shapes`), so this needs no config.
+  The meshes are found from the workdir's own record of its shapes (`shapes.json`, see `shapes.manifest`), so this
+  needs no config.
   Shapes that no longer load are left out (callers draw a blank tile).
   """
-  refs, up_axis, front = descriptors.listed_shapes(workdir, ids)
+  refs, up_axis, front = manifest.listed_shapes(workdir, ids)
   render = backend.get_renderer(renderer)
   view = camera.Views.make([35.0], [20.0], [0.0], [3.0])  # front-left, a little from above, like product shots
   out = {}
-  for shape in sources.iter_shapes(refs, up_axis, front):
+  for shape in sources.iter_shapes(refs, up_axis, front, summary=False):
     out[shape.id] = viz.on_white(render.render(shape.vertices, shape.faces, view, size=size, antialias=2).rgba[0])
   return out
 
@@ -119,17 +126,17 @@ def _framed(image: np.ndarray, color: str, width: int = 4) -> np.ndarray:
   return np.asarray(tile)
 
 
-def write_retrievals(config: ml_collections.ConfigDict, workdir: str, report: dict, path: str, per_set: int = 8,
-                     thumb: int = 96) -> str:
+def write_retrievals(config: ml_collections.ConfigDict, workdir: str, result: "evaluate.EvalResult", path: str,
+                     per_set: int = 8, thumb: int = 96, method: str = "joint") -> str:
   """retrievals.png: for `per_set` queries of each set, the query and its 5 nearest shapes (true one framed green).
 
   Queries are spread evenly over each set, so every category shows up.
   """
-  model = report["model"]
+  model = result.model
+  report = {name: dict(image_set=entry.image_set, top=entry.nearest[method]) for name, entry in result.sets.items()
+            if method in entry.nearest}
   picks = {}
   for set_name, entry in report.items():
-    if set_name == "model":
-      continue
     n = len(entry["image_set"])
     picks[set_name] = np.unique(np.linspace(0, n - 1, min(per_set, n)).round().astype(int))
   needed = {str(model.shape_ids[j]) for name, rows in picks.items() for i in rows
@@ -149,21 +156,20 @@ def write_retrievals(config: ml_collections.ConfigDict, workdir: str, report: di
       if truth not in top[i]:  # show what it should have found, framed red, after the five
         tiles.append(_framed(thumbs.get(str(model.shape_ids[truth]), blank), "#c0392b"))
       rows.append((f"{set_name.replace('synthetic_', '')[:16]}: {rank}", tiles))
-  header = ("query | 5 nearest shapes in the joint embedding (green frame: the true shape; red, after them: the true "
-            "shape when it was missed)")
+  header = (f"query | 5 nearest shapes by {methods.label(method)} (green frame: the true shape; red, after them: "
+            "the true shape when it was missed)")
   viz.image_grid(rows, thumb=thumb, label_width=130, header=header).save(path)
   return path
 
 
-def write_report(config: ml_collections.ConfigDict, workdir: str, results: dict, definition: str) -> dict[str, str]:
-  """All the files above from `evaluate.evaluate`'s return value; {what: path}."""
-  out_dir = os.path.join(workdir, "eval")
-  public = {k: v for k, v in results.items() if k != "_for_report"}
-  paths = {"results": os.path.join(out_dir, "results.json"),
-           "results table": write_markdown(public, os.path.join(out_dir, "results.md"), definition)}
-  paths["precision-recall curves"], paths["top-K curves"] = write_curves(
-      os.path.join(out_dir, "curves.npz"), public, out_dir)
-  paths["retrievals"] = write_retrievals(config, workdir, results["_for_report"],
-                                         os.path.join(out_dir, "retrievals.png"),
+def write_report(config: ml_collections.ConfigDict, workdir: str, result: "evaluate.EvalResult") -> dict[str, str]:
+  """All the files above from `evaluate.evaluate`'s result; {what: path}."""
+  out_dir = paths.eval_dir(workdir)
+  scores = result.scores()
+  outputs = {"results": os.path.join(out_dir, "results.json"),
+           "results table": write_markdown(scores, result.meta, os.path.join(out_dir, "results.md"))}
+  outputs["precision-recall curves"], outputs["top-K curves"] = write_curves(
+      os.path.join(out_dir, "curves.npz"), scores, out_dir)
+  outputs["retrievals"] = write_retrievals(config, workdir, result, os.path.join(out_dir, "retrievals.png"),
                                          int(config.eval.gallery_queries))
-  return paths
+  return outputs

@@ -2,7 +2,8 @@
 
 The IKEA source is the shape side of our one real-photo benchmark (IKEA photos of Lim et al. 2013 with their
 ground-truth models, as processed by Girdhar et al. 2016): its 225 models exist only as 20^3 voxel grids
-(`Voxels/<i>.mat`), which loading turns into meshes (`voxels`); `jembed.evaluation.photo_sets` reads the photos against the
+(`Voxels/<i>.mat`), which loading turns into meshes (`voxels`); `jembed.evaluation.photo_sets` reads the photos against
+the
 same ids.
 
 `list_shapes(config.shapes)` lists a collection without reading a mesh; `iter_shapes` loads it one shape at a time,
@@ -23,7 +24,7 @@ from absl import logging
 from jembed.shapes import catalog
 from jembed.shapes import loading
 from jembed.shapes import record
-from jembed.shapes import synsets
+from jembed.shapes import taxonomy
 
 SOURCES = ("catalog", "shapenet", "folder", "ikea")
 
@@ -56,7 +57,25 @@ def list_shapes(cfg) -> list[record.ShapeRef]:
     refs = ikea_refs(root, categories)
   else:
     refs = folder_refs(root, categories)
+  check_unique_ids(refs)
   return _limit_per_category(refs, limit)
+
+
+def check_unique_ids(refs: list[record.ShapeRef]) -> None:
+  """Every stage keys shapes by id, so two files with one id would silently become one shape.
+
+  Raises:
+    ValueError: naming the id and every file that maps to it (e.g. `chair/model.obj` and `chair/model.stl`).
+  """
+  by_id = collections.defaultdict(list)
+  for ref in refs:
+    by_id[ref.id].append(ref.path)
+  clashes = {i: p for i, p in by_id.items() if len(p) > 1}
+  if clashes:
+    lines = "; ".join(f"{i!r} <- {', '.join(map(repr, p))}" for i, p in sorted(clashes.items())[:5])
+    more = f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
+    raise ValueError(f"{len(clashes)} shape id(s) name more than one file: {lines}{more}. An id is the path without "
+                     "its mesh extension: rename or remove all but one file of each")
 
 
 def _limit_per_category(refs: list[record.ShapeRef], limit: int) -> list[record.ShapeRef]:
@@ -84,18 +103,18 @@ def shapenet_refs(root: pathlib.Path, categories: Iterable[str] = ()) -> list[re
   """Lists ShapeNetCore models under `root/<synset>/<model id>/`, ordered by (synset, model id).
 
   Categories may be synset ids ('03001627') or names ('chair'); names come from `root/taxonomy.json` when present,
-  else from the ShapeNetCore table in `synsets`. Model folders without a mesh file are skipped with a warning.
+  else from the ShapeNetCore table in `taxonomy`. Model folders without a mesh file are skipped with a warning.
   """
-  names = synsets.names_from_taxonomy(root / "taxonomy.json")
+  names = taxonomy.names_from_taxonomy(root / "taxonomy.json")
   synset_dirs = sorted(p for p in root.iterdir() if p.is_dir() and p.name.isdigit())
   if not synset_dirs:
     raise ValueError(f"no ShapeNet synset folders (8-digit names) under {str(root)!r}: is it the ShapeNetCore root?")
-  wanted = synsets.resolve(categories, names, available=[p.name for p in synset_dirs])
+  wanted = taxonomy.resolve(categories, names, available=[p.name for p in synset_dirs])
   refs = []
   for synset_dir in synset_dirs:
     if wanted and synset_dir.name not in wanted:
       continue
-    category = names.get(synset_dir.name) or synsets.name(synset_dir.name)
+    category = names.get(synset_dir.name) or taxonomy.name(synset_dir.name)
     for model_dir in sorted(p for p in synset_dir.iterdir() if p.is_dir()):
       path = _model_file(model_dir)
       if path is None:
@@ -222,10 +241,12 @@ class LoadReport:
 
 
 def iter_shapes(refs: list[record.ShapeRef], up_axis: str = "y", front: str = "auto",
-                report: LoadReport | None = None) -> Iterator[record.Shape]:
+                report: LoadReport | None = None, summary: bool = True) -> Iterator[record.Shape]:
   """Loads `refs` one at a time; a shape that cannot be used is logged, recorded in `report` and skipped.
 
   Duplicate geometry is recorded when the iteration ends (it is not an error: the Sammon stage has a rule for it).
+  `summary=False` leaves out the closing count line, for callers that load a collection in parts and report the
+  total themselves (a per-part count reads like a total).
   """
   report = report if report is not None else LoadReport()
   report.n_listed += len(refs)
@@ -244,7 +265,8 @@ def iter_shapes(refs: list[record.ShapeRef], up_axis: str = "y", front: str = "a
     if len(group) > 1:
       logging.warning("identical geometry: %s", ", ".join(group))
       report.duplicates.append(group)
-  logging.info("%s", report.summary())
+  if summary:
+    logging.info("%s", report.summary())
 
 
 def load_shapes(cfg) -> tuple[list[record.Shape], LoadReport]:

@@ -9,10 +9,13 @@ Saves are asynchronous (orbax copies the arrays to the host before `save` return
 """
 
 import os
-from typing import Any
+from typing import Any, Callable, TypeVar
 
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
+
+T = TypeVar("T")
 
 ITEMS = ("params", "opt_state", "meta")
 
@@ -21,12 +24,17 @@ def directory(workdir: str) -> str:
   return os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
 
 
+class Incompatible(ValueError):
+  """A checkpoint that reads fine but is of another network or run: an error for the user, never skipped over."""
+
+
 class Checkpoints:
   """The run's checkpoint manager: save every so often, keep the newest `max_to_keep`, restore the latest."""
 
   def __init__(self, workdir: str, *, max_to_keep: int | None = None, read_only: bool = False):
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep or None, create=not read_only,
                                            read_only=read_only)
+    self._read_only = read_only
     self._manager = ocp.CheckpointManager(directory(workdir), options=options, item_names=ITEMS)
 
   @property
@@ -70,6 +78,58 @@ class Checkpoints:
     step = self._step(step)
     return self._manager.restore(step, args=ocp.args.Composite(
         params=ocp.args.StandardRestore(abstract_params)))["params"]
+
+  def newest_intact(self, restore: Callable[[int], T], steps: list[int] | None = None) -> tuple[int, T]:
+    """`restore(step)` of the newest checkpoint that restores whole, logging each newer one that is damaged.
+
+    A checkpoint whose files were truncated or lost (a disk filled up, a copy was cut short) fails somewhere inside
+    orbax or tensorstore, with whatever exception their storage layer raises: each such step is skipped with one
+    warning naming it and the first line of the reason. `Incompatible` (the checkpoint is of another network) is
+    not damage and propagates at once.
+
+    Args:
+      restore: reads checkpoint `step` completely and returns what the caller needs.
+      steps: the candidates (default: all, newest first).
+
+    Raises:
+      FileNotFoundError: there is no checkpoint.
+      ValueError: every checkpoint is damaged (the message lists each step and why).
+    """
+    steps = sorted(self.all_steps() if steps is None else steps, reverse=True)
+    if not steps:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}: run launch/train.py with this workdir")
+    damaged = []
+    for step in steps:
+      try:
+        result = restore(step)
+      except Incompatible:
+        raise
+      except Exception as e:  # pylint: disable=broad-except  (orbax/tensorstore raise many types for bad files)
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        logging.warning("checkpoint step %d in %s is damaged (%s: %s); trying the one before", step, self.directory,
+                        type(e).__name__, reason)
+        damaged.append(f"step {step}: {type(e).__name__}: {reason}")
+        continue
+      if damaged:
+        logging.warning("using checkpoint step %d; skipped %d damaged newer one(s): %s", step, len(damaged),
+                        "; ".join(damaged))
+        if not self._read_only:  # a resumed run will save those steps again: move the damaged ones aside
+          self._set_aside([int(d.split(":")[0].split()[1]) for d in damaged])
+      return step, result
+    raise ValueError(f"no checkpoint in {self.directory} can be restored ({'; '.join(damaged)}): delete the folder "
+                     "to train from scratch, or use a new workdir")
+
+  def _set_aside(self, steps: list[int]) -> None:
+    """Moves damaged step folders to `workdir/damaged_checkpoints/<step>` (kept for inspection, never deleted)."""
+    aside = os.path.join(os.path.dirname(self.directory), "damaged_checkpoints")
+    os.makedirs(aside, exist_ok=True)
+    for step in steps:
+      target = os.path.join(aside, str(step))
+      if os.path.exists(target):
+        target = f"{target}.{len(os.listdir(aside))}"
+      os.replace(os.path.join(self.directory, str(step)), target)
+      logging.warning("moved damaged checkpoint step %d to %s", step, target)
+    self._manager.reload()
 
   def wait(self) -> None:
     """Blocks until the asynchronous saves are on disk."""

@@ -19,12 +19,14 @@ import tqdm
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from jembed import paths
+
 
 class MetricWriter:
   """Appends JSON lines to `workdir/metrics.jsonl`; a resumed run first drops the lines past its checkpoint."""
 
   def __init__(self, workdir: str, resume_step: int = 0):
-    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.path = paths.metrics(workdir)
     self._active = jax.process_index() == 0
     if self._active and os.path.exists(self.path):
       kept = [r for r in read_metrics(self.path) if r["step"] <= resume_step]
@@ -108,7 +110,7 @@ class StepTracker:
 
 def plot_loss_curve(workdir: str) -> str | None:
   """`workdir/loss_curve.png`: train and validation loss, and validation top-1/top-5, against the step."""
-  path = os.path.join(workdir, "metrics.jsonl")
+  path = paths.metrics(workdir)
   if jax.process_index() != 0 or not os.path.exists(path):
     return None
   records = read_metrics(path)
@@ -125,7 +127,7 @@ def plot_loss_curve(workdir: str) -> str | None:
              title="image -> shape retrieval (validation)")
   ax_top.legend()
   fig.tight_layout()
-  out = os.path.join(workdir, "loss_curve.png")
+  out = paths.loss_curve(workdir)
   fig.savefig(out, dpi=100)
   plt.close(fig)
   return out

@@ -7,8 +7,8 @@ its slice of the global batch, gradients and metrics are averaged with `lax.pmea
 Dropout masks are keyed by the example's index in the global batch, so one, two or four devices give the same step.
 
 Reads `workdir/shape_embedding.npz` and the dataset in `workdir/tfds`; writes into the workdir
-  checkpoints/<step>/   every `train.ckpt_every` steps and at the end (see `jembed.training.checkpoints`); a run restarted on
-                        the same workdir resumes from the latest, input position included
+  checkpoints/<step>/   every `train.ckpt_every` steps and at the end (see `jembed.training.checkpoints`); a run
+                        restarted on the same workdir resumes from the latest, input position included
   metrics.jsonl         one JSON object a line: train (loss, grad norm, lr, steps/s, images/s) and validation
                         (val_loss, image->shape val_top1/val_top5: is the nearest shape point the image's shape?)
   loss_curve.png        at the end
@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from jembed import provenance
 from jembed.training import augmentation
 from jembed.training import checkpoints
 from jembed.training import losses
@@ -169,23 +170,27 @@ def create_state(spec: model_lib.ModelSpec, tx: optax.GradientTransformation, rn
 def restore_or_create_state(ckpts: checkpoints.Checkpoints, spec: model_lib.ModelSpec,
                             tx: optax.GradientTransformation, rng: jax.Array, mesh: jax.sharding.Mesh,
                             backbone_weights: str = "") -> tuple[State, dict | None]:
-  """The latest checkpoint's state and meta (with the input position) if there is one, else a fresh state."""
-  step = ckpts.latest_step()
-  if step is None:
+  """The newest intact checkpoint's state and meta (with the input position) if there is one, else a fresh state.
+
+  Damaged checkpoints (truncated files) are skipped with a warning naming them (`Checkpoints.newest_intact`).
+  """
+  if ckpts.latest_step() is None:
     return create_state(spec, tx, rng, mesh, backbone_weights), None
-  saved = model_lib.ModelSpec.from_dict(ckpts.restore_meta(step)["model"])
-  changed = {k: (v, getattr(spec, k)) for k, v in saved.to_dict().items() if v != getattr(spec, k) and k != "dropout"}
-  if changed:  # (a new dropout rate is fine: it changes no parameter)
-    raise ValueError(f"the checkpoint of step {step} in {ckpts.directory} is of another network (checkpoint vs "
-                     f"config: {changed}): train in a new workdir, or delete {ckpts.directory} to start over")
   replicated = NamedSharding(mesh, P())
   abstract = jax.eval_shape(_init_fn(spec, tx), rng, None)  # shapes only: nothing is initialized
-  try:
-    restored, meta = ckpts.restore(step, checkpoints.abstract_like(
-        {"params": abstract["params"], "opt_state": abstract["opt_state"]}, replicated))
-  except (ValueError, KeyError) as e:  # orbax's tree-mismatch report runs to pages: keep its first line
-    raise ValueError(f"cannot resume from step {step} in {ckpts.directory}: its optimizer state does not match "
-                     f"config.optax ({str(e).splitlines()[0][:200]}); use a new workdir") from None
+  target = checkpoints.abstract_like({"params": abstract["params"], "opt_state": abstract["opt_state"]}, replicated)
+
+  def restore(step):
+    saved = model_lib.ModelSpec.from_dict(ckpts.restore_meta(step)["model"])
+    changed = {k: (v, getattr(spec, k)) for k, v in saved.to_dict().items()
+               if v != getattr(spec, k) and k != "dropout"}
+    if changed:  # (a new dropout rate is fine: it changes no parameter)
+      raise checkpoints.Incompatible(
+          f"the checkpoint of step {step} in {ckpts.directory} is of another network (checkpoint vs config: "
+          f"{changed}): train in a new workdir, or delete {ckpts.directory} to start over")
+    return ckpts.restore(step, target)
+
+  step, (restored, meta) = ckpts.newest_intact(restore)
   return dict(restored, step=jax.device_put(jnp.int32(step), replicated)), meta
 
 
@@ -232,14 +237,17 @@ def evaluate(eval_fn, params, batches, shape_points) -> dict[str, float]:
   return {k: v / n for k, v in sums.items()}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, force: bool = False) -> dict[str, float]:
   """Trains (or resumes training) the network of `config` on the dataset in `workdir`; returns the last metrics.
 
   Raises:
     FileNotFoundError: no shape embedding or dataset in `workdir` (the message says what to run).
-    ValueError: a bad config value, e.g. a batch that does not divide over the devices.
+    ValueError: a bad config value, e.g. a batch that does not divide over the devices; a damaged dataset shard;
+      checkpoints trained on another embedding or dataset (`provenance.Mismatch`; `force` sets them aside).
     FloatingPointError: the loss became NaN/inf; the checkpoints written before stay.
   """
+  provenance.check_training_inputs(config, workdir, naming.config_name(config), force)
+  pipeline.check_shards(pipeline.require_dataset(config, workdir))
   mesh = create_mesh()
   with jax.set_mesh(mesh):
     return _train(config, workdir, mesh)

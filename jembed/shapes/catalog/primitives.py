@@ -1,7 +1,8 @@
 """Boolean-free mesh primitives for the procedural catalog, in plain numpy.
 
 Every primitive returns a `Mesh`, a `(vertices: float64[V, 3], faces: int64[F, 3])` pair, closed and wound outward,
-and a shape is the plain union (concatenation) of its parts, as `trimesh.util.concatenate` would make it: no booleans, so
+and a shape is the plain union (concatenation) of its parts, as `trimesh.util.concatenate` would make it: no booleans,
+so
 parts may interpenetrate. We build the arrays ourselves instead of calling `trimesh.creation` because a `Trimesh` object
 per part costs ~1 ms of bookkeeping, and the whole catalog (~200 shapes of 10–60 parts) is rebuilt often; one
 `trimesh.Trimesh` is made per shape at the end (`MeshBuilder.to_trimesh`).
