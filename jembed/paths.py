@@ -13,6 +13,7 @@
     metrics.jsonl           training and validation metrics; loss_curve.png        (training.run_metrics)
     eval/                   results.json/.md, curves.npz and plots; eval/sets/: cached test images (evaluation)
     queries/                galleries of launch/query.py
+    inversions/             feature inversions of launch/invert.py: images/shapes/twins.png, inversions.json
 
 Every function takes the workdir and returns a path; none creates anything.
 """
@@ -37,6 +38,7 @@ METRICS = "metrics.jsonl"
 LOSS_CURVE = "loss_curve.png"
 EVAL_DIR = "eval"
 QUERIES_DIR = "queries"
+INVERSIONS_DIR = "inversions"
 
 
 def manifest(workdir: str) -> str:
@@ -109,6 +111,10 @@ def eval_sets(workdir: str, name: str = "") -> str:
 
 def queries(workdir: str, name: str = "") -> str:
   return os.path.join(workdir, QUERIES_DIR, name) if name else os.path.join(workdir, QUERIES_DIR)
+
+
+def inversions(workdir: str) -> str:
+  return os.path.join(workdir, INVERSIONS_DIR)
 
 
 def cache_key(settings, digits: int = 12) -> str:

@@ -13,15 +13,11 @@ synthetic test sets, so give the run's `--config` (it reuses `workdir/eval/sets/
 
 import os
 
-from absl import app
 from absl import flags
-from ml_collections import config_flags
 
 from launch import common
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "The run's config (for --twins).",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "A trained run's folder.", required=True)
+_CONFIG, _WORKDIR = common.config_and_workdir("A trained run's folder (its config for --twins: --config).")
 _IMAGES = flags.DEFINE_multi_string("image", [], "Photo(s) to invert; repeat the flag for several.")
 _SHAPES = flags.DEFINE_multi_string("shape", [], "Shape id(s) whose embedding point to invert.")
 _TWINS = flags.DEFINE_integer("twins", 0, "Cluttered test images to invert beside their clean twins.")
@@ -43,6 +39,7 @@ def _print_rows(title: str, rows) -> None:
 def run() -> dict[str, str]:
   """Parses nothing, checks everything, writes the galleries: {what: path}."""
   from jembed import files  # pylint: disable=g-import-not-at-top  (jax loads only once the flags are good)
+  from jembed import paths  # pylint: disable=g-import-not-at-top
   from jembed import inversion  # pylint: disable=g-import-not-at-top
   from jembed import inversion_gallery as gallery  # pylint: disable=g-import-not-at-top
   from jembed.evaluation import image_sets  # pylint: disable=g-import-not-at-top
@@ -56,7 +53,7 @@ def run() -> dict[str, str]:
   layers = inversion.check_layers(spec, _LAYERS.value) if _LAYERS.value else inversion.layer_names(spec)
   gallery.shape_rows(model, _SHAPES.value)
   settings = inversion.Settings(iterations=_ITERATIONS.value, tv_weight=_TV_WEIGHT.value, jitter=_JITTER.value)
-  out_dir = _OUT_DIR.value or os.path.join(workdir, "inversions")
+  out_dir = _OUT_DIR.value or paths.inversions(workdir)
   outputs, summary = {}, {"settings": {k: v for k, v in vars(settings).items()}, "seed": _SEED.value}
   if _IMAGES.value:
     rows = gallery.invert_images(model, _IMAGES.value, layers, settings, _SEED.value)
@@ -90,13 +87,10 @@ def run() -> dict[str, str]:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  del argv  # common.run refuses positional arguments
   common.log_devices()
-  with common.user_errors():
-    outputs = run()
-  common.print_outputs(outputs)
+  common.print_outputs(run())
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)
