@@ -75,16 +75,16 @@ def test_layer_features_point_is_the_embedding(trained):
 
 
 @pytest.mark.parametrize("layer", ["conv1", "fc6", "point"])
-def test_inversion_lowers_the_feature_distance_twentyfold(trained, layer):
-  """From a random start, 60 steps (default weights, no jitter) bring every image's normalised feature distance
-  down at least 20x (measured on this run: 30x to 3000x). With jitter the last iterate is matched only up to a
-  shift, so its loss is higher by design (5x to 15x here)."""
+def test_inversion_lowers_the_feature_distance_tenfold(trained, layer):
+  """From a random start, 150 steps (default weights, no jitter) bring every image's normalised feature distance
+  down at least 10x (measured on the tiny run: conv1 40x-210x, fc6 24x-1300x, point 275x-63000x). With jitter the
+  last iterate is matched only up to a shift, so its loss is higher by design (5x to 15x there)."""
   _, model, clutter, _ = trained
   targets = inversion.layer_features(model.params, clutter.astype(np.float32), layer)
-  result = inversion.invert(model.params, targets, layer, inversion.Settings(iterations=60, jitter=0), seed=0)
+  result = inversion.invert(model.params, targets, layer, inversion.Settings(iterations=150, jitter=0), seed=0)
   assert result.images.shape == clutter.shape and result.images.dtype == np.uint8
-  assert np.all(result.feature_loss <= result.start_loss / 20), (result.start_loss, result.feature_loss)
-  assert result.objective.shape == (60, 4) and np.all(result.objective[-1] < result.objective[0])
+  assert np.all(result.feature_loss <= result.start_loss / 10), (result.start_loss, result.feature_loss)
+  assert result.objective.shape == (150, 4) and np.all(result.objective[-1] < result.objective[0])
 
 
 def test_inversion_is_deterministic_from_the_seed(trained):
