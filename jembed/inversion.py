@@ -83,8 +83,9 @@ class Inversion:
 
 
 def layer_names(spec: model_lib.ModelSpec) -> tuple[str, ...]:
-  """The layers `layer_features` can read, input to output: convN (after ReLU), fcN (after ReLU), 'point'."""
-  convs = 5 if spec.backbone == "caffenet" else len(spec.widths)
+  """The layers `layer_features` can read, input to output: convN (after ReLU; the small backbone's), fcN (after
+  ReLU), 'point'. Other backbones (jembed/backbones/) do not record their layers yet: their fc layers and point."""
+  convs = len(spec.widths) if spec.backbone == "small" else 0
   return (tuple(f"conv{i + 1}" for i in range(convs)) + tuple(f"fc{i + 6}" for i in range(len(spec.hidden)))
           + (POINT,))
 

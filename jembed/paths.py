@@ -11,6 +11,7 @@
     dataset.json            where the dataset is, split sizes, build speed; dataset_samples.png
     checkpoints/<step>/     orbax checkpoints                                      (training.checkpoints)
     metrics.jsonl           training and validation metrics; loss_curve.png        (training.run_metrics)
+    features/<key>/         a frozen backbone's features of the dataset's images   (backbones.feature_cache)
     eval/                   results.json/.md, curves.npz and plots; eval/sets/: cached test images (evaluation)
     queries/                galleries of launch/query.py
     inversions/             feature inversions of launch/invert.py: images/shapes/twins.png, inversions.json
@@ -36,6 +37,7 @@ DATASET_SAMPLES = "dataset_samples.png"
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
 LOSS_CURVE = "loss_curve.png"
+FEATURES_DIR = "features"
 EVAL_DIR = "eval"
 QUERIES_DIR = "queries"
 INVERSIONS_DIR = "inversions"
@@ -96,6 +98,11 @@ def metrics(workdir: str) -> str:
 
 def loss_curve(workdir: str) -> str:
   return os.path.join(workdir, LOSS_CURVE)
+
+
+def feature_cache(workdir: str, key: str = "") -> str:
+  """`workdir/features/` or one backbone's cache in it (`<backbone>-<key>`)."""
+  return os.path.join(workdir, FEATURES_DIR, key) if key else os.path.join(workdir, FEATURES_DIR)
 
 
 def eval_dir(workdir: str, name: str = "") -> str:

@@ -10,6 +10,7 @@ import os
 
 import jax
 import numpy as np
+from PIL import Image
 
 from jembed import paths
 from jembed import provenance
@@ -62,14 +63,27 @@ def query(workdir: str, paths: list[str], top_k: int = 5) -> tuple[list[list[Mat
     raise ValueError(f"--top_k must be at least 1, got {top_k}")
   opened = [image_sets.open_photo(p) for p in paths]  # every file checked before the model loads
   model = embed.load(workdir)
-  size = int(model.params.spec.image_size)
   if top_k > len(model.shape_ids):
     raise ValueError(f"--top_k={top_k} but the run has only {len(model.shape_ids)} shapes")
-  points = jax.jit(embed.embed_images)(model.params, np.stack([image_sets.stretch_photo(i, size) for i in opened]))
-  dist, index = retrieval.top_k(np.asarray(points), model.shape_points, top_k)
-  matches = [[Match(r + 1, str(model.shape_ids[j]), str(model.shape_categories[j]), float(d))
-              for r, (d, j) in enumerate(zip(drow, irow))] for drow, irow in zip(dist, index)]
-  return matches, [np.asarray(image) for image in opened]
+  return rank_shapes(model, embed_photos(model, opened), top_k), [np.asarray(image) for image in opened]
+
+
+# One jitted wrapper for every caller (launch/query.py, the browser demo's threads): one compiled program per
+# architecture and batch shape, shared.
+_embed_images = jax.jit(embed.embed_images)
+
+
+def embed_photos(model: embed.TrainedModel, photos: list[Image.Image]) -> np.ndarray:
+  """Photos (any sizes) -> float32[B, D], each stretched to the network's input as the training crops were."""
+  size = int(model.params.spec.image_size)
+  return np.asarray(_embed_images(model.params, np.stack([image_sets.stretch_photo(p, size) for p in photos])))
+
+
+def rank_shapes(model: embed.TrainedModel, points: np.ndarray, top_k: int) -> list[list[Match]]:
+  """float32[B, D] points -> for each, its `top_k` nearest shapes (exact search, `retrieval.top_k`)."""
+  dist, index = retrieval.top_k(np.asarray(points, np.float32), model.shape_points, top_k)
+  return [[Match(r + 1, str(model.shape_ids[j]), str(model.shape_categories[j]), float(d))
+           for r, (d, j) in enumerate(zip(drow, irow))] for drow, irow in zip(dist, index)]
 
 
 def gallery_names(photos: list[str]) -> list[str]:

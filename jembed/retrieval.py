@@ -153,7 +153,7 @@ def _sharded_knn(queries, database, exclude, *, k: int, chunk: int, n_valid: int
 def _chunk_rows(n: int) -> int:
   """Rows per database chunk: at most _CHUNK_ROWS, a multiple of 8, and a chunk count that divides evenly over all
   devices, so the padding is a few rows. A function of N and the device count, not of `sharded`."""
-  devices = jax.device_count()
+  devices = jax.local_device_count()
   count = -(-n // _CHUNK_ROWS // devices) * devices
   per_chunk = -(-n // count)
   return -(-per_chunk // 8) * 8
@@ -225,7 +225,7 @@ def top_k(
   if n_queries == 0:
     return np.zeros((0, k), np.float32), np.zeros((0, k), np.int32)
   if sharded is None:
-    sharded = n >= SHARD_MIN_ROWS and jax.device_count() > 1
+    sharded = n >= SHARD_MIN_ROWS and jax.local_device_count() > 1
   mesh = distances_lib.data_mesh(sharded)
   chunk = _chunk_rows(n)
   # Chunk and block depend on N, k and the device count, never on `sharded`: the same products on either path.

@@ -32,15 +32,16 @@ def shape_embedding_outputs(workdir: str) -> dict[str, str]:
   return {"shape embedding": paths.shape_embedding(workdir), "shape map": paths.shape_map(workdir)}
 
 
-def shape_embedding(config: ml_collections.ConfigDict, workdir: str, *, into: str = "",
-                    force: bool = False) -> dict[str, str]:
+def shape_embedding(config: ml_collections.ConfigDict, workdir: str, *, into: str = "", force: bool = False,
+                    beam_runner: str = "", beam_pipeline_options: str = "") -> dict[str, str]:
   """The shapes' Sammon points (or, with `into`, their out-of-sample places in that workdir's embedding); `force`
-  replaces an embedding made with other settings although a network was trained on it."""
+  replaces an embedding made with other settings although a network was trained on it; with `beam_runner` the
+  per-shape work runs on Apache Beam."""
   from jembed.embedding import shape_embedding as lib  # pylint: disable=g-import-not-at-top
   if into:
     lib.add_shapes(config, workdir, into)
     return {"shape embedding": paths.shape_embedding(workdir)}
-  lib.embed_shapes(config, workdir, force=force)
+  lib.embed_shapes(config, workdir, force=force, beam_runner=beam_runner, beam_pipeline_options=beam_pipeline_options)
   return shape_embedding_outputs(workdir)
 
 

@@ -8,10 +8,23 @@ Writes `workdir/tfds/jembed_images/<config name>/1.0.0/` (ArrayRecord), `workdir
 with their labels) and `workdir/dataset.json`. A killed run never leaves a dataset that reads as complete; run it
 again and it resumes from the shapes already rendered.
 
-Many hosts, one dataset (the workdir on a filesystem they all mount): each host i of n renders its range of shapes,
-  python -m launch.build_dataset --config=... --workdir=/nfs/run --shard=i/n
-then any one host merges them and writes the dataset (rendering whatever a host did not finish):
-  python -m launch.build_dataset --config=... --workdir=/nfs/run
+Many machines, one dataset: Apache Beam (`pip install -e ".[beam]"`) renders the shapes on its workers and TFDS's
+Beam writer writes the same dataset (the workdir must be a POSIX path every worker mounts: ArrayRecord cannot write
+to gs:// directly). The runner is --beam_runner, its options --beam_pipeline_options (Beam's flags, quoted):
+  # this machine, 8 processes
+  python -m launch.build_dataset --config=... --workdir=W --beam_runner=DirectRunner \
+      --beam_pipeline_options="--direct_num_workers=8 --direct_running_mode=multi_processing"
+  # Google Cloud Dataflow (workers need jembed: --setup_file or a custom container with the same version)
+  python -m launch.build_dataset --config=... --workdir=/mnt/filestore/run --beam_runner=DataflowRunner \
+      --beam_pipeline_options="--project=P --region=us-central1 --temp_location=gs://B/tmp \
+      --setup_file=./setup.py --num_workers=64 --experiments=use_runner_v2"
+  # Apache Flink (a running cluster; the job server is started by Beam)
+  python -m launch.build_dataset --config=... --workdir=/nfs/run --beam_runner=FlinkRunner \
+      --beam_pipeline_options="--flink_master=flink-jobmanager:8081 --environment_type=PROCESS \
+      --environment_config={\"command\":\"/opt/jembed/boot\"} --parallelism=64"
+  # Apache Spark
+  python -m launch.build_dataset --config=... --workdir=/nfs/run --beam_runner=SparkRunner \
+      --beam_pipeline_options="--spark_master_url=spark://spark-master:7077 --environment_type=LOOPBACK"
 """
 
 from absl import app
@@ -25,7 +38,9 @@ from launch import common
 _CONFIG, _WORKDIR = common.config_and_workdir("Output folder; the training stage reads from it.")
 _WORKERS = flags.DEFINE_integer("workers", 0, "Rendering processes; 0 = config.data.workers or one per CPU core.",
                                 lower_bound=0)
-_SHARD = flags.DEFINE_string("shard", "", "'i/n': only render shard i of n into the cache (multi-host builds).")
+_BEAM_RUNNER = flags.DEFINE_string("beam_runner", "", "Build with Apache Beam on this runner (DirectRunner, "
+                                   "DataflowRunner, FlinkRunner, SparkRunner); '' = this machine's processes.")
+_BEAM_OPTIONS = flags.DEFINE_string("beam_pipeline_options", "", "The Beam runner's options, in Beam's flag syntax.")
 _KEEP_CACHE = flags.DEFINE_bool("keep_cache", False, "Keep the per-shape render cache after writing the dataset.")
 
 
@@ -33,13 +48,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   with common.user_errors():
-    shard = build.parse_shard(_SHARD.value)
-    result = build.build_dataset(_CONFIG.value, _WORKDIR.value, workers=_WORKERS.value, shard=shard,
-                                 keep_cache=_KEEP_CACHE.value)
-  if shard is not None:
-    print(f"shard {_SHARD.value}: {result.images_rendered} images rendered in {result.seconds:.1f} s; "
-          f"run without --shard to write the dataset")
-    return
+    result = build.build_dataset(_CONFIG.value, _WORKDIR.value, workers=_WORKERS.value,
+                                 keep_cache=_KEEP_CACHE.value, beam_runner=_BEAM_RUNNER.value,
+                                 beam_pipeline_options=_BEAM_OPTIONS.value)
   logging.info("dataset: %s", result.dataset_dir)
   made = ("already built, reused" if result.reused else
           f"{result.images_rendered} images rendered in {result.seconds:.1f} s "

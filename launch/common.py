@@ -1,4 +1,5 @@
-"""What every launch script shares: the flags, quiet logging, checks before any work, and one-line errors.
+"""What every launch script shares: the flags, the multi-process start, quiet logging, checks before any work, and
+one-line errors.
 
 Every launcher ends with `common.run(main)` instead of `app.run(main)`. Before `main` runs, the whole config is
 validated (`configs/validate.py`) and the workdir is checked to be a folder that can be written; any error a user can
@@ -11,11 +12,14 @@ import logging as std_logging
 import os
 import re
 import sys
+from typing import Callable
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from jembed import distributed
 
 _DEBUG = flags.DEFINE_bool("debug", False, "On an error, show the full traceback instead of one line.")
 # Errors whose message is written for a user (a wrong path, field, value or state of the workdir): shown as they are.
@@ -37,6 +41,33 @@ def config_and_workdir(workdir_help: str, default_config: str = "configs/default
     sys.exit(_no_such_field(e, sys.argv))
   workdir = flags.DEFINE_string("workdir", None, workdir_help, required=True)
   return config, workdir
+
+
+def define_process_flags() -> Callable[[], None]:
+  """Defines --multihost and jax.distributed.initialize's own arguments; returns `start()`, which joins the job.
+
+  `start()` runs before anything touches the devices; a failed start ends the program with the cause (never a
+  silent single-process run).
+  """
+  multihost = flags.DEFINE_bool("multihost", False, "Join the job's other processes (jax.distributed.initialize), "
+                                "its settings from the cluster (Cloud TPU, Slurm, Open MPI, Kubernetes) or the "
+                                "flags below.")
+  address = flags.DEFINE_string("coordinator_address", "", "HOST:PORT of process 0's coordinator (every process "
+                                "the same; implies --multihost).")
+  count = flags.DEFINE_integer("num_processes", 0, "Processes in the job (with --coordinator_address).")
+  index = flags.DEFINE_integer("process_id", -1, "This process, in [0, num_processes).")
+  timeout = flags.DEFINE_integer("initialization_timeout", 300, "Seconds to wait for every process to join.")
+
+  def start() -> None:
+    settings = distributed.Settings(multihost=multihost.value, coordinator_address=address.value,
+                                    num_processes=count.value, process_id=index.value, timeout_s=timeout.value)
+    try:
+      distributed.initialize(settings)
+    except distributed.DistributedError as e:
+      logging.error("%s", e)
+      sys.exit(f"error: {e}")
+    log_devices()
+  return start
 
 
 def _no_such_field(e: Exception, argv: list[str]) -> str:

@@ -6,25 +6,31 @@ r"""Evaluates a trained run as the paper does: the joint embedding against HoG-N
 Needs launch/embed_shapes.py, launch/build_dataset.py and launch/train.py run on the same workdir first. Writes
 workdir/eval/results.json (set -> method -> metric), results.md, pr_curves.png, topk_curves.png and retrievals.png,
 and prints the table.
+
+Started as several JAX processes (the flags of launch/train.py), process 0 evaluates and writes; the others wait.
 """
 
 from absl import app
 
 from jembed import demo
+from jembed import distributed
 from jembed import stages
 from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Run folder with a trained model.")
+_START = common.define_process_flags()
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  common.log_devices()
-  with common.user_errors():
-    outputs = stages.evaluation(_CONFIG.value, _WORKDIR.value)
-    print(demo.results_table(_WORKDIR.value))
-  common.print_outputs(outputs)
+  _START()
+  if distributed.is_main():  # the test sets are small: process 0 evaluates on its devices, the others wait
+    with common.user_errors():
+      outputs = stages.evaluation(_CONFIG.value, _WORKDIR.value)
+      print(demo.results_table(_WORKDIR.value))
+    common.print_outputs(outputs)
+  distributed.barrier("evaluation written")
 
 
 if __name__ == "__main__":

@@ -4,41 +4,43 @@ r"""Trains the image side: a CNN that regresses each image's shape point, on eve
   python -m launch.train --config=configs/shapenet_chairs.py:root=/data/ShapeNetCore.v1 --workdir=/runs/chairs
 
 Needs `launch/embed_shapes.py` and `launch/build_dataset.py` run on the same workdir first. A killed run resumes from
-its latest checkpoint when started again with the same arguments. On several hosts, start it on each with
-`--multihost` (the coordinator comes from the cluster environment: Cloud TPU, Slurm, Kubernetes).
+its latest checkpoint when started again with the same arguments.
+
+Several processes (hosts, or GPUs of one host), one model: start the same command in every process with
+`--multihost` where JAX detects the cluster (Cloud TPU, Slurm, Open MPI, Kubernetes), or with the addresses given:
+  python -m launch.train --config=... --workdir=/nfs/run --coordinator_address=host0:1234 --num_processes=2 \
+      --process_id=0     # and --process_id=1 on the other
+The workdir must be one folder every process sees (checkpoints are written by all of them together; metrics and
+the loss curve by process 0). A failed start is an error, never a run of this process alone.
 """
 
 import sys
 
 from absl import app
-from absl import flags
 from absl import logging
 
+from jembed import distributed
 from jembed import stages
 from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Run folder: reads the embedding and dataset, writes checkpoints.")
 _FORCE = common.force_flag("the checkpoints (trained on another shape embedding or dataset: set aside, not deleted)")
-_MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() before touching devices.")
+_START = common.define_process_flags()
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  import jax  # pylint: disable=g-import-not-at-top
-  if _MULTIHOST.value:
-    try:
-      jax.distributed.initialize()
-    except ValueError as e:  # a single host: no coordinator to find ("coordinator_address should be defined")
-      logging.warning("jax.distributed.initialize() failed (%s); running on this host only", e)
+  _START()
   from jembed.training import train  # pylint: disable=g-import-not-at-top
-  common.log_devices()
   with common.user_errors():
     try:
       final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, force=_FORCE.value)
     except FloatingPointError as e:  # the message says which checkpoint is good and what to change
       logging.error("%s", e)
       sys.exit(f"error: {e}")
+  if not distributed.is_main():
+    return
   summary = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k in ("train_loss", "val_loss", "val_top1",
                                                                         "val_top5", "images_per_s"))
   print(f"step {final.get('step', '?')}: {summary}")

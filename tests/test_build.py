@@ -1,5 +1,5 @@
-"""The TFDS dataset: building on the catalog and on real meshes, determinism over workers and hosts, labels, splits,
-reading back in a fresh process without our code, atomic interrupted builds, skipped background files."""
+"""The TFDS dataset: building on the catalog and on real meshes, determinism over workers and Apache Beam, labels,
+splits, reading back in a fresh process without our code, atomic interrupted builds, skipped background files."""
 
 import json
 import os
@@ -87,21 +87,55 @@ def test_builds_the_catalog(reference):
   assert not (workdir / "dataset_cache").exists() or not any((workdir / "dataset_cache").iterdir())
 
 
-def test_identical_over_workers_and_host_shards(reference, tmp_path):
-  """Shard 0/2 in this process, shard 1/2 with 2 spawned workers, then the merge: the same bytes as one build."""
+def test_identical_over_workers(reference, tmp_path):
+  """Two spawned rendering workers: the same bytes as one."""
   config, _, result = reference
-  first = build.build_dataset(config, str(tmp_path), workers=1, shard=(0, 2))
-  assert first.images_rendered == 6 and first.dataset_dir == ""
-  assert not os.path.exists(naming.dataset_dir(config, str(tmp_path)))
-  assert build.build_dataset(config, str(tmp_path), workers=2, shard=(1, 2)).images_rendered == 6
-  merged = build.build_dataset(config, str(tmp_path), workers=1)
-  assert merged.images_rendered == 0  # everything came from the shards
-  ours, theirs = _examples(merged.dataset_dir), _examples(result.dataset_dir)
+  other = build.build_dataset(config, str(tmp_path), workers=2)
+  assert other.images_rendered == 12
+  ours, theirs = _examples(other.dataset_dir), _examples(result.dataset_dir)
   assert ours.keys() == theirs.keys()
   for key, example in ours.items():
     assert example["image"] == theirs[key]["image"], key
     for field in ("azimuth", "elevation", "tilt", "clutter", "background", "split", "shape_index"):
       assert example[field] == theirs[key][field], (key, field)
+
+
+@pytest.mark.slow
+def test_beam_build_reads_back_as_the_single_host_build(reference, tmp_path):
+  """launch.build_dataset --beam_runner=DirectRunner, then a fresh process reads both datasets through
+  tfds.data_source: every split holds the same examples, in the same order, and metadata.json is the same."""
+  pytest.importorskip("apache_beam", reason="Apache Beam is the optional 'beam' extra: pip install -e '.[beam]'")
+  config, workdir, _ = reference
+  beam_workdir = tmp_path / "beam"
+  flags = ["--config=configs/tiny.py", "--config.shapes.limit=1", "--config.data.image_size=32",
+           "--config.data.sample_sheet=4", f"--workdir={beam_workdir}", "--beam_runner=DirectRunner"]
+  out = subprocess.run([sys.executable, "-m", "launch.build_dataset", *flags], cwd=REPO, capture_output=True,
+                       text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+  assert out.returncode == 0, out.stderr[-3000:]
+  script = textwrap.dedent(f"""
+      import json, sys
+      import tensorflow_datasets as tfds
+      def read(data_dir):
+        ds = tfds.data_source({naming.tfds_name(config)!r}, data_dir=data_dir, download=False,
+                              decoders={{"image": tfds.decode.SkipDecoding()}})
+        plain = lambda v: v.decode("latin1") if isinstance(v, bytes) else getattr(v, "item", lambda: v)()
+        return {{split: [{{k: plain(v) for k, v in source[i].items()}} for i in range(len(source))]
+                for split, source in ds.items()}}
+      single, beam = read({naming.data_dir(str(workdir))!r}), read({naming.data_dir(str(beam_workdir))!r})
+      assert not [m for m in sys.modules if m.startswith("jembed")]
+      print(json.dumps(dict(sizes={{k: len(v) for k, v in beam.items()}}, same=single == beam,
+                            same_sets={{k: sorted(map(str, v)) == sorted(map(str, single.get(k, []))) for k, v in
+                                        beam.items()}}, tensorflow="tensorflow" in sys.modules)))
+      """)
+  read = subprocess.run([sys.executable, "-c", script], cwd="/", capture_output=True, text=True, timeout=120)
+  assert read.returncode == 0, read.stderr[-2000:]
+  result = json.loads(read.stdout.strip().splitlines()[-1])
+  assert result["sizes"] == {"train": 10, "validation": 1, "test": 1}
+  assert result["same_sets"] == {"train": True, "validation": True, "test": True}
+  assert result["same"] and not result["tensorflow"]
+  single_dir, beam_dir = naming.dataset_dir(config, str(workdir)), naming.dataset_dir(config, str(beam_workdir))
+  assert (pathlib.Path(beam_dir) / "metadata.json").read_text() == (pathlib.Path(single_dir) /
+                                                                      "metadata.json").read_text()
 
 
 def test_reads_back_in_a_fresh_process_without_our_code(reference):

@@ -73,3 +73,27 @@ def test_changed_listing_starts_over_and_broken_meshes_are_skipped(tmp_path):
   trimesh.creation.cylinder(radius=0.5, height=1.0).export(root / "things" / "d_can.obj")
   desc = descriptors.compute_descriptors(config, str(tmp_path / "wd"))
   assert desc.ids == ["things/a_box", "things/b_ball", "things/d_can"]
+
+
+@pytest.mark.slow
+def test_beam_pipeline_writes_the_single_host_store(tmp_path):
+  """The per-shape work on Beam's DirectRunner: the same rows, ids, categories and skipped meshes, read back by the
+  same `load_descriptors` the distance stage uses."""
+  pytest.importorskip("apache_beam", reason="Apache Beam is the optional 'beam' extra: pip install -e '.[beam]'")
+  from jembed.embedding import beam_descriptors  # pylint: disable=g-import-not-at-top
+  root = tmp_path / "meshes"
+  (root / "things").mkdir(parents=True)
+  import trimesh  # pylint: disable=g-import-not-at-top
+  trimesh.creation.box((1, 2, 3)).export(root / "things" / "a_box.obj")
+  (root / "things" / "b_broken.obj").write_text("garbage\n")
+  trimesh.creation.icosphere().export(root / "things" / "c_ball.obj")
+  trimesh.creation.cylinder(radius=0.5, height=1.0).export(root / "things" / "d_can.obj")
+  config = _config()
+  config.shapes.source, config.shapes.root, config.shapes.limit = "folder", str(root), 0
+  single = descriptors.compute_descriptors(config, str(tmp_path / "single"))
+  beam = beam_descriptors.compute_descriptors(config, str(tmp_path / "beam"), "DirectRunner")
+  assert beam.ids == single.ids == ["things/a_box", "things/c_ball", "things/d_can"]
+  assert beam.categories == single.categories and [s[0] for s in beam.skipped] == ["things/b_broken"]
+  np.testing.assert_allclose(np.asarray(beam.features), np.asarray(single.features), rtol=1e-5, atol=1e-6)
+  reread = descriptors.load_descriptors(str(tmp_path / "beam"))
+  assert reread.ids == beam.ids and not (tmp_path / "beam/lfd/beam").exists()

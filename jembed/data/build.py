@@ -2,7 +2,7 @@
 
 Writes into the workdir:
   tfds/jembed_images/<config name>/<version>/   the dataset (ArrayRecord shards, dataset_info.json, metadata.json)
-  dataset_cache/<config name>/shape_*.pkl        rendered shapes, until the dataset is written (resume, multi-host)
+  dataset_cache/<config name>/shape_*.pkl        rendered shapes, until the dataset is written (resume)
   dataset_samples.png                            random examples with their labels
   dataset.json                                   where the dataset is, split sizes, build speed, skipped inputs
 
@@ -11,9 +11,9 @@ every split and `dataset_info.json` are written, so a killed build never leaves 
 A rerun deletes such leftovers (under a lock file, so two builds of one config on one host never race), reuses every
 shape already in the render cache and writes the dataset again from it.
 
-**Many hosts.** With a workdir they all see, host i of n renders its contiguous range of shapes with
-`shard=(i, n)` (`--shard=i/n`), then one host runs without a shard: it renders whatever is still missing and writes
-the dataset from the merged cache. The images are the same as a single-host build's (seeds are per image).
+**Many hosts.** `beam_runner=...` builds the same dataset with Apache Beam instead (`beam_build.py`: Dataflow, Flink,
+Spark or the local DirectRunner); the images are the same as a single-host build's (seeds are per image). A Beam
+build keeps no render cache: the runner retries failed work items itself.
 """
 
 import contextlib
@@ -39,11 +39,11 @@ class BuildResult:
   """What a build did.
 
   Attributes:
-    dataset_dir: the dataset folder ('' after a shard-only run).
+    dataset_dir: the dataset folder.
     num_examples: examples per split.
     images_rendered: images rendered by this run (0 when everything was cached or already built).
     seconds: wall time of this run.
-    sample_sheet: path of dataset_samples.png ('' after a shard-only run).
+    sample_sheet: path of dataset_samples.png.
     reused: the dataset was already built; nothing was rendered or written.
   """
   dataset_dir: str
@@ -86,29 +86,18 @@ def remove_incomplete(config_dir: str) -> list[str]:
   return removed
 
 
-def parse_shard(shard: str) -> tuple[int, int] | None:
-  """'i/n' -> (i, n); '' -> None."""
-  if not shard:
-    return None
-  try:
-    i, n = (int(v) for v in shard.split("/"))
-  except ValueError:
-    raise ValueError(f"--shard must look like 'i/n' (e.g. 0/4), got {shard!r}") from None
-  if not 0 <= i < n:
-    raise ValueError(f"--shard {shard}: expected 0 <= i < n")
-  return i, n
-
-
 def build_dataset(config: ml_collections.ConfigDict, workdir: str, *, workers: int = 0,
-                  shard: tuple[int, int] | None = None, keep_cache: bool = False) -> BuildResult:
+                  keep_cache: bool = False, beam_runner: str = "", beam_pipeline_options: str = "") -> BuildResult:
   """Renders and writes the dataset of `config` into `workdir` (see the module docstring), or reuses it if built.
 
   Args:
     config: a jembed config (`shapes`, `data`, `render.backend`, `seed`).
     workdir: the run's folder.
     workers: rendering processes; 0 = `config.data.workers`, or one per CPU core when that is 0 too.
-    shard: (i, n) renders only shard i of n into the cache and writes no dataset (multi-host builds).
     keep_cache: keep the per-shape render cache after the dataset is written (it is as large as the dataset).
+    beam_runner: '' renders here with `workers` processes; a Beam runner name ('DirectRunner', 'DataflowRunner',
+      'FlinkRunner', 'SparkRunner', ...) builds with Apache Beam (`beam_build`; needs the `beam` extra).
+    beam_pipeline_options: the runner's options in Beam's command-line syntax.
 
   Returns:
     A `BuildResult`.
@@ -117,11 +106,13 @@ def build_dataset(config: ml_collections.ConfigDict, workdir: str, *, workers: i
   data_dir = paths.tfds_dir(workdir)
   os.makedirs(data_dir, exist_ok=True)
   workers = workers or int(config.data.workers) or default_workers()
-  builder = tfds_builder.JembedImages(config=config, data_dir=data_dir, workers=workers)
+  if beam_runner:
+    from jembed.data import beam_build  # pylint: disable=g-import-not-at-top  (an optional extra)
+    beam_build.require_beam()
+    builder = beam_build.JembedImagesBeam(config=config, data_dir=data_dir)
+  else:
+    builder = tfds_builder.JembedImages(config=config, data_dir=data_dir, workers=workers)
   with _lock(os.path.join(data_dir, f".{builder.builder_config.name}.lock")):
-    if shard is not None:
-      stats = builder.render(shard)
-      return BuildResult("", {}, stats["images"], time.time() - start)
     images, reused = 0, builder.is_prepared()
     if reused:
       from jembed.data import pipeline  # pylint: disable=g-import-not-at-top
@@ -133,6 +124,10 @@ def build_dataset(config: ml_collections.ConfigDict, workdir: str, *, workers: i
         reused = False
     if reused:
       logging.info("dataset already built: %s", builder.data_path)
+    elif beam_runner:
+      remove_incomplete(os.fspath(builder.data_path.parent))
+      beam_build.prepare(builder, beam_runner, beam_pipeline_options)
+      images = sum(int(info.num_examples) for info in builder.info.splits.values())
     else:
       remove_incomplete(os.fspath(builder.data_path.parent))
       stats = builder.render()  # the progress bar; _split_generators then finds every shape cached

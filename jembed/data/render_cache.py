@@ -4,8 +4,6 @@ Workers own shapes: each task is one shape (load the mesh, render all its views 
 encode PNGs) and ends in one file `shape_<index>.pkl` written atomically (temporary name, then rename). So
 
 * a killed build keeps every finished shape and the next run renders only the missing ones (resume);
-* hosts that share the workdir can each render a range of shapes (`shard=(i, n)`) and one final run writes the
-  dataset from all of them (the multi-host build, see launch/build_dataset.py);
 * the images do not depend on the number of workers: every image draws from its own seeded generator.
 
 Workers are started with the 'spawn' method so each one opens its own renderer (an EGL context does not survive a
@@ -101,23 +99,34 @@ def _write_atomic(path: str, header: dict, examples: list[dict]) -> None:
 _WORKER: dict = {}  # per process: the job, its renderer and backgrounds
 
 
-def _init_worker(job: RenderJob) -> None:
+def init_worker(job: RenderJob) -> None:
+  """Opens this process's renderer and backgrounds for `job` (once per worker process)."""
   _WORKER.update(job=job, renderer=backend.get_renderer(job.renderer), backgrounds=make_backgrounds(job))
+
+
+def render_worker_shape(shape_index: int, ref: record.ShapeRef) -> tuple[dict, list[dict]]:
+  """`render_shape` with this worker's renderer, backgrounds and job (after `init_worker`)."""
+  return render_shape(_WORKER["renderer"], _WORKER["backgrounds"], _WORKER["job"], shape_index, ref)
+
+
+def render_shape(renderer: base.Renderer, backgrounds: backgrounds_lib.Backgrounds, job: RenderJob, shape_index: int,
+                 ref: record.ShapeRef) -> tuple[dict, list[dict]]:
+  """One shape's (header, examples): header {'id', 'skipped' (reason or None), 'renderer'}; no examples when the
+  mesh could not be used. What a cache worker and a Beam worker (`beam_build`) each do per shape."""
+  try:
+    shape = loading.load_mesh(ref, job.up_axis, job.front)
+  except loading.MeshError as e:
+    return dict(id=ref.id, skipped=str(e), renderer=None), []
+  examples = shape_examples(renderer, shape, shape_index, job, backgrounds)
+  return dict(id=ref.id, skipped=None, renderer=renderer.name), examples
 
 
 def _render_one(task: tuple[int, record.ShapeRef]) -> tuple[int, int, str | None]:
   """Renders one shape into the cache: (shape index, images written, reason it was skipped or None)."""
   shape_index, ref = task
-  job, renderer = _WORKER["job"], _WORKER["renderer"]
-  try:
-    shape = loading.load_mesh(ref, job.up_axis, job.front)
-  except loading.MeshError as e:
-    _write_atomic(cache_path(job.cache_dir, shape_index), dict(id=ref.id, skipped=str(e), renderer=None), [])
-    return shape_index, 0, str(e)
-  examples = shape_examples(renderer, shape, shape_index, job, _WORKER["backgrounds"])
-  _write_atomic(cache_path(job.cache_dir, shape_index), dict(id=ref.id, skipped=None, renderer=renderer.name),
-                examples)
-  return shape_index, len(examples), None
+  header, examples = render_worker_shape(shape_index, ref)
+  _write_atomic(cache_path(_WORKER["job"].cache_dir, shape_index), header, examples)
+  return shape_index, len(examples), header["skipped"]
 
 
 def read_header(cache_dir: str, shape_index: int) -> dict:
@@ -163,10 +172,10 @@ def render_to_cache(tasks: list[tuple[int, record.ShapeRef]], job: RenderJob, wo
   with contextlib.ExitStack() as stack:
     stack.callback(bar.close)
     if workers == 1:
-      _init_worker(job)
+      init_worker(job)
       results = map(_render_one, todo)
     else:  # the pool's exit terminates the workers, also when a task raised
-      pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(workers, initializer=_init_worker,
+      pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(workers, initializer=init_worker,
                                                                           initargs=(job,)))
       results = pool.imap_unordered(_render_one, todo, chunksize=1)
     for shape_index, n_images, reason in results:

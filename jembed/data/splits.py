@@ -6,6 +6,9 @@ gives the same share of its shapes to each split. Both are exact counts (not a c
 seed and the usable shapes (those whose mesh loads), never on the number of workers or hosts.
 """
 
+import dataclasses
+
+from absl import logging
 import numpy as np
 
 SPLITS = ("train", "validation", "test")
@@ -65,3 +68,34 @@ def assign(shape_ids: list[str], categories: list[str], images_per_shape: int, f
   per_shape = np.empty(n, np.int8)
   per_shape[np.argsort(rank, kind="stable")] = np.repeat(np.arange(len(SPLITS)), split_counts(n, fractions))
   return np.repeat(per_shape[:, None], images_per_shape, axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitPlan:
+  """Everything `assign` needs but the usable shapes (small and picklable: Beam workers get it as it is)."""
+  ids: tuple[str, ...]
+  categories: tuple[str, ...]
+  images_per_shape: int
+  fractions: tuple[float, ...]
+  by: str
+  seed: int
+
+  def assignment(self, usable: np.ndarray) -> np.ndarray:
+    """int8[N, K] index into `SPLITS` of every image; -1 for the shapes that could not be loaded (`usable` False).
+
+    Only usable shapes are assigned, so a skipped mesh never leaves a split empty that its share promised.
+    """
+    keep = np.flatnonzero(usable)
+    out = np.full((len(self.ids), self.images_per_shape), -1, np.int8)
+    out[keep] = assign([self.ids[i] for i in keep], [self.categories[i] for i in keep], self.images_per_shape,
+                       self.fractions, self.by, self.seed)
+    return out
+
+
+def present(assignment: np.ndarray, fractions) -> set[int]:
+  """The splits that got images; warns about each with a nonzero share that got none."""
+  got = set(np.unique(assignment[assignment >= 0]).tolist())
+  for index, name in enumerate(SPLITS):
+    if fractions[index] > 0 and index not in got:
+      logging.warning("split %r has no images (too few usable shapes for its share); it is left out", name)
+  return got

@@ -25,7 +25,6 @@ with TFDS (`skip_registration`), so readers always load the dataset from its fil
 
 import os
 
-from absl import logging
 from etils import epath
 import ml_collections
 import numpy as np
@@ -128,49 +127,37 @@ class JembedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         clutter_ratio=float(data.clutter_ratio), cache_dir=os.path.normpath(self.cache_dir),
         procedural_share=float(data.get("procedural_share", 0.0)))
 
-  def render(self, shard: tuple[int, int] | None = None) -> dict:
-    """Renders the shapes of shard i of n (contiguous index ranges) or all of them into the cache."""
-    tasks = list(enumerate(self.refs))
-    if shard is not None:
-      i, n = shard
-      if not 0 <= i < n:
-        raise ValueError(f"shard {i}/{n}: expected 0 <= i < n")
-      tasks = tasks[i * len(tasks) // n:(i + 1) * len(tasks) // n]
-    return render_cache.render_to_cache(tasks, self.render_job(), self.workers)
+  def render(self) -> dict:
+    """Renders every shape not in the cache yet (worker processes, a progress bar)."""
+    return render_cache.render_to_cache(list(enumerate(self.refs)), self.render_job(), self.workers)
 
-  def split_assignment(self, usable: np.ndarray) -> np.ndarray:
-    """int8[N, K] index into `splits.SPLITS` of every image; -1 for the shapes that could not be loaded.
-
-    Only usable shapes are assigned, so a skipped mesh never leaves a split empty that its share promised.
-    """
+  def split_plan(self) -> splits.SplitPlan:
     data = self.jembed_config.data
-    keep = np.flatnonzero(usable)
-    assignment = np.full((len(self.refs), int(data.images_per_shape)), -1, np.int8)
-    assignment[keep] = splits.assign([self.refs[i].id for i in keep], [self.refs[i].category for i in keep],
-                                     int(data.images_per_shape), tuple(data.split_fractions), data.split_by,
-                                     int(self.jembed_config.seed))
-    return assignment
+    return splits.SplitPlan(ids=tuple(r.id for r in self.refs), categories=tuple(r.category for r in self.refs),
+                            images_per_shape=int(data.images_per_shape), fractions=tuple(data.split_fractions),
+                            by=data.split_by, seed=int(self.jembed_config.seed))
 
-  def _split_generators(self, dl_manager):
-    del dl_manager  # nothing to download
-    self.render()
-    headers = [render_cache.read_header(self.cache_dir, i) for i in range(len(self.refs))]
-    skipped = [[h["id"], h["skipped"]] for h in headers if h["skipped"]]
-    if len(skipped) == len(self.refs):
-      raise ValueError(f"none of the {len(self.refs)} shapes could be loaded; first: {skipped[0]}")
+  def set_metadata(self, headers: list[dict]) -> None:
+    """`metadata.json`: the shapes, categories, settings, and what each shape's header says (skipped, renderer)."""
     data = self.jembed_config.data
     self.info.metadata.update(
         shape_ids=[r.id for r in self.refs], shape_categories=[r.category for r in self.refs],
         categories=self.categories, images_per_shape=int(data.images_per_shape),
         image_size=self.settings.image_size, split_by=data.split_by, split_fractions=list(data.split_fractions),
-        renderers=sorted({h["renderer"] for h in headers if h["renderer"]}), skipped_shapes=skipped,
+        renderers=sorted({h["renderer"] for h in headers if h["renderer"]}),
+        skipped_shapes=[[h["id"], h["skipped"]] for h in headers if h["skipped"]],
         skipped_backgrounds=[list(s) for s in self.background_report.skipped],
         settings=naming.content_settings(self.jembed_config))
-    assignment = self.split_assignment(np.array([not h["skipped"] for h in headers]))
-    present = set(np.unique(assignment[assignment >= 0]).tolist())
-    for index, name in enumerate(splits.SPLITS):
-      if data.split_fractions[index] > 0 and index not in present:
-        logging.warning("split %r has no images (too few usable shapes for its share); it is left out", name)
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # nothing to download
+    self.render()
+    headers = [render_cache.read_header(self.cache_dir, i) for i in range(len(self.refs))]
+    if all(h["skipped"] for h in headers):
+      raise ValueError(f"none of the {len(self.refs)} shapes could be loaded; first: {headers[0]}")
+    self.set_metadata(headers)
+    assignment = self.split_plan().assignment(np.array([not h["skipped"] for h in headers]))
+    present = splits.present(assignment, self.jembed_config.data.split_fractions)
     return {name: self._generate_examples(index, assignment) for index, name in enumerate(splits.SPLITS)
             if index in present}
 

@@ -48,14 +48,14 @@ class Descriptors:
   skipped: list[tuple[str, str]]
 
 
-def _fingerprint(config: ml_collections.ConfigDict, refs) -> dict:
+def fingerprint(config: ml_collections.ConfigDict, refs) -> dict:
   """What the cached rows depend on; any change invalidates the cache."""
   return dict(ids=[r.id for r in refs], paths=[r.path for r in refs], up_axis=config.shapes.up_axis,
               front=config.shapes.front, size=config.render.size, antialias=config.render.antialias,
               hog_size=config.lfd.hog_size, dim=hog.LFD_DIM, version=2)  # 2: the rows' mesh fingerprints recorded
 
 
-def _open_store(workdir: str, fingerprint: dict, n: int) -> tuple[np.ndarray, dict]:
+def open_store(workdir: str, key: dict, n: int) -> tuple[np.ndarray, dict]:
   """Opens (or creates) the descriptor memmap and its progress record; resets both if the fingerprint changed."""
   folder = paths.lfd(workdir)
   os.makedirs(folder, exist_ok=True)
@@ -65,7 +65,7 @@ def _open_store(workdir: str, fingerprint: dict, n: int) -> tuple[np.ndarray, di
     try:  # a cache: a damaged one (killed disk, truncated copy) starts over instead of failing
       with open(progress_path) as f:
         progress = json.load(f)
-      if progress.get("fingerprint") != fingerprint:
+      if progress.get("fingerprint") != key:
         logging.info("LFD cache in %s is for other shapes or settings: starting over", folder)
         progress = None
       else:
@@ -76,14 +76,14 @@ def _open_store(workdir: str, fingerprint: dict, n: int) -> tuple[np.ndarray, di
       logging.warning("LFD cache in %s is damaged (%s): starting over", folder, e)
       progress, features = None, None
   if progress is None:
-    progress = dict(fingerprint=fingerprint, n_processed=0, ids=[], categories=[], meshes=[], skipped=[])
+    progress = dict(fingerprint=key, n_processed=0, ids=[], categories=[], meshes=[], skipped=[])
     features = np.lib.format.open_memmap(array_path, mode="w+", dtype=np.float32, shape=(max(n, 1), hog.LFD_DIM))
     files.write_json(progress_path, progress)
   return features, progress
 
 
 @jax.jit
-def _batch_descriptors(views_120: jax.Array) -> jax.Array:
+def batch_descriptors(views_120: jax.Array) -> jax.Array:
   """uint8[S, 20, 120, 120] -> float32[S, 203760]."""
   return hog.lfd_descriptor(views_120.astype(np.float32))
 
@@ -102,7 +102,7 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str,
     The finished `Descriptors`.
   """
   refs = sources.list_shapes(config.shapes)
-  features, progress = _open_store(workdir, _fingerprint(config, refs), len(refs))
+  features, progress = open_store(workdir, fingerprint(config, refs), len(refs))
   progress_path = paths.lfd(workdir, "progress.json")
   start = progress["n_processed"]
   if start < len(refs):
@@ -124,7 +124,7 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str,
       if views:
         padded = np.zeros((batch,) + views[0].shape, np.uint8)  # One compiled shape for every batch.
         padded[:len(views)] = views
-        rows = np.asarray(_batch_descriptors(padded))[:len(views)]
+        rows = np.asarray(batch_descriptors(padded))[:len(views)]
         row0 = len(progress["ids"])
         features[row0:row0 + len(rows)] = rows
         features.flush()
@@ -141,11 +141,11 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str,
   del features
   logging.info("LFD descriptors: %d of the %d listed shapes usable, %d skipped in all (reasons in %s)",
                len(progress["ids"]), len(refs), len(progress["skipped"]), paths.skipped_shapes(workdir))
-  _write_manifest(workdir, progress)
+  write_manifest(workdir, progress)
   return load_descriptors(workdir)
 
 
-def _write_manifest(workdir: str, progress: dict) -> None:
+def write_manifest(workdir: str, progress: dict) -> None:
   """`workdir/shapes.json` from the finished progress record (what later stages read instead of this cache)."""
   fingerprint = progress["fingerprint"]
   source_of = dict(zip(fingerprint["ids"], fingerprint["paths"]))

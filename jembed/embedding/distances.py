@@ -44,10 +44,10 @@ _REFINE_CHUNK = 1 << 24
 
 
 def data_mesh(sharded: bool = True) -> jax.sharding.Mesh:
-  """The 1-D `('data',)` mesh over all devices, or over the first device only when `sharded` is False."""
-  if sharded:
-    return jax.make_mesh((jax.device_count(),), ('data',))
-  return jax.make_mesh((1,), ('data',), devices=jax.devices()[:1])
+  """The 1-D `('data',)` mesh over this process's devices (all devices of a single-process run), or over the first
+  one only when `sharded` is False. Several processes split the tiles among themselves instead (`part`)."""
+  devices = jax.local_devices()
+  return jax.make_mesh((len(devices) if sharded else 1,), ('data',), devices=devices if sharded else devices[:1])
 
 
 @functools.lru_cache(maxsize=16)
@@ -140,7 +140,7 @@ def _refine(tile: np.ndarray, flags: np.ndarray, a: Any, b: Any, i0: int, j0: in
 
 def _make_out(out: Any, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
   if out is None:
-    return np.empty(shape, dtype)
+    return np.zeros(shape, dtype)  # zeros: a `part` leaves the other shares' entries as they are
   if isinstance(out, (str, os.PathLike)):
     return np.lib.format.open_memmap(os.fspath(out), mode='w+', dtype=dtype, shape=shape)
   if tuple(out.shape) != shape:
@@ -154,8 +154,9 @@ def _progress(total: int, progress: bool | None, desc: str):
   return tqdm.tqdm(total=total, desc=desc, disable=disable, unit='tile')
 
 
-def _tiled(a, b, out, *, symmetric, block_size, sharded, refine_rtol, progress, precision):
-  """Fills out[n, m] with the distances between rows of a and rows of b (b is a when symmetric)."""
+def _tiled(a, b, out, *, symmetric, block_size, sharded, refine_rtol, progress, precision, part=(0, 1)):
+  """Fills out[n, m] with the distances between rows of a and rows of b (b is a when symmetric); with part=(i, k)
+  only tiles i, i + k, i + 2k, ... (and their transposes): process i of k's share, the rest of out left as it is."""
   n, m = a.shape[0], b.shape[0]
   if n == 0 or m == 0:
     return out
@@ -171,7 +172,7 @@ def _tiled(a, b, out, *, symmetric, block_size, sharded, refine_rtol, progress, 
   col_blocks = row_blocks if symmetric else _Blocks(b, centre, col_block)
   fn = _tile_fn(mesh, float(refine_rtol or -1.0), precision)
   row_starts, col_starts = range(0, n, block), range(0, m, col_block)
-  tiles = [(i, j) for i in row_starts for j in col_starts if not symmetric or j >= i]
+  tiles = [(i, j) for i in row_starts for j in col_starts if not symmetric or j >= i][part[0]::part[1]]
   pending = None  # one tile in flight: the device computes tile k + 1 while the host stores tile k
 
   def finish(item):
@@ -216,6 +217,7 @@ def pairwise_distances(
     refine_rtol: float = 1e-2,
     progress: bool | None = None,
     precision: jax.lax.Precision = jax.lax.Precision.HIGHEST,
+    part: tuple[int, int] = (0, 1),
 ) -> np.ndarray:
   """All-pairs Euclidean distances between the rows of X, like `scipy.spatial.distance.squareform(pdist(X))`.
 
@@ -229,6 +231,8 @@ def pairwise_distances(
       host; 0 turns this off.
     progress: tqdm bar: True, False, or None for one on runs of 64 tiles or more.
     precision: precision of the tile GEMM.
+    part: (i, k): only process i of k's share of the tiles is written (every entry belongs to exactly one share, so
+      the k outputs, zero elsewhere, sum to the matrix; see `shape_embedding.cached_distances`).
 
   Returns:
     float32[N, N] (float64 when X is float64 and jax_enable_x64 is on): symmetric, exact zeros on the diagonal; `out`
@@ -237,7 +241,7 @@ def pairwise_distances(
   n = X.shape[0]
   out = _make_out(out, (n, n), _compute_dtype(X))
   return _tiled(X, X, out, symmetric=True, block_size=block_size, sharded=sharded, refine_rtol=refine_rtol,
-                progress=progress, precision=precision)
+                progress=progress, precision=precision, part=part)
 
 
 def cross_distances(

@@ -9,6 +9,9 @@ Writes into the workdir (each step reuses what a previous run finished):
 
 Up to `config.mds.exact_max_n` shapes the Sammon solve is exact on the full matrix; beyond (or with
 `config.mds.method='landmark'`) it is the landmark variant, which never forms the N x N matrix.
+
+Several JAX processes (`launch/embed_shapes.py --coordinator_address=...`): process 0 computes the descriptors (or
+Beam does), every process computes its share of the distance tiles, process 0 solves Sammon and writes the outputs.
   skipped_shapes.txt                       every listed shape that could not be used, with its reason
 """
 
@@ -18,9 +21,11 @@ import os
 import time
 
 from absl import logging
+import jax
 import ml_collections
 import numpy as np
 
+from jembed import distributed
 from jembed import files
 from jembed import paths
 from jembed import provenance
@@ -74,30 +79,56 @@ class ShapeEmbedding:
 
 
 def cached_distances(desc: descriptors.Descriptors, workdir: str) -> np.ndarray:
-  """float32[N, N] distances between descriptor rows, reused from `workdir/lfd/` when they are for the same rows."""
+  """float32[N, N] distances between descriptor rows, reused from `workdir/lfd/` when they are for the same rows.
+
+  With several JAX processes (`jembed.distributed`), each computes its share of the tiles on its own devices into its
+  own (sparse, zero elsewhere) file `distances.npy.part<i>.npy`; process 0 sums the shares (each entry is in exactly
+  one) into the matrix. Every process returns the finished matrix.
+  """
   folder = paths.lfd(workdir)
   path, meta_path = os.path.join(folder, "distances.npy"), os.path.join(folder, "distances.json")
   key = paths.cache_key("\n".join(desc.ids), digits=40)
+  n, mmap = len(desc.ids), "r" if len(desc.ids) > _MEMMAP_N else None
   if os.path.exists(meta_path) and os.path.exists(path):
     try:
       with open(meta_path) as f:
         if json.load(f).get("ids_sha1") == key:
           logging.info("reusing distances in %s", path)
-          d = np.load(path, mmap_mode="r" if len(desc.ids) > _MEMMAP_N else None)
-          if d.shape == (len(desc.ids),) * 2:
+          d = np.load(path, mmap_mode=mmap)
+          if d.shape == (n, n):
             return d
-          logging.warning("cached distances %s are %s, not %d x %d: computing them again", path, d.shape,
-                          len(desc.ids), len(desc.ids))
+          logging.warning("cached distances %s are %s, not %d x %d: computing them again", path, d.shape, n, n)
     except (OSError, ValueError) as e:  # a cache: a damaged one is made again
       logging.warning("cached distances in %s are damaged (%s): computing them again", folder, e)
+  distributed.barrier("distances: every process has looked for a cached matrix")  # before process 0 replaces it
+  index, count = jax.process_index(), jax.process_count()
   tmp = path + ".tmp.npy"
-  if len(desc.ids) > _MEMMAP_N:
+  if count > 1:
+    part = f"{path}.part{index}.npy"
+    distances.pairwise_distances(desc.features, out=part, progress=distributed.is_main(), part=(index, count)).flush()
+    distributed.barrier("distances: every share written")
+    if distributed.is_main():
+      _sum_shares([f"{path}.part{i}.npy" for i in range(count)], tmp, n)
+  elif n > _MEMMAP_N:
     distances.pairwise_distances(desc.features, out=tmp, progress=True).flush()
   else:
     np.save(tmp, distances.pairwise_distances(desc.features, progress=True))
-  os.replace(tmp, path)
-  files.write_json(meta_path, {"ids_sha1": key, "n": len(desc.ids)})
-  return np.load(path, mmap_mode="r" if len(desc.ids) > _MEMMAP_N else None)
+  if distributed.is_main():
+    os.replace(tmp, path)
+    files.write_json(meta_path, {"ids_sha1": key, "n": n})
+  distributed.barrier("distances: the matrix is in place")
+  if count > 1:
+    os.remove(f"{path}.part{index}.npy")
+  return np.load(path, mmap_mode=mmap)
+
+
+def _sum_shares(parts: list[str], out_path: str, n: int, rows: int = 1024) -> None:
+  """out = the sum of the processes' share files (each entry is nonzero in at most one), row block by row block."""
+  out = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.float32, shape=(n, n))
+  shares = [np.load(p, mmap_mode="r") for p in parts]
+  for lo in range(0, n, rows):
+    out[lo:lo + rows] = sum(np.asarray(s[lo:lo + rows]) for s in shares)
+  out.flush()
 
 
 def duplicate_groups(d: np.ndarray, ids: list[str], block: int = 4096) -> list[list[str]]:
@@ -126,11 +157,15 @@ def listing_key(config: ml_collections.ConfigDict) -> str:
   return paths.cache_key([[r.id, r.path] for r in sources.list_shapes(config.shapes)])
 
 
-def embed_shapes(config: ml_collections.ConfigDict, workdir: str, force: bool = False) -> ShapeEmbedding:
+def embed_shapes(config: ml_collections.ConfigDict, workdir: str, force: bool = False, *, beam_runner: str = "",
+                 beam_pipeline_options: str = "") -> ShapeEmbedding:
   """Runs the shape side on `config.shapes` and writes the files listed in the module docstring.
 
   An embedding already made with this config's settings and shapes is reused. One made otherwise is replaced, except
   when a network in `workdir/checkpoints` was trained on it: then this is a `provenance.Mismatch` unless `force`.
+
+  With `beam_runner` the per-shape work (load, normalize, LFD views, HoG) runs on Apache Beam
+  (`beam_descriptors`); the rest is the same.
 
   Returns:
     The `ShapeEmbedding` (also in `workdir/shape_embedding.npz`).
@@ -143,14 +178,20 @@ def embed_shapes(config: ml_collections.ConfigDict, workdir: str, force: bool = 
   os.makedirs(workdir, exist_ok=True)
   seconds = {}
   t = time.time()
-  desc = descriptors.compute_descriptors(config, workdir)
+  desc = _descriptors(config, workdir, beam_runner, beam_pipeline_options)
   seconds["descriptors"] = time.time() - t
-  _write_skipped(workdir, desc.skipped)
   if len(desc.ids) < 3:
     raise ValueError(f"only {len(desc.ids)} usable shapes in {config.shapes.source!r} source: need at least 3")
   n = len(desc.ids)
   dim = min(config.mds.dim, n - 1)
   landmark = config.mds.method == "landmark" or (config.mds.method == "auto" and n > config.mds.exact_max_n)
+  t = time.time()
+  d = None if landmark else cached_distances(desc, workdir)  # the stage every process takes a share of
+  seconds["distances"] = time.time() - t
+  if not distributed.is_main():  # process 0 solves Sammon and writes; the others wait for its file
+    distributed.barrier("shape embedding written")
+    return ShapeEmbedding.load(os.path.join(workdir, "shape_embedding.npz"))
+  _write_skipped(workdir, desc.skipped)
   t = time.time()
   if landmark:  # Never forms the N x N matrix: exact Sammon on landmarks, every other shape out of sample.
     lm = out_of_sample.sammon_landmark(desc.features, n_landmarks=config.mds.landmarks, dim=dim,
@@ -158,11 +199,8 @@ def embed_shapes(config: ml_collections.ConfigDict, workdir: str, force: bool = 
     points, n_iter, curve = lm.points, lm.landmark_result.n_iter, lm.landmark_result.stress_curve
     stress = out_of_sample.subset_stress(desc.features, points)  # Estimated on a random subset of pairs.
   else:
-    d = cached_distances(desc, workdir)
-    seconds["distances"] = time.time() - t
     for group in duplicate_groups(d, desc.ids):
       logging.warning("identical LFD descriptors (zero distance; placed on one point): %s", ", ".join(group))
-    t = time.time()
     result = sammon.sammon(d, dim=dim, max_iter=config.mds.max_iter, tol=config.mds.tol)
     points, n_iter, curve, stress = result.points, result.n_iter, result.stress_curve, result.stress
   seconds["sammon"] = time.time() - t
@@ -178,7 +216,20 @@ def embed_shapes(config: ml_collections.ConfigDict, workdir: str, force: bool = 
                n, dim, embedding.stress, int(n_iter), " (landmark)" if landmark else "",
                {k: round(v, 1) for k, v in seconds.items()}, len(desc.skipped))
   _write_summary(workdir, embedding, int(n_iter), seconds, desc.skipped)
+  distributed.barrier("shape embedding written")
   return embedding
+
+
+def _descriptors(config, workdir, beam_runner: str, beam_pipeline_options: str) -> descriptors.Descriptors:
+  """The descriptor store, computed by process 0 (on Beam with `beam_runner`), read by every process."""
+  if distributed.is_main():
+    if beam_runner:
+      from jembed.embedding import beam_descriptors  # pylint: disable=g-import-not-at-top  (an optional extra)
+      beam_descriptors.compute_descriptors(config, workdir, beam_runner, beam_pipeline_options)
+    else:
+      descriptors.compute_descriptors(config, workdir)
+  distributed.barrier("descriptors written")
+  return descriptors.load_descriptors(workdir)
 
 
 def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: str) -> ShapeEmbedding:

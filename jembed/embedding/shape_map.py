@@ -30,6 +30,17 @@ def spread_indices(xy: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
   return np.array(chosen)
 
 
+def map_points(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """The map's points: (int[M] rows of the shapes on it, all or a random `_MAX_MAP_POINTS`; float32[M, 2] their 2-D
+  Sammon points of the LFD-HoG distances of `features`, float32[N, 203760])."""
+  n = len(features)
+  subset = np.arange(n)
+  if n > _MAX_MAP_POINTS:
+    subset = np.sort(np.random.default_rng(0).choice(n, _MAX_MAP_POINTS, replace=False))
+  d_sub = distances.pairwise_distances(features[subset] if n > _MAX_MAP_POINTS else features)
+  return subset, np.asarray(sammon.sammon(d_sub, dim=2, max_iter=500, tol=1e-5).points, np.float32)
+
+
 def _thumbnails(config: ml_collections.ConfigDict, ids: list[str], size: int = 72) -> dict[str, np.ndarray]:
   """A three-quarter view of each shape in `ids`, uint8[size, size, 3] on white."""
   wanted = set(ids)
@@ -54,11 +65,7 @@ def write_map(config: ml_collections.ConfigDict, features: np.ndarray, embedding
     n_thumbs: shapes shown as thumbnails.
   """
   n = len(embedding.ids)
-  subset = np.arange(n)
-  if n > _MAX_MAP_POINTS:
-    subset = np.sort(np.random.default_rng(0).choice(n, _MAX_MAP_POINTS, replace=False))
-  d_sub = distances.pairwise_distances(features[subset] if n > _MAX_MAP_POINTS else features)
-  xy = np.asarray(sammon.sammon(d_sub, dim=2, max_iter=500, tol=1e-5).points)
+  subset, xy = map_points(features)
   categories = embedding.categories[subset]
   fig, ax = plt.subplots(figsize=(11, 9), dpi=110)
   names = sorted(set(categories.tolist()))

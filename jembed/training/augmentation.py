@@ -39,9 +39,33 @@ def augment_batch(batch: dict[str, jax.Array], rng: jax.Array, example_ids: jax.
     return image, flipped
 
   images, flipped = jax.vmap(one)(batch["image"], example_ids)
-  out = dict(batch, image=images)
+  return mirror_angles(dict(batch, image=images), flipped)
+
+
+def mirror_angles(batch: dict[str, jax.Array], flipped: jax.Array) -> dict[str, jax.Array]:
+  """The mirrored examples' (bool[B]) viewpoint: azimuth -> 360 - azimuth, tilt -> -tilt."""
+  out = dict(batch)
   if "azimuth" in batch:
     out["azimuth"] = jnp.where(flipped, jnp.mod(360.0 - batch["azimuth"], 360.0), batch["azimuth"])
   if "tilt" in batch:
     out["tilt"] = jnp.where(flipped, -batch["tilt"], batch["tilt"])
   return out
+
+
+def pick_feature_views(batch: dict[str, jax.Array], rng: jax.Array, example_ids: jax.Array) -> dict[str, jax.Array]:
+  """Mirroring for cached backbone features: each example takes its mirrored image's features with p = 0.5.
+
+  Args:
+    batch: 'features' float32[B, F] and, when mirroring is on, 'features_flipped' float32[B, F] (the backbone's
+      features of the mirrored images); other keys as in `augment_batch`.
+    rng, example_ids: as in `augment_batch` (the same per-example draw decides the mirror).
+
+  Returns:
+    The batch with 'features' chosen (and 'azimuth', 'tilt' mirrored to match), without 'features_flipped'.
+  """
+  if "features_flipped" not in batch:
+    return batch
+  flipped = jax.vmap(lambda e: jax.random.bernoulli(jax.random.split(jax.random.fold_in(rng, e))[0]))(example_ids)
+  out = {k: v for k, v in batch.items() if k != "features_flipped"}
+  out["features"] = jnp.where(flipped[:, None], batch["features_flipped"], batch["features"])
+  return mirror_angles(out, flipped)

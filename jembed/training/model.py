@@ -1,15 +1,20 @@
 """The image side's CNN (paper section 3): images -> embedding point, plus optional category and viewpoint heads.
 
-Two backbones, one head:
+Backbones, one head:
   caffenet  the paper's CaffeNet / R-CNN trunk, conv1-pool5 (LRN with Caffe's alpha/n, Caffe's ceil-mode pooling),
             pool5 = 256 x 6 x 6 = 9216 at 227 x 227, flattened in Caffe's (C, H, W) order so fc6 weights carry over
+            (`jembed.backbones.caffenet`; its weights from a .caffemodel, or .npz / .msgpack)
   small     a few strided convolutions, fast enough to train on a laptop CPU (the default config)
+  <name>    a pretrained backbone of `jembed.backbones.ARCHS` ('resnet50', 'vit_small_patch14_dinov2',
+            'openclip_ViT-B-16', ...): its pooled features, with the input normalization its weights expect
   head      fc6 -> fc7 (ReLU, dropout; LayerNorm first with `head_norm`) -> `image_embedding` (D, the paper's
             4096 -> 128 layer, Gaussian std 0.01; x the points' spread with `point_scale`)
             and, behind switches, `category` (softmax logits) and Render for CNN's `azimuth`/`elevation`/`tilt`
             (360 one-degree bins each, paper section 6).
 
-The network takes uint8 images and normalizes them itself, so `apply(params, images)` is the whole image side.
+The network takes uint8 images and normalizes them itself, so `apply(params, images)` is the whole image side;
+`apply(params, None, features=f)` runs the head alone on pooled backbone features (the frozen-backbone feature cache)
+and `apply(params, images, features_only=True)` gives those features.
 `ModelSpec` is everything needed to rebuild it: a frozen, hashable dataclass that can ride along with the params as
 static data (see `jembed.embed`).
 """
@@ -24,8 +29,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jembed import backbones
+from jembed.backbones.caffenet import CaffeNet  # noqa: F401  (re-exported: the paper's trunk, used by name)
+from jembed.backbones.caffenet import caffe_max_pool  # noqa: F401
+from jembed.backbones.caffenet import local_response_norm  # noqa: F401
+
 # Caffe's ImageNet mean (ilsvrc_2012_mean.npy averaged over pixels), BGR order, in 0..255.
-CAFFE_MEAN_BGR = (104.00699, 116.66877, 122.67892)
+CAFFE_MEAN_BGR = backbones.registry.CAFFE[0]
+resize_images = backbones.resize_images
 VIEW_ANGLES = ("azimuth", "elevation", "tilt")
 
 
@@ -34,13 +45,14 @@ class ModelSpec:
   """The architecture (hashable, so jit can treat it as static).
 
   Attributes:
-    backbone: 'caffenet' | 'small'.
+    backbone: 'caffenet' | 'small' | a pretrained backbone's name (`jembed.backbones.ARCHS`).
     dim: D, the embedding's dimension.
     image_size: the square size the network sees; other inputs are stretched to it (as Caffe's preprocessing).
     widths: channels of the small backbone's convolutions (each halves the resolution).
     hidden: sizes of the fully connected layers before the embedding (fc6, fc7).
     dropout: dropout rate after each hidden layer.
-    normalization: 'unit' (RGB in [-1, 1]) | 'caffe' (BGR x 255 minus the ImageNet mean, for Caffe weights).
+    normalization: 'unit' (RGB in [-1, 1]) | 'caffe' (BGR x 255 minus the ImageNet mean, for Caffe weights); a
+      pretrained backbone uses its weights' own normalization instead.
     num_categories: >0 adds the category head.
     viewpoint_bins: >0 adds azimuth/elevation/tilt heads with this many bins (360: one degree).
     frozen_backbone: gradients stop at the backbone output (the paper's frozen R-CNN pool5).
@@ -91,35 +103,6 @@ def normalize(images: jax.Array, mode: str) -> jax.Array:
   raise ValueError(f"unknown normalization {mode!r} (use 'unit' or 'caffe')")
 
 
-def resize_images(images: jax.Array, size: int) -> jax.Array:
-  """Stretches [B, H, W, 3] to [B, size, size, 3] (bilinear, as Caffe's preprocessing); a no-op at that size."""
-  if images.shape[1:3] == (size, size):
-    return images
-  out = jax.image.resize(images.astype(jnp.float32), (images.shape[0], size, size, images.shape[3]), "bilinear")
-  return jnp.clip(jnp.round(out), 0, 255).astype(jnp.uint8) if images.dtype == jnp.uint8 else out
-
-
-def local_response_norm(x: jax.Array, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
-                        k: float = 1.0) -> jax.Array:
-  """Caffe's across-channel LRN: x_c / (k + alpha/size * sum of x^2 over the `size` channels around c)^beta.
-
-  Caffe divides alpha by the window size (TensorFlow's `local_response_normalization` does not), and the window is
-  zero-padded at the first and last channels.
-  """
-  sq = jax.lax.reduce_window(x * x, 0.0, jax.lax.add, (1,) * (x.ndim - 1) + (size,), (1,) * x.ndim,
-                             [(0, 0)] * (x.ndim - 1) + [((size - 1) // 2, size - 1 - (size - 1) // 2)])
-  return x / (k + (alpha / size) * sq) ** beta
-
-
-def caffe_max_pool(x: jax.Array, window: int = 3, stride: int = 2) -> jax.Array:
-  """Max pooling with Caffe's output size, ceil((H - window) / stride) + 1 (the last window may hang over)."""
-  pads = []
-  for n in x.shape[1:3]:
-    out = -(-(n - window) // stride) + 1
-    pads.append((0, max(0, (out - 1) * stride + window - n)))
-  return nn.max_pool(x, (window, window), (stride, stride), padding=pads)
-
-
 def _sow_layer(module: nn.Module, name: str, x: jax.Array) -> jax.Array:
   """Records a layer's activations as `intermediates/.../layers/<name>` and returns them unchanged.
 
@@ -128,21 +111,6 @@ def _sow_layer(module: nn.Module, name: str, x: jax.Array) -> jax.Array:
   """
   module.sow("intermediates", "layers", (name, x), init_fn=dict, reduce_fn=lambda d, kv: {**d, kv[0]: kv[1]})
   return x
-
-
-class CaffeNet(nn.Module):
-  """CaffeNet conv1-pool5 (pool, then LRN, as bvlc_reference_caffenet and R-CNN): [B, 227, 227, 3] -> [B, 6, 6, 256]."""
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x = _sow_layer(self, "conv1", nn.relu(nn.Conv(96, (11, 11), (4, 4), padding="VALID", name="conv1")(x)))
-    x = local_response_norm(caffe_max_pool(x))
-    x = _sow_layer(self, "conv2", nn.relu(nn.Conv(256, (5, 5), padding=2, feature_group_count=2, name="conv2")(x)))
-    x = local_response_norm(caffe_max_pool(x))
-    x = _sow_layer(self, "conv3", nn.relu(nn.Conv(384, (3, 3), padding=1, name="conv3")(x)))
-    x = _sow_layer(self, "conv4", nn.relu(nn.Conv(384, (3, 3), padding=1, feature_group_count=2, name="conv4")(x)))
-    x = _sow_layer(self, "conv5", nn.relu(nn.Conv(256, (3, 3), padding=1, feature_group_count=2, name="conv5")(x)))
-    return caffe_max_pool(x)
 
 
 class SmallConvNet(nn.Module):
@@ -182,21 +150,11 @@ class EmbeddingNet(nn.Module):
   """uint8 images -> {'point': float32[B, D], optional 'category': [B, C] and '<angle>': [B, bins] logits}."""
   spec: ModelSpec
 
-  @nn.compact
-  def __call__(self, images: jax.Array, *, train: bool = False, example_ids: jax.Array | None = None
-               ) -> dict[str, jax.Array]:
-    """The network's outputs for a batch of images.
-
-    Args:
-      images: uint8[B, H, W, 3] RGB, any H and W (stretched to `spec.image_size`).
-      train: dropout on (needs a 'dropout' rng).
-      example_ids: int32[B], each example's index in the global batch (default 0..B-1); keys the dropout masks.
-
-    Returns:
-      {'point': float32[B, D]} and, per the spec's heads, 'category' float32[B, C] and 'azimuth', 'elevation',
-      'tilt' float32[B, bins] logits.
-    """
+  def backbone_features(self, images: jax.Array) -> jax.Array:
+    """uint8[B, H, W, 3] -> float32[B, F], the backbone's pooled (flattened) features."""
     spec = self.spec
+    if backbones.is_pretrained(spec.backbone) and spec.backbone != "caffenet":
+      return backbones.Backbone(backbones.get(spec.backbone, spec.image_size), name="backbone")(images)
     x = normalize(resize_images(images, spec.image_size), spec.normalization)
     if spec.backbone == "caffenet":
       x = CaffeNet(name="backbone")(x)
@@ -204,8 +162,31 @@ class EmbeddingNet(nn.Module):
     elif spec.backbone == "small":
       x = SmallConvNet(spec.widths, name="backbone")(x)
     else:
-      raise ValueError(f"unknown backbone {spec.backbone!r} (use 'caffenet' or 'small')")
-    x = x.reshape(x.shape[0], -1)
+      raise ValueError(f"unknown backbone {spec.backbone!r} (use 'caffenet', 'small' or one of "
+                       f"{', '.join(sorted(backbones.ARCHS))})")
+    return x.reshape(x.shape[0], -1)
+
+  @nn.compact
+  def __call__(self, images: jax.Array | None, *, train: bool = False, example_ids: jax.Array | None = None,
+               features: jax.Array | None = None, features_only: bool = False) -> dict[str, jax.Array] | jax.Array:
+    """The network's outputs for a batch of images (or of their pooled backbone features).
+
+    Args:
+      images: uint8[B, H, W, 3] RGB, any H and W (stretched to `spec.image_size`); None with `features`.
+      train: dropout on (needs a 'dropout' rng).
+      example_ids: int32[B], each example's index in the global batch (default 0..B-1); keys the dropout masks.
+      features: float32[B, F], the backbone's pooled features instead of images (the head alone runs; the
+        backbone's params are not needed).
+      features_only: return the backbone's pooled features float32[B, F] (what `features` takes).
+
+    Returns:
+      {'point': float32[B, D]} and, per the spec's heads, 'category' float32[B, C] and 'azimuth', 'elevation',
+      'tilt' float32[B, bins] logits; with `features_only`, float32[B, F].
+    """
+    spec = self.spec
+    x = self.backbone_features(images) if features is None else features
+    if features_only:
+      return x
     if spec.frozen_backbone:
       x = jax.lax.stop_gradient(x)
     if example_ids is None:
@@ -229,14 +210,17 @@ def init_params(spec: ModelSpec, rng: jax.Array) -> dict:
   return EmbeddingNet(spec).init({"params": rng}, images)
 
 
-def load_backbone_weights(path: str, backbone: dict) -> dict:
+def load_backbone_weights(path: str, backbone: dict, *, arch: str = "", image_size: int = 0) -> dict:
   """The backbone's params from a user's file, checked against (and shaped like) `backbone`.
 
   Args:
     path: `.msgpack` (`flax.serialization.to_bytes` of the backbone's params) or `.npz` with keys
       `<layer>/kernel` and `<layer>/bias` (e.g. `conv1/kernel`). Convolution kernels may be in Flax's
-      [kh, kw, in, out] or Caffe's [out, in, kh, kw] layout (converted).
+      [kh, kw, in, out] or Caffe's [out, in, kh, kw] layout (converted). For a pretrained backbone (`arch` in
+      `jembed.backbones.ARCHS`), also the published files: .safetensors, .pt/.pth, .caffemodel
+      (`jembed.backbones.load_pretrained`).
     backbone: the backbone's params as initialized (pytree of arrays or ShapeDtypeStructs), the target structure.
+    arch, image_size: `ModelSpec.backbone` and `.image_size` (for the published files).
 
   Returns:
     A pytree like `backbone` with the file's float32 values.
@@ -253,8 +237,13 @@ def load_backbone_weights(path: str, backbone: dict) -> dict:
   elif path.endswith(".npz"):
     with np.load(path) as f:
       flat = {k: f[k] for k in f.files}
+  elif backbones.is_pretrained(arch):
+    loaded = backbones.load_pretrained(arch, path, image_size=image_size or None)[1]["params"]
+    flat = {"/".join(k): v for k, v in _flatten(loaded["trunk"] if arch == "caffenet" else loaded).items()}
   else:
-    raise ValueError(f"backbone weights must be .npz or .msgpack, got {path!r}")
+    raise ValueError(f"backbone weights for {arch!r} must be .npz or .msgpack, got {path!r} (published .safetensors, "
+                     ".pt/.pth and .caffemodel files need a pretrained backbone: "
+                     f"{', '.join(sorted(backbones.ARCHS))})")
   out = {}
   for key, target in _flatten(backbone).items():
     name = "/".join(key)

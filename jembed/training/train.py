@@ -39,8 +39,8 @@ from jembed.data import pipeline
 from jembed.embedding import shape_embedding
 
 State = dict[str, Any]  # {'step': int32[], 'params': {'params': ...}, 'opt_state': ...}, replicated
-TRAIN_KEYS = ("image", "point", "category_index", "azimuth", "elevation", "tilt")
-EVAL_KEYS = TRAIN_KEYS + ("shape_index",)
+TRAIN_KEYS = ("image", "features", "features_flipped", "point", "category_index", "azimuth", "elevation", "tilt")
+EVAL_KEYS = tuple(k for k in TRAIN_KEYS if k != "features_flipped") + ("shape_index",)
 
 
 def create_mesh(devices=None) -> jax.sharding.Mesh:
@@ -65,7 +65,7 @@ def place_batch(batch: dict[str, Any], mesh: jax.sharding.Mesh) -> dict[str, jax
 
 def make_update_fn(net: model_lib.EmbeddingNet, tx: optax.GradientTransformation, schedule: optax.Schedule,
                    mesh: jax.sharding.Mesh, loss_weights: dict[str, float], *, flip: bool = False,
-                   shift: float = 0.0) -> Callable:
+                   shift: float = 0.0, from_features: bool = False) -> Callable:
   """`update_fn(state, batch, rng) -> (state, metrics)`, jitted, state donated.
 
   Args:
@@ -74,6 +74,8 @@ def make_update_fn(net: model_lib.EmbeddingNet, tx: optax.GradientTransformation
     mesh: the ('data',) mesh; the batch is split over it.
     loss_weights: {'embedding', 'category', 'viewpoint'}.
     flip, shift: on-device augmentation (see `augmentation.augment_batch`).
+    from_features: batches hold the frozen backbone's cached 'features' (and 'features_flipped') instead of
+      images: only the head runs and is differentiated (`jembed.backbones.feature_cache`); param_norm is the head's.
 
   Returns:
     update_fn(state, batch, rng): `batch` a dict of [B, ...] arrays (`TRAIN_KEYS`; B divisible by the device
@@ -83,24 +85,33 @@ def make_update_fn(net: model_lib.EmbeddingNet, tx: optax.GradientTransformation
 
   def per_device(state: State, batch: dict[str, jax.Array], rng: jax.Array):
     rng = jax.random.fold_in(rng, state["step"])
-    local = batch["image"].shape[0]
+    local = batch["point"].shape[0]
     example_ids = lax.axis_index("data") * local + jnp.arange(local, dtype=jnp.int32)
-    batch = augmentation.augment_batch(batch, jax.random.fold_in(rng, 1), example_ids, flip=flip, shift=shift)
+    if from_features:  # the frozen backbone's part of the work was done once, by the feature cache
+      batch = augmentation.pick_feature_views(batch, jax.random.fold_in(rng, 1), example_ids)
+      inputs, trained = dict(images=None, features=batch["features"]), _head(state["params"])
+    else:
+      batch = augmentation.augment_batch(batch, jax.random.fold_in(rng, 1), example_ids, flip=flip, shift=shift)
+      inputs, trained = dict(images=batch["image"]), state["params"]
     rng = jax.random.fold_in(rng, 0)
 
     def loss_fn(params):
-      outputs = net.apply(params, batch["image"], train=True, example_ids=example_ids, rngs={"dropout": rng})
+      outputs = net.apply(params, **inputs, train=True, example_ids=example_ids, rngs={"dropout": rng})
       return losses.total_loss(outputs, batch, loss_weights)
 
     # Differentiate w.r.t. a per-device ('varying') copy of the replicated params, so each device's gradient is its
     # own shard's (differentiating the replicated params directly would already psum it in the transpose), then
     # average: with equal shards the mean of the devices' means is the global batch's mean.
-    local_params = lax.pcast(state["params"], "data", to="varying")
+    local_params = lax.pcast(trained, "data", to="varying")
     (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(local_params)
     grads, loss, parts = lax.pmean((grads, loss, parts), "data")
+    if from_features:  # zeros for the frozen backbone (constants: XLA drops the no-op update of its params)
+      grads = {"params": dict(grads["params"], backbone=jax.tree.map(jnp.zeros_like,
+                                                                     state["params"]["params"]["backbone"]))}
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    metrics = dict(parts, loss=loss, grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params),
+    metrics = dict(parts, loss=loss, grad_norm=optax.tree.norm(grads),
+                   param_norm=optax.tree.norm(_head(params) if from_features else params),
                    lr=jnp.asarray(schedule(state["step"]), jnp.float32))
     return dict(step=state["step"] + 1, params=params, opt_state=opt_state), metrics
 
@@ -115,15 +126,25 @@ def make_update_fn(net: model_lib.EmbeddingNet, tx: optax.GradientTransformation
   return update_fn
 
 
-def make_eval_fn(net: model_lib.EmbeddingNet, mesh: jax.sharding.Mesh, loss_weights: dict[str, float]) -> Callable:
+def _head(params: dict) -> dict:
+  """The network's variables without the backbone's (what the head needs to run on features)."""
+  return {"params": {k: v for k, v in params["params"].items() if k != "backbone"}}
+
+
+def make_eval_fn(net: model_lib.EmbeddingNet, mesh: jax.sharding.Mesh, loss_weights: dict[str, float], *,
+                 from_features: bool = False) -> Callable:
   """`eval_fn(params, batch, shape_points) -> metrics` over a global batch, averaged over it.
 
   Retrieval is image->shape among all N shapes: the rank of the image's own shape (`batch['shape_index']`, its row in
   shape_points float32[N, D]) when the shapes are sorted by L2 distance to the image's point; top-k = rank < k.
+  With `from_features` the batches hold cached backbone 'features' instead of images.
   """
 
   def per_device(params, batch, shape_points):
-    outputs = net.apply(params, batch["image"], train=False)
+    if from_features:
+      outputs = net.apply(_head(params), None, features=batch["features"], train=False)
+    else:
+      outputs = net.apply(params, batch["image"], train=False)
     loss, parts = losses.total_loss(outputs, batch, loss_weights)
     d2 = jnp.sum(jnp.square(outputs["point"][:, None, :] - shape_points[None]), axis=-1)  # [b, N]
     own = jnp.take_along_axis(d2, batch["shape_index"][:, None], axis=1)
@@ -163,7 +184,8 @@ def create_state(spec: model_lib.ModelSpec, tx: optax.GradientTransformation, rn
   backbone = None
   if backbone_weights:
     abstract = jax.eval_shape(lambda: model_lib.init_params(spec, rng))
-    backbone = model_lib.load_backbone_weights(backbone_weights, abstract["params"]["backbone"])
+    backbone = model_lib.load_backbone_weights(backbone_weights, abstract["params"]["backbone"], arch=spec.backbone,
+                                               image_size=spec.image_size)
   return jax.jit(_init_fn(spec, tx), out_shardings=NamedSharding(mesh, P()))(rng, backbone)
 
 
@@ -191,7 +213,7 @@ def restore_or_create_state(ckpts: checkpoints.Checkpoints, spec: model_lib.Mode
     return ckpts.restore(step, target)
 
   step, (restored, meta) = ckpts.newest_intact(restore)
-  return dict(restored, step=jax.device_put(jnp.int32(step), replicated)), meta
+  return dict(restored, step=jax.device_put(np.int32(step), replicated)), meta
 
 
 def _model_spec(config: ml_collections.ConfigDict, workdir: str,
@@ -213,7 +235,7 @@ def _validation(config, workdir, mesh) -> Callable[[], Any] | None:
   except (KeyError, ValueError) as e:
     logging.warning("no validation split (%s): training without validation", e)
     return None
-  quantum = mesh.size * jax.process_count()
+  quantum = mesh.size  # all devices of all processes: a multiple of the process count
   batch = min(int(config.train.eval_batch_size or config.input.batch_size), size) // quantum * quantum
   if batch == 0:
     logging.warning("the validation split (%d images) is smaller than the %d devices: no validation", size, quantum)
@@ -222,6 +244,27 @@ def _validation(config, workdir, mesh) -> Callable[[], Any] | None:
   eval_config.input.batch_size = batch
   return functools.partial(pipeline.create_input_iterator, eval_config, workdir, "validation", mesh=mesh,
                            shuffle=False, num_epochs=1)
+
+
+def _cached_inputs(config, workdir, net, params, spec, mesh) -> tuple[Any, Callable[[], Any] | None]:
+  """(train batches, validation factory) from the frozen backbone's feature cache, built first if needed."""
+  from jembed.backbones import feature_cache  # pylint: disable=g-import-not-at-top
+  if float(config.train.augment_shift):
+    logging.warning("config.train.augment_shift=%s is not applied with a frozen backbone: pooled features cannot be "
+                    "shifted (mirroring is exact: the mirrored images' features are cached)",
+                    config.train.augment_shift)
+  folder = feature_cache.build(config, workdir, net, params, spec)
+  columns = feature_cache.load_split(config, workdir, folder, "train")
+  train = feature_cache.CachedBatches(columns, int(config.input.batch_size), mesh, seed=int(config.seed))
+  try:
+    val = feature_cache.load_split(config, workdir, folder, "validation")
+  except FileNotFoundError:
+    logging.warning("no validation split in the feature cache %s: training without validation", folder)
+    return train, None
+  quantum = mesh.size  # all devices of all processes
+  batch = min(int(config.train.eval_batch_size or config.input.batch_size), len(val["point"])) // quantum * quantum
+  val.pop("features_flipped", None)
+  return train, (lambda: feature_cache.CachedBatches(val, batch, mesh, shuffle=False, num_epochs=1)) if batch else None
 
 
 def evaluate(eval_fn, params, batches, shape_points) -> dict[str, float]:
@@ -260,16 +303,20 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
   init_rng, dropout_rng = jax.random.split(jax.random.key(int(config.seed)))
   tx, schedule = optimizer.make_optimizer(config, jax.eval_shape(lambda: model_lib.init_params(spec, init_rng)))
   loss_weights = {k: float(v) for k, v in config.loss.items()}
+  cached = spec.frozen_backbone  # the paper's recipe: features of a frozen backbone computed once, head trained
   update_fn = make_update_fn(net, tx, schedule, mesh, loss_weights, flip=bool(config.train.augment_flip),
-                             shift=float(config.train.augment_shift))
-  eval_fn, validation = make_eval_fn(net, mesh, loss_weights), _validation(config, workdir, mesh)
+                             shift=float(config.train.augment_shift), from_features=cached)
+  eval_fn = make_eval_fn(net, mesh, loss_weights, from_features=cached)
+  validation = None if cached else _validation(config, workdir, mesh)
   shape_points = jax.device_put(np.asarray(embedding.points, np.float32), NamedSharding(mesh, P()))
-  train_iter = pipeline.create_input_iterator(config, workdir, "train", mesh=mesh)
+  train_iter = None if cached else pipeline.create_input_iterator(config, workdir, "train", mesh=mesh)
   ckpts = checkpoints.Checkpoints(workdir, max_to_keep=int(config.train.max_to_keep))
   total, every = int(config.train.total_steps), {k: int(config.train[k]) for k in ("ckpt_every", "eval_every")}
   meta = dict(model=spec.to_dict(), categories=list(categories))
   try:
     state, saved = restore_or_create_state(ckpts, spec, tx, init_rng, mesh, config.model.backbone_weights)
+    if cached:
+      train_iter, validation = _cached_inputs(config, workdir, net, state["params"], spec, mesh)
     start = saved["step"] if saved else 0
     if saved:
       train_iter.set_state(saved["input"])  # the resumed run sees the batches the killed one would have

@@ -1,0 +1,126 @@
+"""ResNet-50 (He et al. 2016, torchvision's v1.5: stride in the 3x3 conv) in Flax, and its torchvision/timm weights.
+
+torchvision's `resnet50` and timm's `resnet50` (and its `.a1_in1k`, `.tv_in1k`, ... weights) share one state-dict
+layout: `conv1`, `bn1`, `layer{1-4}.{i}.conv{1,2,3}` / `bn{1,2,3}` / `downsample.{0,1}`, `fc`. Pooled features are
+the global average of layer4: float32[B, 2048].
+
+BatchNorm is frozen (running statistics, as every fine-tuning recipe of these weights does, detectron2's
+FrozenBatchNorm): its mean and var are parameters behind `stop_gradient`, so the network's variables are only
+{'params': ...}, the same function trains and tests, and no batch statistics cross devices.
+"""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jembed.backbones import convert
+
+BN_EPS = 1e-5  # torch's BatchNorm2d default
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetConfig:
+  """A bottleneck ResNet: `layers` blocks per stage, `widths` the 3x3 convs' channels (x4 out), `stem` channels."""
+  layers: tuple[int, ...] = (3, 4, 6, 3)
+  widths: tuple[int, ...] = (64, 128, 256, 512)
+  stem: int = 64
+  expansion: int = 4
+
+  @property
+  def features(self) -> int:
+    return self.widths[-1] * self.expansion
+
+
+class FrozenBatchNorm(nn.Module):
+  """y = (x - mean) / sqrt(var + eps) * scale + bias with fixed (non-trained) mean and var."""
+  eps: float = BN_EPS
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    c = x.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (c,))
+    bias = self.param("bias", nn.initializers.zeros, (c,))
+    mean = jax.lax.stop_gradient(self.param("mean", nn.initializers.zeros, (c,)))
+    var = jax.lax.stop_gradient(self.param("var", nn.initializers.ones, (c,)))
+    mult = scale * jax.lax.rsqrt(var + self.eps)
+    return x * mult + (bias - mean * mult)
+
+
+def _conv(features: int, kernel: int, stride: int = 1, name: str = "") -> nn.Conv:
+  return nn.Conv(features, (kernel, kernel), (stride, stride), padding=kernel // 2, use_bias=False, name=name)
+
+
+class Bottleneck(nn.Module):
+  width: int
+  stride: int
+  expansion: int
+  downsample: bool
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = nn.relu(FrozenBatchNorm(name="bn1")(_conv(self.width, 1, name="conv1")(x)))
+    y = nn.relu(FrozenBatchNorm(name="bn2")(_conv(self.width, 3, self.stride, name="conv2")(y)))
+    y = FrozenBatchNorm(name="bn3")(_conv(self.width * self.expansion, 1, name="conv3")(y))
+    if self.downsample:
+      x = FrozenBatchNorm(name="downsample_bn")(_conv(self.width * self.expansion, 1, self.stride,
+                                                       name="downsample_conv")(x))
+    return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+  """float32[B, H, W, 3] (normalized) -> float32[B, widths[-1] * expansion], the global average of the last stage."""
+  config: ResNetConfig
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    cfg = self.config
+    x = nn.relu(FrozenBatchNorm(name="bn1")(_conv(cfg.stem, 7, 2, name="conv1")(x)))
+    x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    channels = cfg.stem
+    for stage, (blocks, width) in enumerate(zip(cfg.layers, cfg.widths)):
+      for i in range(blocks):
+        stride = 2 if stage > 0 and i == 0 else 1
+        x = Bottleneck(width, stride, cfg.expansion, downsample=i == 0 and (stride != 1 or channels !=
+                                                                             width * cfg.expansion),
+                       name=f"layer{stage + 1}_{i}")(x)
+        channels = width * cfg.expansion
+    return jnp.mean(x, axis=(1, 2))
+
+
+def expected(cfg: ResNetConfig) -> list[convert.Expect]:
+  """Every tensor of a torchvision/timm ResNet file that the features use, in the file's layout."""
+  rows = []
+
+  def conv(key, target, out, inp, k):
+    rows.append(convert.Expect(f"{key}.weight", target + ("kernel",), (out, inp, k, k), "conv"))
+
+  def bn(key, target, c):
+    for suffix, name in (("weight", "scale"), ("bias", "bias"), ("running_mean", "mean"), ("running_var", "var")):
+      rows.append(convert.Expect(f"{key}.{suffix}", target + (name,), (c,)))
+
+  conv("conv1", ("conv1",), cfg.stem, 3, 7)
+  bn("bn1", ("bn1",), cfg.stem)
+  channels = cfg.stem
+  for stage, (blocks, width) in enumerate(zip(cfg.layers, cfg.widths)):
+    out = width * cfg.expansion
+    for i in range(blocks):
+      key, target = f"layer{stage + 1}.{i}", (f"layer{stage + 1}_{i}",)
+      conv(f"{key}.conv1", target + ("conv1",), width, channels, 1)
+      bn(f"{key}.bn1", target + ("bn1",), width)
+      conv(f"{key}.conv2", target + ("conv2",), width, width, 3)
+      bn(f"{key}.bn2", target + ("bn2",), width)
+      conv(f"{key}.conv3", target + ("conv3",), out, width, 1)
+      bn(f"{key}.bn3", target + ("bn3",), out)
+      if i == 0 and (stage > 0 or channels != out):
+        conv(f"{key}.downsample.0", target + ("downsample_conv",), out, channels, 1)
+        bn(f"{key}.downsample.1", target + ("downsample_bn",), out)
+      channels = out
+  return rows
+
+
+IGNORED = [
+    (r".*num_batches_tracked", "BatchNorm's step counter (no effect at inference)"),
+    (r"fc\.(weight|bias)", "the ImageNet classifier (features are taken before it)"),
+]
