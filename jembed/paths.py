@@ -14,6 +14,7 @@
     features/<key>/         a frozen backbone's features of the dataset's images   (backbones.feature_cache)
     eval/                   results.json/.md, curves.npz and plots; eval/sets/: cached test images (evaluation)
     queries/                galleries of launch/query.py
+    inversions/             feature inversions of launch/invert.py: images/shapes/twins.png, inversions.json
 
 Every function takes the workdir and returns a path; none creates anything.
 """
@@ -39,6 +40,7 @@ LOSS_CURVE = "loss_curve.png"
 FEATURES_DIR = "features"
 EVAL_DIR = "eval"
 QUERIES_DIR = "queries"
+INVERSIONS_DIR = "inversions"
 
 
 def manifest(workdir: str) -> str:
@@ -116,6 +118,10 @@ def eval_sets(workdir: str, name: str = "") -> str:
 
 def queries(workdir: str, name: str = "") -> str:
   return os.path.join(workdir, QUERIES_DIR, name) if name else os.path.join(workdir, QUERIES_DIR)
+
+
+def inversions(workdir: str) -> str:
+  return os.path.join(workdir, INVERSIONS_DIR)
 
 
 def cache_key(settings, digits: int = 12) -> str:

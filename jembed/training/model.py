@@ -107,6 +107,16 @@ def normalize(images: jax.Array, mode: str) -> jax.Array:
   raise ValueError(f"unknown normalization {mode!r} (use 'unit' or 'caffe')")
 
 
+def _sow_layer(module: nn.Module, name: str, x: jax.Array) -> jax.Array:
+  """Records a layer's activations as `intermediates/.../layers/<name>` and returns them unchanged.
+
+  A no-op unless `apply` makes 'intermediates' mutable, as feature inversion does (`jembed.inversion`). One dict per
+  module, because a variable may not share its name with a submodule (the conv1 layer and its conv1 Conv).
+  """
+  module.sow("intermediates", "layers", (name, x), init_fn=dict, reduce_fn=lambda d, kv: {**d, kv[0]: kv[1]})
+  return x
+
+
 class SmallConvNet(nn.Module):
   """A CPU-sized trunk, a 5x5 then 3x3 stride-2 convs (`widths`): float32[B, H, W, 3] -> [B, H/2^n, W/2^n, C]."""
   widths: tuple[int, ...]
@@ -118,7 +128,7 @@ class SmallConvNet(nn.Module):
       x = nn.Conv(width, kernel, (2, 2), padding="SAME", name=f"conv{i + 1}")(x)
       # LayerNorm over channels (no batch statistics: nothing to synchronize across devices, and the same
       # function in training and at test time).
-      x = nn.relu(nn.LayerNorm(name=f"norm{i + 1}")(x))
+      x = _sow_layer(self, f"conv{i + 1}", nn.relu(nn.LayerNorm(name=f"norm{i + 1}")(x)))
     return x
 
 
@@ -188,7 +198,7 @@ class EmbeddingNet(nn.Module):
       example_ids = jnp.arange(x.shape[0], dtype=jnp.int32)
     for i, size in enumerate(spec.hidden):
       x = nn.Dense(size, name=f"fc{i + 6}")(x)
-      x = nn.relu(nn.LayerNorm(name=f"fc{i + 6}_norm")(x) if spec.head_norm else x)
+      x = _sow_layer(self, f"fc{i + 6}", nn.relu(nn.LayerNorm(name=f"fc{i + 6}_norm")(x) if spec.head_norm else x))
       x = ExampleDropout(spec.dropout, name=f"drop{i + 6}")(x, example_ids, not train)
     point = nn.Dense(spec.dim, kernel_init=nn.initializers.normal(0.01), name="image_embedding")(x)
     out = {"point": point * spec.point_scale if spec.point_scale != 1.0 else point}
