@@ -170,7 +170,7 @@ def test_a_damaged_lfd_cache_starts_over_instead_of_failing(run):
     fingerprint = json.load(f)["fingerprint"]
   with open(progress, "w") as f:
     f.write('{"fingerprint": {"ids": ["cut off')
-  features, state = descriptors._open_store(run, fingerprint, len(fingerprint["ids"]))
+  features, state = descriptors.open_store(run, fingerprint, len(fingerprint["ids"]))
   assert state["n_processed"] == 0 and features.shape[0] == len(fingerprint["ids"])
   with pytest.raises(files.DamagedFile, match="launch.embed_shapes"):
     os.remove(paths.lfd(run, "descriptors.npy"))

@@ -78,7 +78,7 @@ def lfd_and_sampling_rates(config, shapes: int, points: int) -> dict:
   def descriptor(shape):
     views = hog_input.lfd_images(renderer, shape.vertices, shape.faces, shape.category, size=config.render.size,
                                  antialias=config.render.antialias)
-    return descriptors._batch_descriptors(views[None])  # pylint: disable=protected-access  (the stage's own kernel)
+    return descriptors.batch_descriptors(views[None])  # the stage's own kernel
 
   jax.block_until_ready(descriptor(loaded[0]))  # compile
   start = time.perf_counter()
