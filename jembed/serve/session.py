@@ -156,11 +156,12 @@ class Demo:
   def search(self, photo: Image.Image, top_k: int = 5, n_images: int = 8) -> Search:
     """A photo -> its `top_k` nearest shapes (launch/query.py's ranking), its pose and its nearest evaluation images."""
     top_k = int(np.clip(top_k, 1, len(self.model.shape_ids)))
-    point = query.embed_photos(self.model, [photo])
     viewpoint = None
-    if self.has_viewpoint:
-      stretched = image_sets.stretch_photo(photo, self.size)[None]
-      viewpoint = {k: float(v[0]) for k, v in _predict_viewpoint()(self.model.params, stretched).items()}
+    if self.has_viewpoint:  # the point and the pose from one forward pass, as launch/query.py does
+      point, poses = query.embed_photos_with_poses(self.model, [photo])
+      viewpoint = dataclasses.asdict(poses[0])
+    else:
+      point = query.embed_photos(self.model, [photo])
     neighbours = self.nearest_images(point[0], n_images)
     return Search(query.rank_shapes(self.model, point, top_k)[0], point[0], viewpoint, neighbours)
 
@@ -260,9 +261,3 @@ class Demo:
       return f"No results yet: run `python -m launch.evaluate --workdir={self.workdir}`."
     with open(path) as f:
       return f.read()
-
-
-@functools.cache
-def _predict_viewpoint():
-  import jax  # pylint: disable=g-import-not-at-top
-  return jax.jit(embed.predict_viewpoint)  # one wrapper shared by the threads, like query.embed_photos
