@@ -111,6 +111,9 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
                             # retrieval and viewpoint from one forward pass, for +7 % of the step's FLOPs.
       head_norm=True,       # LayerNorm before each hidden ReLU (Adam can kill the plain fc units; not in the paper).
       scale_output=True,    # Scale the embedding layer's output by the points' RMS spread (not in the paper).
+      mirror_average=True,  # A photo's point = the mean of its and its mirror image's points (test-time flip
+                            # averaging; needs train.augment_flip, which maps both to one shape point). 2x the
+                            # forward pass of an embedding, not of training. Not in the paper.
       frozen_backbone=False,  # Train only the fully connected layers (the paper froze R-CNN's conv1-pool5).
       backbone_weights="",  # .npz / .msgpack of the backbone's params (e.g. converted R-CNN); empty = from scratch.
   ))
@@ -144,6 +147,8 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
       max_negatives=4096,   # All other shapes are negatives up to this many; above, each image's hardest this many.
       regression_weight=1.0,  # x the regression / the points' spread (as above), keeps image points in the Sammon
                               # space; 0 = the contrastive term alone.
+      shape_to_image=1.0,   # x the other direction: each image's shape point against the batch's images (CLIP's
+                            # symmetric loss; it asks that a shape's nearest images be its own); 0 = off.
   ))
   config.optax = ml_collections.ConfigDict(dict(
       name="adamw",         # 'adamw' | 'sgd' (Caffe's: momentum, L2 weight decay added to the gradient).

@@ -133,6 +133,7 @@ RULES = {
     "contrastive.tau_plus": number(0.0, 1.0, hi_open=True),
     "contrastive.max_negatives": integer(1),
     "contrastive.regression_weight": number(0.0),
+    "contrastive.shape_to_image": number(0.0),
     "optax.name": choice(("adamw", "sgd")),
     "optax.base_lr": number(0.0, lo_open=True),
     "optax.momentum": number(0.0, 1.0),

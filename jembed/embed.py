@@ -95,7 +95,11 @@ def load(workdir: str, step: int | None = None) -> TrainedModel:
 
 
 def _forward(params: Params, images: jax.Array) -> tuple[dict[str, jax.Array], tuple[int, ...]]:
-  """The network on images [..., H, W, 3] (any leading dims, none included); outputs flattened to [B, ...]."""
+  """The network on images [..., H, W, 3] (any leading dims, none included); outputs flattened to [B, ...].
+
+  With `spec.mirror_average` the batch and its mirror images run as one batch of 2B and 'point' is the mean of the
+  two halves' points; the other outputs are the images' own.
+  """
   images = jnp.asarray(images)
   if images.ndim < 3 or images.shape[-1] != 3:
     raise ValueError(f"images must be [..., H, W, 3], got shape {images.shape}")
@@ -103,7 +107,14 @@ def _forward(params: Params, images: jax.Array) -> tuple[dict[str, jax.Array], t
   flat = images.reshape((-1,) + images.shape[-3:])
   if flat.dtype != jnp.uint8:  # floats in [0, 255], e.g. after the caller's own resizing
     flat = jnp.clip(flat, 0, 255)
-  return model_lib.EmbeddingNet(params.spec).apply(params.variables, flat, train=False), lead
+  net = model_lib.EmbeddingNet(params.spec)
+  if not params.spec.mirror_average:
+    return net.apply(params.variables, flat, train=False), lead
+  both = net.apply(params.variables, jnp.concatenate([flat, flat[:, :, ::-1]]), train=False)
+  b = flat.shape[0]
+  outputs = {k: v[:b] if v.ndim else v for k, v in both.items()}
+  outputs["point"] = 0.5 * (both["point"][:b] + both["point"][b:])
+  return outputs, lead
 
 
 def embed_images(params: Params, images: jax.Array) -> jax.Array:
@@ -115,7 +126,8 @@ def embed_images(params: Params, images: jax.Array) -> jax.Array:
       (stretched to the network's size).
 
   Returns:
-    float32[..., D].
+    float32[..., D]; with `params.spec.mirror_average` (the default config's), the mean of the image's point and
+    its mirror image's.
   """
   outputs, lead = _forward(params, images)
   return outputs["point"].reshape(lead + outputs["point"].shape[-1:])

@@ -218,3 +218,24 @@ def test_rank_loss_over_all_shapes_and_the_hardest_k(kind):
   want = _reference_hcl(np.array(picked), np.zeros(10, np.int32), np.zeros((10, k + 1), bool), 1.0, 0.1, floor)
   np.testing.assert_allclose(jax.jit(losses.rank_loss, static_argnums=3)(images, shapes, index, hard, 0.3),
                              want.mean(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["neg_sq_distance", "cosine"])
+def test_shape_to_image_rows_against_brute_force(kind):
+  """Each image's shape point against every image of the batch: softmax cross-entropy with its own image the
+  positive and the shape's other images left out, from scipy distances and a plain numpy loop."""
+  rng = np.random.default_rng(7)
+  shapes = rng.normal(size=(5, 4)).astype(np.float32)
+  index = np.array([0, 1, 2, 0, 3, 2, 2, 4], np.int32)
+  images = shapes[index] + rng.normal(scale=0.5, size=(8, 4)).astype(np.float32)
+  obj = losses.RankObjective.from_config(_objective(loss="infonce", similarity=kind, temperature=0.3), shapes)
+  if kind == "cosine":
+    logits = (1 - distance.cdist(shapes[index], images, "cosine")) / 0.3
+  else:
+    logits = -distance.cdist(shapes[index], images, "sqeuclidean") / (obj.unit * 0.3)
+  want = []
+  for i, row in enumerate(logits):
+    keep = [j for j in range(8) if j == i or index[j] != index[i]]
+    want.append(np.log(np.sum(np.exp(row[keep]))) - row[i])
+  got = jax.jit(losses.shape_to_image_loss, static_argnums=3)(images, shapes, index, obj, 0.3)
+  np.testing.assert_allclose(got, np.mean(want), rtol=1e-5)

@@ -5,6 +5,7 @@ category heads on); the tests then call `jembed.*` under jit and vmap, and run R
 """
 
 import contextlib
+import dataclasses
 import io
 import os
 import pathlib
@@ -68,6 +69,22 @@ def test_embed_images_is_pure_jittable_and_vmappable(workdir):
   assert not np.allclose(eager[0], eager[1])  # different images, different points
   bigger = jembed.embed_images(model.params, np.repeat(np.repeat(images, 2, axis=1), 2, axis=2))  # stretched
   assert bigger.shape == (4, dim) and np.isfinite(bigger).all()
+
+
+def test_mirror_average_is_the_mean_of_the_image_and_its_mirror(workdir):
+  """The default config trains with flips and averages a photo's point with its mirror image's: checked against
+  the network applied to each on its own; the heads read the image as it is."""
+  model = jembed.load(workdir)
+  assert model.params.spec.mirror_average
+  images = _images(3)
+  plain = jembed.Params(model.params.variables, dataclasses.replace(model.params.spec, mirror_average=False))
+  one, mirrored = jembed.embed_images(plain, images), jembed.embed_images(plain, images[:, :, ::-1])
+  assert not np.allclose(one, mirrored, atol=1e-4)  # the network alone is not mirror-invariant
+  averaged = jax.jit(jembed.embed_images)(model.params, images)
+  np.testing.assert_allclose(averaged, (one + mirrored) / 2, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(jembed.embed_images(model.params, images[:, :, ::-1]), averaged, rtol=1e-5, atol=1e-5)
+  for angle, degrees in jembed.predict_viewpoint(model.params, images).items():
+    np.testing.assert_array_equal(degrees, jembed.predict_viewpoint(plain, images)[angle])
 
 
 def test_viewpoint_and_category_heads(workdir):

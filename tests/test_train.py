@@ -77,8 +77,9 @@ def test_same_step_on_one_two_and_four_devices():
 
 
 def test_contrastive_step_is_the_same_on_one_two_and_four_devices():
-  """HCL against all shape points with a learned temperature: every device needs every shape point, and the
-  temperature's gradient is averaged like the network's."""
+  """HCL against all shape points with a learned temperature and the shape -> image term: every device needs every
+  shape point, the shape -> image rows see the global batch's images (gathered), and the temperature's gradient is
+  averaged like the network's."""
   spec = dataclasses.replace(SPEC, temperature=0.2)
   batch = _batch(8)
   points = np.random.default_rng(1).normal(scale=2.0, size=(6, 5)).astype(np.float32)
@@ -86,7 +87,7 @@ def test_contrastive_step_is_the_same_on_one_two_and_four_devices():
   batch["point"] = points[batch["shape_index"]]
   config = tiny.get_config()
   config.train.loss = "hcl"
-  config.contrastive.update(beta=1.0, tau_plus=0.1, regression_weight=2.0)
+  config.contrastive.update(beta=1.0, tau_plus=0.1, regression_weight=2.0, shape_to_image=0.5)
   objective = dict(shape_points=points, objective=losses.RankObjective.from_config(config, points))
   tx, _ = _optimizer(spec)
   state = jax.device_get(train.create_state(spec, tx, jax.random.key(0), train.create_mesh(jax.devices()[:1])))
@@ -94,13 +95,15 @@ def test_contrastive_step_is_the_same_on_one_two_and_four_devices():
   for devices in (2, 4):
     got, got_metrics = _steps(devices, state, batch, spec=spec, **objective)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got, want)
-    for key in ("loss", "rank_loss", "embedding_loss", "temperature", "grad_norm"):
+    for key in ("loss", "rank_loss", "shape_to_image_loss", "embedding_loss", "temperature", "grad_norm"):
       np.testing.assert_allclose(got_metrics[key], want_metrics[key], rtol=1e-5)
-  assert want_metrics["rank_loss"] > 0 and want["params"]["log_temperature"] != np.log(0.2)  # both trained
+  assert want_metrics["rank_loss"] > 0 and want_metrics["shape_to_image_loss"] > 0
+  assert want["params"]["log_temperature"] != np.log(0.2)  # it trained
   spread = objective["objective"].spread
   np.testing.assert_allclose(want_metrics["loss"] - want_metrics["category_loss"] * WEIGHTS["category"]
                              - sum(want_metrics[f"{a}_loss"] for a in model_lib.VIEW_ANGLES) * WEIGHTS["viewpoint"],
-                             want_metrics["rank_loss"] + 2.0 / spread * want_metrics["embedding_loss"], rtol=1e-5)
+                             want_metrics["rank_loss"] + 2.0 / spread * want_metrics["embedding_loss"]
+                             + 0.5 * want_metrics["shape_to_image_loss"], rtol=1e-5)
   with pytest.raises(ValueError, match="'hcl' objective needs the shape points"):
     _steps(1, state, batch, spec=spec, objective=objective["objective"])
 

@@ -88,6 +88,9 @@ class RankObjective:
       the temperature and the regression weight mean the same in any shape space.
     regression_weight: x the paper's regression loss / spread, added to keep the image points in the Sammon
       space (0 = the contrastive term alone).
+    shape_to_image: x the other direction (CLIP's symmetric loss): each image's shape point against the global
+      batch's image points, its own image the positive, the shape's other images in the batch not negatives. It
+      asks that a shape's nearest images be its own (the shape->image ranks); 0 = off.
   """
   objective: str = "hcl"
   similarity: str = "neg_sq_distance"
@@ -97,6 +100,7 @@ class RankObjective:
   max_negatives: int = 4096
   spread: float = 1.0
   regression_weight: float = 0.0
+  shape_to_image: float = 0.0
 
   @property
   def unit(self) -> float:
@@ -121,7 +125,7 @@ class RankObjective:
     spread = 2.0 * float(np.sum(np.var(np.asarray(points, np.float64), axis=0)))
     return cls(objective=loss, similarity=c.similarity, temperature=float(c.temperature), beta=float(c.beta),
                tau_plus=float(c.tau_plus), max_negatives=int(c.max_negatives), spread=max(spread, 1e-12),
-               regression_weight=float(c.regression_weight))
+               regression_weight=float(c.regression_weight), shape_to_image=float(c.get("shape_to_image", 0.0)))
 
 
 def rank_loss(points: jax.Array, shape_points: jax.Array, shape_index: jax.Array, objective: RankObjective,
@@ -150,9 +154,48 @@ def rank_loss(points: jax.Array, shape_points: jax.Array, shape_index: jax.Array
                                       floor=contrastive.logit_floor(objective.similarity, temperature))
 
 
+def shape_to_image_loss(points: jax.Array, shape_points: jax.Array, shape_index: jax.Array,
+                        objective: RankObjective, temperature: jax.Array | float,
+                        axis_name: str | None = None) -> jax.Array:
+  """The shape -> image direction: each image's shape point against all the batch's image points.
+
+  Row i is anchored at image i's shape point; its positive is image i, the batch's other images of that shape are
+  left out of the row (neither positive nor negative), every other image is a negative. Under `shard_map` with
+  `axis_name` the image points are all-gathered, so a row sees the *global* batch and the loss does not depend on the
+  device count (the gather's transpose hands each device the gradient of its own points).
+
+  Args:
+    points: float32[b, D] this device's image points.
+    shape_points: float32[N, D] every shape's point.
+    shape_index: int32[b] each image's row in `shape_points`.
+    objective: its similarity, temperature unit, objective, beta and tau_plus are used.
+    temperature: float32[] or float.
+    axis_name: the mesh axis the batch is split over, or None (one device, no collectives).
+
+  Returns:
+    float32[] the mean over this device's rows.
+  """
+  shape_index = shape_index.astype(jnp.int32)
+  local = points.shape[0]
+  if axis_name is None:
+    everyone, every_index, offset = points, shape_index, 0
+  else:
+    everyone = jax.lax.all_gather(points, axis_name, tiled=True)
+    every_index = jax.lax.all_gather(shape_index, axis_name, tiled=True)
+    offset = jax.lax.axis_index(axis_name) * local
+  anchors = jnp.take(shape_points, shape_index, axis=0)
+  logits = contrastive.similarity(anchors, everyone, objective.similarity, objective.unit * temperature)  # [b, B]
+  positives = offset + jnp.arange(local, dtype=jnp.int32)
+  same_shape = shape_index[:, None] == every_index[None, :]
+  return contrastive.contrastive_loss(logits, positives, same_shape, objective=objective.objective,
+                                      beta=objective.beta, tau_plus=objective.tau_plus,
+                                      floor=contrastive.logit_floor(objective.similarity, temperature))
+
+
 def total_loss(outputs: dict[str, jax.Array], batch: dict[str, jax.Array], weights: dict[str, float],
                shape_points: jax.Array | None = None,
-               objective: RankObjective | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+               objective: RankObjective | None = None,
+               axis_name: str | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
   """The weighted sum of the losses of the heads the network has.
 
   Args:
@@ -162,6 +205,7 @@ def total_loss(outputs: dict[str, jax.Array], batch: dict[str, jax.Array], weigh
       'viewpoint').
     shape_points: float32[N, D] all shape points, for the contrastive term.
     objective: the contrastive term (which brings its own regression weight), or None: the paper's regression.
+    axis_name: the mesh axis the batch is split over (inside `shard_map`), for the shape -> image term's gather.
 
   Returns:
     (float32[] total, {name: float32[] each loss (the regression's always, as 'embedding_loss'), and 'temperature'
@@ -174,6 +218,10 @@ def total_loss(outputs: dict[str, jax.Array], batch: dict[str, jax.Array], weigh
     temperature = outputs.get("temperature", objective.temperature)
     parts["rank_loss"] = rank_loss(outputs["point"], shape_points, batch["shape_index"], objective, temperature)
     total = parts["rank_loss"] + objective.regression_weight / objective.spread * parts["embedding_loss"]
+    if objective.shape_to_image:
+      parts["shape_to_image_loss"] = shape_to_image_loss(outputs["point"], shape_points, batch["shape_index"],
+                                                         objective, temperature, axis_name)
+      total += objective.shape_to_image * parts["shape_to_image_loss"]
     if "temperature" in outputs:
       parts["temperature"] = outputs["temperature"]
   if "category" in outputs:

@@ -62,6 +62,10 @@ class ModelSpec:
       `config.model.scale_output`), so the layer's own outputs are O(1) whatever the units of the shape space.
     temperature: >0 adds a learned contrastive temperature (a scalar variable `log_temperature` started at
       log(this), output as 'temperature'); 0 = none (the regression, or a fixed temperature).
+    mirror_average: the public embedding (`jembed.embed_images`) is the mean of the image's point and its mirror
+      image's. The network was trained with mirrored copies mapped to the same shape point, so the two are two
+      estimates of one point; their mean is the better one (test-time flip averaging). Training and `apply` are
+      unchanged; the viewpoint and category heads read the image as it is.
   """
   backbone: str = "small"
   dim: int = 128
@@ -76,18 +80,20 @@ class ModelSpec:
   head_norm: bool = False
   point_scale: float = 1.0
   temperature: float = 0.0
+  mirror_average: bool = False
 
   @classmethod
   def from_config(cls, model: ml_collections.ConfigDict, *, dim: int, image_size: int, num_categories: int,
-                  point_scale: float = 1.0, temperature: float = 0.0) -> "ModelSpec":
-    """`config.model` plus what the data decides (embedding dimension, image size, categories, points' spread) and
-    the objective (a learned temperature's start)."""
+                  point_scale: float = 1.0, temperature: float = 0.0, flip_trained: bool = False) -> "ModelSpec":
+    """`config.model` plus what the data decides (embedding dimension, image size, categories, points' spread), the
+    objective (a learned temperature's start) and the augmentation (mirror averaging needs flip-trained nets)."""
     return cls(backbone=model.backbone, dim=int(dim), image_size=int(image_size), widths=tuple(model.widths),
                hidden=tuple(model.hidden), dropout=float(model.dropout), normalization=model.normalization,
                num_categories=int(num_categories) if model.category_head else 0,
                viewpoint_bins=360 if model.viewpoint_head else 0, frozen_backbone=bool(model.frozen_backbone),
                head_norm=bool(model.head_norm),
-               point_scale=float(point_scale) if model.scale_output else 1.0, temperature=float(temperature))
+               point_scale=float(point_scale) if model.scale_output else 1.0, temperature=float(temperature),
+               mirror_average=bool(model.get("mirror_average", False)) and bool(flip_trained))
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)

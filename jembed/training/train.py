@@ -110,7 +110,7 @@ def make_update_fn(net: model_lib.EmbeddingNet, tx: optax.GradientTransformation
 
     def loss_fn(params):
       outputs = net.apply(params, **inputs, train=True, example_ids=example_ids, rngs={"dropout": rng})
-      return losses.total_loss(outputs, batch, loss_weights, points, objective)
+      return losses.total_loss(outputs, batch, loss_weights, points, objective, axis_name="data")
 
     # Differentiate w.r.t. a per-device ('varying') copy of the replicated params, so each device's gradient is its
     # own shard's (differentiating the replicated params directly would already psum it in the transpose), then
@@ -161,7 +161,7 @@ def make_eval_fn(net: model_lib.EmbeddingNet, mesh: jax.sharding.Mesh, loss_weig
       outputs = net.apply(_head(params), None, features=batch["features"], train=False)
     else:
       outputs = net.apply(params, batch["image"], train=False)
-    loss, parts = losses.total_loss(outputs, batch, loss_weights, shape_points, objective)
+    loss, parts = losses.total_loss(outputs, batch, loss_weights, shape_points, objective, axis_name="data")
     d2 = jnp.sum(jnp.square(outputs["point"][:, None, :] - shape_points[None]), axis=-1)  # [b, N]
     own = jnp.take_along_axis(d2, batch["shape_index"][:, None], axis=1)
     rank = jnp.sum(d2 < own, axis=1)
@@ -243,7 +243,8 @@ def _model_spec(config: ml_collections.ConfigDict, workdir: str, points: np.ndar
   return model_lib.ModelSpec.from_config(
       config.model, dim=points.shape[1], image_size=config.model.image_size or config.data.image_size,
       num_categories=len(categories), point_scale=float(np.sqrt(np.mean(np.var(points, axis=0)))),
-      temperature=objective.temperature if objective and config.contrastive.learn_temperature else 0.0), categories
+      temperature=objective.temperature if objective and config.contrastive.learn_temperature else 0.0,
+      flip_trained=config.train.augment_flip), categories
 
 
 def _validation(config, workdir, mesh) -> Callable[[], Any] | None:
