@@ -8,7 +8,8 @@ What is timed: the default config's update step (`train.make_update_fn`, shard_m
 donated) on a synthetic batch already on the devices, once per objective in the same process: 'regression' (the
 paper's L2 to the shape's point) and `config.train.loss` = 'infonce' / 'hcl' against `--shapes` random shape points
 of the embedding's dimension (all of them negatives up to `config.contrastive.max_negatives`, each image's hardest
-that many above). FLOPs come from XLA's count of the compiled step; MFU = achieved FLOP/s over one device's peak
+that many above), both with the default's shape->image term (`config.contrastive.shape_to_image`, its image points
+gathered over the devices); 'infonce_one_way' is InfoNCE without it. FLOPs come from XLA's count of the compiled step; MFU = achieved FLOP/s over one device's peak
 (tests/benchmarks/train.py's table; GPUs only).
 
 The last stdout line is one JSON object: {"benchmark": "objectives", "ours": images/s of the HCL step, "peer":
@@ -34,7 +35,7 @@ _spec_file = importlib.util.spec_from_file_location("train_benchmark", pathlib.P
 train_benchmark = importlib.util.module_from_spec(_spec_file)
 _spec_file.loader.exec_module(train_benchmark)
 
-OBJECTIVES = ("regression", "infonce", "hcl")
+OBJECTIVES = ("regression", "infonce", "infonce_one_way", "hcl")
 
 
 def main():
@@ -53,8 +54,10 @@ def main():
   spec = train_benchmark._spec(config)  # pylint: disable=protected-access
   points = np.random.default_rng(0).normal(scale=20.0, size=(args.shapes, spec.dim)).astype(np.float32)
   runs = {}
+  default_shape_to_image = config.contrastive.shape_to_image
   for name in args.objectives.split(","):
-    config.train.loss = name
+    config.train.loss = name.removesuffix("_one_way")
+    config.contrastive.shape_to_image = 0.0 if name.endswith("_one_way") else default_shape_to_image
     objective = losses.RankObjective.from_config(config, points)
     runs[name] = train_benchmark.step_rate(config, spec, batch, args.steps, shape_points=points, objective=objective)
     train_benchmark._show(name, runs[name])  # pylint: disable=protected-access
