@@ -13,6 +13,7 @@ from jembed.evaluation import baselines
 from jembed.evaluation import image_sets
 from jembed.evaluation import evaluate
 from jembed.evaluation import methods
+from jembed.evaluation import report
 from jembed import viz
 from jembed.data import backgrounds
 from jembed.data import pipeline
@@ -194,3 +195,11 @@ def test_another_trained_run_is_a_row_on_the_same_images(run, tmp_path):
   config.eval.compare_runs = "again"
   with pytest.raises(ValueError, match="compare_runs: 'again' is not name=workdir"):
     evaluate.evaluate(config, str(copy), methods=("joint",))
+
+
+def test_results_table_writes_shares_to_three_decimals_and_ranks_as_they_are():
+  """A perfect method: top-1 1.000 (a share), median ranks 1 and 3 (ranks, not shares, even at 1)."""
+  scores = dict(top1=1.0, top5=1.0, top10=1.0, category_top1=0.5, pr_auc=0.998, median_rank_first=1.0,
+                median_rank_last=3.0, n_queries=6)
+  row = report.results_table({"synthetic_clean": {"joint": scores}}).splitlines()[2]
+  assert row == "| synthetic_clean | joint embedding | 1.000 | 1.000 | 1.000 | 0.500 | 0.998 | 1 | 3 | 6 |", row

@@ -30,12 +30,13 @@ _COLUMNS = (("top1", "top-1"), ("top5", "top-5"), ("top10", "top-10"), ("categor
             ("pr_auc", "PR-AUC"), ("median_rank_first", "median first"), ("median_rank_last", "median last"))
 
 
-def _cell(value) -> str:
+def _cell(value, key: str) -> str:
+  """A table cell: shares to 3 decimals, ranks as they are (a median rank of 1 reads '1', not '1.000')."""
   if value is None:
     return "–"
-  if isinstance(value, float) and value <= 1.0:
-    return f"{value:.3f}"
-  return f"{value:g}"
+  if key.startswith("median_rank") or not isinstance(value, float):
+    return f"{value:g}"
+  return f"{value:.3f}"
 
 
 def _rows(results: dict, metric: str):
@@ -58,7 +59,7 @@ def results_table(results: dict) -> str:
   head = "| set | method | " + " | ".join(title for _, title in _COLUMNS) + " | queries |"
   lines = [head, "|" + "---|" * (len(_COLUMNS) + 3)]
   for set_name, method, scores in _rows(results, "top1"):
-    cells = [_cell(scores.get(key)) for key, _ in _COLUMNS]
+    cells = [_cell(scores.get(key), key) for key, _ in _COLUMNS]
     lines.append(f"| {set_name} | {methods.label(method)} | " + " | ".join(cells) +
                  f" | {scores.get('n_queries', '')} |")
   return "\n".join(lines)

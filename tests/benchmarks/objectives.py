@@ -9,8 +9,8 @@ donated) on a synthetic batch already on the devices, once per objective in the 
 paper's L2 to the shape's point) and `config.train.loss` = 'infonce' / 'hcl' against `--shapes` random shape points
 of the embedding's dimension (all of them negatives up to `config.contrastive.max_negatives`, each image's hardest
 that many above), both with the default's shape->image term (`config.contrastive.shape_to_image`, its image points
-gathered over the devices); 'infonce_one_way' is InfoNCE without it. FLOPs come from XLA's count of the compiled step; MFU = achieved FLOP/s over one device's peak
-(tests/benchmarks/train.py's table; GPUs only).
+gathered over the devices); 'infonce_one_way' is InfoNCE without it. FLOPs come from XLA's count of the compiled
+step; MFU = achieved FLOP/s over one device's peak (tests/benchmarks/train.py's table; GPUs only).
 
 The last stdout line is one JSON object: {"benchmark": "objectives", "ours": images/s of the HCL step, "peer":
 images/s of the regression step, "unit": "images/s", "ratio": ours / peer, "runs": {objective: {...}}}: a ratio near
