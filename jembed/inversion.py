@@ -130,7 +130,9 @@ def layer_features(params: embed.Params, pixels: jax.Array, layer: str) -> jax.A
   """One layer's activations, flattened: float32[B, H, W, 3] pixel values (0..255) -> float32[B, F].
 
   The network stretches other sizes to its own, as for uint8 images; floats are not clipped, so gradients reach
-  every pixel.
+  every pixel. 'point' is the network's point for the image itself, before `spec.mirror_average` (an inversion
+  matches one image's features, and the mirror-averaged point is mirror-symmetric: both an image and its mirror
+  would match it).
   """
   out, state = model_lib.EmbeddingNet(params.spec).apply(params.variables, pixels, train=False,
                                                           mutable=["intermediates"])

@@ -1,5 +1,6 @@
 """Feature inversion: the regulariser against a float64 numpy oracle, the solver on the tiny run, launch/invert.py."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -69,7 +70,8 @@ def test_layer_features_point_is_the_embedding(trained):
   _, model, clutter, _ = trained
   assert inversion.layer_names(model.params.spec) == ("conv1", "conv2", "fc6", "point")
   point = inversion.layer_features(model.params, clutter.astype(np.float32), "point")
-  np.testing.assert_allclose(point, embed.embed_images(model.params, clutter), rtol=1e-5, atol=1e-6)
+  one_image = embed.Params(model.params.variables, dataclasses.replace(model.params.spec, mirror_average=False))
+  np.testing.assert_allclose(point, embed.embed_images(one_image, clutter), rtol=1e-5, atol=1e-6)
   conv2 = inversion.layer_features(model.params, clutter.astype(np.float32), "conv2")
   assert conv2.shape == (4, 12 * 12 * 16) and float(conv2.min()) >= 0.0  # after the ReLU
 
