@@ -94,11 +94,12 @@ def load(workdir: str, step: int | None = None) -> TrainedModel:
                       step=int(meta["step"]))
 
 
-def _forward(params: Params, images: jax.Array) -> tuple[dict[str, jax.Array], tuple[int, ...]]:
+def _forward(params: Params, images: jax.Array, *, point: bool = True) -> tuple[dict[str, jax.Array], tuple[int, ...]]:
   """The network on images [..., H, W, 3] (any leading dims, none included); outputs flattened to [B, ...].
 
-  With `spec.mirror_average` the batch and its mirror images run as one batch of 2B and 'point' is the mean of the
-  two halves' points; the other outputs are the images' own.
+  With `spec.mirror_average` and `point` the batch and its mirror images run as one batch of 2B and 'point' is the
+  mean of the two halves' points; the other outputs are the images' own. `point=False` (only the heads are read)
+  skips the mirror images.
   """
   images = jnp.asarray(images)
   if images.ndim < 3 or images.shape[-1] != 3:
@@ -108,7 +109,7 @@ def _forward(params: Params, images: jax.Array) -> tuple[dict[str, jax.Array], t
   if flat.dtype != jnp.uint8:  # floats in [0, 255], e.g. after the caller's own resizing
     flat = jnp.clip(flat, 0, 255)
   net = model_lib.EmbeddingNet(params.spec)
-  if not params.spec.mirror_average:
+  if not (params.spec.mirror_average and point):
     return net.apply(params.variables, flat, train=False), lead
   both = net.apply(params.variables, jnp.concatenate([flat, flat[:, :, ::-1]]), train=False)
   b = flat.shape[0]
@@ -141,7 +142,9 @@ def predict_viewpoint(params: Params, images: jax.Array) -> dict[str, jax.Array]
   Raises:
     ValueError: the network was trained without `config.model.viewpoint_head`.
   """
-  return embed_with_viewpoint(params, images)[1]
+  _check_viewpoint_head(params)
+  outputs, lead = _forward(params, images, point=False)
+  return _angles(params, outputs, lead)
 
 
 def embed_with_viewpoint(params: Params, images: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -151,13 +154,21 @@ def embed_with_viewpoint(params: Params, images: jax.Array) -> tuple[jax.Array, 
   Raises:
     ValueError: the network was trained without `config.model.viewpoint_head`.
   """
+  _check_viewpoint_head(params)
+  outputs, lead = _forward(params, images)
+  return outputs["point"].reshape(lead + outputs["point"].shape[-1:]), _angles(params, outputs, lead)
+
+
+def _check_viewpoint_head(params: Params) -> None:
   if not params.spec.viewpoint_bins:
     raise ValueError("this network has no viewpoint head (train with --config.model.viewpoint_head=True)")
-  outputs, lead = _forward(params, images)
+
+
+def _angles(params: Params, outputs: dict[str, jax.Array], lead: tuple[int, ...]) -> dict[str, jax.Array]:
+  """Each view head's most likely bin, in degrees, shaped `lead`."""
   width = 360.0 / params.spec.viewpoint_bins
-  angles = {angle: (jnp.argmax(outputs[angle], axis=-1).astype(jnp.float32) * width).reshape(lead)
-            for angle in model_lib.VIEW_ANGLES}
-  return outputs["point"].reshape(lead + outputs["point"].shape[-1:]), angles
+  return {angle: (jnp.argmax(outputs[angle], axis=-1).astype(jnp.float32) * width).reshape(lead)
+          for angle in model_lib.VIEW_ANGLES}
 
 
 def predict_category(params: Params, images: jax.Array) -> jax.Array:
@@ -168,7 +179,7 @@ def predict_category(params: Params, images: jax.Array) -> jax.Array:
   """
   if not params.spec.num_categories:
     raise ValueError("this network has no category head (train with --config.model.category_head=True)")
-  outputs, lead = _forward(params, images)
+  outputs, lead = _forward(params, images, point=False)
   return jnp.argmax(outputs["category"], axis=-1).astype(jnp.int32).reshape(lead)
 
 

@@ -175,7 +175,7 @@ def evaluate_set(image_set: image_sets.ImageSet, method_names, context: methods_
     logging.info("%s %s: %s", image_set.name, name, {k: round(v, 4) for k, v in scores[name].items()})
   scores["chance"] = chance(image_set.shape_index, categories)
   if "joint" in method_names and len(np.unique(image_set.shape_index)) < len(image_set):
-    points = methods_lib.embed_all(context.model.params, image_set.images)
+    points, _ = context.network_outputs(image_set.images)
     scores.update(fused_scores(points, image_set.shape_index, context.model.shape_points, categories))
   if image_set.views is not None:
     scores.update(viewpoint.viewpoint_rows(image_set.images, image_set.views, categories[image_set.shape_index],

@@ -33,6 +33,7 @@ class Context:
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, model: embed.TrainedModel):
     self.config, self.workdir, self.model = config, workdir, model
     self._nearest = {}
+    self._network = {}
 
   @functools.cached_property
   def hog_views(self) -> np.ndarray:
@@ -46,12 +47,31 @@ class Context:
     """A view baseline ('hog_nn' | 'pixels') on `images`, computed once per set of images (its retrieval row and its
     viewpoint row share it): (float32[Q, F] the images' features, float32[Q, N] image x shape distances, int64[Q]
     each image's nearest view among all N x 20 LFD views)."""
-    key = (kind, images.shape, hashlib.sha1(np.ascontiguousarray(images).data).hexdigest())
+    key = (kind, _images_key(images))
     if key not in self._nearest:
       features, views = ((baselines.hog_features(images), self.hog_views) if kind == "hog_nn" else
                          (baselines.pixel_features(images), self.pixel_views))
       self._nearest[key] = (features, *baselines.nearest_view(features, views, len(views) // len(self.model.shape_ids)))
     return self._nearest[key]
+
+  def network_outputs(self, images: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+    """The trained network on `images`, one pass per set of images (the joint row, the fused rows and the viewpoint
+    head's row share it): (float32[Q, D] points, {'azimuth', 'elevation', 'tilt'}: float32[Q] degrees, or None
+    when the network has no viewpoint head)."""
+    key = _images_key(images)
+    if key not in self._network:
+      params = self.model.params
+      if params.spec.viewpoint_bins:
+        points, angles = run_batched(_embed_with_viewpoint, params, images)
+        self._network[key] = (points.astype(np.float32), angles)
+      else:
+        self._network[key] = (embed_all(params, images), None)
+    return self._network[key]
+
+
+def _images_key(images: np.ndarray) -> tuple:
+  """A set of images' identity for the caches above: its shape and a hash of its pixels."""
+  return images.shape, hashlib.sha1(np.ascontiguousarray(images).data).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +120,7 @@ def get(name: str) -> Method:
 
 
 _embed_images = jax.jit(embed.embed_images)  # one wrapper, so its compiled programs are reused across sets
+_embed_with_viewpoint = jax.jit(embed.embed_with_viewpoint)
 
 
 def run_batched(fn, params: embed.Params, images: np.ndarray, batch: int = 128):
@@ -119,14 +140,13 @@ def embed_all(params: embed.Params, images: np.ndarray, batch: int = 128) -> np.
   return run_batched(_embed_images, params, images, batch).astype(np.float32)
 
 
-def _embedding_distances(model: embed.TrainedModel, images: np.ndarray) -> Distances:
-  points = embed_all(model.params, images)
-  return retrieval.pairwise_l2(points, model.shape_points), retrieval.pairwise_l2(points, points)
+def _point_distances(points: np.ndarray, shape_points: np.ndarray) -> Distances:
+  return retrieval.pairwise_l2(points, shape_points), retrieval.pairwise_l2(points, points)
 
 
 @register("joint", "joint embedding")
 def joint(images: np.ndarray, context: Context) -> Distances:
-  return _embedding_distances(context.model, images)
+  return _point_distances(context.network_outputs(images)[0], context.model.shape_points)
 
 
 def register_run(name: str, workdir: str) -> str:
@@ -143,7 +163,7 @@ def register_run(name: str, workdir: str) -> str:
     model = load()
     if list(model.shape_ids) != list(context.model.shape_ids):
       raise ValueError(f"config.eval.compare_runs: the run in {workdir} embeds other shapes than {context.workdir}")
-    return _embedding_distances(model, images)
+    return _point_distances(embed_all(model.params, images), model.shape_points)
 
   METHODS[key] = Method(key, f"joint embedding ({name})", distances)
   return key

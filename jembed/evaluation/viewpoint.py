@@ -12,7 +12,7 @@ scipy's `Rotation`.
 
 Estimators (the registry `ESTIMATORS`; each: test images -> float[Q, 3] azimuth, elevation, tilt in degrees; a
 row `viewpoint:<name>` of every set with true views):
-  * `joint`: the network's viewpoint head (`jembed.predict_viewpoint`, one forward pass with the embedding point);
+  * `joint`: the network's viewpoint head (`jembed.embed_with_viewpoint`: the same forward pass as the point);
   * `hog_nn`: the angles of the single nearest LFD view among all shapes' 20 views (HoG pyramids, as the `hog_nn`
     retrieval baseline); tilt 0, elevation the category's LFD elevation;
   * `category_mode`: the most frequent view of the image's true category under the training view distribution (the
@@ -22,10 +22,8 @@ row `viewpoint:<name>` of every set with true views):
 import dataclasses
 from typing import Callable
 
-import jax
 import numpy as np
 
-from jembed import embed
 from jembed.data import viewpoints
 from jembed.evaluation import methods
 from jembed.render import camera
@@ -146,15 +144,12 @@ def register(name: str, label: str, method: str = ""):
   return wrap
 
 
-_predict_viewpoint = jax.jit(embed.predict_viewpoint)
-
-
 @register("joint", "viewpoint head (joint network)", method="joint")
 def head(images: np.ndarray, categories: np.ndarray, context: methods.Context) -> np.ndarray | None:
   del categories
-  if not context.model.params.spec.viewpoint_bins:
+  _, angles = context.network_outputs(images)
+  if angles is None:
     return None
-  angles = methods.run_batched(_predict_viewpoint, context.model.params, images)
   return np.stack([angles[a] for a in ("azimuth", "elevation", "tilt")], axis=1)
 
 

@@ -102,6 +102,14 @@ class RankObjective:
   regression_weight: float = 0.0
   shape_to_image: float = 0.0
 
+  def loss(self, logits: jax.Array, positives: jax.Array, exclude: jax.Array | None,
+           temperature: jax.Array | float) -> jax.Array:
+    """This objective (InfoNCE or HCL with its beta, tau_plus and the similarity's floor) of float32[B, M] logits
+    with their int32[B] positive columns and optional bool[B, M] excluded ones: float32[], the mean over rows."""
+    return contrastive.contrastive_loss(logits, positives, exclude, objective=self.objective, beta=self.beta,
+                                        tau_plus=self.tau_plus, floor=contrastive.logit_floor(self.similarity,
+                                                                                              temperature))
+
   @property
   def unit(self) -> float:
     """What the similarity is divided by before the temperature: the spread for distances, 1 for cosine."""
@@ -149,9 +157,7 @@ def rank_loss(points: jax.Array, shape_points: jax.Array, shape_index: jax.Array
     hardest, _ = jax.lax.top_k(jnp.where(columns == positives[:, None], -jnp.inf, logits), objective.max_negatives)
     own = jnp.take_along_axis(logits, positives[:, None], axis=1)
     logits, positives = jnp.concatenate([own, hardest], axis=1), jnp.zeros_like(positives)
-  return contrastive.contrastive_loss(logits, positives, objective=objective.objective, beta=objective.beta,
-                                      tau_plus=objective.tau_plus,
-                                      floor=contrastive.logit_floor(objective.similarity, temperature))
+  return objective.loss(logits, positives, None, temperature)
 
 
 def shape_to_image_loss(points: jax.Array, shape_points: jax.Array, shape_index: jax.Array,
@@ -187,9 +193,7 @@ def shape_to_image_loss(points: jax.Array, shape_points: jax.Array, shape_index:
   logits = contrastive.similarity(anchors, everyone, objective.similarity, objective.unit * temperature)  # [b, B]
   positives = offset + jnp.arange(local, dtype=jnp.int32)
   same_shape = shape_index[:, None] == every_index[None, :]
-  return contrastive.contrastive_loss(logits, positives, same_shape, objective=objective.objective,
-                                      beta=objective.beta, tau_plus=objective.tau_plus,
-                                      floor=contrastive.logit_floor(objective.similarity, temperature))
+  return objective.loss(logits, positives, same_shape, temperature)
 
 
 def total_loss(outputs: dict[str, jax.Array], batch: dict[str, jax.Array], weights: dict[str, float],
