@@ -31,7 +31,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from jembed import stages
+from jembed.apps import stages
 from jembed.data import build
 from launch import common
 

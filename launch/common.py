@@ -2,7 +2,7 @@
 one-line errors.
 
 Every launcher ends with `common.run(main)` instead of `app.run(main)`. Before `main` runs, the whole config is
-validated (`configs/validate.py`) and the workdir is checked to be a folder that can be written; any error a user can
+validated (`jembed/apps/validate.py`) and the workdir is checked to be a folder that can be written; any error a user can
 cause ends the program with one line that names the file or field and the fix (`--debug` shows the traceback).
 Third-party INFO logging (orbax, JAX, absl) is off unless `--verbosity` is given.
 """
@@ -17,9 +17,11 @@ from typing import Callable
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 from ml_collections import config_flags
 
-from jembed import distributed
+from jembed.apps import validate
+from jembed.utils import distributed
 
 _DEBUG = flags.DEFINE_bool("debug", False, "On an error, show the full traceback instead of one line.")
 # Errors whose message is written for a user (a wrong path, field, value or state of the workdir): shown as they are.
@@ -84,7 +86,6 @@ def force_flag(what: str):
 
 
 def log_devices() -> None:
-  import jax  # pylint: disable=g-import-not-at-top
   logging.info("JAX %s: process %d of %d, devices %s", jax.__version__, jax.process_index(), jax.process_count(),
                jax.devices())
 
@@ -169,7 +170,6 @@ def run(main, *, quiet: bool = False) -> None:
       if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}: every setting is a --flag (see --helpshort)")
       if "config" in flags.FLAGS:
-        from configs import validate  # pylint: disable=g-import-not-at-top
         validate.validate(_config_value())
       if "workdir" in flags.FLAGS and "config" in flags.FLAGS:  # launchers that write a workdir
         check_workdir(flags.FLAGS.workdir)

@@ -8,7 +8,7 @@ Re-running it reuses the stages that finished.
 
 from absl import app
 
-from jembed import demo
+from jembed.apps import demo
 from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Output folder of every stage.")

@@ -25,9 +25,10 @@ the new shapes with it instead: surface clouds and one forward pass, no LFD rend
 from absl import app
 from absl import flags
 
-from jembed import distributed
-from jembed import stages
-from jembed.embedding import shape_embedding
+from jembed.apps import stages
+from jembed.training import joint
+from jembed.utils import distributed
+from jembed.workdir import records
 from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Output folder; the next stages read from it.")
@@ -45,7 +46,6 @@ _PLACEMENT = flags.DEFINE_enum("placement", "auto", ["auto", "encoder", "lfd"],
 def _use_encoder(base: str) -> bool:
   if _PLACEMENT.value == "lfd":
     return False
-  from jembed.training import joint  # pylint: disable=g-import-not-at-top
   has = joint.latest_meta(base) is not None
   if _PLACEMENT.value == "encoder" and not has:
     raise FileNotFoundError(f"--placement=encoder: {base!r} has no trained shape encoder (train it with "
@@ -65,7 +65,7 @@ def main(argv):
   distributed.barrier("shape embedding written")
   if not distributed.is_main():
     return
-  embedding = shape_embedding.ShapeEmbedding.load(outputs["shape embedding"])
+  embedding = records.ShapeEmbedding.load(outputs["shape embedding"])
   print(f"{len(embedding.ids)} shapes -> {embedding.points.shape[1]}-D, Sammon stress {embedding.stress:.3g}")
   common.print_outputs(outputs)
 

@@ -12,9 +12,9 @@ Started as several JAX processes (the flags of launch/train.py), process 0 evalu
 
 from absl import app
 
-from jembed import demo
-from jembed import distributed
-from jembed import stages
+from jembed.apps import demo
+from jembed.apps import stages
+from jembed.utils import distributed
 from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Run folder with a trained model.")

@@ -15,6 +15,11 @@ import os
 
 from absl import flags
 
+from jembed.api import inversion
+from jembed.apps import inversion_gallery as gallery
+from jembed.utils import images
+from jembed.workdir import files
+from jembed.workdir import paths
 from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("A trained run's folder (its config for --twins: --config).")
@@ -38,16 +43,11 @@ def _print_rows(title: str, rows) -> None:
 
 def run() -> dict[str, str]:
   """Parses nothing, checks everything, writes the galleries: {what: path}."""
-  from jembed import files  # pylint: disable=g-import-not-at-top  (jax loads only once the flags are good)
-  from jembed import paths  # pylint: disable=g-import-not-at-top
-  from jembed import inversion  # pylint: disable=g-import-not-at-top
-  from jembed import inversion_gallery as gallery  # pylint: disable=g-import-not-at-top
-  from jembed.evaluation import image_sets  # pylint: disable=g-import-not-at-top
   workdir = _WORKDIR.value
   if not (_IMAGES.value or _SHAPES.value or _TWINS.value > 0):
     raise ValueError("nothing to invert: give --image=PATH, --shape=ID or --twins=N")
   for path in _IMAGES.value:  # a typo fails before the model loads
-    image_sets.open_photo(path)
+    images.open_image(path)
   model = gallery.load(workdir)
   spec = model.params.spec
   layers = inversion.check_layers(spec, _LAYERS.value) if _LAYERS.value else inversion.layer_names(spec)
@@ -58,13 +58,13 @@ def run() -> dict[str, str]:
   if _IMAGES.value:
     rows = gallery.invert_images(model, _IMAGES.value, layers, settings, _SEED.value)
     _print_rows("images", rows)
-    outputs["images"] = gallery.write_gallery([[r] for r in rows], layers, os.path.join(out_dir, "images.png"))
+    outputs["images"] = gallery.write_gallery([[r] for r in rows], layers, os.path.join(out_dir, paths.INVERTED_IMAGES))
     summary["images"] = [r.summary() for r in rows]
   if _SHAPES.value:
     rows = gallery.invert_shapes(workdir, model, _SHAPES.value, settings, _SEED.value)
     _print_rows("shapes (their Sammon points through the embedding layer)", rows)
     outputs["shapes"] = gallery.write_gallery([[r] for r in rows], (inversion.POINT,),
-                                              os.path.join(out_dir, "shapes.png"))
+                                              os.path.join(out_dir, paths.INVERTED_SHAPES))
     summary["shapes"] = [r.summary() for r in rows]
   if _TWINS.value > 0:
     cluttered, clean, labels = gallery.pick_twins(_CONFIG.value, workdir, model, _TWINS.value)
@@ -78,10 +78,10 @@ def run() -> dict[str, str]:
       print(f"  {layer:<8} inputs {d['inputs']:.3f}  inversions {d['inversions']:.3f}  unrelated {d['unrelated']:.3f}"
             f"  (ratio {d['ratio']:.2f})  features {d['feature_distance']:.3f}")
     outputs["twins"] = gallery.write_gallery([[a, b] for a, b in zip(rows_a, rows_b)], layers,
-                                             os.path.join(out_dir, "twins.png"))
+                                             os.path.join(out_dir, paths.INVERTED_TWINS))
     summary["twins"] = dict(cluttered=[r.summary() for r in rows_a], clean=[r.summary() for r in rows_b],
                             distances=distances)
-  outputs["summary"] = os.path.join(out_dir, "inversions.json")
+  outputs["summary"] = os.path.join(out_dir, paths.INVERSIONS_SUMMARY)
   files.write_json(outputs["summary"], summary, indent=1)
   return outputs
 

@@ -18,7 +18,8 @@ import os
 from absl import app
 from absl import flags
 
-from jembed import fusion
+from jembed.api import fusion
+from jembed.api import query
 from launch import common
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A trained run's folder (launch/demo.py or launch/train.py).",
@@ -41,14 +42,13 @@ def _print_matches(matches) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from jembed import query  # pylint: disable=g-import-not-at-top
   with common.user_errors():
     paths = list(_IMAGES.value) + (query.photos_in(_FOLDER.value) if _FOLDER.value else [])
     if not paths:
       raise ValueError("give photos with --image=PATH (repeatable) or --images=FOLDER")
     fuse = _FUSION.value if (_FUSE.value or _FOLDER.value) else ""
     result = query.query(_WORKDIR.value, paths, _TOP_K.value, fuse=fuse)
-    out_dir = _OUT_DIR.value or os.path.join(_WORKDIR.value, "queries")
+    out_dir = _OUT_DIR.value or paths.queries(_WORKDIR.value)
     names = query.gallery_names(result.paths)
     for i, (path, matches, photo) in enumerate(zip(result.paths, result.matches, result.photos)):
       pose = result.poses[i] if result.poses else None

@@ -9,7 +9,7 @@ r"""Renders the paper's 20 LFD views of a few shapes per category into `workdir/
 from absl import app
 from absl import flags
 
-from jembed import stages
+from jembed.apps import stages
 from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Output folder.")

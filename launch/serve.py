@@ -27,7 +27,8 @@ def main(argv):
   common.log_devices()
   with common.user_errors():
     try:
-      from jembed.serve import app as serve_app  # pylint: disable=g-import-not-at-top
+      # Lazy: gradio is the optional `serve` extra, and a missing one gets the install line below.
+      from jembed.apps.serve import app as serve_app  # pylint: disable=g-import-not-at-top
     except ModuleNotFoundError as e:
       sys.exit(f"error: the demo needs the serve extra ({e}): pip install -e \".[serve]\"")
     page = serve_app.build(_WORKDIR.value)

@@ -22,8 +22,10 @@ import sys
 from absl import app
 from absl import logging
 
-from jembed import distributed
-from jembed import stages
+from jembed.apps import stages
+from jembed.training import joint
+from jembed.training import train
+from jembed.utils import distributed
 from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Run folder: reads the embedding and dataset, writes checkpoints.")
@@ -35,7 +37,6 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   _START()
-  from jembed.training import train  # pylint: disable=g-import-not-at-top
   with common.user_errors():
     try:
       final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, force=_FORCE.value)
@@ -43,7 +44,6 @@ def main(argv):
       logging.error("%s", e)
       sys.exit(f"error: {e}")
     if _CONFIG.value.shape_encoder.enabled:
-      from jembed.training import joint  # pylint: disable=g-import-not-at-top
       encoder_final = joint.train_joint(_CONFIG.value, _WORKDIR.value)
       print(f"shape encoder, step {encoder_final.get('step', '?')}: val_top1 {encoder_final.get('val_top1', 0):.3g}"
             f"\n  {joint.run_dir(_WORKDIR.value)}")

@@ -12,7 +12,14 @@ import sys
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import numpy as np
 import pytest  # noqa: E402
+
+from configs import tiny
+from jembed.data import build
+from jembed.data import naming
+from jembed.data import pipeline
+from jembed.workdir import records
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -66,3 +73,38 @@ def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argu
   for item in items:
     if _END_TO_END_FIXTURES & set(getattr(item, "fixturenames", ())):
       item.add_marker(pytest.mark.slow)
+
+
+# The training tests' tiny dataset, shared with the frozen-backbone tests (tests/backbones).
+@pytest.fixture(scope="session")
+def train_dataset(tmp_path_factory):
+  """The training tests' tiny dataset (6 shapes x 8 images, 24 px: 36 train, 12 validation) and a made-up 5-D embedding."""
+  folder = str(tmp_path_factory.mktemp("train_data"))
+  config = tiny_train_config()
+  build.build_dataset(config, folder, workers=1)
+  ids = pipeline.read_metadata(naming.dataset_dir(config, folder))["shape_ids"]
+  points = np.random.default_rng(0).normal(scale=3.0, size=(len(ids), 5)).astype(np.float32)
+  records.ShapeEmbedding(ids=np.array(ids), categories=np.array([i.split("/")[0] for i in ids]),
+                         points=points, stress=0.0, stress_curve=np.zeros(1, np.float32)).save(
+                                     f"{folder}/shape_embedding.npz")
+  return folder
+
+
+def tiny_train_config():
+  """configs/tiny.py shrunk to the training tests' dataset: 6 shapes x 8 images of 24 px, 6 steps."""
+  config = tiny.get_config()
+  config.shapes.limit = 1
+  config.data.update(images_per_shape=8, image_size=24, sample_sheet=2, split_fractions=(0.75, 0.25, 0.0))
+  config.model.update(dropout=0.5, category_head=True, viewpoint_head=True)
+  config.input.update(batch_size=8, read_threads=1)
+  config.train.update(total_steps=6, log_every=1, eval_every=3, ckpt_every=2, max_to_keep=5)
+  return config
+
+
+def workdir_on(dataset: str, tmp_path, name: str) -> str:
+  """A fresh workdir `tmp_path/name` that links the dataset and embedding of `train_dataset`."""
+  workdir = tmp_path / name
+  workdir.mkdir()
+  os.symlink(f"{dataset}/tfds", workdir / "tfds")
+  os.symlink(f"{dataset}/shape_embedding.npz", workdir / "shape_embedding.npz")
+  return str(workdir)

@@ -10,10 +10,10 @@ Field numbers are caffe.proto's.
 
 import collections
 
-import numpy as np
 from google.protobuf import descriptor_pb2
 from google.protobuf import descriptor_pool
 from google.protobuf import message_factory
+import numpy as np
 
 _F = descriptor_pb2.FieldDescriptorProto
 # V1LayerParameter.LayerType values of CaffeNet's layer types (others are named by number, e.g. 'V1:35').

@@ -18,6 +18,7 @@ import re
 import zipfile
 
 import numpy as np
+from safetensors.numpy import load_file
 
 from jembed.backbones import caffe_proto
 
@@ -57,7 +58,6 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
   if not os.path.exists(path):
     raise FileNotFoundError(f"no weight file at {path!r}")
   if path.endswith(".safetensors"):
-    from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
     return {k: np.asarray(v, np.float32) for k, v in load_file(path).items()}
   if path.endswith(".caffemodel"):
     return caffe_proto.read_caffemodel(path)

@@ -29,11 +29,11 @@ import numpy as np
 from PIL import Image
 import tqdm
 
-from jembed import files
-from jembed import paths
 from jembed.data import naming
 from jembed.data import pipeline
-from jembed.embedding import shape_embedding
+from jembed.workdir import files
+from jembed.workdir import paths
+from jembed.workdir import records
 
 SPLITS = ("train", "validation")
 LABELS = ("shape", "category", "azimuth", "elevation", "tilt")
@@ -133,7 +133,7 @@ def load_split(config: ml_collections.ConfigDict, workdir: str, folder: str, spl
   if not os.path.exists(progress) or not json.load(open(progress)).get("complete"):
     raise FileNotFoundError(f"no complete {split} features in {folder}")
   table = pipeline.join_points(pipeline.read_metadata(naming.dataset_dir(config, workdir)),
-                               shape_embedding.ShapeEmbedding.load(paths.shape_embedding(workdir)))
+                               records.load_shape_embedding(workdir))
   with np.load(os.path.join(folder, f"{split}_labels.npz")) as f:
     labels = {k: f[k] for k in LABELS}
   shape = labels["shape"]

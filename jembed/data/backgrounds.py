@@ -22,7 +22,7 @@ from PIL import Image
 from PIL import ImageDraw
 from PIL import ImageFilter
 
-from jembed import images
+from jembed.utils import images
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 _MIN_SIDE = 16

@@ -21,7 +21,6 @@ launch/build_dataset.py for Dataflow, Flink and Spark commands. Needs the `beam`
 
 import json
 import os
-import shlex
 
 from absl import logging
 import numpy as np
@@ -30,18 +29,10 @@ import tensorflow_datasets as tfds
 from jembed.data import render_cache
 from jembed.data import splits
 from jembed.data import tfds_builder
-
-try:
-  import apache_beam as beam  # pylint: disable=g-import-not-at-top
-except ImportError:  # the single-host build needs none of this module
-  beam = None
+from jembed.utils import beam as beam_lib
+from jembed.utils.beam import beam
 
 _HEADERS = "beam_headers"
-
-
-def require_beam() -> None:
-  if beam is None:
-    raise ValueError("--beam_runner needs Apache Beam: pip install -e \".[beam]\" (or pip install apache-beam)")
 
 
 class _RenderShape(beam.DoFn if beam else object):
@@ -121,30 +112,11 @@ class JembedImagesBeam(tfds_builder.JembedImages, skip_registration=True):
     self.set_metadata(headers)
 
 
-def _runner_and_options(runner: str, pipeline_options: str):
-  """Beam's runner (a name, or the Python runner for 'DirectRunner') and options from their command-line form."""
-  require_beam()
-  options = beam.options.pipeline_options.PipelineOptions(shlex.split(pipeline_options))
-  if runner == "DirectRunner":
-    # Beam's DirectRunner first tries its Go 'Prism' runner, whose binary it downloads at run time (no network here;
-    # a 10 s stall, then a fallback): go straight to the Python runner it falls back to, the same engine.
-    from apache_beam.runners.portability.fn_api_runner import fn_runner  # pylint: disable=g-import-not-at-top
-    return fn_runner.FnApiRunner(), options
-  return runner, options
-
-
-def run_pipeline(build, runner: str, pipeline_options: str = "") -> None:
-  """Builds a pipeline with `build(pipeline)` and runs it to the end on `runner` (as `prepare` does)."""
-  runner, options = _runner_and_options(runner, pipeline_options)
-  with beam.Pipeline(runner=runner, options=options) as pipeline:
-    build(pipeline)
-
-
 def prepare(builder: JembedImagesBeam, runner: str, pipeline_options: str) -> None:
   """Runs the builder's pipeline on `runner` ('DirectRunner', 'DataflowRunner', 'FlinkRunner', 'SparkRunner', ...)
   with `pipeline_options` (Beam's command-line syntax, e.g. '--direct_num_workers=4 --direct_running_mode=
   multi_processing' or '--project=P --region=R --temp_location=gs://B/tmp')."""
-  runner, options = _runner_and_options(runner, pipeline_options)
+  runner, options = beam_lib.runner_and_options(runner, pipeline_options)
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(beam_runner=runner,
                                                                             beam_options=options))
   logging.info("Beam wrote %s", builder.data_path)

@@ -28,10 +28,16 @@ import time
 from absl import logging
 import ml_collections
 
-from jembed import paths
-from jembed import files
-from jembed.data import tfds_builder
+from jembed.data import beam_build
+from jembed.data import pipeline
 from jembed.data import sample_sheet
+from jembed.data import splits
+from jembed.data import synthesis
+from jembed.data import tfds_builder
+from jembed.utils import beam as beam_lib
+from jembed.utils import config_checks as checks
+from jembed.workdir import files
+from jembed.workdir import paths
 
 
 @dataclasses.dataclass
@@ -107,15 +113,13 @@ def build_dataset(config: ml_collections.ConfigDict, workdir: str, *, workers: i
   os.makedirs(data_dir, exist_ok=True)
   workers = workers or int(config.data.workers) or default_workers()
   if beam_runner:
-    from jembed.data import beam_build  # pylint: disable=g-import-not-at-top  (an optional extra)
-    beam_build.require_beam()
+    beam_lib.require_beam()
     builder = beam_build.JembedImagesBeam(config=config, data_dir=data_dir)
   else:
     builder = tfds_builder.JembedImages(config=config, data_dir=data_dir, workers=workers)
   with _lock(os.path.join(data_dir, f".{builder.builder_config.name}.lock")):
     images, reused = 0, builder.is_prepared()
     if reused:
-      from jembed.data import pipeline  # pylint: disable=g-import-not-at-top
       problem = pipeline.damaged_shard(os.fspath(builder.data_path))
       if problem:  # the images are reproducible (seeded per image): build it again rather than fail on it later
         logging.warning("%s: building the dataset again", problem)
@@ -161,7 +165,7 @@ def _summary_dataset(workdir: str) -> str | None:
 def _write_summary(workdir: str, builder: tfds_builder.JembedImages, result: BuildResult) -> None:
   metadata = dict(builder.info.metadata or {})
   if not metadata:  # reused dataset: the builder did not generate, read what the build wrote
-    path = os.path.join(result.dataset_dir, "metadata.json")
+    path = os.path.join(result.dataset_dir, paths.DATASET_METADATA)
     if os.path.exists(path):
       with open(path) as f:
         metadata = json.load(f)
@@ -172,3 +176,27 @@ def _write_summary(workdir: str, builder: tfds_builder.JembedImages, result: Bui
                  renderers=metadata.get("renderers"), skipped_shapes=metadata.get("skipped_shapes", []),
                  skipped_backgrounds=metadata.get("skipped_backgrounds", []))
   files.write_json(paths.dataset_summary(workdir), summary, indent=1)
+
+# The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
+CONFIG_RULES = {
+    "data.images_per_shape": checks.integer(1),
+    "data.image_size": checks.integer(8),
+    "data.render_size": checks.integer(0),
+    "data.antialias": checks.integer(1),
+    "data.distance": checks.number(0.0, lo_open=True),
+    "data.max_lamps": checks.integer(0),
+    "data.ambient": checks.low_high(0.0),
+    "data.albedo": checks.choice(synthesis.ALBEDO_MODES),
+    "data.albedo_range": checks.low_high(0.0, 1.0),
+    "data.tint": checks.number(0.0),
+    "data.truncation": checks.number(0.0, 1.0, hi_open=True),
+    "data.clutter_ratio": checks.number(0.0, 1.0),
+    "data.background_scale": checks.number(0.0),
+    "data.procedural_share": checks.number(0.0, 1.0),
+    "data.context": checks.number(0.0),
+    "data.occluders": checks.number(0.0, 1.0),
+    "data.split_by": checks.choice(splits.BY),
+    "data.split_fractions": checks.fractions,
+    "data.workers": checks.integer(0),
+    "data.sample_sheet": checks.integer(0),
+}

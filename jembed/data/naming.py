@@ -10,7 +10,7 @@ import os
 
 import ml_collections
 
-from jembed import paths
+from jembed.workdir import paths
 
 NAME = "jembed_images"
 DATASET_VERSION = "1.0.0"

@@ -27,21 +27,23 @@ import io
 import json
 import os
 
+from array_record.python import array_record_module
 import grain
 import jax
+import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from PIL import Image
 import tensorflow_datasets as tfds
 
-from jembed import files
-from jembed import paths
-from jembed import provenance
 from jembed.data import naming
-from jembed.embedding import shape_embedding
+from jembed.utils import config_checks as checks
+from jembed.workdir import files
+from jembed.workdir import paths
+from jembed.workdir import provenance
+from jembed.workdir import records
 
 BATCH_KEYS = ("image", "point", "shape_index", "category_index", "azimuth", "elevation", "tilt")
 
@@ -60,7 +62,7 @@ class PointTable:
 
 def read_metadata(dataset_dir: str) -> dict:
   """The builder's `metadata.json` (shape ids, categories, skipped inputs, settings)."""
-  path = os.path.join(dataset_dir, "metadata.json")
+  path = os.path.join(dataset_dir, paths.DATASET_METADATA)
   try:
     with open(path) as f:
       return json.load(f)
@@ -81,7 +83,7 @@ def require_dataset(config: ml_collections.ConfigDict, workdir: str) -> str:
     return path
   build = f"run `python -m launch.build_dataset --workdir={workdir}` with this --config"
   others = sorted(glob.glob(os.path.join(naming.data_dir(workdir), naming.NAME, "*", naming.DATASET_VERSION,
-                                         "metadata.json")))
+                                         paths.DATASET_METADATA)))
   mine = provenance.flatten(naming.content_settings(config))
   for other in others:
     try:
@@ -97,7 +99,6 @@ def require_dataset(config: ml_collections.ConfigDict, workdir: str) -> str:
 def damaged_shard(dataset_dir: str) -> str | None:
   """'<shard> is damaged (why)' for the first ArrayRecord shard that does not hold the records dataset_info.json lists
   (truncated, overwritten), else None. Reads only each shard's footer."""
-  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
   with open(os.path.join(dataset_dir, "dataset_info.json")) as f:
     info = json.load(f)
   for split in info.get("splits", []):
@@ -123,7 +124,7 @@ def check_shards(dataset_dir: str) -> None:
                             "to build the dataset again")
 
 
-def join_points(metadata: dict, embedding: shape_embedding.ShapeEmbedding) -> PointTable:
+def join_points(metadata: dict, embedding: records.ShapeEmbedding) -> PointTable:
   """Matches the dataset's shapes to the embedding's by id.
 
   Raises:
@@ -261,7 +262,7 @@ def create_input_iterator(config: ml_collections.ConfigDict, workdir: str, split
     raise ValueError(f"config.input.batch_size={batch_size} must divide over {processes} processes and "
                      f"{mesh.size} devices")
   path = require_dataset(config, workdir)
-  table = join_points(read_metadata(path), shape_embedding.ShapeEmbedding.load(
+  table = join_points(read_metadata(path), records.ShapeEmbedding.load(
       embedding_path or paths.shape_embedding(workdir)))
   epochs = num_epochs if num_epochs is not None else (int(config.input.num_epochs) or None)
   stream = host_dataset(data_source(config, workdir, split), table, local_batch=batch_size // processes,
@@ -275,3 +276,12 @@ def create_input_iterator(config: ml_collections.ConfigDict, workdir: str, split
 def normalize_images(images: jax.Array) -> jax.Array:
   """uint8[..., 3] -> float32 in [-1, 1], on the device (what the pipeline leaves to the model)."""
   return images.astype(jnp.float32) * (2.0 / 255.0) - 1.0
+
+# The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
+CONFIG_RULES = {
+    "input.batch_size": checks.integer(1),
+    "input.num_epochs": checks.integer(0),
+    "input.read_threads": checks.integer(1),
+    "input.prefetch": checks.integer(0),
+    "input.decode_processes": checks.integer(0),
+}

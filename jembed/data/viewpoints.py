@@ -26,7 +26,6 @@ import numpy as np
 from jembed.render import camera
 from jembed.shapes import taxonomy
 
-PAPER_DISTANCE = 3.0
 AZIMUTH_BIN, ELEVATION_BIN = 22.5, 10.0
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +41,7 @@ class HistogramViews:
   azimuth_weights: tuple[float, ...]
   elevation_weights: tuple[float, ...]
   tilt_std: float
-  distance: float = PAPER_DISTANCE
+  distance: float = camera.DISTANCE
 
   def __post_init__(self):
     if len(self.azimuth_weights) != 16 or len(self.elevation_weights) != 18:
@@ -71,7 +70,7 @@ class SampledViews:
     source: where the samples came from (for messages).
   """
   samples: np.ndarray
-  distance: float | None = PAPER_DISTANCE
+  distance: float | None = camera.DISTANCE
   source: str = ""
 
   def sample(self, rng: np.random.Generator, n: int) -> camera.Views:
@@ -83,7 +82,7 @@ class SampledViews:
 ViewDistribution = HistogramViews | SampledViews
 
 
-def paper_distribution(category: str, distance: float = PAPER_DISTANCE) -> HistogramViews:
+def paper_distribution(category: str, distance: float = camera.DISTANCE) -> HistogramViews:
   """The paper's histogram sampler of `category`; categories it had no row for get the chair's."""
   azimuth, elevation, tilt = taxonomy.lookup(category).view_histogram
   return HistogramViews(tuple(map(float, azimuth)), tuple(map(float, elevation)), tilt, distance)
@@ -109,7 +108,7 @@ def read_view_file(path: str | os.PathLike) -> np.ndarray:
         values = []
       if len(values) not in (3, 4) or not np.all(np.isfinite(values)):
         raise ValueError(f"{path}:{number}: expected 'azimuth elevation tilt [distance]', got {line!r}")
-      rows.append(values + [PAPER_DISTANCE] * (4 - len(values)))
+      rows.append(values + [camera.DISTANCE] * (4 - len(values)))
   if not rows:
     raise ValueError(f"no view samples in {path}")
   return np.asarray(rows, np.float32)
@@ -133,7 +132,7 @@ def _view_file(folder: str, category: str) -> str | None:
   return None
 
 
-def distribution_for(category: str, views_dir: str = "", distance: float | None = PAPER_DISTANCE
+def distribution_for(category: str, views_dir: str = "", distance: float | None = camera.DISTANCE
                      ) -> ViewDistribution:
   """The view distribution of a category: the user's file in `views_dir` if there is one, else the paper's.
 
@@ -149,4 +148,4 @@ def distribution_for(category: str, views_dir: str = "", distance: float | None 
     path = _view_file(os.path.expanduser(views_dir), category)
     if path is not None:
       return SampledViews(read_view_file(path), distance, path)
-  return paper_distribution(category, PAPER_DISTANCE if distance is None else distance)
+  return paper_distribution(category, camera.DISTANCE if distance is None else distance)

@@ -20,15 +20,16 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from jembed import files
-from jembed import paths
-from jembed.data import beam_build
 from jembed.embedding import descriptors
 from jembed.embedding import hog_input
+from jembed.render import backend
 from jembed.shapes import loading
 from jembed.shapes import sources
+from jembed.utils import beam as beam_lib
+from jembed.workdir import files
+from jembed.workdir import paths
 
-beam = beam_build.beam
+beam = beam_lib.beam
 
 
 class _Describe(beam.DoFn if beam else object):
@@ -39,7 +40,6 @@ class _Describe(beam.DoFn if beam else object):
     self._config, self._folder, self._renderer = config, folder, None
 
   def setup(self):
-    from jembed.render import backend  # pylint: disable=g-import-not-at-top  (on the worker)
     self._renderer = backend.get_renderer(self._config.render.backend)
 
   def process(self, task):
@@ -71,7 +71,7 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str, runner:
     logging.info("LFD descriptors already computed in %s", paths.lfd(workdir))
     del features
     return descriptors.load_descriptors(workdir)
-  folder = paths.lfd(os.path.abspath(workdir), "beam")
+  folder = paths.lfd(os.path.abspath(workdir), paths.BEAM_ROWS_DIR)
   shutil.rmtree(folder, ignore_errors=True)
   os.makedirs(folder)
 
@@ -82,7 +82,7 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str, runner:
          | "Describe" >> beam.ParDo(_Describe(config, folder))
          | "Headers" >> beam.io.WriteToText(os.path.join(folder, "headers"), file_name_suffix=".jsonl"))
 
-  beam_build.run_pipeline(build, runner, pipeline_options)
+  beam_lib.run_pipeline(build, runner, pipeline_options)
   headers = [None] * len(refs)
   for path in sorted(p for p in os.listdir(folder) if p.startswith("headers")):
     with open(os.path.join(folder, path)) as f:
@@ -101,7 +101,7 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str, runner:
   features.flush()
   del features
   progress["n_processed"] = len(refs)
-  files.write_json(paths.lfd(workdir, "progress.json"), progress)  # only after the rows are on disk
+  files.write_json(paths.lfd(workdir, paths.DESCRIPTOR_PROGRESS), progress)  # only after the rows are on disk
   shutil.rmtree(folder, ignore_errors=True)
   descriptors.write_manifest(workdir, progress)
   return descriptors.load_descriptors(workdir)

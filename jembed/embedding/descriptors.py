@@ -20,16 +20,14 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from jembed import paths
-from jembed import files
 from jembed.embedding import hog
-from jembed.render import backend
 from jembed.embedding import hog_input
+from jembed.render import backend
 from jembed.shapes import loading
 from jembed.shapes import manifest
 from jembed.shapes import sources
-
-_DIR = "lfd"
+from jembed.workdir import files
+from jembed.workdir import paths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +57,7 @@ def open_store(workdir: str, key: dict, n: int) -> tuple[np.ndarray, dict]:
   """Opens (or creates) the descriptor memmap and its progress record; resets both if the fingerprint changed."""
   folder = paths.lfd(workdir)
   os.makedirs(folder, exist_ok=True)
-  array_path, progress_path = os.path.join(folder, "descriptors.npy"), os.path.join(folder, "progress.json")
+  array_path, progress_path = os.path.join(folder, paths.DESCRIPTORS), os.path.join(folder, paths.DESCRIPTOR_PROGRESS)
   progress, features = None, None
   if os.path.exists(progress_path) and os.path.exists(array_path):
     try:  # a cache: a damaged one (killed disk, truncated copy) starts over instead of failing
@@ -103,7 +101,7 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str,
   """
   refs = sources.list_shapes(config.shapes)
   features, progress = open_store(workdir, fingerprint(config, refs), len(refs))
-  progress_path = paths.lfd(workdir, "progress.json")
+  progress_path = paths.lfd(workdir, paths.DESCRIPTOR_PROGRESS)
   start = progress["n_processed"]
   if start < len(refs):
     if start:
@@ -157,14 +155,14 @@ def write_manifest(workdir: str, progress: dict) -> None:
 
 def load_descriptors(workdir: str) -> Descriptors:
   """The descriptors cached in `workdir/lfd/` (as far as they were computed), memory-mapped read-only."""
-  progress_path = paths.lfd(workdir, "progress.json")
+  progress_path = paths.lfd(workdir, paths.DESCRIPTOR_PROGRESS)
   if not os.path.exists(progress_path):
     raise FileNotFoundError(f"no LFD descriptors in {workdir!r}: run launch/embed_shapes.py with this workdir first")
   try:
     with open(progress_path) as f:
       progress = json.load(f)
     n = len(progress["ids"])
-    features = np.load(paths.lfd(workdir, "descriptors.npy"), mmap_mode="r")[:n]
+    features = np.load(paths.lfd(workdir, paths.DESCRIPTORS), mmap_mode="r")[:n]
   except (OSError, ValueError, KeyError) as e:
     raise files.DamagedFile(f"the LFD descriptors in {paths.lfd(workdir)} are damaged ({e}): run "
                             f"`python -m launch.embed_shapes --workdir={workdir}` to compute them again") from None

@@ -27,9 +27,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 import numpy as np
 import tqdm
-from jax.sharding import PartitionSpec as P
 
 # Bytes of descriptor rows per block when `block_size` is not given: 20k-D descriptors give 3,276-row blocks, the
 # paper's 203,760-D ones 329-row blocks (about 0.5 GB of device memory per tile, rows and columns).

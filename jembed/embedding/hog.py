@@ -25,7 +25,7 @@ Two variants share the gradient, orientation-voting and cell-pooling code and di
   block_norm='L2-Hys', feature_vector=True)`: full (unhalved) centred differences with zero gradient on the border
   rows/columns, hard orientation and spatial binning, mean magnitude per cell (sum / 64), L2-Hys over 2x2-cell
   blocks (eps 1e-5), output [blocks_row, blocks_col, 2, 2, 9] in C order. It is the external oracle for the shared
-  code (tests/test_hog.py).
+  code (tests/embedding/test_hog.py).
 
 `hog_pyramid` and `lfd_descriptor` give the paper's shape descriptor: HoG of the 120x120 view, of `imresize(I, 0.5)`
 and of `imresize` of that again (MATLAB uint8 bicubic, see resize.py), 8100 + 1764 + 324 = 10,188 values per view and
@@ -74,7 +74,7 @@ def _unsigned_orientation(g_row: jax.Array, g_col: jax.Array) -> jax.Array:
   gradient with the sign of the row gradient). XLA's CPU atan2 is a scalar libm call (~13x slower than this whole
   function on a batch of views), so this is a vectorizable atan: fold the vector into the upper half plane, reduce
   to t = min/max in [0, 1], then to |u| <= tan(pi/8) with atan(t) = pi/4 + atan((t-1)/(t+1)), and evaluate
-  Cephes' atanf polynomial there. Error <= 3e-7 rad against float64 (tests/test_hog.py).
+  Cephes' atanf polynomial there. Error <= 3e-7 rad against float64 (tests/embedding/test_hog.py).
 
   Args:
     g_row, g_col: float32[...] gradients along rows (y) and columns (x).

@@ -7,8 +7,8 @@ import numpy as np
 
 from jembed.embedding import resize
 from jembed.render import base
-from jembed.render import lights as lights_lib
 from jembed.render import lfd
+from jembed.render import lights as lights_lib
 
 HOG_SIZE = 120
 

@@ -7,8 +7,9 @@
 from typing import Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
 from jax import lax
+import jax.numpy as jnp
+
 
 class _State(NamedTuple):
   it: jax.Array  # accepted iterations so far; -1 before the start has been evaluated

@@ -28,10 +28,10 @@ import logging
 from typing import Any, Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 from jax import lax
+import jax.numpy as jnp
 from jax.sharding import PartitionSpec
+import numpy as np
 
 from jembed.embedding import distances
 from jembed.embedding import sammon as sammon_lib

@@ -48,13 +48,13 @@ import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
+from jax import lax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 import numpy as np
 import scipy.linalg
 import scipy.sparse
 import scipy.sparse.csgraph
-from jax import lax
-from jax.sharding import PartitionSpec as P
 
 from jembed.embedding import distances
 from jembed.embedding.lbfgs import minimize  # pylint: disable=unused-import (re-exported)

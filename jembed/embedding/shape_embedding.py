@@ -15,7 +15,6 @@ Beam does), every process computes its share of the distance tiles, process 0 so
   skipped_shapes.txt                       every listed shape that could not be used, with its reason
 """
 
-import dataclasses
 import json
 import os
 import time
@@ -25,68 +24,33 @@ import jax
 import ml_collections
 import numpy as np
 
-from jembed import distributed
-from jembed import files
-from jembed import paths
-from jembed import provenance
-from jembed.embedding import distances
+from jembed.embedding import beam_descriptors
 from jembed.embedding import descriptors
+from jembed.embedding import distances
 from jembed.embedding import out_of_sample
 from jembed.embedding import sammon
 from jembed.embedding import shape_map
 from jembed.shapes import sources
+from jembed.utils import config_checks as checks
+from jembed.utils import distributed
+from jembed.workdir import files
+from jembed.workdir import paths
+from jembed.workdir import provenance
+from jembed.workdir import records
 
 # Above this many shapes the distance matrix lives in a memory-mapped file instead of RAM.
 _MEMMAP_N = 4096
 
 
-@dataclasses.dataclass(frozen=True)
-class ShapeEmbedding:
-  """One point per shape.
-
-  Attributes:
-    ids: str[N] shape ids, sorted (the paper's row order).
-    categories: str[N].
-    points: float32[N, D] embedding points.
-    stress: Sammon stress of `points` against the LFD-HoG distances.
-    stress_curve: float32[T] stress per iteration (NaN past the stop).
-  """
-  ids: np.ndarray
-  categories: np.ndarray
-  points: np.ndarray
-  stress: float
-  stress_curve: np.ndarray
-
-  def save(self, path: str) -> None:
-    files.save_npz(path, ids=self.ids, categories=self.categories, points=self.points,
-                   stress=np.float32(self.stress), stress_curve=self.stress_curve)
-
-  @classmethod
-  def load(cls, path: str) -> "ShapeEmbedding":
-    """Raises FileNotFoundError / files.DamagedFile naming the launcher that makes the file (again)."""
-    remake = f"`python -m launch.embed_shapes --workdir={os.path.dirname(path) or '.'}`"
-    if not os.path.exists(path):
-      raise FileNotFoundError(f"no shape embedding at {path!r}: run {remake} first")
-    try:
-      f = files.load_npz(path)
-      return cls(ids=f["ids"], categories=f["categories"], points=f["points"], stress=float(f["stress"]),
-                 stress_curve=f["stress_curve"])
-    except files.DamagedFile as e:
-      raise files.DamagedFile(f"{e}: run {remake} to make it again") from None
-    except KeyError as e:
-      raise files.DamagedFile(f"{path} is not a shape embedding (no array {e}): run {remake} to make it again"
-                              ) from None
-
-
 def cached_distances(desc: descriptors.Descriptors, workdir: str) -> np.ndarray:
   """float32[N, N] distances between descriptor rows, reused from `workdir/lfd/` when they are for the same rows.
 
-  With several JAX processes (`jembed.distributed`), each computes its share of the tiles on its own devices into its
+  With several JAX processes (`jembed.utils.distributed`), each computes its share of the tiles on its own devices into its
   own (sparse, zero elsewhere) file `distances.npy.part<i>.npy`; process 0 sums the shares (each entry is in exactly
   one) into the matrix. Every process returns the finished matrix.
   """
   folder = paths.lfd(workdir)
-  path, meta_path = os.path.join(folder, "distances.npy"), os.path.join(folder, "distances.json")
+  path, meta_path = os.path.join(folder, paths.DISTANCES), os.path.join(folder, paths.DISTANCES_META)
   key = paths.cache_key("\n".join(desc.ids), digits=40)
   n, mmap = len(desc.ids), "r" if len(desc.ids) > _MEMMAP_N else None
   if os.path.exists(meta_path) and os.path.exists(path):
@@ -158,7 +122,7 @@ def listing_key(config: ml_collections.ConfigDict) -> str:
 
 
 def embed_shapes(config: ml_collections.ConfigDict, workdir: str, force: bool = False, *, beam_runner: str = "",
-                 beam_pipeline_options: str = "") -> ShapeEmbedding:
+                 beam_pipeline_options: str = "") -> records.ShapeEmbedding:
   """Runs the shape side on `config.shapes` and writes the files listed in the module docstring.
 
   An embedding already made with this config's settings and shapes is reused. One made otherwise is replaced, except
@@ -168,13 +132,13 @@ def embed_shapes(config: ml_collections.ConfigDict, workdir: str, force: bool = 
   (`beam_descriptors`); the rest is the same.
 
   Returns:
-    The `ShapeEmbedding` (also in `workdir/shape_embedding.npz`).
+    The `records.ShapeEmbedding` (also in `workdir/shape_embedding.npz`).
   """
   listing = listing_key(config)
   reuse = provenance.check_shape_embedding_write(config, workdir, listing, force)
   if reuse and os.path.exists(paths.shape_map(workdir)) and os.path.exists(paths.shape_embedding_summary(workdir)):
     logging.info("reusing %s (made with this config's settings and shapes)", paths.shape_embedding(workdir))
-    return ShapeEmbedding.load(paths.shape_embedding(workdir))
+    return records.ShapeEmbedding.load(paths.shape_embedding(workdir))
   os.makedirs(workdir, exist_ok=True)
   seconds = {}
   t = time.time()
@@ -190,7 +154,7 @@ def embed_shapes(config: ml_collections.ConfigDict, workdir: str, force: bool = 
   seconds["distances"] = time.time() - t
   if not distributed.is_main():  # process 0 solves Sammon and writes; the others wait for its file
     distributed.barrier("shape embedding written")
-    return ShapeEmbedding.load(os.path.join(workdir, "shape_embedding.npz"))
+    return records.load_shape_embedding(workdir)
   write_skipped(workdir, desc.skipped)
   t = time.time()
   if landmark:  # Never forms the N x N matrix: exact Sammon on landmarks, every other shape out of sample.
@@ -204,7 +168,7 @@ def embed_shapes(config: ml_collections.ConfigDict, workdir: str, force: bool = 
     result = sammon.sammon(d, dim=dim, max_iter=config.mds.max_iter, tol=config.mds.tol)
     points, n_iter, curve, stress = result.points, result.n_iter, result.stress_curve, result.stress
   seconds["sammon"] = time.time() - t
-  embedding = ShapeEmbedding(ids=np.array(desc.ids), categories=np.array(desc.categories),
+  embedding = records.ShapeEmbedding(ids=np.array(desc.ids), categories=np.array(desc.categories),
                              points=np.asarray(points, np.float32), stress=float(stress),
                              stress_curve=np.asarray(curve, np.float32))
   embedding.save(paths.shape_embedding(workdir))
@@ -224,7 +188,6 @@ def _descriptors(config, workdir, beam_runner: str, beam_pipeline_options: str) 
   """The descriptor store, computed by process 0 (on Beam with `beam_runner`), read by every process."""
   if distributed.is_main():
     if beam_runner:
-      from jembed.embedding import beam_descriptors  # pylint: disable=g-import-not-at-top  (an optional extra)
       beam_descriptors.compute_descriptors(config, workdir, beam_runner, beam_pipeline_options)
     else:
       descriptors.compute_descriptors(config, workdir)
@@ -232,7 +195,7 @@ def _descriptors(config, workdir, beam_runner: str, beam_pipeline_options: str) 
   return descriptors.load_descriptors(workdir)
 
 
-def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: str) -> ShapeEmbedding:
+def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: str) -> records.ShapeEmbedding:
   """Places the shapes of `config.shapes` into the finished embedding in `base_workdir`, which stays as it is.
 
   The paper's GPS.m idea done right: each new shape's LFD-HoG distances to the embedded shapes (and to the other new
@@ -240,10 +203,10 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
   weighted mean of its nearest embedded shapes). The descriptors must be computed with the base run's settings.
 
   Returns:
-    The new shapes' `ShapeEmbedding` (also in `workdir/shape_embedding.npz`); its stress is that of the new rows.
+    The new shapes' `records.ShapeEmbedding` (also in `workdir/shape_embedding.npz`); its stress is that of the new rows.
   """
   provenance.check_same_views(config, workdir, base_workdir)
-  base = ShapeEmbedding.load(paths.shape_embedding(base_workdir))
+  base = records.ShapeEmbedding.load(paths.shape_embedding(base_workdir))
   base_desc = descriptors.load_descriptors(base_workdir)
   if list(base_desc.ids) != list(base.ids):
     raise ValueError(f"{base_workdir!r}: its descriptors are not those of its shape embedding; "
@@ -261,7 +224,7 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
   a = np.asarray(a, np.float64)
   keep = a > 0
   stress = float(((a - d_new)[keep] ** 2 / a[keep]).sum() / a.sum())
-  added = ShapeEmbedding(ids=np.array(desc.ids), categories=np.array(desc.categories),
+  added = records.ShapeEmbedding(ids=np.array(desc.ids), categories=np.array(desc.categories),
                          points=np.asarray(points, np.float32), stress=stress, stress_curve=np.zeros(0, np.float32))
   added.save(paths.shape_embedding(workdir))
   provenance.record_shape_embedding(config, workdir, listing_key(config), added, into=base_workdir)
@@ -278,3 +241,15 @@ def _write_summary(workdir, embedding, n_iter, seconds, skipped) -> None:
                  iterations=n_iter, seconds={k: round(v, 2) for k, v in seconds.items()}, n_skipped=len(skipped),
                  categories={c: int(n) for c, n in zip(*np.unique(embedding.categories, return_counts=True))})
   files.write_json(paths.shape_embedding_summary(workdir), summary, indent=1)
+
+# The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
+CONFIG_RULES = {
+    "lfd.hog_size": checks.integer(8),
+    "lfd.batch_shapes": checks.integer(1),
+    "mds.dim": checks.integer(1),
+    "mds.max_iter": checks.integer(1),
+    "mds.tol": checks.number(0.0, lo_open=True),
+    "mds.method": checks.choice(("auto", "exact", "landmark")),
+    "mds.exact_max_n": checks.integer(3),
+    "mds.landmarks": checks.integer(3),
+}

@@ -3,16 +3,14 @@
 import matplotlib
 
 matplotlib.use("Agg")  # Headless: a launch script on a server has no display.
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 from matplotlib import offsetbox  # pylint: disable=g-import-not-at-top,wrong-import-position
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import ml_collections  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from jembed import viz  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.embedding import distances  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.embedding import sammon  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jembed.render import backend  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jembed.render import camera  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jembed.render import thumbnails  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.shapes import sources  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # The map's 2-D Sammon runs on at most this many shapes (a random subset beyond), so it stays quick for any N.
@@ -42,15 +40,10 @@ def map_points(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _thumbnails(config: ml_collections.ConfigDict, ids: list[str], size: int = 72) -> dict[str, np.ndarray]:
-  """A three-quarter view of each shape in `ids`, uint8[size, size, 3] on white."""
+  """`render.thumbnails` of the shapes `ids` of the config's source, uint8[size, size, 3] on white."""
   wanted = set(ids)
   refs = [r for r in sources.list_shapes(config.shapes) if r.id in wanted]
-  renderer = backend.get_renderer(config.render.backend)
-  view = camera.Views.make(azimuth=45.0, elevation=25.0)
-  out = {}
-  for shape in sources.iter_shapes(refs, config.shapes.up_axis, config.shapes.front):
-    out[shape.id] = viz.on_white(renderer.render(shape.vertices, shape.faces, view, size=size, antialias=2).rgba[0])
-  return out
+  return thumbnails.thumbnails(refs, config.shapes.up_axis, config.shapes.front, size, config.render.backend)
 
 
 def write_map(config: ml_collections.ConfigDict, features: np.ndarray, embedding, path: str,

@@ -19,16 +19,16 @@ import numpy as np
 from PIL import Image
 import tqdm
 
-from jembed import paths
-from jembed import files
+from jembed.embedding import descriptors
 from jembed.embedding import distances
 from jembed.embedding import hog
-from jembed.embedding import descriptors
-from jembed.shapes import manifest
-from jembed.render import backend
 from jembed.embedding import hog_input
+from jembed.render import backend
 from jembed.render import lfd
+from jembed.shapes import manifest
 from jembed.shapes import sources
+from jembed.workdir import files
+from jembed.workdir import paths
 
 PIXEL_SIZE = 32
 _PIXEL_RENDER = 96  # the views for the pixel baseline only need to survive a shrink to 32 px

@@ -14,7 +14,7 @@ Protocols, on every set:
     area `pr_auc` (at most 0.998).
   * `category_top1`: the nearest shape has the query's category.
   * fused image->shape (`fused:<how>`, with `joint`): each shape's test images pooled into one query
-    (`jembed.fusion`: mean of points, of distances, of ranks), top-1/5/10 of the true shape, one query per shape;
+    (`jembed.api.fusion`: mean of points, of distances, of ranks), top-1/5/10 of the true shape, one query per shape;
     compare with `joint` on the same images.
   * viewpoint (`viewpoint:<estimator>`, sets with true views): Render for CNN's Acc_π/6 and MedErr (`viewpoint.py`)
     of the network's viewpoint head, of the nearest LFD view's angles (HoG-NN, raw pixels) and of the category's
@@ -32,15 +32,15 @@ from absl import logging
 import ml_collections
 import numpy as np
 
-from jembed import paths
-from jembed import embed
-from jembed import files
+from jembed.api import embed
+from jembed.api import fusion
 from jembed.evaluation import image_sets
 from jembed.evaluation import methods as methods_lib
 from jembed.evaluation import metrics
-from jembed.evaluation import viewpoint
-from jembed import fusion
 from jembed.evaluation import shape_encoder_method  # registers the `shape_encoder` method
+from jembed.evaluation import viewpoint
+from jembed.workdir import files
+from jembed.workdir import paths
 
 METHODS = ("joint", "hog_nn", "pixels")  # the default rows; any name of `methods.METHODS` may be asked for
 TOP_KS = (1, 5, 10)
@@ -99,7 +99,7 @@ class EvalResult:
   def save(self, out_dir: str) -> dict[str, str]:
     """Writes results.json and curves.npz atomically; {what: path}."""
     os.makedirs(out_dir, exist_ok=True)
-    written = {"results": os.path.join(out_dir, "results.json"), "curves": os.path.join(out_dir, "curves.npz")}
+    written = {"results": os.path.join(out_dir, paths.RESULTS), "curves": os.path.join(out_dir, paths.CURVES)}
     files.write_json(written["results"], self.to_json(), indent=1)
     files.save_npz(written["curves"], recall=metrics.PR_RECALL_GRID.astype(np.float32), **self.flat_curves())
     return written

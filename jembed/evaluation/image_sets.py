@@ -26,20 +26,21 @@ import os
 from absl import logging
 import ml_collections
 import numpy as np
-from PIL import Image
 import tqdm
 
-from jembed import paths
-from jembed import files
-from jembed import images
 from jembed.data import backgrounds as backgrounds_lib
 from jembed.data import splits
 from jembed.data import synthesis
 from jembed.data import viewpoints
-from jembed.shapes import manifest
+from jembed.evaluation import photo_sets
 from jembed.render import backend
 from jembed.render import camera
+from jembed.shapes import manifest
 from jembed.shapes import sources
+from jembed.utils import config_checks as checks
+from jembed.utils import images
+from jembed.workdir import files
+from jembed.workdir import paths
 
 SYNTHETIC = ("synthetic_clean", "synthetic_clutter")
 
@@ -185,7 +186,7 @@ def synthetic_sets(config: ml_collections.ConfigDict, workdir: str, shape_ids: n
   photos = backgrounds_lib.list_photos(config.data.backgrounds) if config.data.backgrounds else []
   key = _key(dict(shapes=config.shapes.to_dict(), data=config.data.to_dict(), seed=config.seed, per_shape=per_shape,
                   ids=[str(shape_ids[r]) for r in rows], photos=photos, backend=config.render.backend))
-  path = paths.eval_sets(workdir, "synthetic.npz")
+  path = paths.eval_sets(workdir, paths.SYNTHETIC_SETS)
   cached = _load_cached(path, key)
   if cached is None or "views" not in cached:  # sets cached before the views were kept are rendered again
     wanted = {str(shape_ids[r]): int(r) for r in rows}
@@ -200,25 +201,6 @@ def synthetic_sets(config: ml_collections.ConfigDict, workdir: str, shape_ids: n
   return [ImageSet(name, cached[name], cached["shape_index"], cached["labels"], cached["views"]) for name in SYNTHETIC]
 
 
-def open_photo(path: str) -> Image.Image:
-  """A photo file as an RGB PIL image, as a viewer shows it (`jembed.images.open_image`).
-
-  Raises:
-    ValueError: the file is missing, not an image, or unreadable (the message names it).
-  """
-  return images.open_image(path)
-
-
-def stretch_photo(image: Image.Image, size: int) -> np.ndarray:
-  """uint8[size, size, 3]: the whole photo stretched to a square, as the training crops were (aspect not kept)."""
-  return np.asarray(image.resize((size, size), Image.LANCZOS))
-
-
-def read_photo(path: str, size: int) -> np.ndarray:
-  """`open_photo` then `stretch_photo`."""
-  return stretch_photo(open_photo(path), size)
-
-
 def photo_set(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.ndarray) -> ImageSet | None:
   """The real-photo set named by `config.eval.photo_set` / `photo_root` (None when there is none).
 
@@ -227,7 +209,6 @@ def photo_set(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.nda
   kind = str(config.eval.get("photo_set", "") or "")
   if not kind:
     return None
-  from jembed.evaluation import photo_sets  # pylint: disable=g-import-not-at-top
   photos = photo_sets.load_photo_set(kind, config.eval.photo_root)
   size = int(config.data.image_size)
   key = _key(dict(kind=kind, root=config.eval.photo_root, size=size, n=len(photos), ids=list(map(str, shape_ids))))
@@ -241,10 +222,19 @@ def photo_set(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.nda
                       len(photos) - len(usable), len(photos))
     if not usable:
       raise ValueError(f"no photo of the {kind!r} set shows an embedded shape: is config.shapes the same collection?")
-    images = np.stack([read_photo(p.path, size) for p in tqdm.tqdm(usable, desc=f"reading {kind} photos",
+    images = np.stack([images.read_photo(p.path, size) for p in tqdm.tqdm(usable, desc=f"reading {kind} photos",
                                                                    unit="photo")])
     cached = dict(key=np.array(key), images=images, shape_index=np.asarray([rows[p.shape_id] for p in usable],
                                                                            np.int32),
                   labels=np.asarray([os.path.basename(p.path) for p in usable]))
     files.save_npz(path, **cached)
   return ImageSet(kind, cached["images"], cached["shape_index"], cached["labels"])
+
+# The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
+CONFIG_RULES = {
+    "eval.sets": checks.each(checks.choice(("synthetic",))),
+    "eval.images_per_shape": checks.integer(1),
+    "eval.max_shapes": checks.integer(0),
+    "eval.photo_set": checks.choice(("",) + tuple(photo_sets.KINDS)),
+    "eval.gallery_queries": checks.integer(0),
+}

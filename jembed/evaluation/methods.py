@@ -19,8 +19,8 @@ import jax
 import ml_collections
 import numpy as np
 
-from jembed import embed
-from jembed import retrieval
+from jembed.api import embed
+from jembed.api import retrieval
 from jembed.evaluation import baselines
 
 Distances = tuple[np.ndarray, np.ndarray]

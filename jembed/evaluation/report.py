@@ -9,6 +9,7 @@
 import os
 
 import matplotlib
+
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import ml_collections  # pylint: disable=wrong-import-position
@@ -16,15 +17,12 @@ import numpy as np  # pylint: disable=wrong-import-position
 from PIL import Image  # pylint: disable=wrong-import-position
 from PIL import ImageDraw  # pylint: disable=wrong-import-position
 
-from jembed import paths
-from jembed import files  # pylint: disable=wrong-import-position
-from jembed import viz  # pylint: disable=wrong-import-position
-from jembed.shapes import manifest  # pylint: disable=wrong-import-position
 from jembed.evaluation import evaluate  # pylint: disable=wrong-import-position
 from jembed.evaluation import methods  # pylint: disable=wrong-import-position
-from jembed.render import backend  # pylint: disable=wrong-import-position
-from jembed.render import camera  # pylint: disable=wrong-import-position
-from jembed.shapes import sources  # pylint: disable=wrong-import-position
+from jembed.render import thumbnails
+from jembed.utils import viz  # pylint: disable=wrong-import-position
+from jembed.workdir import files  # pylint: disable=wrong-import-position
+from jembed.workdir import paths
 
 _COLUMNS = (("top1", "top-1"), ("top5", "top-5"), ("top10", "top-10"), ("category_top1", "category top-1"),
             ("pr_auc", "PR-AUC"), ("median_rank_first", "median first"), ("median_rank_last", "median last"))
@@ -132,28 +130,11 @@ def write_curves(curves_path: str, results: dict, out_dir: str) -> tuple[str, st
       ax.grid(alpha=0.3)
       ax.legend(fontsize=8)
     fig.tight_layout()
-    path = os.path.join(out_dir, "pr_curves.png" if kind == "precision" else "topk_curves.png")
+    path = os.path.join(out_dir, paths.PR_CURVES if kind == "precision" else paths.TOPK_CURVES)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     written.append(path)
   return tuple(written)
-
-
-def shape_thumbnails(workdir: str, ids: list[str], size: int = 96, renderer: str = "auto"
-                     ) -> dict[str, np.ndarray]:
-  """{id: uint8[size, size, 3]} one three-quarter view of each shape of `workdir`, on white.
-
-  The meshes are found from the workdir's own record of its shapes (`shapes.json`, see `shapes.manifest`), so this
-  needs no config.
-  Shapes that no longer load are left out (callers draw a blank tile).
-  """
-  refs, up_axis, front = manifest.listed_shapes(workdir, ids)
-  render = backend.get_renderer(renderer)
-  view = camera.Views.make([35.0], [20.0], [0.0], [3.0])  # front-left, a little from above, like product shots
-  out = {}
-  for shape in sources.iter_shapes(refs, up_axis, front, summary=False):
-    out[shape.id] = viz.on_white(render.render(shape.vertices, shape.faces, view, size=size, antialias=2).rgba[0])
-  return out
 
 
 def _framed(image: np.ndarray, color: str, width: int = 4) -> np.ndarray:
@@ -177,7 +158,7 @@ def write_retrievals(config: ml_collections.ConfigDict, workdir: str, result: "e
     picks[set_name] = np.unique(np.linspace(0, n - 1, min(per_set, n)).round().astype(int))
   needed = {str(model.shape_ids[j]) for name, rows in picks.items() for i in rows
             for j in list(report[name]["top"][i]) + [report[name]["image_set"].shape_index[i]]}
-  thumbs = shape_thumbnails(workdir, sorted(needed), thumb, config.render.backend)
+  thumbs = thumbnails.workdir_thumbnails(workdir, sorted(needed), thumb, config.render.backend)
   blank = np.full((thumb, thumb, 3), 255, np.uint8)
   rows = []
   for set_name, rows_idx in picks.items():
@@ -202,10 +183,10 @@ def write_report(config: ml_collections.ConfigDict, workdir: str, result: "evalu
   """All the files above from `evaluate.evaluate`'s result; {what: path}."""
   out_dir = paths.eval_dir(workdir)
   scores = result.scores()
-  outputs = {"results": os.path.join(out_dir, "results.json"),
-           "results table": write_markdown(scores, result.meta, os.path.join(out_dir, "results.md"))}
+  outputs = {"results": os.path.join(out_dir, paths.RESULTS),
+           "results table": write_markdown(scores, result.meta, os.path.join(out_dir, paths.RESULTS_TABLE))}
   outputs["precision-recall curves"], outputs["top-K curves"] = write_curves(
-      os.path.join(out_dir, "curves.npz"), scores, out_dir)
-  outputs["retrievals"] = write_retrievals(config, workdir, result, os.path.join(out_dir, "retrievals.png"),
+      os.path.join(out_dir, paths.CURVES), scores, out_dir)
+  outputs["retrievals"] = write_retrievals(config, workdir, result, os.path.join(out_dir, paths.RETRIEVALS),
                                          int(config.eval.gallery_queries))
   return outputs

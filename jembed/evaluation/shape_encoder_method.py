@@ -11,10 +11,11 @@ points: the encoder as the paper's out-of-sample map, the way `embed_shapes --in
 
 import numpy as np
 
-from jembed import embed
-from jembed import retrieval
+from jembed.api import embed
+from jembed.api import retrieval
 from jembed.evaluation import methods
 from jembed.shapes import point_clouds
+from jembed.training import joint
 from jembed.training import point_encoder
 
 NAME = "shape_encoder"
@@ -23,13 +24,11 @@ PLACED_NAME = "joint_encoder_placed"
 
 def available(workdir: str) -> bool:
   """Whether `workdir` has a trained shape encoder (then its row is added to the table)."""
-  from jembed.training import joint  # pylint: disable=g-import-not-at-top
   return joint.latest_meta(workdir) is not None
 
 
 def encode_workdir_shapes(workdir: str, trained: embed.TrainedJoint) -> np.ndarray:
   """float32[N, D]: the encoder's point of each of the workdir's embedded shapes (its Sammon rows' order)."""
-  from jembed.training import joint  # pylint: disable=g-import-not-at-top
   settings = trained.clouds
   clouds = point_clouds.workdir_clouds(workdir, count=settings["points"], seed=settings["seed"],
                                        normals=settings["normals"])

@@ -7,6 +7,9 @@ imports without moderngl or embreex.
 from absl import logging
 
 from jembed.render import base
+from jembed.render import egl
+from jembed.render import embree
+from jembed.utils import config_checks as checks
 
 NAMES = ("auto", "egl", "embree")
 _fallback_logged = False
@@ -23,7 +26,6 @@ def get_renderer(name: str = "auto") -> base.Renderer:
     raise ValueError(f"unknown renderer {name!r}, expected one of {NAMES}")
   if name in ("auto", "egl"):
     try:
-      from jembed.render import egl  # pylint: disable=g-import-not-at-top
       return egl.EGLRenderer()
     except Exception as e:  # pylint: disable=broad-except
       if name == "egl":
@@ -32,5 +34,11 @@ def get_renderer(name: str = "auto") -> base.Renderer:
         logging.warning("EGL rendering unavailable (%s: %s); falling back to the embree ray caster.",
                         type(e).__name__, e)
         _fallback_logged = True
-  from jembed.render import embree  # pylint: disable=g-import-not-at-top
   return embree.EmbreeRenderer()
+
+# The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
+CONFIG_RULES = {
+    "render.backend": checks.choice(NAMES),
+    "render.size": checks.integer(16),
+    "render.antialias": checks.integer(1),
+}

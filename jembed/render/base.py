@@ -18,6 +18,7 @@ from jembed.render import camera
 from jembed.render import lights as lights_lib
 from jembed.render import shading
 
+
 @dataclasses.dataclass(frozen=True)
 class RenderOutput:
   """Rendered views of one mesh.

@@ -9,7 +9,7 @@ Conventions (one camera model for both backends, so each is the other's oracle):
   on -Z. Angles are in degrees, distance in world units.
 * **Camera frame** (OpenGL): x right, y up, looking down -z. With tilt 0 the camera is upright: its up vector is
   d(position)/d(elevation), so it stays defined at el = ±90 (the paper's quaternion divides by zero there; ours is its
-  continuous limit). Verified against the paper's `camPosToQuaternion` in tests/test_camera.py.
+  continuous limit). Verified against the paper's `camPosToQuaternion` in tests/render/test_camera.py.
 * **Tilt** θ is the paper's `camRotQuaternion(cx, cy, cz, θ)`: the camera turns by θ (right-handed) about the axis
   from the origin towards the camera, i.e. its backward axis. So for **positive tilt the image content turns
   clockwise** by θ on screen (the camera turns counter-clockwise).
@@ -31,6 +31,8 @@ import numpy as np
 
 FOV_DEG = math.degrees(2.0 * math.atan(16.0 / 35.0))  # 35 mm lens, 32 mm sensor (paper's blank.blend)
 NEAR, FAR = 0.1, 100.0  # the paper's clip range; both backends clip at these depths
+# The paper's camera distance, for LFD views and training views alike: shapes are normalized into the unit sphere.
+DISTANCE = 3.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +51,7 @@ class Views:
   distance: np.ndarray
 
   @classmethod
-  def make(cls, azimuth, elevation=0.0, tilt=0.0, distance=3.0) -> "Views":
+  def make(cls, azimuth, elevation=0.0, tilt=0.0, distance=DISTANCE) -> "Views":
     """Broadcasts scalars / arrays to float32[N] each."""
     values = (azimuth, elevation, tilt, distance)
     arrays = np.broadcast_arrays(*(np.atleast_1d(np.asarray(a, np.float32)) for a in values))

@@ -10,12 +10,12 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from jembed import paths
-from jembed import viz
 from jembed.render import backend
 from jembed.render import lfd
 from jembed.shapes import record
 from jembed.shapes import sources
+from jembed.utils import viz
+from jembed.workdir import paths
 
 
 def pick_per_category(refs: list[record.ShapeRef], per_category: int) -> list[record.ShapeRef]:

@@ -5,9 +5,9 @@ the hit distance plus `camera.NEAR` is the depth; hits beyond `camera.FAR` are d
 backend's clipping exactly. Shading is `shading.shade` on the hit points with flat face normals.
 """
 
-import numpy as np
 from embreex import mesh_construction
 from embreex import rtcore_scene
+import numpy as np
 
 from jembed.render import base
 from jembed.render import camera

@@ -8,8 +8,6 @@ import numpy as np
 from jembed.render import camera
 from jembed.shapes import taxonomy
 
-LFD_DISTANCE = 3.0
-
 
 def lfd_views(category: str = "chair") -> camera.Views:
   """The paper's 20 views of a category (`g_lfd_camera_*_dict`), in file-name (= azimuth-major) order.
@@ -25,4 +23,4 @@ def lfd_views(category: str = "chair") -> camera.Views:
   """
   elevations = taxonomy.lookup(category).lfd_elevations
   azimuth, elevation = np.meshgrid(np.arange(0, 360, 18 * len(elevations)), elevations, indexing="ij")
-  return camera.Views.make(azimuth.ravel(), elevation.ravel(), 0.0, LFD_DISTANCE)
+  return camera.Views.make(azimuth.ravel(), elevation.ravel(), 0.0, camera.DISTANCE)

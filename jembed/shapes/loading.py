@@ -24,6 +24,7 @@ import pathlib
 import numpy as np
 import trimesh
 
+from jembed.shapes import catalog
 from jembed.shapes import record
 from jembed.shapes import voxels
 
@@ -188,7 +189,6 @@ def load_mesh(ref: record.ShapeRef, up_axis: str = "y", front: str = "auto") -> 
     MeshError: the shape cannot be used; the message says why.
   """
   if ref.path.startswith("catalog://"):
-    from jembed.shapes import catalog  # Local: the catalog is only needed for catalog shapes.
     category, index = ref.path[len("catalog://"):].rsplit("/", 1)
     mesh = catalog.build_mesh(category, int(index))
     up_axis = "y"  # The catalog is built +Y up whatever a folder source says.

@@ -11,9 +11,9 @@ import dataclasses
 import json
 import os
 
-from jembed import files
-from jembed import paths
 from jembed.shapes import record
+from jembed.workdir import files
+from jembed.workdir import paths
 
 VERSION = 1
 

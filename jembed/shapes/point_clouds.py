@@ -11,8 +11,6 @@ after its last finished chunk and a run with other settings gets its own folder.
 """
 
 import dataclasses
-import hashlib
-import json
 import os
 import zlib
 
@@ -20,13 +18,13 @@ import numpy as np
 import tqdm
 import trimesh
 
-from jembed import files
 from jembed.shapes import manifest
 from jembed.shapes import record
 from jembed.shapes import sources
+from jembed.workdir import files
+from jembed.workdir import paths
 
 CHUNK = 256  # listed shapes per cache file
-_DIR = "point_clouds"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +86,7 @@ def shape_seed(seed: int, shape_id: str) -> np.random.SeedSequence:
 def _key(refs: list[record.ShapeRef], up_axis: str, front: str, count: int, seed: int, normals: bool) -> str:
   settings = dict(ids=[r.id for r in refs], paths=[r.path for r in refs], up_axis=up_axis, front=front,
                   count=int(count), seed=int(seed), normals=bool(normals))
-  return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+  return paths.cache_key(settings)
 
 
 def _sample_chunk(refs, up_axis, front, count, seed, normals) -> dict[str, np.ndarray]:
@@ -151,5 +149,5 @@ def workdir_clouds(workdir: str, *, count: int, seed: int, normals: bool = False
     count, seed, normals: as `sample_collection` (`config.shape_encoder.points`, `config.seed`, `...normals`).
   """
   refs, up_axis, front = manifest.listed_shapes(workdir, ids)
-  return sample_collection(refs, up_axis, front, os.path.join(workdir, _DIR), count=int(count), seed=int(seed),
+  return sample_collection(refs, up_axis, front, paths.point_clouds(workdir), count=int(count), seed=int(seed),
                            normals=bool(normals))

@@ -25,6 +25,7 @@ from jembed.shapes import catalog
 from jembed.shapes import loading
 from jembed.shapes import record
 from jembed.shapes import taxonomy
+from jembed.utils import config_checks as checks
 
 SOURCES = ("catalog", "shapenet", "folder", "ikea")
 
@@ -274,3 +275,11 @@ def load_shapes(cfg) -> tuple[list[record.Shape], LoadReport]:
   report = LoadReport()
   shapes = list(iter_shapes(list_shapes(cfg), cfg.get("up_axis", "y"), cfg.get("front", "auto"), report))
   return shapes, report
+
+# The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
+CONFIG_RULES = {
+    "shapes.source": checks.choice(SOURCES),
+    "shapes.limit": checks.integer(0),
+    "shapes.up_axis": checks.choice(loading.UP_AXES),
+    "shapes.front": checks.choice(loading.FRONTS),
+}

@@ -24,6 +24,8 @@ import os
 from typing import BinaryIO
 
 import numpy as np
+import scipy.io
+import trimesh
 
 METHODS = ("cubes", "marching_cubes")
 
@@ -46,7 +48,6 @@ def read_voxel_mat(path: "str | os.PathLike | BinaryIO", variable: str = "grid",
   Raises:
     VoxelError: unreadable file, no such variable, not a 3-D array, or no occupied voxel; the message names the file.
   """
-  import scipy.io  # pylint: disable=g-import-not-at-top  # only voxel sources need it, and it is slow to import
   label = name or (os.fspath(path) if isinstance(path, (str, os.PathLike)) else repr(path))
   try:
     contents = scipy.io.loadmat(path, variable_names=[variable])
@@ -212,7 +213,6 @@ def grid_to_mesh(grid: np.ndarray, *, method: str = "cubes",
 def _taubin(vertices: np.ndarray, faces: np.ndarray, iterations: int) -> np.ndarray:
   """float32[V, 3] vertices after `iterations` Taubin steps (each a shrink by lambda 0.5 and an inflate by mu 0.51:
   a low-pass filter that keeps the volume, where plain Laplacian smoothing would shrink thin parts away)."""
-  import trimesh  # pylint: disable=g-import-not-at-top  # kept out of the module import: numpy suffices without it
   # process=False: split pinch vertices share positions and must not be merged back.
   mesh = trimesh.Trimesh(vertices.astype(np.float64), faces, process=False)
   # trimesh counts the shrink and the inflate as one iteration each.

@@ -15,13 +15,15 @@ from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
+from jembed.workdir import paths
+
 T = TypeVar("T")
 
 ITEMS = ("params", "opt_state", "meta")
 
 
 def directory(workdir: str) -> str:
-  return os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
+  return paths.checkpoints(os.path.abspath(os.path.expanduser(workdir)))
 
 
 class Incompatible(ValueError):

@@ -24,14 +24,13 @@ from typing import Any, Callable
 from absl import logging
 import jax
 from jax import lax
+import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 
-from jembed.embedding import shape_embedding
 from jembed.shapes import point_clouds
 from jembed.training import augmentation
 from jembed.training import checkpoints
@@ -41,14 +40,15 @@ from jembed.training import optimizer
 from jembed.training import point_encoder
 from jembed.training import run_metrics
 from jembed.training import train
+from jembed.workdir import paths
+from jembed.workdir import records
 
-SUBDIR = "shape_encoder"
 KEYS = ("image", "point", "shape_index", "azimuth", "tilt")
 
 
 def run_dir(workdir: str) -> str:
   """Where the joint run writes (its own checkpoints and metrics, beside the regression run's)."""
-  return os.path.join(workdir, SUBDIR)
+  return paths.shape_encoder(workdir)
 
 
 def augment_clouds(clouds: jax.Array, rng: jax.Array, example_ids: jax.Array, *, keep: int,
@@ -212,7 +212,7 @@ def train_joint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, fl
 
 
 def _train(config, workdir, mesh) -> dict[str, float]:
-  embedding = shape_embedding.ShapeEmbedding.load(f"{workdir}/shape_embedding.npz")
+  embedding = records.load_shape_embedding(workdir)
   points = np.asarray(embedding.points, np.float32)
   spec, categories = train._model_spec(config, workdir, points)  # pylint: disable=protected-access
   encoder_spec = _encoder_spec(config, points)

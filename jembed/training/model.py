@@ -16,7 +16,7 @@ The network takes uint8 images and normalizes them itself, so `apply(params, ima
 `apply(params, None, features=f)` runs the head alone on pooled backbone features (the frozen-backbone feature cache)
 and `apply(params, images, features_only=True)` gives those features.
 `ModelSpec` is everything needed to rebuild it: a frozen, hashable dataclass that can ride along with the params as
-static data (see `jembed.embed`).
+static data (see `jembed.api.embed`).
 """
 
 import dataclasses
@@ -30,9 +30,10 @@ import ml_collections
 import numpy as np
 
 from jembed import backbones
-from jembed.backbones.caffenet import CaffeNet  # noqa: F401  (re-exported: the paper's trunk, used by name)
 from jembed.backbones.caffenet import caffe_max_pool  # noqa: F401
+from jembed.backbones.caffenet import CaffeNet  # noqa: F401  (re-exported: the paper's trunk, used by name)
 from jembed.backbones.caffenet import local_response_norm  # noqa: F401
+from jembed.utils import config_checks as checks
 
 # Caffe's ImageNet mean (ilsvrc_2012_mean.npy averaged over pixels), BGR order, in 0..255.
 CAFFE_MEAN_BGR = backbones.registry.CAFFE[0]
@@ -116,7 +117,7 @@ def normalize(images: jax.Array, mode: str) -> jax.Array:
 def _sow_layer(module: nn.Module, name: str, x: jax.Array) -> jax.Array:
   """Records a layer's activations as `intermediates/.../layers/<name>` and returns them unchanged.
 
-  A no-op unless `apply` makes 'intermediates' mutable, as feature inversion does (`jembed.inversion`). One dict per
+  A no-op unless `apply` makes 'intermediates' mutable, as feature inversion does (`jembed.api.inversion`). One dict per
   module, because a variable may not share its name with a submodule (the conv1 layer and its conv1 Conv).
   """
   module.sow("intermediates", "layers", (name, x), init_fn=dict, reduce_fn=lambda d, kv: {**d, kv[0]: kv[1]})
@@ -290,3 +291,13 @@ def _unflatten(flat: dict[tuple, object]) -> dict:
       node = node.setdefault(k, {})
     node[key[-1]] = v
   return tree
+
+# The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
+CONFIG_RULES = {
+    "model.backbone": checks.choice(("small", "caffenet")),
+    "model.image_size": checks.integer(0),
+    "model.widths": checks.each(checks.integer(1)),
+    "model.hidden": checks.each(checks.integer(1)),
+    "model.dropout": checks.number(0.0, 1.0, hi_open=True),
+    "model.normalization": checks.choice(("unit", "caffe")),
+}

@@ -13,6 +13,8 @@ import jax
 import ml_collections
 import optax
 
+from jembed.utils import config_checks as checks
+
 
 def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   """The learning rate per step.
@@ -77,3 +79,20 @@ def make_optimizer(config: ml_collections.ConfigDict, params) -> tuple[optax.Gra
         lambda path, _: "frozen" if "backbone" in _path_names(path) else "trained", params)
     tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
   return tx, schedule
+
+# The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
+CONFIG_RULES = {
+    "optax.name": checks.choice(("adamw", "sgd")),
+    "optax.base_lr": checks.number(0.0, lo_open=True),
+    "optax.momentum": checks.number(0.0, 1.0),
+    "optax.b1": checks.number(0.0, 1.0, hi_open=True),
+    "optax.b2": checks.number(0.0, 1.0, hi_open=True),
+    "optax.weight_decay": checks.number(0.0),
+    "optax.grad_clip_norm": checks.number(0.0),
+    "optax.bias_lr_mult": checks.number(0.0),
+    "schedule.type": checks.choice(("warmup_cosine", "step", "constant")),
+    "schedule.warmup_steps": checks.integer(0),
+    "schedule.end_factor": checks.number(0.0),
+    "schedule.decay_every": checks.integer(1),
+    "schedule.decay_factor": checks.number(0.0, lo_open=True),
+}

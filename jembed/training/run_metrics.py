@@ -19,7 +19,7 @@ import tqdm
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from jembed import paths
+from jembed.workdir import paths
 
 
 class MetricWriter:

@@ -20,23 +20,25 @@ from typing import Any, Callable
 from absl import logging
 import jax
 from jax import lax
+import jax.numpy as jnp
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 
-from jembed import provenance
+from jembed.backbones import feature_cache
+from jembed.data import naming
+from jembed.data import pipeline
 from jembed.training import augmentation
 from jembed.training import checkpoints
 from jembed.training import losses
 from jembed.training import model as model_lib
 from jembed.training import optimizer
 from jembed.training import run_metrics
-from jembed.data import naming
-from jembed.data import pipeline
-from jembed.embedding import shape_embedding
+from jembed.utils import config_checks as checks
+from jembed.workdir import provenance
+from jembed.workdir import records
 
 State = dict[str, Any]  # {'step': int32[], 'params': {'params': ...}, 'opt_state': ...}, replicated
 TRAIN_KEYS = ("image", "features", "features_flipped", "point", "shape_index", "category_index", "azimuth",
@@ -267,7 +269,6 @@ def _validation(config, workdir, mesh) -> Callable[[], Any] | None:
 
 def _cached_inputs(config, workdir, net, params, spec, mesh) -> tuple[Any, Callable[[], Any] | None]:
   """(train batches, validation factory) from the frozen backbone's feature cache, built first if needed."""
-  from jembed.backbones import feature_cache  # pylint: disable=g-import-not-at-top
   if float(config.train.augment_shift):
     logging.warning("config.train.augment_shift=%s is not applied with a frozen backbone: pooled features cannot be "
                     "shifted (mirroring is exact: the mirrored images' features are cached)",
@@ -316,7 +317,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, force: b
 
 
 def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.Mesh) -> dict[str, float]:
-  embedding = shape_embedding.ShapeEmbedding.load(f"{workdir}/shape_embedding.npz")
+  embedding = records.load_shape_embedding(workdir)
   points = np.asarray(embedding.points, np.float32)
   objective = losses.RankObjective.from_config(config, points)
   spec, categories = _model_spec(config, workdir, points, objective)
@@ -369,3 +370,23 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
     ckpts.close()
   run_metrics.plot_loss_curve(workdir)
   return {**tracker.last, **last}
+
+# The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
+CONFIG_RULES = {
+    "loss.*": checks.number(0.0),
+    "train.total_steps": checks.integer(1),
+    "train.log_every": checks.integer(1),
+    "train.eval_every": checks.integer(1),
+    "train.ckpt_every": checks.integer(1),
+    "train.max_to_keep": checks.integer(1),
+    "train.eval_batch_size": checks.integer(0),
+    "train.augment_shift": checks.number(0.0, 1.0, hi_open=True),
+    "train.loss": checks.choice(("regression", "infonce", "hcl")),
+    "contrastive.similarity": checks.choice(("neg_sq_distance", "cosine")),
+    "contrastive.temperature": checks.number(0.0, lo_open=True),
+    "contrastive.beta": checks.number(0.0),
+    "contrastive.tau_plus": checks.number(0.0, 1.0, hi_open=True),
+    "contrastive.max_negatives": checks.integer(1),
+    "contrastive.regression_weight": checks.number(0.0),
+    "contrastive.shape_to_image": checks.number(0.0),
+}

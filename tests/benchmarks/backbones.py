@@ -29,6 +29,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "fixtures"))
 import jax  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 import make_backbone_fixtures as fixtures  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
+
 from jembed import backbones  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.backbones import caffe_proto  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 

@@ -26,6 +26,7 @@ import numpy as np
 os.environ.setdefault('XLA_FLAGS', f'--xla_force_host_platform_device_count={os.cpu_count()}')
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 from jembed.embedding import distances  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 

@@ -26,6 +26,7 @@ import skimage.transform
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 from jembed.embedding import hog  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 _SKIMAGE_KW = dict(orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2), block_norm='L2-Hys',

@@ -36,7 +36,7 @@ from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-
 from jembed.data import build  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.data import naming  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.data import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jembed.embedding import shape_embedding  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jembed.workdir import records
 
 
 class CaffeNetStandIn(nn.Module):
@@ -106,7 +106,7 @@ def ensure_embedding(config, workdir: str) -> None:
     return
   ids = pipeline.read_metadata(naming.dataset_dir(config, workdir))["shape_ids"]
   points = np.random.default_rng(0).normal(size=(len(ids), int(config.mds.dim))).astype(np.float32)
-  shape_embedding.ShapeEmbedding(ids=np.array(ids), categories=np.array([i.split("/")[0] for i in ids]),
+  records.ShapeEmbedding(ids=np.array(ids), categories=np.array([i.split("/")[0] for i in ids]),
                                  points=points, stress=0.0, stress_curve=np.zeros(1, np.float32)).save(path)
 
 

@@ -31,7 +31,8 @@ import threadpoolctl
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jembed import retrieval  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from jembed.api import retrieval  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _median_ms(fn, calls: int) -> float:
@@ -55,7 +56,7 @@ def numpy_top_k(query: np.ndarray, shapes: np.ndarray, k: int) -> tuple[np.ndarr
 
 def embed_cost(calls: int) -> dict:
   """Median ms to embed one uint8 128x128 photo with the default network (random weights), numpy in and out."""
-  from jembed import embed  # pylint: disable=g-import-not-at-top  (flax only when asked for)
+  from jembed.api import embed  # pylint: disable=g-import-not-at-top  (flax only when asked for)
   from jembed.training import model  # pylint: disable=g-import-not-at-top
   spec = model.ModelSpec()
   params = embed.Params(variables=model.init_params(spec, jax.random.key(0)), spec=spec)

@@ -29,10 +29,11 @@ os.environ.setdefault('XLA_FLAGS', f'--xla_force_host_platform_device_count={os.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
+from sammon import clustered  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 from jembed.embedding import distances  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.embedding import out_of_sample  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.embedding import sammon  # pylint: disable=g-import-not-at-top,wrong-import-position
-from sammon import clustered  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def main() -> None:

@@ -30,9 +30,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+import train as train_bench  # pylint: disable=g-import-not-at-top,wrong-import-position  (tests/benchmarks/train.py)
 
 from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jembed import embed  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jembed.api import embed  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.embedding import descriptors  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.embedding import hog_input  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.render import backend  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -43,7 +44,6 @@ from jembed.training import model as model_lib  # pylint: disable=g-import-not-a
 from jembed.training import optimizer  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.training import point_encoder  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.training import train  # pylint: disable=g-import-not-at-top,wrong-import-position
-import train as train_bench  # pylint: disable=g-import-not-at-top,wrong-import-position  (tests/benchmarks/train.py)
 
 
 def _timed(fn, steps: int) -> float:

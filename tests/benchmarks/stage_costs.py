@@ -69,7 +69,8 @@ def _shapes(config, limit: int):
 
 
 def shape_side(args) -> dict:
-  from jembed.embedding import descriptors, hog_input  # pylint: disable=g-import-not-at-top
+  from jembed.embedding import descriptors  # pylint: disable=g-import-not-at-top
+  from jembed.embedding import hog_input  # pylint: disable=g-import-not-at-top
   from jembed.render import backend  # pylint: disable=g-import-not-at-top
   from jembed.shapes import loading  # pylint: disable=g-import-not-at-top
   config = shapenet_chairs.get_config()
@@ -90,7 +91,9 @@ def shape_side(args) -> dict:
 
 
 def embedding_side(args) -> dict:
-  from jembed.embedding import distances, out_of_sample, sammon  # pylint: disable=g-import-not-at-top
+  from jembed.embedding import distances  # pylint: disable=g-import-not-at-top
+  from jembed.embedding import out_of_sample  # pylint: disable=g-import-not-at-top
+  from jembed.embedding import sammon  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(0)
   x = rng.random((args.dist_n, 203_760), dtype=np.float32)
   pair = _timed(lambda: distances.pairwise_distances(x)) / (args.dist_n * (args.dist_n - 1) / 2)
@@ -106,7 +109,8 @@ def embedding_side(args) -> dict:
 
 
 def image_side(args) -> dict:
-  from jembed.data import render_cache, synthesis  # pylint: disable=g-import-not-at-top
+  from jembed.data import render_cache  # pylint: disable=g-import-not-at-top
+  from jembed.data import synthesis  # pylint: disable=g-import-not-at-top
   from jembed.render import backend  # pylint: disable=g-import-not-at-top
   from jembed.shapes import loading  # pylint: disable=g-import-not-at-top
   config = shapenet_chairs.get_config()
@@ -128,7 +132,9 @@ def image_side(args) -> dict:
 
 
 def network_side(args) -> dict:
-  from jembed.training import model as model_lib, optimizer, train  # pylint: disable=g-import-not-at-top
+  from jembed.training import model as model_lib  # pylint: disable=g-import-not-at-top
+  from jembed.training import optimizer  # pylint: disable=g-import-not-at-top
+  from jembed.training import train  # pylint: disable=g-import-not-at-top
   config = shapenet_chairs.get_config()
   spec = model_lib.ModelSpec.from_config(config.model, dim=128, image_size=227, num_categories=1, point_scale=1.0)
   net = model_lib.EmbeddingNet(spec)

@@ -23,6 +23,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import train as train_benchmark  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 

@@ -1,0 +1,251 @@
+"""A user's photos -> their nearest shapes in a trained run (launch/query.py), with a gallery to look at.
+
+Each photo also gets its viewpoint (when the network has the viewpoint head): the pose is printed and the top-1
+shape is drawn at it, beside the photo and as a silhouette over it (`pose_overlay.py`): photo -> aligned 3D model.
+Several photos of one object (e.g. an image search's results for a text query) can be fused into one ranking
+(`fusion.py`).
+
+Checks come first and name what is wrong: every path must be a readable image (before any model is loaded, so a typo
+costs nothing), and the workdir must hold a shape embedding and a trained network (the message says which launcher
+makes the missing one).
+"""
+
+import dataclasses
+import os
+
+import jax
+import numpy as np
+from PIL import Image
+
+from jembed.api import embed
+from jembed.api import fusion
+from jembed.api import pose_overlay
+from jembed.api import retrieval
+from jembed.render import backend
+from jembed.render import thumbnails
+from jembed.shapes import manifest
+from jembed.shapes import record
+from jembed.shapes import sources
+from jembed.utils import images
+from jembed.utils import viz
+from jembed.workdir import paths
+from jembed.workdir import provenance
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+@dataclasses.dataclass(frozen=True)
+class Match:
+  """One retrieved shape: its rank (1 = nearest), id, category and L2 distance in the joint space (for a fused
+  ranking: the fused distance, see `fusion.py`)."""
+  rank: int
+  shape_id: str
+  category: str
+  distance: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Pose:
+  """A predicted viewpoint in degrees: azimuth in [0, 360), elevation and tilt in [-180, 180)."""
+  azimuth: float
+  elevation: float
+  tilt: float
+
+  def __str__(self) -> str:
+    return f"azimuth {self.azimuth:.0f}°, elevation {self.elevation:+.0f}°, tilt {self.tilt:+.0f}°"
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryResult:
+  """What `query` returns.
+
+  Attributes:
+    paths: the photo files, in the order given.
+    photos: uint8[H, W, 3] each photo as read.
+    matches: per photo, its ranked `Match`es.
+    poses: per photo, its `Pose`; None when the network has no viewpoint head.
+    fused: the photos' fused ranking (when `query(..., fuse=...)`), else None.
+    fusion: how they were fused ('' when not).
+  """
+  paths: list[str]
+  photos: list[np.ndarray]
+  matches: list[list[Match]]
+  poses: list[Pose] | None
+  fused: list[Match] | None = None
+  fusion: str = ""
+
+
+def photos_in(folder: str) -> list[str]:
+  """The image files directly in `folder` (by extension, sorted by name).
+
+  Raises:
+    ValueError: `folder` is not a folder or holds no image file.
+  """
+  if not os.path.isdir(folder):
+    raise ValueError(f"--images={folder!r} is not a folder")
+  found = sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))
+  if not found:
+    raise ValueError(f"--images={folder!r} holds no image file ({', '.join(IMAGE_EXTENSIONS)})")
+  return found
+
+
+def check_workdir(workdir: str) -> None:
+  """Raises FileNotFoundError naming the step to run when `workdir` has no shape embedding or no trained network."""
+  if not os.path.isdir(workdir):
+    raise FileNotFoundError(f"workdir {workdir!r} does not exist: run `python -m launch.demo --workdir={workdir}` "
+                            f"(or the stages one by one) first")
+  if not os.path.exists(paths.shape_embedding(workdir)):
+    raise FileNotFoundError(f"{workdir!r} has no shape embedding: run `python -m launch.embed_shapes "
+                            f"--workdir={workdir}` first")
+  if not provenance.has_checkpoints(workdir):
+    raise FileNotFoundError(f"{workdir!r} has no trained network: run `python -m launch.build_dataset` and "
+                            f"`python -m launch.train` with --workdir={workdir} first")
+
+
+def _matches(dist: np.ndarray, index: np.ndarray, model: embed.TrainedModel) -> list[Match]:
+  return [Match(r + 1, str(model.shape_ids[j]), str(model.shape_categories[j]), float(d))
+          for r, (d, j) in enumerate(zip(dist, index))]
+
+
+def query(workdir: str, paths: list[str], top_k: int = 5, fuse: str = "") -> QueryResult:
+  """The `top_k` nearest shapes and the viewpoint of each photo, and optionally the photos' fused ranking.
+
+  Args:
+    workdir: a trained run.
+    paths: image files (anything Pillow reads: JPEG, PNG, ...), any size; each is stretched to the network's input
+      as the training crops were.
+    top_k: shapes per photo (at most the number of shapes).
+    fuse: '' (each photo on its own) or one of `fusion.FUSIONS`: the photos show one object; rank the shapes for
+      all of them together.
+
+  Raises:
+    ValueError: a path is not a readable image, top_k is out of range, or an unknown fusion.
+    FileNotFoundError: the workdir lacks a stage (see `check_workdir`).
+  """
+  check_workdir(workdir)
+  if top_k < 1:
+    raise ValueError(f"--top_k must be at least 1, got {top_k}")
+  if fuse and fuse not in fusion.FUSIONS:
+    raise ValueError(f"--fusion={fuse!r} is not one of {fusion.FUSIONS}")
+  opened = [images.open_image(p) for p in paths]  # every file checked before the model loads
+  model = embed.load(workdir)
+  if top_k > len(model.shape_ids):
+    raise ValueError(f"--top_k={top_k} but the run has only {len(model.shape_ids)} shapes")
+  if model.params.spec.viewpoint_bins:  # the point and the pose from one forward pass
+    points, poses = embed_photos_with_poses(model, opened)
+  else:
+    points, poses = embed_photos(model, opened), None
+  fused = None
+  if fuse:
+    scores = fusion.fused_distances(points, model.shape_points, fuse)
+    order = np.argsort(scores, kind="stable")[:top_k]
+    fused = _matches(scores[order], order, model)
+  return QueryResult(list(paths), [np.asarray(image) for image in opened], rank_shapes(model, points, top_k), poses,
+                     fused, fuse)
+
+
+# One jitted wrapper each for every caller (launch/query.py, the browser demo's threads): one compiled program per
+# architecture and batch shape, shared.
+_embed_images = jax.jit(embed.embed_images)
+_embed_with_viewpoint = jax.jit(embed.embed_with_viewpoint)
+
+
+def _stretched(model: embed.TrainedModel, photos: list[Image.Image]) -> np.ndarray:
+  """uint8[B, S, S, 3]: each photo stretched to the network's input, as the training crops were."""
+  size = int(model.params.spec.image_size)
+  return np.stack([images.stretch_photo(p, size) for p in photos])
+
+
+def embed_photos(model: embed.TrainedModel, photos: list[Image.Image]) -> np.ndarray:
+  """Photos (any sizes) -> float32[B, D]."""
+  return np.asarray(_embed_images(model.params, _stretched(model, photos)))
+
+
+def embed_photos_with_poses(model: embed.TrainedModel, photos: list[Image.Image]) -> tuple[np.ndarray, list[Pose]]:
+  """Photos -> (float32[B, D] points, a `Pose` each), from one forward pass (needs the viewpoint head)."""
+  points, angles = jax.device_get(_embed_with_viewpoint(model.params, _stretched(model, photos)))
+  poses = [Pose(float(a), float(pose_overlay.signed_angle(e)), float(pose_overlay.signed_angle(t)))
+           for a, e, t in zip(angles["azimuth"], angles["elevation"], angles["tilt"])]
+  return np.asarray(points), poses
+
+
+def rank_shapes(model: embed.TrainedModel, points: np.ndarray, top_k: int) -> list[list[Match]]:
+  """float32[B, D] points -> for each, its `top_k` nearest shapes (exact search, `retrieval.top_k`)."""
+  dist, index = retrieval.top_k(np.asarray(points, np.float32), model.shape_points, top_k)
+  return [_matches(d, i, model) for d, i in zip(dist, index)]
+
+
+def gallery_names(photos: list[str]) -> list[str]:
+  """One gallery file name per photo, `<photo name>.png`, made unique: photos that share a name (a/chair.jpg,
+  b/chair.png) get `chair.png`, `chair-2.png`, ... in the order given, so no gallery overwrites another."""
+  names, seen = [], {}
+  for photo in photos:
+    stem = os.path.splitext(os.path.basename(photo))[0] or "photo"
+    seen[stem] = seen.get(stem, 0) + 1
+    names.append(f"{stem}.png" if seen[stem] == 1 else f"{stem}-{seen[stem]}.png")
+  return names
+
+
+def load_shape(workdir: str, shape_id: str) -> record.Shape:
+  """The normalized mesh of one shape of `workdir` (found from the workdir's own list of its shapes).
+
+  Raises:
+    ValueError: the shape is not in the workdir or no longer loads.
+  """
+  refs, up_axis, front = manifest.listed_shapes(workdir, [shape_id])
+  for shape in sources.iter_shapes(refs, up_axis, front):
+    return shape
+  raise ValueError(f"shape {shape_id!r} of {workdir!r} cannot be loaded (is its source still there?)")
+
+
+def posed_top1(workdir: str, photo: np.ndarray, shape_id: str, pose: Pose, renderer: str = "auto"
+               ) -> tuple[np.ndarray, np.ndarray]:
+  """The shape rendered at the photo's predicted pose, and its silhouette drawn over the photo.
+
+  Args:
+    workdir: the run; photo: uint8[H, W, 3]; shape_id: the shape (e.g. the top-1 match); pose: the photo's pose.
+
+  Returns:
+    (uint8[h, w, 3] the shape at the pose, cropped to it, on white; uint8[H, W, 3] the overlay).
+  """
+  shape, render = load_shape(workdir, shape_id), backend.get_renderer(renderer)
+  angles = (pose.azimuth, pose.elevation, pose.tilt)
+  return (pose_overlay.render_posed(shape.vertices, shape.faces, *angles, renderer=render),
+          pose_overlay.draw_pose_overlay(photo, shape.vertices, shape.faces, *angles, renderer=render))
+
+
+def _shape_tiles(workdir: str, matches: list[Match], thumb: int) -> tuple[list[np.ndarray], list[list[str]]]:
+  """Each match's three-quarter view (blank when it no longer loads) and its caption lines."""
+  thumbs = thumbnails.workdir_thumbnails(workdir, [m.shape_id for m in matches], thumb)
+  blank = np.full((thumb, thumb, 3), 255, np.uint8)
+  return ([thumbs.get(m.shape_id, blank) for m in matches],
+          [[f"{m.rank}. {m.shape_id}", m.category, f"distance {m.distance:.3f}"] for m in matches])
+
+
+def _save(image, path: str) -> str:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  image.save(path)
+  return path
+
+
+def write_gallery(workdir: str, photo: np.ndarray, matches: list[Match], path: str, thumb: int = 160,
+                  pose: Pose | None = None) -> str:
+  """A PNG: the photo, [with a pose: the top-1 shape's silhouette at that pose over the photo, and the top-1 shape
+  rendered at the pose,] then each match's three-quarter view with its rank, id, category and distance under it."""
+  tiles, captions = _shape_tiles(workdir, matches, thumb)
+  images, heads = [photo], [["query"]]
+  if pose is not None and matches:
+    posed, overlay = posed_top1(workdir, photo, matches[0].shape_id, pose)
+    angles = [f"azimuth {pose.azimuth:.0f}°", f"elevation {pose.elevation:+.0f}°", f"tilt {pose.tilt:+.0f}°"]
+    images += [overlay, posed]
+    heads += [["top-1 over the photo"] + angles, ["top-1 at that pose", matches[0].shape_id]]
+  return _save(viz.captioned_row(images + tiles, heads + captions, thumb), path)
+
+
+def write_fused_gallery(workdir: str, result: QueryResult, path: str, thumb: int = 160) -> str:
+  """A PNG of a fused query: the photos it combined in the first row, the fused ranking's shapes in the second."""
+  names = [[f"photo {i + 1}", os.path.basename(p)] for i, p in enumerate(result.paths)]
+  tiles, captions = _shape_tiles(workdir, result.fused, thumb)
+  heads = [f"fused: {len(result.photos)} photos"] + [""] * (len(tiles) - 1)
+  return _save(viz.stack_rows([viz.captioned_row(result.photos, names, thumb),
+                               viz.captioned_row(tiles, [[h] + c for h, c in zip(heads, captions)], thumb)]), path)
