@@ -2,8 +2,8 @@
 one-line errors.
 
 Every launcher ends with `common.run(main)` instead of `app.run(main)`. Before `main` runs, the whole config is
-validated (`jembed/apps/validate.py`) and the workdir is checked to be a folder that can be written; any error a user can
-cause ends the program with one line that names the file or field and the fix (`--debug` shows the traceback).
+validated (`jembed/apps/validate.py`) and the workdir is checked to be a folder that can be written; any error a user
+can cause ends the program with one line that names the file or field and the fix (`--debug` shows the traceback).
 Third-party INFO logging (orbax, JAX, absl) is off unless `--verbosity` is given.
 """
 

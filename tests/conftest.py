@@ -78,7 +78,8 @@ def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argu
 # The training tests' tiny dataset, shared with the frozen-backbone tests (tests/backbones).
 @pytest.fixture(scope="session")
 def train_dataset(tmp_path_factory):
-  """The training tests' tiny dataset (6 shapes x 8 images, 24 px: 36 train, 12 validation) and a made-up 5-D embedding."""
+  """The training tests' tiny dataset (6 shapes x 8 images, 24 px: 36 train, 12 validation) and a made-up 5-D
+  embedding."""
   folder = str(tmp_path_factory.mktemp("train_data"))
   config = tiny_train_config()
   build.build_dataset(config, folder, workers=1)

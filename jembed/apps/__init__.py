@@ -1,1 +1,2 @@
-"""Applications on top of the API: the stages chained, the demo, the inversion gallery, the web page, config validation."""
+"""Applications on top of the API: the stages chained, the demo, the inversion gallery, the web page, config
+validation."""

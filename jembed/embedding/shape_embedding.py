@@ -45,9 +45,9 @@ _MEMMAP_N = 4096
 def cached_distances(desc: descriptors.Descriptors, workdir: str) -> np.ndarray:
   """float32[N, N] distances between descriptor rows, reused from `workdir/lfd/` when they are for the same rows.
 
-  With several JAX processes (`jembed.utils.distributed`), each computes its share of the tiles on its own devices into its
-  own (sparse, zero elsewhere) file `distances.npy.part<i>.npy`; process 0 sums the shares (each entry is in exactly
-  one) into the matrix. Every process returns the finished matrix.
+  With several JAX processes (`jembed.utils.distributed`), each computes its share of the tiles on its own devices
+  into its own (sparse, zero elsewhere) file `distances.npy.part<i>.npy`; process 0 sums the shares (each entry is
+  in exactly one) into the matrix. Every process returns the finished matrix.
   """
   folder = paths.lfd(workdir)
   path, meta_path = os.path.join(folder, paths.DISTANCES), os.path.join(folder, paths.DISTANCES_META)
@@ -203,7 +203,8 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
   weighted mean of its nearest embedded shapes). The descriptors must be computed with the base run's settings.
 
   Returns:
-    The new shapes' `records.ShapeEmbedding` (also in `workdir/shape_embedding.npz`); its stress is that of the new rows.
+    The new shapes' `records.ShapeEmbedding` (also in `workdir/shape_embedding.npz`); its stress is that of the new
+    rows.
   """
   provenance.check_same_views(config, workdir, base_workdir)
   base = records.ShapeEmbedding.load(paths.shape_embedding(base_workdir))

@@ -2,8 +2,8 @@
 
 Ranks are positions in a stable ascending sort of a query's distances: a result's rank is 1 + the number of strictly
 smaller distances + the number of equal distances at a lower index. MATLAB's `sort(..., 'ascend')`, which the paper's
-scripts use, is stable in the same way, and `jembed.api.retrieval.top_k` returns neighbours in this order. Distances must
-not be NaN (a NaN has no place in that order; the functions that rank raise ValueError).
+scripts use, is stable in the same way, and `jembed.api.retrieval.top_k` returns neighbours in this order. Distances
+must not be NaN (a NaN has no place in that order; the functions that rank raise ValueError).
 
 - §4.2 image → shape: `ranks` of each photo's ground-truth shape, then `topk_accuracy` for K = 1..250.
 - §4.3 shape → image: `first_last_ranks` / `median_first_last` (1 / 5 on ExactMatchChairs in the paper).

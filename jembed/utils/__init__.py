@@ -1,1 +1,2 @@
-"""Leaf utilities that import nothing else of jembed: images, devices and processes, pictures, Beam, config checks."""
+"""Leaf utilities that import nothing else of jembed: images, devices and processes, pictures, Beam, config
+checks."""

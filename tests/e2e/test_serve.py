@@ -1,5 +1,5 @@
-"""The browser demo (jembed/apps/serve/, launch/serve.py): its answers against launch/query.py and brute force, bad uploads,
-a served page in a real browser (headless Chromium: ranking, 3D viewer, no request leaving the machine), and 20
+"""The browser demo (jembed/apps/serve/, launch/serve.py): its answers against launch/query.py and brute force, bad
+uploads, a served page in a real browser (headless Chromium: ranking, 3D viewer, no request leaving the machine), and 20
 concurrent uploads."""
 
 import concurrent.futures
