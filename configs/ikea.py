@@ -38,7 +38,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.update(context=0.25, occluders=0.3, procedural_share=0.5, albedo_range=(0.05, 0.95), tint=0.5)
   # ~25 epochs at batch 64, like the default's ~23 (0.25 s per step on 2 cores: ~13 min).
   config.train.update(total_steps=3000, eval_every=500, ckpt_every=500)
-  config.model.image_size = 64  # real photos keep more detail than the default's 48 px (the numbers in README)
+  config.model.image_size = (
+      64  # real photos keep more detail than the default's 48 px (the numbers in docs/evaluation.md)
+  )
   config.model.viewpoint_head = False  # the photos have no poses to score it on, and it is 7 % of the step
   config.eval.photo_set = "ikea"
   config.eval.photo_root = config.shapes.get_ref("root")  # the photos live beside the voxel grids

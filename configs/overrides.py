@@ -34,13 +34,15 @@ def _parse(key: str, value: str, current):
       kind = kinds.pop() if len(kinds) == 1 else str
       return tuple(_parse(key, v, kind()) if kind in (bool, int, float) else v for v in items)
   except ValueError:
-    raise ValueError(f"config override {key}={value!r}: expected {type(current).__name__} "
-                     f"(the field's default is {current!r})") from None
+    raise ValueError(
+        f"config override {key}={value!r}: expected {type(current).__name__} " f"(the field's default is {current!r})"
+    ) from None
   return value
 
 
-def apply(config: ml_collections.ConfigDict, arg: str | None, aliases: dict[str, str] | None = None
-          ) -> ml_collections.ConfigDict:
+def apply(
+    config: ml_collections.ConfigDict, arg: str | None, aliases: dict[str, str] | None = None
+) -> ml_collections.ConfigDict:
   """Sets the fields `arg` names (see the module docstring) and returns `config`.
 
   Args:

@@ -10,7 +10,7 @@ r"""The paper's recipe with a pretrained backbone: frozen trunk, features cached
 vit_base_patch14_dinov2 (and the _reg4_ variants), vit_small/base_patch16_224 (AugReg), deit_small/base_patch16_224,
 openclip_ViT-B-32 / -B-16 / -L-14 (add -quickgelu for OpenAI's own weights), caffenet (.caffemodel). Each normalizes
 the input as its weights expect; the network sees `config.model.image_size` pixels (a ViT's position table is
-resampled to that grid when the weights load). The files come from where users already get them (README,
+resampled to that grid when the weights load). The files come from where users already get them (docs/training.md,
 "Pretrained backbones"); nothing is downloaded.
 
 What happens (paper section 3, `jembed.backbones.feature_cache`): the frozen backbone's pooled features of every
@@ -32,15 +32,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = default.get_config()
   config.model.update(
       backbone="resnet50",
-      backbone_weights="",  # the file the user has (README: "Pretrained backbones")
+      backbone_weights="",  # the file the user has (docs/training.md: "Pretrained backbones")
       frozen_backbone=True,
-      image_size=112,       # 224 is the weights' own size: 4x the cache's compute for the 128-px demo images
-      hidden=(1024,),       # the paper: fc6, fc7 = 4096, 4096 on pool5; one wide layer on 2048-D pooled features
+      image_size=112,  # 224 is the weights' own size: 4x the cache's compute for the 128-px demo images
+      hidden=(1024,),  # the paper: fc6, fc7 = 4096, 4096 on pool5; one wide layer on 2048-D pooled features
       dropout=0.5,
   )
   config.train.update(
-      augment_shift=0.0,    # not applicable to cached features (mirroring is: the mirrored images' features are cached)
-      total_steps=3000,     # as many as the default's CNN steps; head steps on cached features cost milliseconds
+      augment_shift=0.0,  # not applicable to cached features (mirroring is: the mirrored images' features are cached)
+      total_steps=3000,  # as many as the default's CNN steps; head steps on cached features cost milliseconds
   )
-  return overrides.apply(config, arg, aliases={"backbone": "model.backbone", "weights": "model.backbone_weights",
-                                               "image_size": "model.image_size"})
+  return overrides.apply(
+      config,
+      arg,
+      aliases={"backbone": "model.backbone", "weights": "model.backbone_weights", "image_size": "model.image_size"},
+  )

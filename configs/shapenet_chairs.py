@@ -20,21 +20,28 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.shapes.source = "shapenet"
   config.shapes.root = "~/data/ShapeNetCore.v1"
   config.shapes.categories = ("03001627",)
-  config.render.size = 224       # Enough pixels for the 120 x 120 tight crop of a chair.
+  config.render.size = 224  # Enough pixels for the 120 x 120 tight crop of a chair.
   config.render.antialias = 2
   config.lfd.batch_shapes = 32
   config.mds.dim = 128
-  config.mds.max_iter = 128      # MATLAB mdscale's MaxIter in the paper.
+  config.mds.max_iter = 128  # MATLAB mdscale's MaxIter in the paper.
   # The synthetic image side (paper section 2): 125 renders per chair, stretched to 227 x 227 for CaffeNet.
   config.data.images_per_shape = 125
   config.data.image_size = 227
   config.data.backgrounds = "~/data/SUN2012pascalformat/JPEGImages"  # the paper's background photos
   config.data.split_fractions = (0.9, 0.1, 0.0)  # the paper's 90/10 image split; its test photos are real ones
-  config.input.batch_size = 1024                 # the paper's batch
+  config.input.batch_size = 1024  # the paper's batch
   # The paper's network and solver (paper-pipeline section 3). It froze R-CNN's conv1-pool5 and trained fc6-fc7-fc128;
   # with converted R-CNN weights: --config.model.backbone_weights=/data/rcnn.npz --config.model.frozen_backbone=True
-  config.model.update(backbone="caffenet", image_size=0, hidden=(4096, 4096), dropout=0.5, normalization="caffe",
-                      head_norm=False, scale_output=False)
+  config.model.update(
+      backbone="caffenet",
+      image_size=0,
+      hidden=(4096, 4096),
+      dropout=0.5,
+      normalization="caffe",
+      head_norm=False,
+      scale_output=False,
+  )
   config.loss.update(category=1.0, viewpoint=1.0)  # Render for CNN's weights, should the heads be switched on
   config.train.loss = "regression"  # the paper's objective: L2 to the shape's Sammon point (default.py's is rank-aware)
   config.optax.update(name="sgd", momentum=0.9, weight_decay=5e-4, bias_lr_mult=2.0)

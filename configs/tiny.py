@@ -1,6 +1,6 @@
 r"""Tests and smoke runs: a few catalog shapes per category, small renders, a small embedding.
 
-  python -m launch.render_views --config=configs/tiny.py --workdir=/tmp/jembed_tiny
+python -m launch.render_views --config=configs/tiny.py --workdir=/tmp/jembed_tiny
 """
 
 import ml_collections
@@ -30,8 +30,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model.widths = (8, 16)
   config.model.hidden = (32,)
   config.train.update(total_steps=6, log_every=2, eval_every=3, ckpt_every=2, max_to_keep=2)
-  config.shape_encoder.update(points=128, dim=32, depth=1, heads=1, mlp=64, sa_widths=(16,), sa_dim=32, patches=16,
-                              radius=0.4, nsample=8, total_steps=4)
+  config.shape_encoder.update(
+      points=128,
+      dim=32,
+      depth=1,
+      heads=1,
+      mlp=64,
+      sa_widths=(16,),
+      sa_dim=32,
+      patches=16,
+      radius=0.4,
+      nsample=8,
+      total_steps=4,
+  )
   config.eval.images_per_shape = 2
   config.eval.gallery_queries = 4
   return overrides.apply(config, arg)

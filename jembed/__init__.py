@@ -6,14 +6,26 @@ shape encoder `load_shape_encoder(workdir)`, `embed_shapes(params, points)`, `Sh
 imported on first use, so the shape and data stages that import `jembed.<module>` do not pay for flax and orbax.
 """
 
-_API = ("load", "embed_images", "predict_viewpoint", "embed_with_viewpoint", "predict_category", "Params",
-        "TrainedModel", "load_shape_encoder", "embed_shapes", "ShapeParams", "TrainedJoint")
+_API = (
+    "load",
+    "embed_images",
+    "predict_viewpoint",
+    "embed_with_viewpoint",
+    "predict_category",
+    "Params",
+    "TrainedModel",
+    "load_shape_encoder",
+    "embed_shapes",
+    "ShapeParams",
+    "TrainedJoint",
+)
 __all__ = list(_API)
 
 
 def __getattr__(name: str):
   if name in _API:
     from jembed.api import embed  # pylint: disable=g-import-not-at-top
+
     return getattr(embed, name)
   raise AttributeError(f"module 'jembed' has no attribute {name!r}")
 

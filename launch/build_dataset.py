@@ -36,10 +36,15 @@ from jembed.data import build
 from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Output folder; the training stage reads from it.")
-_WORKERS = flags.DEFINE_integer("workers", 0, "Rendering processes; 0 = config.data.workers or one per CPU core.",
-                                lower_bound=0)
-_BEAM_RUNNER = flags.DEFINE_string("beam_runner", "", "Build with Apache Beam on this runner (DirectRunner, "
-                                   "DataflowRunner, FlinkRunner, SparkRunner); '' = this machine's processes.")
+_WORKERS = flags.DEFINE_integer(
+    "workers", 0, "Rendering processes; 0 = config.data.workers or one per CPU core.", lower_bound=0
+)
+_BEAM_RUNNER = flags.DEFINE_string(
+    "beam_runner",
+    "",
+    "Build with Apache Beam on this runner (DirectRunner, "
+    "DataflowRunner, FlinkRunner, SparkRunner); '' = this machine's processes.",
+)
 _BEAM_OPTIONS = flags.DEFINE_string("beam_pipeline_options", "", "The Beam runner's options, in Beam's flag syntax.")
 _KEEP_CACHE = flags.DEFINE_bool("keep_cache", False, "Keep the per-shape render cache after writing the dataset.")
 
@@ -48,13 +53,21 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   with common.user_errors():
-    result = build.build_dataset(_CONFIG.value, _WORKDIR.value, workers=_WORKERS.value,
-                                 keep_cache=_KEEP_CACHE.value, beam_runner=_BEAM_RUNNER.value,
-                                 beam_pipeline_options=_BEAM_OPTIONS.value)
+    result = build.build_dataset(
+        _CONFIG.value,
+        _WORKDIR.value,
+        workers=_WORKERS.value,
+        keep_cache=_KEEP_CACHE.value,
+        beam_runner=_BEAM_RUNNER.value,
+        beam_pipeline_options=_BEAM_OPTIONS.value,
+    )
   logging.info("dataset: %s", result.dataset_dir)
-  made = ("already built, reused" if result.reused else
-          f"{result.images_rendered} images rendered in {result.seconds:.1f} s "
-          f"({result.images_per_second:.1f} images/s)")
+  made = (
+      "already built, reused"
+      if result.reused
+      else f"{result.images_rendered} images rendered in {result.seconds:.1f} s "
+      f"({result.images_per_second:.1f} images/s)"
+  )
   print(f"splits {result.num_examples}; {made}")
   common.print_outputs(stages.dataset_outputs(result))
 

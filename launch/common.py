@@ -25,18 +25,27 @@ from jembed.utils import distributed
 
 _DEBUG = flags.DEFINE_bool("debug", False, "On an error, show the full traceback instead of one line.")
 # Errors whose message is written for a user (a wrong path, field, value or state of the workdir): shown as they are.
-USER_ERRORS = (FileNotFoundError, ValueError, PermissionError, FileExistsError, NotADirectoryError, IsADirectoryError,
-               app.UsageError)
-_OWN_CODE = tuple(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), d) + os.sep
-                  for d in ("jembed", "launch"))
+USER_ERRORS = (
+    FileNotFoundError,
+    ValueError,
+    PermissionError,
+    FileExistsError,
+    NotADirectoryError,
+    IsADirectoryError,
+    app.UsageError,
+)
+_OWN_CODE = tuple(
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), d) + os.sep for d in ("jembed", "launch")
+)
 
 
 def config_and_workdir(workdir_help: str, default_config: str = "configs/default.py"):
   """The two flags every launcher takes: `--config` (a configs/ file, `:arg` overrides, `--config.a.b=v` fields) and
   `--workdir`; returns their flag holders."""
   try:  # ml_collections reads `--config.<field>=` flags here, at import: a misspelt field fails now
-    config = config_flags.DEFINE_config_file("config", default_config, "Config file (configs/*.py[:arg]).",
-                                             lock_config=True)
+    config = config_flags.DEFINE_config_file(
+        "config", default_config, "Config file (configs/*.py[:arg]).", lock_config=True
+    )
   except (AttributeError, KeyError) as e:
     if "--debug" in sys.argv:
       raise
@@ -51,24 +60,37 @@ def define_process_flags() -> Callable[[], None]:
   `start()` runs before anything touches the devices; a failed start ends the program with the cause (never a
   silent single-process run).
   """
-  multihost = flags.DEFINE_bool("multihost", False, "Join the job's other processes (jax.distributed.initialize), "
-                                "its settings from the cluster (Cloud TPU, Slurm, Open MPI, Kubernetes) or the "
-                                "flags below.")
-  address = flags.DEFINE_string("coordinator_address", "", "HOST:PORT of process 0's coordinator (every process "
-                                "the same; implies --multihost).")
+  multihost = flags.DEFINE_bool(
+      "multihost",
+      False,
+      "Join the job's other processes (jax.distributed.initialize), "
+      "its settings from the cluster (Cloud TPU, Slurm, Open MPI, Kubernetes) or the "
+      "flags below.",
+  )
+  address = flags.DEFINE_string(
+      "coordinator_address",
+      "",
+      "HOST:PORT of process 0's coordinator (every process " "the same; implies --multihost).",
+  )
   count = flags.DEFINE_integer("num_processes", 0, "Processes in the job (with --coordinator_address).")
   index = flags.DEFINE_integer("process_id", -1, "This process, in [0, num_processes).")
   timeout = flags.DEFINE_integer("initialization_timeout", 300, "Seconds to wait for every process to join.")
 
   def start() -> None:
-    settings = distributed.Settings(multihost=multihost.value, coordinator_address=address.value,
-                                    num_processes=count.value, process_id=index.value, timeout_s=timeout.value)
+    settings = distributed.Settings(
+        multihost=multihost.value,
+        coordinator_address=address.value,
+        num_processes=count.value,
+        process_id=index.value,
+        timeout_s=timeout.value,
+    )
     try:
       distributed.initialize(settings)
     except distributed.DistributedError as e:
       logging.error("%s", e)
       sys.exit(f"error: {e}")
     log_devices()
+
   return start
 
 
@@ -86,8 +108,9 @@ def force_flag(what: str):
 
 
 def log_devices() -> None:
-  logging.info("JAX %s: process %d of %d, devices %s", jax.__version__, jax.process_index(), jax.process_count(),
-               jax.devices())
+  logging.info(
+      "JAX %s: process %d of %d, devices %s", jax.__version__, jax.process_index(), jax.process_count(), jax.devices()
+  )
 
 
 def print_outputs(outputs: dict[str, str]) -> None:
@@ -109,8 +132,9 @@ def check_workdir(workdir: str) -> None:
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
-    raise PermissionError(f"cannot create --workdir={workdir} ({e.strerror or e}): give a folder you can write to"
-                          ) from None
+    raise PermissionError(
+        f"cannot create --workdir={workdir} ({e.strerror or e}): give a folder you can write to"
+    ) from None
   if not os.access(workdir, os.W_OK | os.X_OK):
     raise PermissionError(f"--workdir={workdir} is not writable: give a folder you can write to")
 
@@ -145,8 +169,7 @@ class _QuietFilter(std_logging.Filter):
   def filter(self, record: std_logging.LogRecord) -> bool:
     if record.pathname.startswith(_OWN_CODE):
       return record.levelno >= self._own_level
-    return record.levelno >= (std_logging.ERROR if f"{os.sep}orbax{os.sep}" in record.pathname else
-                              std_logging.WARNING)
+    return record.levelno >= (std_logging.ERROR if f"{os.sep}orbax{os.sep}" in record.pathname else std_logging.WARNING)
 
 
 def quiet_logging(own_level: int = std_logging.INFO) -> None:

@@ -33,14 +33,22 @@ from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Output folder; the next stages read from it.")
 _START = common.define_process_flags()
-_BEAM_RUNNER = flags.DEFINE_string("beam_runner", "", "Run the per-shape work (load, LFD views, HoG) on Apache Beam: "
-                                   "DirectRunner, DataflowRunner, FlinkRunner, SparkRunner (see build_dataset.py).")
+_BEAM_RUNNER = flags.DEFINE_string(
+    "beam_runner",
+    "",
+    "Run the per-shape work (load, LFD views, HoG) on Apache Beam: "
+    "DirectRunner, DataflowRunner, FlinkRunner, SparkRunner (see build_dataset.py).",
+)
 _BEAM_OPTIONS = flags.DEFINE_string("beam_pipeline_options", "", "The Beam runner's options, in Beam's flag syntax.")
 _INTO = flags.DEFINE_string("into", "", "Workdir of a finished embedding to place these shapes into (out of sample).")
 _FORCE = common.force_flag("the shape embedding (made with other settings)")
-_PLACEMENT = flags.DEFINE_enum("placement", "auto", ["auto", "encoder", "lfd"],
-                               "With --into: 'encoder' (the base run's shape encoder), 'lfd' (LFD-HoG distances and "
-                               "an out-of-sample Sammon fit) or 'auto' (the encoder when the base run has one).")
+_PLACEMENT = flags.DEFINE_enum(
+    "placement",
+    "auto",
+    ["auto", "encoder", "lfd"],
+    "With --into: 'encoder' (the base run's shape encoder), 'lfd' (LFD-HoG distances and "
+    "an out-of-sample Sammon fit) or 'auto' (the encoder when the base run has one).",
+)
 
 
 def _use_encoder(base: str) -> bool:
@@ -48,8 +56,10 @@ def _use_encoder(base: str) -> bool:
     return False
   has = joint.latest_meta(base) is not None
   if _PLACEMENT.value == "encoder" and not has:
-    raise FileNotFoundError(f"--placement=encoder: {base!r} has no trained shape encoder (train it with "
-                            "--config.shape_encoder.enabled=True)")
+    raise FileNotFoundError(
+        f"--placement=encoder: {base!r} has no trained shape encoder (train it with "
+        "--config.shape_encoder.enabled=True)"
+    )
   return has
 
 
@@ -59,9 +69,15 @@ def main(argv):
   _START()
   with common.user_errors():
     if distributed.is_main() or not _INTO.value:  # a few new shapes (--into): process 0 alone
-      outputs = stages.shape_embedding(_CONFIG.value, _WORKDIR.value, into=_INTO.value, force=_FORCE.value,
-                                       beam_runner=_BEAM_RUNNER.value, beam_pipeline_options=_BEAM_OPTIONS.value,
-                                       encoder=bool(_INTO.value) and _use_encoder(_INTO.value))
+      outputs = stages.shape_embedding(
+          _CONFIG.value,
+          _WORKDIR.value,
+          into=_INTO.value,
+          force=_FORCE.value,
+          beam_runner=_BEAM_RUNNER.value,
+          beam_pipeline_options=_BEAM_OPTIONS.value,
+          encoder=bool(_INTO.value) and _use_encoder(_INTO.value),
+      )
   distributed.barrier("shape embedding written")
   if not distributed.is_main():
     return

@@ -37,8 +37,9 @@ _OUT_DIR = flags.DEFINE_string("out_dir", "", "Where the PNGs and inversions.jso
 def _print_rows(title: str, rows) -> None:
   print(f"{title}: feature loss reached (at the random start)")
   for row in rows:
-    print(f"  {row.label:<40} " + "  ".join(f"{k} {v:.4f} ({row.start_loss[k]:.2f})"
-                                            for k, v in row.feature_loss.items()))
+    print(
+        f"  {row.label:<40} " + "  ".join(f"{k} {v:.4f} ({row.start_loss[k]:.2f})" for k, v in row.feature_loss.items())
+    )
 
 
 def run() -> dict[str, str]:
@@ -63,24 +64,32 @@ def run() -> dict[str, str]:
   if _SHAPES.value:
     rows = gallery.invert_shapes(workdir, model, _SHAPES.value, settings, _SEED.value)
     _print_rows("shapes (their Sammon points through the embedding layer)", rows)
-    outputs["shapes"] = gallery.write_gallery([[r] for r in rows], (inversion.POINT,),
-                                              os.path.join(out_dir, paths.INVERTED_SHAPES))
+    outputs["shapes"] = gallery.write_gallery(
+        [[r] for r in rows], (inversion.POINT,), os.path.join(out_dir, paths.INVERTED_SHAPES)
+    )
     summary["shapes"] = [r.summary() for r in rows]
   if _TWINS.value > 0:
     cluttered, clean, labels = gallery.pick_twins(_CONFIG.value, workdir, model, _TWINS.value)
-    rows_a, rows_b, distances = gallery.invert_twins(model.params, cluttered, clean, labels, layers, settings,
-                                                     _SEED.value)
+    rows_a, rows_b, distances = gallery.invert_twins(
+        model.params, cluttered, clean, labels, layers, settings, _SEED.value
+    )
     _print_rows("cluttered test images", rows_a)
     _print_rows("their clean twins", rows_b)
-    print("twins: RMS pixel distance (0..1) of the inputs, of their inversions, of unrelated images' inversions;"
-          " feature distance of the inputs")
+    print(
+        "twins: RMS pixel distance (0..1) of the inputs, of their inversions, of unrelated images' inversions;"
+        " feature distance of the inputs"
+    )
     for layer, d in distances.items():
-      print(f"  {layer:<8} inputs {d['inputs']:.3f}  inversions {d['inversions']:.3f}  unrelated {d['unrelated']:.3f}"
-            f"  (ratio {d['ratio']:.2f})  features {d['feature_distance']:.3f}")
-    outputs["twins"] = gallery.write_gallery([[a, b] for a, b in zip(rows_a, rows_b)], layers,
-                                             os.path.join(out_dir, paths.INVERTED_TWINS))
-    summary["twins"] = dict(cluttered=[r.summary() for r in rows_a], clean=[r.summary() for r in rows_b],
-                            distances=distances)
+      print(
+          f"  {layer:<8} inputs {d['inputs']:.3f}  inversions {d['inversions']:.3f}  unrelated {d['unrelated']:.3f}"
+          f"  (ratio {d['ratio']:.2f})  features {d['feature_distance']:.3f}"
+      )
+    outputs["twins"] = gallery.write_gallery(
+        [[a, b] for a, b in zip(rows_a, rows_b)], layers, os.path.join(out_dir, paths.INVERTED_TWINS)
+    )
+    summary["twins"] = dict(
+        cluttered=[r.summary() for r in rows_a], clean=[r.summary() for r in rows_b], distances=distances
+    )
   outputs["summary"] = os.path.join(out_dir, paths.INVERSIONS_SUMMARY)
   files.write_json(outputs["summary"], summary, indent=1)
   return outputs

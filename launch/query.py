@@ -22,14 +22,20 @@ from jembed.api import fusion
 from jembed.api import query
 from launch import common
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A trained run's folder (launch/demo.py or launch/train.py).",
-                               required=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "A trained run's folder (launch/demo.py or launch/train.py).", required=True
+)
 _IMAGES = flags.DEFINE_multi_string("image", [], "Photo file(s) to look up; repeat the flag for several.")
-_FOLDER = flags.DEFINE_string("images", "", "A folder of photos of one object (e.g. an image search's results), "
-                              "fused into one ranking.")
+_FOLDER = flags.DEFINE_string(
+    "images", "", "A folder of photos of one object (e.g. an image search's results), " "fused into one ranking."
+)
 _FUSE = flags.DEFINE_bool("fuse", False, "Fuse the --image photos into one ranking (they show one object).")
-_FUSION = flags.DEFINE_enum("fusion", fusion.DEFAULT, list(fusion.FUSIONS),
-                            "How to fuse: the mean of the photos' points, of their distances, or of their ranks.")
+_FUSION = flags.DEFINE_enum(
+    "fusion",
+    fusion.DEFAULT,
+    list(fusion.FUSIONS),
+    "How to fuse: the mean of the photos' points, of their distances, or of their ranks.",
+)
 _TOP_K = flags.DEFINE_integer("top_k", 5, "Shapes to list per photo.", lower_bound=1)
 _OUT_DIR = flags.DEFINE_string("out_dir", "", "Where the gallery PNGs go; empty = workdir/queries.")
 

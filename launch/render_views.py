@@ -21,8 +21,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   with common.user_errors():
-    outputs = stages.contact_sheet(_CONFIG.value, _WORKDIR.value, per_category=_PER_CATEGORY.value,
-                                   thumb=_THUMB.value, reuse=False)
+    outputs = stages.contact_sheet(
+        _CONFIG.value, _WORKDIR.value, per_category=_PER_CATEGORY.value, thumb=_THUMB.value, reuse=False
+    )
   common.print_outputs(outputs)
 
 

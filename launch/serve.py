@@ -15,8 +15,9 @@ from absl import flags
 
 from launch import common
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A trained run's folder (launch/demo.py or launch/train.py).",
-                               required=True)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "A trained run's folder (launch/demo.py or launch/train.py).", required=True
+)
 _PORT = flags.DEFINE_integer("port", 7860, "Port to serve on.")
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0 shows the page to the network).")
 
@@ -30,7 +31,7 @@ def main(argv):
       # Lazy: gradio is the optional `serve` extra, and a missing one gets the install line below.
       from jembed.apps.serve import app as serve_app  # pylint: disable=g-import-not-at-top
     except ModuleNotFoundError as e:
-      sys.exit(f"error: the demo needs the serve extra ({e}): pip install -e \".[serve]\"")
+      sys.exit(f'error: the demo needs the serve extra ({e}): pip install -e ".[serve]"')
     page = serve_app.build(_WORKDIR.value)
     print(f"jembed demo of {_WORKDIR.value}: http://{_HOST.value}:{_PORT.value}  (Ctrl-C stops it)", flush=True)
     serve_app.serve(page, _HOST.value, _PORT.value)

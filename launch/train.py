@@ -45,12 +45,17 @@ def main(argv):
       sys.exit(f"error: {e}")
     if _CONFIG.value.shape_encoder.enabled:
       encoder_final = joint.train_joint(_CONFIG.value, _WORKDIR.value)
-      print(f"shape encoder, step {encoder_final.get('step', '?')}: val_top1 {encoder_final.get('val_top1', 0):.3g}"
-            f"\n  {joint.run_dir(_WORKDIR.value)}")
+      print(
+          f"shape encoder, step {encoder_final.get('step', '?')}: val_top1 {encoder_final.get('val_top1', 0):.3g}"
+          f"\n  {joint.run_dir(_WORKDIR.value)}"
+      )
   if not distributed.is_main():
     return
-  summary = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k in ("train_loss", "val_loss", "val_top1",
-                                                                        "val_top5", "images_per_s"))
+  summary = ", ".join(
+      f"{k} {v:.4g}"
+      for k, v in final.items()
+      if k in ("train_loss", "val_loss", "val_top1", "val_top5", "images_per_s")
+  )
   print(f"step {final.get('step', '?')}: {summary}")
   common.print_outputs(stages.training_outputs(_WORKDIR.value))
 

@@ -38,6 +38,7 @@ def fast_compiles():
   """Turns most XLA optimizations off for a test module of tiny models, where they cost more compile time than they
   save (the flax examples' tests do this too); modules opt in with `pytestmark = usefixtures("fast_compiles")`."""
   import jax  # pylint: disable=g-import-not-at-top  (after XLA_FLAGS is set above)
+
   before = jax.config.read("jax_disable_most_optimizations")
   jax.config.update("jax_disable_most_optimizations", True)
   yield
@@ -47,8 +48,9 @@ def fast_compiles():
 def run_demo(workdir, *flags) -> tuple[dict[str, str], str]:
   """`python -m launch.demo --config=configs/tiny.py` as a user runs it: ({what: path} of its closing list, stdout)."""
   cmd = [sys.executable, "-m", "launch.demo", "--config=configs/tiny.py", f"--workdir={workdir}", *flags]
-  result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+  result = subprocess.run(
+      cmd, cwd=REPO, capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(REPO)}
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   # The closing list: "<what>  <path>" lines (TFDS prints its own lines before it).
   outputs = dict(m.groups() for m in re.finditer(r"^(\S.*?)\s{2,}(/\S+)$", result.stdout, re.MULTILINE))
@@ -85,9 +87,13 @@ def train_dataset(tmp_path_factory):
   build.build_dataset(config, folder, workers=1)
   ids = pipeline.read_metadata(naming.dataset_dir(config, folder))["shape_ids"]
   points = np.random.default_rng(0).normal(scale=3.0, size=(len(ids), 5)).astype(np.float32)
-  records.ShapeEmbedding(ids=np.array(ids), categories=np.array([i.split("/")[0] for i in ids]),
-                         points=points, stress=0.0, stress_curve=np.zeros(1, np.float32)).save(
-                                     f"{folder}/shape_embedding.npz")
+  records.ShapeEmbedding(
+      ids=np.array(ids),
+      categories=np.array([i.split("/")[0] for i in ids]),
+      points=points,
+      stress=0.0,
+      stress_curve=np.zeros(1, np.float32),
+  ).save(f"{folder}/shape_embedding.npz")
   return folder
 
 

@@ -52,15 +52,19 @@ def imports(name: str, path: pathlib.Path, is_pkg: bool, known) -> list[tuple[st
   """[(imported module of the package, line, inside a function)] of one module; relative imports resolved."""
   tree = ast.parse(path.read_text())
   base = name.split(".") if is_pkg else name.split(".")[:-1]
-  nested = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
-            for n in ast.walk(f)}
+  nested = {
+      id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)
+  }
   found = []
   for node in ast.walk(tree):
     if isinstance(node, ast.Import):
       candidates = [a.name for a in node.names]
     elif isinstance(node, ast.ImportFrom):
-      module = ".".join(base[:len(base) - node.level + 1] + [node.module or ""]).strip(".") if node.level else (
-          node.module or "")
+      module = (
+          ".".join(base[: len(base) - node.level + 1] + [node.module or ""]).strip(".")
+          if node.level
+          else (node.module or "")
+      )
       candidates = [f"{module}.{a.name}" for a in node.names] + [module]
     else:
       continue
@@ -91,8 +95,10 @@ def violations(root: pathlib.Path, layers=LAYERS) -> list[str]:
   for m, (f, is_pkg) in mods.items():
     for target, line, _ in imports(m, f, is_pkg, mods):
       if layer(target, layers) > layer(m, layers):
-        found.append(f"{f.relative_to(root.parent)}:{line}: {m} ({layers[layer(m, layers)]}) imports {target} "
-                     f"({'the root' if layer(target, layers) == len(layers) else layers[layer(target, layers)]})")
+        found.append(
+            f"{f.relative_to(root.parent)}:{line}: {m} ({layers[layer(m, layers)]}) imports {target} "
+            f"({'the root' if layer(target, layers) == len(layers) else layers[layer(target, layers)]})"
+        )
   found += [f"import cycle: {' -> '.join(c)}" for c in cycles(graph)]
   return found
 
@@ -153,8 +159,11 @@ def test_imports_inside_functions_are_only_the_lazy_optional_ones(folder):
         for inner in ast.walk(node):
           if isinstance(inner, (ast.Import, ast.ImportFrom)):
             names = [a.name for a in inner.names] if isinstance(inner, ast.Import) else [inner.module or ""]
-            lazy += [f"{f.relative_to(REPO)}:{inner.lineno}: {n}" for n in names
-                     if not any(n == ok or n.startswith(ok + ".") for ok in LAZY)]
+            lazy += [
+                f"{f.relative_to(REPO)}:{inner.lineno}: {n}"
+                for n in names
+                if not any(n == ok or n.startswith(ok + ".") for ok in LAZY)
+            ]
   assert lazy == []
 
 
@@ -177,27 +186,44 @@ def _package(tmp_path, sources: dict[str, str]) -> pathlib.Path:
 
 
 def test_the_checker_finds_an_upward_import_even_inside_a_function(tmp_path):
-  root = _package(tmp_path, {
-      "__init__.py": "", "low/__init__.py": "", "high/__init__.py": "",
-      "low/a.py": "def f():\n  from pkg.high import b\n  return b\n",
-      "high/b.py": "from pkg.low import a\n",
-  })
+  root = _package(
+      tmp_path,
+      {
+          "__init__.py": "",
+          "low/__init__.py": "",
+          "high/__init__.py": "",
+          "low/a.py": "def f():\n  from pkg.high import b\n  return b\n",
+          "high/b.py": "from pkg.low import a\n",
+      },
+  )
   found = violations(root, ("low", "high"))
   assert len(found) == 2 and "pkg.low.a (low) imports pkg.high.b (high)" in found[0], found
   assert found[1] == "import cycle: pkg.high.b -> pkg.low.a"
 
 
 def test_the_checker_finds_a_cycle_within_one_layer_and_relative_imports(tmp_path):
-  root = _package(tmp_path, {
-      "__init__.py": "", "low/__init__.py": "",
-      "low/a.py": "from . import b\n", "low/b.py": "from .c import X\n", "low/c.py": "from pkg.low import a\nX = 1\n",
-  })
+  root = _package(
+      tmp_path,
+      {
+          "__init__.py": "",
+          "low/__init__.py": "",
+          "low/a.py": "from . import b\n",
+          "low/b.py": "from .c import X\n",
+          "low/c.py": "from pkg.low import a\nX = 1\n",
+      },
+  )
   assert violations(root, ("low",)) == ["import cycle: pkg.low.a -> pkg.low.b -> pkg.low.c"]
 
 
 def test_the_checker_accepts_a_clean_package(tmp_path):
-  root = _package(tmp_path, {
-      "__init__.py": "", "low/__init__.py": "", "high/__init__.py": "",
-      "low/a.py": "import os\n", "high/b.py": "from pkg.low import a\nfrom pkg import low\n",
-  })
+  root = _package(
+      tmp_path,
+      {
+          "__init__.py": "",
+          "low/__init__.py": "",
+          "high/__init__.py": "",
+          "low/a.py": "import os\n",
+          "high/b.py": "from pkg.low import a\nfrom pkg import low\n",
+      },
+  )
   assert violations(root, ("low", "high")) == []

@@ -40,6 +40,7 @@ class Params:
     variables: {'params': ...}, what `EmbeddingNet(spec).apply` takes.
     spec: the architecture; part of the pytree's structure, so jit specializes on it.
   """
+
   variables: dict
   spec: model_lib.ModelSpec = flax.struct.field(pytree_node=False)
 
@@ -56,6 +57,7 @@ class TrainedModel:
     categories: the category head's class names (the dataset's sorted categories).
     step: the training step of the checkpoint.
   """
+
   params: Params
   shape_points: np.ndarray
   shape_ids: np.ndarray
@@ -89,10 +91,14 @@ def load(workdir: str, step: int | None = None) -> TrainedModel:
   finally:
     ckpts.close()
   embedding = records.load_shape_embedding(workdir)
-  return TrainedModel(params=Params(variables=variables, spec=spec),
-                      shape_points=np.asarray(embedding.points, np.float32), shape_ids=embedding.ids,
-                      shape_categories=embedding.categories, categories=tuple(meta.get("categories", ())),
-                      step=int(meta["step"]))
+  return TrainedModel(
+      params=Params(variables=variables, spec=spec),
+      shape_points=np.asarray(embedding.points, np.float32),
+      shape_ids=embedding.ids,
+      shape_categories=embedding.categories,
+      categories=tuple(meta.get("categories", ())),
+      step=int(meta["step"]),
+  )
 
 
 def _forward(params: Params, images: jax.Array, *, point: bool = True) -> tuple[dict[str, jax.Array], tuple[int, ...]]:
@@ -168,8 +174,10 @@ def _check_viewpoint_head(params: Params) -> None:
 def _angles(params: Params, outputs: dict[str, jax.Array], lead: tuple[int, ...]) -> dict[str, jax.Array]:
   """Each view head's most likely bin, in degrees, shaped `lead`."""
   width = 360.0 / params.spec.viewpoint_bins
-  return {angle: (jnp.argmax(outputs[angle], axis=-1).astype(jnp.float32) * width).reshape(lead)
-          for angle in model_lib.VIEW_ANGLES}
+  return {
+      angle: (jnp.argmax(outputs[angle], axis=-1).astype(jnp.float32) * width).reshape(lead)
+      for angle in model_lib.VIEW_ANGLES
+  }
 
 
 def predict_category(params: Params, images: jax.Array) -> jax.Array:
@@ -187,6 +195,7 @@ def predict_category(params: Params, images: jax.Array) -> jax.Array:
 @flax.struct.dataclass
 class ShapeParams:
   """A trained shape encoder: its variables and its architecture (static, hashable), like `Params`."""
+
   variables: dict
   spec: point_encoder.EncoderSpec = flax.struct.field(pytree_node=False)
 
@@ -203,6 +212,7 @@ class TrainedJoint:
     shape_points, shape_ids, shape_categories: the workdir's Sammon embedding (the anchors of the encoder).
     step: the joint run's checkpoint step.
   """
+
   image: Params
   shape: ShapeParams
   clouds: dict
@@ -220,24 +230,36 @@ def load_shape_encoder(workdir: str, step: int | None = None) -> TrainedJoint:
   """
   ckpt_dir = joint.run_dir(workdir)
   if not os.path.isdir(checkpoints.directory(ckpt_dir)):
-    raise FileNotFoundError(f"no trained shape encoder in {workdir!r}: run launch/train.py with "
-                            "--config.shape_encoder.enabled=True on it")
+    raise FileNotFoundError(
+        f"no trained shape encoder in {workdir!r}: run launch/train.py with "
+        "--config.shape_encoder.enabled=True on it"
+    )
   ckpts = checkpoints.Checkpoints(ckpt_dir, read_only=True)
   try:
     meta = ckpts.restore_meta(step)
     spec = model_lib.ModelSpec.from_dict(meta["model"])
     encoder_spec = point_encoder.EncoderSpec.from_dict(meta["encoder"])
     features = meta["clouds"]["points"]
-    abstract = jax.eval_shape(lambda: {"image": model_lib.init_params(spec, jax.random.key(0)),
-                                       "shape": point_encoder.init_params(encoder_spec, jax.random.key(0), features)})
+    abstract = jax.eval_shape(
+        lambda: {
+            "image": model_lib.init_params(spec, jax.random.key(0)),
+            "shape": point_encoder.init_params(encoder_spec, jax.random.key(0), features),
+        }
+    )
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     variables = ckpts.restore_params(meta["step"], checkpoints.abstract_like(abstract, device))
   finally:
     ckpts.close()
   embedding = records.load_shape_embedding(workdir)
-  return TrainedJoint(image=Params(variables["image"], spec), shape=ShapeParams(variables["shape"], encoder_spec),
-                      clouds=dict(meta["clouds"]), shape_points=np.asarray(embedding.points, np.float32),
-                      shape_ids=embedding.ids, shape_categories=embedding.categories, step=int(meta["step"]))
+  return TrainedJoint(
+      image=Params(variables["image"], spec),
+      shape=ShapeParams(variables["shape"], encoder_spec),
+      clouds=dict(meta["clouds"]),
+      shape_points=np.asarray(embedding.points, np.float32),
+      shape_ids=embedding.ids,
+      shape_categories=embedding.categories,
+      step=int(meta["step"]),
+  )
 
 
 def embed_shapes(params: ShapeParams, points: jax.Array, features: jax.Array | None = None) -> jax.Array:

@@ -38,19 +38,35 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
   start = time.time()
   settings = trained.clouds
   clouds = point_clouds.sample_collection(
-      sources.list_shapes(config.shapes), config.shapes.up_axis, config.shapes.front,
-      paths.point_clouds(workdir), count=settings["points"], seed=settings["seed"],
-      normals=settings["normals"])
+      sources.list_shapes(config.shapes),
+      config.shapes.up_axis,
+      config.shapes.front,
+      paths.point_clouds(workdir),
+      count=settings["points"],
+      seed=settings["seed"],
+      normals=settings["normals"],
+  )
   shape_embedding.write_skipped(workdir, clouds.skipped)
   if not len(clouds.ids):
     raise ValueError(f"no usable shapes in {config.shapes.source!r} source to add")
   sampled = time.time()
-  points = joint.encode_clouds(point_encoder.PointEncoder(trained.shape.spec), trained.shape.variables,
-                               joint.stacked_clouds(clouds, clouds.ids))
-  added = records.ShapeEmbedding(ids=np.asarray(clouds.ids), categories=np.asarray(clouds.categories),
-                                         points=points.astype(np.float32), stress=float("nan"),
-                                         stress_curve=np.zeros(0, np.float32))
+  points = joint.encode_clouds(
+      point_encoder.PointEncoder(trained.shape.spec), trained.shape.variables, joint.stacked_clouds(clouds, clouds.ids)
+  )
+  added = records.ShapeEmbedding(
+      ids=np.asarray(clouds.ids),
+      categories=np.asarray(clouds.categories),
+      points=points.astype(np.float32),
+      stress=float("nan"),
+      stress_curve=np.zeros(0, np.float32),
+  )
   added.save(paths.shape_embedding(workdir))
-  logging.info("placed %d new shapes into %s with its shape encoder (step %d): sampling %.1f s, encoding %.1f s",
-               len(clouds.ids), base_workdir, trained.step, sampled - start, time.time() - sampled)
+  logging.info(
+      "placed %d new shapes into %s with its shape encoder (step %d): sampling %.1f s, encoding %.1f s",
+      len(clouds.ids),
+      base_workdir,
+      trained.step,
+      sampled - start,
+      time.time() - sampled,
+  )
   return added

@@ -8,7 +8,8 @@ photos' points p_1..p_M against N shape points s_n, each a fused distance (lower
   * `distances`: mean_i ‖p_i − s_n‖, the mean distance;
   * `ranks`:     mean_i rank_i(s_n), Borda's rank fusion (1-based ranks, ties by the lower index as everywhere).
 
-`evaluate.py` measures them by fusing the test images of each shape; `DEFAULT` is the best there (see README).
+`evaluate.py` measures them by fusing the test images of each shape;
+`DEFAULT` is the best there (see docs/evaluation.md, "Fused queries").
 """
 
 import numpy as np
@@ -42,8 +43,9 @@ def fused_distances(points: np.ndarray, shape_points: np.ndarray, method: str = 
   return fused_groups(points, np.zeros(len(points), np.int64), shape_points, method)[1][0]
 
 
-def fused_groups(points: np.ndarray, groups: np.ndarray, shape_points: np.ndarray, method: str = DEFAULT
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def fused_groups(
+    points: np.ndarray, groups: np.ndarray, shape_points: np.ndarray, method: str = DEFAULT
+) -> tuple[np.ndarray, np.ndarray]:
   """Fuses the photos of each group (e.g. each shape's test images) into one ranking per group.
 
   Args:

@@ -54,6 +54,7 @@ class Settings:
       (M&V's IJCV 2016 follow-up): detail that only works at one exact position, the adversarial kind, stops paying.
       Not at shallow layers (`for_layer`).
   """
+
   iterations: int = 400
   learning_rate: float = 0.05
   momentum: float = 0.9
@@ -76,6 +77,7 @@ class Inversion:
     start_loss: float32[B] the same at the random start.
     objective: float32[T, B] the whole objective per iteration.
   """
+
   images: np.ndarray
   feature_loss: np.ndarray
   start_loss: np.ndarray
@@ -86,8 +88,7 @@ def layer_names(spec: model_lib.ModelSpec) -> tuple[str, ...]:
   """The layers `layer_features` can read, input to output: convN (after ReLU; the small backbone's), fcN (after
   ReLU), 'point'. Other backbones (jembed/backbones/) do not record their layers yet: their fc layers and point."""
   convs = len(spec.widths) if spec.backbone == "small" else 0
-  return (tuple(f"conv{i + 1}" for i in range(convs)) + tuple(f"fc{i + 6}" for i in range(len(spec.hidden)))
-          + (POINT,))
+  return tuple(f"conv{i + 1}" for i in range(convs)) + tuple(f"fc{i + 6}" for i in range(len(spec.hidden))) + (POINT,)
 
 
 def check_layers(spec: model_lib.ModelSpec, layers: list[str]) -> tuple[str, ...]:
@@ -134,8 +135,9 @@ def layer_features(params: embed.Params, pixels: jax.Array, layer: str) -> jax.A
   matches one image's features, and the mirror-averaged point is mirror-symmetric: both an image and its mirror
   would match it).
   """
-  out, state = model_lib.EmbeddingNet(params.spec).apply(params.variables, pixels, train=False,
-                                                          mutable=["intermediates"])
+  out, state = model_lib.EmbeddingNet(params.spec).apply(
+      params.variables, pixels, train=False, mutable=["intermediates"]
+  )
   if layer == POINT:
     return out[POINT]
   recorded = {}
@@ -164,15 +166,15 @@ def regulariser(x: jax.Array, settings: Settings) -> jax.Array:
   dy = jnp.pad(x[:, 1:] - x[:, :-1], ((0, 0), (0, 1), (0, 0), (0, 0)))
   sq = dx * dx + dy * dy
   # beta < 2 is not differentiable where neighbours are equal (always true at the padded edge): a tiny floor.
-  tv = (sq if settings.beta == 2.0 else (sq + 1e-8) ** (settings.beta / 2))
-  r_tv = jnp.sum(tv, axis=(1, 2, 3)) / (h * w * TYPICAL_VARIATION ** settings.beta)
+  tv = sq if settings.beta == 2.0 else (sq + 1e-8) ** (settings.beta / 2)
+  r_tv = jnp.sum(tv, axis=(1, 2, 3)) / (h * w * TYPICAL_VARIATION**settings.beta)
   return settings.alpha_weight * r_alpha + settings.tv_weight * r_tv
 
 
 def feature_loss(params: embed.Params, x: jax.Array, targets: jax.Array, layer: str) -> jax.Array:
   """||phi(x) - phi0||^2 / ||phi0||^2 per image: x float32[B, H, W, 3] (unit range), targets float32[B, F] -> [B]."""
   phi = layer_features(params, to_pixels(x), layer)
-  return jnp.sum((phi - targets) ** 2, axis=-1) / jnp.maximum(jnp.sum(targets ** 2, axis=-1), 1e-12)
+  return jnp.sum((phi - targets) ** 2, axis=-1) / jnp.maximum(jnp.sum(targets**2, axis=-1), 1e-12)
 
 
 def objective(params: embed.Params, x: jax.Array, targets: jax.Array, layer: str, settings: Settings) -> jax.Array:
@@ -186,8 +188,9 @@ def start_images(rng: jax.Array, batch: int, size: int, settings: Settings) -> j
 
 
 @functools.partial(jax.jit, static_argnames=("layer", "settings"))
-def _solve(params: embed.Params, targets: jax.Array, x0: jax.Array, rng: jax.Array, layer: str, settings: Settings
-           ) -> tuple[jax.Array, jax.Array]:
+def _solve(
+    params: embed.Params, targets: jax.Array, x0: jax.Array, rng: jax.Array, layer: str, settings: Settings
+) -> tuple[jax.Array, jax.Array]:
   """Momentum SGD on the summed objective (the images are independent: no layer mixes examples)."""
 
   def total(x, shift):
@@ -202,7 +205,7 @@ def _solve(params: embed.Params, targets: jax.Array, x0: jax.Array, rng: jax.Arr
   def step(carry, t):
     x, v = carry
     passed = jnp.sum(t >= cuts)
-    lr = lr0 * 0.1 ** passed
+    lr = lr0 * 0.1**passed
     v = jnp.where(jnp.any(t == cuts), 0.0, v)  # momentum reset at each cut
     shift = jax.random.randint(jax.random.fold_in(rng, t), (2,), -settings.jitter, settings.jitter + 1)
     g = grad(x, shift)
@@ -214,8 +217,14 @@ def _solve(params: embed.Params, targets: jax.Array, x0: jax.Array, rng: jax.Arr
   return x, curve
 
 
-def invert(params: embed.Params, targets: np.ndarray, layer: str, settings: Settings = Settings(), seed: int = 0,
-           size: int | None = None) -> Inversion:
+def invert(
+    params: embed.Params,
+    targets: np.ndarray,
+    layer: str,
+    settings: Settings = Settings(),
+    seed: int = 0,
+    size: int | None = None,
+) -> Inversion:
   """Images whose `layer` features are `targets`.
 
   Args:
@@ -239,5 +248,6 @@ def invert(params: embed.Params, targets: np.ndarray, layer: str, settings: Sett
   x, curve = _solve(params, targets, x0, jitter_rng, layer, settings)
   reached = feature_loss(params, x, targets, layer)
   images = np.asarray(jnp.clip(jnp.round(to_pixels(x)), 0, 255).astype(jnp.uint8))
-  return Inversion(images=images, feature_loss=np.asarray(reached), start_loss=np.asarray(start),
-                   objective=np.asarray(curve))
+  return Inversion(
+      images=images, feature_loss=np.asarray(reached), start_loss=np.asarray(start), objective=np.asarray(curve)
+  )

@@ -30,9 +30,18 @@ def signed_angle(degrees) -> np.ndarray:
   return np.mod(np.asarray(degrees, np.float64) + 180.0, 360.0) - 180.0
 
 
-def render_object(vertices: np.ndarray, faces: np.ndarray, azimuth: float, elevation: float, tilt: float, *,
-                  size: int = 256, distance: float = camera.DISTANCE, renderer: base.Renderer | None = None,
-                  antialias: int = 2) -> np.ndarray:
+def render_object(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    azimuth: float,
+    elevation: float,
+    tilt: float,
+    *,
+    size: int = 256,
+    distance: float = camera.DISTANCE,
+    renderer: base.Renderer | None = None,
+    antialias: int = 2,
+) -> np.ndarray:
   """The mesh at one view (gray, the LFD lamps), cropped to its tight box: uint8[h, w, 4], straight alpha.
 
   Args:
@@ -48,19 +57,37 @@ def render_object(vertices: np.ndarray, faces: np.ndarray, azimuth: float, eleva
   views = camera.Views.make([azimuth], [elevation], [tilt], [distance])
   rgba = renderer.render(vertices, faces, views, size=size, antialias=antialias).rgba[0]
   top, bottom, left, right = synthesis.tight_box(rgba[..., 3])
-  return rgba[top:bottom + 1, left:right + 1]
+  return rgba[top : bottom + 1, left : right + 1]
 
 
-def render_posed(vertices: np.ndarray, faces: np.ndarray, azimuth: float, elevation: float, tilt: float, *,
-                 size: int = 256, renderer: base.Renderer | None = None) -> np.ndarray:
+def render_posed(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    azimuth: float,
+    elevation: float,
+    tilt: float,
+    *,
+    size: int = 256,
+    renderer: base.Renderer | None = None,
+) -> np.ndarray:
   """The shape rendered at the pose, cropped to the object and on white: uint8[h, w, 3] (h, w <= size)."""
   return viz.on_white(render_object(vertices, faces, azimuth, elevation, tilt, size=size, renderer=renderer))
 
 
-def draw_pose_overlay(photo: np.ndarray, vertices: np.ndarray, faces: np.ndarray, azimuth: float, elevation: float,
-                      tilt: float, *, color: tuple[int, int, int] = OVERLAY_COLOR, opacity: float = 0.45,
-                      outline: int = 3, renderer: base.Renderer | None = None, render_size: int = 256
-                      ) -> np.ndarray:
+def draw_pose_overlay(
+    photo: np.ndarray,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    azimuth: float,
+    elevation: float,
+    tilt: float,
+    *,
+    color: tuple[int, int, int] = OVERLAY_COLOR,
+    opacity: float = 0.45,
+    outline: int = 3,
+    renderer: base.Renderer | None = None,
+    render_size: int = 256,
+) -> np.ndarray:
   """The shape's silhouette at the pose, stretched from its tight box to the photo's frame, drawn over the photo.
 
   Args:

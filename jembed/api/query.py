@@ -38,6 +38,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 class Match:
   """One retrieved shape: its rank (1 = nearest), id, category and L2 distance in the joint space (for a fused
   ranking: the fused distance, see `fusion.py`)."""
+
   rank: int
   shape_id: str
   category: str
@@ -47,6 +48,7 @@ class Match:
 @dataclasses.dataclass(frozen=True)
 class Pose:
   """A predicted viewpoint in degrees: azimuth in [0, 360), elevation and tilt in [-180, 180)."""
+
   azimuth: float
   elevation: float
   tilt: float
@@ -67,6 +69,7 @@ class QueryResult:
     fused: the photos' fused ranking (when `query(..., fuse=...)`), else None.
     fusion: how they were fused ('' when not).
   """
+
   paths: list[str]
   photos: list[np.ndarray]
   matches: list[list[Match]]
@@ -92,19 +95,26 @@ def photos_in(folder: str) -> list[str]:
 def check_workdir(workdir: str) -> None:
   """Raises FileNotFoundError naming the step to run when `workdir` has no shape embedding or no trained network."""
   if not os.path.isdir(workdir):
-    raise FileNotFoundError(f"workdir {workdir!r} does not exist: run `python -m launch.demo --workdir={workdir}` "
-                            f"(or the stages one by one) first")
+    raise FileNotFoundError(
+        f"workdir {workdir!r} does not exist: run `python -m launch.demo --workdir={workdir}` "
+        f"(or the stages one by one) first"
+    )
   if not os.path.exists(paths.shape_embedding(workdir)):
-    raise FileNotFoundError(f"{workdir!r} has no shape embedding: run `python -m launch.embed_shapes "
-                            f"--workdir={workdir}` first")
+    raise FileNotFoundError(
+        f"{workdir!r} has no shape embedding: run `python -m launch.embed_shapes " f"--workdir={workdir}` first"
+    )
   if not provenance.has_checkpoints(workdir):
-    raise FileNotFoundError(f"{workdir!r} has no trained network: run `python -m launch.build_dataset` and "
-                            f"`python -m launch.train` with --workdir={workdir} first")
+    raise FileNotFoundError(
+        f"{workdir!r} has no trained network: run `python -m launch.build_dataset` and "
+        f"`python -m launch.train` with --workdir={workdir} first"
+    )
 
 
 def _matches(dist: np.ndarray, index: np.ndarray, model: embed.TrainedModel) -> list[Match]:
-  return [Match(r + 1, str(model.shape_ids[j]), str(model.shape_categories[j]), float(d))
-          for r, (d, j) in enumerate(zip(dist, index))]
+  return [
+      Match(r + 1, str(model.shape_ids[j]), str(model.shape_categories[j]), float(d))
+      for r, (d, j) in enumerate(zip(dist, index))
+  ]
 
 
 def query(workdir: str, paths: list[str], top_k: int = 5, fuse: str = "") -> QueryResult:
@@ -140,8 +150,9 @@ def query(workdir: str, paths: list[str], top_k: int = 5, fuse: str = "") -> Que
     scores = fusion.fused_distances(points, model.shape_points, fuse)
     order = np.argsort(scores, kind="stable")[:top_k]
     fused = _matches(scores[order], order, model)
-  return QueryResult(list(paths), [np.asarray(image) for image in opened], rank_shapes(model, points, top_k), poses,
-                     fused, fuse)
+  return QueryResult(
+      list(paths), [np.asarray(image) for image in opened], rank_shapes(model, points, top_k), poses, fused, fuse
+  )
 
 
 # One jitted wrapper each for every caller (launch/query.py, the browser demo's threads): one compiled program per
@@ -164,8 +175,10 @@ def embed_photos(model: embed.TrainedModel, photos: list[Image.Image]) -> np.nda
 def embed_photos_with_poses(model: embed.TrainedModel, photos: list[Image.Image]) -> tuple[np.ndarray, list[Pose]]:
   """Photos -> (float32[B, D] points, a `Pose` each), from one forward pass (needs the viewpoint head)."""
   points, angles = jax.device_get(_embed_with_viewpoint(model.params, _stretched(model, photos)))
-  poses = [Pose(float(a), float(pose_overlay.signed_angle(e)), float(pose_overlay.signed_angle(t)))
-           for a, e, t in zip(angles["azimuth"], angles["elevation"], angles["tilt"])]
+  poses = [
+      Pose(float(a), float(pose_overlay.signed_angle(e)), float(pose_overlay.signed_angle(t)))
+      for a, e, t in zip(angles["azimuth"], angles["elevation"], angles["tilt"])
+  ]
   return np.asarray(points), poses
 
 
@@ -198,8 +211,9 @@ def load_shape(workdir: str, shape_id: str) -> record.Shape:
   raise ValueError(f"shape {shape_id!r} of {workdir!r} cannot be loaded (is its source still there?)")
 
 
-def posed_top1(workdir: str, photo: np.ndarray, shape_id: str, pose: Pose, renderer: str = "auto"
-               ) -> tuple[np.ndarray, np.ndarray]:
+def posed_top1(
+    workdir: str, photo: np.ndarray, shape_id: str, pose: Pose, renderer: str = "auto"
+) -> tuple[np.ndarray, np.ndarray]:
   """The shape rendered at the photo's predicted pose, and its silhouette drawn over the photo.
 
   Args:
@@ -210,16 +224,20 @@ def posed_top1(workdir: str, photo: np.ndarray, shape_id: str, pose: Pose, rende
   """
   shape, render = load_shape(workdir, shape_id), backend.get_renderer(renderer)
   angles = (pose.azimuth, pose.elevation, pose.tilt)
-  return (pose_overlay.render_posed(shape.vertices, shape.faces, *angles, renderer=render),
-          pose_overlay.draw_pose_overlay(photo, shape.vertices, shape.faces, *angles, renderer=render))
+  return (
+      pose_overlay.render_posed(shape.vertices, shape.faces, *angles, renderer=render),
+      pose_overlay.draw_pose_overlay(photo, shape.vertices, shape.faces, *angles, renderer=render),
+  )
 
 
 def _shape_tiles(workdir: str, matches: list[Match], thumb: int) -> tuple[list[np.ndarray], list[list[str]]]:
   """Each match's three-quarter view (blank when it no longer loads) and its caption lines."""
   thumbs = thumbnails.workdir_thumbnails(workdir, [m.shape_id for m in matches], thumb)
   blank = np.full((thumb, thumb, 3), 255, np.uint8)
-  return ([thumbs.get(m.shape_id, blank) for m in matches],
-          [[f"{m.rank}. {m.shape_id}", m.category, f"distance {m.distance:.3f}"] for m in matches])
+  return (
+      [thumbs.get(m.shape_id, blank) for m in matches],
+      [[f"{m.rank}. {m.shape_id}", m.category, f"distance {m.distance:.3f}"] for m in matches],
+  )
 
 
 def _save(image, path: str) -> str:
@@ -228,8 +246,9 @@ def _save(image, path: str) -> str:
   return path
 
 
-def write_gallery(workdir: str, photo: np.ndarray, matches: list[Match], path: str, thumb: int = 160,
-                  pose: Pose | None = None) -> str:
+def write_gallery(
+    workdir: str, photo: np.ndarray, matches: list[Match], path: str, thumb: int = 160, pose: Pose | None = None
+) -> str:
   """A PNG: the photo, [with a pose: the top-1 shape's silhouette at that pose over the photo, and the top-1 shape
   rendered at the pose,] then each match's three-quarter view with its rank, id, category and distance under it."""
   tiles, captions = _shape_tiles(workdir, matches, thumb)
@@ -247,5 +266,12 @@ def write_fused_gallery(workdir: str, result: QueryResult, path: str, thumb: int
   names = [[f"photo {i + 1}", os.path.basename(p)] for i, p in enumerate(result.paths)]
   tiles, captions = _shape_tiles(workdir, result.fused, thumb)
   heads = [f"fused: {len(result.photos)} photos"] + [""] * (len(tiles) - 1)
-  return _save(viz.stack_rows([viz.captioned_row(result.photos, names, thumb),
-                               viz.captioned_row(tiles, [[h] + c for h, c in zip(heads, captions)], thumb)]), path)
+  return _save(
+      viz.stack_rows(
+          [
+              viz.captioned_row(result.photos, names, thumb),
+              viz.captioned_row(tiles, [[h] + c for h, c in zip(heads, captions)], thumb),
+          ]
+      ),
+      path,
+  )

@@ -49,18 +49,21 @@ _PRECISION = jax.lax.Precision.HIGHEST  # on GPUs the default float32 product is
 
 def _check(queries: Any, database: Any, k: int | None) -> None:
   if queries.ndim != 2 or database.ndim != 2 or queries.shape[1] != database.shape[1]:
-    raise ValueError(f'queries and database must be [Q, D] and [N, D] with the same D; got queries of shape '
-                     f'{tuple(queries.shape)} and database of shape {tuple(database.shape)}')
+    raise ValueError(
+        f"queries and database must be [Q, D] and [N, D] with the same D; got queries of shape "
+        f"{tuple(queries.shape)} and database of shape {tuple(database.shape)}"
+    )
   if k is not None and not 1 <= k <= database.shape[0]:
-    raise ValueError(f'k = {k} neighbours asked for, but the database has {database.shape[0]} rows '
-                     f'(1 <= k <= N is required)')
+    raise ValueError(
+        f"k = {k} neighbours asked for, but the database has {database.shape[0]} rows " f"(1 <= k <= N is required)"
+    )
 
 
 def _squared_l2(queries: jax.Array, database: jax.Array) -> jax.Array:
   """float32[Q, N] squared distances by the GEMM identity, clamped at +0.0 (never -0.0, so equal zeros tie)."""
   q_sq = jnp.sum(queries * queries, axis=1)
   d_sq = jnp.sum(database * database, axis=1)
-  dots = jnp.einsum('qd,nd->qn', queries, database, precision=_PRECISION)
+  dots = jnp.einsum("qd,nd->qn", queries, database, precision=_PRECISION)
   sq = q_sq[:, None] + d_sq[None, :] - 2.0 * dots
   return jnp.where(sq > 0.0, sq, 0.0)
 
@@ -97,8 +100,9 @@ def _chunked_top_k(queries, database, exclude, *, k: int, chunk: int, offset, n_
     return _slice_top_k(queries, rows, exclude, k=k_chunk, offset=offset + j * chunk, n_valid=n_valid)
 
   # lax.map keeps the chunks apart (a loop), so each product has the same shape whatever R is.
-  values, index = jax.lax.map(one, (jnp.arange(n_chunks, dtype=jnp.int32),
-                                    database.reshape(n_chunks, chunk, database.shape[1])))
+  values, index = jax.lax.map(
+      one, (jnp.arange(n_chunks, dtype=jnp.int32), database.reshape(n_chunks, chunk, database.shape[1]))
+  )
   return _merge(values, index, min(k, database.shape[0]))
 
 
@@ -106,9 +110,10 @@ def _finish(neg_sq: jax.Array, index: jax.Array) -> tuple[jax.Array, jax.Array]:
   return jnp.sqrt(-neg_sq), index
 
 
-@functools.partial(jax.jit, static_argnames=('k', 'chunk'))
-def knn(queries: jax.Array, database: jax.Array, k: int, exclude: jax.Array | None = None,
-        chunk: int | None = None) -> tuple[jax.Array, jax.Array]:
+@functools.partial(jax.jit, static_argnames=("k", "chunk"))
+def knn(
+    queries: jax.Array, database: jax.Array, k: int, exclude: jax.Array | None = None, chunk: int | None = None
+) -> tuple[jax.Array, jax.Array]:
   """The jittable core: the k nearest database rows of each query, on whatever device the inputs live.
 
   Usable inside a user's jit/vmap (k and chunk are static). Shapes and k are checked when it traces; with `exclude`
@@ -134,18 +139,19 @@ def knn(queries: jax.Array, database: jax.Array, k: int, exclude: jax.Array | No
   return _finish(*_chunked_top_k(queries, database, exclude, k=k, chunk=chunk, offset=0, n_valid=n))
 
 
-@functools.partial(jax.jit, static_argnames=('k', 'chunk', 'n_valid', 'mesh'))
+@functools.partial(jax.jit, static_argnames=("k", "chunk", "n_valid", "mesh"))
 def _sharded_knn(queries, database, exclude, *, k: int, chunk: int, n_valid: int, mesh: jax.sharding.Mesh):
   """`knn` with the padded database float32[devices · R, D] split into equal row slices over `mesh`'s 'data' axis."""
   rows = database.shape[0] // mesh.size
 
   def local(q, d, ex):
-    offset = jax.lax.axis_index('data').astype(jnp.int32) * rows
+    offset = jax.lax.axis_index("data").astype(jnp.int32) * rows
     values, index = _chunked_top_k(q, d, ex, k=k, chunk=chunk, offset=offset, n_valid=n_valid)
     return values[None], index[None]
 
-  candidates = jax.shard_map(local, mesh=mesh, in_specs=(P(), P('data'), P()), out_specs=(P('data'), P('data')))(
-      queries, database, exclude)
+  candidates = jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data"), P()), out_specs=(P("data"), P("data")))(
+      queries, database, exclude
+  )
   # The merge needs every device's candidates in one place (a top k over a sharded axis is refused).
   return _finish(*_merge(*jax.sharding.reshard(candidates, NamedSharding(mesh, P())), k))
 
@@ -185,9 +191,9 @@ def _exclusions(exclude: Any, n_queries: int, n: int, k: int) -> np.ndarray:
     return np.full(n_queries, -1, np.int32)
   exclude = np.asarray(exclude, np.int32).reshape(-1)
   if exclude.shape[0] != n_queries:
-    raise ValueError(f'exclude has {exclude.shape[0]} entries for {n_queries} queries')
+    raise ValueError(f"exclude has {exclude.shape[0]} entries for {n_queries} queries")
   if k > n - 1 and np.any((exclude >= 0) & (exclude < n)):
-    raise ValueError(f'k = {k} neighbours asked for, but excluding a row leaves only {n - 1} candidates')
+    raise ValueError(f"k = {k} neighbours asked for, but excluding a row leaves only {n - 1} candidates")
   return exclude
 
 
@@ -235,13 +241,13 @@ def top_k(
   exclude = _padded_rows(exclude, size * count, -1)
   if sharded:
     n_pad = -(-n // (chunk * mesh.size)) * chunk * mesh.size
-    database = jax.device_put(_padded_rows(database, n_pad), NamedSharding(mesh, P('data')))
+    database = jax.device_put(_padded_rows(database, n_pad), NamedSharding(mesh, P("data")))
     step = functools.partial(_sharded_knn, k=k, chunk=chunk, n_valid=n, mesh=mesh)
   else:
     database = jax.device_put(database, mesh.devices.flat[0])
     step = functools.partial(knn, k=k, chunk=chunk)
   # Every block is dispatched before any result is read back: the device works while the host waits.
-  results = [step(queries[i:i + size], database, exclude=exclude[i:i + size]) for i in range(0, size * count, size)]
+  results = [step(queries[i : i + size], database, exclude=exclude[i : i + size]) for i in range(0, size * count, size)]
   dist = np.concatenate([np.asarray(d) for d, _ in results])[:n_queries]
   index = np.concatenate([np.asarray(i) for _, i in results])[:n_queries]
   return dist, index

@@ -39,6 +39,7 @@ class Row:
     feature_loss: {layer: float} ||phi(x) - phi0||^2 / ||phi0||^2 reached.
     start_loss: {layer: float} the same at the random start.
   """
+
   label: str
   input: np.ndarray
   images: dict[str, np.ndarray]
@@ -49,16 +50,29 @@ class Row:
     return dict(label=self.label, feature_loss=self.feature_loss, start_loss=self.start_loss)
 
 
-def _invert_rows(params: embed.Params, labels: list[str], inputs: np.ndarray, targets: dict[str, np.ndarray],
-                 settings: inversion.Settings, seed: int) -> list[Row]:
+def _invert_rows(
+    params: embed.Params,
+    labels: list[str],
+    inputs: np.ndarray,
+    targets: dict[str, np.ndarray],
+    settings: inversion.Settings,
+    seed: int,
+) -> list[Row]:
   """Inverts targets {layer: float32[B, F]} (one batch per layer) into one `Row` per input."""
   images, reached, start = {}, {}, {}
   for layer in tqdm.tqdm(targets, desc="inverting layers", unit="layer"):
     result = inversion.invert(params, targets[layer], layer, settings, seed)
     images[layer], reached[layer], start[layer] = result.images, result.feature_loss, result.start_loss
-  return [Row(label, inputs[b], {k: v[b] for k, v in images.items()},
-              {k: float(v[b]) for k, v in reached.items()}, {k: float(v[b]) for k, v in start.items()})
-          for b, label in enumerate(labels)]
+  return [
+      Row(
+          label,
+          inputs[b],
+          {k: v[b] for k, v in images.items()},
+          {k: float(v[b]) for k, v in reached.items()},
+          {k: float(v[b]) for k, v in start.items()},
+      )
+      for b, label in enumerate(labels)
+  ]
 
 
 def image_targets(params: embed.Params, images: np.ndarray, layers: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -67,8 +81,9 @@ def image_targets(params: embed.Params, images: np.ndarray, layers: tuple[str, .
   return {layer: np.asarray(inversion.layer_features(params, pixels, layer)) for layer in layers}
 
 
-def invert_images(model: embed.TrainedModel, paths: list[str], layers: tuple[str, ...],
-                  settings: inversion.Settings, seed: int) -> list[Row]:
+def invert_images(
+    model: embed.TrainedModel, paths: list[str], layers: tuple[str, ...], settings: inversion.Settings, seed: int
+) -> list[Row]:
   """Each photo (stretched to the network's input, as `launch.query` does) inverted from each of `layers`."""
   size = int(model.params.spec.image_size)
   images = np.stack([images.stretch_photo(images.open_image(p), size) for p in paths])
@@ -81,13 +96,16 @@ def shape_rows(model: embed.TrainedModel, shape_ids: list[str]) -> np.ndarray:
   rows = {str(s): i for i, s in enumerate(model.shape_ids)}
   for shape_id in shape_ids:
     if shape_id not in rows:
-      raise ValueError(f"--shape: unknown shape id {shape_id!r}; the workdir has {len(rows)} shapes, "
-                       f"e.g. {', '.join(list(rows)[:3])}")
+      raise ValueError(
+          f"--shape: unknown shape id {shape_id!r}; the workdir has {len(rows)} shapes, "
+          f"e.g. {', '.join(list(rows)[:3])}"
+      )
   return np.asarray([rows[s] for s in shape_ids])
 
 
-def invert_shapes(workdir: str, model: embed.TrainedModel, shape_ids: list[str], settings: inversion.Settings,
-                  seed: int) -> list[Row]:
+def invert_shapes(
+    workdir: str, model: embed.TrainedModel, shape_ids: list[str], settings: inversion.Settings, seed: int
+) -> list[Row]:
   """Each shape's Sammon point inverted through the embedding layer; the input column is the shape's view."""
   rows = shape_rows(model, shape_ids)
   size = int(model.params.spec.image_size)
@@ -98,17 +116,24 @@ def invert_shapes(workdir: str, model: embed.TrainedModel, shape_ids: list[str],
   return _invert_rows(model.params, labels, inputs, {inversion.POINT: model.shape_points[rows]}, settings, seed)
 
 
-def pick_twins(config: ml_collections.ConfigDict, workdir: str, model: embed.TrainedModel, count: int
-               ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def pick_twins(
+    config: ml_collections.ConfigDict, workdir: str, model: embed.TrainedModel, count: int
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
   """`count` test images spread evenly over the synthetic sets: (cluttered, clean) uint8[K, S, S, 3], labels."""
   clean, clutter = image_sets.synthetic_sets(config, workdir, model.shape_ids, model.shape_categories)
   picks = np.linspace(0, len(clean) - 1, min(count, len(clean))).round().astype(int)
   return clutter.images[picks], clean.images[picks], [str(clean.labels[i]) for i in picks]
 
 
-def invert_twins(params: embed.Params, cluttered: np.ndarray, clean: np.ndarray, labels: list[str],
-                 layers: tuple[str, ...], settings: inversion.Settings, seed: int
-                 ) -> tuple[list[Row], list[Row], dict[str, dict[str, float]]]:
+def invert_twins(
+    params: embed.Params,
+    cluttered: np.ndarray,
+    clean: np.ndarray,
+    labels: list[str],
+    layers: tuple[str, ...],
+    settings: inversion.Settings,
+    seed: int,
+) -> tuple[list[Row], list[Row], dict[str, dict[str, float]]]:
   """Cluttered test images and their clean twins inverted from the same start at each layer, and how alike.
 
   Returns:
@@ -128,9 +153,13 @@ def invert_twins(params: embed.Params, cluttered: np.ndarray, clean: np.ndarray,
     unrelated = _rms(inv_b, np.roll(inv_b, 1, axis=0)) if k > 1 else float("nan")
     fa, fb = targets[layer][:k], targets[layer][k:]
     feature_distance = np.linalg.norm(fa - fb, axis=1) / np.maximum(np.linalg.norm(fb, axis=1), 1e-12)
-    distances[layer] = dict(inputs=_rms(cluttered, clean), inversions=_rms(inv_a, inv_b), unrelated=unrelated,
-                            ratio=_rms(inv_a, inv_b) / unrelated if unrelated > 0 else float("nan"),
-                            feature_distance=float(np.mean(feature_distance)))
+    distances[layer] = dict(
+        inputs=_rms(cluttered, clean),
+        inversions=_rms(inv_a, inv_b),
+        unrelated=unrelated,
+        ratio=_rms(inv_a, inv_b) / unrelated if unrelated > 0 else float("nan"),
+        feature_distance=float(np.mean(feature_distance)),
+    )
   return rows[:k], rows[k:], distances
 
 

@@ -26,8 +26,9 @@ from jembed.workdir import paths
 Stage = Callable[[ml_collections.ConfigDict, str], dict[str, str]]
 
 
-def contact_sheet(config: ml_collections.ConfigDict, workdir: str, *, per_category: int = 4, thumb: int = 64,
-                  reuse: bool = True) -> dict[str, str]:
+def contact_sheet(
+    config: ml_collections.ConfigDict, workdir: str, *, per_category: int = 4, thumb: int = 64, reuse: bool = True
+) -> dict[str, str]:
   """`contact_sheet.png`: a few shapes per category x their 20 LFD views (kept when it exists and `reuse`)."""
   path = paths.contact_sheet(workdir)
   if not (reuse and os.path.exists(path)):
@@ -39,8 +40,16 @@ def shape_embedding_outputs(workdir: str) -> dict[str, str]:
   return {"shape embedding": paths.shape_embedding(workdir), "shape map": paths.shape_map(workdir)}
 
 
-def shape_embedding(config: ml_collections.ConfigDict, workdir: str, *, into: str = "", force: bool = False,
-                    beam_runner: str = "", beam_pipeline_options: str = "", encoder: bool = False) -> dict[str, str]:
+def shape_embedding(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    into: str = "",
+    force: bool = False,
+    beam_runner: str = "",
+    beam_pipeline_options: str = "",
+    encoder: bool = False,
+) -> dict[str, str]:
   """The shapes' Sammon points (or, with `into`, their out-of-sample places in that workdir's embedding: by its
   shape encoder's forward pass with `encoder`, else by LFD-HoG distances and an out-of-sample Sammon fit); `force`
   replaces an embedding made with other settings although a network was trained on it; with `beam_runner` the
@@ -66,8 +75,11 @@ def dataset(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str]:
 
 
 def training_outputs(workdir: str) -> dict[str, str]:
-  return {"loss curve": paths.loss_curve(workdir), "metrics": paths.metrics(workdir),
-          "checkpoints": paths.checkpoints(workdir)}
+  return {
+      "loss curve": paths.loss_curve(workdir),
+      "metrics": paths.metrics(workdir),
+      "checkpoints": paths.checkpoints(workdir),
+  }
 
 
 def training(config: ml_collections.ConfigDict, workdir: str, *, force: bool = False) -> dict[str, str]:
@@ -85,5 +97,10 @@ def evaluation(config: ml_collections.ConfigDict, workdir: str) -> dict[str, str
   return report.write_report(config, workdir, evaluate.evaluate(config, workdir))
 
 
-STAGES: dict[str, Stage] = {"contact sheet": contact_sheet, "shape embedding": shape_embedding, "dataset": dataset,
-                            "training": training, "evaluation": evaluation}
+STAGES: dict[str, Stage] = {
+    "contact sheet": contact_sheet,
+    "shape embedding": shape_embedding,
+    "dataset": dataset,
+    "training": training,
+    "evaluation": evaluation,
+}

@@ -49,6 +49,7 @@ def normalize(images: jax.Array, spec: BackboneSpec) -> jax.Array:
 
 class Backbone(nn.Module):
   """uint8[B, H, W, 3] RGB -> float32[B, F] pooled features: stretched to the spec's size, normalized, the trunk."""
+
   spec: BackboneSpec
 
   @nn.compact
@@ -83,8 +84,9 @@ def init_variables(spec: BackboneSpec, rng: jax.Array) -> dict:
   return Backbone(spec).init(rng, jnp.zeros((1, spec.image_size, spec.image_size, 3), jnp.uint8))
 
 
-def load_pretrained(arch: "str | BackboneSpec", path: str, *, image_size: int | None = None,
-                    return_ignored: bool = False):
+def load_pretrained(
+    arch: "str | BackboneSpec", path: str, *, image_size: int | None = None, return_ignored: bool = False
+):
   """A backbone and its variables from a weight file the user has.
 
   Args:
@@ -106,11 +108,11 @@ def load_pretrained(arch: "str | BackboneSpec", path: str, *, image_size: int | 
   tensors = convert.read_tensors(path)
   if spec.family == "resnet":
     tensors = convert.strip_prefix(tensors, "conv1.weight")
-    params, ignored = convert.convert(tensors, resnet.expected(spec.config), resnet.IGNORED, path=path,
-                                      arch=spec.arch)
+    params, ignored = convert.convert(tensors, resnet.expected(spec.config), resnet.IGNORED, path=path, arch=spec.arch)
   elif spec.family == "caffenet":
-    params, ignored = convert.convert(tensors, caffenet.expected(tuple(spec.config)), caffenet.IGNORED, path=path,
-                                      arch=spec.arch)
+    params, ignored = convert.convert(
+        tensors, caffenet.expected(tuple(spec.config)), caffenet.IGNORED, path=path, arch=spec.arch
+    )
   elif spec.family == "vit":
     params, ignored = _convert_vit(spec, tensors, path)
   else:
@@ -124,12 +126,14 @@ def _convert_vit(spec: BackboneSpec, tensors: dict[str, np.ndarray], path: str) 
   if spec.layout == "openclip":
     tensors = convert.strip_prefix(tensors, "visual.conv1.weight")
     grid = vit.file_grid(tensors, "visual.positional_embedding", 1, path)
-    params, ignored = convert.convert(tensors, vit.expected_openclip(cfg, grid), vit.IGNORED_OPENCLIP, path=path,
-                                      arch=spec.arch)
+    params, ignored = convert.convert(
+        tensors, vit.expected_openclip(cfg, grid), vit.IGNORED_OPENCLIP, path=path, arch=spec.arch
+    )
   else:
     tensors = convert.strip_prefix(tensors, "patch_embed.proj.weight")
     grid = vit.file_grid(tensors, "pos_embed", prefix, path)
-    params, ignored = convert.convert(tensors, vit.expected_timm(cfg, grid), vit.IGNORED_TIMM, path=path,
-                                      arch=spec.arch)
+    params, ignored = convert.convert(
+        tensors, vit.expected_timm(cfg, grid), vit.IGNORED_TIMM, path=path, arch=spec.arch
+    )
   params["pos_embed"] = vit.resample_positions(params["pos_embed"], cfg.grid, prefix)
   return params, ignored

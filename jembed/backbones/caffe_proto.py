@@ -17,8 +17,19 @@ import numpy as np
 
 _F = descriptor_pb2.FieldDescriptorProto
 # V1LayerParameter.LayerType values of CaffeNet's layer types (others are named by number, e.g. 'V1:35').
-V1_TYPES = {4: "Convolution", 14: "InnerProduct", 39: "Deconvolution", 5: "Data", 6: "Dropout", 15: "LRN",
-            17: "Pooling", 18: "ReLU", 20: "Softmax", 21: "SoftmaxWithLoss", 24: "WindowData"}
+V1_TYPES = {
+    4: "Convolution",
+    14: "InnerProduct",
+    39: "Deconvolution",
+    5: "Data",
+    6: "Dropout",
+    15: "LRN",
+    17: "Pooling",
+    18: "ReLU",
+    20: "Softmax",
+    21: "SoftmaxWithLoss",
+    24: "WindowData",
+}
 
 
 def _message(name: str, fields: list[tuple[str, int, int, int, str]]) -> descriptor_pb2.DescriptorProto:
@@ -35,29 +46,56 @@ def _message(name: str, fields: list[tuple[str, int, int, int, str]]) -> descrip
 def _build_classes() -> dict[str, type]:
   opt, rep = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
   file = descriptor_pb2.FileDescriptorProto(name="jembed_caffe_weights.proto", package="caffe", syntax="proto2")
-  file.message_type.extend([
-      _message("BlobShape", [("dim", 1, rep, _F.TYPE_INT64, "")]),
-      _message("BlobProto", [
-          ("shape", 7, opt, _F.TYPE_MESSAGE, "BlobShape"), ("data", 5, rep, _F.TYPE_FLOAT, ""),
-          ("double_data", 8, rep, _F.TYPE_DOUBLE, ""), ("num", 1, opt, _F.TYPE_INT32, ""),
-          ("channels", 2, opt, _F.TYPE_INT32, ""), ("height", 3, opt, _F.TYPE_INT32, ""),
-          ("width", 4, opt, _F.TYPE_INT32, "")]),
-      _message("LayerParameter", [
-          ("name", 1, opt, _F.TYPE_STRING, ""), ("type", 2, opt, _F.TYPE_STRING, ""),
-          ("bottom", 3, rep, _F.TYPE_STRING, ""), ("top", 4, rep, _F.TYPE_STRING, ""),
-          ("blobs", 7, rep, _F.TYPE_MESSAGE, "BlobProto")]),
-      _message("V1LayerParameter", [
-          ("bottom", 2, rep, _F.TYPE_STRING, ""), ("top", 3, rep, _F.TYPE_STRING, ""),
-          ("name", 4, opt, _F.TYPE_STRING, ""), ("type", 5, opt, _F.TYPE_INT32, ""),  # an enum on the wire
-          ("blobs", 6, rep, _F.TYPE_MESSAGE, "BlobProto")]),
-      _message("NetParameter", [
-          ("name", 1, opt, _F.TYPE_STRING, ""), ("layers", 2, rep, _F.TYPE_MESSAGE, "V1LayerParameter"),
-          ("layer", 100, rep, _F.TYPE_MESSAGE, "LayerParameter")]),
-  ])
+  file.message_type.extend(
+      [
+          _message("BlobShape", [("dim", 1, rep, _F.TYPE_INT64, "")]),
+          _message(
+              "BlobProto",
+              [
+                  ("shape", 7, opt, _F.TYPE_MESSAGE, "BlobShape"),
+                  ("data", 5, rep, _F.TYPE_FLOAT, ""),
+                  ("double_data", 8, rep, _F.TYPE_DOUBLE, ""),
+                  ("num", 1, opt, _F.TYPE_INT32, ""),
+                  ("channels", 2, opt, _F.TYPE_INT32, ""),
+                  ("height", 3, opt, _F.TYPE_INT32, ""),
+                  ("width", 4, opt, _F.TYPE_INT32, ""),
+              ],
+          ),
+          _message(
+              "LayerParameter",
+              [
+                  ("name", 1, opt, _F.TYPE_STRING, ""),
+                  ("type", 2, opt, _F.TYPE_STRING, ""),
+                  ("bottom", 3, rep, _F.TYPE_STRING, ""),
+                  ("top", 4, rep, _F.TYPE_STRING, ""),
+                  ("blobs", 7, rep, _F.TYPE_MESSAGE, "BlobProto"),
+              ],
+          ),
+          _message(
+              "V1LayerParameter",
+              [
+                  ("bottom", 2, rep, _F.TYPE_STRING, ""),
+                  ("top", 3, rep, _F.TYPE_STRING, ""),
+                  ("name", 4, opt, _F.TYPE_STRING, ""),
+                  ("type", 5, opt, _F.TYPE_INT32, ""),  # an enum on the wire
+                  ("blobs", 6, rep, _F.TYPE_MESSAGE, "BlobProto"),
+              ],
+          ),
+          _message(
+              "NetParameter",
+              [
+                  ("name", 1, opt, _F.TYPE_STRING, ""),
+                  ("layers", 2, rep, _F.TYPE_MESSAGE, "V1LayerParameter"),
+                  ("layer", 100, rep, _F.TYPE_MESSAGE, "LayerParameter"),
+              ],
+          ),
+      ]
+  )
   pool = descriptor_pool.DescriptorPool()
   pool.Add(file)
-  return {m.name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"caffe.{m.name}"))
-          for m in file.message_type}
+  return {
+      m.name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"caffe.{m.name}")) for m in file.message_type
+  }
 
 
 MESSAGES = _build_classes()
@@ -111,8 +149,9 @@ def read_caffemodel(path: str) -> dict[str, np.ndarray]:
   return tensors
 
 
-def write_caffemodel(path: str, layers: list[tuple[str, str, list[np.ndarray]]], *, v1: bool = False,
-                     legacy_dims: bool = False) -> None:
+def write_caffemodel(
+    path: str, layers: list[tuple[str, str, list[np.ndarray]]], *, v1: bool = False, legacy_dims: bool = False
+) -> None:
   """Writes (name, type, blobs) layers as a .caffemodel (for tests, and to make small files to share).
 
   Args:

@@ -20,15 +20,22 @@ _GROUPS = (1, 2, 1, 2, 2)
 _KERNELS = (11, 5, 3, 3, 3)
 
 
-def local_response_norm(x: jax.Array, size: int = 5, alpha: float = 1e-4, beta: float = 0.75,
-                        k: float = 1.0) -> jax.Array:
+def local_response_norm(
+    x: jax.Array, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+) -> jax.Array:
   """Caffe's across-channel LRN: x_c / (k + alpha/size * sum of x^2 over the `size` channels around c)^beta.
 
   Caffe divides alpha by the window size (TensorFlow's `local_response_normalization` does not), and the window is
   zero-padded at the first and last channels.
   """
-  sq = jax.lax.reduce_window(x * x, 0.0, jax.lax.add, (1,) * (x.ndim - 1) + (size,), (1,) * x.ndim,
-                             [(0, 0)] * (x.ndim - 1) + [((size - 1) // 2, size - 1 - (size - 1) // 2)])
+  sq = jax.lax.reduce_window(
+      x * x,
+      0.0,
+      jax.lax.add,
+      (1,) * (x.ndim - 1) + (size,),
+      (1,) * x.ndim,
+      [(0, 0)] * (x.ndim - 1) + [((size - 1) // 2, size - 1 - (size - 1) // 2)],
+  )
   return x / (k + (alpha / size) * sq) ** beta
 
 
@@ -46,6 +53,7 @@ class CaffeNet(nn.Module):
 
   `widths` are the five convolutions' channels (the paper's by default; smaller ones only in tests).
   """
+
   widths: tuple[int, ...] = WIDTHS
 
   @nn.compact
@@ -71,8 +79,10 @@ def expected(widths: tuple[int, ...] = WIDTHS) -> list[convert.Expect]:
   rows, channels = [], 3
   for i, (width, groups, k) in enumerate(zip(widths, _GROUPS, _KERNELS)):
     name = f"conv{i + 1}"
-    rows += [convert.Expect(f"{name}.weight", (name, "kernel"), (width, channels // groups, k, k), "conv"),
-             convert.Expect(f"{name}.bias", (name, "bias"), (width,))]
+    rows += [
+        convert.Expect(f"{name}.weight", (name, "kernel"), (width, channels // groups, k, k), "conv"),
+        convert.Expect(f"{name}.bias", (name, "bias"), (width,)),
+    ]
     channels = width
   return rows
 

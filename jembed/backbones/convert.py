@@ -37,6 +37,7 @@ class Expect:
     layout: 'linear' ([out, in] -> [in, out]), 'conv' ([O, I, H, W] -> [H, W, I, O]), 'unbatch' (the leading 1
       dropped: timm's [1, T, C] tokens), 'row' ([C] -> [1, C]: CLIP's class embedding), or 'same'.
   """
+
   key: str
   target: tuple[str, ...]
   shape: tuple[int, ...]
@@ -70,8 +71,10 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise WeightFileError(f"{path}: reading torch files needs torch (pip install 'jembed[torch]'), or convert the "
-                          "file to .safetensors where torch is installed") from None
+    raise WeightFileError(
+        f"{path}: reading torch files needs torch (pip install 'jembed[torch]'), or convert the "
+        "file to .safetensors where torch is installed"
+    ) from None
   if _is_torchscript(path):  # OpenAI's CLIP .pt files are TorchScript archives, not pickled state dicts
     state = torch.jit.load(path, map_location="cpu").state_dict()
   else:
@@ -95,15 +98,16 @@ def strip_prefix(tensors: dict[str, np.ndarray], first_key: str) -> dict[str, np
   """Drops a wrapper prefix ('module.' of DataParallel, 'model.', ...) found in front of `first_key`, if any."""
   if first_key in tensors:
     return tensors
-  prefixes = [k[:-len(first_key)] for k in tensors if k.endswith("." + first_key)]
+  prefixes = [k[: -len(first_key)] for k in tensors if k.endswith("." + first_key)]
   if not prefixes:
     return tensors
   prefix = min(prefixes, key=len)
-  return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in tensors.items()}
+  return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in tensors.items()}
 
 
-def convert(tensors: dict[str, np.ndarray], expected: list[Expect], ignored: list[tuple[str, str]], *, path: str,
-            arch: str) -> tuple[dict, dict[str, str]]:
+def convert(
+    tensors: dict[str, np.ndarray], expected: list[Expect], ignored: list[tuple[str, str]], *, path: str, arch: str
+) -> tuple[dict, dict[str, str]]:
   """The Flax params tree of `expected`, filled from `tensors`.
 
   Args:
@@ -123,8 +127,10 @@ def convert(tensors: dict[str, np.ndarray], expected: list[Expect], ignored: lis
   params, used = {}, set()
   for e in expected:
     if e.key not in tensors:
-      raise WeightFileError(f"{path}: no tensor {e.key!r}, which {arch} needs with shape {e.shape} (the file has "
-                            f"{len(tensors)} tensors, e.g. {sorted(tensors)[:4]})")
+      raise WeightFileError(
+          f"{path}: no tensor {e.key!r}, which {arch} needs with shape {e.shape} (the file has "
+          f"{len(tensors)} tensors, e.g. {sorted(tensors)[:4]})"
+      )
     value = tensors[e.key]
     if tuple(value.shape) != tuple(e.shape):
       raise WeightFileError(f"{path}: tensor {e.key!r} has shape {tuple(value.shape)}, {arch} needs {e.shape}")
@@ -143,8 +149,10 @@ def convert(tensors: dict[str, np.ndarray], expected: list[Expect], ignored: lis
     else:
       skipped[key] = reason
   if unknown:
-    raise WeightFileError(f"{path}: {len(unknown)} tensors that {arch} neither uses nor ignores on purpose, e.g. "
-                          f"{unknown[:4]} (shape {tuple(tensors[unknown[0]].shape)}): is it another architecture?")
+    raise WeightFileError(
+        f"{path}: {len(unknown)} tensors that {arch} neither uses nor ignores on purpose, e.g. "
+        f"{unknown[:4]} (shape {tuple(tensors[unknown[0]].shape)}): is it another architecture?"
+    )
   return params, skipped
 
 

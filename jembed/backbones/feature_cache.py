@@ -50,9 +50,15 @@ def fingerprint(path: str) -> str:
 
 def cache_dir(config: ml_collections.ConfigDict, workdir: str, spec) -> str:
   """`workdir/features/<backbone>-<key>`: the cache of this backbone, weight file and dataset (`spec`: ModelSpec)."""
-  settings = dict(backbone=spec.backbone, image_size=spec.image_size, normalization=spec.normalization,
-                  widths=spec.widths, weights=fingerprint(config.model.backbone_weights),
-                  dataset=naming.config_name(config), flip=bool(config.train.augment_flip))
+  settings = dict(
+      backbone=spec.backbone,
+      image_size=spec.image_size,
+      normalization=spec.normalization,
+      widths=spec.widths,
+      weights=fingerprint(config.model.backbone_weights),
+      dataset=naming.config_name(config),
+      flip=bool(config.train.augment_flip),
+  )
   return paths.feature_cache(workdir, f"{spec.backbone}-{paths.cache_key(settings)}")
 
 
@@ -83,8 +89,9 @@ def _build_split(folder, split, source, fn, params, batch_size, *, flip: bool) -
   n = len(source)
   if progress.get("complete"):
     return
-  outputs, labels = None, {k: np.zeros(n, np.float32 if k in ("azimuth", "elevation", "tilt") else np.int32)
-                           for k in LABELS}
+  outputs, labels = None, {
+      k: np.zeros(n, np.float32 if k in ("azimuth", "elevation", "tilt") else np.int32) for k in LABELS
+  }
   labels_path = os.path.join(folder, f"{split}_labels.npz")
   if progress["done"] and os.path.exists(labels_path):
     with np.load(labels_path) as f:
@@ -102,10 +109,10 @@ def _build_split(folder, split, source, fn, params, batch_size, *, flip: bool) -
     images = np.stack(images + [images[-1]] * (batch_size - len(images)))  # padded: one shape, one compilation
     views = {"features": images} | ({"features_flipped": images[:, :, ::-1]} if flip else {})
     for name, batch in views.items():
-      feats = np.asarray(fn(params, batch), np.float32)[:len(rows)]
+      feats = np.asarray(fn(params, batch), np.float32)[: len(rows)]
       if outputs is None:
         outputs = {k: _open(folder, split, k, (n, feats.shape[1])) for k in views}
-      outputs[name][start:start + len(rows)] = feats
+      outputs[name][start : start + len(rows)] = feats
     for out in outputs.values():
       out.flush()
     files.save_npz(labels_path, **labels)
@@ -132,14 +139,18 @@ def load_split(config: ml_collections.ConfigDict, workdir: str, folder: str, spl
   progress = os.path.join(folder, f"{split}.json")
   if not os.path.exists(progress) or not json.load(open(progress)).get("complete"):
     raise FileNotFoundError(f"no complete {split} features in {folder}")
-  table = pipeline.join_points(pipeline.read_metadata(naming.dataset_dir(config, workdir)),
-                               records.load_shape_embedding(workdir))
+  table = pipeline.join_points(
+      pipeline.read_metadata(naming.dataset_dir(config, workdir)), records.load_shape_embedding(workdir)
+  )
   with np.load(os.path.join(folder, f"{split}_labels.npz")) as f:
     labels = {k: f[k] for k in LABELS}
   shape = labels["shape"]
-  out = dict(point=table.points[shape], shape_index=table.rows[shape].astype(np.int32),
-             category_index=labels["category"].astype(np.int32),
-             **{k: labels[k].astype(np.float32) for k in ("azimuth", "elevation", "tilt")})
+  out = dict(
+      point=table.points[shape],
+      shape_index=table.rows[shape].astype(np.int32),
+      category_index=labels["category"].astype(np.int32),
+      **{k: labels[k].astype(np.float32) for k in ("azimuth", "elevation", "tilt")},
+  )
   for name in ("features", "features_flipped"):
     path = os.path.join(folder, f"{split}_{name}.npy")
     if os.path.exists(path):
@@ -155,8 +166,16 @@ class CachedBatches:
   past that many epochs.
   """
 
-  def __init__(self, columns: dict[str, np.ndarray], batch_size: int, mesh, *, seed: int = 0, shuffle: bool = True,
-               num_epochs: int | None = None):
+  def __init__(
+      self,
+      columns: dict[str, np.ndarray],
+      batch_size: int,
+      mesh,
+      *,
+      seed: int = 0,
+      shuffle: bool = True,
+      num_epochs: int | None = None,
+  ):
     self._columns, self._batch, self._mesh = columns, int(batch_size), mesh
     self._n = len(columns["point"])
     self._seed, self._shuffle, self._epochs = int(seed), shuffle, num_epochs
@@ -167,8 +186,11 @@ class CachedBatches:
 
   def _order(self, epoch: int) -> np.ndarray:
     if epoch not in self._perms:
-      self._perms = {epoch: np.random.default_rng([self._seed, epoch]).permutation(self._n) if self._shuffle
-                     else np.arange(self._n)}
+      self._perms = {
+          epoch: np.random.default_rng([self._seed, epoch]).permutation(self._n)
+          if self._shuffle
+          else np.arange(self._n)
+      }
     return self._perms[epoch]
 
   def __next__(self) -> dict[str, jax.Array]:

@@ -29,6 +29,7 @@ class BackboneSpec:
     mean, std: normalization in 0..255 units, in the network's channel order.
     bgr: the network takes BGR (Caffe).
   """
+
   arch: str
   family: str
   layout: str
@@ -52,8 +53,9 @@ class BackboneSpec:
       return dataclasses.replace(self, image_size=int(size))
     if size % self.config.patch:
       raise ValueError(f"{self.arch}: image size {size} is not a multiple of the patch size {self.config.patch}")
-    return dataclasses.replace(self, image_size=int(size), config=dataclasses.replace(
-        self.config, grid=int(size) // self.config.patch))
+    return dataclasses.replace(
+        self, image_size=int(size), config=dataclasses.replace(self.config, grid=int(size) // self.config.patch)
+    )
 
 
 def caffenet_pool5_side(size: int) -> int:
@@ -65,8 +67,7 @@ def caffenet_pool5_side(size: int) -> int:
 
 
 def _vit(arch, layout, norm, *, patch, width, depth, size, **kw) -> BackboneSpec:
-  cfg = vit.ViTConfig(patch=patch, width=width, depth=depth, heads=width // 64, mlp=4 * width, grid=size // patch,
-                      **kw)
+  cfg = vit.ViTConfig(patch=patch, width=width, depth=depth, heads=width // 64, mlp=4 * width, grid=size // patch, **kw)
   return BackboneSpec(arch, "vit", layout, cfg, size, *norm)
 
 
@@ -81,15 +82,34 @@ for _arch, _kw in {
     "vit_base_patch14_reg4_dinov2": dict(patch=14, width=768, layer_scale=True, registers=4, pos_cls=False),
 }.items():
   ARCHS[_arch] = _vit(_arch, "timm", IMAGENET, depth=12, size=518, **_kw)  # DINOv2 trains its positions at 518
-for _arch, _norm, _width in (("vit_small_patch16_224", HALF, 384), ("vit_base_patch16_224", HALF, 768),
-                             ("deit_small_patch16_224", IMAGENET, 384), ("deit_base_patch16_224", IMAGENET, 768)):
+for _arch, _norm, _width in (
+    ("vit_small_patch16_224", HALF, 384),
+    ("vit_base_patch16_224", HALF, 768),
+    ("deit_small_patch16_224", IMAGENET, 384),
+    ("deit_base_patch16_224", IMAGENET, 768),
+):
   ARCHS[_arch] = _vit(_arch, "timm", _norm, patch=16, width=_width, depth=12, size=224)
-for _arch, _patch, _width, _depth, _proj in (("ViT-B-32", 32, 768, 12, 512), ("ViT-B-16", 16, 768, 12, 512),
-                                             ("ViT-L-14", 14, 1024, 24, 768)):
+for _arch, _patch, _width, _depth, _proj in (
+    ("ViT-B-32", 32, 768, 12, 512),
+    ("ViT-B-16", 16, 768, 12, 512),
+    ("ViT-L-14", 14, 1024, 24, 768),
+):
   for _act in ("gelu", "quick_gelu"):  # OpenAI's own weights (and OpenCLIP's '-quickgelu' models) use QuickGELU
     _name = f"openclip_{_arch}" + ("-quickgelu" if _act == "quick_gelu" else "")
-    ARCHS[_name] = _vit(_name, "openclip", CLIP, patch=_patch, width=_width, depth=_depth, size=224, patch_bias=False,
-                        ln_pre=True, eps=1e-5, act=_act, proj=_proj)
+    ARCHS[_name] = _vit(
+        _name,
+        "openclip",
+        CLIP,
+        patch=_patch,
+        width=_width,
+        depth=_depth,
+        size=224,
+        patch_bias=False,
+        ln_pre=True,
+        eps=1e-5,
+        act=_act,
+        proj=_proj,
+    )
 
 
 def get(arch: "str | BackboneSpec", image_size: int | None = None) -> BackboneSpec:

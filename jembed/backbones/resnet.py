@@ -23,6 +23,7 @@ BN_EPS = 1e-5  # torch's BatchNorm2d default
 @dataclasses.dataclass(frozen=True)
 class ResNetConfig:
   """A bottleneck ResNet: `layers` blocks per stage, `widths` the 3x3 convs' channels (x4 out), `stem` channels."""
+
   layers: tuple[int, ...] = (3, 4, 6, 3)
   widths: tuple[int, ...] = (64, 128, 256, 512)
   stem: int = 64
@@ -35,6 +36,7 @@ class ResNetConfig:
 
 class FrozenBatchNorm(nn.Module):
   """y = (x - mean) / sqrt(var + eps) * scale + bias with fixed (non-trained) mean and var."""
+
   eps: float = BN_EPS
 
   @nn.compact
@@ -64,13 +66,15 @@ class Bottleneck(nn.Module):
     y = nn.relu(FrozenBatchNorm(name="bn2")(_conv(self.width, 3, self.stride, name="conv2")(y)))
     y = FrozenBatchNorm(name="bn3")(_conv(self.width * self.expansion, 1, name="conv3")(y))
     if self.downsample:
-      x = FrozenBatchNorm(name="downsample_bn")(_conv(self.width * self.expansion, 1, self.stride,
-                                                       name="downsample_conv")(x))
+      x = FrozenBatchNorm(name="downsample_bn")(
+          _conv(self.width * self.expansion, 1, self.stride, name="downsample_conv")(x)
+      )
     return nn.relu(x + y)
 
 
 class ResNet(nn.Module):
   """float32[B, H, W, 3] (normalized) -> float32[B, widths[-1] * expansion], the global average of the last stage."""
+
   config: ResNetConfig
 
   @nn.compact
@@ -82,9 +86,13 @@ class ResNet(nn.Module):
     for stage, (blocks, width) in enumerate(zip(cfg.layers, cfg.widths)):
       for i in range(blocks):
         stride = 2 if stage > 0 and i == 0 else 1
-        x = Bottleneck(width, stride, cfg.expansion, downsample=i == 0 and (stride != 1 or channels !=
-                                                                             width * cfg.expansion),
-                       name=f"layer{stage + 1}_{i}")(x)
+        x = Bottleneck(
+            width,
+            stride,
+            cfg.expansion,
+            downsample=i == 0 and (stride != 1 or channels != width * cfg.expansion),
+            name=f"layer{stage + 1}_{i}",
+        )(x)
         channels = width * cfg.expansion
     return jnp.mean(x, axis=(1, 2))
 

@@ -36,6 +36,7 @@ class ViTConfig:
     patch_bias, ln_pre, eps, act: see the module docstring ('gelu' exact | 'quick_gelu').
     proj: >0: the width of CLIP's output projection (features = that width).
   """
+
   patch: int
   width: int
   depth: int
@@ -66,6 +67,7 @@ def _act(x: jax.Array, kind: str) -> jax.Array:
 
 class Block(nn.Module):
   """Pre-norm transformer block: x + [ls1 *] attn(norm1(x)), then x + [ls2 *] mlp(norm2(x))."""
+
   config: ViTConfig
 
   @nn.compact
@@ -88,13 +90,20 @@ class Block(nn.Module):
 
 class VisionTransformer(nn.Module):
   """float32[B, grid*patch, grid*patch, 3] (normalized) -> float32[B, features]: the [CLS] token's features."""
+
   config: ViTConfig
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     cfg = self.config
-    x = nn.Conv(cfg.width, (cfg.patch, cfg.patch), (cfg.patch, cfg.patch), padding="VALID", use_bias=cfg.patch_bias,
-                name="patch_embed")(x)
+    x = nn.Conv(
+        cfg.width,
+        (cfg.patch, cfg.patch),
+        (cfg.patch, cfg.patch),
+        padding="VALID",
+        use_bias=cfg.patch_bias,
+        name="patch_embed",
+    )(x)
     b = x.shape[0]
     x = x.reshape(b, -1, cfg.width)
     init = nn.initializers.normal(0.02)
@@ -136,19 +145,33 @@ def resample_positions(pos: np.ndarray, grid: int, prefix_tokens: int = 1) -> np
 
 
 # Each block's tensors in each layout: our name -> the file's (weight, bias) names under the block's prefix.
-_TIMM_BLOCK = dict(norm1=("norm1.weight", "norm1.bias"), qkv=("attn.qkv.weight", "attn.qkv.bias"),
-                   proj=("attn.proj.weight", "attn.proj.bias"), norm2=("norm2.weight", "norm2.bias"),
-                   fc1=("mlp.fc1.weight", "mlp.fc1.bias"), fc2=("mlp.fc2.weight", "mlp.fc2.bias"),
-                   ls1="ls1.gamma", ls2="ls2.gamma")
-_OPENCLIP_BLOCK = dict(norm1=("ln_1.weight", "ln_1.bias"), qkv=("attn.in_proj_weight", "attn.in_proj_bias"),
-                       proj=("attn.out_proj.weight", "attn.out_proj.bias"), norm2=("ln_2.weight", "ln_2.bias"),
-                       fc1=("mlp.c_fc.weight", "mlp.c_fc.bias"), fc2=("mlp.c_proj.weight", "mlp.c_proj.bias"),
-                       ls1="ls_1.gamma", ls2="ls_2.gamma")
+_TIMM_BLOCK = dict(
+    norm1=("norm1.weight", "norm1.bias"),
+    qkv=("attn.qkv.weight", "attn.qkv.bias"),
+    proj=("attn.proj.weight", "attn.proj.bias"),
+    norm2=("norm2.weight", "norm2.bias"),
+    fc1=("mlp.fc1.weight", "mlp.fc1.bias"),
+    fc2=("mlp.fc2.weight", "mlp.fc2.bias"),
+    ls1="ls1.gamma",
+    ls2="ls2.gamma",
+)
+_OPENCLIP_BLOCK = dict(
+    norm1=("ln_1.weight", "ln_1.bias"),
+    qkv=("attn.in_proj_weight", "attn.in_proj_bias"),
+    proj=("attn.out_proj.weight", "attn.out_proj.bias"),
+    norm2=("ln_2.weight", "ln_2.bias"),
+    fc1=("mlp.c_fc.weight", "mlp.c_fc.bias"),
+    fc2=("mlp.c_proj.weight", "mlp.c_proj.bias"),
+    ls1="ls_1.gamma",
+    ls2="ls_2.gamma",
+)
 
 
 def _norm(rows, keys, target, width):
-  rows += [convert.Expect(keys[0], target + ("scale",), (width,)),
-           convert.Expect(keys[1], target + ("bias",), (width,))]
+  rows += [
+      convert.Expect(keys[0], target + ("scale",), (width,)),
+      convert.Expect(keys[1], target + ("bias",), (width,)),
+  ]
 
 
 def _blocks(rows, cfg: ViTConfig, prefix: str, names: dict) -> None:
@@ -157,8 +180,10 @@ def _blocks(rows, cfg: ViTConfig, prefix: str, names: dict) -> None:
     key, target = f"{prefix}.{i}.", (f"block{i}",)
     for ours, out, inp in (("qkv", 3 * w, w), ("proj", w, w), ("fc1", cfg.mlp, w), ("fc2", w, cfg.mlp)):
       weight, bias = names[ours]
-      rows += [convert.Expect(key + weight, target + (ours, "kernel"), (out, inp), "linear"),
-               convert.Expect(key + bias, target + (ours, "bias"), (out,))]
+      rows += [
+          convert.Expect(key + weight, target + (ours, "kernel"), (out, inp), "linear"),
+          convert.Expect(key + bias, target + (ours, "bias"), (out,)),
+      ]
     for ours in ("norm1", "norm2"):
       _norm(rows, [key + n for n in names[ours]], target + (ours,), w)
     if cfg.layer_scale:
@@ -168,10 +193,12 @@ def _blocks(rows, cfg: ViTConfig, prefix: str, names: dict) -> None:
 def expected_timm(cfg: ViTConfig, grid: int) -> list[convert.Expect]:
   """Every tensor of a timm ViT file (`grid`: the file's position grid), in timm's layout."""
   w, p = cfg.width, cfg.patch
-  rows = [convert.Expect("patch_embed.proj.weight", ("patch_embed", "kernel"), (w, 3, p, p), "conv"),
-          convert.Expect("patch_embed.proj.bias", ("patch_embed", "bias"), (w,)),
-          convert.Expect("cls_token", ("cls_token",), (1, 1, w), "unbatch"),
-          convert.Expect("pos_embed", ("pos_embed",), (1, int(cfg.pos_cls) + grid * grid, w), "unbatch")]
+  rows = [
+      convert.Expect("patch_embed.proj.weight", ("patch_embed", "kernel"), (w, 3, p, p), "conv"),
+      convert.Expect("patch_embed.proj.bias", ("patch_embed", "bias"), (w,)),
+      convert.Expect("cls_token", ("cls_token",), (1, 1, w), "unbatch"),
+      convert.Expect("pos_embed", ("pos_embed",), (1, int(cfg.pos_cls) + grid * grid, w), "unbatch"),
+  ]
   if cfg.registers:
     rows.append(convert.Expect("reg_token", ("reg_token",), (1, cfg.registers, w), "unbatch"))
   _blocks(rows, cfg, "blocks", _TIMM_BLOCK)
@@ -188,9 +215,11 @@ IGNORED_TIMM = [
 def expected_openclip(cfg: ViTConfig, grid: int) -> list[convert.Expect]:
   """Every tensor of an OpenCLIP (or OpenAI CLIP) image tower, keys under `visual.`."""
   w, p = cfg.width, cfg.patch
-  rows = [convert.Expect("visual.conv1.weight", ("patch_embed", "kernel"), (w, 3, p, p), "conv"),
-          convert.Expect("visual.class_embedding", ("cls_token",), (w,), "row"),
-          convert.Expect("visual.positional_embedding", ("pos_embed",), (1 + grid * grid, w))]
+  rows = [
+      convert.Expect("visual.conv1.weight", ("patch_embed", "kernel"), (w, 3, p, p), "conv"),
+      convert.Expect("visual.class_embedding", ("cls_token",), (w,), "row"),
+      convert.Expect("visual.positional_embedding", ("pos_embed",), (1 + grid * grid, w)),
+  ]
   _norm(rows, ("visual.ln_pre.weight", "visual.ln_pre.bias"), ("ln_pre",), w)
   _blocks(rows, cfg, "visual.transformer.resblocks", _OPENCLIP_BLOCK)
   _norm(rows, ("visual.ln_post.weight", "visual.ln_post.bias"), ("norm",), w)

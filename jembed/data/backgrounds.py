@@ -31,13 +31,16 @@ _MIN_SIDE = 16
 @dataclasses.dataclass
 class BackgroundReport:
   """Which background files were found and which were skipped, with the reason."""
+
   folder: str = ""
   n_found: int = 0
   skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
   def summary(self) -> str:
-    return (f"{self.n_found - len(self.skipped)} of {self.n_found} background photos usable in {self.folder!r}, "
-            f"{len(self.skipped)} skipped")
+    return (
+        f"{self.n_found - len(self.skipped)} of {self.n_found} background photos usable in {self.folder!r}, "
+        f"{len(self.skipped)} skipped"
+    )
 
   def lines(self) -> list[str]:
     return [f"skipped background {path}: {reason}" for path, reason in self.skipped] + [self.summary()]
@@ -74,8 +77,11 @@ def list_photos(folder: str, report: BackgroundReport | None = None) -> list[str
   paths = []
   for dirpath, dirnames, filenames in os.walk(folder):
     dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-    paths += [os.path.join(dirpath, f) for f in sorted(filenames)
-              if f.lower().endswith(PHOTO_SUFFIXES) and not f.startswith(".")]
+    paths += [
+        os.path.join(dirpath, f)
+        for f in sorted(filenames)
+        if f.lower().endswith(PHOTO_SUFFIXES) and not f.startswith(".")
+    ]
   paths.sort()
   report.n_found += len(paths)
   usable = []
@@ -86,8 +92,10 @@ def list_photos(folder: str, report: BackgroundReport | None = None) -> list[str
     else:
       report.skipped.append((path, reason))
   if not usable:
-    raise ValueError(f"no usable background photos under {folder!r}: {report.summary()}"
-                     + "".join(f"\n  {line}" for line in report.lines()[:5]))
+    raise ValueError(
+        f"no usable background photos under {folder!r}: {report.summary()}"
+        + "".join(f"\n  {line}" for line in report.lines()[:5])
+    )
   return usable
 
 
@@ -128,7 +136,7 @@ class PhotoBackgrounds:
     photo = self._photo(index, h, w)
     y = int(rng.integers(photo.shape[0] - h + 1))
     x = int(rng.integers(photo.shape[1] - w + 1))
-    return photo[y:y + h, x:x + w], os.path.basename(self.paths[index])
+    return photo[y : y + h, x : x + w], os.path.basename(self.paths[index])
 
 
 def _random_color(rng: np.random.Generator) -> tuple[int, int, int]:
@@ -143,7 +151,7 @@ def _gradient(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
   """A linear blend of two colours at a random angle: float32[h, w, 3]."""
   angle = rng.uniform(0, 2 * np.pi)
   yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-  t = (np.cos(angle) * xx / max(w, 1) + np.sin(angle) * yy / max(h, 1))
+  t = np.cos(angle) * xx / max(w, 1) + np.sin(angle) * yy / max(h, 1)
   t = (t - t.min()) / max(float(np.ptp(t)), 1e-6)
   a, b = np.asarray(_random_color(rng), np.float32), np.asarray(_random_color(rng), np.float32)
   return a + t[..., None] * (b - a)
@@ -231,6 +239,7 @@ class Backgrounds:
     procedural_share: with photos, the share of cluttered backgrounds that are procedural scenes instead (a few dozen
       photos repeat too often to stand for the world; 0 = photos only, and no extra random draw).
   """
+
   photos: PhotoBackgrounds | None = None
   clutter_ratio: float = 0.9
   procedural_share: float = 0.0

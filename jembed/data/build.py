@@ -52,6 +52,7 @@ class BuildResult:
     sample_sheet: path of dataset_samples.png.
     reused: the dataset was already built; nothing was rendered or written.
   """
+
   dataset_dir: str
   num_examples: dict[str, int]
   images_rendered: int
@@ -92,8 +93,15 @@ def remove_incomplete(config_dir: str) -> list[str]:
   return removed
 
 
-def build_dataset(config: ml_collections.ConfigDict, workdir: str, *, workers: int = 0,
-                  keep_cache: bool = False, beam_runner: str = "", beam_pipeline_options: str = "") -> BuildResult:
+def build_dataset(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    workers: int = 0,
+    keep_cache: bool = False,
+    beam_runner: str = "",
+    beam_pipeline_options: str = "",
+) -> BuildResult:
   """Renders and writes the dataset of `config` into `workdir` (see the module docstring), or reuses it if built.
 
   Args:
@@ -143,13 +151,20 @@ def build_dataset(config: ml_collections.ConfigDict, workdir: str, *, workers: i
   for line in builder.background_report.lines() if builder.background_report.n_found else []:
     logging.info("%s", line)
   result.sample_sheet = sample_sheet.write_sample_sheet(
-      dataset_dir, paths.dataset_samples(workdir), int(config.data.sample_sheet), int(config.seed))
+      dataset_dir, paths.dataset_samples(workdir), int(config.data.sample_sheet), int(config.seed)
+  )
   if not (reused and _summary_dataset(workdir) == dataset_dir):  # a reuse keeps the build's own record
     _write_summary(workdir, builder, result)
   if not keep_cache and os.path.isdir(builder.cache_dir):
     shutil.rmtree(builder.cache_dir, ignore_errors=True)
-  logging.info("dataset %s: %s; %d images rendered in %.1f s (%.1f images/s)", dataset_dir, splits,
-               result.images_rendered, result.seconds, result.images_per_second)
+  logging.info(
+      "dataset %s: %s; %d images rendered in %.1f s (%.1f images/s)",
+      dataset_dir,
+      splits,
+      result.images_rendered,
+      result.seconds,
+      result.images_per_second,
+  )
   return result
 
 
@@ -169,13 +184,20 @@ def _write_summary(workdir: str, builder: tfds_builder.JembedImages, result: Bui
     if os.path.exists(path):
       with open(path) as f:
         metadata = json.load(f)
-  summary = dict(dataset_dir=result.dataset_dir, data_dir=paths.tfds_dir(workdir),
-                 name=f"{tfds_builder.NAME}/{builder.builder_config.name}:{tfds_builder.DATASET_VERSION}",
-                 splits=result.num_examples, images_rendered=result.images_rendered,
-                 seconds=round(result.seconds, 2), images_per_second=round(result.images_per_second, 2),
-                 renderers=metadata.get("renderers"), skipped_shapes=metadata.get("skipped_shapes", []),
-                 skipped_backgrounds=metadata.get("skipped_backgrounds", []))
+  summary = dict(
+      dataset_dir=result.dataset_dir,
+      data_dir=paths.tfds_dir(workdir),
+      name=f"{tfds_builder.NAME}/{builder.builder_config.name}:{tfds_builder.DATASET_VERSION}",
+      splits=result.num_examples,
+      images_rendered=result.images_rendered,
+      seconds=round(result.seconds, 2),
+      images_per_second=round(result.images_per_second, 2),
+      renderers=metadata.get("renderers"),
+      skipped_shapes=metadata.get("skipped_shapes", []),
+      skipped_backgrounds=metadata.get("skipped_backgrounds", []),
+  )
   files.write_json(paths.dataset_summary(workdir), summary, indent=1)
+
 
 # The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
 CONFIG_RULES = {

@@ -20,8 +20,13 @@ _NOT_CONTENT = ("workers", "sample_sheet")
 def content_settings(config: ml_collections.ConfigDict) -> dict:
   """Every config value the images depend on: the shape source, `config.data`, the seed and the renderer."""
   data = {k: v for k, v in config.data.to_dict().items() if k not in _NOT_CONTENT}
-  return dict(shapes=config.shapes.to_dict(), data=data, seed=int(config.seed), renderer=config.render.backend,
-              version=DATASET_VERSION)
+  return dict(
+      shapes=config.shapes.to_dict(),
+      data=data,
+      seed=int(config.seed),
+      renderer=config.render.backend,
+      version=DATASET_VERSION,
+  )
 
 
 def config_name(config: ml_collections.ConfigDict) -> str:

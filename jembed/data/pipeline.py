@@ -56,6 +56,7 @@ class PointTable:
     points: float32[N, D], row = the dataset's shape index (NaN for shapes that have no images).
     rows: int32[N], each dataset shape's row in shape_embedding.npz (-1 for shapes without images).
   """
+
   points: np.ndarray
   rows: np.ndarray
 
@@ -67,8 +68,10 @@ def read_metadata(dataset_dir: str) -> dict:
     with open(path) as f:
       return json.load(f)
   except ValueError as e:
-    raise files.DamagedFile(f"{path} is damaged ({e}): run `python -m launch.build_dataset` with the same --config "
-                            "and --workdir to build the dataset again") from None
+    raise files.DamagedFile(
+        f"{path} is damaged ({e}): run `python -m launch.build_dataset` with the same --config "
+        "and --workdir to build the dataset again"
+    ) from None
 
 
 def require_dataset(config: ml_collections.ConfigDict, workdir: str) -> str:
@@ -82,17 +85,22 @@ def require_dataset(config: ml_collections.ConfigDict, workdir: str) -> str:
   if os.path.exists(os.path.join(path, "dataset_info.json")):
     return path
   build = f"run `python -m launch.build_dataset --workdir={workdir}` with this --config"
-  others = sorted(glob.glob(os.path.join(naming.data_dir(workdir), naming.NAME, "*", naming.DATASET_VERSION,
-                                         paths.DATASET_METADATA)))
+  others = sorted(
+      glob.glob(
+          os.path.join(naming.data_dir(workdir), naming.NAME, "*", naming.DATASET_VERSION, paths.DATASET_METADATA)
+      )
+  )
   mine = provenance.flatten(naming.content_settings(config))
   for other in others:
     try:
       theirs = provenance.flatten(read_metadata(os.path.dirname(other)).get("settings", {}))
     except (OSError, ValueError):
       continue
-    raise FileNotFoundError(f"{workdir} has no dataset for this config: the one in {os.path.dirname(other)} was built "
-                            f"with other settings ({provenance.differences(theirs, mine)}); {build}, or train with "
-                            "the config it was built with")
+    raise FileNotFoundError(
+        f"{workdir} has no dataset for this config: the one in {os.path.dirname(other)} was built "
+        f"with other settings ({provenance.differences(theirs, mine)}); {build}, or train with "
+        "the config it was built with"
+    )
   raise FileNotFoundError(f"{workdir} has no dataset for this config: {build} first")
 
 
@@ -120,8 +128,10 @@ def check_shards(dataset_dir: str) -> None:
   """Raises files.DamagedFile naming a damaged shard (`damaged_shard`) and the launcher that builds it again."""
   problem = damaged_shard(dataset_dir)
   if problem:
-    raise files.DamagedFile(f"{problem}: run `python -m launch.build_dataset` with the same --config and --workdir "
-                            "to build the dataset again")
+    raise files.DamagedFile(
+        f"{problem}: run `python -m launch.build_dataset` with the same --config and --workdir "
+        "to build the dataset again"
+    )
 
 
 def join_points(metadata: dict, embedding: records.ShapeEmbedding) -> PointTable:
@@ -139,7 +149,8 @@ def join_points(metadata: dict, embedding: records.ShapeEmbedding) -> PointTable
     raise ValueError(
         f"{len(missing)} of the dataset's {len(ids)} shapes have no point in shape_embedding.npz "
         f"(e.g. {', '.join(missing[:5])}): the dataset and the shape embedding were made from different shapes. "
-        "Run launch/embed_shapes.py and launch/build_dataset.py with the same config.shapes.")
+        "Run launch/embed_shapes.py and launch/build_dataset.py with the same config.shapes."
+    )
   rows = np.array([row_of.get(i, -1) for i in ids], np.int32)
   points = np.where(rows[:, None] >= 0, np.asarray(embedding.points, np.float32)[np.maximum(rows, 0)], np.nan)
   return PointTable(points.astype(np.float32), rows)
@@ -155,9 +166,15 @@ class DecodeAndJoin(grain.transforms.Map):
     with Image.open(io.BytesIO(example["image"])) as im:
       image = np.asarray(im.convert("RGB"))
     shape = int(example["shape_index"])
-    return dict(image=image, point=self._table.points[shape], shape_index=np.int32(self._table.rows[shape]),
-                category_index=np.int32(example["category"]), azimuth=np.float32(example["azimuth"]),
-                elevation=np.float32(example["elevation"]), tilt=np.float32(example["tilt"]))
+    return dict(
+        image=image,
+        point=self._table.points[shape],
+        shape_index=np.int32(self._table.rows[shape]),
+        category_index=np.int32(example["category"]),
+        azimuth=np.float32(example["azimuth"]),
+        elevation=np.float32(example["elevation"]),
+        tilt=np.float32(example["tilt"]),
+    )
 
   def map(self, examples: list[dict]) -> dict:
     decoded = [self.one(example) for example in examples]
@@ -170,13 +187,29 @@ def data_source(config: ml_collections.ConfigDict, workdir: str, split: str):
   `tfds.data_source` finds the dataset by name in `workdir/tfds`; our builder class is not registered with TFDS, so
   this reads the files alone, as any other program could.
   """
-  return tfds.data_source(naming.tfds_name(config), split=split, data_dir=naming.data_dir(workdir), download=False,
-                          decoders={"image": tfds.decode.SkipDecoding()})
+  return tfds.data_source(
+      naming.tfds_name(config),
+      split=split,
+      data_dir=naming.data_dir(workdir),
+      download=False,
+      decoders={"image": tfds.decode.SkipDecoding()},
+  )
 
 
-def host_dataset(source, table: PointTable, *, local_batch: int, seed: int, num_epochs: int | None = None,
-                 shuffle: bool = True, process_index: int = 0, process_count: int = 1, read_threads: int = 4,
-                 prefetch: int = 256, decode_processes: int = 0) -> grain.IterDataset:
+def host_dataset(
+    source,
+    table: PointTable,
+    *,
+    local_batch: int,
+    seed: int,
+    num_epochs: int | None = None,
+    shuffle: bool = True,
+    process_index: int = 0,
+    process_count: int = 1,
+    read_threads: int = 4,
+    prefetch: int = 256,
+    decode_processes: int = 0,
+) -> grain.IterDataset:
   """This host's stream of local batches (numpy dicts, `BATCH_KEYS`).
 
   With a finite `num_epochs` the stream is cut to whole global batches first, so every host yields the same number
@@ -188,7 +221,7 @@ def host_dataset(source, table: PointTable, *, local_batch: int, seed: int, num_
   ds = ds.repeat(num_epochs)  # reshuffles every epoch
   if num_epochs is not None:
     global_batch = local_batch * process_count
-    ds = ds[:len(ds) - len(ds) % global_batch]
+    ds = ds[: len(ds) - len(ds) % global_batch]
   # Slice whole local batches (not elements) so a global batch is a contiguous run of the stream (module docstring);
   # each host decodes only its own batches.
   ds = ds.batch(local_batch, drop_remainder=True, batch_fn=list)[process_index::process_count]
@@ -233,10 +266,16 @@ class GlobalBatches:
     self._iterator.set_state(state)
 
 
-def create_input_iterator(config: ml_collections.ConfigDict, workdir: str, split: str = "train", *,
-                          mesh: jax.sharding.Mesh | None = None, shuffle: bool = True,
-                          num_epochs: int | None = None, embedding_path: str | None = None
-                          ) -> GlobalBatches:
+def create_input_iterator(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    split: str = "train",
+    *,
+    mesh: jax.sharding.Mesh | None = None,
+    shuffle: bool = True,
+    num_epochs: int | None = None,
+    embedding_path: str | None = None,
+) -> GlobalBatches:
   """Global batches of `split` of the dataset `config` built in `workdir`.
 
   Args:
@@ -259,23 +298,34 @@ def create_input_iterator(config: ml_collections.ConfigDict, workdir: str, split
   mesh = mesh or default_mesh()
   batch_size, processes = int(config.input.batch_size), jax.process_count()
   if batch_size % mesh.size or batch_size % processes:
-    raise ValueError(f"config.input.batch_size={batch_size} must divide over {processes} processes and "
-                     f"{mesh.size} devices")
+    raise ValueError(
+        f"config.input.batch_size={batch_size} must divide over {processes} processes and " f"{mesh.size} devices"
+    )
   path = require_dataset(config, workdir)
-  table = join_points(read_metadata(path), records.ShapeEmbedding.load(
-      embedding_path or paths.shape_embedding(workdir)))
+  table = join_points(
+      read_metadata(path), records.ShapeEmbedding.load(embedding_path or paths.shape_embedding(workdir))
+  )
   epochs = num_epochs if num_epochs is not None else (int(config.input.num_epochs) or None)
-  stream = host_dataset(data_source(config, workdir, split), table, local_batch=batch_size // processes,
-                        seed=int(config.seed), num_epochs=epochs, shuffle=shuffle,
-                        process_index=jax.process_index(), process_count=processes,
-                        read_threads=int(config.input.read_threads), prefetch=int(config.input.prefetch),
-                        decode_processes=int(config.input.decode_processes))
+  stream = host_dataset(
+      data_source(config, workdir, split),
+      table,
+      local_batch=batch_size // processes,
+      seed=int(config.seed),
+      num_epochs=epochs,
+      shuffle=shuffle,
+      process_index=jax.process_index(),
+      process_count=processes,
+      read_threads=int(config.input.read_threads),
+      prefetch=int(config.input.prefetch),
+      decode_processes=int(config.input.decode_processes),
+  )
   return GlobalBatches(stream, mesh)
 
 
 def normalize_images(images: jax.Array) -> jax.Array:
   """uint8[..., 3] -> float32 in [-1, 1], on the device (what the pipeline leaves to the model)."""
   return images.astype(jnp.float32) * (2.0 / 255.0) - 1.0
+
 
 # The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
 CONFIG_RULES = {

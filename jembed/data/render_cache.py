@@ -48,6 +48,7 @@ class RenderJob:
     procedural_share: share of those that are procedural although there are photos.
     cache_dir: where `shape_<index>.pkl` files go.
   """
+
   settings: synthesis.SynthesisSettings
   seed: int
   images_per_shape: int
@@ -68,23 +69,42 @@ def cache_path(cache_dir: str, shape_index: int) -> str:
 
 
 def make_backgrounds(job: RenderJob) -> backgrounds_lib.Backgrounds:
-  photos = (backgrounds_lib.PhotoBackgrounds(list(job.photos), job.settings.render_size, job.background_scale)
-            if job.photos else None)
+  photos = (
+      backgrounds_lib.PhotoBackgrounds(list(job.photos), job.settings.render_size, job.background_scale)
+      if job.photos
+      else None
+  )
   return backgrounds_lib.Backgrounds(photos, job.clutter_ratio, job.procedural_share)
 
 
-def shape_examples(renderer: base.Renderer, shape: record.Shape, shape_index: int, job: RenderJob,
-                   backgrounds: backgrounds_lib.Backgrounds) -> list[dict]:
+def shape_examples(
+    renderer: base.Renderer,
+    shape: record.Shape,
+    shape_index: int,
+    job: RenderJob,
+    backgrounds: backgrounds_lib.Backgrounds,
+) -> list[dict]:
   """The dataset examples of one shape (feature dicts as `builder.features` describes; image as PNG bytes)."""
   distribution = viewpoints.distribution_for(shape.category, job.views_dir, job.distance)
   rngs = [synthesis.example_rng(job.seed, shape.id, i) for i in range(job.images_per_shape)]
   params = [synthesis.sample_params(rng, distribution, job.settings) for rng in rngs]
   images = synthesis.synthesize(renderer, shape.vertices, shape.faces, params, rngs, backgrounds, job.settings)
-  return [dict(image=synthesis.encode_png(image), image_index=i, shape_index=shape_index, shape_id=shape.id,
-               category=shape.category, azimuth=np.float32(p.azimuth), elevation=np.float32(p.elevation),
-               tilt=np.float32(p.tilt), distance=np.float32(p.distance), clutter=bool(info["clutter"]),
-               background=info["background"])
-          for i, (p, (image, info)) in enumerate(zip(params, images))]
+  return [
+      dict(
+          image=synthesis.encode_png(image),
+          image_index=i,
+          shape_index=shape_index,
+          shape_id=shape.id,
+          category=shape.category,
+          azimuth=np.float32(p.azimuth),
+          elevation=np.float32(p.elevation),
+          tilt=np.float32(p.tilt),
+          distance=np.float32(p.distance),
+          clutter=bool(info["clutter"]),
+          background=info["background"],
+      )
+      for i, (p, (image, info)) in enumerate(zip(params, images))
+  ]
 
 
 def _write_atomic(path: str, header: dict, examples: list[dict]) -> None:
@@ -109,8 +129,13 @@ def render_worker_shape(shape_index: int, ref: record.ShapeRef) -> tuple[dict, l
   return render_shape(_WORKER["renderer"], _WORKER["backgrounds"], _WORKER["job"], shape_index, ref)
 
 
-def render_shape(renderer: base.Renderer, backgrounds: backgrounds_lib.Backgrounds, job: RenderJob, shape_index: int,
-                 ref: record.ShapeRef) -> tuple[dict, list[dict]]:
+def render_shape(
+    renderer: base.Renderer,
+    backgrounds: backgrounds_lib.Backgrounds,
+    job: RenderJob,
+    shape_index: int,
+    ref: record.ShapeRef,
+) -> tuple[dict, list[dict]]:
   """One shape's (header, examples): header {'id', 'skipped' (reason or None), 'renderer'}; no examples when the
   mesh could not be used. What a cache worker and a Beam worker (`beam_build`) each do per shape."""
   try:
@@ -175,8 +200,9 @@ def render_to_cache(tasks: list[tuple[int, record.ShapeRef]], job: RenderJob, wo
       init_worker(job)
       results = map(_render_one, todo)
     else:  # the pool's exit terminates the workers, also when a task raised
-      pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(workers, initializer=init_worker,
-                                                                          initargs=(job,)))
+      pool = stack.enter_context(
+          multiprocessing.get_context("spawn").Pool(workers, initializer=init_worker, initargs=(job,))
+      )
       results = pool.imap_unordered(_render_one, todo, chunksize=1)
     for shape_index, n_images, reason in results:
       stats["images"] += n_images
@@ -185,6 +211,12 @@ def render_to_cache(tasks: list[tuple[int, record.ShapeRef]], job: RenderJob, wo
         stats["skipped"].append((ids[shape_index], reason))
       bar.update(job.images_per_shape)
   stats["seconds"] = time.time() - start
-  logging.info("rendered %d images of %d shapes in %.1f s (%.1f images/s, %d workers)", stats["images"], len(todo),
-               stats["seconds"], stats["images"] / max(stats["seconds"], 1e-9), workers)
+  logging.info(
+      "rendered %d images of %d shapes in %.1f s (%.1f images/s, %d workers)",
+      stats["images"],
+      len(todo),
+      stats["seconds"],
+      stats["images"] / max(stats["seconds"], 1e-9),
+      workers,
+  )
   return stats

@@ -41,11 +41,12 @@ def _text(value) -> str:
 
 def _label_lines(example: dict) -> list[str]:
   background = _text(example["background"]).replace("procedural:", "").replace("gray:", "gray ")
-  return [_text(example["shape_id"]),
-          f"{example['category']}  image {int(example['image_index'])}",
-          f"az {float(example['azimuth']):.0f} el {float(example['elevation']):.0f} "
-          f"tilt {float(example['tilt']):.0f}",
-          ("clutter: " if example["clutter"] else "plain ") + background]
+  return [
+      _text(example["shape_id"]),
+      f"{example['category']}  image {int(example['image_index'])}",
+      f"az {float(example['azimuth']):.0f} el {float(example['elevation']):.0f} " f"tilt {float(example['tilt']):.0f}",
+      ("clutter: " if example["clutter"] else "plain ") + background,
+  ]
 
 
 def _fit(font: ImageFont.ImageFont, text: str, width: int) -> str:
@@ -81,8 +82,10 @@ def write_sample_sheet(dataset_dir: str, path: str, n: int = 24, seed: int = 0, 
   examples = read_examples(dataset_dir, n, seed, split)
   info = tfds.builder_from_directory(dataset_dir).info
   size = info.features["image"].shape[0]
-  header = (f"{len(examples)} random '{split}' examples of {info.full_name} "
-            f"({', '.join(f'{k} {v.num_examples}' for k, v in info.splits.items())}; {size}x{size} px)")
+  header = (
+      f"{len(examples)} random '{split}' examples of {info.full_name} "
+      f"({', '.join(f'{k} {v.num_examples}' for k, v in info.splits.items())}; {size}x{size} px)"
+  )
   tile = max(size, 128)  # small test images are enlarged (nearest) so the labels fit under them
   draw_sheet(examples, tile=tile, header=header).save(path)
   return os.fspath(path)

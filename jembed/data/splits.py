@@ -20,8 +20,10 @@ def split_counts(n: int, fractions) -> list[int]:
   whenever n allows (so tiny datasets still have a validation and a test example)."""
   f = np.asarray(fractions, np.float64)
   if f.shape != (len(SPLITS),) or np.any(f < 0) or f.sum() <= 0:
-    raise ValueError(f"config.data.split_fractions must be 3 non-negative numbers (train, validation, test), got "
-                     f"{tuple(fractions)}")
+    raise ValueError(
+        f"config.data.split_fractions must be 3 non-negative numbers (train, validation, test), got "
+        f"{tuple(fractions)}"
+    )
   f = f / f.sum()
   counts = np.floor(n * f).astype(int)
   for i in np.argsort(-(n * f - counts), kind="stable")[: n - counts.sum()]:
@@ -35,8 +37,9 @@ def split_counts(n: int, fractions) -> list[int]:
   return counts.tolist()
 
 
-def assign(shape_ids: list[str], categories: list[str], images_per_shape: int, fractions, by: str = "image",
-           seed: int = 0) -> np.ndarray:
+def assign(
+    shape_ids: list[str], categories: list[str], images_per_shape: int, fractions, by: str = "image", seed: int = 0
+) -> np.ndarray:
   """The split of every image.
 
   Args:
@@ -73,6 +76,7 @@ def assign(shape_ids: list[str], categories: list[str], images_per_shape: int, f
 @dataclasses.dataclass(frozen=True)
 class SplitPlan:
   """Everything `assign` needs but the usable shapes (small and picklable: Beam workers get it as it is)."""
+
   ids: tuple[str, ...]
   categories: tuple[str, ...]
   images_per_shape: int
@@ -87,8 +91,14 @@ class SplitPlan:
     """
     keep = np.flatnonzero(usable)
     out = np.full((len(self.ids), self.images_per_shape), -1, np.int8)
-    out[keep] = assign([self.ids[i] for i in keep], [self.categories[i] for i in keep], self.images_per_shape,
-                       self.fractions, self.by, self.seed)
+    out[keep] = assign(
+        [self.ids[i] for i in keep],
+        [self.categories[i] for i in keep],
+        self.images_per_shape,
+        self.fractions,
+        self.by,
+        self.seed,
+    )
     return out
 
 

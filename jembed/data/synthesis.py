@@ -50,6 +50,7 @@ class SynthesisSettings:
     occluders: probability that 1-3 random shapes are drawn over the composited image (books, cushions and chair
       backs cover furniture in photos); 0 = off, no random draw.
   """
+
   image_size: int = 128
   render_size: int = 192
   antialias: int = 2
@@ -70,11 +71,19 @@ class SynthesisSettings:
   def from_config(cls, data) -> "SynthesisSettings":
     """From `config.data`; render_size 0 means 1.5 x image_size (room for the crop jitter around the object)."""
     image_size = int(data.image_size)
-    return cls(image_size=image_size, render_size=int(data.render_size) or (3 * image_size) // 2,
-               antialias=int(data.antialias), max_lamps=int(data.max_lamps), ambient=tuple(data.ambient),
-               albedo=str(data.albedo), albedo_range=tuple(data.albedo_range), tint=float(data.tint),
-               truncation=float(data.truncation), context=float(data.get("context", 0.0)),
-               occluders=float(data.get("occluders", 0.0)))
+    return cls(
+        image_size=image_size,
+        render_size=int(data.render_size) or (3 * image_size) // 2,
+        antialias=int(data.antialias),
+        max_lamps=int(data.max_lamps),
+        ambient=tuple(data.ambient),
+        albedo=str(data.albedo),
+        albedo_range=tuple(data.albedo_range),
+        tint=float(data.tint),
+        truncation=float(data.truncation),
+        context=float(data.get("context", 0.0)),
+        occluders=float(data.get("occluders", 0.0)),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +96,7 @@ class ImageParams:
     albedo: gray level rendered.
     tint: float32[3] per-channel factors (max 1) of the albedo, applied to the rendered gray in linear light.
   """
+
   azimuth: float
   elevation: float
   tilt: float
@@ -102,8 +112,9 @@ def example_rng(seed: int, shape_id: str, image_index: int) -> np.random.Generat
   return np.random.default_rng(np.random.SeedSequence([int(seed) % 2**63, key, int(image_index)]))
 
 
-def sample_lights(rng: np.random.Generator, max_lamps: int = 4, ambient: tuple[float, float] = (0.0, 1.0)
-                  ) -> lights_lib.Lights:
+def sample_lights(
+    rng: np.random.Generator, max_lamps: int = 4, ambient: tuple[float, float] = (0.0, 1.0)
+) -> lights_lib.Lights:
   """The paper's random lights: ambient U(0, 1); randint(0, 4) lamps at azimuth U(0, 360), elevation U(-90, 90),
   distance U(8, 20), energy N(2, 2) (negative energies darken, as in the paper)."""
   amb = rng.uniform(*ambient)
@@ -125,14 +136,22 @@ def sample_surface(rng: np.random.Generator, settings: SynthesisSettings) -> tup
   return top, (color / top).astype(np.float32)
 
 
-def sample_params(rng: np.random.Generator, distribution: viewpoints.ViewDistribution,
-                  settings: SynthesisSettings) -> ImageParams:
+def sample_params(
+    rng: np.random.Generator, distribution: viewpoints.ViewDistribution, settings: SynthesisSettings
+) -> ImageParams:
   """View, lights and surface of one image, in this order from `rng`."""
   view = distribution.sample(rng, 1)
   lights = sample_lights(rng, settings.max_lamps, settings.ambient)
   albedo, tint = sample_surface(rng, settings)
-  return ImageParams(float(view.azimuth[0]), float(view.elevation[0]), float(view.tilt[0]),
-                     float(view.distance[0]), lights, albedo, tint)
+  return ImageParams(
+      float(view.azimuth[0]),
+      float(view.elevation[0]),
+      float(view.tilt[0]),
+      float(view.distance[0]),
+      lights,
+      albedo,
+      tint,
+  )
 
 
 def tight_box(alpha: np.ndarray) -> tuple[int, int, int, int]:
@@ -143,8 +162,9 @@ def tight_box(alpha: np.ndarray) -> tuple[int, int, int, int]:
   return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
 
 
-def jitter_box(box: tuple[int, int, int, int], rng: np.random.Generator, ratio: float,
-               image_shape: tuple[int, int]) -> tuple[int, int, int, int]:
+def jitter_box(
+    box: tuple[int, int, int, int], rng: np.random.Generator, ratio: float, image_shape: tuple[int, int]
+) -> tuple[int, int, int, int]:
   """The paper's jittered crop (`batch_crop_syn_images.m`, reference §2) of a tight box.
 
   Each edge moves by `ratio` x the box side times a standard normal draw, positive = cutting into the object:
@@ -183,16 +203,21 @@ def jitter_box(box: tuple[int, int, int, int], rng: np.random.Generator, ratio: 
   return top, max(top, bottom), left, max(left, right)
 
 
-def widen_box(box: tuple[int, int, int, int], rng: np.random.Generator, context: float,
-              image_shape: tuple[int, int]) -> tuple[int, int, int, int]:
+def widen_box(
+    box: tuple[int, int, int, int], rng: np.random.Generator, context: float, image_shape: tuple[int, int]
+) -> tuple[int, int, int, int]:
   """The box with each side moved out by U(0, context) x the box's side, clamped to the image (order: left, right,
   top, bottom)."""
   top, bottom, left, right = box
   h, w = bottom - top + 1, right - left + 1
   grow = rng.uniform(0.0, context, 4) * np.array([w, w, h, h])
   height, width = image_shape
-  return (int(max(0, round(top - grow[2]))), int(min(height - 1, round(bottom + grow[3]))),
-          int(max(0, round(left - grow[0]))), int(min(width - 1, round(right + grow[1]))))
+  return (
+      int(max(0, round(top - grow[2]))),
+      int(min(height - 1, round(bottom + grow[3]))),
+      int(max(0, round(left - grow[0]))),
+      int(min(width - 1, round(right + grow[1]))),
+  )
 
 
 def composite(rgb: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.ndarray:
@@ -232,8 +257,13 @@ def apply_tint(rgb: np.ndarray, tint: np.ndarray) -> np.ndarray:
   return shading.display(linear * tint).astype(np.float32) * 255.0
 
 
-def finish_image(rgba: np.ndarray, params: ImageParams, rng: np.random.Generator,
-                 backgrounds: backgrounds_lib.Backgrounds, settings: SynthesisSettings) -> tuple[np.ndarray, dict]:
+def finish_image(
+    rgba: np.ndarray,
+    params: ImageParams,
+    rng: np.random.Generator,
+    backgrounds: backgrounds_lib.Backgrounds,
+    settings: SynthesisSettings,
+) -> tuple[np.ndarray, dict]:
   """Crop, tint, composite and stretch one render.
 
   Args:
@@ -251,7 +281,7 @@ def finish_image(rgba: np.ndarray, params: ImageParams, rng: np.random.Generator
     box = widen_box(box, rng, settings.context, rgba.shape[:2])
   box = jitter_box(box, rng, settings.truncation, rgba.shape[:2])
   top, bottom, left, right = box
-  crop = rgba[top:bottom + 1, left:right + 1]
+  crop = rgba[top : bottom + 1, left : right + 1]
   rgb = apply_tint(crop[..., :3], params.tint)
   background, clutter, name = backgrounds.draw(rng, crop.shape[0], crop.shape[1])
   image = composite(rgb, crop[..., 3], background)
@@ -261,9 +291,15 @@ def finish_image(rgba: np.ndarray, params: ImageParams, rng: np.random.Generator
   return image, {"clutter": clutter, "background": name, "box": box}
 
 
-def synthesize(renderer: base.Renderer, vertices: np.ndarray, faces: np.ndarray, params: list[ImageParams],
-               rngs: list[np.random.Generator], backgrounds: backgrounds_lib.Backgrounds,
-               settings: SynthesisSettings) -> list[tuple[np.ndarray, dict]]:
+def synthesize(
+    renderer: base.Renderer,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    params: list[ImageParams],
+    rngs: list[np.random.Generator],
+    backgrounds: backgrounds_lib.Backgrounds,
+    settings: SynthesisSettings,
+) -> list[tuple[np.ndarray, dict]]:
   """Images of one mesh, all its views in one render call.
 
   Args:
@@ -280,10 +316,18 @@ def synthesize(renderer: base.Renderer, vertices: np.ndarray, faces: np.ndarray,
   """
   if not params:
     return []
-  views = camera.Views.make([p.azimuth for p in params], [p.elevation for p in params], [p.tilt for p in params],
-                            [p.distance for p in params])
-  out = renderer.render(vertices, faces, views, size=settings.render_size, lights=[p.lights for p in params],
-                        albedo=np.asarray([p.albedo for p in params], np.float32), antialias=settings.antialias)
+  views = camera.Views.make(
+      [p.azimuth for p in params], [p.elevation for p in params], [p.tilt for p in params], [p.distance for p in params]
+  )
+  out = renderer.render(
+      vertices,
+      faces,
+      views,
+      size=settings.render_size,
+      lights=[p.lights for p in params],
+      albedo=np.asarray([p.albedo for p in params], np.float32),
+      antialias=settings.antialias,
+  )
   return [finish_image(rgba, p, rng, backgrounds, settings) for rgba, p, rng in zip(out.rgba, params, rngs)]
 
 

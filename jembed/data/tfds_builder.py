@@ -43,31 +43,39 @@ DATASET_VERSION = naming.DATASET_VERSION
 
 def builder_config(config: ml_collections.ConfigDict) -> tfds.core.BuilderConfig:
   """The BuilderConfig of the dataset `config` describes (name from `naming.config_name`)."""
-  return tfds.core.BuilderConfig(name=naming.config_name(config), version=DATASET_VERSION,
-                                 description="jembed synthetic images; the settings are in metadata.json")
+  return tfds.core.BuilderConfig(
+      name=naming.config_name(config),
+      version=DATASET_VERSION,
+      description="jembed synthetic images; the settings are in metadata.json",
+  )
 
 
 def features(image_size: int, categories: list[str]) -> tfds.features.FeaturesDict:
   scalar = tfds.features.Scalar
-  return tfds.features.FeaturesDict({
-      "image": tfds.features.Image(shape=(image_size, image_size, 3), encoding_format="png"),
-      "shape_index": scalar(np.int32),
-      "shape_id": tfds.features.Text(),
-      "category": tfds.features.ClassLabel(names=categories),
-      "image_index": scalar(np.int32),
-      "azimuth": scalar(np.float32), "elevation": scalar(np.float32), "tilt": scalar(np.float32),
-      "distance": scalar(np.float32),
-      "clutter": scalar(np.bool_),
-      "background": tfds.features.Text(),
-  })
+  return tfds.features.FeaturesDict(
+      {
+          "image": tfds.features.Image(shape=(image_size, image_size, 3), encoding_format="png"),
+          "shape_index": scalar(np.int32),
+          "shape_id": tfds.features.Text(),
+          "category": tfds.features.ClassLabel(names=categories),
+          "image_index": scalar(np.int32),
+          "azimuth": scalar(np.float32),
+          "elevation": scalar(np.float32),
+          "tilt": scalar(np.float32),
+          "distance": scalar(np.float32),
+          "clutter": scalar(np.bool_),
+          "background": tfds.features.Text(),
+      }
+  )
 
 
 class JembedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Synthetic images of the shapes of `config.shapes`, made as `config.data` says."""
+
   VERSION = tfds.core.Version(DATASET_VERSION)
   RELEASE_NOTES = {
       DATASET_VERSION: "Render-for-CNN images (views, lamps, truncation, backgrounds) with view labels; "
-                       "embedding points joined at read time.",
+      "embedding points joined at read time.",
   }
 
   @tfds.core.utils.classproperty
@@ -77,8 +85,15 @@ class JembedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     # uses but does not install; the answer is simply this module.
     return epath.Path(__file__)
 
-  def __init__(self, *, config: ml_collections.ConfigDict, data_dir: str, cache_dir: str | None = None,
-               workers: int = 1, **kwargs):
+  def __init__(
+      self,
+      *,
+      config: ml_collections.ConfigDict,
+      data_dir: str,
+      cache_dir: str | None = None,
+      workers: int = 1,
+      **kwargs,
+  ):
     """Lists the shapes (cheap, no mesh is read); rendering waits for `render` or `download_and_prepare`.
 
     Args:
@@ -106,7 +121,8 @@ class JembedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         features=features(self.settings.image_size, self.categories),
         metadata=tfds.core.MetadataDict(),
         citation="Li, Su, Qi, Fish, Cohen-Or, Guibas. Joint Embeddings of Shapes and Images via CNN Image "
-                 "Purification. SIGGRAPH Asia 2015.")
+        "Purification. SIGGRAPH Asia 2015.",
+    )
 
   def photos(self) -> tuple[str, ...]:
     """The usable background photos of `config.data.backgrounds` (listed and checked once); () = procedural."""
@@ -120,12 +136,20 @@ class JembedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     if data.views_dir and not os.path.isdir(os.path.expanduser(data.views_dir)):  # fail here, not in a worker
       raise FileNotFoundError(f"view distribution folder {data.views_dir!r} (config.data.views_dir) does not exist")
     return render_cache.RenderJob(
-        settings=self.settings, seed=int(self.jembed_config.seed), images_per_shape=int(data.images_per_shape),
-        renderer=self.jembed_config.render.backend, up_axis=shapes.get("up_axis", "y"),
-        front=shapes.get("front", "auto"), views_dir=data.views_dir, distance=float(data.distance),
-        photos=self.photos(), background_scale=float(data.background_scale),
-        clutter_ratio=float(data.clutter_ratio), cache_dir=os.path.normpath(self.cache_dir),
-        procedural_share=float(data.get("procedural_share", 0.0)))
+        settings=self.settings,
+        seed=int(self.jembed_config.seed),
+        images_per_shape=int(data.images_per_shape),
+        renderer=self.jembed_config.render.backend,
+        up_axis=shapes.get("up_axis", "y"),
+        front=shapes.get("front", "auto"),
+        views_dir=data.views_dir,
+        distance=float(data.distance),
+        photos=self.photos(),
+        background_scale=float(data.background_scale),
+        clutter_ratio=float(data.clutter_ratio),
+        cache_dir=os.path.normpath(self.cache_dir),
+        procedural_share=float(data.get("procedural_share", 0.0)),
+    )
 
   def render(self) -> dict:
     """Renders every shape not in the cache yet (worker processes, a progress bar)."""
@@ -133,21 +157,31 @@ class JembedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def split_plan(self) -> splits.SplitPlan:
     data = self.jembed_config.data
-    return splits.SplitPlan(ids=tuple(r.id for r in self.refs), categories=tuple(r.category for r in self.refs),
-                            images_per_shape=int(data.images_per_shape), fractions=tuple(data.split_fractions),
-                            by=data.split_by, seed=int(self.jembed_config.seed))
+    return splits.SplitPlan(
+        ids=tuple(r.id for r in self.refs),
+        categories=tuple(r.category for r in self.refs),
+        images_per_shape=int(data.images_per_shape),
+        fractions=tuple(data.split_fractions),
+        by=data.split_by,
+        seed=int(self.jembed_config.seed),
+    )
 
   def set_metadata(self, headers: list[dict]) -> None:
     """`metadata.json`: the shapes, categories, settings, and what each shape's header says (skipped, renderer)."""
     data = self.jembed_config.data
     self.info.metadata.update(
-        shape_ids=[r.id for r in self.refs], shape_categories=[r.category for r in self.refs],
-        categories=self.categories, images_per_shape=int(data.images_per_shape),
-        image_size=self.settings.image_size, split_by=data.split_by, split_fractions=list(data.split_fractions),
+        shape_ids=[r.id for r in self.refs],
+        shape_categories=[r.category for r in self.refs],
+        categories=self.categories,
+        images_per_shape=int(data.images_per_shape),
+        image_size=self.settings.image_size,
+        split_by=data.split_by,
+        split_fractions=list(data.split_fractions),
         renderers=sorted({h["renderer"] for h in headers if h["renderer"]}),
         skipped_shapes=[[h["id"], h["skipped"]] for h in headers if h["skipped"]],
         skipped_backgrounds=[list(s) for s in self.background_report.skipped],
-        settings=naming.content_settings(self.jembed_config))
+        settings=naming.content_settings(self.jembed_config),
+    )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # nothing to download
@@ -158,8 +192,9 @@ class JembedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self.set_metadata(headers)
     assignment = self.split_plan().assignment(np.array([not h["skipped"] for h in headers]))
     present = splits.present(assignment, self.jembed_config.data.split_fractions)
-    return {name: self._generate_examples(index, assignment) for index, name in enumerate(splits.SPLITS)
-            if index in present}
+    return {
+        name: self._generate_examples(index, assignment) for index, name in enumerate(splits.SPLITS) if index in present
+    }
 
   def _generate_examples(self, split_index: int, assignment: np.ndarray):
     """(key, example) of one split, shape by shape from the cache; TFDS shuffles them by key when writing."""

@@ -28,6 +28,7 @@ from jembed.shapes import taxonomy
 
 AZIMUTH_BIN, ELEVATION_BIN = 22.5, 10.0
 
+
 @dataclasses.dataclass(frozen=True)
 class HistogramViews:
   """The paper's binned view sampler (see the module docstring).
@@ -38,6 +39,7 @@ class HistogramViews:
     tilt_std: degrees.
     distance: camera distance (world units).
   """
+
   azimuth_weights: tuple[float, ...]
   elevation_weights: tuple[float, ...]
   tilt_std: float
@@ -45,8 +47,10 @@ class HistogramViews:
 
   def __post_init__(self):
     if len(self.azimuth_weights) != 16 or len(self.elevation_weights) != 18:
-      raise ValueError("expected 16 azimuth and 18 elevation bin weights, got "
-                       f"{len(self.azimuth_weights)} and {len(self.elevation_weights)}")
+      raise ValueError(
+          "expected 16 azimuth and 18 elevation bin weights, got "
+          f"{len(self.azimuth_weights)} and {len(self.elevation_weights)}"
+      )
 
   def sample(self, rng: np.random.Generator, n: int) -> camera.Views:
     """n views: bins by weight, then uniform jitter within the bin; tilt Gaussian."""
@@ -69,6 +73,7 @@ class SampledViews:
     distance: if not None, replaces the file's distances (the paper fixed 3 and ignored the column).
     source: where the samples came from (for messages).
   """
+
   samples: np.ndarray
   distance: float | None = camera.DISTANCE
   source: str = ""
@@ -132,8 +137,7 @@ def _view_file(folder: str, category: str) -> str | None:
   return None
 
 
-def distribution_for(category: str, views_dir: str = "", distance: float | None = camera.DISTANCE
-                     ) -> ViewDistribution:
+def distribution_for(category: str, views_dir: str = "", distance: float | None = camera.DISTANCE) -> ViewDistribution:
   """The view distribution of a category: the user's file in `views_dir` if there is one, else the paper's.
 
   Args:

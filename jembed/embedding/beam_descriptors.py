@@ -50,16 +50,19 @@ class _Describe(beam.DoFn if beam else object):
     except loading.MeshError as e:
       yield json.dumps(dict(index=index, id=ref.id, category=ref.category, skipped=str(e)))
       return
-    views = hog_input.lfd_images(self._renderer, shape.vertices, shape.faces, shape.category, size=render.size,
-                                 antialias=render.antialias)
+    views = hog_input.lfd_images(
+        self._renderer, shape.vertices, shape.faces, shape.category, size=render.size, antialias=render.antialias
+    )
     row = np.asarray(descriptors.batch_descriptors(views[None]))[0]
     np.save(os.path.join(self._folder, f"{index:08d}.npy"), row)
-    yield json.dumps(dict(index=index, id=shape.id, category=shape.category, skipped=None,
-                          mesh=loading.geometry_fingerprint(shape)))
+    yield json.dumps(
+        dict(index=index, id=shape.id, category=shape.category, skipped=None, mesh=loading.geometry_fingerprint(shape))
+    )
 
 
-def compute_descriptors(config: ml_collections.ConfigDict, workdir: str, runner: str,
-                        pipeline_options: str = "") -> descriptors.Descriptors:
+def compute_descriptors(
+    config: ml_collections.ConfigDict, workdir: str, runner: str, pipeline_options: str = ""
+) -> descriptors.Descriptors:
   """`descriptors.compute_descriptors`, with the per-shape work on a Beam runner (module docstring).
 
   A store already complete for this listing and these settings is reused as it is.
@@ -76,11 +79,13 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str, runner:
   os.makedirs(folder)
 
   def build(pipeline):
-    _ = (pipeline
-         | "Shapes" >> beam.Create(list(enumerate(refs)))
-         | "Spread" >> beam.Reshuffle()
-         | "Describe" >> beam.ParDo(_Describe(config, folder))
-         | "Headers" >> beam.io.WriteToText(os.path.join(folder, "headers"), file_name_suffix=".jsonl"))
+    _ = (
+        pipeline
+        | "Shapes" >> beam.Create(list(enumerate(refs)))
+        | "Spread" >> beam.Reshuffle()
+        | "Describe" >> beam.ParDo(_Describe(config, folder))
+        | "Headers" >> beam.io.WriteToText(os.path.join(folder, "headers"), file_name_suffix=".jsonl")
+    )
 
   beam_lib.run_pipeline(build, runner, pipeline_options)
   headers = [None] * len(refs)

@@ -40,6 +40,7 @@ class Descriptors:
     features: float32[N, 203760], a read-only memory map (not in RAM).
     skipped: (id, reason) of the listed shapes that could not be used.
   """
+
   ids: list[str]
   categories: list[str]
   features: np.ndarray
@@ -48,9 +49,17 @@ class Descriptors:
 
 def fingerprint(config: ml_collections.ConfigDict, refs) -> dict:
   """What the cached rows depend on; any change invalidates the cache."""
-  return dict(ids=[r.id for r in refs], paths=[r.path for r in refs], up_axis=config.shapes.up_axis,
-              front=config.shapes.front, size=config.render.size, antialias=config.render.antialias,
-              hog_size=config.lfd.hog_size, dim=hog.LFD_DIM, version=2)  # 2: the rows' mesh fingerprints recorded
+  return dict(
+      ids=[r.id for r in refs],
+      paths=[r.path for r in refs],
+      up_axis=config.shapes.up_axis,
+      front=config.shapes.front,
+      size=config.render.size,
+      antialias=config.render.antialias,
+      hog_size=config.lfd.hog_size,
+      dim=hog.LFD_DIM,
+      version=2,
+  )  # 2: the rows' mesh fingerprints recorded
 
 
 def open_store(workdir: str, key: dict, n: int) -> tuple[np.ndarray, dict]:
@@ -86,8 +95,9 @@ def batch_descriptors(views_120: jax.Array) -> jax.Array:
   return hog.lfd_descriptor(views_120.astype(np.float32))
 
 
-def compute_descriptors(config: ml_collections.ConfigDict, workdir: str,
-                        on_batch: Callable[[int], None] | None = None) -> Descriptors:
+def compute_descriptors(
+    config: ml_collections.ConfigDict, workdir: str, on_batch: Callable[[int], None] | None = None
+) -> Descriptors:
   """Computes (or resumes, or reuses) the LFD-HoG descriptors of `config.shapes` in `workdir/lfd/`.
 
   Args:
@@ -111,20 +121,28 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str,
     bar = tqdm.tqdm(total=len(refs), initial=start, desc="LFD-HoG descriptors", unit="shape")
     for lo in range(start, len(refs), batch):
       report = sources.LoadReport()
-      chunk = refs[lo:lo + batch]
+      chunk = refs[lo : lo + batch]
       views, ids, categories, meshes = [], [], [], []
       for shape in sources.iter_shapes(chunk, config.shapes.up_axis, config.shapes.front, report, summary=False):
-        views.append(hog_input.lfd_images(renderer, shape.vertices, shape.faces, shape.category,
-                                           size=config.render.size, antialias=config.render.antialias))
+        views.append(
+            hog_input.lfd_images(
+                renderer,
+                shape.vertices,
+                shape.faces,
+                shape.category,
+                size=config.render.size,
+                antialias=config.render.antialias,
+            )
+        )
         ids.append(shape.id)
         categories.append(shape.category)
         meshes.append(loading.geometry_fingerprint(shape))
       if views:
         padded = np.zeros((batch,) + views[0].shape, np.uint8)  # One compiled shape for every batch.
-        padded[:len(views)] = views
-        rows = np.asarray(batch_descriptors(padded))[:len(views)]
+        padded[: len(views)] = views
+        rows = np.asarray(batch_descriptors(padded))[: len(views)]
         row0 = len(progress["ids"])
-        features[row0:row0 + len(rows)] = rows
+        features[row0 : row0 + len(rows)] = rows
         features.flush()
       progress["ids"] += ids
       progress["categories"] += categories
@@ -137,8 +155,13 @@ def compute_descriptors(config: ml_collections.ConfigDict, workdir: str,
         on_batch(progress["n_processed"])
     bar.close()
   del features
-  logging.info("LFD descriptors: %d of the %d listed shapes usable, %d skipped in all (reasons in %s)",
-               len(progress["ids"]), len(refs), len(progress["skipped"]), paths.skipped_shapes(workdir))
+  logging.info(
+      "LFD descriptors: %d of the %d listed shapes usable, %d skipped in all (reasons in %s)",
+      len(progress["ids"]),
+      len(refs),
+      len(progress["skipped"]),
+      paths.skipped_shapes(workdir),
+  )
   write_manifest(workdir, progress)
   return load_descriptors(workdir)
 
@@ -147,10 +170,15 @@ def write_manifest(workdir: str, progress: dict) -> None:
   """`workdir/shapes.json` from the finished progress record (what later stages read instead of this cache)."""
   fingerprint = progress["fingerprint"]
   source_of = dict(zip(fingerprint["ids"], fingerprint["paths"]))
-  manifest.Manifest(ids=progress["ids"], categories=progress["categories"],
-                    sources=[source_of[i] for i in progress["ids"]], fingerprints=progress["meshes"],
-                    up_axis=fingerprint["up_axis"], front=fingerprint["front"],
-                    skipped=progress["skipped"]).save(workdir)
+  manifest.Manifest(
+      ids=progress["ids"],
+      categories=progress["categories"],
+      sources=[source_of[i] for i in progress["ids"]],
+      fingerprints=progress["meshes"],
+      up_axis=fingerprint["up_axis"],
+      front=fingerprint["front"],
+      skipped=progress["skipped"],
+  ).save(workdir)
 
 
 def load_descriptors(workdir: str) -> Descriptors:
@@ -164,7 +192,13 @@ def load_descriptors(workdir: str) -> Descriptors:
     n = len(progress["ids"])
     features = np.load(paths.lfd(workdir, paths.DESCRIPTORS), mmap_mode="r")[:n]
   except (OSError, ValueError, KeyError) as e:
-    raise files.DamagedFile(f"the LFD descriptors in {paths.lfd(workdir)} are damaged ({e}): run "
-                            f"`python -m launch.embed_shapes --workdir={workdir}` to compute them again") from None
-  return Descriptors(ids=progress["ids"], categories=progress["categories"], features=features,
-                     skipped=[tuple(s) for s in progress["skipped"]])
+    raise files.DamagedFile(
+        f"the LFD descriptors in {paths.lfd(workdir)} are damaged ({e}): run "
+        f"`python -m launch.embed_shapes --workdir={workdir}` to compute them again"
+    ) from None
+  return Descriptors(
+      ids=progress["ids"],
+      categories=progress["categories"],
+      features=features,
+      skipped=[tuple(s) for s in progress["skipped"]],
+  )

@@ -47,7 +47,7 @@ def data_mesh(sharded: bool = True) -> jax.sharding.Mesh:
   """The 1-D `('data',)` mesh over this process's devices (all devices of a single-process run), or over the first
   one only when `sharded` is False. Several processes split the tiles among themselves instead (`part`)."""
   devices = jax.local_devices()
-  return jax.make_mesh((len(devices) if sharded else 1,), ('data',), devices=devices if sharded else devices[:1])
+  return jax.make_mesh((len(devices) if sharded else 1,), ("data",), devices=devices if sharded else devices[:1])
 
 
 @functools.lru_cache(maxsize=16)
@@ -62,13 +62,14 @@ def _tile_fn(mesh: jax.sharding.Mesh, refine_rtol: float, precision: jax.lax.Pre
     sq = norms - 2.0 * jnp.matmul(rows, cols.T, precision=precision)
     return jnp.sqrt(jnp.maximum(sq, 0.0)), sq <= refine_rtol * norms
 
-  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P('data'), P('data'), P(), P()),
-                               out_specs=(P('data'), P('data'))))
+  return jax.jit(
+      jax.shard_map(local, mesh=mesh, in_specs=(P("data"), P("data"), P(), P()), out_specs=(P("data"), P("data")))
+  )
 
 
 def _compute_dtype(x: Any) -> np.dtype:
   # float64 in, float64 out only when JAX itself runs in 64 bit; otherwise everything is float32.
-  if np.dtype(x.dtype) == np.float64 and jax.config.read('jax_enable_x64'):
+  if np.dtype(x.dtype) == np.float64 and jax.config.read("jax_enable_x64"):
     return np.dtype(np.float64)
   return np.dtype(np.float32)
 
@@ -78,10 +79,10 @@ def _centred_block(x: Any, start: int, size: int, centre: np.ndarray) -> tuple[n
 
   Centring happens here, in the one pass that reads the rows anyway (x may be a memmap), not on the device.
   """
-  rows = x[start:start + size]
+  rows = x[start : start + size]
   block = np.zeros((size, x.shape[1]), centre.dtype)
-  np.subtract(rows, centre, out=block[:rows.shape[0]], casting='unsafe')
-  return block, np.einsum('ij,ij->i', block, block, dtype=np.float64).astype(centre.dtype)
+  np.subtract(rows, centre, out=block[: rows.shape[0]], casting="unsafe")
+  return block, np.einsum("ij,ij->i", block, block, dtype=np.float64).astype(centre.dtype)
 
 
 class _Blocks:
@@ -94,19 +95,19 @@ class _Blocks:
       n_pad = -(-x.shape[0] // size) * size
       self.cached = [np.zeros((n_pad, x.shape[1]), centre.dtype), np.zeros(n_pad, centre.dtype)]
       for s in range(0, x.shape[0], size):
-        self.cached[0][s:s + size], self.cached[1][s:s + size] = _centred_block(x, s, size, centre)
+        self.cached[0][s : s + size], self.cached[1][s : s + size] = _centred_block(x, s, size, centre)
 
   def __call__(self, start: int) -> tuple[np.ndarray, np.ndarray]:
     if self.cached is None:
       return _centred_block(self.x, start, self.size, self.centre)
-    return self.cached[0][start:start + self.size], self.cached[1][start:start + self.size]
+    return self.cached[0][start : start + self.size], self.cached[1][start : start + self.size]
 
 
 def _mean_row(x: Any, block: int) -> np.ndarray:
   """float64[D] mean of the rows of x, read block by block (x may be a memmap)."""
   total = np.zeros(x.shape[1], np.float64)
   for start in range(0, x.shape[0], block):
-    total += np.asarray(x[start:start + block], dtype=np.float64).sum(axis=0)
+    total += np.asarray(x[start : start + block], dtype=np.float64).sum(axis=0)
   return total / max(x.shape[0], 1)
 
 
@@ -133,25 +134,25 @@ def _refine(tile: np.ndarray, flags: np.ndarray, a: Any, b: Any, i0: int, j0: in
     ii, jj = ii[keep], jj[keep]
   step = max(1, _REFINE_CHUNK // max(a.shape[1], 1))
   for s in range(0, ii.size, step):
-    i, j = ii[s:s + step], jj[s:s + step]
+    i, j = ii[s : s + step], jj[s : s + step]
     diff = np.asarray(a[i0 + i]) - np.asarray(b[j0 + j])
-    tile[i, j] = np.sqrt(np.einsum('kd,kd->k', diff, diff, dtype=np.float64))
+    tile[i, j] = np.sqrt(np.einsum("kd,kd->k", diff, diff, dtype=np.float64))
 
 
 def _make_out(out: Any, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
   if out is None:
     return np.zeros(shape, dtype)  # zeros: a `part` leaves the other shares' entries as they are
   if isinstance(out, (str, os.PathLike)):
-    return np.lib.format.open_memmap(os.fspath(out), mode='w+', dtype=dtype, shape=shape)
+    return np.lib.format.open_memmap(os.fspath(out), mode="w+", dtype=dtype, shape=shape)
   if tuple(out.shape) != shape:
-    raise ValueError(f'out has shape {tuple(out.shape)}, expected {shape}')
+    raise ValueError(f"out has shape {tuple(out.shape)}, expected {shape}")
   return out
 
 
 def _progress(total: int, progress: bool | None, desc: str):
   # None: a bar only for runs with many tiles (and tqdm itself stays quiet when stderr is not a terminal).
   disable = (not progress) if progress is not None else (None if total >= 64 else True)
-  return tqdm.tqdm(total=total, desc=desc, disable=disable, unit='tile')
+  return tqdm.tqdm(total=total, desc=desc, disable=disable, unit="tile")
 
 
 def _tiled(a, b, out, *, symmetric, block_size, sharded, refine_rtol, progress, precision, part=(0, 1)):
@@ -164,7 +165,7 @@ def _tiled(a, b, out, *, symmetric, block_size, sharded, refine_rtol, progress, 
   mesh = data_mesh(sharded)
   block = _block_rows(block_size, n, a.shape[1], mesh.size)
   col_block = block if symmetric else min(block, m)  # columns are replicated: no device multiple, no padding past m
-  row_sharding = jax.NamedSharding(mesh, P('data'))
+  row_sharding = jax.NamedSharding(mesh, P("data"))
   replicated = jax.NamedSharding(mesh, P())
   # Distances are translation invariant; centring saves float32 digits (module docstring).
   centre = _mean_row(b, col_block).astype(dtype)
@@ -172,23 +173,23 @@ def _tiled(a, b, out, *, symmetric, block_size, sharded, refine_rtol, progress, 
   col_blocks = row_blocks if symmetric else _Blocks(b, centre, col_block)
   fn = _tile_fn(mesh, float(refine_rtol or -1.0), precision)
   row_starts, col_starts = range(0, n, block), range(0, m, col_block)
-  tiles = [(i, j) for i in row_starts for j in col_starts if not symmetric or j >= i][part[0]::part[1]]
+  tiles = [(i, j) for i in row_starts for j in col_starts if not symmetric or j >= i][part[0] :: part[1]]
   pending = None  # one tile in flight: the device computes tile k + 1 while the host stores tile k
 
   def finish(item):
     (i, j), result = item
     dist, flags = (np.asarray(r) for r in result)
-    dist = np.array(dist[:n - i, :m - j], dtype=dtype)
+    dist = np.array(dist[: n - i, : m - j], dtype=dtype)
     if refine_rtol:
-      _refine(dist, flags[:n - i, :m - j], a, b, i, j, skip_diagonal=symmetric and i == j)
+      _refine(dist, flags[: n - i, : m - j], a, b, i, j, skip_diagonal=symmetric and i == j)
     if symmetric and i == j:
       dist = 0.5 * (dist + dist.T)  # the GEMM need not be exactly symmetric; the answer must be
       np.fill_diagonal(dist, 0.0)
-    out[i:i + dist.shape[0], j:j + dist.shape[1]] = dist
+    out[i : i + dist.shape[0], j : j + dist.shape[1]] = dist
     if symmetric and i != j:
-      out[j:j + dist.shape[1], i:i + dist.shape[0]] = dist.T
+      out[j : j + dist.shape[1], i : i + dist.shape[0]] = dist.T
 
-  with _progress(len(tiles), progress, 'distances') as bar:
+  with _progress(len(tiles), progress, "distances") as bar:
     rows, row_i = None, None
     for i, j in tiles:
       if row_i != i:
@@ -240,8 +241,18 @@ def pairwise_distances(
   """
   n = X.shape[0]
   out = _make_out(out, (n, n), _compute_dtype(X))
-  return _tiled(X, X, out, symmetric=True, block_size=block_size, sharded=sharded, refine_rtol=refine_rtol,
-                progress=progress, precision=precision, part=part)
+  return _tiled(
+      X,
+      X,
+      out,
+      symmetric=True,
+      block_size=block_size,
+      sharded=sharded,
+      refine_rtol=refine_rtol,
+      progress=progress,
+      precision=precision,
+      part=part,
+  )
 
 
 def cross_distances(
@@ -268,7 +279,16 @@ def cross_distances(
     float32[n, m] (`out` itself when it was given).
   """
   if A.shape[1] != B.shape[1]:
-    raise ValueError(f'descriptor sizes differ: {A.shape[1]} vs {B.shape[1]}')
+    raise ValueError(f"descriptor sizes differ: {A.shape[1]} vs {B.shape[1]}")
   out = _make_out(out, (A.shape[0], B.shape[0]), _compute_dtype(A))
-  return _tiled(A, B, out, symmetric=False, block_size=block_size, sharded=sharded, refine_rtol=refine_rtol,
-                progress=progress, precision=precision)
+  return _tiled(
+      A,
+      B,
+      out,
+      symmetric=False,
+      block_size=block_size,
+      sharded=sharded,
+      refine_rtol=refine_rtol,
+      progress=progress,
+      precision=precision,
+  )

@@ -44,7 +44,7 @@ PYRAMID_SIZES = (120, 60, 30)
 PYRAMID_DIM = 10188  # 15*15*36 + 7*7*36 + 3*3*36
 LFD_VIEWS = 20
 LFD_DIM = LFD_VIEWS * PYRAMID_DIM  # 203,760
-VARIANTS = ('paper', 'dalal')
+VARIANTS = ("paper", "dalal")
 
 _PAPER_CLIP = 0.2
 _DALAL_CLIP = 0.2
@@ -111,8 +111,7 @@ def _orientation_bins(g_row: jax.Array, g_col: jax.Array, orientations: int) -> 
   return jnp.where(lo >= orientations, lo - orientations, lo), o - lo
 
 
-def _orientation_votes(magnitude: jax.Array, bin0: jax.Array, frac: jax.Array | None,
-                       orientations: int) -> jax.Array:
+def _orientation_votes(magnitude: jax.Array, bin0: jax.Array, frac: jax.Array | None, orientations: int) -> jax.Array:
   """Splits each pixel's magnitude over orientation bins: all into `bin0` (frac None), or linearly between `bin0`
   (1 - frac) and the next bin, cyclically (the toolbox's M0 / M1 with O1 = O0 + 1 wrapping at nOrients).
 
@@ -133,8 +132,7 @@ def _orientation_votes(magnitude: jax.Array, bin0: jax.Array, frac: jax.Array | 
   # Materialize the per-pixel terms once: otherwise XLA fuses the atan tail into the 9x one-hot loop and redoes it
   # for every bin.
   lo, hi, bin0, bin1 = jax.lax.optimization_barrier((magnitude - hi, hi, bin0, bin1))
-  return (jnp.where(bin0[None] == bins, lo[None], zero) +
-          jnp.where(bin1[None] == bins, hi[None], zero))
+  return jnp.where(bin0[None] == bins, lo[None], zero) + jnp.where(bin1[None] == bins, hi[None], zero)
 
 
 def _pool_cells(votes: jax.Array, w_row: np.ndarray, w_col: np.ndarray) -> jax.Array:
@@ -152,8 +150,8 @@ def _pool_cells(votes: jax.Array, w_row: np.ndarray, w_col: np.ndarray) -> jax.A
   """
   # HIGHEST: GPUs would otherwise round the operands to TF32 (10-bit mantissa), far off skimage's 1e-4.
   hi = jax.lax.Precision.HIGHEST
-  cols = jnp.einsum('obyx,jx->obyj', votes, jnp.asarray(w_col, jnp.float32), precision=hi)
-  return jnp.einsum('iy,obyj->bijo', jnp.asarray(w_row, jnp.float32), cols, precision=hi)
+  cols = jnp.einsum("obyx,jx->obyj", votes, jnp.asarray(w_col, jnp.float32), precision=hi)
+  return jnp.einsum("iy,obyj->bijo", jnp.asarray(w_row, jnp.float32), cols, precision=hi)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -165,7 +163,8 @@ def _paper_gradients(images: jax.Array) -> tuple[jax.Array, jax.Array]:
   d_row, d_col = _interior_differences(images)
   g_row = jnp.concatenate([images[:, 1:2] - images[:, :1], 0.5 * d_row, images[:, -1:] - images[:, -2:-1]], 1)
   g_col = jnp.concatenate(
-      [images[:, :, 1:2] - images[:, :, :1], 0.5 * d_col, images[:, :, -1:] - images[:, :, -2:-1]], 2)
+      [images[:, :, 1:2] - images[:, :, :1], 0.5 * d_col, images[:, :, -1:] - images[:, :, -2:-1]], 2
+  )
   return g_row, g_col
 
 
@@ -189,7 +188,7 @@ def _triangle_weights(cells: int, bin_size: int) -> np.ndarray:
   xb = (np.arange(cells * bin_size) + 0.5) / bin_size - 0.5
   w = np.maximum(0.0, 1.0 - np.abs(xb[None, :] - np.arange(cells)[:, None]))
   border = (np.arange(cells) == 0).astype(np.float64) + (np.arange(cells) == cells - 1)
-  return w * (8.0 / 7.0)**border[:, None]
+  return w * (8.0 / 7.0) ** border[:, None]
 
 
 @functools.lru_cache(maxsize=64)
@@ -211,7 +210,7 @@ def _paper_normalize(hist: jax.Array, clip: float, eps: float) -> jax.Array:
   block = energy[:, :-1, :-1] + energy[:, 1:, :-1] + energy[:, :-1, 1:] + energy[:, 1:, 1:]
   inv = jax.lax.rsqrt(block + eps)
   # Edge replication = the toolbox's padded norm grid: a border cell uses its nearest block for missing ones.
-  pad = jnp.pad(inv, ((0, 0), (1, 1), (1, 1)), mode='edge')
+  pad = jnp.pad(inv, ((0, 0), (1, 1), (1, 1)), mode="edge")
   norms = (pad[:, 1:, 1:], pad[:, :-1, 1:], pad[:, 1:, :-1], pad[:, :-1, :-1])
   return jnp.concatenate([jnp.minimum(hist * nrm[..., None], clip) for nrm in norms], axis=-1)
 
@@ -235,8 +234,7 @@ def _dalal_normalize(hist: jax.Array) -> jax.Array:
 # Public API.
 
 
-def cell_histograms(images: jax.Array, variant: str = 'paper', bin_size: int = 8,
-                    orientations: int = 9) -> jax.Array:
+def cell_histograms(images: jax.Array, variant: str = "paper", bin_size: int = 8, orientations: int = 9) -> jax.Array:
   """Unnormalized cell orientation histograms (for `paper`, the toolbox's `gradientHist(M, O, 8, 9, 1)`).
 
   Args:
@@ -250,18 +248,18 @@ def cell_histograms(images: jax.Array, variant: str = 'paper', bin_size: int = 8
   """
   images = jnp.asarray(images, jnp.float32)
   hb, wb = images.shape[1] // bin_size, images.shape[2] // bin_size
-  if variant == 'paper':
+  if variant == "paper":
     g_row, g_col = _paper_gradients(images)
-  elif variant == 'dalal':
+  elif variant == "dalal":
     g_row, g_col = _dalal_gradients(images)
   else:
-    raise ValueError(f'unknown HoG variant {variant!r}, expected one of {VARIANTS}')
+    raise ValueError(f"unknown HoG variant {variant!r}, expected one of {VARIANTS}")
   # Rows/columns past hb * bin_size vote nowhere, but their pixels did enter the gradients above.
-  g_row, g_col = g_row[:, :hb * bin_size, :wb * bin_size], g_col[:, :hb * bin_size, :wb * bin_size]
+  g_row, g_col = g_row[:, : hb * bin_size, : wb * bin_size], g_col[:, : hb * bin_size, : wb * bin_size]
   magnitude = jnp.sqrt(g_row * g_row + g_col * g_col)
   bin0, frac = _orientation_bins(g_row, g_col, orientations)
-  weights = _triangle_weights if variant == 'paper' else _box_weights
-  votes = _orientation_votes(magnitude, bin0, frac if variant == 'paper' else None, orientations)
+  weights = _triangle_weights if variant == "paper" else _box_weights
+  votes = _orientation_votes(magnitude, bin0, frac if variant == "paper" else None, orientations)
   # Both divide the magnitude by bin_size^2 (toolbox sInv2, skimage's mean over the cell).
   return _pool_cells(votes, weights(hb, bin_size) / bin_size**2, weights(wb, bin_size))
 
@@ -270,7 +268,7 @@ def _hog_features(images: jax.Array, variant: str, bin_size: int, orientations: 
   """`hog` on one chunk: float32[B, H, W] -> float32[B, D]."""
   hist = cell_histograms(images, variant, bin_size, orientations)
   batch = images.shape[0]
-  if variant == 'paper':
+  if variant == "paper":
     eps = 1e-4 / 4 / bin_size**4  # gradientMex.cpp: "precise backward equality" with older versions
     feats = _paper_normalize(hist, _PAPER_CLIP, eps)
     # MATLAB h(:) of an [hb, wb, 4n] array: row index fastest, then column, then channel.
@@ -281,7 +279,7 @@ def _hog_features(images: jax.Array, variant: str, bin_size: int, orientations: 
 def _chunk_size() -> int:
   """Images per step of `_map_chunks`: on CPU a chunk's 9x vote tensor (16 * 0.5 MB at 120x120) stays in cache,
   which is ~3x faster than one pass over a large batch; accelerators want big steps."""
-  return 16 if jax.default_backend() == 'cpu' else 1024
+  return 16 if jax.default_backend() == "cpu" else 1024
 
 
 def _map_chunks(fn, images: jax.Array) -> jax.Array:
@@ -303,8 +301,8 @@ def _map_chunks(fn, images: jax.Array) -> jax.Array:
   return out.reshape((-1,) + out.shape[2:])[:batch]
 
 
-@functools.partial(jax.jit, static_argnames=('variant', 'bin_size', 'orientations'))
-def hog(images: jax.Array, variant: str = 'paper', bin_size: int = 8, orientations: int = 9) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("variant", "bin_size", "orientations"))
+def hog(images: jax.Array, variant: str = "paper", bin_size: int = 8, orientations: int = 9) -> jax.Array:
   """HoG descriptor of each image, flattened.
 
   Args:
@@ -319,11 +317,11 @@ def hog(images: jax.Array, variant: str = 'paper', bin_size: int = 8, orientatio
     (hb = H // bin_size, wb = W // bin_size); dalal: D = (hb-1) * (wb-1) * 4 * orientations in skimage's order.
   """
   if images.ndim != 3:
-    raise ValueError(f'hog expects [B, H, W] images, got shape {images.shape}')
+    raise ValueError(f"hog expects [B, H, W] images, got shape {images.shape}")
   if images.shape[1] < 2 * bin_size or images.shape[2] < 2 * bin_size:
-    raise ValueError(f'HoG needs at least 2x2 cells of {bin_size} px, got images of {images.shape[1:]}')
+    raise ValueError(f"HoG needs at least 2x2 cells of {bin_size} px, got images of {images.shape[1:]}")
   if variant not in VARIANTS:
-    raise ValueError(f'unknown HoG variant {variant!r}, expected one of {VARIANTS}')
+    raise ValueError(f"unknown HoG variant {variant!r}, expected one of {VARIANTS}")
   fn = functools.partial(_hog_features, variant=variant, bin_size=bin_size, orientations=orientations)
   return _map_chunks(fn, jnp.asarray(images).astype(jnp.float32))
 
@@ -334,7 +332,7 @@ def _pyramid_features(level: jax.Array) -> jax.Array:
   for i in range(len(PYRAMID_SIZES)):
     if i:
       level = resize.imresize(level, scale=0.5, quantize=True)
-    feats.append(_hog_features(level, 'paper', 8, 9))
+    feats.append(_hog_features(level, "paper", 8, 9))
   return jnp.concatenate(feats, axis=-1)
 
 
@@ -351,7 +349,7 @@ def hog_pyramid(images_120: jax.Array) -> jax.Array:
     float32[B, 10188] = [h0(:); h1(:); h2(:)] of the 120, 60 and 30 pixel images (8100 + 1764 + 324).
   """
   if images_120.ndim != 3 or images_120.shape[1:] != (PYRAMID_SIZES[0],) * 2:
-    raise ValueError(f'hog_pyramid expects [B, 120, 120] views, got {images_120.shape}')
+    raise ValueError(f"hog_pyramid expects [B, 120, 120] views, got {images_120.shape}")
   return _map_chunks(_pyramid_features, jnp.asarray(images_120).astype(jnp.float32))
 
 
@@ -367,6 +365,6 @@ def lfd_descriptor(views_120: jax.Array) -> jax.Array:
   """
   lead = views_120.shape[:-3]
   if views_120.shape[-3:] != (LFD_VIEWS,) + (PYRAMID_SIZES[0],) * 2:
-    raise ValueError(f'lfd_descriptor expects [..., 20, 120, 120] views, got {views_120.shape}')
+    raise ValueError(f"lfd_descriptor expects [..., 20, 120, 120] views, got {views_120.shape}")
   flat = hog_pyramid(views_120.reshape((-1,) + views_120.shape[-2:]))
   return flat.reshape(lead + (LFD_DIM,))

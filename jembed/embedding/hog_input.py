@@ -15,6 +15,7 @@ HOG_SIZE = 120
 # MATLAB rgb2gray: the first row of inv of the NTSC YIQ matrix (prints as 0.2989 0.5870 0.1140).
 _RGB2GRAY = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
 
+
 def crop_gray(rgba: np.ndarray) -> np.ndarray:
   """The paper's crop: tight box of alpha != 0 (no padding), then gray = min(255, rgb2gray(RGB) + (255 - alpha)).
 
@@ -35,7 +36,7 @@ def crop_gray(rgba: np.ndarray) -> np.ndarray:
   rows, cols = np.flatnonzero(alpha.any(1)), np.flatnonzero(alpha.any(0))
   if not len(rows):
     return np.full(alpha.shape, 255, np.uint8)
-  box = rgba[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+  box = rgba[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
   gray = rgb2gray(box[..., :3]).astype(np.float64)
   return np.minimum(255, gray + (255 - box[..., 3].astype(np.float64))).astype(np.uint8)
 
@@ -69,8 +70,16 @@ def hog_input(gray: np.ndarray, size: int = HOG_SIZE) -> np.ndarray:
   return x.astype(np.uint8)
 
 
-def lfd_images(renderer: base.Renderer, vertices: np.ndarray, faces: np.ndarray, category: str = "chair", *,
-               size: int = 256, antialias: int = 2, lights: "lights_lib.Lights | None" = None) -> np.ndarray:
+def lfd_images(
+    renderer: base.Renderer,
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    category: str = "chair",
+    *,
+    size: int = 256,
+    antialias: int = 2,
+    lights: "lights_lib.Lights | None" = None,
+) -> np.ndarray:
   """The 20 HoG inputs of a normalized shape: render → crop_gray → hog_input.
 
   The default render size keeps a unit-radius shape (about 200 px across at 256²) above 120 px, so the crop is

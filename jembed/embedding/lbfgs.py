@@ -57,8 +57,17 @@ def _lbfgs_direction(g, s_hist, y_hist, sy, yy, k, precond):
   return -jnp.where(k > 0, hg, precond * g)
 
 
-def minimize(value_and_grad: Callable, x0: jax.Array, precond: jax.Array, *, max_iter: int, tol: float,
-             history: int = 10, method: str = 'lbfgs', max_halvings: int = 30):
+def minimize(
+    value_and_grad: Callable,
+    x0: jax.Array,
+    precond: jax.Array,
+    *,
+    max_iter: int,
+    tol: float,
+    history: int = 10,
+    method: str = "lbfgs",
+    max_halvings: int = 30,
+):
   """Minimizes a smooth function inside one `lax.while_loop`; call it under jit.
 
   Each trip evaluates one trial point: the start, a full step (accepted when it satisfies Armijo's condition, c1 =
@@ -77,13 +86,26 @@ def minimize(value_and_grad: Callable, x0: jax.Array, precond: jax.Array, *, max
   Returns:
     (x, value, curve float32[max_iter + 1]: [0] at x0, [t] after iteration t, NaN past the end; iterations run).
   """
-  c1 = 1e-4 if method == 'lbfgs' else 0.0
+  c1 = 1e-4 if method == "lbfgs" else 0.0
   hist = jnp.zeros((history, x0.size), x0.dtype)
   zero = jnp.zeros((), x0.dtype)
-  st = _State(jnp.int32(-1), jnp.int32(0), x0, jnp.asarray(jnp.inf, x0.dtype), jnp.zeros_like(x0),
-              jnp.zeros_like(x0), zero, zero, jnp.int32(0), hist, hist, jnp.zeros((history, history), x0.dtype),
-              jnp.zeros((history, history), x0.dtype),
-              jnp.full(max_iter + 1, jnp.nan, jnp.float32), jnp.bool_(False))
+  st = _State(
+      jnp.int32(-1),
+      jnp.int32(0),
+      x0,
+      jnp.asarray(jnp.inf, x0.dtype),
+      jnp.zeros_like(x0),
+      jnp.zeros_like(x0),
+      zero,
+      zero,
+      jnp.int32(0),
+      hist,
+      hist,
+      jnp.zeros((history, history), x0.dtype),
+      jnp.zeros((history, history), x0.dtype),
+      jnp.full(max_iter + 1, jnp.nan, jnp.float32),
+      jnp.bool_(False),
+  )
 
   def body(st: _State) -> _State:
     e_t, g_t = value_and_grad(st.x + st.step * st.p)
@@ -101,7 +123,7 @@ def minimize(value_and_grad: Callable, x0: jax.Array, precond: jax.Array, *, max
     sy_mat = jnp.where(store, st.sy.at[j, :].set(y_hist @ s).at[:, j].set(s_hist @ yv), st.sy)
     yy_mat = jnp.where(store, st.yy.at[j, :].set(y_dot_y).at[:, j].set(y_dot_y), st.yy)
     k = st.k + store.astype(jnp.int32)
-    if method == 'lbfgs':
+    if method == "lbfgs":
       p = _lbfgs_direction(g_t, s_hist, y_hist, sy_mat, yy_mat, k, precond)
     else:
       p = -precond * g_t
@@ -113,11 +135,23 @@ def minimize(value_and_grad: Callable, x0: jax.Array, precond: jax.Array, *, max
     converged = accept & started & (st.e - e_t <= tol * e_t)
     stuck = ~accept & (st.halvings + 1 >= max_halvings)
     pick = lambda new, old: jnp.where(accept, new, old)  # pylint: disable=unnecessary-lambda-assignment
-    return _State(it, pick(jnp.where(descent, k, 0), st.k), pick(st.x + st.step * st.p, st.x), pick(e_t, st.e),
-                  pick(g_t, st.g), pick(p, st.p), pick(slope, st.slope), pick(jnp.ones_like(st.step), 0.5 * st.step),
-                  pick(0, st.halvings + 1), s_hist, y_hist, sy_mat, yy_mat,
-                  st.curve.at[jnp.maximum(it, 0)].set(jnp.where(accept, e_t, st.curve[jnp.maximum(it, 0)])),
-                  converged | stuck | (it >= max_iter))
+    return _State(
+        it,
+        pick(jnp.where(descent, k, 0), st.k),
+        pick(st.x + st.step * st.p, st.x),
+        pick(e_t, st.e),
+        pick(g_t, st.g),
+        pick(p, st.p),
+        pick(slope, st.slope),
+        pick(jnp.ones_like(st.step), 0.5 * st.step),
+        pick(0, st.halvings + 1),
+        s_hist,
+        y_hist,
+        sy_mat,
+        yy_mat,
+        st.curve.at[jnp.maximum(it, 0)].set(jnp.where(accept, e_t, st.curve[jnp.maximum(it, 0)])),
+        converged | stuck | (it >= max_iter),
+    )
 
   st = lax.while_loop(lambda st: ~st.done, body, st)
   return st.x, st.e, st.curve, st.it

@@ -37,7 +37,7 @@ from jembed.embedding import distances
 from jembed.embedding import sammon as sammon_lib
 
 # Not `P`: embed_out_of_sample's first argument keeps the paper's name for the embedded points.
-_ROWS, _REPLICATED = PartitionSpec('data', None), PartitionSpec()
+_ROWS, _REPLICATED = PartitionSpec("data", None), PartitionSpec()
 
 
 @functools.lru_cache(maxsize=16)
@@ -49,16 +49,17 @@ def _anchor_kernel(mesh: jax.sharding.Mesh) -> Callable:
 
   def local(a_rows, x, p, floor):
     rows = a_rows.shape[0]
-    x_rows = lax.dynamic_slice_in_dim(x, lax.axis_index('data') * rows, rows)
+    x_rows = lax.dynamic_slice_in_dim(x, lax.axis_index("data") * rows, rows)
     row_stress, grad = sammon_lib.stress_tile(a_rows, x_rows, p, jnp.sum(p * p, axis=1), floor)
-    gather = functools.partial(lax.all_gather, axis_name='data', tiled=True, to='invarying')
+    gather = functools.partial(lax.all_gather, axis_name="data", tiled=True, to="invarying")
     return gather(row_stress), gather(grad)
 
-  return jax.shard_map(local, mesh=mesh, in_specs=(_ROWS, _REPLICATED, _REPLICATED, _REPLICATED),
-                       out_specs=(_REPLICATED, _REPLICATED))
+  return jax.shard_map(
+      local, mesh=mesh, in_specs=(_ROWS, _REPLICATED, _REPLICATED, _REPLICATED), out_specs=(_REPLICATED, _REPLICATED)
+  )
 
 
-@functools.partial(jax.jit, static_argnames=('anchor_kernel', 'new_kernel', 'max_iter', 'history', 'method'))
+@functools.partial(jax.jit, static_argnames=("anchor_kernel", "new_kernel", "max_iter", "history", "method"))
 def _solve(a, s, p, x0, free, precond, total, floor, tol, *, anchor_kernel, new_kernel, max_iter, history, method):
   """Joint solve: the new shapes are coupled through S, one L-BFGS over all of them."""
 
@@ -126,9 +127,22 @@ def _minimize_rows(value_and_grad, x0, precond, *, max_iter, tol, history, max_h
   rows = jnp.arange(n)
   hist = jnp.zeros((history,) + x0.shape, x0.dtype)
   vec = jnp.zeros(n, x0.dtype)
-  st = _RowState(jnp.int32(0), jnp.zeros(n, jnp.int32), x0, jnp.full(n, jnp.inf, x0.dtype), jnp.zeros_like(x0),
-                 jnp.zeros_like(x0), vec, vec, jnp.zeros(n, jnp.int32), hist, hist, jnp.zeros((history, n), x0.dtype),
-                 jnp.bool_(False), jnp.zeros(n, bool))
+  st = _RowState(
+      jnp.int32(0),
+      jnp.zeros(n, jnp.int32),
+      x0,
+      jnp.full(n, jnp.inf, x0.dtype),
+      jnp.zeros_like(x0),
+      jnp.zeros_like(x0),
+      vec,
+      vec,
+      jnp.zeros(n, jnp.int32),
+      hist,
+      hist,
+      jnp.zeros((history, n), x0.dtype),
+      jnp.bool_(False),
+      jnp.zeros(n, bool),
+  )
 
   def body(st: _RowState) -> _RowState:
     e_t, g_t = value_and_grad(st.x + st.step[:, None] * st.p)
@@ -149,20 +163,33 @@ def _minimize_rows(value_and_grad, x0, precond, *, max_iter, tol, history, max_h
     converged = accept & st.started & (st.e - e_t <= tol * e_t)
     stuck = ~accept & ~st.done & (st.halvings + 1 >= max_halvings)
     done = st.done | converged | stuck
+
     def pick(new, old):
       return jnp.where(accept.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
 
     step = jnp.where(done, 0.0, pick(jnp.ones_like(st.step), 0.5 * st.step))
-    return _RowState(st.trips + 1, pick(jnp.where(descent, k, 0), st.k), pick(st.x + s, st.x), pick(e_t, st.e),
-                     pick(g_t, st.g), pick(p, st.p), pick(slope, st.slope), step,
-                     pick(0 * st.halvings, st.halvings + 1),
-                     s_hist, y_hist, rho, jnp.bool_(True), done)
+    return _RowState(
+        st.trips + 1,
+        pick(jnp.where(descent, k, 0), st.k),
+        pick(st.x + s, st.x),
+        pick(e_t, st.e),
+        pick(g_t, st.g),
+        pick(p, st.p),
+        pick(slope, st.slope),
+        step,
+        pick(0 * st.halvings, st.halvings + 1),
+        s_hist,
+        y_hist,
+        rho,
+        jnp.bool_(True),
+        done,
+    )
 
   st = lax.while_loop(lambda st: ~jnp.all(st.done) & (st.trips <= max_iter), body, st)
   return st.x, st.trips
 
 
-@functools.partial(jax.jit, static_argnames=('anchor_kernel', 'max_iter', 'history'))
+@functools.partial(jax.jit, static_argnames=("anchor_kernel", "max_iter", "history"))
 def _solve_rows(a, p, x0, free, precond, totals, floor, tol, *, anchor_kernel, max_iter, history):
   """Independent solves (no S): row i minimizes its own normalized stress e_i / Σ_j a_ij."""
 
@@ -178,12 +205,12 @@ def _weighted_start(points: np.ndarray, a: np.ndarray, k: int) -> np.ndarray:
   k = min(k, a.shape[1])
   nearest = np.argpartition(a, k - 1, axis=1)[:, :k]
   w = 1.0 / np.maximum(np.take_along_axis(a, nearest, axis=1), 1e-12)
-  return (np.einsum('nk,nkd->nd', w, points[nearest]) / w.sum(axis=1, keepdims=True)).astype(np.float32)
+  return (np.einsum("nk,nkd->nd", w, points[nearest]) / w.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _pad_rows(x: np.ndarray, rows: int, cols: int | None = None) -> np.ndarray:
   out = np.zeros((rows, x.shape[1] if cols is None else cols), np.float32)
-  out[:x.shape[0], :x.shape[1]] = x
+  out[: x.shape[0], : x.shape[1]] = x
   return out
 
 
@@ -219,9 +246,9 @@ def embed_out_of_sample(
   p, a = np.asarray(P, np.float32), np.asarray(A, np.float32)
   n, m = a.shape
   if p.shape[0] != m:
-    raise ValueError(f'A has {m} columns but there are {p.shape[0]} embedded points')
+    raise ValueError(f"A has {m} columns but there are {p.shape[0]} embedded points")
   if not np.all(np.isfinite(a)) or np.any(a < 0):
-    raise ValueError('distances must be finite and non-negative')
+    raise ValueError("distances must be finite and non-negative")
   x0 = _weighted_start(p, a, k_start)
   dup_row, dup_col = np.nonzero(a == 0)
   free = np.ones(n, np.float32)
@@ -238,22 +265,42 @@ def embed_out_of_sample(
   if S is None:
     # The SMACOF step of a point among fixed ones: x ← x − (c_i/2) ∇E_i / Σ_j w_ij (see sammon._solve).
     precond = np.where(weight_sums > 0, 0.5 * totals / np.maximum(weight_sums, 1e-30), 0.0)
-    x, n_iter = _solve_rows(a_dev, put(p), put(_pad_rows(x0, lay.n_pad)), put(_pad_rows(free[:, None], lay.n_pad)),
-                            put(_pad_rows(precond[:, None], lay.n_pad)),
-                            put(np.pad(np.maximum(totals, 1e-30), (0, lay.n_pad - n), constant_values=1.0)), floor,
-                            np.float32(tol), anchor_kernel=_anchor_kernel(mesh), max_iter=max_iter, history=history)
-    logging.debug('out of sample: %d shapes placed in at most %d iterations', n, int(n_iter))
+    x, n_iter = _solve_rows(
+        a_dev,
+        put(p),
+        put(_pad_rows(x0, lay.n_pad)),
+        put(_pad_rows(free[:, None], lay.n_pad)),
+        put(_pad_rows(precond[:, None], lay.n_pad)),
+        put(np.pad(np.maximum(totals, 1e-30), (0, lay.n_pad - n), constant_values=1.0)),
+        floor,
+        np.float32(tol),
+        anchor_kernel=_anchor_kernel(mesh),
+        max_iter=max_iter,
+        history=history,
+    )
+    logging.debug("out of sample: %d shapes placed in at most %d iterations", n, int(n_iter))
     return np.asarray(x)[:n]
   prep = sammon_lib._prepare(S, lay, mesh)  # pylint: disable=protected-access
   total = float(totals.sum() + prep.total)
   weight_sums = weight_sums + prep.weight_sums[:n]
   precond = np.where(weight_sums > 0, 0.5 * total / np.maximum(weight_sums, 1e-30), 0.0)
-  x, _, _, n_iter = _solve(a_dev, prep.d, put(p), put(_pad_rows(x0, lay.n_pad)),
-                           put(_pad_rows(free[:, None], lay.n_pad)), put(_pad_rows(precond[:, None], lay.n_pad)),
-                           np.float32(max(total, 1e-30)), floor, np.float32(tol), anchor_kernel=_anchor_kernel(mesh),
-                           new_kernel=sammon_lib._stress_kernel(mesh, lay.sub),  # pylint: disable=protected-access
-                           max_iter=max_iter, history=history, method='lbfgs')
-  logging.debug('out of sample: %d shapes placed jointly in %d iterations', n, int(n_iter))
+  x, _, _, n_iter = _solve(
+      a_dev,
+      prep.d,
+      put(p),
+      put(_pad_rows(x0, lay.n_pad)),
+      put(_pad_rows(free[:, None], lay.n_pad)),
+      put(_pad_rows(precond[:, None], lay.n_pad)),
+      np.float32(max(total, 1e-30)),
+      floor,
+      np.float32(tol),
+      anchor_kernel=_anchor_kernel(mesh),
+      new_kernel=sammon_lib._stress_kernel(mesh, lay.sub),  # pylint: disable=protected-access
+      max_iter=max_iter,
+      history=history,
+      method="lbfgs",
+  )
+  logging.debug("out of sample: %d shapes placed jointly in %d iterations", n, int(n_iter))
   return sammon_lib._snap_duplicates(np.asarray(x)[:n], prep.zero_pairs)  # pylint: disable=protected-access
 
 
@@ -265,6 +312,7 @@ class LandmarkResult(NamedTuple):
     landmarks: int[L] sorted indices of the landmark shapes.
     landmark_result: the exact `sammon` result on the landmarks (its stress is among landmarks only).
   """
+
   points: np.ndarray
   landmarks: np.ndarray
   landmark_result: sammon_lib.SammonResult
@@ -306,18 +354,24 @@ def sammon_landmark(
   n = X.shape[0]
   landmarks = np.sort(np.random.default_rng(seed).choice(n, size=min(n_landmarks, n), replace=False))
   x_land = np.asarray(X[landmarks], np.float32)
-  result = sammon_lib.sammon(distances.pairwise_distances(x_land, sharded=sharded, progress=progress), dim,
-                             max_iter=max_iter, tol=tol, sharded=sharded, seed=seed)
+  result = sammon_lib.sammon(
+      distances.pairwise_distances(x_land, sharded=sharded, progress=progress),
+      dim,
+      max_iter=max_iter,
+      tol=tol,
+      sharded=sharded,
+      seed=seed,
+  )
   to_landmarks = distances.cross_distances(X, x_land, sharded=sharded, progress=progress)  # float32[N, L]
   points = np.zeros((n, dim), np.float32)
   points[landmarks] = result.points
   rest = np.setdiff1d(np.arange(n), landmarks)
   for s in range(0, rest.size, chunk):
-    rows = rest[s:s + chunk]
+    rows = rest[s : s + chunk]
     a = to_landmarks[rows]
     if rows.size < chunk and rest.size > chunk:  # keep one compiled shape: pad the last chunk with weightless rows
       a = np.concatenate([a, np.zeros((chunk - rows.size, a.shape[1]), np.float32)])
-    points[rows] = embed_out_of_sample(result.points, a, max_iter=oos_max_iter, tol=tol, sharded=sharded)[:rows.size]
+    points[rows] = embed_out_of_sample(result.points, a, max_iter=oos_max_iter, tol=tol, sharded=sharded)[: rows.size]
   return LandmarkResult(points, landmarks, result)
 
 

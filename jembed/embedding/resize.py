@@ -26,8 +26,7 @@ def _keys_cubic(x: np.ndarray) -> np.ndarray:
   """MATLAB's `cubic` kernel (Keys 1981, a = -0.5) at float64 offsets `x`."""
   ax = np.abs(x)
   ax2, ax3 = ax**2, ax**3
-  return ((1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1) +
-          (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * ((ax > 1) & (ax <= 2)))
+  return (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * ((ax > 1) & (ax <= 2))
 
 
 @functools.lru_cache(maxsize=64)
@@ -81,9 +80,9 @@ def _resize_axis(images: jax.Array, matrix: np.ndarray, axis: int, quantize: boo
   m = jnp.asarray(matrix, jnp.float32)
   hi = jax.lax.Precision.HIGHEST  # no TF32 on GPUs: the uint8 rounding needs ~1e-5 absolute
   if axis == -2:
-    out = jnp.einsum('oh,...hw->...ow', m, images, precision=hi)
+    out = jnp.einsum("oh,...hw->...ow", m, images, precision=hi)
   else:
-    out = jnp.einsum('...hw,ow->...ho', images, m, precision=hi)
+    out = jnp.einsum("...hw,ow->...ho", images, m, precision=hi)
   return _round_uint8(out) if quantize else out
 
 
@@ -99,14 +98,17 @@ def _halve_axis(images: jax.Array, axis: int, quantize: bool) -> jax.Array:
   taps = resize_matrix(n, n // 2, 0.5)[2, 1:9]  # output 2 = first row with all 8 taps inside the image
   pad = [(0, 0)] * images.ndim
   pad[axis] = (3, 3)
-  padded = jnp.pad(images, pad, mode='symmetric')
-  out = sum(np.float32(t) * jax.lax.slice_in_dim(padded, k, k + n - 1, stride=2, axis=axis % images.ndim)
-            for k, t in enumerate(taps))
+  padded = jnp.pad(images, pad, mode="symmetric")
+  out = sum(
+      np.float32(t) * jax.lax.slice_in_dim(padded, k, k + n - 1, stride=2, axis=axis % images.ndim)
+      for k, t in enumerate(taps)
+  )
   return _round_uint8(out) if quantize else out
 
 
-def imresize(images: jax.Array, out_shape: Sequence[int] | None = None, *, scale: float | None = None,
-             quantize: bool = True) -> jax.Array:
+def imresize(
+    images: jax.Array, out_shape: Sequence[int] | None = None, *, scale: float | None = None, quantize: bool = True
+) -> jax.Array:
   """MATLAB `imresize(I, [h w])` or `imresize(I, scale)`, bicubic with antialiasing, batched.
 
   Args:
@@ -119,7 +121,7 @@ def imresize(images: jax.Array, out_shape: Sequence[int] | None = None, *, scale
     float32[..., h, w] (integral values in [0, 255] when `quantize`).
   """
   if (out_shape is None) == (scale is None):
-    raise ValueError('give exactly one of out_shape and scale')
+    raise ValueError("give exactly one of out_shape and scale")
   in_size = {-2: images.shape[-2], -1: images.shape[-1]}
   if scale is not None:
     scales = {axis: scale for axis in in_size}

@@ -75,6 +75,7 @@ class SammonResult(NamedTuple):
     stress_curve: float32[max_iter + 1]: [0] the start's stress, [t] after iteration t, NaN past `n_iter`.
     n_iter: iterations run.
   """
+
   points: np.ndarray
   stress: float
   stress_curve: np.ndarray
@@ -83,6 +84,7 @@ class SammonResult(NamedTuple):
 
 class _Layout(NamedTuple):
   """How N rows are padded and split: n_pad = devices · sub-blocks per device · sub."""
+
   n: int
   n_pad: int
   sub: int
@@ -107,19 +109,19 @@ class _Prepared(NamedTuple):
 def _prepare(dist: Any, lay: _Layout, mesh: jax.sharding.Mesh) -> _Prepared:
   """Streams D (array or memmap) to the devices row block by row block, collecting the statistics on the way."""
   n, n_pad = lay.n, lay.n_pad
-  sharding = jax.NamedSharding(mesh, P('data', None))
+  sharding = jax.NamedSharding(mesh, P("data", None))
   total, weight_sums, zeros, shards = 0.0, np.zeros(n_pad, np.float32), [], []
   for device, index in sharding.addressable_devices_indices_map((n_pad, n_pad)).items():
     r0, r1 = index[0].indices(n_pad)[:2]
     block = np.zeros((r1 - r0, n_pad), np.float32)
     for s in range(r0, min(r1, n), _HOST_ROWS):
-      rows = np.asarray(dist[s:min(s + _HOST_ROWS, r1, n)], dtype=np.float32)
+      rows = np.asarray(dist[s : min(s + _HOST_ROWS, r1, n)], dtype=np.float32)
       if not np.all(np.isfinite(rows)) or np.any(rows < 0):
-        raise ValueError('distances must be finite and non-negative')
-      block[s - r0:s - r0 + rows.shape[0], :n] = rows
+        raise ValueError("distances must be finite and non-negative")
+      block[s - r0 : s - r0 + rows.shape[0], :n] = rows
       total += float(rows.sum(dtype=np.float64))
       positive = rows > 0
-      weight_sums[s:s + rows.shape[0]] = np.sum(np.divide(1.0, rows, where=positive, out=np.zeros_like(rows)), axis=1)
+      weight_sums[s : s + rows.shape[0]] = np.sum(np.divide(1.0, rows, where=positive, out=np.zeros_like(rows)), axis=1)
       ii, jj = np.nonzero(~positive)
       keep = ii + s < jj
       zeros.append(np.stack([ii[keep] + s, jj[keep]], axis=1))
@@ -128,8 +130,9 @@ def _prepare(dist: Any, lay: _Layout, mesh: jax.sharding.Mesh) -> _Prepared:
   return _Prepared(d, total / 2, weight_sums, np.concatenate(zeros) if zeros else np.zeros((0, 2), int))
 
 
-def stress_tile(d_rows: jax.Array, x_rows: jax.Array, others: jax.Array, others_sq: jax.Array,
-                floor: jax.Array) -> tuple[jax.Array, jax.Array]:
+def stress_tile(
+    d_rows: jax.Array, x_rows: jax.Array, others: jax.Array, others_sq: jax.Array, floor: jax.Array
+) -> tuple[jax.Array, jax.Array]:
   """Sammon terms of some points against others, and their gradient: the O(rows · m · dim) inner work.
 
   Args:
@@ -142,8 +145,11 @@ def stress_tile(d_rows: jax.Array, x_rows: jax.Array, others: jax.Array, others_
   Returns:
     float32[r] Σ_j (d*_ij − d_ij)² / d*_ij per row (unnormalized), and float32[r, dim] its gradient / 2 w.r.t. x_rows.
   """
-  sq = (jnp.sum(x_rows * x_rows, axis=1)[:, None] + others_sq[None, :]
-        - 2.0 * jnp.matmul(x_rows, others.T, precision=_HIGHEST))
+  sq = (
+      jnp.sum(x_rows * x_rows, axis=1)[:, None]
+      + others_sq[None, :]
+      - 2.0 * jnp.matmul(x_rows, others.T, precision=_HIGHEST)
+  )
   d = jnp.sqrt(jnp.maximum(sq, 0.0))
   positive = d_rows > 0
   w = jnp.where(positive, 1.0 / jnp.where(positive, d_rows, 1.0), 0.0)
@@ -164,7 +170,7 @@ def _stress_kernel(mesh: jax.sharding.Mesh, sub: int) -> Callable:
 
   def local(d_rows, y, floor):
     rows = d_rows.shape[0]
-    y_rows = lax.dynamic_slice_in_dim(y, lax.axis_index('data') * rows, rows)
+    y_rows = lax.dynamic_slice_in_dim(y, lax.axis_index("data") * rows, rows)
     sq_norms = jnp.sum(y * y, axis=1)
 
     def tile(args):
@@ -173,9 +179,9 @@ def _stress_kernel(mesh: jax.sharding.Mesh, sub: int) -> Callable:
 
     n_sub = rows // sub
     e, g = lax.map(tile, (d_rows.reshape(n_sub, sub, -1), y_rows.reshape(n_sub, sub, -1)))
-    return lax.psum(jnp.sum(e), 'data'), lax.all_gather(g.reshape(rows, -1), 'data', tiled=True, to='invarying')
+    return lax.psum(jnp.sum(e), "data"), lax.all_gather(g.reshape(rows, -1), "data", tiled=True, to="invarying")
 
-  return jax.shard_map(local, mesh=mesh, in_specs=(P('data', None), P(), P()), out_specs=(P(), P()))
+  return jax.shard_map(local, mesh=mesh, in_specs=(P("data", None), P(), P()), out_specs=(P(), P()))
 
 
 @functools.lru_cache(maxsize=16)
@@ -185,9 +191,9 @@ def _squared_product_kernel(mesh: jax.sharding.Mesh, sub: int) -> Callable:
   def local(d_rows, q):
     rows = d_rows.shape[0]
     out = lax.map(lambda dk: jnp.matmul(dk * dk, q, precision=_HIGHEST), d_rows.reshape(rows // sub, sub, -1))
-    return lax.all_gather(out.reshape(rows, -1), 'data', tiled=True, to='invarying')
+    return lax.all_gather(out.reshape(rows, -1), "data", tiled=True, to="invarying")
 
-  return jax.shard_map(local, mesh=mesh, in_specs=(P('data', None), P()), out_specs=P())
+  return jax.shard_map(local, mesh=mesh, in_specs=(P("data", None), P()), out_specs=P())
 
 
 def _orthonormalize(z: jax.Array) -> jax.Array:
@@ -204,7 +210,7 @@ def _orthonormalize(z: jax.Array) -> jax.Array:
   return z
 
 
-@functools.partial(jax.jit, static_argnames=('kernel', 'n', 'dim', 'n_iter'))
+@functools.partial(jax.jit, static_argnames=("kernel", "n", "dim", "n_iter"))
 def _randomized_cmds(d, key, *, kernel, n, dim, n_iter):
   """Top-`dim` classical MDS by subspace iteration on B = −½ J (D∘D) J (float32[Np, dim], zero padding rows)."""
   mask = (jnp.arange(d.shape[0]) < n)[:, None]
@@ -264,14 +270,14 @@ def classical_mds(D: Any, dim: int, *, sharded: bool = True, n_iter: int = 8, se
 def _cmds_on_device(d, lay, mesh, dim, n_iter, seed):
   kernel = _squared_product_kernel(mesh, lay.sub)
   y = _randomized_cmds(d, jax.random.key(seed), kernel=kernel, n=lay.n, dim=dim, n_iter=n_iter)
-  return np.asarray(y)[:lay.n]
+  return np.asarray(y)[: lay.n]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # The optimizer: L-BFGS (or the majorization step) as one while_loop that evaluates the stress once per trip.
 
 
-@functools.partial(jax.jit, static_argnames=('kernel', 'max_iter', 'history', 'method'))
+@functools.partial(jax.jit, static_argnames=("kernel", "max_iter", "history", "method"))
 def _solve(d, y0, weight_sums, total, floor, tol, *, kernel, max_iter, history, method):
   """The jitted Sammon solve on prepared (padded, sharded) D*."""
 
@@ -304,7 +310,7 @@ def sammon(
     max_iter: int = 500,
     tol: float = 1e-4,
     init: Any = None,
-    method: str = 'lbfgs',
+    method: str = "lbfgs",
     history: int = 10,
     sharded: bool = True,
     seed: int = 0,
@@ -327,7 +333,7 @@ def sammon(
   """
   n = D.shape[0]
   if D.ndim != 2 or D.shape[1] != n:
-    raise ValueError(f'D must be square, got {D.shape}')
+    raise ValueError(f"D must be square, got {D.shape}")
   mesh = distances.data_mesh(sharded)
   lay = _layout(n, mesh.size)
   prep = _prepare(D, lay, mesh)
@@ -338,7 +344,7 @@ def sammon(
   else:
     y0 = _cmds_on_device(prep.d, lay, mesh, dim, 8, seed)
   if y0.shape != (n, dim):
-    raise ValueError(f'init must have shape {(n, dim)}, got {y0.shape}')
+    raise ValueError(f"init must have shape {(n, dim)}, got {y0.shape}")
   if prep.total == 0:  # N <= 1 or all shapes identical: nothing to fit
     curve = np.full(max_iter + 1, np.nan, np.float32)
     curve[0] = 0.0
@@ -346,9 +352,18 @@ def sammon(
   y0 = np.pad(y0, ((0, lay.n_pad - n), (0, 0)))
   replicated = jax.NamedSharding(mesh, P())
   floor = 1e-4 * prep.total / max(n * (n - 1) / 2, 1)  # 1e-4 of the mean target distance
-  y, e, curve, it = _solve(prep.d, jax.device_put(y0, replicated), jax.device_put(prep.weight_sums, replicated),
-                           np.float32(prep.total), np.float32(floor), np.float32(tol),
-                           kernel=_stress_kernel(mesh, lay.sub), max_iter=max_iter, history=history, method=method)
+  y, e, curve, it = _solve(
+      prep.d,
+      jax.device_put(y0, replicated),
+      jax.device_put(prep.weight_sums, replicated),
+      np.float32(prep.total),
+      np.float32(floor),
+      np.float32(tol),
+      kernel=_stress_kernel(mesh, lay.sub),
+      max_iter=max_iter,
+      history=history,
+      method=method,
+  )
   points = _snap_duplicates(np.asarray(y)[:n], prep.zero_pairs)
   return SammonResult(points, float(e), np.asarray(curve), int(it))
 
@@ -370,8 +385,8 @@ def sammon_stress(D: Any, points: Any, *, block: int = 1024) -> float:
   sq = np.sum(y * y, axis=1)
   num = den = 0.0
   for s in range(0, y.shape[0], block):
-    t = np.asarray(D[s:s + block], np.float64)
-    d = np.sqrt(np.maximum(sq[s:s + block, None] + sq[None] - 2.0 * y[s:s + block] @ y.T, 0.0))
+    t = np.asarray(D[s : s + block], np.float64)
+    d = np.sqrt(np.maximum(sq[s : s + block, None] + sq[None] - 2.0 * y[s : s + block] @ y.T, 0.0))
     positive = t > 0
     num += float(np.sum(np.divide((t - d) ** 2, t, where=positive, out=np.zeros_like(t))))
     den += float(t.sum())

@@ -91,7 +91,7 @@ def _sum_shares(parts: list[str], out_path: str, n: int, rows: int = 1024) -> No
   out = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.float32, shape=(n, n))
   shares = [np.load(p, mmap_mode="r") for p in parts]
   for lo in range(0, n, rows):
-    out[lo:lo + rows] = sum(np.asarray(s[lo:lo + rows]) for s in shares)
+    out[lo : lo + rows] = sum(np.asarray(s[lo : lo + rows]) for s in shares)
   out.flush()
 
 
@@ -106,7 +106,7 @@ def duplicate_groups(d: np.ndarray, ids: list[str], block: int = 4096) -> list[l
     return i
 
   for lo in range(0, len(ids), block):
-    rows, cols = np.nonzero(np.asarray(d[lo:lo + block]) == 0)
+    rows, cols = np.nonzero(np.asarray(d[lo : lo + block]) == 0)
     for i, j in zip(rows + lo, cols):
       if i != j:
         parent[find(i)] = find(j)
@@ -121,8 +121,14 @@ def listing_key(config: ml_collections.ConfigDict) -> str:
   return paths.cache_key([[r.id, r.path] for r in sources.list_shapes(config.shapes)])
 
 
-def embed_shapes(config: ml_collections.ConfigDict, workdir: str, force: bool = False, *, beam_runner: str = "",
-                 beam_pipeline_options: str = "") -> records.ShapeEmbedding:
+def embed_shapes(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    force: bool = False,
+    *,
+    beam_runner: str = "",
+    beam_pipeline_options: str = "",
+) -> records.ShapeEmbedding:
   """Runs the shape side on `config.shapes` and writes the files listed in the module docstring.
 
   An embedding already made with this config's settings and shapes is reused. One made otherwise is replaced, except
@@ -158,8 +164,14 @@ def embed_shapes(config: ml_collections.ConfigDict, workdir: str, force: bool = 
   write_skipped(workdir, desc.skipped)
   t = time.time()
   if landmark:  # Never forms the N x N matrix: exact Sammon on landmarks, every other shape out of sample.
-    lm = out_of_sample.sammon_landmark(desc.features, n_landmarks=config.mds.landmarks, dim=dim,
-                                       max_iter=config.mds.max_iter, tol=config.mds.tol, progress=True)
+    lm = out_of_sample.sammon_landmark(
+        desc.features,
+        n_landmarks=config.mds.landmarks,
+        dim=dim,
+        max_iter=config.mds.max_iter,
+        tol=config.mds.tol,
+        progress=True,
+    )
     points, n_iter, curve = lm.points, lm.landmark_result.n_iter, lm.landmark_result.stress_curve
     stress = out_of_sample.subset_stress(desc.features, points)  # Estimated on a random subset of pairs.
   else:
@@ -168,17 +180,28 @@ def embed_shapes(config: ml_collections.ConfigDict, workdir: str, force: bool = 
     result = sammon.sammon(d, dim=dim, max_iter=config.mds.max_iter, tol=config.mds.tol)
     points, n_iter, curve, stress = result.points, result.n_iter, result.stress_curve, result.stress
   seconds["sammon"] = time.time() - t
-  embedding = records.ShapeEmbedding(ids=np.array(desc.ids), categories=np.array(desc.categories),
-                             points=np.asarray(points, np.float32), stress=float(stress),
-                             stress_curve=np.asarray(curve, np.float32))
+  embedding = records.ShapeEmbedding(
+      ids=np.array(desc.ids),
+      categories=np.array(desc.categories),
+      points=np.asarray(points, np.float32),
+      stress=float(stress),
+      stress_curve=np.asarray(curve, np.float32),
+  )
   embedding.save(paths.shape_embedding(workdir))
   provenance.record_shape_embedding(config, workdir, listing, embedding)
   t = time.time()
   shape_map.write_map(config, desc.features, embedding, paths.shape_map(workdir))
   seconds["map"] = time.time() - t
-  logging.info("shape embedding: N=%d, dim=%d, stress=%.4g after %d iterations%s; seconds %s; %d skipped",
-               n, dim, embedding.stress, int(n_iter), " (landmark)" if landmark else "",
-               {k: round(v, 1) for k, v in seconds.items()}, len(desc.skipped))
+  logging.info(
+      "shape embedding: N=%d, dim=%d, stress=%.4g after %d iterations%s; seconds %s; %d skipped",
+      n,
+      dim,
+      embedding.stress,
+      int(n_iter),
+      " (landmark)" if landmark else "",
+      {k: round(v, 1) for k, v in seconds.items()},
+      len(desc.skipped),
+  )
   _write_summary(workdir, embedding, int(n_iter), seconds, desc.skipped)
   distributed.barrier("shape embedding written")
   return embedding
@@ -210,8 +233,9 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
   base = records.ShapeEmbedding.load(paths.shape_embedding(base_workdir))
   base_desc = descriptors.load_descriptors(base_workdir)
   if list(base_desc.ids) != list(base.ids):
-    raise ValueError(f"{base_workdir!r}: its descriptors are not those of its shape embedding; "
-                     "rerun embed_shapes there")
+    raise ValueError(
+        f"{base_workdir!r}: its descriptors are not those of its shape embedding; " "rerun embed_shapes there"
+    )
   os.makedirs(workdir, exist_ok=True)
   desc = descriptors.compute_descriptors(config, workdir)
   write_skipped(workdir, desc.skipped)
@@ -225,8 +249,13 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
   a = np.asarray(a, np.float64)
   keep = a > 0
   stress = float(((a - d_new)[keep] ** 2 / a[keep]).sum() / a.sum())
-  added = records.ShapeEmbedding(ids=np.array(desc.ids), categories=np.array(desc.categories),
-                         points=np.asarray(points, np.float32), stress=stress, stress_curve=np.zeros(0, np.float32))
+  added = records.ShapeEmbedding(
+      ids=np.array(desc.ids),
+      categories=np.array(desc.categories),
+      points=np.asarray(points, np.float32),
+      stress=stress,
+      stress_curve=np.zeros(0, np.float32),
+  )
   added.save(paths.shape_embedding(workdir))
   provenance.record_shape_embedding(config, workdir, listing_key(config), added, into=base_workdir)
   logging.info("placed %d new shapes into %s (stress of their rows %.4g)", len(desc.ids), base_workdir, stress)
@@ -238,10 +267,17 @@ def write_skipped(workdir: str, skipped: list[tuple[str, str]]) -> None:
 
 
 def _write_summary(workdir, embedding, n_iter, seconds, skipped) -> None:
-  summary = dict(n_shapes=len(embedding.ids), dim=int(embedding.points.shape[1]), stress=embedding.stress,
-                 iterations=n_iter, seconds={k: round(v, 2) for k, v in seconds.items()}, n_skipped=len(skipped),
-                 categories={c: int(n) for c, n in zip(*np.unique(embedding.categories, return_counts=True))})
+  summary = dict(
+      n_shapes=len(embedding.ids),
+      dim=int(embedding.points.shape[1]),
+      stress=embedding.stress,
+      iterations=n_iter,
+      seconds={k: round(v, 2) for k, v in seconds.items()},
+      n_skipped=len(skipped),
+      categories={c: int(n) for c, n in zip(*np.unique(embedding.categories, return_counts=True))},
+  )
   files.write_json(paths.shape_embedding_summary(workdir), summary, indent=1)
+
 
 # The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
 CONFIG_RULES = {

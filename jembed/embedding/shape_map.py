@@ -46,8 +46,9 @@ def _thumbnails(config: ml_collections.ConfigDict, ids: list[str], size: int = 7
   return thumbnails.thumbnails(refs, config.shapes.up_axis, config.shapes.front, size, config.render.backend)
 
 
-def write_map(config: ml_collections.ConfigDict, features: np.ndarray, embedding, path: str,
-              n_thumbs: int = 36) -> None:
+def write_map(
+    config: ml_collections.ConfigDict, features: np.ndarray, embedding, path: str, n_thumbs: int = 36
+) -> None:
   """Writes the map PNG.
 
   Args:
@@ -72,12 +73,20 @@ def write_map(config: ml_collections.ConfigDict, features: np.ndarray, embedding
     image = thumbs.get(str(embedding.ids[subset[i]]))
     if image is not None:
       color = cmap(names.index(categories[i]) % cmap.N)
-      box = offsetbox.AnnotationBbox(offsetbox.OffsetImage(image, zoom=0.55), xy[i], frameon=True,
-                                     bboxprops=dict(edgecolor=color, linewidth=1.5), pad=0.1)
+      box = offsetbox.AnnotationBbox(
+          offsetbox.OffsetImage(image, zoom=0.55),
+          xy[i],
+          frameon=True,
+          bboxprops=dict(edgecolor=color, linewidth=1.5),
+          pad=0.1,
+      )
       ax.add_artist(box)
   ax.legend(loc="best", fontsize=8, markerscale=1.5)
-  ax.set_title(f"Shape embedding: {n} shapes, {embedding.points.shape[1]}-D Sammon (stress {embedding.stress:.3g}); "
-               f"shown as a 2-D Sammon map of the LFD-HoG distances", fontsize=10)
+  ax.set_title(
+      f"Shape embedding: {n} shapes, {embedding.points.shape[1]}-D Sammon (stress {embedding.stress:.3g}); "
+      f"shown as a 2-D Sammon map of the LFD-HoG distances",
+      fontsize=10,
+  )
   ax.set_xticks([])
   ax.set_yticks([])
   fig.tight_layout()

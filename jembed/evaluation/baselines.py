@@ -48,9 +48,9 @@ def hog_features(images: np.ndarray, batch: int = 256) -> np.ndarray:
   out = np.empty((len(gray), hog.PYRAMID_DIM), np.float32)
   for lo in range(0, len(gray), batch):
     chunk = np.zeros((batch, hog_input.HOG_SIZE, hog_input.HOG_SIZE), np.float32)
-    part = [hog_input.hog_input(g) for g in gray[lo:lo + batch]]
-    chunk[:len(part)] = part
-    out[lo:lo + len(part)] = np.asarray(hog.hog_pyramid(chunk))[:len(part)]
+    part = [hog_input.hog_input(g) for g in gray[lo : lo + batch]]
+    chunk[: len(part)] = part
+    out[lo : lo + len(part)] = np.asarray(hog.hog_pyramid(chunk))[: len(part)]
   return out
 
 
@@ -79,15 +79,18 @@ def hog_view_features(workdir: str, shape_ids: np.ndarray) -> np.ndarray:
   row = {s: i for i, s in enumerate(desc.ids)}
   missing = [str(s) for s in shape_ids if str(s) not in row]
   if missing:
-    raise ValueError(f"{len(missing)} embedded shapes have no LFD descriptor in {workdir}/lfd (e.g. {missing[0]}): "
-                     f"rerun launch/embed_shapes.py")
+    raise ValueError(
+        f"{len(missing)} embedded shapes have no LFD descriptor in {workdir}/lfd (e.g. {missing[0]}): "
+        f"rerun launch/embed_shapes.py"
+    )
   order = np.asarray([row[str(s)] for s in shape_ids])
   features = desc.features if np.array_equal(order, np.arange(len(desc.ids))) else desc.features[order]
   return features.reshape(-1, hog.PYRAMID_DIM)
 
 
-def pixel_view_features(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.ndarray,
-                        size: int = PIXEL_SIZE) -> np.ndarray:
+def pixel_view_features(
+    config: ml_collections.ConfigDict, workdir: str, shape_ids: np.ndarray, size: int = PIXEL_SIZE
+) -> np.ndarray:
   """float32[N * 20, size * size] the LFD views of `shape_ids` as pixels, rendered once into `workdir/eval/`.
 
   A shape that cannot be loaded any more gets white views (it then never wins), with the reason in the log.
@@ -104,8 +107,7 @@ def pixel_view_features(config: ml_collections.ConfigDict, workdir: str, shape_i
   features = np.full((len(ids), hog.LFD_VIEWS, size * size), 1.0, np.float32)
   shapes = sources.iter_shapes(refs, up_axis, front)
   for shape in tqdm.tqdm(shapes, total=len(refs), desc="rendering pixel-baseline views", unit="shape"):
-    out = renderer.render(shape.vertices, shape.faces, lfd.lfd_views(shape.category), size=_PIXEL_RENDER,
-                          antialias=2)
+    out = renderer.render(shape.vertices, shape.faces, lfd.lfd_views(shape.category), size=_PIXEL_RENDER, antialias=2)
     features[wanted[shape.id]] = pixel_features(np.stack([_square(hog_input.crop_gray(v)) for v in out.rgba]), size)
   files.save_npz(path, ids=ids, features=features)
   return features.reshape(-1, size * size)

@@ -46,16 +46,22 @@ METHODS = ("joint", "hog_nn", "pixels")  # the default rows; any name of `method
 TOP_KS = (1, 5, 10)
 MAX_K = 250  # the paper's top-K curve runs to K = 250
 GALLERY_K = 5  # nearest shapes kept per query for the retrieval gallery
-PR_AUC_DEFINITION = ("image->image: every image of the set ranked by distance, the query itself included and counted "
-                     "relevant, relevant = same shape; per query precision interpolated at recall 0.001:0.002:0.999, "
-                     "averaged over queries, area by the trapezoid rule (at most 0.998), as the paper's "
-                     "get_pr_curve_all.m")
-VIEWPOINT_DEFINITION = ("viewpoint: the geodesic angle between the predicted and the true camera rotation (Render "
-                        "for CNN's ||logm(R_pred^T R_true)||_F / sqrt(2)); acc_pi6 = share below 30 degrees, med_err "
-                        "= median in degrees; both averaged over the categories (each category in per_category)")
-FUSION_DEFINITION = ("fused: the test images of each shape fused into one query (points: the mean of their points; "
-                     "distances: the mean of their distances; ranks: the mean of their ranks), ranked among all "
-                     "shapes, one query per shape")
+PR_AUC_DEFINITION = (
+    "image->image: every image of the set ranked by distance, the query itself included and counted "
+    "relevant, relevant = same shape; per query precision interpolated at recall 0.001:0.002:0.999, "
+    "averaged over queries, area by the trapezoid rule (at most 0.998), as the paper's "
+    "get_pr_curve_all.m"
+)
+VIEWPOINT_DEFINITION = (
+    "viewpoint: the geodesic angle between the predicted and the true camera rotation (Render "
+    "for CNN's ||logm(R_pred^T R_true)||_F / sqrt(2)); acc_pi6 = share below 30 degrees, med_err "
+    "= median in degrees; both averaged over the categories (each category in per_category)"
+)
+FUSION_DEFINITION = (
+    "fused: the test images of each shape fused into one query (points: the mean of their points; "
+    "distances: the mean of their distances; ranks: the mean of their ranks), ranked among all "
+    "shapes, one query per shape"
+)
 for _how, _text in (("points", "mean of points"), ("distances", "mean of distances"), ("ranks", "mean of ranks")):
   methods_lib.add_label(f"fused:{_how}", f"joint, images fused: {_text}")
 
@@ -70,6 +76,7 @@ class SetResult:
     curves: {method: {'topk': float32[K], 'precision': float32[500]}}.
     nearest: {method: int[Q, 5]} each query's nearest shapes (indices into the model's shapes), for galleries.
   """
+
   image_set: image_sets.ImageSet
   scores: dict[str, dict[str, float]]
   curves: dict[str, dict[str, np.ndarray]]
@@ -79,6 +86,7 @@ class SetResult:
 @dataclasses.dataclass(frozen=True)
 class EvalResult:
   """The whole evaluation: `sets` by name, `meta` (step, sizes, definitions) and the model it measured."""
+
   sets: dict[str, SetResult]
   meta: dict
   model: embed.TrainedModel
@@ -93,8 +101,12 @@ class EvalResult:
 
   def flat_curves(self) -> dict[str, np.ndarray]:
     """{'<set>/<method>/<curve>': array}: what curves.npz holds besides `recall`."""
-    return {f"{name}/{method}/{kind}": value for name, entry in self.sets.items()
-            for method, curves in entry.curves.items() for kind, value in curves.items()}
+    return {
+        f"{name}/{method}/{kind}": value
+        for name, entry in self.sets.items()
+        for method, curves in entry.curves.items()
+        for kind, value in curves.items()
+    }
 
   def save(self, out_dir: str) -> dict[str, str]:
     """Writes results.json and curves.npz atomically; {what: path}."""
@@ -105,8 +117,9 @@ class EvalResult:
     return written
 
 
-def protocols(image_shape: np.ndarray, image_image: np.ndarray, shape_index: np.ndarray,
-              shape_categories: np.ndarray) -> tuple[dict, dict]:
+def protocols(
+    image_shape: np.ndarray, image_image: np.ndarray, shape_index: np.ndarray, shape_categories: np.ndarray
+) -> tuple[dict, dict]:
   """The paper's protocols on one method's distances.
 
   Args:
@@ -126,9 +139,14 @@ def protocols(image_shape: np.ndarray, image_image: np.ndarray, shape_index: np.
   _, precision = metrics.pr_curve_paper(image_image, shape_index)  # at metrics.PR_RECALL_GRID
   nearest = np.argmin(image_shape, axis=1)
   result = {f"top{k}": float(curve[k - 1]) if k <= n else 1.0 for k in TOP_KS}
-  result.update(category_top1=float(np.mean(shape_categories[nearest] == shape_categories[shape_index])),
-                pr_auc=float(metrics.pr_auc_paper(metrics.PR_RECALL_GRID, precision)), median_rank_first=float(first),
-                median_rank_last=float(last), n_queries=int(q), n_shapes=int(n))
+  result.update(
+      category_top1=float(np.mean(shape_categories[nearest] == shape_categories[shape_index])),
+      pr_auc=float(metrics.pr_auc_paper(metrics.PR_RECALL_GRID, precision)),
+      median_rank_first=float(first),
+      median_rank_last=float(last),
+      n_queries=int(q),
+      n_shapes=int(n),
+  )
   return result, {"topk": np.asarray(curve, np.float32), "precision": np.asarray(precision, np.float32)}
 
 
@@ -139,13 +157,17 @@ def chance(shape_index: np.ndarray, shape_categories: np.ndarray) -> dict:
   names, counts = np.unique(shape_categories, return_counts=True)
   share = dict(zip(names, counts / n))
   result = {f"top{k}": min(k / n, 1.0) for k in TOP_KS}
-  result.update(category_top1=float(np.mean([share[c] for c in shape_categories[shape_index]])),
-                n_queries=int(len(shape_index)), n_shapes=int(n))
+  result.update(
+      category_top1=float(np.mean([share[c] for c in shape_categories[shape_index]])),
+      n_queries=int(len(shape_index)),
+      n_shapes=int(n),
+  )
   return result
 
 
-def fused_scores(points: np.ndarray, shape_index: np.ndarray, shape_points: np.ndarray,
-                 shape_categories: np.ndarray) -> dict[str, dict]:
+def fused_scores(
+    points: np.ndarray, shape_index: np.ndarray, shape_points: np.ndarray, shape_categories: np.ndarray
+) -> dict[str, dict]:
   """{'fused:<how>': scores} for every `fusion.FUSIONS`: the images of each shape fused into one query.
 
   Args:
@@ -157,10 +179,13 @@ def fused_scores(points: np.ndarray, shape_index: np.ndarray, shape_points: np.n
     shapes, fused = fusion.fused_groups(points, shape_index, shape_points, how)
     curve = metrics.topk_accuracy(metrics.ranks(fused, shapes), TOP_KS)
     nearest = np.argmin(fused, axis=1)
-    out[f"fused:{how}"] = dict({f"top{k}": float(v) for k, v in zip(TOP_KS, curve)},
-                               category_top1=float(np.mean(shape_categories[nearest] == shape_categories[shapes])),
-                               n_queries=int(len(shapes)), n_shapes=int(len(shape_points)),
-                               images_per_query=float(len(points) / len(shapes)))
+    out[f"fused:{how}"] = dict(
+        {f"top{k}": float(v) for k, v in zip(TOP_KS, curve)},
+        category_top1=float(np.mean(shape_categories[nearest] == shape_categories[shapes])),
+        n_queries=int(len(shapes)),
+        n_shapes=int(len(shape_points)),
+        images_per_query=float(len(points) / len(shapes)),
+    )
   return out
 
 
@@ -178,8 +203,11 @@ def evaluate_set(image_set: image_sets.ImageSet, method_names, context: methods_
     points, _ = context.network_outputs(image_set.images)
     scores.update(fused_scores(points, image_set.shape_index, context.model.shape_points, categories))
   if image_set.views is not None:
-    scores.update(viewpoint.viewpoint_rows(image_set.images, image_set.views, categories[image_set.shape_index],
-                                           method_names, context))
+    scores.update(
+        viewpoint.viewpoint_rows(
+            image_set.images, image_set.views, categories[image_set.shape_index], method_names, context
+        )
+    )
   return SetResult(image_set, scores, curves, nearest)
 
 
@@ -209,11 +237,20 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=None) -
   if not sets:
     raise ValueError("nothing to evaluate: config.eval.sets has no 'synthetic' and config.eval.photo_set is empty")
   by_name = {image_set.name: evaluate_set(image_set, methods, context) for image_set in sets}
-  meta = dict(step=model.step, n_shapes=len(model.shape_ids), seconds=round(time.time() - start, 1),
-              synthetic_shapes=("the held-out test shapes (split_by='shape')" if config.data.split_by == "shape"
-                                else "all shapes, new views (split_by='image')"),
-              pr_auc=PR_AUC_DEFINITION, ranks="1-based; ties broken by the lower index",
-              viewpoint=VIEWPOINT_DEFINITION, fused=FUSION_DEFINITION)
+  meta = dict(
+      step=model.step,
+      n_shapes=len(model.shape_ids),
+      seconds=round(time.time() - start, 1),
+      synthetic_shapes=(
+          "the held-out test shapes (split_by='shape')"
+          if config.data.split_by == "shape"
+          else "all shapes, new views (split_by='image')"
+      ),
+      pr_auc=PR_AUC_DEFINITION,
+      ranks="1-based; ties broken by the lower index",
+      viewpoint=VIEWPOINT_DEFINITION,
+      fused=FUSION_DEFINITION,
+  )
   result = EvalResult(by_name, meta, model)
   result.save(paths.eval_dir(workdir))
   return result

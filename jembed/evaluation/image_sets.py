@@ -56,6 +56,7 @@ class ImageSet:
     labels: str[Q] a short label per image (file name, or shape id and view).
     views: float32[Q, 3] the true (azimuth, elevation, tilt) of each image in degrees (synthetic sets), or None.
   """
+
   name: str
   images: np.ndarray
   shape_index: np.ndarray
@@ -90,8 +91,7 @@ def _load_cached(path: str, key: str) -> dict | None:
   return cached if str(cached.get("key")) == key else None
 
 
-def evaluated_shapes(ids: np.ndarray, max_shapes: int, seed: int, candidates: np.ndarray | None = None
-                     ) -> np.ndarray:
+def evaluated_shapes(ids: np.ndarray, max_shapes: int, seed: int, candidates: np.ndarray | None = None) -> np.ndarray:
   """int[M] sorted rows of the shapes that get test images: all `candidates` (default: every shape), or `max_shapes`
   of them drawn at random.
 
@@ -114,34 +114,57 @@ def held_out_shapes(config: ml_collections.ConfigDict, ids: np.ndarray, categori
   """
   if config.data.split_by != "shape":
     return None
-  per_image = splits.assign([str(i) for i in ids], [str(c) for c in categories], 1,
-                            tuple(config.data.split_fractions), "shape", int(config.seed))
+  per_image = splits.assign(
+      [str(i) for i in ids],
+      [str(c) for c in categories],
+      1,
+      tuple(config.data.split_fractions),
+      "shape",
+      int(config.seed),
+  )
   rows = np.flatnonzero(per_image[:, 0] == splits.SPLITS.index("test"))
   if not len(rows):
-    raise ValueError("config.data.split_by='shape' but the test split has no shape: give "
-                     "config.data.split_fractions a test share")
+    raise ValueError(
+        "config.data.split_by='shape' but the test split has no shape: give " "config.data.split_fractions a test share"
+    )
   return rows
 
 
-def finish_twins(rgba: np.ndarray, params: synthesis.ImageParams, rng: np.random.Generator,
-                 clutter: backgrounds_lib.Backgrounds, settings: synthesis.SynthesisSettings
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def finish_twins(
+    rgba: np.ndarray,
+    params: synthesis.ImageParams,
+    rng: np.random.Generator,
+    clutter: backgrounds_lib.Backgrounds,
+    settings: synthesis.SynthesisSettings,
+) -> tuple[np.ndarray, np.ndarray]:
   """One render finished twice (`synthesis.finish_image`) from the same generator state: the same crop and tint,
   composited once on white and once on `clutter`. Returns (clean, cluttered), uint8[S, S, 3] each."""
   twin = copy.deepcopy(rng)
-  return (synthesis.finish_image(rgba, params, rng, _White(), settings)[0],
-          synthesis.finish_image(rgba, params, twin, clutter, settings)[0])
+  return (
+      synthesis.finish_image(rgba, params, rng, _White(), settings)[0],
+      synthesis.finish_image(rgba, params, twin, clutter, settings)[0],
+  )
 
 
-def _render_synthetic(config: ml_collections.ConfigDict, refs: list, orientation: tuple[str, str],
-                      rows: dict[str, int], per_shape: int, photos: list[str]) -> dict[str, list]:
+def _render_synthetic(
+    config: ml_collections.ConfigDict,
+    refs: list,
+    orientation: tuple[str, str],
+    rows: dict[str, int],
+    per_shape: int,
+    photos: list[str],
+) -> dict[str, list]:
   """Renders every ref's held-out views and finishes each twice (white, clutter)."""
   settings = synthesis.SynthesisSettings.from_config(config.data)
   renderer = backend.get_renderer(config.render.backend)
-  photo_bg = (backgrounds_lib.PhotoBackgrounds(photos, settings.render_size, float(config.data.background_scale))
-              if photos else None)
-  clutter = backgrounds_lib.Backgrounds(photo_bg, clutter_ratio=1.0,
-                                       procedural_share=float(config.data.get("procedural_share", 0.0)))
+  photo_bg = (
+      backgrounds_lib.PhotoBackgrounds(photos, settings.render_size, float(config.data.background_scale))
+      if photos
+      else None
+  )
+  clutter = backgrounds_lib.Backgrounds(
+      photo_bg, clutter_ratio=1.0, procedural_share=float(config.data.get("procedural_share", 0.0))
+  )
   first = int(config.data.images_per_shape)  # image indices the dataset used are 0 .. first - 1
   out = {"synthetic_clean": [], "synthetic_clutter": [], "shape_index": [], "labels": [], "views": []}
   report = sources.LoadReport()
@@ -150,11 +173,21 @@ def _render_synthetic(config: ml_collections.ConfigDict, refs: list, orientation
     distribution = viewpoints.distribution_for(shape.category, config.data.views_dir, config.data.distance)
     rngs = [synthesis.example_rng(config.seed, shape.id, first + j) for j in range(per_shape)]
     params = [synthesis.sample_params(rng, distribution, settings) for rng in rngs]
-    views = camera.Views.make([p.azimuth for p in params], [p.elevation for p in params], [p.tilt for p in params],
-                              [p.distance for p in params])
-    rgba = renderer.render(shape.vertices, shape.faces, views, size=settings.render_size,
-                           lights=[p.lights for p in params], albedo=np.asarray([p.albedo for p in params], np.float32),
-                           antialias=settings.antialias).rgba
+    views = camera.Views.make(
+        [p.azimuth for p in params],
+        [p.elevation for p in params],
+        [p.tilt for p in params],
+        [p.distance for p in params],
+    )
+    rgba = renderer.render(
+        shape.vertices,
+        shape.faces,
+        views,
+        size=settings.render_size,
+        lights=[p.lights for p in params],
+        albedo=np.asarray([p.albedo for p in params], np.float32),
+        antialias=settings.antialias,
+    ).rgba
     for p, rng, view in zip(params, rngs, rgba):
       clean, cluttered = finish_twins(view, p, rng, clutter, settings)
       out["synthetic_clean"].append(clean)
@@ -167,8 +200,9 @@ def _render_synthetic(config: ml_collections.ConfigDict, refs: list, orientation
   return out
 
 
-def synthetic_sets(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.ndarray,
-                   shape_categories: np.ndarray | None = None) -> list[ImageSet]:
+def synthetic_sets(
+    config: ml_collections.ConfigDict, workdir: str, shape_ids: np.ndarray, shape_categories: np.ndarray | None = None
+) -> list[ImageSet]:
   """The clean and the cluttered test set of `config` (rendered once, then cached in `workdir/eval/sets/`).
 
   Args:
@@ -184,8 +218,17 @@ def synthetic_sets(config: ml_collections.ConfigDict, workdir: str, shape_ids: n
   candidates = None if shape_categories is None else held_out_shapes(config, shape_ids, shape_categories)
   rows = evaluated_shapes(shape_ids, int(config.eval.max_shapes), int(config.seed), candidates)
   photos = backgrounds_lib.list_photos(config.data.backgrounds) if config.data.backgrounds else []
-  key = _key(dict(shapes=config.shapes.to_dict(), data=config.data.to_dict(), seed=config.seed, per_shape=per_shape,
-                  ids=[str(shape_ids[r]) for r in rows], photos=photos, backend=config.render.backend))
+  key = _key(
+      dict(
+          shapes=config.shapes.to_dict(),
+          data=config.data.to_dict(),
+          seed=config.seed,
+          per_shape=per_shape,
+          ids=[str(shape_ids[r]) for r in rows],
+          photos=photos,
+          backend=config.render.backend,
+      )
+  )
   path = paths.eval_sets(workdir, paths.SYNTHETIC_SETS)
   cached = _load_cached(path, key)
   if cached is None or "views" not in cached:  # sets cached before the views were kept are rendered again
@@ -194,9 +237,13 @@ def synthetic_sets(config: ml_collections.ConfigDict, workdir: str, shape_ids: n
     out = _render_synthetic(config, refs, (up_axis, front), wanted, per_shape, photos)
     if not out["shape_index"]:
       raise ValueError("no test images: none of the embedded shapes could be loaded from config.shapes")
-    cached = dict(key=np.array(key), shape_index=np.asarray(out["shape_index"], np.int32),
-                  labels=np.asarray(out["labels"]), views=np.asarray(out["views"], np.float32),
-                  **{name: np.stack(out[name]) for name in SYNTHETIC})
+    cached = dict(
+        key=np.array(key),
+        shape_index=np.asarray(out["shape_index"], np.int32),
+        labels=np.asarray(out["labels"]),
+        views=np.asarray(out["views"], np.float32),
+        **{name: np.stack(out[name]) for name in SYNTHETIC},
+    )
     files.save_npz(path, **cached)
   return [ImageSet(name, cached[name], cached["shape_index"], cached["labels"], cached["views"]) for name in SYNTHETIC]
 
@@ -218,17 +265,23 @@ def photo_set(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.nda
     rows = {str(s): i for i, s in enumerate(shape_ids)}
     usable = [p for p in photos if p.shape_id in rows]
     if len(usable) < len(photos):
-      logging.warning("%d of %d photos show shapes that are not in the embedding; left out",
-                      len(photos) - len(usable), len(photos))
+      logging.warning(
+          "%d of %d photos show shapes that are not in the embedding; left out", len(photos) - len(usable), len(photos)
+      )
     if not usable:
       raise ValueError(f"no photo of the {kind!r} set shows an embedded shape: is config.shapes the same collection?")
-    images = np.stack([images.read_photo(p.path, size) for p in tqdm.tqdm(usable, desc=f"reading {kind} photos",
-                                                                   unit="photo")])
-    cached = dict(key=np.array(key), images=images, shape_index=np.asarray([rows[p.shape_id] for p in usable],
-                                                                           np.int32),
-                  labels=np.asarray([os.path.basename(p.path) for p in usable]))
+    images = np.stack(
+        [images.read_photo(p.path, size) for p in tqdm.tqdm(usable, desc=f"reading {kind} photos", unit="photo")]
+    )
+    cached = dict(
+        key=np.array(key),
+        images=images,
+        shape_index=np.asarray([rows[p.shape_id] for p in usable], np.int32),
+        labels=np.asarray([os.path.basename(p.path) for p in usable]),
+    )
     files.save_npz(path, **cached)
   return ImageSet(kind, cached["images"], cached["shape_index"], cached["labels"])
+
 
 # The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
 CONFIG_RULES = {

@@ -49,8 +49,11 @@ class Context:
     each image's nearest view among all N x 20 LFD views)."""
     key = (kind, _images_key(images))
     if key not in self._nearest:
-      features, views = ((baselines.hog_features(images), self.hog_views) if kind == "hog_nn" else
-                         (baselines.pixel_features(images), self.pixel_views))
+      features, views = (
+          (baselines.hog_features(images), self.hog_views)
+          if kind == "hog_nn"
+          else (baselines.pixel_features(images), self.pixel_views)
+      )
       self._nearest[key] = (features, *baselines.nearest_view(features, views, len(views) // len(self.model.shape_ids)))
     return self._nearest[key]
 
@@ -83,6 +86,7 @@ class Method:
     label: the name people read in results.md and the plots.
     distances: (uint8[Q, S, S, 3] images, Context) -> (float32[Q, N] image x shape, float32[Q, Q] image x image).
   """
+
   name: str
   label: str
   distances: Callable[[np.ndarray, Context], Distances]
@@ -95,11 +99,13 @@ _OTHER_LABELS = {"chance": "chance"}
 
 def register(name: str, label: str):
   """Decorator: adds `fn(images, context) -> (image_shape, image_image)` to `METHODS` under `name`."""
+
   def wrap(fn):
     if name in METHODS or name in _OTHER_LABELS:
       raise ValueError(f"evaluation method {name!r} registered twice")
     METHODS[name] = Method(name, label, fn)
     return fn
+
   return wrap
 
 
@@ -128,9 +134,9 @@ def run_batched(fn, params: embed.Params, images: np.ndarray, batch: int = 128):
   outputs (an array or a dict of arrays, leading dim = batch) concatenated to Q rows, as numpy."""
   out = []
   for lo in range(0, len(images), batch):
-    chunk = images[lo:lo + batch]
+    chunk = images[lo : lo + batch]
     padded = np.zeros((batch,) + chunk.shape[1:], np.uint8)
-    padded[:len(chunk)] = chunk
+    padded[: len(chunk)] = chunk
     out.append(jax.tree.map(lambda x, n=len(chunk): np.asarray(x)[:n], fn(params, padded)))
   return jax.tree.map(lambda *parts: np.concatenate(parts), *out)
 

@@ -23,7 +23,7 @@ PR_RECALL_GRID = 0.001 + 0.002 * np.arange(500)
 
 def _check_finite(distances: np.ndarray) -> None:
   if np.isnan(distances).any():
-    raise ValueError('distances contain NaN, which has no rank')
+    raise ValueError("distances contain NaN, which has no rank")
 
 
 def ranks(distances: Any, targets: Any) -> np.ndarray:
@@ -42,10 +42,11 @@ def ranks(distances: Any, targets: Any) -> np.ndarray:
   distances = np.asarray(distances)
   targets = np.asarray(targets, np.int64).reshape(-1)
   if distances.ndim != 2 or targets.shape[0] != distances.shape[0]:
-    raise ValueError(f'distances must be [Q, N] with one target per query; got {distances.shape} and '
-                     f'{targets.shape[0]} targets')
+    raise ValueError(
+        f"distances must be [Q, N] with one target per query; got {distances.shape} and " f"{targets.shape[0]} targets"
+    )
   if np.any((targets < 0) | (targets >= distances.shape[1])):
-    raise ValueError(f'targets must lie in [0, {distances.shape[1]})')
+    raise ValueError(f"targets must lie in [0, {distances.shape[1]})")
   _check_finite(distances)
   target_dist = distances[np.arange(distances.shape[0]), targets][:, None]
   before = np.arange(distances.shape[1])[None, :] < targets[:, None]
@@ -65,8 +66,8 @@ def topk_accuracy(query_ranks: Any, ks: Sequence[int] | np.ndarray = range(1, 25
   """
   sorted_ranks = np.sort(np.asarray(query_ranks).reshape(-1))
   if sorted_ranks.size == 0:
-    raise ValueError('no ranks given')
-  return np.searchsorted(sorted_ranks, np.asarray(ks), side='right') / sorted_ranks.size
+    raise ValueError("no ranks given")
+  return np.searchsorted(sorted_ranks, np.asarray(ks), side="right") / sorted_ranks.size
 
 
 def first_last_ranks(distances: Any, owner: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -86,10 +87,11 @@ def first_last_ranks(distances: Any, owner: Any) -> tuple[np.ndarray, np.ndarray
   distances = np.asarray(distances)
   owner = np.asarray(owner, np.int64).reshape(-1)
   if distances.ndim != 2 or owner.shape[0] != distances.shape[1]:
-    raise ValueError(f'distances must be [S, Q] with one owner per image; got {distances.shape} and '
-                     f'{owner.shape[0]} owners')
+    raise ValueError(
+        f"distances must be [S, Q] with one owner per image; got {distances.shape} and " f"{owner.shape[0]} owners"
+    )
   if np.any(owner >= distances.shape[0]):
-    raise ValueError(f'owners must lie in [0, {distances.shape[0]}) (or be -1)')
+    raise ValueError(f"owners must lie in [0, {distances.shape[0]}) (or be -1)")
   images = np.flatnonzero(owner >= 0)
   # Each owned image's rank in its own shape's ranking of all images.
   image_ranks = ranks(distances[owner[images]], images)
@@ -118,25 +120,25 @@ def _same_group(groups: Any, n: int) -> np.ndarray:
   if groups.ndim == 2 and groups.shape[1] == n:
     member = (groups != 0).astype(np.float32)
     return (member.T @ member) > 0  # counts of shared groups, exact in float32 below 2**24 groups
-  raise ValueError(f'groups must be int[{n}] labels or a [M, {n}] membership matrix; got shape {groups.shape}')
+  raise ValueError(f"groups must be int[{n}] labels or a [M, {n}] membership matrix; got shape {groups.shape}")
 
 
 def _relevance(distances: Any, groups: Any, subset: Any) -> np.ndarray:
   """bool[Q, Q]: row q = for each position of q's stable ascending ranking, is that image relevant to q."""
   distances = np.asarray(distances)
   if distances.ndim != 2 or distances.shape[0] != distances.shape[1]:
-    raise ValueError(f'distances must be a square [Q, Q] matrix; got {distances.shape}')
+    raise ValueError(f"distances must be a square [Q, Q] matrix; got {distances.shape}")
   same = _same_group(groups, distances.shape[0])
   if subset is not None:
     subset = np.asarray(subset)
     subset = np.flatnonzero(subset) if subset.dtype == bool else subset.reshape(-1)
     distances, same = distances[np.ix_(subset, subset)], same[np.ix_(subset, subset)]
   _check_finite(distances)
-  order = np.argsort(distances, axis=1, kind='stable')
+  order = np.argsort(distances, axis=1, kind="stable")
   relevant = np.take_along_axis(same, order, axis=1)
   lonely = np.flatnonzero(~relevant.any(axis=1))
   if lonely.size:  # get_pr_curve_all.m fails on these too (empty curve)
-    raise ValueError(f'queries {lonely[:10].tolist()} belong to no group: their curves are undefined')
+    raise ValueError(f"queries {lonely[:10].tolist()} belong to no group: their curves are undefined")
   return relevant
 
 

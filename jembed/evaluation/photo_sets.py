@@ -29,6 +29,7 @@ class Photo:
     shape_id: the ground-truth shape's id, as the shape source lists it.
     category: that shape's category.
   """
+
   path: str
   shape_id: str
   category: str
@@ -43,8 +44,10 @@ def _read_lines(path: pathlib.Path) -> list[str]:
 def _check_exist(photos: list[Photo], where: pathlib.Path) -> list[Photo]:
   missing = [p.path for p in photos if not os.path.isfile(p.path)]
   if missing:
-    raise FileNotFoundError(f"{len(missing)} of {len(photos)} photos listed in {str(where)!r} are missing, e.g. "
-                            f"{', '.join(repr(m) for m in missing[:3])}")
+    raise FileNotFoundError(
+        f"{len(missing)} of {len(photos)} photos listed in {str(where)!r} are missing, e.g. "
+        f"{', '.join(repr(m) for m in missing[:3])}"
+    )
   return photos
 
 
@@ -70,8 +73,10 @@ def ikea_photos(root: str | os.PathLike) -> list[Photo]:
   photos = []
   for line, (name, model_id) in enumerate(zip(names, model_ids), start=1):
     if not model_id.isdigit() or not 1 <= int(model_id) <= len(models):
-      raise ValueError(f"{str(root / 'Lists' / 'ModelID.txt')!r} line {line}: {model_id!r} is not a model index "
-                       f"in [1, {len(models)}]")
+      raise ValueError(
+          f"{str(root / 'Lists' / 'ModelID.txt')!r} line {line}: {model_id!r} is not a model index "
+          f"in [1, {len(models)}]"
+      )
     model = models[int(model_id) - 1]
     photos.append(Photo(str(root / "Images" / name), model.id, model.category))
   return _check_exist(photos, root / "Lists" / "Images.txt")

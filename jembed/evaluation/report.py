@@ -1,9 +1,9 @@
 """What a person looks at after an evaluation: a table like the paper's, the curves, and retrieval galleries.
 
-  workdir/eval/results.md       one row per (set, method)
-  workdir/eval/pr_curves.png    image->image precision-recall, one panel per set
-  workdir/eval/topk_curves.png  image->shape top-K accuracy, one panel per set
-  workdir/eval/retrievals.png   query | its 5 nearest shapes (joint embedding), the true shape framed in green
+workdir/eval/results.md       one row per (set, method)
+workdir/eval/pr_curves.png    image->image precision-recall, one panel per set
+workdir/eval/topk_curves.png  image->shape top-K accuracy, one panel per set
+workdir/eval/retrievals.png   query | its 5 nearest shapes (joint embedding), the true shape framed in green
 """
 
 import os
@@ -24,8 +24,15 @@ from jembed.utils import viz  # pylint: disable=wrong-import-position
 from jembed.workdir import files  # pylint: disable=wrong-import-position
 from jembed.workdir import paths
 
-_COLUMNS = (("top1", "top-1"), ("top5", "top-5"), ("top10", "top-10"), ("category_top1", "category top-1"),
-            ("pr_auc", "PR-AUC"), ("median_rank_first", "median first"), ("median_rank_last", "median last"))
+_COLUMNS = (
+    ("top1", "top-1"),
+    ("top5", "top-5"),
+    ("top10", "top-10"),
+    ("category_top1", "category top-1"),
+    ("pr_auc", "PR-AUC"),
+    ("median_rank_first", "median first"),
+    ("median_rank_last", "median last"),
+)
 
 
 def _cell(value, key: str) -> str:
@@ -58,8 +65,9 @@ def results_table(results: dict) -> str:
   lines = [head, "|" + "---|" * (len(_COLUMNS) + 3)]
   for set_name, method, scores in _rows(results, "top1"):
     cells = [_cell(scores.get(key), key) for key, _ in _COLUMNS]
-    lines.append(f"| {set_name} | {methods.label(method)} | " + " | ".join(cells) +
-                 f" | {scores.get('n_queries', '')} |")
+    lines.append(
+        f"| {set_name} | {methods.label(method)} | " + " | ".join(cells) + f" | {scores.get('n_queries', '')} |"
+    )
   return "\n".join(lines)
 
 
@@ -70,35 +78,45 @@ def viewpoint_table(results: dict) -> str:
   if not rows:
     return ""
   categories = sorted({c for _, _, scores in rows for c in scores.get("per_category", {})})
-  head = ("| set | estimator | Acc_π/6 | MedErr (°) | " + " | ".join(f"{c} Acc / MedErr" for c in categories) +
-          " | images |")
+  head = (
+      "| set | estimator | Acc_π/6 | MedErr (°) | "
+      + " | ".join(f"{c} Acc / MedErr" for c in categories)
+      + " | images |"
+  )
   lines = [head, "|" + "---|" * (len(categories) + 5)]
   for set_name, method, scores in rows:
     per = scores.get("per_category", {})
     cells = [f"{per[c]['acc_pi6']:.2f} / {per[c]['med_err']:.0f}" if c in per else "–" for c in categories]
-    lines.append(f"| {set_name} | {methods.label(method)} | {scores['acc_pi6']:.3f} | {scores['med_err']:.1f} | " +
-                 " | ".join(cells) + f" | {scores.get('n_queries', '')} |")
+    lines.append(
+        f"| {set_name} | {methods.label(method)} | {scores['acc_pi6']:.3f} | {scores['med_err']:.1f} | "
+        + " | ".join(cells)
+        + f" | {scores.get('n_queries', '')} |"
+    )
   return "\n".join(lines)
 
 
 def write_markdown(results: dict, meta: dict, path: str) -> str:
   """results.md: the tables and what each column means (`meta` from `EvalResult.meta`)."""
-  text = (f"# jembed evaluation\n\nCheckpoint step {meta.get('step')}, {meta.get('n_shapes')} shapes; ranks are "
-          f"among all of them.\n\n{results_table(results)}\n\n"
-          "- top-K: share of query images whose true shape is among the K nearest shapes (image->shape).\n"
-          "- category top-1: the nearest shape has the query's category.\n"
-          f"- PR-AUC: {meta.get('pr_auc', evaluate.PR_AUC_DEFINITION)}.\n"
-          "- median first / last: for each shape, the rank of its best and of its worst image among all the set's "
-          "images (shape->image), median over shapes.\n")
+  text = (
+      f"# jembed evaluation\n\nCheckpoint step {meta.get('step')}, {meta.get('n_shapes')} shapes; ranks are "
+      f"among all of them.\n\n{results_table(results)}\n\n"
+      "- top-K: share of query images whose true shape is among the K nearest shapes (image->shape).\n"
+      "- category top-1: the nearest shape has the query's category.\n"
+      f"- PR-AUC: {meta.get('pr_auc', evaluate.PR_AUC_DEFINITION)}.\n"
+      "- median first / last: for each shape, the rank of its best and of its worst image among all the set's "
+      "images (shape->image), median over shapes.\n"
+  )
   if "fused" in meta:
     text += f"- {meta['fused']}; compare with the joint embedding's single images of the same set.\n"
   views = viewpoint_table(results)
   if views:
-    text += (f"\n## Viewpoint (Render for CNN's metrics)\n\n{views}\n\n"
-             f"- {meta.get('viewpoint', '')}.\n"
-             "- nearest LFD view: the angles of the single nearest of all shapes' 20 LFD views (tilt 0); category's "
-             "most frequent view: the training distribution's top azimuth and elevation bins of the image's true "
-             "category (tilt 0).\n")
+    text += (
+        f"\n## Viewpoint (Render for CNN's metrics)\n\n{views}\n\n"
+        f"- {meta.get('viewpoint', '')}.\n"
+        "- nearest LFD view: the angles of the single nearest of all shapes' 20 LFD views (tilt 0); category's "
+        "most frequent view: the training distribution's top azimuth and elevation bins of the image's true "
+        "category (tilt 0).\n"
+    )
   files.write_text(path, text)
   return path
 
@@ -143,21 +161,35 @@ def _framed(image: np.ndarray, color: str, width: int = 4) -> np.ndarray:
   return np.asarray(tile)
 
 
-def write_retrievals(config: ml_collections.ConfigDict, workdir: str, result: "evaluate.EvalResult", path: str,
-                     per_set: int = 8, thumb: int = 96, method: str = "joint") -> str:
+def write_retrievals(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    result: "evaluate.EvalResult",
+    path: str,
+    per_set: int = 8,
+    thumb: int = 96,
+    method: str = "joint",
+) -> str:
   """retrievals.png: for `per_set` queries of each set, the query and its 5 nearest shapes (true one framed green).
 
   Queries are spread evenly over each set, so every category shows up.
   """
   model = result.model
-  report = {name: dict(image_set=entry.image_set, top=entry.nearest[method]) for name, entry in result.sets.items()
-            if method in entry.nearest}
+  report = {
+      name: dict(image_set=entry.image_set, top=entry.nearest[method])
+      for name, entry in result.sets.items()
+      if method in entry.nearest
+  }
   picks = {}
   for set_name, entry in report.items():
     n = len(entry["image_set"])
     picks[set_name] = np.unique(np.linspace(0, n - 1, min(per_set, n)).round().astype(int))
-  needed = {str(model.shape_ids[j]) for name, rows in picks.items() for i in rows
-            for j in list(report[name]["top"][i]) + [report[name]["image_set"].shape_index[i]]}
+  needed = {
+      str(model.shape_ids[j])
+      for name, rows in picks.items()
+      for i in rows
+      for j in list(report[name]["top"][i]) + [report[name]["image_set"].shape_index[i]]
+  }
   thumbs = thumbnails.workdir_thumbnails(workdir, sorted(needed), thumb, config.render.backend)
   blank = np.full((thumb, thumb, 3), 255, np.uint8)
   rows = []
@@ -173,8 +205,10 @@ def write_retrievals(config: ml_collections.ConfigDict, workdir: str, result: "e
       if truth not in top[i]:  # show what it should have found, framed red, after the five
         tiles.append(_framed(thumbs.get(str(model.shape_ids[truth]), blank), "#c0392b"))
       rows.append((f"{set_name.replace('synthetic_', '')[:16]}: {rank}", tiles))
-  header = (f"query | 5 nearest shapes by {methods.label(method)} (green frame: the true shape; red, after them: "
-            "the true shape when it was missed)")
+  header = (
+      f"query | 5 nearest shapes by {methods.label(method)} (green frame: the true shape; red, after them: "
+      "the true shape when it was missed)"
+  )
   viz.image_grid(rows, thumb=thumb, label_width=130, header=header).save(path)
   return path
 
@@ -183,10 +217,14 @@ def write_report(config: ml_collections.ConfigDict, workdir: str, result: "evalu
   """All the files above from `evaluate.evaluate`'s result; {what: path}."""
   out_dir = paths.eval_dir(workdir)
   scores = result.scores()
-  outputs = {"results": os.path.join(out_dir, paths.RESULTS),
-           "results table": write_markdown(scores, result.meta, os.path.join(out_dir, paths.RESULTS_TABLE))}
+  outputs = {
+      "results": os.path.join(out_dir, paths.RESULTS),
+      "results table": write_markdown(scores, result.meta, os.path.join(out_dir, paths.RESULTS_TABLE)),
+  }
   outputs["precision-recall curves"], outputs["top-K curves"] = write_curves(
-      os.path.join(out_dir, paths.CURVES), scores, out_dir)
-  outputs["retrievals"] = write_retrievals(config, workdir, result, os.path.join(out_dir, paths.RETRIEVALS),
-                                         int(config.eval.gallery_queries))
+      os.path.join(out_dir, paths.CURVES), scores, out_dir
+  )
+  outputs["retrievals"] = write_retrievals(
+      config, workdir, result, os.path.join(out_dir, paths.RETRIEVALS), int(config.eval.gallery_queries)
+  )
   return outputs

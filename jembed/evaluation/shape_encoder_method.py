@@ -30,8 +30,9 @@ def available(workdir: str) -> bool:
 def encode_workdir_shapes(workdir: str, trained: embed.TrainedJoint) -> np.ndarray:
   """float32[N, D]: the encoder's point of each of the workdir's embedded shapes (its Sammon rows' order)."""
   settings = trained.clouds
-  clouds = point_clouds.workdir_clouds(workdir, count=settings["points"], seed=settings["seed"],
-                                       normals=settings["normals"])
+  clouds = point_clouds.workdir_clouds(
+      workdir, count=settings["points"], seed=settings["seed"], normals=settings["normals"]
+  )
   encoder = point_encoder.PointEncoder(trained.shape.spec)
   return joint.encode_clouds(encoder, trained.shape.variables, joint.stacked_clouds(clouds, trained.shape_ids))
 

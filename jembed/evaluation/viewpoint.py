@@ -49,20 +49,23 @@ def geodesic_error(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
   """
   predicted, truth = np.asarray(predicted, np.float64), np.asarray(truth, np.float64)
   if predicted.shape != truth.shape or predicted.ndim != 2 or predicted.shape[1] != 3:
-    raise ValueError(f"expected two [N, 3] arrays of (azimuth, elevation, tilt), got {predicted.shape} and "
-                     f"{truth.shape}")
+    raise ValueError(
+        f"expected two [N, 3] arrays of (azimuth, elevation, tilt), got {predicted.shape} and " f"{truth.shape}"
+    )
   r = np.einsum("nji,njk->nik", camera_rotations(*predicted.T), camera_rotations(*truth.T))  # R_predᵀ R_true
   # Δ from its cosine (the trace) and its sine (the skew part) together: arccos alone loses half its digits near
   # 0 and 180 degrees, atan2 of both none.
   cos = (np.trace(r, axis1=1, axis2=2) - 1.0) / 2.0
-  sin = 0.5 * np.linalg.norm(np.stack([r[:, 2, 1] - r[:, 1, 2], r[:, 0, 2] - r[:, 2, 0], r[:, 1, 0] - r[:, 0, 1]],
-                                      axis=1), axis=1)
+  sin = 0.5 * np.linalg.norm(
+      np.stack([r[:, 2, 1] - r[:, 1, 2], r[:, 0, 2] - r[:, 2, 0], r[:, 1, 0] - r[:, 0, 1]], axis=1), axis=1
+  )
   return np.degrees(np.arctan2(sin, cos))
 
 
 def _scores(errors: np.ndarray) -> dict:
-  return dict(acc_pi6=float(np.mean(errors < ACC_THRESHOLD_DEG)), med_err=float(np.median(errors)),
-              n_queries=int(len(errors)))
+  return dict(
+      acc_pi6=float(np.mean(errors < ACC_THRESHOLD_DEG)), med_err=float(np.median(errors)), n_queries=int(len(errors))
+  )
 
 
 def viewpoint_scores(errors: np.ndarray, categories: np.ndarray) -> dict:
@@ -79,10 +82,14 @@ def viewpoint_scores(errors: np.ndarray, categories: np.ndarray) -> dict:
   errors, categories = np.asarray(errors, np.float64), np.asarray(categories).astype(str)
   per = {str(c): _scores(errors[categories == c]) for c in np.unique(categories)}
   overall = _scores(errors)
-  return dict(acc_pi6=float(np.mean([s["acc_pi6"] for s in per.values()])),
-              med_err=float(np.mean([s["med_err"] for s in per.values()])),
-              acc_pi6_all=overall["acc_pi6"], med_err_all=overall["med_err"], n_queries=overall["n_queries"],
-              per_category=per)
+  return dict(
+      acc_pi6=float(np.mean([s["acc_pi6"] for s in per.values()])),
+      med_err=float(np.mean([s["med_err"] for s in per.values()])),
+      acc_pi6_all=overall["acc_pi6"],
+      med_err_all=overall["med_err"],
+      n_queries=overall["n_queries"],
+      per_category=per,
+  )
 
 
 def modal_view(distribution: viewpoints.ViewDistribution) -> tuple[float, float, float]:
@@ -95,8 +102,11 @@ def modal_view(distribution: viewpoints.ViewDistribution) -> tuple[float, float,
     az_bin = np.round(np.mod(az, 360.0) / viewpoints.AZIMUTH_BIN).astype(int) % 16
     el_bin = np.clip(np.round((el + 85.0) / viewpoints.ELEVATION_BIN).astype(int), 0, 17)
     az_w, el_w = np.bincount(az_bin, minlength=16), np.bincount(el_bin, minlength=18)
-  return (viewpoints.AZIMUTH_BIN * float(np.argmax(az_w)), viewpoints.ELEVATION_BIN * float(np.argmax(el_w)) - 85.0,
-          0.0)
+  return (
+      viewpoints.AZIMUTH_BIN * float(np.argmax(az_w)),
+      viewpoints.ELEVATION_BIN * float(np.argmax(el_w)) - 85.0,
+      0.0,
+  )
 
 
 def category_mode_views(categories: np.ndarray, views_dir: str = "") -> np.ndarray:
@@ -126,6 +136,7 @@ class Estimator:
   """A viewpoint estimator: `estimate(images uint8[Q, S, S, 3], image categories str[Q], context)` -> float[Q, 3]
   (azimuth, elevation, tilt in degrees), or None when it cannot (a network without the head). `method`: the
   retrieval method it belongs to (it runs only when that method does), or '' for one that stands alone."""
+
   name: str
   label: str
   estimate: Callable
@@ -137,10 +148,12 @@ ESTIMATORS: dict[str, Estimator] = {}
 
 def register(name: str, label: str, method: str = ""):
   """Decorator: adds an estimator; its rows are `viewpoint:<name>`, labelled `label` in results.md."""
+
   def wrap(fn):
     ESTIMATORS[name] = Estimator(name, label, fn, method)
     methods.add_label(f"viewpoint:{name}", label)
     return fn
+
   return wrap
 
 
@@ -176,8 +189,9 @@ def category_mode(images: np.ndarray, categories: np.ndarray, context: methods.C
   return category_mode_views(categories, context.config.data.views_dir)
 
 
-def viewpoint_rows(images: np.ndarray, truth: np.ndarray, categories: np.ndarray, method_names,
-                   context: methods.Context) -> dict[str, dict]:
+def viewpoint_rows(
+    images: np.ndarray, truth: np.ndarray, categories: np.ndarray, method_names, context: methods.Context
+) -> dict[str, dict]:
   """{'viewpoint:<name>': `viewpoint_scores`} of every estimator that applies: those of the methods evaluated and
   the stand-alone ones.
 

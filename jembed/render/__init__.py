@@ -19,5 +19,14 @@ from jembed.render.lights import Lights
 from jembed.render.lights import paper_lfd_lights
 from jembed.render.shading import DEFAULT_ALBEDO
 
-__all__ = ["get_renderer", "Renderer", "RenderOutput", "FOV_DEG", "Views", "lfd_views", "Lights", "paper_lfd_lights",
-           "DEFAULT_ALBEDO"]
+__all__ = [
+    "get_renderer",
+    "Renderer",
+    "RenderOutput",
+    "FOV_DEG",
+    "Views",
+    "lfd_views",
+    "Lights",
+    "paper_lfd_lights",
+    "DEFAULT_ALBEDO",
+]

@@ -31,10 +31,12 @@ def get_renderer(name: str = "auto") -> base.Renderer:
       if name == "egl":
         raise
       if not _fallback_logged:
-        logging.warning("EGL rendering unavailable (%s: %s); falling back to the embree ray caster.",
-                        type(e).__name__, e)
+        logging.warning(
+            "EGL rendering unavailable (%s: %s); falling back to the embree ray caster.", type(e).__name__, e
+        )
         _fallback_logged = True
   return embree.EmbreeRenderer()
+
 
 # The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
 CONFIG_RULES = {

@@ -27,6 +27,7 @@ class RenderOutput:
     rgba: uint8[N, H, W, 4], straight alpha, gray RGB; background (0, 0, 0, 0).
     depth: float32[N, H, W], distance along the optical axis; 0 where nothing is hit.
   """
+
   rgba: np.ndarray
   depth: np.ndarray
 
@@ -38,13 +39,21 @@ class RenderOutput:
 
 class Renderer(Protocol):
   """Renders many views of one mesh per call."""
+
   name: str
 
-  def render(self, vertices: np.ndarray, faces: np.ndarray, views: camera.Views, *,
-             size: int | tuple[int, int] = 128,
-             lights: "lights_lib.Lights | Sequence[lights_lib.Lights] | None" = None,
-             albedo: "float | np.ndarray" = shading.DEFAULT_ALBEDO,
-             fov_deg: float = camera.FOV_DEG, antialias: int = 1) -> RenderOutput:
+  def render(
+      self,
+      vertices: np.ndarray,
+      faces: np.ndarray,
+      views: camera.Views,
+      *,
+      size: int | tuple[int, int] = 128,
+      lights: "lights_lib.Lights | Sequence[lights_lib.Lights] | None" = None,
+      albedo: "float | np.ndarray" = shading.DEFAULT_ALBEDO,
+      fov_deg: float = camera.FOV_DEG,
+      antialias: int = 1,
+  ) -> RenderOutput:
     """Renders `views` of the mesh.
 
     Args:
@@ -75,6 +84,7 @@ class Job:
     samples: (H·k, W·k), the supersampled image size.
     antialias: k.
   """
+
   vertices: np.ndarray
   faces: np.ndarray
   lights: list
@@ -88,8 +98,14 @@ def prepare(vertices, faces, views: camera.Views, size, lights, albedo, antialia
   vertices, faces = check_mesh(vertices, faces)
   height, width = camera.image_size(size)
   k = int(antialias)
-  return Job(vertices, faces, lights_lib.per_view(lights, len(views)), per_view_albedo(albedo, len(views)),
-             (height * k, width * k), k)
+  return Job(
+      vertices,
+      faces,
+      lights_lib.per_view(lights, len(views)),
+      per_view_albedo(albedo, len(views)),
+      (height * k, width * k),
+      k,
+  )
 
 
 def per_view_albedo(albedo: "float | np.ndarray", n: int) -> np.ndarray:
@@ -124,10 +140,13 @@ def resolve(gray: np.ndarray, depth: np.ndarray, antialias: int) -> RenderOutput
   if k == 1:  # the common case: no block sums
     value = np.rint(shading.display(gray) * 255).astype(np.uint8) * covered
     alpha = covered.view(np.uint8) * np.uint8(255)
-    return RenderOutput(rgba=np.stack([value, value, value, alpha], -1),
-                        depth=np.where(covered, depth, 0).astype(np.float32))
+    return RenderOutput(
+        rgba=np.stack([value, value, value, alpha], -1), depth=np.where(covered, depth, 0).astype(np.float32)
+    )
+
   def block_sum(x):  # float32 holds sums of k² values exactly enough; summing one axis at a time is faster
     return x.reshape(n, h, k, w, k).sum(axis=4, dtype=np.float32).sum(axis=2)
+
   count = block_sum(covered)
   safe = np.maximum(count, 1)
   mean_gray = block_sum(gray * covered) / safe

@@ -45,6 +45,7 @@ class Views:
     tilt: float32[N], degrees (in-plane, positive turns the image content clockwise).
     distance: float32[N], world units from the origin.
   """
+
   azimuth: np.ndarray
   elevation: np.ndarray
   tilt: np.ndarray
@@ -144,8 +145,9 @@ def intrinsics(size: int | Sequence[int], fov_deg: float = FOV_DEG) -> np.ndarra
   return np.array([[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]], np.float32)
 
 
-def perspective(size: int | Sequence[int], fov_deg: float = FOV_DEG, near: float = NEAR,
-                far: float = FAR) -> np.ndarray:
+def perspective(
+    size: int | Sequence[int], fov_deg: float = FOV_DEG, near: float = NEAR, far: float = FAR
+) -> np.ndarray:
   """OpenGL projection matrix equal to `intrinsics` on the window (NDC depth in [-1, 1] between near and far).
 
   Returns:
@@ -153,14 +155,20 @@ def perspective(size: int | Sequence[int], fov_deg: float = FOV_DEG, near: float
   """
   height, width = image_size(size)
   f = focal_length(size, fov_deg)
-  return np.array([[2 * f / width, 0, 0, 0],
-                   [0, 2 * f / height, 0, 0],
-                   [0, 0, -(far + near) / (far - near), -2 * far * near / (far - near)],
-                   [0, 0, -1, 0]], np.float32)
+  return np.array(
+      [
+          [2 * f / width, 0, 0, 0],
+          [0, 2 * f / height, 0, 0],
+          [0, 0, -(far + near) / (far - near), -2 * far * near / (far - near)],
+          [0, 0, -1, 0],
+      ],
+      np.float32,
+  )
 
 
-def project(points: np.ndarray, views: Views, size: int | Sequence[int] = 128,
-            fov_deg: float = FOV_DEG) -> tuple[np.ndarray, np.ndarray]:
+def project(
+    points: np.ndarray, views: Views, size: int | Sequence[int] = 128, fov_deg: float = FOV_DEG
+) -> tuple[np.ndarray, np.ndarray]:
   """Projects world points into every view.
 
   Args:

@@ -20,7 +20,9 @@ from jembed.workdir import paths
 
 def pick_per_category(refs: list[record.ShapeRef], per_category: int) -> list[record.ShapeRef]:
   """Up to `per_category` refs of each category, spread evenly over its sorted list (0 = all)."""
-  return [ref for group in candidates_per_category(refs, per_category).values() for ref in group[:per_category or None]]
+  return [
+      ref for group in candidates_per_category(refs, per_category).values() for ref in group[: per_category or None]
+  ]
 
 
 def candidates_per_category(refs: list[record.ShapeRef], per_category: int) -> dict[str, list[record.ShapeRef]]:
@@ -47,11 +49,10 @@ def _crop_to_union(rgba: np.ndarray, margin: int = 2) -> np.ndarray:
     return rgba
   rows, cols = np.flatnonzero(covered.any(1)), np.flatnonzero(covered.any(0))
   top, left = max(rows[0] - margin, 0), max(cols[0] - margin, 0)
-  return rgba[:, top:rows[-1] + 1 + margin, left:cols[-1] + 1 + margin]
+  return rgba[:, top : rows[-1] + 1 + margin, left : cols[-1] + 1 + margin]
 
 
-def write_contact_sheet(config: ml_collections.ConfigDict, workdir: str, per_category: int = 4,
-                        thumb: int = 64) -> str:
+def write_contact_sheet(config: ml_collections.ConfigDict, workdir: str, per_category: int = 4, thumb: int = 64) -> str:
   """Renders the LFD views of a few shapes per category and writes `workdir/contact_sheet.png`.
 
   Args:
@@ -69,15 +70,23 @@ def write_contact_sheet(config: ml_collections.ConfigDict, workdir: str, per_cat
   renderer = backend.get_renderer(config.render.backend)
   report = sources.LoadReport()
   rows = []
-  bar = tqdm.tqdm(total=sum(min(per_category or len(g), len(g)) for g in candidates.values()),
-                  desc="rendering LFD views", unit="shape")
+  bar = tqdm.tqdm(
+      total=sum(min(per_category or len(g), len(g)) for g in candidates.values()),
+      desc="rendering LFD views",
+      unit="shape",
+  )
   missing = []
   for category, group in candidates.items():  # until the category has its rows or runs out of loadable shapes
     before = len(rows)
     shapes = sources.iter_shapes(group, config.shapes.up_axis, config.shapes.front, report, summary=False)
     for shape in itertools.islice(shapes, per_category or None):
-      out = renderer.render(shape.vertices, shape.faces, lfd.lfd_views(shape.category), size=config.render.size,
-                            antialias=config.render.antialias)
+      out = renderer.render(
+          shape.vertices,
+          shape.faces,
+          lfd.lfd_views(shape.category),
+          size=config.render.size,
+          antialias=config.render.antialias,
+      )
       rows.append((shape.id, viz.on_white(_crop_to_union(out.rgba))))
       bar.update()
     if len(rows) == before:
@@ -87,8 +96,10 @@ def write_contact_sheet(config: ml_collections.ConfigDict, workdir: str, per_cat
     logging.info("%s", line)
   if missing:
     logging.warning("no loadable shape in categories %s: they are not on the sheet", ", ".join(missing))
-  header = (f"{len(rows)} shapes x 20 LFD views, {renderer.name} renderer, {config.render.size}px, "
-            f"{len(report.skipped)} broken shape{'' if len(report.skipped) == 1 else 's'} skipped")
+  header = (
+      f"{len(rows)} shapes x 20 LFD views, {renderer.name} renderer, {config.render.size}px, "
+      f"{len(report.skipped)} broken shape{'' if len(report.skipped) == 1 else 's'} skipped"
+  )
   path = paths.contact_sheet(workdir)
   viz.image_grid(rows, thumb=thumb, header=header).save(path)
   logging.info("wrote %s (%d shapes, %.1f s)", path, len(rows), time.time() - start)

@@ -50,6 +50,7 @@ _NORMALS_WIDTH = 4096  # texels per row of the normal texture
 
 class EGLRenderer:
   """Rasterizing renderer; see `base.Renderer.render` for the arguments of `render`."""
+
   name = "egl"
 
   def __init__(self, atlas_side: int = _ATLAS_SIDE):
@@ -90,8 +91,18 @@ class EGLRenderer:
       self._fbo_size = (width, height)
     return self._fbo
 
-  def render(self, vertices, faces, views: camera.Views, *, size=128, lights=None, albedo=shading.DEFAULT_ALBEDO,
-             fov_deg: float = camera.FOV_DEG, antialias: int = 1) -> base.RenderOutput:
+  def render(
+      self,
+      vertices,
+      faces,
+      views: camera.Views,
+      *,
+      size=128,
+      lights=None,
+      albedo=shading.DEFAULT_ALBEDO,
+      fov_deg: float = camera.FOV_DEG,
+      antialias: int = 1,
+  ) -> base.RenderOutput:
     job = base.prepare(vertices, faces, views, size, lights, albedo, antialias)
     n, (hk, wk) = len(views), job.samples
     if hk > self._atlas_side or wk > self._atlas_side:
@@ -116,8 +127,16 @@ class EGLRenderer:
       rotation, eye = camera.camera_frames(views)
       for start in range(0, n, per_atlas):
         stop = min(n, start + per_atlas)
-        out[start:stop] = self._draw_atlas((vbo, ibo, vaos), (hk, wk), cols, mvp[start:stop], eye[start:stop],
-                                           -rotation[start:stop, 2], view_lights[start:stop], albedo[start:stop])
+        out[start:stop] = self._draw_atlas(
+            (vbo, ibo, vaos),
+            (hk, wk),
+            cols,
+            mvp[start:stop],
+            eye[start:stop],
+            -rotation[start:stop, 2],
+            view_lights[start:stop],
+            albedo[start:stop],
+        )
     finally:
       for obj in (*vaos.values(), normals, ibo, vbo):
         obj.release()
@@ -127,7 +146,7 @@ class EGLRenderer:
     width = self._normals_width
     rows = -(-len(normals) // width)
     texels = np.zeros((rows * width, 3), np.float32)
-    texels[:len(normals)] = normals
+    texels[: len(normals)] = normals
     texture = self._ctx.texture((width, rows), 3, texels.tobytes(), dtype="f4")
     texture.filter = (moderngl.NEAREST, moderngl.NEAREST)
     texture.use(location=0)

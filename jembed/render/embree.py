@@ -18,10 +18,21 @@ _RAYS_PER_CALL = 1 << 20  # bounds the temporaries (about 120 bytes a ray) of la
 
 class EmbreeRenderer:
   """Ray-casting renderer; see `base.Renderer.render` for the arguments."""
+
   name = "embree"
 
-  def render(self, vertices, faces, views: camera.Views, *, size=128, lights=None, albedo=shading.DEFAULT_ALBEDO,
-             fov_deg: float = camera.FOV_DEG, antialias: int = 1) -> base.RenderOutput:
+  def render(
+      self,
+      vertices,
+      faces,
+      views: camera.Views,
+      *,
+      size=128,
+      lights=None,
+      albedo=shading.DEFAULT_ALBEDO,
+      fov_deg: float = camera.FOV_DEG,
+      antialias: int = 1,
+  ) -> base.RenderOutput:
     job = base.prepare(vertices, faces, views, size, lights, albedo, antialias)
     vertices, faces, view_lights, albedo, k = job.vertices, job.faces, job.lights, job.albedo, job.antialias
     n, (hk, wk) = len(views), job.samples
@@ -36,8 +47,17 @@ class EmbreeRenderer:
       views_per_call = max(1, _RAYS_PER_CALL // len(local))
       for start in range(0, n, views_per_call):
         idx = np.arange(start, min(n, start + views_per_call))
-        self._trace(scene, normals, local, rotation[idx], eye[idx], [view_lights[i] for i in idx], albedo[idx],
-                    gray[idx[0]:idx[-1] + 1], depth[idx[0]:idx[-1] + 1])
+        self._trace(
+            scene,
+            normals,
+            local,
+            rotation[idx],
+            eye[idx],
+            [view_lights[i] for i in idx],
+            albedo[idx],
+            gray[idx[0] : idx[-1] + 1],
+            depth[idx[0] : idx[-1] + 1],
+        )
     return base.resolve(gray.reshape(n, hk, wk), depth.reshape(n, hk, wk), k)
 
   @staticmethod
@@ -45,8 +65,7 @@ class EmbreeRenderer:
     """Casts the rays of a few views and writes their samples into gray_out / depth_out (float32[n, S])."""
     directions = np.einsum("sj,nji->nsi", local, rotation)  # camera -> world: d @ R (rows of R are camera axes)
     origins = eye[:, None, :] + camera.NEAR * directions
-    hits = scene.run(origins.reshape(-1, 3).astype(np.float32), directions.reshape(-1, 3).astype(np.float32),
-                     output=1)
+    hits = scene.run(origins.reshape(-1, 3).astype(np.float32), directions.reshape(-1, 3).astype(np.float32), output=1)
     prim = hits["primID"].reshape(len(eye), -1)
     t = hits["tfar"].reshape(len(eye), -1).astype(np.float64)
     for v in range(len(eye)):

@@ -23,6 +23,7 @@ class Lights:
     positions: float32[L, 3] point lamp positions, world frame.
     energies: float32[L] lamp energies; may be negative (the paper draws them from N(2, 2)), which darkens.
   """
+
   ambient: float
   positions: np.ndarray
   energies: np.ndarray
@@ -42,7 +43,8 @@ class Lights:
   def spherical(cls, ambient: float, azimuth, elevation, distance, energy) -> "Lights":
     """Lamps placed like the paper's (degrees, distance from the origin), mapped to our frame."""
     azimuth, elevation, distance, energy = np.broadcast_arrays(
-        *(np.atleast_1d(np.asarray(a, np.float64)) for a in (azimuth, elevation, distance, energy)))
+        *(np.atleast_1d(np.asarray(a, np.float64)) for a in (azimuth, elevation, distance, energy))
+    )
     return cls(ambient, camera.camera_position(azimuth, elevation, distance), energy.astype(np.float32))
 
 

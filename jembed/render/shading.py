@@ -52,8 +52,9 @@ def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
   return np.where(norm > 0, n / np.maximum(norm, 1e-300), 0.0).astype(np.float32)
 
 
-def shade(points: np.ndarray, normals: np.ndarray, eye: np.ndarray, lights: lights_lib.Lights,
-          albedo: float = DEFAULT_ALBEDO) -> np.ndarray:
+def shade(
+    points: np.ndarray, normals: np.ndarray, eye: np.ndarray, lights: lights_lib.Lights, albedo: float = DEFAULT_ALBEDO
+) -> np.ndarray:
   """Gray value of surface points seen from `eye`.
 
   ShapeNet's triangle winding is inconsistent, so each normal is flipped to face the viewer and both sides are lit.

@@ -19,8 +19,9 @@ from jembed.utils import viz
 VIEW = camera.Views.make([35.0], [20.0], [0.0])
 
 
-def thumbnails(refs: Sequence[record.ShapeRef], up_axis: str, front: str, size: int = 96, renderer: str = "auto"
-               ) -> dict[str, np.ndarray]:
+def thumbnails(
+    refs: Sequence[record.ShapeRef], up_axis: str, front: str, size: int = 96, renderer: str = "auto"
+) -> dict[str, np.ndarray]:
   """{id: uint8[size, size, 3]}: each shape of `refs` at `VIEW`, on white.
 
   Shapes that no longer load are left out (callers draw a blank tile).
@@ -32,8 +33,9 @@ def thumbnails(refs: Sequence[record.ShapeRef], up_axis: str, front: str, size: 
   return out
 
 
-def workdir_thumbnails(workdir: str, ids: Sequence[str], size: int = 96, renderer: str = "auto"
-                       ) -> dict[str, np.ndarray]:
+def workdir_thumbnails(
+    workdir: str, ids: Sequence[str], size: int = 96, renderer: str = "auto"
+) -> dict[str, np.ndarray]:
   """`thumbnails` of the shapes `ids` of `workdir`, found from its own record of its shapes (`shapes.json`, see
   `shapes.manifest`), so this needs no config."""
   refs, up_axis, front = manifest.listed_shapes(workdir, list(ids))

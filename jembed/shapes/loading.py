@@ -189,7 +189,7 @@ def load_mesh(ref: record.ShapeRef, up_axis: str = "y", front: str = "auto") -> 
     MeshError: the shape cannot be used; the message says why.
   """
   if ref.path.startswith("catalog://"):
-    category, index = ref.path[len("catalog://"):].rsplit("/", 1)
+    category, index = ref.path[len("catalog://") :].rsplit("/", 1)
     mesh = catalog.build_mesh(category, int(index))
     up_axis = "y"  # The catalog is built +Y up whatever a folder source says.
   else:

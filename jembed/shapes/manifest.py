@@ -30,6 +30,7 @@ class Manifest:
     up_axis, front: the orientation the meshes were loaded with (`config.shapes`).
     skipped: [id, reason] of the listed shapes that could not be used.
   """
+
   ids: list[str]
   categories: list[str]
   sources: list[str]
@@ -48,8 +49,9 @@ class Manifest:
     """Raises FileNotFoundError naming the launcher to run when the workdir has no shape side yet."""
     path = paths.manifest(workdir)
     if not os.path.exists(path):
-      raise FileNotFoundError(f"no shape manifest {path!r}: run `python -m launch.embed_shapes --workdir={workdir}` "
-                              "first")
+      raise FileNotFoundError(
+          f"no shape manifest {path!r}: run `python -m launch.embed_shapes --workdir={workdir}` " "first"
+      )
     with open(path) as f:
       entry = json.load(f)
     entry.pop("version", None)
@@ -58,8 +60,11 @@ class Manifest:
   def refs(self, ids=None) -> list[record.ShapeRef]:
     """The loaded shapes as refs (only those of `ids`, when given), in row order."""
     wanted = None if ids is None else set(map(str, ids))
-    return [record.ShapeRef(i, c, p) for i, c, p in zip(self.ids, self.categories, self.sources)
-            if wanted is None or i in wanted]
+    return [
+        record.ShapeRef(i, c, p)
+        for i, c, p in zip(self.ids, self.categories, self.sources)
+        if wanted is None or i in wanted
+    ]
 
 
 def listed_shapes(workdir: str, ids=None) -> tuple[list[record.ShapeRef], str, str]:

@@ -38,6 +38,7 @@ class PointClouds:
     normals: float32[N, P, 3] unit face normals of the samples, or None.
     skipped: (id, reason) of the listed shapes that could not be loaded.
   """
+
   ids: np.ndarray
   categories: np.ndarray
   points: np.ndarray
@@ -53,13 +54,16 @@ class PointClouds:
     row_of = {str(i): r for r, i in enumerate(self.ids)}
     missing = [str(i) for i in ids if str(i) not in row_of]
     if missing:
-      raise ValueError(f"{len(missing)} shapes have no point cloud (e.g. {', '.join(missing[:5])}): the clouds were "
-                       "sampled from another collection")
+      raise ValueError(
+          f"{len(missing)} shapes have no point cloud (e.g. {', '.join(missing[:5])}): the clouds were "
+          "sampled from another collection"
+      )
     return np.array([row_of[str(i)] for i in ids], np.int64)
 
 
-def sample_surface(vertices: np.ndarray, faces: np.ndarray, count: int, seed,
-                   normals: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def sample_surface(
+    vertices: np.ndarray, faces: np.ndarray, count: int, seed, normals: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
   """`count` points drawn area-uniformly from a triangle mesh's surface.
 
   Args:
@@ -84,8 +88,15 @@ def shape_seed(seed: int, shape_id: str) -> np.random.SeedSequence:
 
 
 def _key(refs: list[record.ShapeRef], up_axis: str, front: str, count: int, seed: int, normals: bool) -> str:
-  settings = dict(ids=[r.id for r in refs], paths=[r.path for r in refs], up_axis=up_axis, front=front,
-                  count=int(count), seed=int(seed), normals=bool(normals))
+  settings = dict(
+      ids=[r.id for r in refs],
+      paths=[r.path for r in refs],
+      up_axis=up_axis,
+      front=front,
+      count=int(count),
+      seed=int(seed),
+      normals=bool(normals),
+  )
   return paths.cache_key(settings)
 
 
@@ -99,14 +110,25 @@ def _sample_chunk(refs, up_axis, front, count, seed, normals) -> dict[str, np.nd
     points.append(p)
     normal_rows.append(n if normals else np.zeros((0, 3), np.float32))
   empty = np.zeros((0, count, 3), np.float32)
-  return dict(ids=np.array(ids, dtype=str), categories=np.array(categories, dtype=str),
-              points=np.stack(points) if points else empty,
-              normals=np.stack(normal_rows) if (normals and normal_rows) else empty,
-              skipped=np.array([[r.id, why] for r, why in report.skipped], dtype=str).reshape(-1, 2))
+  return dict(
+      ids=np.array(ids, dtype=str),
+      categories=np.array(categories, dtype=str),
+      points=np.stack(points) if points else empty,
+      normals=np.stack(normal_rows) if (normals and normal_rows) else empty,
+      skipped=np.array([[r.id, why] for r, why in report.skipped], dtype=str).reshape(-1, 2),
+  )
 
 
-def sample_collection(refs: list[record.ShapeRef], up_axis: str, front: str, cache_dir: str, *, count: int,
-                      seed: int, normals: bool = False) -> PointClouds:
+def sample_collection(
+    refs: list[record.ShapeRef],
+    up_axis: str,
+    front: str,
+    cache_dir: str,
+    *,
+    count: int,
+    seed: int,
+    normals: bool = False,
+) -> PointClouds:
   """The clouds of `refs`, sampled (or resumed, or reused) in `cache_dir/<key>/`.
 
   Args:
@@ -122,11 +144,16 @@ def sample_collection(refs: list[record.ShapeRef], up_axis: str, front: str, cac
   """
   folder = os.path.join(cache_dir, _key(refs, up_axis, front, count, seed, normals))
   os.makedirs(folder, exist_ok=True)
-  chunks = [refs[lo:lo + CHUNK] for lo in range(0, len(refs), CHUNK)]
+  chunks = [refs[lo : lo + CHUNK] for lo in range(0, len(refs), CHUNK)]
   paths = [os.path.join(folder, f"chunk_{i:05d}.npz") for i in range(len(chunks))]
   todo = [i for i, path in enumerate(paths) if not os.path.exists(path)]
-  with tqdm.tqdm(total=len(refs), initial=len(refs) - sum(len(chunks[i]) for i in todo), desc="point clouds",
-                 unit="shape", disable=not todo) as bar:
+  with tqdm.tqdm(
+      total=len(refs),
+      initial=len(refs) - sum(len(chunks[i]) for i in todo),
+      desc="point clouds",
+      unit="shape",
+      disable=not todo,
+  ) as bar:
     for i in todo:
       files.save_npz(paths[i], **_sample_chunk(chunks[i], up_axis, front, count, seed, normals))
       bar.update(len(chunks[i]))
@@ -135,10 +162,13 @@ def sample_collection(refs: list[record.ShapeRef], up_axis: str, front: str, cac
     with np.load(path) as f:
       parts.append({k: f[k] for k in f.files})
   cat = lambda k: np.concatenate([p[k] for p in parts]) if parts else np.zeros((0,))
-  return PointClouds(ids=cat("ids"), categories=cat("categories"),
-                     points=np.concatenate([p["points"] for p in parts]).astype(np.float32),
-                     normals=np.concatenate([p["normals"] for p in parts]) if normals else None,
-                     skipped=[tuple(s) for p in parts for s in p["skipped"]])
+  return PointClouds(
+      ids=cat("ids"),
+      categories=cat("categories"),
+      points=np.concatenate([p["points"] for p in parts]).astype(np.float32),
+      normals=np.concatenate([p["normals"] for p in parts]) if normals else None,
+      skipped=[tuple(s) for p in parts for s in p["skipped"]],
+  )
 
 
 def workdir_clouds(workdir: str, *, count: int, seed: int, normals: bool = False, ids=None) -> PointClouds:
@@ -149,5 +179,6 @@ def workdir_clouds(workdir: str, *, count: int, seed: int, normals: bool = False
     count, seed, normals: as `sample_collection` (`config.shape_encoder.points`, `config.seed`, `...normals`).
   """
   refs, up_axis, front = manifest.listed_shapes(workdir, ids)
-  return sample_collection(refs, up_axis, front, paths.point_clouds(workdir), count=int(count), seed=int(seed),
-                           normals=bool(normals))
+  return sample_collection(
+      refs, up_axis, front, paths.point_clouds(workdir), count=int(count), seed=int(seed), normals=bool(normals)
+  )

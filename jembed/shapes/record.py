@@ -19,6 +19,7 @@ class ShapeRef:
     category: category name (ShapeNet: the synset's taxonomy name when known, else the synset id).
     path: the source file, or `catalog://<category>/<index>` for the built-in catalog.
   """
+
   id: str
   category: str
   path: str
@@ -33,6 +34,7 @@ class Shape:
     vertices: float32[V, 3].
     faces: int32[F, 3], indices into `vertices`.
   """
+
   ref: ShapeRef
   vertices: np.ndarray
   faces: np.ndarray

@@ -75,8 +75,10 @@ def check_unique_ids(refs: list[record.ShapeRef]) -> None:
   if clashes:
     lines = "; ".join(f"{i!r} <- {', '.join(map(repr, p))}" for i, p in sorted(clashes.items())[:5])
     more = f" (and {len(clashes) - 5} more)" if len(clashes) > 5 else ""
-    raise ValueError(f"{len(clashes)} shape id(s) name more than one file: {lines}{more}. An id is the path without "
-                     "its mesh extension: rename or remove all but one file of each")
+    raise ValueError(
+        f"{len(clashes)} shape id(s) name more than one file: {lines}{more}. An id is the path without "
+        "its mesh extension: rename or remove all but one file of each"
+    )
 
 
 def _limit_per_category(refs: list[record.ShapeRef], limit: int) -> list[record.ShapeRef]:
@@ -148,8 +150,7 @@ def folder_refs(root: pathlib.Path, categories: Iterable[str] = ()) -> list[reco
   return _select_categories(refs, categories, f"under {str(root)!r}")
 
 
-def _select_categories(refs: list[record.ShapeRef], categories: Iterable[str], where: str
-                       ) -> list[record.ShapeRef]:
+def _select_categories(refs: list[record.ShapeRef], categories: Iterable[str], where: str) -> list[record.ShapeRef]:
   """The refs of `categories` (empty = all), sorted by id; an unknown category is a ValueError listing the known."""
   categories = tuple(categories)
   if categories:
@@ -163,8 +164,10 @@ def _select_categories(refs: list[record.ShapeRef], categories: Iterable[str], w
 
 def _ikea_lines(path: pathlib.Path) -> list[str]:
   if not path.is_file():
-    raise FileNotFoundError(f"IKEA list {str(path)!r} does not exist: is the root the ikea_photos_voxels folder "
-                            "(with Lists/, Voxels/ and Images/)?")
+    raise FileNotFoundError(
+        f"IKEA list {str(path)!r} does not exist: is the root the ikea_photos_voxels folder "
+        "(with Lists/, Voxels/ and Images/)?"
+    )
   return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -198,13 +201,17 @@ def ikea_models(root: str | os.PathLike) -> list[record.ShapeRef]:
   models = _ikea_lines(root / "Lists" / "all_obj_clean.txt")
   classes = _ikea_lines(root / "Lists" / "all_obj_class.txt")
   if len(models) != len(classes):
-    raise ValueError(f"{str(root / 'Lists')!r}: all_obj_clean.txt lists {len(models)} models but all_obj_class.txt "
-                     f"{len(classes)} classes")
+    raise ValueError(
+        f"{str(root / 'Lists')!r}: all_obj_clean.txt lists {len(models)} models but all_obj_class.txt "
+        f"{len(classes)} classes"
+    )
   voxel_dir = root / "Voxels"
   if not voxel_dir.is_dir():
     raise FileNotFoundError(f"IKEA voxel folder {str(voxel_dir)!r} does not exist")
-  return [record.ShapeRef(ikea_shape_id(i, model, category), category, str(voxel_dir / f"{i}.mat"))
-          for i, (model, category) in enumerate(zip(models, classes), start=1)]
+  return [
+      record.ShapeRef(ikea_shape_id(i, model, category), category, str(voxel_dir / f"{i}.mat"))
+      for i, (model, category) in enumerate(zip(models, classes), start=1)
+  ]
 
 
 def ikea_refs(root: str | os.PathLike, categories: Iterable[str] = ()) -> list[record.ShapeRef]:
@@ -219,14 +226,17 @@ def ikea_refs(root: str | os.PathLike, categories: Iterable[str] = ()) -> list[r
 @dataclasses.dataclass
 class LoadReport:
   """What loading a collection skipped and which shapes share their geometry."""
+
   n_listed: int = 0
   n_loaded: int = 0
   skipped: list[tuple[record.ShapeRef, str]] = dataclasses.field(default_factory=list)
   duplicates: list[list[str]] = dataclasses.field(default_factory=list)
 
   def summary(self) -> str:
-    return (f"{self.n_loaded} of {self.n_listed} shapes loaded, {len(self.skipped)} skipped, "
-            f"{len(self.duplicates)} groups of identical geometry")
+    return (
+        f"{self.n_loaded} of {self.n_listed} shapes loaded, {len(self.skipped)} skipped, "
+        f"{len(self.duplicates)} groups of identical geometry"
+    )
 
   def lines(self) -> list[str]:
     """One line per skipped shape with its reason, one per duplicate group, then the summary."""
@@ -235,14 +245,24 @@ class LoadReport:
     return out + [self.summary()]
 
   def to_json(self) -> str:
-    return json.dumps({
-        "n_listed": self.n_listed, "n_loaded": self.n_loaded,
-        "skipped": [{"id": r.id, "path": r.path, "reason": why} for r, why in self.skipped],
-        "duplicates": self.duplicates}, indent=1)
+    return json.dumps(
+        {
+            "n_listed": self.n_listed,
+            "n_loaded": self.n_loaded,
+            "skipped": [{"id": r.id, "path": r.path, "reason": why} for r, why in self.skipped],
+            "duplicates": self.duplicates,
+        },
+        indent=1,
+    )
 
 
-def iter_shapes(refs: list[record.ShapeRef], up_axis: str = "y", front: str = "auto",
-                report: LoadReport | None = None, summary: bool = True) -> Iterator[record.Shape]:
+def iter_shapes(
+    refs: list[record.ShapeRef],
+    up_axis: str = "y",
+    front: str = "auto",
+    report: LoadReport | None = None,
+    summary: bool = True,
+) -> Iterator[record.Shape]:
   """Loads `refs` one at a time; a shape that cannot be used is logged, recorded in `report` and skipped.
 
   Duplicate geometry is recorded when the iteration ends (it is not an error: the Sammon stage has a rule for it).
@@ -275,6 +295,7 @@ def load_shapes(cfg) -> tuple[list[record.Shape], LoadReport]:
   report = LoadReport()
   shapes = list(iter_shapes(list_shapes(cfg), cfg.get("up_axis", "y"), cfg.get("front", "auto"), report))
   return shapes, report
+
 
 # The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
 CONFIG_RULES = {

@@ -22,18 +22,61 @@ from typing import Iterable
 
 # The 55 ShapeNetCore.v2 synsets (v1 uses a subset), first name of each WordNet synset as in taxonomy.json.
 SHAPENETCORE = {
-    "02691156": "airplane", "02747177": "trash bin", "02773838": "bag", "02801938": "basket", "02808440": "bathtub",
-    "02818832": "bed", "02828884": "bench", "02843684": "birdhouse", "02871439": "bookshelf", "02876657": "bottle",
-    "02880940": "bowl", "02924116": "bus", "02933112": "cabinet", "02942699": "camera", "02946921": "can",
-    "02954340": "cap", "02958343": "car", "02992529": "cellphone", "03001627": "chair", "03046257": "clock",
-    "03085013": "keyboard", "03207941": "dishwasher", "03211117": "display", "03261776": "earphone",
-    "03325088": "faucet", "03337140": "file cabinet", "03467517": "guitar", "03513137": "helmet", "03593526": "jar",
-    "03624134": "knife", "03636649": "lamp", "03642806": "laptop", "03691459": "loudspeaker", "03710193": "mailbox",
-    "03759954": "microphone", "03761084": "microwave", "03790512": "motorbike", "03797390": "mug",
-    "03928116": "piano", "03938244": "pillow", "03948459": "pistol", "03991062": "flowerpot", "04004475": "printer",
-    "04074963": "remote", "04090263": "rifle", "04099429": "rocket", "04225987": "skateboard", "04256520": "sofa",
-    "04330267": "stove", "04379243": "table", "04401088": "telephone", "04460130": "tower", "04468005": "train",
-    "04530566": "watercraft", "04554684": "washer",
+    "02691156": "airplane",
+    "02747177": "trash bin",
+    "02773838": "bag",
+    "02801938": "basket",
+    "02808440": "bathtub",
+    "02818832": "bed",
+    "02828884": "bench",
+    "02843684": "birdhouse",
+    "02871439": "bookshelf",
+    "02876657": "bottle",
+    "02880940": "bowl",
+    "02924116": "bus",
+    "02933112": "cabinet",
+    "02942699": "camera",
+    "02946921": "can",
+    "02954340": "cap",
+    "02958343": "car",
+    "02992529": "cellphone",
+    "03001627": "chair",
+    "03046257": "clock",
+    "03085013": "keyboard",
+    "03207941": "dishwasher",
+    "03211117": "display",
+    "03261776": "earphone",
+    "03325088": "faucet",
+    "03337140": "file cabinet",
+    "03467517": "guitar",
+    "03513137": "helmet",
+    "03593526": "jar",
+    "03624134": "knife",
+    "03636649": "lamp",
+    "03642806": "laptop",
+    "03691459": "loudspeaker",
+    "03710193": "mailbox",
+    "03759954": "microphone",
+    "03761084": "microwave",
+    "03790512": "motorbike",
+    "03797390": "mug",
+    "03928116": "piano",
+    "03938244": "pillow",
+    "03948459": "pistol",
+    "03991062": "flowerpot",
+    "04004475": "printer",
+    "04074963": "remote",
+    "04090263": "rifle",
+    "04099429": "rocket",
+    "04225987": "skateboard",
+    "04256520": "sofa",
+    "04330267": "stove",
+    "04379243": "table",
+    "04401088": "telephone",
+    "04460130": "tower",
+    "04468005": "train",
+    "04530566": "watercraft",
+    "04554684": "washer",
 }
 
 
@@ -47,6 +90,7 @@ class Category:
     lfd_elevations: the LFD views' elevations in degrees: one (20 azimuths by 18°) or two (10 azimuths by 36°).
     view_histogram: the paper's (azimuth bin weights [16], elevation bin weights [18], tilt std in degrees).
   """
+
   name: str
   aliases: tuple[str, ...]
   lfd_elevations: tuple[float, ...]
@@ -63,17 +107,36 @@ _FLAT_ELEVATION = (1.0,) * 18
 _CHAIR_ELEVATION = (1,) * 7 + (23, 57, 212, 315, 181, 80, 36, 26, 21, 18, 20)
 _CHAIR_HISTOGRAM = ((93, 90, 79, 66, 56, 49, 45, 44, 45, 46, 48, 51, 56, 63, 75, 87), _CHAIR_ELEVATION, 3.0)
 
-TABLE: dict[str, Category] = {c.name: c for c in (
-    Category("chair", (), (20.0,), _CHAIR_HISTOGRAM),
-    Category("table", ("diningtable", "dining table"), (20.0,), (_FLAT_AZIMUTH, _CHAIR_ELEVATION, 3.0)),
-    Category("car", ("auto", "automobile"), (10.0,),
-             ((91, 87, 73, 58, 50, 50, 56, 65, 69, 62, 52, 44, 42, 49, 64, 81),
-              (0,) * 7 + (24, 227, 521, 86, 26, 18, 15, 18, 10, 10, 10), 3.0)),
-    Category("airplane", ("aeroplane", "plane"), (-30.0, 0.0),
-             ((65, 70, 74, 75, 71, 64, 55, 48, 45, 47, 53, 61, 66, 67, 65, 64),
-              (19, 13, 15, 18, 23, 35, 64, 125, 223, 216, 95, 33, 22, 22, 18, 15, 15, 19), 10.0)),
-    Category("lamp", ("desk_lamp", "desk lamp", "floor_lamp"), (-30.0, 0.0), (_FLAT_AZIMUTH, _FLAT_ELEVATION, 10.0)),
-)}
+TABLE: dict[str, Category] = {
+    c.name: c
+    for c in (
+        Category("chair", (), (20.0,), _CHAIR_HISTOGRAM),
+        Category("table", ("diningtable", "dining table"), (20.0,), (_FLAT_AZIMUTH, _CHAIR_ELEVATION, 3.0)),
+        Category(
+            "car",
+            ("auto", "automobile"),
+            (10.0,),
+            (
+                (91, 87, 73, 58, 50, 50, 56, 65, 69, 62, 52, 44, 42, 49, 64, 81),
+                (0,) * 7 + (24, 227, 521, 86, 26, 18, 15, 18, 10, 10, 10),
+                3.0,
+            ),
+        ),
+        Category(
+            "airplane",
+            ("aeroplane", "plane"),
+            (-30.0, 0.0),
+            (
+                (65, 70, 74, 75, 71, 64, 55, 48, 45, 47, 53, 61, 66, 67, 65, 64),
+                (19, 13, 15, 18, 23, 35, 64, 125, 223, 216, 95, 33, 22, 22, 18, 15, 15, 19),
+                10.0,
+            ),
+        ),
+        Category(
+            "lamp", ("desk_lamp", "desk lamp", "floor_lamp"), (-30.0, 0.0), (_FLAT_AZIMUTH, _FLAT_ELEVATION, 10.0)
+        ),
+    )
+}
 DEFAULT = TABLE["chair"]  # what a category not in the table gets (its name is kept)
 _BY_ALIAS = {alias: c.name for c in TABLE.values() for alias in c.aliases}
 

@@ -100,7 +100,7 @@ def _cube_faces(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   pattern = np.zeros(lattice, np.int32)
   for d in range(8):
     dx, dy, dz = d >> 2 & 1, d >> 1 & 1, d & 1
-    pattern |= padded[dx:dx + lattice[0], dy:dy + lattice[1], dz:dz + lattice[2]].astype(np.int32) << d
+    pattern |= padded[dx : dx + lattice[0], dy : dy + lattice[1], dz : dz + lattice[2]].astype(np.int32) << d
   quads, owners = [], []
   for axis in range(3):
     b, c = (axis + 1) % 3, (axis + 2) % 3  # e_b x e_c = e_axis, so (0,0),(1,0),(1,1),(0,1) in (b, c) faces +axis.
@@ -164,8 +164,9 @@ def _marching_cubes(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   try:
     from skimage import measure  # pylint: disable=g-import-not-at-top  # optional dependency
   except ImportError as e:
-    raise ImportError("method='marching_cubes' needs scikit-image (pip install scikit-image); "
-                      "method='cubes' needs nothing") from e
+    raise ImportError(
+        "method='marching_cubes' needs scikit-image (pip install scikit-image); " "method='cubes' needs nothing"
+    ) from e
   # Lorensen's table: on binary grids Lewiner's ambiguity resolution glues four faces to some edges (not watertight).
   vertices, faces, _, _ = measure.marching_cubes(np.pad(grid, 1).astype(np.float32), level=0.5, method="lorensen")
   vertices = vertices - 0.5  # Padded voxel q (centre q) is voxel q-1, whose centre is at q-0.5.
@@ -176,8 +177,9 @@ def _marching_cubes(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   return vertices.astype(np.float32), np.ascontiguousarray(faces, dtype=np.int32)
 
 
-def grid_to_mesh(grid: np.ndarray, *, method: str = "cubes",
-                 smooth_iterations: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def grid_to_mesh(
+    grid: np.ndarray, *, method: str = "cubes", smooth_iterations: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
   """The closed surface of an occupancy grid (see the module docstring).
 
   Args:

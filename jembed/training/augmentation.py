@@ -9,8 +9,9 @@ import jax
 import jax.numpy as jnp
 
 
-def augment_batch(batch: dict[str, jax.Array], rng: jax.Array, example_ids: jax.Array, *, flip: bool,
-                  shift: float) -> dict[str, jax.Array]:
+def augment_batch(
+    batch: dict[str, jax.Array], rng: jax.Array, example_ids: jax.Array, *, flip: bool, shift: float
+) -> dict[str, jax.Array]:
   """The batch with its images randomly mirrored (p = 0.5) and shifted, and the angles updated to match.
 
   Args:

@@ -34,8 +34,7 @@ class Checkpoints:
   """The run's checkpoint manager: save every so often, keep the newest `max_to_keep`, restore the latest."""
 
   def __init__(self, workdir: str, *, max_to_keep: int | None = None, read_only: bool = False):
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep or None, create=not read_only,
-                                           read_only=read_only)
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep or None, create=not read_only, read_only=read_only)
     self._read_only = read_only
     self._manager = ocp.CheckpointManager(directory(workdir), options=options, item_names=ITEMS)
 
@@ -51,9 +50,15 @@ class Checkpoints:
 
   def save(self, step: int, state: dict[str, Any], meta: dict[str, Any]) -> None:
     """Saves `state` ({'params', 'opt_state', ...}) and the JSON-able `meta` as checkpoint `step`."""
-    self._manager.save(step, args=ocp.args.Composite(
-        params=ocp.args.StandardSave(state["params"]), opt_state=ocp.args.StandardSave(state["opt_state"]),
-        meta=ocp.args.JsonSave(dict(meta, step=int(step)))), force=True)
+    self._manager.save(
+        step,
+        args=ocp.args.Composite(
+            params=ocp.args.StandardSave(state["params"]),
+            opt_state=ocp.args.StandardSave(state["opt_state"]),
+            meta=ocp.args.JsonSave(dict(meta, step=int(step))),
+        ),
+        force=True,
+    )
 
   def restore_meta(self, step: int | None = None) -> dict[str, Any]:
     step = self._step(step)
@@ -70,16 +75,22 @@ class Checkpoints:
       ({'params', 'opt_state'} of arrays, meta dict).
     """
     step = self._step(step)
-    got = self._manager.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(abstract_state["params"]),
-        opt_state=ocp.args.StandardRestore(abstract_state["opt_state"]), meta=ocp.args.JsonRestore()))
+    got = self._manager.restore(
+        step,
+        args=ocp.args.Composite(
+            params=ocp.args.StandardRestore(abstract_state["params"]),
+            opt_state=ocp.args.StandardRestore(abstract_state["opt_state"]),
+            meta=ocp.args.JsonRestore(),
+        ),
+    )
     return {"params": got["params"], "opt_state": got["opt_state"]}, got["meta"]
 
   def restore_params(self, step: int | None, abstract_params: Any) -> Any:
     """Only the network's variables of checkpoint `step` (None: the latest), shaped like `abstract_params`."""
     step = self._step(step)
-    return self._manager.restore(step, args=ocp.args.Composite(
-        params=ocp.args.StandardRestore(abstract_params)))["params"]
+    return self._manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params)))[
+        "params"
+    ]
 
   def newest_intact(self, restore: Callable[[int], T], steps: list[int] | None = None) -> tuple[int, T]:
     """`restore(step)` of the newest checkpoint that restores whole, logging each newer one that is damaged.
@@ -108,18 +119,26 @@ class Checkpoints:
         raise
       except Exception as e:  # pylint: disable=broad-except  (orbax/tensorstore raise many types for bad files)
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        logging.warning("checkpoint step %d in %s is damaged (%s: %s); trying the one before", step, self.directory,
-                        type(e).__name__, reason)
+        logging.warning(
+            "checkpoint step %d in %s is damaged (%s: %s); trying the one before",
+            step,
+            self.directory,
+            type(e).__name__,
+            reason,
+        )
         damaged.append(f"step {step}: {type(e).__name__}: {reason}")
         continue
       if damaged:
-        logging.warning("using checkpoint step %d; skipped %d damaged newer one(s): %s", step, len(damaged),
-                        "; ".join(damaged))
+        logging.warning(
+            "using checkpoint step %d; skipped %d damaged newer one(s): %s", step, len(damaged), "; ".join(damaged)
+        )
         if not self._read_only:  # a resumed run will save those steps again: move the damaged ones aside
           self._set_aside([int(d.split(":")[0].split()[1]) for d in damaged])
       return step, result
-    raise ValueError(f"no checkpoint in {self.directory} can be restored ({'; '.join(damaged)}): delete the folder "
-                     "to train from scratch, or use a new workdir")
+    raise ValueError(
+        f"no checkpoint in {self.directory} can be restored ({'; '.join(damaged)}): delete the folder "
+        "to train from scratch, or use a new workdir"
+    )
 
   def _set_aside(self, steps: list[int]) -> None:
     """Moves damaged step folders to `workdir/damaged_checkpoints/<step>` (kept for inspection, never deleted)."""

@@ -35,13 +35,17 @@ def neg_sq_distance(a: jax.Array, b: jax.Array, temperature: jax.Array | float =
     make a distance slightly negative.
   """
   a, b = a.astype(jnp.float32), b.astype(jnp.float32)
-  d2 = (jnp.sum(a * a, -1)[:, None] + jnp.sum(b * b, -1)[None, :]
-        - 2.0 * jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST))
+  d2 = (
+      jnp.sum(a * a, -1)[:, None]
+      + jnp.sum(b * b, -1)[None, :]
+      - 2.0 * jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST)
+  )
   return -jnp.maximum(d2, 0.0) / temperature
 
 
-def cosine_similarity(a: jax.Array, b: jax.Array, temperature: jax.Array | float = 1.0,
-                      eps: float = 1e-12) -> jax.Array:
+def cosine_similarity(
+    a: jax.Array, b: jax.Array, temperature: jax.Array | float = 1.0, eps: float = 1e-12
+) -> jax.Array:
   """cos(a_i, b_j) / temperature (CLIP's and HCL's similarity); float32[B, D], float32[N, D] -> float32[B, N]."""
   a, b = a.astype(jnp.float32), b.astype(jnp.float32)
   a = a * jax.lax.rsqrt(jnp.maximum(jnp.sum(a * a, -1, keepdims=True), eps))
@@ -79,9 +83,15 @@ def _negatives(logits: jax.Array, positives: jax.Array, exclude: jax.Array | Non
   return positive_logit, valid
 
 
-def hcl_per_row(logits: jax.Array, positives: jax.Array, exclude: jax.Array | None = None, *,
-                beta: float | jax.Array = 1.0, tau_plus: float | jax.Array = 0.1,
-                floor: float | jax.Array | None = None) -> jax.Array:
+def hcl_per_row(
+    logits: jax.Array,
+    positives: jax.Array,
+    exclude: jax.Array | None = None,
+    *,
+    beta: float | jax.Array = 1.0,
+    tau_plus: float | jax.Array = 0.1,
+    floor: float | jax.Array | None = None,
+) -> jax.Array:
   """HCL of each row (the module docstring's estimator), in log space.
 
   Args:
@@ -106,8 +116,11 @@ def hcl_per_row(logits: jax.Array, positives: jax.Array, exclude: jax.Array | No
   # gradients through the final `where`.
   valid = valid | ~has_negatives[:, None]
   # log R = logsumexp((1 + beta) s) - logsumexp(beta s) + log N: w_i e^{s_i} summed, over the mean of the w_i.
-  log_r = (jax.nn.logsumexp(jnp.where(valid, (1.0 + beta) * logits, -jnp.inf), axis=1)
-           - jax.nn.logsumexp(jnp.where(valid, beta * logits, -jnp.inf), axis=1) + log_count)
+  log_r = (
+      jax.nn.logsumexp(jnp.where(valid, (1.0 + beta) * logits, -jnp.inf), axis=1)
+      - jax.nn.logsumexp(jnp.where(valid, beta * logits, -jnp.inf), axis=1)
+      + log_count
+  )
   # Debiasing: log(R - tau+ N e^{s+}) = log R + log(1 - e^{log(tau+ N) + s+ - log R}), real only while positive.
   log_tau = jnp.log(jnp.asarray(tau_plus, jnp.float32))
   ratio = log_tau + log_count + s_pos - log_r
@@ -123,9 +136,15 @@ def hcl_per_row(logits: jax.Array, positives: jax.Array, exclude: jax.Array | No
   return jnp.where(has_negatives, jax.nn.softplus(log_ng - s_pos), 0.0)
 
 
-def hcl(logits: jax.Array, positives: jax.Array, exclude: jax.Array | None = None, *,
-        beta: float | jax.Array = 1.0, tau_plus: float | jax.Array = 0.1,
-        floor: float | jax.Array | None = None) -> jax.Array:
+def hcl(
+    logits: jax.Array,
+    positives: jax.Array,
+    exclude: jax.Array | None = None,
+    *,
+    beta: float | jax.Array = 1.0,
+    tau_plus: float | jax.Array = 0.1,
+    floor: float | jax.Array | None = None,
+) -> jax.Array:
   """The mean over rows of `hcl_per_row` (same arguments): float32[]."""
   return jnp.mean(hcl_per_row(logits, positives, exclude, beta=beta, tau_plus=tau_plus, floor=floor))
 
@@ -149,9 +168,16 @@ def infonce(logits: jax.Array, positives: jax.Array, exclude: jax.Array | None =
   return jnp.mean(infonce_per_row(logits, positives, exclude))
 
 
-def contrastive_loss(logits: jax.Array, positives: jax.Array, exclude: jax.Array | None = None, *,
-                     objective: str = "hcl", beta: float = 1.0, tau_plus: float = 0.1,
-                     floor: float | jax.Array | None = None) -> jax.Array:
+def contrastive_loss(
+    logits: jax.Array,
+    positives: jax.Array,
+    exclude: jax.Array | None = None,
+    *,
+    objective: str = "hcl",
+    beta: float = 1.0,
+    tau_plus: float = 0.1,
+    floor: float | jax.Array | None = None,
+) -> jax.Array:
   """`objective` ('infonce' | 'hcl') of a logit matrix, averaged over rows: float32[]."""
   if objective == "infonce":
     return infonce(logits, positives, exclude)
@@ -160,10 +186,17 @@ def contrastive_loss(logits: jax.Array, positives: jax.Array, exclude: jax.Array
   raise ValueError(f"contrastive objective {objective!r} is not 'infonce' or 'hcl'")
 
 
-def symmetric_hcl(image_emb: jax.Array, shape_emb: jax.Array, shape_ids: jax.Array, *,
-                  similarity_kind: str = "cosine", temperature: float | jax.Array = 0.07,
-                  beta: float | jax.Array = 1.0, tau_plus: float | jax.Array = 0.1,
-                  objective: str = "hcl") -> tuple[jax.Array, dict[str, jax.Array]]:
+def symmetric_hcl(
+    image_emb: jax.Array,
+    shape_emb: jax.Array,
+    shape_ids: jax.Array,
+    *,
+    similarity_kind: str = "cosine",
+    temperature: float | jax.Array = 0.07,
+    beta: float | jax.Array = 1.0,
+    tau_plus: float | jax.Array = 0.1,
+    objective: str = "hcl",
+) -> tuple[jax.Array, dict[str, jax.Array]]:
   """Multi-modal HCL between paired images and shapes, both directions averaged (as CLIP's symmetric loss).
 
   Row i of S = sim(image_emb, shape_emb) / t has its own shape i as the positive; a column j != i with the same
@@ -187,6 +220,8 @@ def symmetric_hcl(image_emb: jax.Array, shape_emb: jax.Array, shape_ids: jax.Arr
   diagonal = jnp.arange(logits.shape[0], dtype=jnp.int32)
   floor = logit_floor(similarity_kind, temperature)
   kwargs = dict(objective=objective, beta=beta, tau_plus=tau_plus, floor=floor)
-  parts = {"image_to_shape": contrastive_loss(logits, diagonal, same_shape, **kwargs),
-           "shape_to_image": contrastive_loss(logits.T, diagonal, same_shape.T, **kwargs)}
+  parts = {
+      "image_to_shape": contrastive_loss(logits, diagonal, same_shape, **kwargs),
+      "shape_to_image": contrastive_loss(logits.T, diagonal, same_shape.T, **kwargs),
+  }
   return 0.5 * (parts["image_to_shape"] + parts["shape_to_image"]), parts

@@ -51,22 +51,28 @@ def run_dir(workdir: str) -> str:
   return paths.shape_encoder(workdir)
 
 
-def augment_clouds(clouds: jax.Array, rng: jax.Array, example_ids: jax.Array, *, keep: int,
-                   scale: float) -> jax.Array:
+def augment_clouds(clouds: jax.Array, rng: jax.Array, example_ids: jax.Array, *, keep: int, scale: float) -> jax.Array:
   """Per example: a random subset of `keep` points and a random anisotropic scale in [1 - scale, 1 + scale].
 
   clouds float32[B, P, C] (xyz first, then features, which are not scaled) -> float32[B, keep, C].
   """
+
   def one(cloud, example):
     k_perm, k_scale = jax.random.split(jax.random.fold_in(rng, example))
     cloud = cloud[jax.random.permutation(k_perm, cloud.shape[0])[:keep]] if keep < cloud.shape[0] else cloud
     factor = jax.random.uniform(k_scale, (3,), minval=1.0 - scale, maxval=1.0 + scale)
     return cloud.at[:, :3].multiply(factor)
+
   return jax.vmap(one)(clouds, example_ids)
 
 
-def joint_loss(outputs: dict[str, jax.Array], targets: jax.Array, shape_index: jax.Array, spread2: float,
-               cfg: ml_collections.ConfigDict) -> tuple[jax.Array, dict[str, jax.Array]]:
+def joint_loss(
+    outputs: dict[str, jax.Array],
+    targets: jax.Array,
+    shape_index: jax.Array,
+    spread2: float,
+    cfg: ml_collections.ConfigDict,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
   """The objective of the module docstring on the global batch.
 
   Args:
@@ -80,9 +86,16 @@ def joint_loss(outputs: dict[str, jax.Array], targets: jax.Array, shape_index: j
     (float32[] total, {name: float32[] part}).
   """
   scale = spread2 if cfg.similarity == "neg_sq_distance" else 1.0
-  hcl, parts = contrastive.symmetric_hcl(outputs["image"], outputs["shape"], shape_index,
-                                         similarity_kind=cfg.similarity, temperature=float(cfg.temperature) * scale,
-                                         beta=float(cfg.beta), tau_plus=float(cfg.tau_plus), objective=cfg.objective)
+  hcl, parts = contrastive.symmetric_hcl(
+      outputs["image"],
+      outputs["shape"],
+      shape_index,
+      similarity_kind=cfg.similarity,
+      temperature=float(cfg.temperature) * scale,
+      beta=float(cfg.beta),
+      tau_plus=float(cfg.tau_plus),
+      objective=cfg.objective,
+  )
   parts = {f"hcl_{k}": v for k, v in parts.items()}
   parts["anchor_loss"] = jnp.mean(jnp.sum(jnp.square(outputs["shape"] - targets), -1)) / spread2
   parts["image_anchor_loss"] = jnp.mean(jnp.sum(jnp.square(outputs["image"] - targets), -1)) / spread2
@@ -90,9 +103,15 @@ def joint_loss(outputs: dict[str, jax.Array], targets: jax.Array, shape_index: j
   return total, dict(parts, hcl_loss=hcl)
 
 
-def make_update_fn(net: model_lib.EmbeddingNet, encoder: point_encoder.PointEncoder, tx: optax.GradientTransformation,
-                   schedule: optax.Schedule, mesh: jax.sharding.Mesh, config: ml_collections.ConfigDict,
-                   spread2: float) -> Callable:
+def make_update_fn(
+    net: model_lib.EmbeddingNet,
+    encoder: point_encoder.PointEncoder,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    mesh: jax.sharding.Mesh,
+    config: ml_collections.ConfigDict,
+    spread2: float,
+) -> Callable:
   """`update_fn(state, batch, clouds, rng) -> (state, metrics)`, jitted, state donated.
 
   `state['params']` is {'image': ..., 'shape': ...}; `batch` holds `KEYS` ([B, ...], B divisible by the devices);
@@ -105,15 +124,26 @@ def make_update_fn(net: model_lib.EmbeddingNet, encoder: point_encoder.PointEnco
     rng = jax.random.fold_in(rng, state["step"])
     local = batch["image"].shape[0]
     example_ids = lax.axis_index("data") * local + jnp.arange(local, dtype=jnp.int32)
-    batch = augmentation.augment_batch(batch, jax.random.fold_in(rng, 1), example_ids,
-                                       flip=bool(config.train.augment_flip), shift=float(config.train.augment_shift))
-    cloud = augment_clouds(clouds[batch["shape_index"]], jax.random.fold_in(rng, 2), example_ids, keep=keep,
-                           scale=float(cfg.augment_scale))
+    batch = augmentation.augment_batch(
+        batch,
+        jax.random.fold_in(rng, 1),
+        example_ids,
+        flip=bool(config.train.augment_flip),
+        shift=float(config.train.augment_shift),
+    )
+    cloud = augment_clouds(
+        clouds[batch["shape_index"]], jax.random.fold_in(rng, 2), example_ids, keep=keep, scale=float(cfg.augment_scale)
+    )
     gather = lambda x: lax.all_gather(x, "data", tiled=True)
 
     def loss_fn(params):
-      image = net.apply(params["image"], batch["image"], train=True, example_ids=example_ids,
-                        rngs={"dropout": jax.random.fold_in(rng, 0)})["point"]
+      image = net.apply(
+          params["image"],
+          batch["image"],
+          train=True,
+          example_ids=example_ids,
+          rngs={"dropout": jax.random.fold_in(rng, 0)},
+      )["point"]
       shape = encoder.apply(params["shape"], cloud[..., :3], cloud[..., 3:] if cloud.shape[-1] > 3 else None)
       outputs = {"image": gather(image), "shape": gather(shape)}
       return joint_loss(outputs, gather(batch["point"]), gather(batch["shape_index"]), spread2, cfg)
@@ -124,12 +154,18 @@ def make_update_fn(net: model_lib.EmbeddingNet, encoder: point_encoder.PointEnco
     loss, parts = lax.pmean((loss, parts), "data")  # equal on every device already; makes them replicated
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    metrics = dict(parts, loss=loss, grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params),
-                   lr=jnp.asarray(schedule(state["step"]), jnp.float32))
+    metrics = dict(
+        parts,
+        loss=loss,
+        grad_norm=optax.tree.norm(grads),
+        param_norm=optax.tree.norm(params),
+        lr=jnp.asarray(schedule(state["step"]), jnp.float32),
+    )
     return dict(step=state["step"] + 1, params=params, opt_state=opt_state), metrics
 
-  step = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("data"), P(), P()), out_specs=(P(), P())),
-                 donate_argnums=0)
+  step = jax.jit(
+      jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("data"), P(), P()), out_specs=(P(), P())), donate_argnums=0
+  )
 
   def update_fn(state, batch, clouds, rng):
     train.check_batch(batch, mesh)
@@ -148,9 +184,9 @@ def encode_clouds(encoder: point_encoder.PointEncoder, params, clouds: np.ndarra
   """float32[N, P, 3 + F] -> float32[N, D], in fixed-size padded batches (one compiled program)."""
   out = []
   for lo in range(0, len(clouds), batch):
-    chunk = np.asarray(clouds[lo:lo + batch], np.float32)
+    chunk = np.asarray(clouds[lo : lo + batch], np.float32)
     padded = np.concatenate([chunk, np.repeat(chunk[:1], batch - len(chunk), 0)]) if len(chunk) < batch else chunk
-    out.append(np.asarray(_encode(encoder, params, padded))[:len(chunk)])
+    out.append(np.asarray(_encode(encoder, params, padded))[: len(chunk)])
   return np.concatenate(out)
 
 
@@ -175,8 +211,9 @@ def joint_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
 
 
 def _encoder_spec(config, points: np.ndarray) -> point_encoder.EncoderSpec:
-  return point_encoder.spec_from_config(config.shape_encoder, out_dim=points.shape[1],
-                                        point_scale=float(np.sqrt(np.mean(np.var(points, axis=0)))))
+  return point_encoder.spec_from_config(
+      config.shape_encoder, out_dim=points.shape[1], point_scale=float(np.sqrt(np.mean(np.var(points, axis=0))))
+  )
 
 
 def _init_fn(spec, encoder_spec, num_points: int) -> Callable:
@@ -186,6 +223,7 @@ def _init_fn(spec, encoder_spec, num_points: int) -> Callable:
     k_image, k_shape = jax.random.split(rng)
     image = model_lib.init_params(spec, k_image) if image is None else image
     return {"image": image, "shape": point_encoder.init_params(encoder_spec, k_shape, num_points)}
+
   return init
 
 
@@ -194,8 +232,10 @@ def _regression_params(config, workdir, spec, sharding) -> dict | None:
   if config.shape_encoder.image_init == "scratch":
     return None
   if config.shape_encoder.image_init != "regression":
-    raise ValueError(f"config.shape_encoder.image_init must be 'regression' or 'scratch', got "
-                     f"{config.shape_encoder.image_init!r}")
+    raise ValueError(
+        f"config.shape_encoder.image_init must be 'regression' or 'scratch', got "
+        f"{config.shape_encoder.image_init!r}"
+    )
   ckpts = checkpoints.Checkpoints(workdir, read_only=True)
   try:
     abstract = jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
@@ -218,8 +258,9 @@ def _train(config, workdir, mesh) -> dict[str, float]:
   encoder_spec = _encoder_spec(config, points)
   net, encoder = model_lib.EmbeddingNet(spec), point_encoder.PointEncoder(encoder_spec)
   cfg = config.shape_encoder
-  clouds = stacked_clouds(point_clouds.workdir_clouds(workdir, count=cfg.points, seed=config.seed, normals=cfg.normals),
-                          embedding.ids)
+  clouds = stacked_clouds(
+      point_clouds.workdir_clouds(workdir, count=cfg.points, seed=config.seed, normals=cfg.normals), embedding.ids
+  )
   spread2 = float(np.mean(np.sum(np.square(points - points.mean(0)), -1)))
   init_rng, dropout_rng = jax.random.split(jax.random.key(int(config.seed) + 1))
   init = _init_fn(spec, encoder_spec, clouds.shape[1])
@@ -230,20 +271,30 @@ def _train(config, workdir, mesh) -> dict[str, float]:
   out_dir = run_dir(workdir)
   ckpts = checkpoints.Checkpoints(out_dir, max_to_keep=int(config.train.max_to_keep))
   total, every = int(config.train.total_steps), {k: int(config.train[k]) for k in ("ckpt_every", "eval_every")}
-  meta = dict(model=spec.to_dict(), encoder=encoder_spec.to_dict(), categories=list(categories),
-              clouds=dict(points=int(config.shape_encoder.points), normals=bool(config.shape_encoder.normals),
-                          seed=int(config.seed)))
+  meta = dict(
+      model=spec.to_dict(),
+      encoder=encoder_spec.to_dict(),
+      categories=list(categories),
+      clouds=dict(
+          points=int(config.shape_encoder.points), normals=bool(config.shape_encoder.normals), seed=int(config.seed)
+      ),
+  )
   train_iter = train.pipeline.create_input_iterator(config, workdir, "train", mesh=mesh)
   validation = train._validation(config, workdir, mesh)  # pylint: disable=protected-access
   try:
-    state, start = _restore_or_create(ckpts, init, init_rng, tx, replicated, train_iter,
-                                      lambda: _regression_params(config, workdir, spec, replicated))
+    state, start = _restore_or_create(
+        ckpts, init, init_rng, tx, replicated, train_iter, lambda: _regression_params(config, workdir, spec, replicated)
+    )
     writer = run_metrics.MetricWriter(out_dir, resume_step=start)
-    tracker = run_metrics.StepTracker(writer, batch_size=int(config.input.batch_size),
-                                      log_every=int(config.train.log_every), start=start, total=total)
-    logging.info("joint run: image network %s + shape encoder %s parameters, clouds %s, %d devices",
-                 *(f"{sum(x.size for x in jax.tree.leaves(state['params'][k])):,}" for k in ("image", "shape")),
-                 clouds.shape, mesh.size)
+    tracker = run_metrics.StepTracker(
+        writer, batch_size=int(config.input.batch_size), log_every=int(config.train.log_every), start=start, total=total
+    )
+    logging.info(
+        "joint run: image network %s + shape encoder %s parameters, clouds %s, %d devices",
+        *(f"{sum(x.size for x in jax.tree.leaves(state['params'][k])):,}" for k in ("image", "shape")),
+        clouds.shape,
+        mesh.size,
+    )
     last = {}
     for step in range(start, total):
       state, metrics = update_fn(state, next(train_iter), device_clouds, dropout_rng)
@@ -266,14 +317,14 @@ def _train(config, workdir, mesh) -> dict[str, float]:
 
 def _restore_or_create(ckpts, init, rng, tx, replicated, train_iter, image_params) -> tuple[dict, int]:
   """The latest joint checkpoint (input position restored into `train_iter`) or a fresh state."""
-  create = lambda key, image: dict(step=jnp.zeros((), jnp.int32), params=(p := init(key, image)),
-                                   opt_state=tx.init(p))
+  create = lambda key, image: dict(step=jnp.zeros((), jnp.int32), params=(p := init(key, image)), opt_state=tx.init(p))
   step = ckpts.latest_step()
   if step is None:
     return jax.jit(create, out_shardings=replicated)(rng, image_params()), 0
   abstract = jax.eval_shape(create, rng, None)
-  restored, meta = ckpts.restore(step, checkpoints.abstract_like(
-      {"params": abstract["params"], "opt_state": abstract["opt_state"]}, replicated))
+  restored, meta = ckpts.restore(
+      step, checkpoints.abstract_like({"params": abstract["params"], "opt_state": abstract["opt_state"]}, replicated)
+  )
   train_iter.set_state(meta["input"])
   logging.info("resumed the joint run from step %d (%s)", step, ckpts.directory)
   return dict(restored, step=jax.device_put(jnp.int32(step), replicated)), step

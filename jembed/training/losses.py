@@ -92,6 +92,7 @@ class RankObjective:
       batch's image points, its own image the positive, the shape's other images in the batch not negatives. It
       asks that a shape's nearest images be its own (the shape->image ranks); 0 = off.
   """
+
   objective: str = "hcl"
   similarity: str = "neg_sq_distance"
   temperature: float = 0.1
@@ -102,13 +103,20 @@ class RankObjective:
   regression_weight: float = 0.0
   shape_to_image: float = 0.0
 
-  def loss(self, logits: jax.Array, positives: jax.Array, exclude: jax.Array | None,
-           temperature: jax.Array | float) -> jax.Array:
+  def loss(
+      self, logits: jax.Array, positives: jax.Array, exclude: jax.Array | None, temperature: jax.Array | float
+  ) -> jax.Array:
     """This objective (InfoNCE or HCL with its beta, tau_plus and the similarity's floor) of float32[B, M] logits
     with their int32[B] positive columns and optional bool[B, M] excluded ones: float32[], the mean over rows."""
-    return contrastive.contrastive_loss(logits, positives, exclude, objective=self.objective, beta=self.beta,
-                                        tau_plus=self.tau_plus, floor=contrastive.logit_floor(self.similarity,
-                                                                                              temperature))
+    return contrastive.contrastive_loss(
+        logits,
+        positives,
+        exclude,
+        objective=self.objective,
+        beta=self.beta,
+        tau_plus=self.tau_plus,
+        floor=contrastive.logit_floor(self.similarity, temperature),
+    )
 
   @property
   def unit(self) -> float:
@@ -125,19 +133,33 @@ class RankObjective:
       raise ValueError(f"config.train.loss must be 'regression', 'infonce' or 'hcl', got {loss!r}")
     c = config.contrastive
     if c.similarity not in contrastive.SIMILARITIES:
-      raise ValueError(f"config.contrastive.similarity must be one of {sorted(contrastive.SIMILARITIES)}, "
-                       f"got {c.similarity!r}")
+      raise ValueError(
+          f"config.contrastive.similarity must be one of {sorted(contrastive.SIMILARITIES)}, " f"got {c.similarity!r}"
+      )
     if not float(c.temperature) > 0:
       raise ValueError(f"config.contrastive.temperature must be positive, got {c.temperature}")
     # Mean of |x_i - x_j|^2 over all pairs = 2 x the total variance: O(N D), no N x N matrix.
     spread = 2.0 * float(np.sum(np.var(np.asarray(points, np.float64), axis=0)))
-    return cls(objective=loss, similarity=c.similarity, temperature=float(c.temperature), beta=float(c.beta),
-               tau_plus=float(c.tau_plus), max_negatives=int(c.max_negatives), spread=max(spread, 1e-12),
-               regression_weight=float(c.regression_weight), shape_to_image=float(c.get("shape_to_image", 0.0)))
+    return cls(
+        objective=loss,
+        similarity=c.similarity,
+        temperature=float(c.temperature),
+        beta=float(c.beta),
+        tau_plus=float(c.tau_plus),
+        max_negatives=int(c.max_negatives),
+        spread=max(spread, 1e-12),
+        regression_weight=float(c.regression_weight),
+        shape_to_image=float(c.get("shape_to_image", 0.0)),
+    )
 
 
-def rank_loss(points: jax.Array, shape_points: jax.Array, shape_index: jax.Array, objective: RankObjective,
-              temperature: jax.Array | float) -> jax.Array:
+def rank_loss(
+    points: jax.Array,
+    shape_points: jax.Array,
+    shape_index: jax.Array,
+    objective: RankObjective,
+    temperature: jax.Array | float,
+) -> jax.Array:
   """The contrastive loss of image points against all shape points, the image's own shape the positive.
 
   Args:
@@ -160,9 +182,14 @@ def rank_loss(points: jax.Array, shape_points: jax.Array, shape_index: jax.Array
   return objective.loss(logits, positives, None, temperature)
 
 
-def shape_to_image_loss(points: jax.Array, shape_points: jax.Array, shape_index: jax.Array,
-                        objective: RankObjective, temperature: jax.Array | float,
-                        axis_name: str | None = None) -> jax.Array:
+def shape_to_image_loss(
+    points: jax.Array,
+    shape_points: jax.Array,
+    shape_index: jax.Array,
+    objective: RankObjective,
+    temperature: jax.Array | float,
+    axis_name: str | None = None,
+) -> jax.Array:
   """The shape -> image direction: each image's shape point against all the batch's image points.
 
   Row i is anchored at image i's shape point; its positive is image i, the batch's other images of that shape are
@@ -196,10 +223,14 @@ def shape_to_image_loss(points: jax.Array, shape_points: jax.Array, shape_index:
   return objective.loss(logits, positives, same_shape, temperature)
 
 
-def total_loss(outputs: dict[str, jax.Array], batch: dict[str, jax.Array], weights: dict[str, float],
-               shape_points: jax.Array | None = None,
-               objective: RankObjective | None = None,
-               axis_name: str | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+def total_loss(
+    outputs: dict[str, jax.Array],
+    batch: dict[str, jax.Array],
+    weights: dict[str, float],
+    shape_points: jax.Array | None = None,
+    objective: RankObjective | None = None,
+    axis_name: str | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
   """The weighted sum of the losses of the heads the network has.
 
   Args:
@@ -223,8 +254,9 @@ def total_loss(outputs: dict[str, jax.Array], batch: dict[str, jax.Array], weigh
     parts["rank_loss"] = rank_loss(outputs["point"], shape_points, batch["shape_index"], objective, temperature)
     total = parts["rank_loss"] + objective.regression_weight / objective.spread * parts["embedding_loss"]
     if objective.shape_to_image:
-      parts["shape_to_image_loss"] = shape_to_image_loss(outputs["point"], shape_points, batch["shape_index"],
-                                                         objective, temperature, axis_name)
+      parts["shape_to_image_loss"] = shape_to_image_loss(
+          outputs["point"], shape_points, batch["shape_index"], objective, temperature, axis_name
+      )
       total += objective.shape_to_image * parts["shape_to_image_loss"]
     if "temperature" in outputs:
       parts["temperature"] = outputs["temperature"]

@@ -68,6 +68,7 @@ class ModelSpec:
       estimates of one point; their mean is the better one (test-time flip averaging). Training and `apply` are
       unchanged; the viewpoint and category heads read the image as it is.
   """
+
   backbone: str = "small"
   dim: int = 128
   image_size: int = 128
@@ -84,17 +85,35 @@ class ModelSpec:
   mirror_average: bool = False
 
   @classmethod
-  def from_config(cls, model: ml_collections.ConfigDict, *, dim: int, image_size: int, num_categories: int,
-                  point_scale: float = 1.0, temperature: float = 0.0, flip_trained: bool = False) -> "ModelSpec":
+  def from_config(
+      cls,
+      model: ml_collections.ConfigDict,
+      *,
+      dim: int,
+      image_size: int,
+      num_categories: int,
+      point_scale: float = 1.0,
+      temperature: float = 0.0,
+      flip_trained: bool = False,
+  ) -> "ModelSpec":
     """`config.model` plus what the data decides (embedding dimension, image size, categories, points' spread), the
     objective (a learned temperature's start) and the augmentation (mirror averaging needs flip-trained nets)."""
-    return cls(backbone=model.backbone, dim=int(dim), image_size=int(image_size), widths=tuple(model.widths),
-               hidden=tuple(model.hidden), dropout=float(model.dropout), normalization=model.normalization,
-               num_categories=int(num_categories) if model.category_head else 0,
-               viewpoint_bins=360 if model.viewpoint_head else 0, frozen_backbone=bool(model.frozen_backbone),
-               head_norm=bool(model.head_norm),
-               point_scale=float(point_scale) if model.scale_output else 1.0, temperature=float(temperature),
-               mirror_average=bool(model.get("mirror_average", False)) and bool(flip_trained))
+    return cls(
+        backbone=model.backbone,
+        dim=int(dim),
+        image_size=int(image_size),
+        widths=tuple(model.widths),
+        hidden=tuple(model.hidden),
+        dropout=float(model.dropout),
+        normalization=model.normalization,
+        num_categories=int(num_categories) if model.category_head else 0,
+        viewpoint_bins=360 if model.viewpoint_head else 0,
+        frozen_backbone=bool(model.frozen_backbone),
+        head_norm=bool(model.head_norm),
+        point_scale=float(point_scale) if model.scale_output else 1.0,
+        temperature=float(temperature),
+        mirror_average=bool(model.get("mirror_average", False)) and bool(flip_trained),
+    )
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -126,6 +145,7 @@ def _sow_layer(module: nn.Module, name: str, x: jax.Array) -> jax.Array:
 
 class SmallConvNet(nn.Module):
   """A CPU-sized trunk, a 5x5 then 3x3 stride-2 convs (`widths`): float32[B, H, W, 3] -> [B, H/2^n, W/2^n, C]."""
+
   widths: tuple[int, ...]
 
   @nn.compact
@@ -145,6 +165,7 @@ class ExampleDropout(nn.Module):
   A plain `nn.Dropout` inside a per-device program draws a device's masks from a device-specific key, so the result
   would depend on how many devices share the batch; keyed per example it does not.
   """
+
   rate: float
 
   @nn.compact
@@ -159,6 +180,7 @@ class ExampleDropout(nn.Module):
 
 class EmbeddingNet(nn.Module):
   """uint8 images -> {'point': float32[B, D], optional 'category': [B, C] and '<angle>': [B, bins] logits}."""
+
   spec: ModelSpec
 
   def backbone_features(self, images: jax.Array) -> jax.Array:
@@ -173,13 +195,22 @@ class EmbeddingNet(nn.Module):
     elif spec.backbone == "small":
       x = SmallConvNet(spec.widths, name="backbone")(x)
     else:
-      raise ValueError(f"unknown backbone {spec.backbone!r} (use 'caffenet', 'small' or one of "
-                       f"{', '.join(sorted(backbones.ARCHS))})")
+      raise ValueError(
+          f"unknown backbone {spec.backbone!r} (use 'caffenet', 'small' or one of "
+          f"{', '.join(sorted(backbones.ARCHS))})"
+      )
     return x.reshape(x.shape[0], -1)
 
   @nn.compact
-  def __call__(self, images: jax.Array | None, *, train: bool = False, example_ids: jax.Array | None = None,
-               features: jax.Array | None = None, features_only: bool = False) -> dict[str, jax.Array] | jax.Array:
+  def __call__(
+      self,
+      images: jax.Array | None,
+      *,
+      train: bool = False,
+      example_ids: jax.Array | None = None,
+      features: jax.Array | None = None,
+      features_only: bool = False,
+  ) -> dict[str, jax.Array] | jax.Array:
     """The network's outputs for a batch of images (or of their pooled backbone features).
 
     Args:
@@ -214,8 +245,9 @@ class EmbeddingNet(nn.Module):
     for angle in VIEW_ANGLES if spec.viewpoint_bins else ():
       out[angle] = nn.Dense(spec.viewpoint_bins, kernel_init=nn.initializers.normal(0.01), name=angle)(x)
     if spec.temperature:  # in log space: always positive, and Adam's steps are relative
-      out["temperature"] = jnp.exp(self.param("log_temperature", nn.initializers.constant(jnp.log(spec.temperature)),
-                                              ()))
+      out["temperature"] = jnp.exp(
+          self.param("log_temperature", nn.initializers.constant(jnp.log(spec.temperature)), ())
+      )
     return out
 
 
@@ -256,9 +288,11 @@ def load_backbone_weights(path: str, backbone: dict, *, arch: str = "", image_si
     loaded = backbones.load_pretrained(arch, path, image_size=image_size or None)[1]["params"]
     flat = {"/".join(k): v for k, v in _flatten(loaded["trunk"] if arch == "caffenet" else loaded).items()}
   else:
-    raise ValueError(f"backbone weights for {arch!r} must be .npz or .msgpack, got {path!r} (published .safetensors, "
-                     ".pt/.pth and .caffemodel files need a pretrained backbone: "
-                     f"{', '.join(sorted(backbones.ARCHS))})")
+    raise ValueError(
+        f"backbone weights for {arch!r} must be .npz or .msgpack, got {path!r} (published .safetensors, "
+        ".pt/.pth and .caffemodel files need a pretrained backbone: "
+        f"{', '.join(sorted(backbones.ARCHS))})"
+    )
   out = {}
   for key, target in _flatten(backbone).items():
     name = "/".join(key)
@@ -291,6 +325,7 @@ def _unflatten(flat: dict[tuple, object]) -> dict:
       node = node.setdefault(k, {})
     node[key[-1]] = v
   return tree
+
 
 # The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
 CONFIG_RULES = {

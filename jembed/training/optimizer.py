@@ -26,13 +26,15 @@ def make_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
   """
   lr, sched = float(config.optax.lr), config.schedule
   if sched.type == "step":
-    return optax.exponential_decay(lr, transition_steps=int(sched.decay_every), decay_rate=float(sched.decay_factor),
-                                   staircase=True)
+    return optax.exponential_decay(
+        lr, transition_steps=int(sched.decay_every), decay_rate=float(sched.decay_factor), staircase=True
+    )
   if sched.type == "warmup_cosine":
     total = int(config.train.total_steps)
     warmup = min(int(sched.warmup_steps), max(total - 1, 0))
-    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup_steps=warmup, decay_steps=max(total, warmup + 1),
-                                              end_value=lr * float(sched.end_factor))
+    return optax.warmup_cosine_decay_schedule(
+        0.0, lr, warmup_steps=warmup, decay_steps=max(total, warmup + 1), end_value=lr * float(sched.end_factor)
+    )
   if sched.type == "constant":
     return optax.constant_schedule(lr)
   raise ValueError(f"unknown config.schedule.type {sched.type!r} (use 'step', 'warmup_cosine' or 'constant')")
@@ -56,8 +58,11 @@ def _decay_mask(params):
 
 def _scale_by_lr_mult(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
   # By path at update time, so it works on the partial trees `multi_transform` hands its inner optimizer.
-  return optax.stateless(lambda updates, params=None: jax.tree_util.tree_map_with_path(
-      lambda path, u: u * lr_multiplier(path, config), updates))
+  return optax.stateless(
+      lambda updates, params=None: jax.tree_util.tree_map_with_path(
+          lambda path, u: u * lr_multiplier(path, config), updates
+      )
+  )
 
 
 def make_optimizer(config: ml_collections.ConfigDict, params) -> tuple[optax.GradientTransformation, optax.Schedule]:
@@ -69,16 +74,22 @@ def make_optimizer(config: ml_collections.ConfigDict, params) -> tuple[optax.Gra
   if opt.name == "sgd":
     parts += [decay, mults, optax.scale_by_learning_rate(schedule), optax.trace(decay=float(opt.momentum))]
   elif opt.name == "adamw":
-    parts += [optax.scale_by_adam(b1=float(opt.b1), b2=float(opt.b2)), decay, mults,
-              optax.scale_by_learning_rate(schedule)]
+    parts += [
+        optax.scale_by_adam(b1=float(opt.b1), b2=float(opt.b2)),
+        decay,
+        mults,
+        optax.scale_by_learning_rate(schedule),
+    ]
   else:
     raise ValueError(f"unknown config.optax.name {opt.name!r} (use 'sgd' or 'adamw')")
   tx = optax.chain(*parts)
   if config.model.frozen_backbone:
     labels = jax.tree_util.tree_map_with_path(
-        lambda path, _: "frozen" if "backbone" in _path_names(path) else "trained", params)
+        lambda path, _: "frozen" if "backbone" in _path_names(path) else "trained", params
+    )
     tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
   return tx, schedule
+
 
 # The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
 CONFIG_RULES = {

@@ -39,6 +39,7 @@ class EncoderSpec:
     in_features: per-point features besides xyz (0, or 3 for normals).
     point_scale: the output is multiplied by this (the Sammon points' RMS spread).
   """
+
   out_dim: int = 128
   dim: int = 64
   depth: int = 2
@@ -64,12 +65,42 @@ class EncoderSpec:
 # model and the ViT-L/14 and B/32 ones. They take 10,000 points with 3 features (rgb; ours: normals) besides xyz.
 PRESETS = {
     "demo": {},  # the defaults above: ~1.9 GFLOP per fwd+bwd of 64 clouds, under the image network's 3.0
-    "ppat_bigg": dict(dim=512, depth=12, heads=8, mlp=1536, sa_widths=(64, 64), sa_dim=256, patches=384, radius=0.2,
-                      nsample=64, out_dim=1280),
-    "ppat_l14": dict(dim=512, depth=12, heads=8, mlp=1024, sa_widths=(64, 64), sa_dim=128, patches=64, radius=0.4,
-                     nsample=256, out_dim=768),
-    "ppat_b32": dict(dim=512, depth=12, heads=8, mlp=1024, sa_widths=(64, 64), sa_dim=128, patches=64, radius=0.4,
-                     nsample=256, out_dim=512),
+    "ppat_bigg": dict(
+        dim=512,
+        depth=12,
+        heads=8,
+        mlp=1536,
+        sa_widths=(64, 64),
+        sa_dim=256,
+        patches=384,
+        radius=0.2,
+        nsample=64,
+        out_dim=1280,
+    ),
+    "ppat_l14": dict(
+        dim=512,
+        depth=12,
+        heads=8,
+        mlp=1024,
+        sa_widths=(64, 64),
+        sa_dim=128,
+        patches=64,
+        radius=0.4,
+        nsample=256,
+        out_dim=768,
+    ),
+    "ppat_b32": dict(
+        dim=512,
+        depth=12,
+        heads=8,
+        mlp=1024,
+        sa_widths=(64, 64),
+        sa_dim=128,
+        patches=64,
+        radius=0.4,
+        nsample=256,
+        out_dim=512,
+    ),
 }
 
 
@@ -88,8 +119,10 @@ def spec_from_config(cfg: ml_collections.ConfigDict, *, out_dim: int, point_scal
   if spec.dim % spec.heads:
     raise ValueError(f"config.shape_encoder: dim {spec.dim} must divide into {spec.heads} heads")
   if spec.patches > int(cfg.points) or spec.nsample > int(cfg.points):
-    raise ValueError(f"config.shape_encoder: patches ({spec.patches}) and nsample ({spec.nsample}) must not exceed "
-                     f"points ({cfg.points})")
+    raise ValueError(
+        f"config.shape_encoder: patches ({spec.patches}) and nsample ({spec.nsample}) must not exceed "
+        f"points ({cfg.points})"
+    )
   return spec
 
 
@@ -138,8 +171,9 @@ def ball_query(points: jax.Array, centres: jax.Array, radius: float, nsample: in
   return jnp.where(found, idx, idx[:, :1]).astype(jnp.int32)
 
 
-def group(points: jax.Array, features: jax.Array | None, patches: int, radius: float,
-          nsample: int) -> tuple[jax.Array, jax.Array]:
+def group(
+    points: jax.Array, features: jax.Array | None, patches: int, radius: float, nsample: int
+) -> tuple[jax.Array, jax.Array]:
   """One cloud -> (float32[S, 3] centres, float32[S, K, 3 + F] each group's xyz relative to its centre and features)."""
   centres = points[fps(points, patches)]
   idx = ball_query(points, centres, radius, nsample)
@@ -151,6 +185,7 @@ def group(points: jax.Array, features: jax.Array | None, patches: int, radius: f
 
 class Block(nn.Module):
   """A pre-norm transformer block: x + MHA(LN(x)), then x + MLP(LN(x))."""
+
   dim: int
   heads: int
   mlp: int
@@ -169,16 +204,20 @@ class Block(nn.Module):
 
 class PointEncoder(nn.Module):
   """float32[B, P, 3] points (+ float32[B, P, F] features) -> float32[B, out_dim]."""
+
   spec: EncoderSpec
 
   @nn.compact
   def __call__(self, points: jax.Array, features: jax.Array | None = None) -> jax.Array:
     spec = self.spec
     points = points.astype(jnp.float32)
-    if (features is None) != (spec.in_features == 0) or (features is not None and
-                                                         features.shape[-1] != spec.in_features):
-      raise ValueError(f"the encoder takes {spec.in_features} features per point, got "
-                       f"{None if features is None else features.shape}")
+    if (features is None) != (spec.in_features == 0) or (
+        features is not None and features.shape[-1] != spec.in_features
+    ):
+      raise ValueError(
+          f"the encoder takes {spec.in_features} features per point, got "
+          f"{None if features is None else features.shape}"
+      )
     centres, x = jax.vmap(lambda p, f: group(p, f, spec.patches, spec.radius, spec.nsample))(points, features)
     for i, width in enumerate(spec.sa_widths + (spec.sa_dim,)):  # the shared MLP (PPAT's 1x1 convs)
       x = nn.relu(nn.Dense(width, name=f"sa_fc{i}")(x))

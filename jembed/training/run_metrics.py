@@ -59,8 +59,7 @@ class StepTracker:
     self._writer, self._batch, self._every, self._total = writer, batch_size, max(1, log_every), total
     self._pending, self._window = [], []
     self._clock, self._clock_steps = None, 0
-    self._bar = tqdm.tqdm(total=total, initial=start, unit="step", dynamic_ncols=True,
-                          disable=jax.process_index() != 0)
+    self._bar = tqdm.tqdm(total=total, initial=start, unit="step", dynamic_ncols=True, disable=jax.process_index() != 0)
     self.last: dict[str, float] = {}
 
   def add(self, step: int, metrics: dict, flush: bool = False) -> None:
@@ -85,8 +84,10 @@ class StepTracker:
     host = {k: float(v) for k, v in jax.device_get(metrics).items()}
     # The new params too: a finite loss and gradient can still give a NaN update (e.g. a broken schedule).
     if not all(np.isfinite(host[k]) for k in ("loss", "grad_norm", "param_norm")):
-      raise FloatingPointError(f"non-finite loss at step {step} (loss={host['loss']}, "
-                               f"grad_norm={host['grad_norm']}, param_norm={host['param_norm']})")
+      raise FloatingPointError(
+          f"non-finite loss at step {step} (loss={host['loss']}, "
+          f"grad_norm={host['grad_norm']}, param_norm={host['param_norm']})"
+      )
     now = time.perf_counter()
     if self._clock is None:  # the first step includes compiling: time from its end
       self._clock, self._clock_steps = now, 0
@@ -124,8 +125,9 @@ def plot_loss_curve(workdir: str) -> str | None:
   ranked = [r for r in records if "val_top1" in r]  # (the joint run validates retrieval only, without a loss)
   for key in ("val_top1", "val_top5"):
     ax_top.plot([r["step"] for r in ranked], [r[key] for r in ranked], "o-", label=key.replace("val_", ""))
-  ax_top.set(xlabel="step", ylabel="fraction of validation images", ylim=(0, 1),
-             title="image -> shape retrieval (validation)")
+  ax_top.set(
+      xlabel="step", ylabel="fraction of validation images", ylim=(0, 1), title="image -> shape retrieval (validation)"
+  )
   ax_top.legend()
   fig.tight_layout()
   out = paths.loss_curve(workdir)

@@ -41,8 +41,17 @@ from jembed.workdir import provenance
 from jembed.workdir import records
 
 State = dict[str, Any]  # {'step': int32[], 'params': {'params': ...}, 'opt_state': ...}, replicated
-TRAIN_KEYS = ("image", "features", "features_flipped", "point", "shape_index", "category_index", "azimuth",
-              "elevation", "tilt")
+TRAIN_KEYS = (
+    "image",
+    "features",
+    "features_flipped",
+    "point",
+    "shape_index",
+    "category_index",
+    "azimuth",
+    "elevation",
+    "tilt",
+)
 EVAL_KEYS = tuple(k for k in TRAIN_KEYS if k != "features_flipped")
 
 
@@ -56,8 +65,10 @@ def check_batch(batch: dict[str, Any], mesh: jax.sharding.Mesh) -> None:
   """Raises ValueError when the global batch does not split evenly over the mesh's devices."""
   size = next(iter(batch.values())).shape[0]
   if size % mesh.size:
-    raise ValueError(f"the global batch of {size} examples does not divide over the {mesh.size} devices of the "
-                     f"('data',) mesh: make config.input.batch_size a multiple of {mesh.size}")
+    raise ValueError(
+        f"the global batch of {size} examples does not divide over the {mesh.size} devices of the "
+        f"('data',) mesh: make config.input.batch_size a multiple of {mesh.size}"
+    )
 
 
 def place_batch(batch: dict[str, Any], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
@@ -75,10 +86,19 @@ def _replicated_points(shape_points, objective, mesh) -> jax.Array | None:
   return jax.device_put(np.asarray(shape_points, np.float32), NamedSharding(mesh, P()))
 
 
-def make_update_fn(net: model_lib.EmbeddingNet, tx: optax.GradientTransformation, schedule: optax.Schedule,
-                   mesh: jax.sharding.Mesh, loss_weights: dict[str, float], *, flip: bool = False,
-                   shift: float = 0.0, from_features: bool = False, shape_points: np.ndarray | None = None,
-                   objective: losses.RankObjective | None = None) -> Callable:
+def make_update_fn(
+    net: model_lib.EmbeddingNet,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    mesh: jax.sharding.Mesh,
+    loss_weights: dict[str, float],
+    *,
+    flip: bool = False,
+    shift: float = 0.0,
+    from_features: bool = False,
+    shape_points: np.ndarray | None = None,
+    objective: losses.RankObjective | None = None,
+) -> Callable:
   """`update_fn(state, batch, rng) -> (state, metrics)`, jitted, state donated.
 
   Args:
@@ -121,17 +141,23 @@ def make_update_fn(net: model_lib.EmbeddingNet, tx: optax.GradientTransformation
     (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(local_params)
     grads, loss, parts = lax.pmean((grads, loss, parts), "data")
     if from_features:  # zeros for the frozen backbone (constants: XLA drops the no-op update of its params)
-      grads = {"params": dict(grads["params"], backbone=jax.tree.map(jnp.zeros_like,
-                                                                     state["params"]["params"]["backbone"]))}
+      grads = {
+          "params": dict(grads["params"], backbone=jax.tree.map(jnp.zeros_like, state["params"]["params"]["backbone"]))
+      }
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    metrics = dict(parts, loss=loss, grad_norm=optax.tree.norm(grads),
-                   param_norm=optax.tree.norm(_head(params) if from_features else params),
-                   lr=jnp.asarray(schedule(state["step"]), jnp.float32))
+    metrics = dict(
+        parts,
+        loss=loss,
+        grad_norm=optax.tree.norm(grads),
+        param_norm=optax.tree.norm(_head(params) if from_features else params),
+        lr=jnp.asarray(schedule(state["step"]), jnp.float32),
+    )
     return dict(step=state["step"] + 1, params=params, opt_state=opt_state), metrics
 
-  step = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("data"), P(), P()), out_specs=(P(), P())),
-                 donate_argnums=0)
+  step = jax.jit(
+      jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("data"), P(), P()), out_specs=(P(), P())), donate_argnums=0
+  )
   points = _replicated_points(shape_points, objective, mesh)
 
   def update_fn(state: State, batch: dict[str, Any], rng: jax.Array) -> tuple[State, dict[str, jax.Array]]:
@@ -140,7 +166,8 @@ def make_update_fn(net: model_lib.EmbeddingNet, tx: optax.GradientTransformation
 
   # For cost analysis in the benchmarks: `update_fn.lower(state, batch, rng).compile()`.
   update_fn.lower = lambda state, batch, rng: step.lower(
-      state, place_batch({k: batch[k] for k in TRAIN_KEYS if k in batch}, mesh), rng, points)
+      state, place_batch({k: batch[k] for k in TRAIN_KEYS if k in batch}, mesh), rng, points
+  )
   return update_fn
 
 
@@ -149,8 +176,14 @@ def _head(params: dict) -> dict:
   return {"params": {k: v for k, v in params["params"].items() if k != "backbone"}}
 
 
-def make_eval_fn(net: model_lib.EmbeddingNet, mesh: jax.sharding.Mesh, loss_weights: dict[str, float],
-                 objective: losses.RankObjective | None = None, *, from_features: bool = False) -> Callable:
+def make_eval_fn(
+    net: model_lib.EmbeddingNet,
+    mesh: jax.sharding.Mesh,
+    loss_weights: dict[str, float],
+    objective: losses.RankObjective | None = None,
+    *,
+    from_features: bool = False,
+) -> Callable:
   """`eval_fn(params, batch, shape_points) -> metrics` over a global batch, averaged over it.
 
   Retrieval is image->shape among all N shapes: the rank of the image's own shape (`batch['shape_index']`, its row in
@@ -167,8 +200,12 @@ def make_eval_fn(net: model_lib.EmbeddingNet, mesh: jax.sharding.Mesh, loss_weig
     d2 = jnp.sum(jnp.square(outputs["point"][:, None, :] - shape_points[None]), axis=-1)  # [b, N]
     own = jnp.take_along_axis(d2, batch["shape_index"][:, None], axis=1)
     rank = jnp.sum(d2 < own, axis=1)
-    metrics = dict({f"val_{k}": v for k, v in parts.items()}, val_loss=loss,
-                   val_top1=jnp.mean(rank < 1), val_top5=jnp.mean(rank < 5))
+    metrics = dict(
+        {f"val_{k}": v for k, v in parts.items()},
+        val_loss=loss,
+        val_top1=jnp.mean(rank < 1),
+        val_top5=jnp.mean(rank < 5),
+    )
     if "category" in outputs:
       metrics["val_category_accuracy"] = jnp.mean(jnp.argmax(outputs["category"], -1) == batch["category_index"])
     return lax.pmean(metrics, "data")
@@ -190,11 +227,17 @@ def _init_fn(spec: model_lib.ModelSpec, tx: optax.GradientTransformation) -> Cal
     if backbone is not None:
       params = {"params": dict(params["params"], backbone=backbone)}
     return dict(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
   return init
 
 
-def create_state(spec: model_lib.ModelSpec, tx: optax.GradientTransformation, rng: jax.Array,
-                 mesh: jax.sharding.Mesh, backbone_weights: str = "") -> State:
+def create_state(
+    spec: model_lib.ModelSpec,
+    tx: optax.GradientTransformation,
+    rng: jax.Array,
+    mesh: jax.sharding.Mesh,
+    backbone_weights: str = "",
+) -> State:
   """A fresh training state, replicated over `mesh` (created in place by a jitted init).
 
   With `backbone_weights` the backbone's params come from that file (see `model.load_backbone_weights`).
@@ -202,14 +245,20 @@ def create_state(spec: model_lib.ModelSpec, tx: optax.GradientTransformation, rn
   backbone = None
   if backbone_weights:
     abstract = jax.eval_shape(lambda: model_lib.init_params(spec, rng))
-    backbone = model_lib.load_backbone_weights(backbone_weights, abstract["params"]["backbone"], arch=spec.backbone,
-                                               image_size=spec.image_size)
+    backbone = model_lib.load_backbone_weights(
+        backbone_weights, abstract["params"]["backbone"], arch=spec.backbone, image_size=spec.image_size
+    )
   return jax.jit(_init_fn(spec, tx), out_shardings=NamedSharding(mesh, P()))(rng, backbone)
 
 
-def restore_or_create_state(ckpts: checkpoints.Checkpoints, spec: model_lib.ModelSpec,
-                            tx: optax.GradientTransformation, rng: jax.Array, mesh: jax.sharding.Mesh,
-                            backbone_weights: str = "") -> tuple[State, dict | None]:
+def restore_or_create_state(
+    ckpts: checkpoints.Checkpoints,
+    spec: model_lib.ModelSpec,
+    tx: optax.GradientTransformation,
+    rng: jax.Array,
+    mesh: jax.sharding.Mesh,
+    backbone_weights: str = "",
+) -> tuple[State, dict | None]:
   """The newest intact checkpoint's state and meta (with the input position) if there is one, else a fresh state.
 
   Damaged checkpoints (truncated files) are skipped with a warning naming them (`Checkpoints.newest_intact`).
@@ -222,31 +271,40 @@ def restore_or_create_state(ckpts: checkpoints.Checkpoints, spec: model_lib.Mode
 
   def restore(step):
     saved = model_lib.ModelSpec.from_dict(ckpts.restore_meta(step)["model"])
-    changed = {k: (v, getattr(spec, k)) for k, v in saved.to_dict().items()
-               if v != getattr(spec, k) and k != "dropout"}
+    changed = {k: (v, getattr(spec, k)) for k, v in saved.to_dict().items() if v != getattr(spec, k) and k != "dropout"}
     if changed:  # (a new dropout rate is fine: it changes no parameter)
       raise checkpoints.Incompatible(
           f"the checkpoint of step {step} in {ckpts.directory} is of another network (checkpoint vs config: "
-          f"{changed}): train in a new workdir, or delete {ckpts.directory} to start over")
+          f"{changed}): train in a new workdir, or delete {ckpts.directory} to start over"
+      )
     return ckpts.restore(step, target)
 
   step, (restored, meta) = ckpts.newest_intact(restore)
   return dict(restored, step=jax.device_put(np.int32(step), replicated)), meta
 
 
-def _model_spec(config: ml_collections.ConfigDict, workdir: str, points: np.ndarray,
-                objective: losses.RankObjective | None = None) -> tuple[model_lib.ModelSpec, list[str]]:
+def _model_spec(
+    config: ml_collections.ConfigDict, workdir: str, points: np.ndarray, objective: losses.RankObjective | None = None
+) -> tuple[model_lib.ModelSpec, list[str]]:
   """The network for this config, dataset, shape points float32[N, D] and objective (a learned temperature is a
   variable of the network), and the dataset's category names."""
   categories = pipeline.read_metadata(naming.dataset_dir(config, workdir))["categories"]
   if config.model.frozen_backbone and not config.model.backbone_weights:
-    raise ValueError("config.model.frozen_backbone needs config.model.backbone_weights: a frozen random backbone "
-                     "learns nothing")
-  return model_lib.ModelSpec.from_config(
-      config.model, dim=points.shape[1], image_size=config.model.image_size or config.data.image_size,
-      num_categories=len(categories), point_scale=float(np.sqrt(np.mean(np.var(points, axis=0)))),
-      temperature=objective.temperature if objective and config.contrastive.learn_temperature else 0.0,
-      flip_trained=config.train.augment_flip), categories
+    raise ValueError(
+        "config.model.frozen_backbone needs config.model.backbone_weights: a frozen random backbone " "learns nothing"
+    )
+  return (
+      model_lib.ModelSpec.from_config(
+          config.model,
+          dim=points.shape[1],
+          image_size=config.model.image_size or config.data.image_size,
+          num_categories=len(categories),
+          point_scale=float(np.sqrt(np.mean(np.var(points, axis=0)))),
+          temperature=objective.temperature if objective and config.contrastive.learn_temperature else 0.0,
+          flip_trained=config.train.augment_flip,
+      ),
+      categories,
+  )
 
 
 def _validation(config, workdir, mesh) -> Callable[[], Any] | None:
@@ -263,16 +321,19 @@ def _validation(config, workdir, mesh) -> Callable[[], Any] | None:
     return None
   eval_config = config.copy_and_resolve_references()
   eval_config.input.batch_size = batch
-  return functools.partial(pipeline.create_input_iterator, eval_config, workdir, "validation", mesh=mesh,
-                           shuffle=False, num_epochs=1)
+  return functools.partial(
+      pipeline.create_input_iterator, eval_config, workdir, "validation", mesh=mesh, shuffle=False, num_epochs=1
+  )
 
 
 def _cached_inputs(config, workdir, net, params, spec, mesh) -> tuple[Any, Callable[[], Any] | None]:
   """(train batches, validation factory) from the frozen backbone's feature cache, built first if needed."""
   if float(config.train.augment_shift):
-    logging.warning("config.train.augment_shift=%s is not applied with a frozen backbone: pooled features cannot be "
-                    "shifted (mirroring is exact: the mirrored images' features are cached)",
-                    config.train.augment_shift)
+    logging.warning(
+        "config.train.augment_shift=%s is not applied with a frozen backbone: pooled features cannot be "
+        "shifted (mirroring is exact: the mirrored images' features are cached)",
+        config.train.augment_shift,
+    )
   folder = feature_cache.build(config, workdir, net, params, spec)
   columns = feature_cache.load_split(config, workdir, folder, "train")
   train = feature_cache.CachedBatches(columns, int(config.input.batch_size), mesh, seed=int(config.seed))
@@ -295,8 +356,10 @@ def evaluate(eval_fn, params, batches, shape_points) -> dict[str, float]:
       sums[k] = sums.get(k, 0.0) + float(v)
     n += 1
   if not n:
-    logging.warning("the validation split holds fewer images than one evaluation batch: no validation metrics "
-                    "(lower config.train.eval_batch_size or give validation a larger share)")
+    logging.warning(
+        "the validation split holds fewer images than one evaluation batch: no validation metrics "
+        "(lower config.train.eval_batch_size or give validation a larger share)"
+    )
   return {k: v / n for k, v in sums.items()}
 
 
@@ -326,9 +389,18 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
   tx, schedule = optimizer.make_optimizer(config, jax.eval_shape(lambda: model_lib.init_params(spec, init_rng)))
   loss_weights = {k: float(v) for k, v in config.loss.items()}
   cached = spec.frozen_backbone  # the paper's recipe: features of a frozen backbone computed once, head trained
-  update_fn = make_update_fn(net, tx, schedule, mesh, loss_weights, flip=bool(config.train.augment_flip),
-                             shift=float(config.train.augment_shift), from_features=cached, shape_points=points,
-                             objective=objective)
+  update_fn = make_update_fn(
+      net,
+      tx,
+      schedule,
+      mesh,
+      loss_weights,
+      flip=bool(config.train.augment_flip),
+      shift=float(config.train.augment_shift),
+      from_features=cached,
+      shape_points=points,
+      objective=objective,
+  )
   eval_fn = make_eval_fn(net, mesh, loss_weights, objective, from_features=cached)
   validation = None if cached else _validation(config, workdir, mesh)
   shape_points = jax.device_put(points, NamedSharding(mesh, P()))
@@ -344,11 +416,17 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
     if saved:
       train_iter.set_state(saved["input"])  # the resumed run sees the batches the killed one would have
       logging.info("resumed from step %d of %d (%s)", start, total, checkpoints.directory(workdir))
-    logging.info("%s: %s parameters, %d devices, global batch %d", spec.backbone,
-                 f"{sum(x.size for x in jax.tree.leaves(state['params'])):,}", mesh.size, config.input.batch_size)
+    logging.info(
+        "%s: %s parameters, %d devices, global batch %d",
+        spec.backbone,
+        f"{sum(x.size for x in jax.tree.leaves(state['params'])):,}",
+        mesh.size,
+        config.input.batch_size,
+    )
     writer = run_metrics.MetricWriter(workdir, resume_step=start)
-    tracker = run_metrics.StepTracker(writer, batch_size=int(config.input.batch_size),
-                                        log_every=int(config.train.log_every), start=start, total=total)
+    tracker = run_metrics.StepTracker(
+        writer, batch_size=int(config.input.batch_size), log_every=int(config.train.log_every), start=start, total=total
+    )
     last = {}
     for step in range(start, total):
       state, metrics = update_fn(state, next(train_iter), dropout_rng)
@@ -363,13 +441,16 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
         ckpts.save(done, state, dict(meta, input=train_iter.get_state()))
     tracker.close()
   except FloatingPointError as e:
-    raise FloatingPointError(f"{e}; stopped. The last good checkpoint is step {ckpts.latest_step()} in "
-                             f"{checkpoints.directory(workdir)} (lower config.optax.lr or set "
-                             "config.optax.grad_clip_norm, then rerun to resume from it)") from None
+    raise FloatingPointError(
+        f"{e}; stopped. The last good checkpoint is step {ckpts.latest_step()} in "
+        f"{checkpoints.directory(workdir)} (lower config.optax.lr or set "
+        "config.optax.grad_clip_norm, then rerun to resume from it)"
+    ) from None
   finally:
     ckpts.close()
   run_metrics.plot_loss_curve(workdir)
   return {**tracker.last, **last}
+
 
 # The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
 CONFIG_RULES = {

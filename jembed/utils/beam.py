@@ -14,7 +14,7 @@ except ImportError:  # the single-host builds need none of this module
 
 def require_beam() -> None:
   if beam is None:
-    raise ValueError("--beam_runner needs Apache Beam: pip install -e \".[beam]\" (or pip install apache-beam)")
+    raise ValueError('--beam_runner needs Apache Beam: pip install -e ".[beam]" (or pip install apache-beam)')
 
 
 def runner_and_options(runner: str, pipeline_options: str):
@@ -25,6 +25,7 @@ def runner_and_options(runner: str, pipeline_options: str):
     # Beam's DirectRunner first tries its Go 'Prism' runner, whose binary it downloads at run time (no network here;
     # a 10 s stall, then a fallback): go straight to the Python runner it falls back to, the same engine.
     from apache_beam.runners.portability.fn_api_runner import fn_runner  # pylint: disable=g-import-not-at-top
+
     return fn_runner.FnApiRunner(), options
   return runner, options
 

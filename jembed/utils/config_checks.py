@@ -17,21 +17,27 @@ def integer(lo: int | None = None):
     if isinstance(v, bool) or not isinstance(v, int):
       return "must be an integer" + (f" >= {lo}" if lo is not None else "")
     return f"must be an integer >= {lo}" if lo is not None and v < lo else None
+
   return check
 
 
 def number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False):
   """A real number in [lo, hi] (`lo_open`/`hi_open`: the bound itself excluded)."""
   left, right = "(" if lo_open else "[", ")" if hi_open else "]"
-  where = (f"in {left}{lo}, {hi}{right}" if lo is not None and hi is not None else
-           f"{'>' if lo_open else '>='} {lo}" if lo is not None else f"{'<' if hi_open else '<='} {hi}")
+  where = (
+      f"in {left}{lo}, {hi}{right}"
+      if lo is not None and hi is not None
+      else f"{'>' if lo_open else '>='} {lo}"
+      if lo is not None
+      else f"{'<' if hi_open else '<='} {hi}"
+  )
 
   def check(v):
     if isinstance(v, bool) or not isinstance(v, (int, float)):
       return f"must be a number {where}"
-    bad = ((lo is not None and (v <= lo if lo_open else v < lo)) or
-           (hi is not None and (v >= hi if hi_open else v > hi)))
+    bad = (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and (v >= hi if hi_open else v > hi))
     return f"must be {where}" if bad else None
+
   return check
 
 
@@ -42,6 +48,7 @@ def choice(options):
 
 def each(check, n: int | None = None):
   """A tuple whose items each pass `check` (exactly `n` of them when given)."""
+
   def check_all(v):
     if not isinstance(v, (tuple, list)) or (n is not None and len(v) != n):
       return f"must be a tuple of {n or 'some'} values (written a+b in overrides)"
@@ -50,6 +57,7 @@ def each(check, n: int | None = None):
       if why:
         return f"each item {why}"
     return None
+
   return check_all
 
 
@@ -64,8 +72,6 @@ def fractions(v):
   if why:
     return why + " (train, validation, test)"
   return "must give the train split a share > 0" if v[0] <= 0 else None
-
-
 
 
 def _lookup(config: ml_collections.ConfigDict, field: str):
@@ -85,8 +91,15 @@ def problems(config: ml_collections.ConfigDict, rules: dict) -> list[str]:
   for field, check in rules.items():
     if field.endswith(".*"):
       present, section = _lookup(config, field[:-2])
-      numeric = {f"{field[:-2]}.{k}": v for k, v in section.items()
-                 if isinstance(v, (int, float)) and not isinstance(v, bool)} if present else {}
+      numeric = (
+          {
+              f"{field[:-2]}.{k}": v
+              for k, v in section.items()
+              if isinstance(v, (int, float)) and not isinstance(v, bool)
+          }
+          if present
+          else {}
+      )
       targets = list(numeric.items())
     else:
       present, value = _lookup(config, field)

@@ -40,6 +40,7 @@ class Settings:
     process_id: I in [0, N), this process.
     timeout_s: seconds to wait for all processes to join.
   """
+
   multihost: bool = False
   coordinator_address: str = ""
   num_processes: int = 0
@@ -63,17 +64,29 @@ def initialize(settings: Settings) -> None:
     return
   kwargs = {}
   if settings.explicit:
-    missing = [name for name, given in (("--coordinator_address", settings.coordinator_address),
-                                        ("--num_processes", settings.num_processes),
-                                        ("--process_id", settings.process_id >= 0)) if not given]
+    missing = [
+        name
+        for name, given in (
+            ("--coordinator_address", settings.coordinator_address),
+            ("--num_processes", settings.num_processes),
+            ("--process_id", settings.process_id >= 0),
+        )
+        if not given
+    ]
     if missing:
-      raise DistributedError(f"explicit multi-process start needs --coordinator_address=HOST:PORT, "
-                             f"--num_processes=N and --process_id=I together; missing {', '.join(missing)}")
+      raise DistributedError(
+          f"explicit multi-process start needs --coordinator_address=HOST:PORT, "
+          f"--num_processes=N and --process_id=I together; missing {', '.join(missing)}"
+      )
     if not 0 <= settings.process_id < settings.num_processes:
-      raise DistributedError(f"--process_id={settings.process_id} is not in [0, --num_processes="
-                             f"{settings.num_processes})")
-    kwargs = dict(coordinator_address=settings.coordinator_address, num_processes=settings.num_processes,
-                  process_id=settings.process_id)
+      raise DistributedError(
+          f"--process_id={settings.process_id} is not in [0, --num_processes=" f"{settings.num_processes})"
+      )
+    kwargs = dict(
+        coordinator_address=settings.coordinator_address,
+        num_processes=settings.num_processes,
+        process_id=settings.process_id,
+    )
   if getattr(jax.config, "jax_cpu_collectives_implementation", "gloo") in (None, "", "none"):
     # Without one, CPU devices of different processes cannot take part in one collective (jax 0.10 defaults to
     # gloo; an older default or a user's 'none' is overridden; GPUs and TPUs ignore it).
@@ -81,13 +94,23 @@ def initialize(settings: Settings) -> None:
   try:
     jax.distributed.initialize(initialization_timeout=int(settings.timeout_s), **kwargs)
   except Exception as e:  # pylint: disable=broad-except  (JAX raises ValueError, RuntimeError or XlaRuntimeError)
-    how = (f"coordinator {settings.coordinator_address}, process {settings.process_id} of {settings.num_processes}"
-           if kwargs else "no cluster environment detected (Cloud TPU, Slurm, Open MPI, Kubernetes)")
+    how = (
+        f"coordinator {settings.coordinator_address}, process {settings.process_id} of {settings.num_processes}"
+        if kwargs
+        else "no cluster environment detected (Cloud TPU, Slurm, Open MPI, Kubernetes)"
+    )
     cause = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-    raise DistributedError(f"multi-process start failed ({how}): {cause}. Give --coordinator_address=HOST:PORT "
-                           "--num_processes=N --process_id=I, or run without --multihost on one host") from None
-  logging.info("joined %d processes: this is process %d with %d of %d devices", jax.process_count(),
-               jax.process_index(), jax.local_device_count(), jax.device_count())
+    raise DistributedError(
+        f"multi-process start failed ({how}): {cause}. Give --coordinator_address=HOST:PORT "
+        "--num_processes=N --process_id=I, or run without --multihost on one host"
+    ) from None
+  logging.info(
+      "joined %d processes: this is process %d with %d of %d devices",
+      jax.process_count(),
+      jax.process_index(),
+      jax.local_device_count(),
+      jax.device_count(),
+  )
 
 
 def is_main() -> bool:

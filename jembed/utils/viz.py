@@ -22,8 +22,13 @@ def _font(size: int) -> ImageFont.ImageFont:
     return ImageFont.load_default()
 
 
-def image_grid(rows: Sequence[tuple[str, np.ndarray]], thumb: int = 64, label_width: int = 150,
-               header: str | None = None, pad: int = 2) -> Image.Image:
+def image_grid(
+    rows: Sequence[tuple[str, np.ndarray]],
+    thumb: int = 64,
+    label_width: int = 150,
+    header: str | None = None,
+    pad: int = 2,
+) -> Image.Image:
   """A grid with one labelled row per entry.
 
   Args:
@@ -54,8 +59,13 @@ def image_grid(rows: Sequence[tuple[str, np.ndarray]], thumb: int = 64, label_wi
   return sheet
 
 
-def captioned_row(images: Sequence[np.ndarray], captions: Sequence[Sequence[str]], thumb: int = 160,
-                  frames: Sequence[str | None] | None = None, pad: int = 6) -> Image.Image:
+def captioned_row(
+    images: Sequence[np.ndarray],
+    captions: Sequence[Sequence[str]],
+    thumb: int = 160,
+    frames: Sequence[str | None] | None = None,
+    pad: int = 6,
+) -> Image.Image:
   """Images side by side, each fitted into thumb x thumb on white, with lines of caption text under it.
 
   Args:
@@ -80,14 +90,13 @@ def captioned_row(images: Sequence[np.ndarray], captions: Sequence[Sequence[str]
     if frames and frames[i]:
       draw.rectangle([x - 2, pad - 2, x + thumb + 1, pad + thumb + 1], outline=frames[i], width=3)
     for j, text in enumerate(captions[i]):
-      draw.text((x, pad + thumb + 4 + 15 * j), text[:thumb // 7], fill="black", font=font)
+      draw.text((x, pad + thumb + 4 + 15 * j), text[: thumb // 7], fill="black", font=font)
   return sheet
 
 
 def stack_rows(rows: Sequence[Image.Image], pad: int = 6) -> Image.Image:
   """Images one under the other on white, left-aligned (e.g. several `captioned_row`s)."""
-  sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows) + pad * (len(rows) - 1)),
-                    "white")
+  sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height for r in rows) + pad * (len(rows) - 1)), "white")
   y = 0
   for row in rows:
     sheet.paste(row, (0, y))

@@ -33,8 +33,16 @@ from jembed.workdir import records
 VERSION = 1
 # The settings each artifact depends on: whole sections, or single dotted fields.
 SHAPE_SIDE = ("shapes", "render.size", "render.antialias", "lfd.hog_size", "mds")
-TRAINING = ("model", "loss", "optax", "schedule", "input.batch_size", "train.augment_flip", "train.augment_shift",
-            "seed")
+TRAINING = (
+    "model",
+    "loss",
+    "optax",
+    "schedule",
+    "input.batch_size",
+    "train.augment_flip",
+    "train.augment_shift",
+    "seed",
+)
 
 
 class Mismatch(ValueError):
@@ -89,12 +97,26 @@ def settings(config: ml_collections.ConfigDict, fields) -> dict:
   return json.loads(json.dumps(flatten(picked), sort_keys=True, default=str))
 
 
-def entry(launcher: str, path: str, config: ml_collections.ConfigDict, fields, *, fingerprint: str = "",
-          inputs: dict | None = None, built_on: dict | None = None) -> dict:
+def entry(
+    launcher: str,
+    path: str,
+    config: ml_collections.ConfigDict,
+    fields,
+    *,
+    fingerprint: str = "",
+    inputs: dict | None = None,
+    built_on: dict | None = None,
+) -> dict:
   """One artifact's record."""
   values = settings(config, fields)
-  out = dict(launcher=launcher, path=path, config=paths.cache_key(values), settings=values,
-             fingerprint=fingerprint, inputs=dict(inputs or {}))
+  out = dict(
+      launcher=launcher,
+      path=path,
+      config=paths.cache_key(values),
+      settings=values,
+      fingerprint=fingerprint,
+      inputs=dict(inputs or {}),
+  )
   if built_on:
     out["built_on"] = built_on
   return out
@@ -134,8 +156,9 @@ def _cmd(launcher: str, workdir: str, extra: str = "") -> str:
   return f"`python -m {launcher} --workdir={workdir}{extra}`"
 
 
-def check_shape_embedding_write(config: ml_collections.ConfigDict, workdir: str, listing: str,
-                                force: bool = False) -> bool:
+def check_shape_embedding_write(
+    config: ml_collections.ConfigDict, workdir: str, listing: str, force: bool = False
+) -> bool:
   """Before the shape side runs: True when `workdir/shape_embedding.npz` is already this config's (reuse it).
 
   Raises:
@@ -158,30 +181,49 @@ def check_shape_embedding_write(config: ml_collections.ConfigDict, workdir: str,
     return False
   if old.get("config") == new["config"] and old.get("inputs") == new["inputs"] and old.get("fingerprint") == current:
     return True
-  why = (differences(old.get("settings", {}), new["settings"]) if old.get("config") != new["config"] else
-         "the shapes listed changed" if old.get("inputs") != new["inputs"] else "the file is not the one recorded")
+  why = (
+      differences(old.get("settings", {}), new["settings"])
+      if old.get("config") != new["config"]
+      else "the shapes listed changed"
+      if old.get("inputs") != new["inputs"]
+      else "the file is not the one recorded"
+  )
   trained = recorded.get("checkpoints", {})
   if has_checkpoints(workdir) and trained.get("inputs", {}).get("shape_embedding") == current:
-    message = (f"{path} was made with other settings than this config ({why}) and the network in "
-               f"{paths.checkpoints(workdir)} was trained on it")
+    message = (
+        f"{path} was made with other settings than this config ({why}) and the network in "
+        f"{paths.checkpoints(workdir)} was trained on it"
+    )
     if not force:
-      raise Mismatch(f"{message}: use another --workdir, or the config it was made with, or pass --force to replace "
-                     f"it (then retrain with {_cmd('launch.train', workdir, ' --force')})")
+      raise Mismatch(
+          f"{message}: use another --workdir, or the config it was made with, or pass --force to replace "
+          f"it (then retrain with {_cmd('launch.train', workdir, ' --force')})"
+      )
     logging.warning("%s; replacing it (--force): retrain with %s", message, _cmd("launch.train", workdir, " --force"))
   else:
     logging.warning("replacing %s, made with other settings (%s)", path, why)
   return False
 
 
-def record_shape_embedding(config: ml_collections.ConfigDict, workdir: str, listing: str, embedding,
-                           into: str = "") -> None:
+def record_shape_embedding(
+    config: ml_collections.ConfigDict, workdir: str, listing: str, embedding, into: str = ""
+) -> None:
   """Records the shape embedding just written (`embedding`: a `ShapeEmbedding`)."""
   inputs = {"shapes": listing}
   if into:
     inputs["into"] = os.path.abspath(into)
-  record(workdir, "shape_embedding", entry(
-      "launch.embed_shapes", paths.SHAPE_EMBEDDING, config, SHAPE_SIDE, inputs=inputs,
-      fingerprint=embedding_fingerprint(embedding.ids, embedding.categories, embedding.points)))
+  record(
+      workdir,
+      "shape_embedding",
+      entry(
+          "launch.embed_shapes",
+          paths.SHAPE_EMBEDDING,
+          config,
+          SHAPE_SIDE,
+          inputs=inputs,
+          fingerprint=embedding_fingerprint(embedding.ids, embedding.categories, embedding.points),
+      ),
+  )
 
 
 def check_same_views(config: ml_collections.ConfigDict, workdir: str, base_workdir: str) -> None:
@@ -191,8 +233,10 @@ def check_same_views(config: ml_collections.ConfigDict, workdir: str, base_workd
     ValueError: `workdir` is `base_workdir` (the base would start over), or the LFD settings differ.
   """
   if os.path.realpath(workdir) == os.path.realpath(base_workdir):
-    raise ValueError(f"--into={base_workdir} is the --workdir itself: --into must name another workdir (the finished "
-                     "embedding to place the shapes into, which stays unchanged)")
+    raise ValueError(
+        f"--into={base_workdir} is the --workdir itself: --into must name another workdir (the finished "
+        "embedding to place the shapes into, which stays unchanged)"
+    )
   base = load(base_workdir).get("shape_embedding")
   if base is None:
     return
@@ -200,12 +244,13 @@ def check_same_views(config: ml_collections.ConfigDict, workdir: str, base_workd
   old = {k: v for k, v in base.get("settings", {}).items() if k in views}
   new = settings(config, views)
   if old != new:
-    raise Mismatch(f"--into={base_workdir}: its descriptors were made with other LFD settings than this config "
-                   f"({differences(old, new)}): use its settings for the new shapes")
+    raise Mismatch(
+        f"--into={base_workdir}: its descriptors were made with other LFD settings than this config "
+        f"({differences(old, new)}): use its settings for the new shapes"
+    )
 
 
-def check_training_inputs(config: ml_collections.ConfigDict, workdir: str, dataset: str,
-                          force: bool = False) -> None:
+def check_training_inputs(config: ml_collections.ConfigDict, workdir: str, dataset: str, force: bool = False) -> None:
   """Before training: checkpoints already there must have been trained on this embedding and dataset; records them.
 
   Raises:
@@ -223,16 +268,20 @@ def check_training_inputs(config: ml_collections.ConfigDict, workdir: str, datas
     changed = []
     if was.get("shape_embedding") != current:
       made = trained.get("built_on", {}).get("shape_embedding", {}).get("settings", {})
-      changed.append(f"shape embedding {was.get('shape_embedding')} -> {current} "
-                     f"({differences(made, emb_entry.get('settings', made))})")
+      changed.append(
+          f"shape embedding {was.get('shape_embedding')} -> {current} "
+          f"({differences(made, emb_entry.get('settings', made))})"
+      )
     if was.get("dataset") != dataset:
       changed.append(f"dataset {was.get('dataset')} -> {dataset}")
     if changed:
       folder = paths.checkpoints(workdir)
       message = f"the network in {folder} was trained on other inputs than this workdir's now: {'; '.join(changed)}"
       if not force:
-        raise Mismatch(f"{message}. Train in another --workdir, or pass --force to set the old checkpoints aside "
-                       f"and train again ({_cmd('launch.train', workdir, ' --force')})")
+        raise Mismatch(
+            f"{message}. Train in another --workdir, or pass --force to set the old checkpoints aside "
+            f"and train again ({_cmd('launch.train', workdir, ' --force')})"
+        )
       aside = f"{folder}.{was.get('shape_embedding') or 'old'}.{int(time.time())}"
       if distributed.is_main():  # one process moves them (a shared workdir on several hosts)
         os.rename(folder, aside)
@@ -240,9 +289,18 @@ def check_training_inputs(config: ml_collections.ConfigDict, workdir: str, datas
           os.rename(paths.metrics(workdir), os.path.join(aside, paths.METRICS))
       logging.warning("%s; --force: moved them to %s, training from scratch", message, aside)
   if trained is None or not has_checkpoints(workdir) or trained.get("inputs", {}).get("shape_embedding") != current:
-    record(workdir, "checkpoints", entry(
-        "launch.train", paths.CHECKPOINTS, config, TRAINING, inputs={"shape_embedding": current, "dataset": dataset},
-        built_on={"shape_embedding": emb_entry}))
+    record(
+        workdir,
+        "checkpoints",
+        entry(
+            "launch.train",
+            paths.CHECKPOINTS,
+            config,
+            TRAINING,
+            inputs={"shape_embedding": current, "dataset": dataset},
+            built_on={"shape_embedding": emb_entry},
+        ),
+    )
 
 
 def check_network_inputs(workdir: str) -> None:
@@ -259,7 +317,9 @@ def check_network_inputs(workdir: str) -> None:
     return
   made = trained.get("built_on", {}).get("shape_embedding", {}).get("settings", {})
   current = load(workdir).get("shape_embedding", {}).get("settings", made)
-  raise Mismatch(f"{paths.shape_embedding(workdir)} ({now}) is not the shape embedding the network in "
-                 f"{paths.checkpoints(workdir)} was trained on ({was}; {differences(made, current)}): retrain with "
-                 f"{_cmd('launch.train', workdir, ' --force')}, or rerun launch.embed_shapes with the config it was "
-                 "trained on")
+  raise Mismatch(
+      f"{paths.shape_embedding(workdir)} ({now}) is not the shape embedding the network in "
+      f"{paths.checkpoints(workdir)} was trained on ({was}; {differences(made, current)}): retrain with "
+      f"{_cmd('launch.train', workdir, ' --force')}, or rerun launch.embed_shapes with the config it was "
+      "trained on"
+  )

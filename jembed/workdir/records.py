@@ -24,6 +24,7 @@ class ShapeEmbedding:
     stress: Sammon stress of `points` against the LFD-HoG distances.
     stress_curve: float32[T] stress per iteration (NaN past the stop).
   """
+
   ids: np.ndarray
   categories: np.ndarray
   points: np.ndarray
@@ -31,8 +32,14 @@ class ShapeEmbedding:
   stress_curve: np.ndarray
 
   def save(self, path: str) -> None:
-    files.save_npz(path, ids=self.ids, categories=self.categories, points=self.points,
-                   stress=np.float32(self.stress), stress_curve=self.stress_curve)
+    files.save_npz(
+        path,
+        ids=self.ids,
+        categories=self.categories,
+        points=self.points,
+        stress=np.float32(self.stress),
+        stress_curve=self.stress_curve,
+    )
 
   @classmethod
   def load(cls, path: str) -> "ShapeEmbedding":
@@ -42,13 +49,19 @@ class ShapeEmbedding:
       raise FileNotFoundError(f"no shape embedding at {path!r}: run {remake} first")
     try:
       f = files.load_npz(path)
-      return cls(ids=f["ids"], categories=f["categories"], points=f["points"], stress=float(f["stress"]),
-                 stress_curve=f["stress_curve"])
+      return cls(
+          ids=f["ids"],
+          categories=f["categories"],
+          points=f["points"],
+          stress=float(f["stress"]),
+          stress_curve=f["stress_curve"],
+      )
     except files.DamagedFile as e:
       raise files.DamagedFile(f"{e}: run {remake} to make it again") from None
     except KeyError as e:
-      raise files.DamagedFile(f"{path} is not a shape embedding (no array {e}): run {remake} to make it again"
-                              ) from None
+      raise files.DamagedFile(
+          f"{path} is not a shape embedding (no array {e}): run {remake} to make it again"
+      ) from None
 
 
 def load_shape_embedding(workdir: str) -> ShapeEmbedding:

@@ -35,13 +35,28 @@ print(model.shape_ids[np.argmin(((points[:, None] - model.shape_points) ** 2).su
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> str:
   folder = str(tmp_path_factory.mktemp("api"))
-  flags = ["--config=configs/tiny.py:limit=1", f"--workdir={folder}", "--config.data.image_size=32",
-           "--config.data.images_per_shape=4", "--config.data.split_fractions=(0.75,0.25,0.0)"]
-  train_flags = ["--config.model.category_head=True", "--config.model.viewpoint_head=True",
-                 "--config.train.total_steps=2", "--config.train.eval_every=2"]
+  flags = [
+      "--config=configs/tiny.py:limit=1",
+      f"--workdir={folder}",
+      "--config.data.image_size=32",
+      "--config.data.images_per_shape=4",
+      "--config.data.split_fractions=(0.75,0.25,0.0)",
+  ]
+  train_flags = [
+      "--config.model.category_head=True",
+      "--config.model.viewpoint_head=True",
+      "--config.train.total_steps=2",
+      "--config.train.eval_every=2",
+  ]
   for stage, extra in (("embed_shapes", []), ("build_dataset", ["--workers=1"]), ("train", train_flags)):
-    done = subprocess.run([sys.executable, "-m", f"launch.{stage}", *flags, *extra], cwd=ROOT, capture_output=True,
-                          text=True, check=False, env=dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1"))
+    done = subprocess.run(
+        [sys.executable, "-m", f"launch.{stage}", *flags, *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, JAX_DISABLE_MOST_OPTIMIZATIONS="1"),
+    )
     assert done.returncode == 0, f"launch.{stage} failed:\n{done.stderr[-3000:]}"
   return folder
 

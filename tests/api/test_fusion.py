@@ -17,9 +17,11 @@ def points():
 def test_each_fusion_against_brute_force(points):
   photos, shapes = points
   d = distance.cdist(photos.astype(np.float64), shapes)
-  expected = {"points": distance.cdist(photos.mean(0, keepdims=True), shapes)[0],
-              "distances": d.mean(0),
-              "ranks": stats.rankdata(d, method="ordinal", axis=1).mean(0)}
+  expected = {
+      "points": distance.cdist(photos.mean(0, keepdims=True), shapes)[0],
+      "distances": d.mean(0),
+      "ranks": stats.rankdata(d, method="ordinal", axis=1).mean(0),
+  }
   for how in fusion.FUSIONS:
     np.testing.assert_allclose(fusion.fused_distances(photos, shapes, how), expected[how], rtol=1e-5, atol=1e-5)
 

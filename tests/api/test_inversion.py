@@ -19,8 +19,9 @@ from jembed.apps import inversion_gallery
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
-def _regulariser_oracle(x: np.ndarray, alpha: float, beta: float, alpha_weight: float, tv_weight: float,
-                        floor: float) -> np.ndarray:
+def _regulariser_oracle(
+    x: np.ndarray, alpha: float, beta: float, alpha_weight: float, tv_weight: float, floor: float
+) -> np.ndarray:
   """M&V's alpha-norm and TV^beta, written out with loops over rows and columns in float64."""
   b, h, w, c = x.shape
   out = np.zeros(b)
@@ -32,8 +33,8 @@ def _regulariser_oracle(x: np.ndarray, alpha: float, beta: float, alpha_weight: 
       for j in range(w):
         right = x[n, i, j + 1] - x[n, i, j] if j + 1 < w else np.zeros(c)
         down = x[n, i + 1, j] - x[n, i, j] if i + 1 < h else np.zeros(c)
-        r_tv += np.sum((right ** 2 + down ** 2 + floor) ** (beta / 2))
-    out[n] = alpha_weight * r_alpha + tv_weight * r_tv / (h * w * v ** beta)
+        r_tv += np.sum((right**2 + down**2 + floor) ** (beta / 2))
+    out[n] = alpha_weight * r_alpha + tv_weight * r_tv / (h * w * v**beta)
   return out
 
 
@@ -51,8 +52,10 @@ def test_regulariser_value_and_gradient_match_float64_finite_differences(alpha, 
   for index in np.ndindex(x.shape):
     e = np.zeros_like(x)
     e[index] = h
-    numeric[index] = (_regulariser_oracle(x + e, alpha, beta, 0.7, 0.2, floor).sum()
-                      - _regulariser_oracle(x - e, alpha, beta, 0.7, 0.2, floor).sum()) / (2 * h)
+    numeric[index] = (
+        _regulariser_oracle(x + e, alpha, beta, 0.7, 0.2, floor).sum()
+        - _regulariser_oracle(x - e, alpha, beta, 0.7, 0.2, floor).sum()
+    ) / (2 * h)
   np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8 * np.abs(numeric).max())
 
 
@@ -112,8 +115,14 @@ def test_twin_distances(trained):
 
 
 def _invert(*flags) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", "launch.invert", *flags], cwd=REPO, capture_output=True, text=True,
-                        timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+  return subprocess.run(
+      [sys.executable, "-m", "launch.invert", *flags],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=600,
+      env={**os.environ, "PYTHONPATH": str(REPO)},
+  )
 
 
 def _error_line(result: subprocess.CompletedProcess) -> str:
@@ -139,8 +148,16 @@ def test_cli_writes_galleries_and_the_losses(trained, tmp_path):
   photo = tmp_path / "photo.png"
   Image.fromarray(clutter[0]).resize((90, 70)).save(photo)
   shape = str(model.shape_ids[1])
-  result = _invert(f"--workdir={workdir}", "--config=configs/tiny.py", f"--image={photo}", f"--shape={shape}",
-                   "--twins=2", "--layers=conv1,point", "--iterations=20", f"--out_dir={tmp_path}/out")
+  result = _invert(
+      f"--workdir={workdir}",
+      "--config=configs/tiny.py",
+      f"--image={photo}",
+      f"--shape={shape}",
+      "--twins=2",
+      "--layers=conv1,point",
+      "--iterations=20",
+      f"--out_dir={tmp_path}/out",
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert "twins: RMS pixel distance" in result.stdout
   for name in ("images", "shapes", "twins"):

@@ -37,13 +37,15 @@ def test_silhouette_at_the_true_pose_covers_the_object(mesh):
   # The "photo": the object's tight crop stretched to 150 x 100 (the training crops' framing), dark on light gray.
   alpha = np.asarray(Image.fromarray(crop[..., 3]).resize((150, 100), Image.BILINEAR)) >= 128
   photo = np.where(alpha[..., None], 40, 200).astype(np.uint8).repeat(3, axis=2)
-  overlay = pose_overlay.draw_pose_overlay(photo, vertices, faces, *pose, color=RED, opacity=1.0, outline=0,
-                                           renderer=renderer)
+  overlay = pose_overlay.draw_pose_overlay(
+      photo, vertices, faces, *pose, color=RED, opacity=1.0, outline=0, renderer=renderer
+  )
   assert overlay.shape == photo.shape and overlay.dtype == np.uint8
   drawn = (overlay[..., 0] > 128) & (overlay[..., 1] < 128)
   assert _iou(drawn, alpha) > 0.97
-  elsewhere = pose_overlay.draw_pose_overlay(photo, vertices, faces, pose[0] + 90.0, *pose[1:], color=RED,
-                                             opacity=1.0, outline=0, renderer=renderer)
+  elsewhere = pose_overlay.draw_pose_overlay(
+      photo, vertices, faces, pose[0] + 90.0, *pose[1:], color=RED, opacity=1.0, outline=0, renderer=renderer
+  )
   assert _iou((elsewhere[..., 0] > 128) & (elsewhere[..., 1] < 128), alpha) < 0.8
   # The default drawing keeps the photo visible under the tint and outlines the silhouette in the opaque colour.
   tinted = pose_overlay.draw_pose_overlay(photo, vertices, faces, *pose, renderer=renderer)

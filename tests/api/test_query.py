@@ -15,8 +15,14 @@ from jembed.utils import images
 
 
 def _query(*flags) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", "launch.query", *flags], cwd=REPO, capture_output=True, text=True,
-                        timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+  return subprocess.run(
+      [sys.executable, "-m", "launch.query", *flags],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      env={**os.environ, "PYTHONPATH": str(REPO)},
+  )
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +58,7 @@ def test_query_matches_the_api(tiny_run, photo):
   import jax  # pylint: disable=g-import-not-at-top
 
   import jembed  # pylint: disable=g-import-not-at-top
+
   workdir, _, _ = tiny_run
   path, _ = photo
   result = query.query(str(workdir), [path], top_k=5)
@@ -77,6 +84,7 @@ def test_fused_query_prints_one_ranking_of_all_photos(tiny_run, photo, tmp_path)
 
   import jembed  # pylint: disable=g-import-not-at-top
   from jembed.api import fusion  # pylint: disable=g-import-not-at-top
+
   workdir, _, _ = tiny_run
   with np.load(workdir / "eval" / "sets" / "synthetic.npz") as f:
     for j in range(3):
@@ -88,8 +96,9 @@ def test_fused_query_prints_one_ranking_of_all_photos(tiny_run, photo, tmp_path)
   assert all(f"result_{j}.png: pose azimuth" in lines[j] for j in range(3)), lines[:3]
   assert lines[3] == f"fused ranking of 3 photos ({fusion.DEFAULT}): result_0.png, result_1.png, result_2.png"
   model = jembed.load(str(workdir))
-  images = np.stack([images.read_photo(str(tmp_path / f"result_{j}.png"), model.params.spec.image_size)
-                     for j in range(3)])
+  images = np.stack(
+      [images.read_photo(str(tmp_path / f"result_{j}.png"), model.params.spec.image_size) for j in range(3)]
+  )
   points = np.asarray(jax.jit(jembed.embed_images)(model.params, images))
   scores = fusion.fused_distances(points, model.shape_points)  # itself checked against brute force in test_fusion
   order = np.argsort(scores, kind="stable")[:3]

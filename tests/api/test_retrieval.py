@@ -21,11 +21,11 @@ def _integer_points(n: int, d: int, seed: int) -> np.ndarray:
 def _reference(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
   """float64 brute force: distances and the first k of a stable argsort (ties by ascending index)."""
   dist = scipy_distance.cdist(queries.astype(np.float64), database.astype(np.float64))
-  order = np.argsort(dist, axis=1, kind='stable')[:, :k]
+  order = np.argsort(dist, axis=1, kind="stable")[:, :k]
   return np.take_along_axis(dist, order, axis=1), order
 
 
-@pytest.mark.parametrize('k', [1, 7, 203])
+@pytest.mark.parametrize("k", [1, 7, 203])
 def test_ties_break_by_lower_index(k):
   queries, database = _integer_points(29, 6, 0), _integer_points(203, 6, 1)
   database[150] = database[3]  # a duplicate row on top of the many equal distances
@@ -52,25 +52,28 @@ def test_random_points_match_brute_force():
   assert np.mean(idx == want_idx) > 0.99
 
 
-@pytest.mark.parametrize('k', [1, 10, 120, 203])  # 120 > the 52 rows a device holds
+@pytest.mark.parametrize("k", [1, 10, 120, 203])  # 120 > the 52 rows a device holds
 def test_sharded_equals_unsharded_bit_for_bit(k):
   assert jax.device_count() == 4  # tests/conftest.py; 203 rows do not divide by 4
   rng = np.random.default_rng(5)
-  cases = {'ties': (_integer_points(37, 5, 3), _integer_points(203, 5, 4)),
-           'random': (rng.normal(size=(37, 64)).astype(np.float32), rng.normal(size=(203, 64)).astype(np.float32))}
+  cases = {
+      "ties": (_integer_points(37, 5, 3), _integer_points(203, 5, 4)),
+      "random": (rng.normal(size=(37, 64)).astype(np.float32), rng.normal(size=(203, 64)).astype(np.float32)),
+  }
   for name, (queries, database) in cases.items():
     want = retrieval.top_k(queries, database, k, sharded=False)
     got = retrieval.top_k(queries, database, k, sharded=True)
     np.testing.assert_array_equal(got[1], want[1], err_msg=name)
     np.testing.assert_array_equal(got[0], want[0], err_msg=name)  # the same products: the same bits
-  queries, database = cases['ties']
-  np.testing.assert_array_equal(retrieval.top_k(queries, database, k, sharded=True)[1],
-                                _reference(queries, database, k)[1])
+  queries, database = cases["ties"]
+  np.testing.assert_array_equal(
+      retrieval.top_k(queries, database, k, sharded=True)[1], _reference(queries, database, k)[1]
+  )
 
 
 def test_sharded_with_several_chunks_per_device(monkeypatch):
   # 5 chunks of 8 rows over 4 devices: the chunk merge on a device and the merge across devices, with ties.
-  monkeypatch.setattr(retrieval, '_CHUNK_ROWS', 8)
+  monkeypatch.setattr(retrieval, "_CHUNK_ROWS", 8)
   queries, database = _integer_points(11, 3, 7), _integer_points(37, 3, 8)
   want_idx = _reference(queries, database, 20)[1]
   for sharded in (False, True):
@@ -80,8 +83,8 @@ def test_sharded_with_several_chunks_per_device(monkeypatch):
 def test_auto_shards_large_databases_only(monkeypatch):
   calls = []
   sharded_knn = retrieval._sharded_knn  # pylint: disable=protected-access
-  monkeypatch.setattr(retrieval, '_sharded_knn', lambda *a, **kw: calls.append(1) or sharded_knn(*a, **kw))
-  monkeypatch.setattr(retrieval, 'SHARD_MIN_ROWS', 100)
+  monkeypatch.setattr(retrieval, "_sharded_knn", lambda *a, **kw: calls.append(1) or sharded_knn(*a, **kw))
+  monkeypatch.setattr(retrieval, "SHARD_MIN_ROWS", 100)
   queries = _integer_points(3, 4, 17)
   retrieval.top_k(queries, _integer_points(99, 4, 18), 3)
   assert not calls
@@ -100,15 +103,15 @@ def test_query_blocks_and_jax_inputs():
 
 def test_errors():
   queries, database = np.zeros((3, 8), np.float32), np.zeros((5, 8), np.float32)
-  with pytest.raises(ValueError, match='k = 6'):
+  with pytest.raises(ValueError, match="k = 6"):
     retrieval.top_k(queries, database, 6)
-  with pytest.raises(ValueError, match='k = 0'):
+  with pytest.raises(ValueError, match="k = 0"):
     retrieval.top_k(queries, database, 0)
-  with pytest.raises(ValueError, match=r'\(3, 8\).*\(5, 7\)'):
+  with pytest.raises(ValueError, match=r"\(3, 8\).*\(5, 7\)"):
     retrieval.top_k(queries, np.zeros((5, 7), np.float32), 2)
-  with pytest.raises(ValueError, match=r'\(8,\)'):
+  with pytest.raises(ValueError, match=r"\(8,\)"):
     retrieval.top_k(np.zeros(8, np.float32), database, 2)
-  with pytest.raises(ValueError, match='excluding'):
+  with pytest.raises(ValueError, match="excluding"):
     retrieval.image_to_image(database, 5, exclude_self=True)
   assert retrieval.top_k(np.zeros((0, 8), np.float32), database, 2)[1].shape == (0, 2)
 
@@ -121,7 +124,7 @@ def test_exclude_self_never_returns_the_query():
   assert idx[2, 0] == 7 and idx[7, 0] == 2 and dist[2, 0] == 0.0
   full = scipy_distance.cdist(points, points)
   np.fill_diagonal(full, np.inf)
-  np.testing.assert_array_equal(idx, np.argsort(full, axis=1, kind='stable')[:, :39])
+  np.testing.assert_array_equal(idx, np.argsort(full, axis=1, kind="stable")[:, :39])
   with_self = retrieval.image_to_image(points, 2)[1]
   np.testing.assert_array_equal(with_self, _reference(points, points, 2)[1])
   assert with_self[7, 0] == 2  # row 7 ties with row 2 at distance 0: the lower index first, itself second

@@ -15,23 +15,26 @@ def test_the_shipped_configs_are_valid(module):
   assert validate.problems(module.get_config()) == []
 
 
-@pytest.mark.parametrize("override, field", [
-    ("mds.dim=0", "config.mds.dim=0"),
-    ("limit=-1", "config.shapes.limit=-1"),
-    ("data.images_per_shape=0", "config.data.images_per_shape=0"),
-    ("train.total_steps=0", "config.train.total_steps=0"),
-    ("input.batch_size=0", "config.input.batch_size=0"),
-    ("render.backend=vulkan", "config.render.backend='vulkan'"),
-    ("data.split_by=category", "config.data.split_by='category'"),
-    ("optax.name=lamb", "config.optax.name='lamb'"),
-    ("data.split_fractions=0+0.5+0.5", "config.data.split_fractions=(0.0, 0.5, 0.5)"),
-    ("data.split_fractions=0.9+0.1", "config.data.split_fractions=(0.9, 0.1)"),
-    ("data.clutter_ratio=1.5", "config.data.clutter_ratio=1.5"),
-    ("data.albedo_range=0.8+0.3", "config.data.albedo_range=(0.8, 0.3)"),
-    ("loss.embedding=-1", "config.loss.embedding=-1.0"),
-    ("model.widths=8+0", "config.model.widths=(8, 0)"),
-    ("eval.photo_set=imagenet", "config.eval.photo_set='imagenet'"),
-])
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("mds.dim=0", "config.mds.dim=0"),
+        ("limit=-1", "config.shapes.limit=-1"),
+        ("data.images_per_shape=0", "config.data.images_per_shape=0"),
+        ("train.total_steps=0", "config.train.total_steps=0"),
+        ("input.batch_size=0", "config.input.batch_size=0"),
+        ("render.backend=vulkan", "config.render.backend='vulkan'"),
+        ("data.split_by=category", "config.data.split_by='category'"),
+        ("optax.name=lamb", "config.optax.name='lamb'"),
+        ("data.split_fractions=0+0.5+0.5", "config.data.split_fractions=(0.0, 0.5, 0.5)"),
+        ("data.split_fractions=0.9+0.1", "config.data.split_fractions=(0.9, 0.1)"),
+        ("data.clutter_ratio=1.5", "config.data.clutter_ratio=1.5"),
+        ("data.albedo_range=0.8+0.3", "config.data.albedo_range=(0.8, 0.3)"),
+        ("loss.embedding=-1", "config.loss.embedding=-1.0"),
+        ("model.widths=8+0", "config.model.widths=(8, 0)"),
+        ("eval.photo_set=imagenet", "config.eval.photo_set='imagenet'"),
+    ],
+)
 def test_a_bad_value_is_one_error_naming_the_field(override, field):
   with pytest.raises(ValueError) as error:
     validate.validate(tiny.get_config(override))

@@ -64,12 +64,12 @@ def test_features_jit_and_any_input_size():
 
 
 def test_every_tensor_used_or_ignored_with_a_reason():
-  spec, variables, ignored = backbones.load_pretrained(fixtures.TINY["openclip"], _fixture("openclip"),
-                                                       return_ignored=True)
+  spec, variables, ignored = backbones.load_pretrained(
+      fixtures.TINY["openclip"], _fixture("openclip"), return_ignored=True
+  )
   n_used = len(jax.tree.leaves(variables))
   assert n_used + len(ignored) == len(load_file(_fixture("openclip")))
-  assert {k for k, why in ignored.items() if why == "the text tower"} >= {"token_embedding.weight",
-                                                                          "text_projection"}
+  assert {k for k, why in ignored.items() if why == "the text tower"} >= {"token_embedding.weight", "text_projection"}
   assert all(k.startswith("visual.") for k in set(load_file(_fixture("openclip"))) - set(ignored))
 
 
@@ -79,13 +79,18 @@ def test_missing_misshaped_and_unknown_tensors_are_one_clear_error(tmp_path):
   missing = dict(tensors)
   del missing["blocks.1.mlp.fc2.weight"]
   save_file(missing, str(tmp_path / "missing.safetensors"))
-  with pytest.raises(convert.WeightFileError, match=r"missing\.safetensors: no tensor 'blocks\.1\.mlp\.fc2\.weight'"
-                     r", which vit_augreg needs with shape \(32, 128\)"):
+  with pytest.raises(
+      convert.WeightFileError,
+      match=r"missing\.safetensors: no tensor 'blocks\.1\.mlp\.fc2\.weight'"
+      r", which vit_augreg needs with shape \(32, 128\)",
+  ):
     backbones.load_pretrained(spec, str(tmp_path / "missing.safetensors"))
   bad = dict(tensors, **{"blocks.0.attn.qkv.bias": np.zeros(95, np.float32)})
   save_file(bad, str(tmp_path / "bad.safetensors"))
-  with pytest.raises(convert.WeightFileError, match=r"bad\.safetensors: tensor 'blocks\.0\.attn\.qkv\.bias' has "
-                     r"shape \(95,\), vit_augreg needs \(96,\)"):
+  with pytest.raises(
+      convert.WeightFileError,
+      match=r"bad\.safetensors: tensor 'blocks\.0\.attn\.qkv\.bias' has " r"shape \(95,\), vit_augreg needs \(96,\)",
+  ):
     backbones.load_pretrained(spec, str(tmp_path / "bad.safetensors"))
   extra = dict(tensors, **{"dist_token": np.zeros((1, 1, 32), np.float32)})  # a distilled DeiT: not supported
   save_file(extra, str(tmp_path / "extra.safetensors"))
@@ -109,15 +114,19 @@ def test_prefixed_state_dict_is_read(tmp_path):
 
 
 def _caffe_layers(rng):
-  return [("data", "Data", []),
-          ("conv1", "Convolution", [rng.normal(size=(8, 3, 11, 11)), rng.normal(size=8)]),
-          ("relu1", "ReLU", []), ("pool1", "Pooling", []), ("norm1", "LRN", []),
-          ("conv2", "Convolution", [rng.normal(size=(16, 4, 5, 5)), rng.normal(size=16)]),
-          ("conv3", "Convolution", [rng.normal(size=(16, 16, 3, 3)), rng.normal(size=16)]),
-          ("conv4", "Convolution", [rng.normal(size=(16, 8, 3, 3)), rng.normal(size=16)]),
-          ("conv5", "Convolution", [rng.normal(size=(8, 8, 3, 3)), rng.normal(size=8)]),
-          ("fc6", "InnerProduct", [rng.normal(size=(6, 32)), rng.normal(size=6)]),
-          ("fc-rcnn", "InnerProduct", [rng.normal(size=(3, 6)), rng.normal(size=3)])]
+  return [
+      ("data", "Data", []),
+      ("conv1", "Convolution", [rng.normal(size=(8, 3, 11, 11)), rng.normal(size=8)]),
+      ("relu1", "ReLU", []),
+      ("pool1", "Pooling", []),
+      ("norm1", "LRN", []),
+      ("conv2", "Convolution", [rng.normal(size=(16, 4, 5, 5)), rng.normal(size=16)]),
+      ("conv3", "Convolution", [rng.normal(size=(16, 16, 3, 3)), rng.normal(size=16)]),
+      ("conv4", "Convolution", [rng.normal(size=(16, 8, 3, 3)), rng.normal(size=16)]),
+      ("conv5", "Convolution", [rng.normal(size=(8, 8, 3, 3)), rng.normal(size=8)]),
+      ("fc6", "InnerProduct", [rng.normal(size=(6, 32)), rng.normal(size=6)]),
+      ("fc-rcnn", "InnerProduct", [rng.normal(size=(3, 6)), rng.normal(size=3)]),
+  ]
 
 
 @pytest.mark.parametrize("v1,legacy_dims", [(True, True), (False, False), (False, True)])
@@ -149,13 +158,15 @@ def _caffenet_spec():
 def test_caffenet_backbone_is_the_training_models_caffenet():
   """The paper's network in jembed.training.model runs the same conv1-pool5 as the registry's 'caffenet'."""
   from jembed.training import model as model_lib  # pylint: disable=g-import-not-at-top
+
   assert model_lib.CaffeNet is backbones.caffenet.CaffeNet
   assert backbones.get("caffenet").features == 9216
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("timm_name,size", [("resnet50", 224), ("vit_small_patch14_dinov2", 518),
-                                            ("vit_small_patch14_dinov2", 224)])
+@pytest.mark.parametrize(
+    "timm_name,size", [("resnet50", 224), ("vit_small_patch14_dinov2", 518), ("vit_small_patch14_dinov2", 224)]
+)
 def test_full_size_timm_files_saved_by_timm(tmp_path, timm_name, size):
   """The issue's check: a random-weight timm model saved as safetensors by timm itself, features through
   jembed.backbones equal timm's (DINOv2 also at 224 px, its positions resampled from 37x37 to 16x16)."""
@@ -164,15 +175,20 @@ def test_full_size_timm_files_saved_by_timm(tmp_path, timm_name, size):
   except ImportError:
     pytest.skip("needs timm, torch, torchvision and open_clip (pip install -e '.[reference]')")
   from timm.models import _hub  # pylint: disable=g-import-not-at-top
-  model = timm.create_model(timm_name, pretrained=False, dynamic_img_size=True) if "vit" in timm_name else \
-      timm.create_model(timm_name, pretrained=False)
+
+  model = (
+      timm.create_model(timm_name, pretrained=False, dynamic_img_size=True)
+      if "vit" in timm_name
+      else timm.create_model(timm_name, pretrained=False)
+  )
   fixtures.randomize(model.eval(), 0)
   _hub.save_for_hf(model, str(tmp_path), safe_serialization=True)
   images = fixtures.images(1, size)
   dc = timm.data.resolve_data_config({}, model=model)
   with torch.no_grad():
-    want = model.forward_head(model.forward_features(fixtures.torch_input(torch, images, dc["mean"],
-                                                                          dc["std"])), pre_logits=True).numpy()
+    want = model.forward_head(
+        model.forward_features(fixtures.torch_input(torch, images, dc["mean"], dc["std"])), pre_logits=True
+    ).numpy()
   spec, variables = backbones.load_pretrained(timm_name, str(tmp_path / "model.safetensors"), image_size=size)
   assert_features_close(jax.jit(backbones.features, static_argnums=0)(spec, variables, images), want)
 

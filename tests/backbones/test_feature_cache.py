@@ -55,12 +55,13 @@ def test_head_step_from_cached_features_equals_the_step_on_images(train_dataset,
   copy = lambda s: jax.tree.map(np.array, s)
   on_images, m1 = train.make_update_fn(net, tx, schedule, mesh, weights, flip=True)(copy(state), batch, rng)
   on_features, m2 = train.make_update_fn(net, tx, schedule, mesh, weights, flip=True, from_features=True)(
-      copy(state), cached, rng)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), on_features["params"],
-               on_images["params"])
+      copy(state), cached, rng
+  )
+  jax.tree.map(
+      lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), on_features["params"], on_images["params"]
+  )
   np.testing.assert_allclose(m2["loss"], m1["loss"], rtol=1e-5)
-  jax.tree.map(np.testing.assert_array_equal, on_features["params"]["params"]["backbone"],
-               params["params"]["backbone"])
+  jax.tree.map(np.testing.assert_array_equal, on_features["params"]["params"]["backbone"], params["params"]["backbone"])
 
 
 @pytest.mark.slow
@@ -78,12 +79,15 @@ def test_frozen_run_trains_from_the_cache_and_resumes(train_dataset, tmp_path):
   columns = feature_cache.load_split(config, workdir, folder, "validation")
   images = next(pipeline.create_input_iterator(config, workdir, "validation", shuffle=False, num_epochs=1))
   net_spec = train._model_spec(config, workdir, np.zeros((6, 5), np.float32))[0]
-  backbone = model_lib.load_backbone_weights(config.model.backbone_weights, jax.eval_shape(
-      lambda: model_lib.init_params(net_spec, jax.random.key(0)))["params"]["backbone"])
-  want = model_lib.EmbeddingNet(net_spec).apply({"params": {"backbone": backbone}}, np.asarray(images["image"]),
-                                                features_only=True)
-  np.testing.assert_allclose(columns["features"][:len(want)], want, rtol=1e-5, atol=1e-6)
-  np.testing.assert_array_equal(columns["shape_index"][:len(want)], np.asarray(images["shape_index"]))
+  backbone = model_lib.load_backbone_weights(
+      config.model.backbone_weights,
+      jax.eval_shape(lambda: model_lib.init_params(net_spec, jax.random.key(0)))["params"]["backbone"],
+  )
+  want = model_lib.EmbeddingNet(net_spec).apply(
+      {"params": {"backbone": backbone}}, np.asarray(images["image"]), features_only=True
+  )
+  np.testing.assert_allclose(columns["features"][: len(want)], want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(columns["shape_index"][: len(want)], np.asarray(images["shape_index"]))
   # A second run on the same workdir reuses the cache (and the finished checkpoint): nothing is recomputed.
   before = os.path.getmtime(os.path.join(folder, "train_features.npy"))
   config.train.total_steps = 8

@@ -49,11 +49,12 @@ def torch_model(arch: str, size: int, folder: str):
   """(forward on a uint8 NHWC numpy batch -> numpy features, weight file path) of the reference library."""
   torch, timm, open_clip, _ = fixtures.import_torch_libraries()
   from safetensors.torch import save_file  # pylint: disable=g-import-not-at-top
+
   path = os.path.join(folder, f"{arch}.safetensors")
   if arch == "caffenet":
     return _torch_caffenet(torch, folder)
   if arch.startswith("openclip_"):
-    model = open_clip.create_model(arch[len("openclip_"):], pretrained=None).eval()
+    model = open_clip.create_model(arch[len("openclip_") :], pretrained=None).eval()
     mean, std = open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD
     forward = model.encode_image
   else:
@@ -68,6 +69,7 @@ def torch_model(arch: str, size: int, folder: str):
   def run(images):
     with torch.inference_mode():
       return forward(fixtures.torch_input(torch, images, mean, std)).numpy()
+
   return run, path
 
 
@@ -76,8 +78,13 @@ def _torch_caffenet(torch, folder: str):
   rng = np.random.default_rng(0)
   groups, kernels, channels, layers = (1, 2, 1, 2, 2), (11, 5, 3, 3, 3), 3, []
   for i, (w, g, k) in enumerate(zip(spec.config, groups, kernels)):
-    layers.append((f"conv{i + 1}", "Convolution", [rng.normal(0, (channels // g * k * k) ** -0.5,
-                                                              (w, channels // g, k, k)), rng.normal(0, 0.1, w)]))
+    layers.append(
+        (
+            f"conv{i + 1}",
+            "Convolution",
+            [rng.normal(0, (channels // g * k * k) ** -0.5, (w, channels // g, k, k)), rng.normal(0, 0.1, w)],
+        )
+    )
     channels = w
   path = os.path.join(folder, "caffenet.caffemodel")
   caffe_proto.write_caffemodel(path, layers, v1=True, legacy_dims=True)
@@ -94,6 +101,7 @@ def _torch_caffenet(torch, folder: str):
         if i in (0, 1):
           x = lrn(F.max_pool2d(x, 3, 2, ceil_mode=True))
       return F.max_pool2d(x, 3, 2, ceil_mode=True).reshape(x.shape[0], -1).numpy()
+
   return run, path
 
 
@@ -109,9 +117,12 @@ def bench(arch: str, args, folder: str) -> dict:
   peer_out = peer_fn(images)
   peer = args.batch / _best(lambda: peer_fn(images), args.repeats)
   diff = float(np.abs(ours_out - peer_out).max() / np.abs(peer_out).max())
-  print(f"{arch} ({size} px, batch {args.batch}, F={spec.features}): jembed {ours:,.1f} images/s "
-        f"({jax.default_backend()}), torch {peer:,.1f} images/s (cpu), ratio {ours / peer:.2f}, "
-        f"max relative difference {diff:.1e}", flush=True)
+  print(
+      f"{arch} ({size} px, batch {args.batch}, F={spec.features}): jembed {ours:,.1f} images/s "
+      f"({jax.default_backend()}), torch {peer:,.1f} images/s (cpu), ratio {ours / peer:.2f}, "
+      f"max relative difference {diff:.1e}",
+      flush=True,
+  )
   return dict(ours=round(ours, 2), peer=round(peer, 2), ratio=round(ours / peer, 3), rel_diff=diff)
 
 
@@ -127,8 +138,19 @@ def main() -> None:
     for arch in args.arch or ARCHS:
       results[arch] = bench(arch, args, folder)
   ratio = float(np.exp(np.mean([np.log(r["ratio"]) for r in results.values()])))
-  print(json.dumps({"benchmark": "backbone_features", "unit": "images/s", "batch": args.batch, "size": args.size,
-                    "backend": jax.default_backend(), "backbones": results, "ratio": round(ratio, 3)}))
+  print(
+      json.dumps(
+          {
+              "benchmark": "backbone_features",
+              "unit": "images/s",
+              "batch": args.batch,
+              "size": args.size,
+              "backend": jax.default_backend(),
+              "backbones": results,
+              "ratio": round(ratio, 3),
+          }
+      )
+  )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-os.environ.setdefault('XLA_FLAGS', f'--xla_force_host_platform_device_count={os.cpu_count()}')
+os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={os.cpu_count()}")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -32,7 +32,7 @@ from jembed.embedding import distances  # pylint: disable=g-import-not-at-top,wr
 
 def _best(fn, repeats: int) -> tuple[float, float]:
   """Best wall-clock seconds and the CPU seconds of that call."""
-  best = (float('inf'), float('inf'))
+  best = (float("inf"), float("inf"))
   for _ in range(repeats):
     wall, cpu = time.perf_counter(), time.process_time()
     fn()
@@ -42,10 +42,10 @@ def _best(fn, repeats: int) -> tuple[float, float]:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--n', type=int, default=4000)
-  parser.add_argument('--d', type=int, default=20000)
-  parser.add_argument('--block-size', type=int, default=None, help='rows per tile (default: the library default)')
-  parser.add_argument('--repeats', type=int, default=2)
+  parser.add_argument("--n", type=int, default=4000)
+  parser.add_argument("--d", type=int, default=20000)
+  parser.add_argument("--block-size", type=int, default=None, help="rows per tile (default: the library default)")
+  parser.add_argument("--repeats", type=int, default=2)
   args = parser.parse_args()
 
   rng = np.random.default_rng(0)
@@ -60,19 +60,32 @@ def main() -> None:
   tiles = -(-args.n // block)
   done = 2.0 * block * block * args.d * tiles * (tiles + 1) / 2  # padded tiles on and above the diagonal
   ours = flops / wall / 1e9
-  print(f'jembed pairwise_distances ({jax.default_backend()}, {n_dev} device(s), {tiles}x{tiles} tiles of {block}): '
-        f'{wall:.2f} s ({cpu:.2f} CPU-s), {ours:.1f} GFLOP/s nominal, {done / wall / 1e9:.1f} GFLOP/s done')
+  print(
+      f"jembed pairwise_distances ({jax.default_backend()}, {n_dev} device(s), {tiles}x{tiles} tiles of {block}): "
+      f"{wall:.2f} s ({cpu:.2f} CPU-s), {ours:.1f} GFLOP/s nominal, {done / wall / 1e9:.1f} GFLOP/s done"
+  )
 
   x @ other.T  # warm-up (BLAS threads)
   peer_wall, peer_cpu = _best(lambda: x @ other.T, args.repeats)
   peer = flops / peer_wall / 1e9
-  print(f'numpy float32 GEMM A @ B.T: {peer_wall:.2f} s ({peer_cpu:.2f} CPU-s), {peer:.1f} GFLOP/s')
-  print(f'ratio: {ours / peer:.2f} nominal, {done / wall / 1e9 / peer:.2f} on the flops done')
-  print(json.dumps({'benchmark': f'pairwise_distances_n{args.n}_d{args.d}', 'ours': round(ours, 1),
-                    'peer': round(peer, 1), 'unit': 'GFLOP/s', 'ratio': round(ours / peer, 2),
-                    'ours_s': round(wall, 3), 'peer_s': round(peer_wall, 3),
-                    'ours_done_gflops': round(done / wall / 1e9, 1), 'devices': n_dev}))
+  print(f"numpy float32 GEMM A @ B.T: {peer_wall:.2f} s ({peer_cpu:.2f} CPU-s), {peer:.1f} GFLOP/s")
+  print(f"ratio: {ours / peer:.2f} nominal, {done / wall / 1e9 / peer:.2f} on the flops done")
+  print(
+      json.dumps(
+          {
+              "benchmark": f"pairwise_distances_n{args.n}_d{args.d}",
+              "ours": round(ours, 1),
+              "peer": round(peer, 1),
+              "unit": "GFLOP/s",
+              "ratio": round(ours / peer, 2),
+              "ours_s": round(wall, 3),
+              "peer_s": round(peer_wall, 3),
+              "ours_done_gflops": round(done / wall / 1e9, 1),
+              "devices": n_dev,
+          }
+      )
+  )
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
   main()

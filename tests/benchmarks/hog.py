@@ -29,8 +29,9 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from jembed.embedding import hog  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-_SKIMAGE_KW = dict(orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2), block_norm='L2-Hys',
-                   feature_vector=True)
+_SKIMAGE_KW = dict(
+    orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2), block_norm="L2-Hys", feature_vector=True
+)
 
 
 def camera_views(count: int, seed: int = 0) -> np.ndarray:
@@ -39,7 +40,7 @@ def camera_views(count: int, seed: int = 0) -> np.ndarray:
   rng = np.random.default_rng(seed)
   tops = rng.integers(0, camera.shape[0] - 120, count)
   lefts = rng.integers(0, camera.shape[1] - 120, count)
-  return np.stack([camera[t:t + 120, l:l + 120] for t, l in zip(tops, lefts)])
+  return np.stack([camera[t : t + 120, l : l + 120] for t, l in zip(tops, lefts)])
 
 
 def skimage_pyramid(view: np.ndarray) -> np.ndarray:
@@ -48,15 +49,16 @@ def skimage_pyramid(view: np.ndarray) -> np.ndarray:
   feats = []
   for i in range(3):
     if i:
-      level = skimage.transform.resize(level, (level.shape[0] // 2, level.shape[1] // 2), order=3,
-                                       anti_aliasing=True, preserve_range=True)
+      level = skimage.transform.resize(
+          level, (level.shape[0] // 2, level.shape[1] // 2), order=3, anti_aliasing=True, preserve_range=True
+      )
     feats.append(skimage.feature.hog(level, **_SKIMAGE_KW))
   return np.concatenate(feats)
 
 
 def _time(fn, repeats: int) -> tuple[float, float]:
   """Best wall-clock seconds and the CPU seconds of that same call."""
-  best = (float('inf'), float('inf'))
+  best = (float("inf"), float("inf"))
   for _ in range(repeats):
     wall, cpu = time.perf_counter(), time.process_time()
     fn()
@@ -67,9 +69,9 @@ def _time(fn, repeats: int) -> tuple[float, float]:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--batch', type=int, default=1000, help='views per hog_pyramid call')
-  parser.add_argument('--peer-images', type=int, default=200, help='views timed with skimage (it is slow)')
-  parser.add_argument('--repeats', type=int, default=3)
+  parser.add_argument("--batch", type=int, default=1000, help="views per hog_pyramid call")
+  parser.add_argument("--peer-images", type=int, default=200, help="views timed with skimage (it is slow)")
+  parser.add_argument("--repeats", type=int, default=3)
   args = parser.parse_args()
 
   views = camera_views(args.batch)
@@ -77,19 +79,32 @@ def main() -> None:
   hog.hog_pyramid(device_views).block_until_ready()  # compile + warm-up
   wall, cpu = _time(lambda: hog.hog_pyramid(device_views).block_until_ready(), args.repeats)
   ours, ours_cpu = args.batch / wall, args.batch / max(cpu, 1e-9)
-  print(f'jembed hog_pyramid ({jax.default_backend()}, batch {args.batch}): {ours:,.0f} images/s wall, '
-        f'{ours_cpu:,.0f} images per CPU-s')
+  print(
+      f"jembed hog_pyramid ({jax.default_backend()}, batch {args.batch}): {ours:,.0f} images/s wall, "
+      f"{ours_cpu:,.0f} images per CPU-s"
+  )
 
-  peer_views = views[:args.peer_images]
+  peer_views = views[: args.peer_images]
   skimage_pyramid(peer_views[0])  # warm-up (imports, caches)
   wall, cpu = _time(lambda: [skimage_pyramid(v) for v in peer_views], args.repeats)
   peer, peer_cpu = len(peer_views) / wall, len(peer_views) / max(cpu, 1e-9)
-  print(f'skimage hog pyramid (looped, {len(peer_views)} views): {peer:,.0f} images/s wall, '
-        f'{peer_cpu:,.0f} images per CPU-s')
-  print(f'ratio: {ours / peer:.1f}x wall, {ours_cpu / peer_cpu:.1f}x per CPU-s')
-  print(json.dumps({'benchmark': 'hog_pyramid', 'ours': round(ours, 1), 'peer': round(peer, 1),
-                    'unit': 'images/s', 'ratio': round(ours / peer, 2)}))
+  print(
+      f"skimage hog pyramid (looped, {len(peer_views)} views): {peer:,.0f} images/s wall, "
+      f"{peer_cpu:,.0f} images per CPU-s"
+  )
+  print(f"ratio: {ours / peer:.1f}x wall, {ours_cpu / peer_cpu:.1f}x per CPU-s")
+  print(
+      json.dumps(
+          {
+              "benchmark": "hog_pyramid",
+              "ours": round(ours, 1),
+              "peer": round(peer, 1),
+              "unit": "images/s",
+              "ratio": round(ours / peer, 2),
+          }
+      )
+  )
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
   main()

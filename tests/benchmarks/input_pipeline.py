@@ -41,13 +41,19 @@ from jembed.workdir import records
 
 class CaffeNetStandIn(nn.Module):
   """CaffeNet (conv1-5, LRN left out) with the paper's fc6-fc7-fc(dim) head; the trunk is frozen."""
+
   dim: int = 128
 
   @nn.compact
   def __call__(self, images):
     x = pipeline.normalize_images(images)
-    for features, kernel, stride, pool in ((96, 11, 4, True), (256, 5, 1, True), (384, 3, 1, False),
-                                            (384, 3, 1, False), (256, 3, 1, True)):
+    for features, kernel, stride, pool in (
+        (96, 11, 4, True),
+        (256, 5, 1, True),
+        (384, 3, 1, False),
+        (384, 3, 1, False),
+        (256, 3, 1, True),
+    ):
       x = nn.relu(nn.Conv(features, (kernel, kernel), (stride, stride), padding="SAME")(x))
       if pool:
         x = nn.max_pool(x, (3, 3), (2, 2))
@@ -71,12 +77,14 @@ def consumed_images_per_s(batches: list[dict], dim: int, steps: int) -> float:
     def loss_fn(p):
       diff = model.apply(p, batch["image"]) - batch["point"]
       return 0.5 * jnp.mean(jnp.sum(diff * diff, -1))  # the paper's 1/(2N) sum of squares
+
     loss, grads = jax.value_and_grad(loss_fn)(params)
     grads, loss = jax.lax.pmean((grads, loss), "data")
     return jax.tree.map(lambda w, g: w - 1e-4 * g, params, grads), loss
 
-  step = jax.jit(jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("data")), out_specs=(P(), P())),
-                 donate_argnums=0)
+  step = jax.jit(
+      jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("data")), out_specs=(P(), P())), donate_argnums=0
+  )
   inputs = [{k: b[k] for k in ("image", "point")} for b in batches]
   params, loss = step(params, inputs[0])  # compile
   jax.block_until_ready(loss)
@@ -106,8 +114,13 @@ def ensure_embedding(config, workdir: str) -> None:
     return
   ids = pipeline.read_metadata(naming.dataset_dir(config, workdir))["shape_ids"]
   points = np.random.default_rng(0).normal(size=(len(ids), int(config.mds.dim))).astype(np.float32)
-  records.ShapeEmbedding(ids=np.array(ids), categories=np.array([i.split("/")[0] for i in ids]),
-                                 points=points, stress=0.0, stress_curve=np.zeros(1, np.float32)).save(path)
+  records.ShapeEmbedding(
+      ids=np.array(ids),
+      categories=np.array([i.split("/")[0] for i in ids]),
+      points=points,
+      stress=0.0,
+      stress_curve=np.zeros(1, np.float32),
+  ).save(path)
 
 
 def main():
@@ -126,18 +139,33 @@ def main():
   with open(summary_path) as f:
     summary = json.load(f)
   built = built if fresh else summary.get("images_per_second")
-  print(f"built: {sum(summary['splits'].values())} images, {built:.1f} images/s "
-        f"({'this run' if fresh else 'from ' + summary_path}), {os.cpu_count()} CPUs")
+  print(
+      f"built: {sum(summary['splits'].values())} images, {built:.1f} images/s "
+      f"({'this run' if fresh else 'from ' + summary_path}), {os.cpu_count()} CPUs"
+  )
   ensure_embedding(config, args.workdir)
   streamed, batches = streamed_images_per_s(config, args.workdir, args.batches)
-  print(f"streamed: {streamed:.1f} images/s (global batch {config.input.batch_size}, {config.data.image_size} px, "
-        f"{jax.device_count()} {jax.devices()[0].platform} devices, {config.input.read_threads} read threads)")
+  print(
+      f"streamed: {streamed:.1f} images/s (global batch {config.input.batch_size}, {config.data.image_size} px, "
+      f"{jax.device_count()} {jax.devices()[0].platform} devices, {config.input.read_threads} read threads)"
+  )
   consumed = consumed_images_per_s(batches, int(config.mds.dim), args.steps)
   print(f"consumed by the stand-in training step: {consumed:.1f} images/s")
-  print(json.dumps({"benchmark": "input_pipeline", "ours": round(streamed, 1), "peer": round(consumed, 1),
-                    "unit": "images/s", "ratio": round(streamed / consumed, 2), "built_images_per_s": round(built, 1),
-                    "batch_size": int(config.input.batch_size), "image_size": int(config.data.image_size),
-                    "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}"}))
+  print(
+      json.dumps(
+          {
+              "benchmark": "input_pipeline",
+              "ours": round(streamed, 1),
+              "peer": round(consumed, 1),
+              "unit": "images/s",
+              "ratio": round(streamed / consumed, 2),
+              "built_images_per_s": round(built, 1),
+              "batch_size": int(config.input.batch_size),
+              "image_size": int(config.data.image_size),
+              "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+          }
+      )
+  )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,9 @@ def main():
   parser.add_argument("--batch", type=int, default=0, help="global batch (0: the default config's, 64)")
   parser.add_argument("--shapes", type=int, default=192, help="shape points (the default catalog has 192)")
   parser.add_argument("--steps", type=int, default=10, help="timed steps per objective")
-  parser.add_argument("--objectives", default=",".join(OBJECTIVES), help="comma-separated subset of " +
-                      ",".join(OBJECTIVES))
+  parser.add_argument(
+      "--objectives", default=",".join(OBJECTIVES), help="comma-separated subset of " + ",".join(OBJECTIVES)
+  )
   args = parser.parse_args()
   devices = f"{jax.device_count()} x {jax.devices()[0].device_kind}"
   print(f"devices: {devices} ({jax.default_backend()})")
@@ -62,11 +63,17 @@ def main():
     runs[name] = train_benchmark.step_rate(config, spec, batch, args.steps, shape_points=points, objective=objective)
     train_benchmark._show(name, runs[name])  # pylint: disable=protected-access
   ours, peer = runs.get("hcl"), runs.get("regression")
-  out = {"benchmark": "objectives", "ours": round(ours["images_per_s"], 1) if ours else None,
-         "peer": round(peer["images_per_s"], 1) if peer else None, "unit": "images/s",
-         "ratio": round(ours["images_per_s"] / peer["images_per_s"], 3) if ours and peer else None,
-         "devices": devices, "batch": batch, "shapes": args.shapes,
-         "runs": {k: {m: round(v, 4) for m, v in r.items()} for k, r in runs.items()}}
+  out = {
+      "benchmark": "objectives",
+      "ours": round(ours["images_per_s"], 1) if ours else None,
+      "peer": round(peer["images_per_s"], 1) if peer else None,
+      "unit": "images/s",
+      "ratio": round(ours["images_per_s"] / peer["images_per_s"], 3) if ours and peer else None,
+      "devices": devices,
+      "batch": batch,
+      "shapes": args.shapes,
+      "runs": {k: {m: round(v, 4) for m, v in r.items()} for k, r in runs.items()},
+  }
   print(json.dumps(out))
 
 

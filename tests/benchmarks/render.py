@@ -123,9 +123,17 @@ def blender_images_per_s(vertices, faces, views, size, engine, args) -> dict | N
   lamps = lights_lib.paper_lfd_lights()
   with tempfile.TemporaryDirectory() as tmp:
     scene = os.path.join(tmp, "scene.json")
-    pathlib.Path(scene).write_text(json.dumps({
-        "vertices": (vertices @ to_blender.T).tolist(), "faces": faces.tolist(), "cameras": cameras.tolist(),
-        "lamp_positions": (lamps.positions @ to_blender.T).tolist(), "lamp_energies": lamps.energies.tolist()}))
+    pathlib.Path(scene).write_text(
+        json.dumps(
+            {
+                "vertices": (vertices @ to_blender.T).tolist(),
+                "faces": faces.tolist(),
+                "cameras": cameras.tolist(),
+                "lamp_positions": (lamps.positions @ to_blender.T).tolist(),
+                "lamp_energies": lamps.energies.tolist(),
+            }
+        )
+    )
     script = os.path.join(tmp, "bench.py")
     pathlib.Path(script).write_text(_BLENDER_SCRIPT)
     png = f"{args.blender_png}_{engine.lower()}.png" if args.blender_png else ""
@@ -138,10 +146,15 @@ def blender_images_per_s(vertices, faces, views, size, engine, args) -> dict | N
   if proc.returncode or not lines:
     print(f"blender failed (exit {proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     return None
-  result = json.loads(lines[-1][len("BLENDER_RESULT "):])
+  result = json.loads(lines[-1][len("BLENDER_RESULT ") :])
   render_times = result["times"][1:] or result["times"]  # the first render also builds the BVH / compiles
-  return {"images_per_s": len(render_times) / sum(render_times), "version": result["version"],
-          "engine": engine, "samples": args.blender_samples if engine == "CYCLES" else 1, "process_seconds": total}
+  return {
+      "images_per_s": len(render_times) / sum(render_times),
+      "version": result["version"],
+      "engine": engine,
+      "samples": args.blender_samples if engine == "CYCLES" else 1,
+      "process_seconds": total,
+  }
 
 
 def load_mesh(spec: str) -> tuple[np.ndarray, np.ndarray]:
@@ -161,8 +174,12 @@ def main():
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--blender", action=argparse.BooleanOptionalAction, default=True)
   parser.add_argument("--blender-views", type=int, default=11, help="views Blender renders (the first is warm-up)")
-  parser.add_argument("--blender-engines", nargs="+", default=["CYCLES", "BLENDER_WORKBENCH"],
-                      help="the fastest is the peer; BLENDER_EEVEE also works but is far slower headless")
+  parser.add_argument(
+      "--blender-engines",
+      nargs="+",
+      default=["CYCLES", "BLENDER_WORKBENCH"],
+      help="the fastest is the peer; BLENDER_EEVEE also works but is far slower headless",
+  )
   parser.add_argument("--blender-samples", type=int, default=1, help="Cycles samples per pixel")
   parser.add_argument("--blender-timeout", type=float, default=600)
   parser.add_argument("--blender-png", default="", help="save Blender's first view as <this>_<engine>.png")
@@ -171,8 +188,10 @@ def main():
   vertices, faces = load_mesh(args.mesh)
   rng = np.random.default_rng(0)
   views = camera.Views.make(rng.uniform(0, 360, args.views), rng.uniform(-20, 60, args.views), 0.0, 3.0)
-  print(f"mesh {args.mesh}: {len(vertices)} vertices, {len(faces)} faces; {args.views} views per call; "
-        f"{os.cpu_count()} CPUs")
+  print(
+      f"mesh {args.mesh}: {len(vertices)} vertices, {len(faces)} faces; {args.views} views per call; "
+      f"{os.cpu_count()} CPUs"
+  )
   results = {}
   for name in args.backends:
     renderer = backend.get_renderer(name)
@@ -180,21 +199,31 @@ def main():
     for size in args.sizes:
       stats = benchmark(renderer, vertices, faces, views, size, args.repeats)
       results[f"{name}_{size}"] = stats
-      print(f"{name:7s} {size:4d}²: {stats['images_per_s']:8.1f} images/s, "
-            f"{stats['images_per_cpu_s']:8.1f} images per CPU-second ({device})")
+      print(
+          f"{name:7s} {size:4d}²: {stats['images_per_s']:8.1f} images/s, "
+          f"{stats['images_per_cpu_s']:8.1f} images per CPU-second ({device})"
+      )
   peers = {}
   for engine in args.blender_engines if args.blender and 128 in args.sizes else []:
-    peer = blender_images_per_s(vertices, faces, views[:args.blender_views], 128, engine, args)
+    peer = blender_images_per_s(vertices, faces, views[: args.blender_views], 128, engine, args)
     if peer:
       peers[engine] = peer
-      print(f"blender {peer['version']} {engine} ({peer['samples']} samples/pixel) 128²: "
-            f"{peer['images_per_s']:.2f} images/s (renders only; whole process {peer['process_seconds']:.1f} s)")
+      print(
+          f"blender {peer['version']} {engine} ({peer['samples']} samples/pixel) 128²: "
+          f"{peer['images_per_s']:.2f} images/s (renders only; whole process {peer['process_seconds']:.1f} s)"
+      )
   peer = max(peers.values(), key=lambda p: p["images_per_s"], default=None)
   ours = results.get("egl_128", {}).get("images_per_s")
   peer_rate = peer["images_per_s"] if peer else None
-  summary = {"benchmark": "render", "ours": ours, "peer": peer_rate, "unit": "images/s",
-             "ratio": ours / peer_rate if ours and peer_rate else None, "faces": int(len(faces)),
-             "views_per_call": args.views}
+  summary = {
+      "benchmark": "render",
+      "ours": ours,
+      "peer": peer_rate,
+      "unit": "images/s",
+      "ratio": ours / peer_rate if ours and peer_rate else None,
+      "faces": int(len(faces)),
+      "views_per_call": args.views,
+  }
   for key, stats in results.items():
     summary[key] = round(stats["images_per_s"], 2)
     summary[key + "_per_cpu_s"] = round(stats["images_per_cpu_s"], 2)

@@ -29,7 +29,7 @@ import numpy as np
 
 # On a CPU host, one XLA device per core: the row blocks of D* are sharded over them like over GPUs (a single CPU
 # device runs the stress kernel on one core). Only the host platform reads this flag; a GPU stays the default device.
-os.environ.setdefault('XLA_FLAGS', f'--xla_force_host_platform_device_count={os.cpu_count()}')
+os.environ.setdefault("XLA_FLAGS", f"--xla_force_host_platform_device_count={os.cpu_count()}")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -64,76 +64,95 @@ def _timed(fn):
 
 
 def run_ours(dist, dim, method, **kwargs):
-  (res, cold, _) = _timed(lambda: sammon.sammon(dist, dim, method=method, **kwargs))
-  (res, wall, cpu) = _timed(lambda: sammon.sammon(dist, dim, method=method, **kwargs))
+  res, cold, _ = _timed(lambda: sammon.sammon(dist, dim, method=method, **kwargs))
+  res, wall, cpu = _timed(lambda: sammon.sammon(dist, dim, method=method, **kwargs))
   stress = sammon.sammon_stress(dist, res.points)
-  print(f'jembed sammon[{method}{kwargs or ""}] ({jax.default_backend()}, {jax.device_count()} device(s)): stress '
-        f'{stress:.4g} after {res.n_iter} iterations, {wall:.2f} s warm ({cpu:.2f} CPU-s), {cold:.2f} s cold')
+  print(
+      f'jembed sammon[{method}{kwargs or ""}] ({jax.default_backend()}, {jax.device_count()} device(s)): stress '
+      f"{stress:.4g} after {res.n_iter} iterations, {wall:.2f} s warm ({cpu:.2f} CPU-s), {cold:.2f} s cold"
+  )
   return dict(stress=stress, wall=wall, cpu=cpu, cold=cold, n_iter=res.n_iter, curve=res.stress_curve)
 
 
 def run_mass(dist, dim):
   with tempfile.TemporaryDirectory() as tmp:
     tmp = pathlib.Path(tmp)
-    dist.astype(np.float64).T.tofile(tmp / 'd.bin')  # R is column-major
-    (tmp / 'run.R').write_text(_R_SCRIPT)
-    out = subprocess.run(['Rscript', str(tmp / 'run.R'), str(tmp / 'd.bin'), str(len(dist)), str(dim),
-                          str(tmp / 'points.txt')], check=True, capture_output=True, text=True).stdout
+    dist.astype(np.float64).T.tofile(tmp / "d.bin")  # R is column-major
+    (tmp / "run.R").write_text(_R_SCRIPT)
+    out = subprocess.run(
+        ["Rscript", str(tmp / "run.R"), str(tmp / "d.bin"), str(len(dist)), str(dim), str(tmp / "points.txt")],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     wall, cpu, own_stress = (float(v) for v in out.split()[-3:])
-    points = np.loadtxt(tmp / 'points.txt').reshape(len(dist), dim)
+    points = np.loadtxt(tmp / "points.txt").reshape(len(dist), dim)
   stress = sammon.sammon_stress(dist, points)
-  print(f'MASS::sammon: stress {stress:.4g} (its own report {own_stress:.4g}), {wall:.2f} s ({cpu:.2f} CPU-s)')
+  print(f"MASS::sammon: stress {stress:.4g} (its own report {own_stress:.4g}), {wall:.2f} s ({cpu:.2f} CPU-s)")
   return dict(stress=stress, wall=wall, cpu=cpu)
 
 
 def run_sklearn(dist, dim):
   from sklearn.manifold import MDS  # pylint: disable=g-import-not-at-top
-  mds = MDS(n_components=dim, metric='precomputed', init='classical_mds', random_state=0)
+
+  mds = MDS(n_components=dim, metric="precomputed", init="classical_mds", random_state=0)
   points, wall, cpu = _timed(lambda: mds.fit_transform(dist.astype(np.float64)))
   stress = sammon.sammon_stress(dist, points)
-  print(f'sklearn MDS (SMACOF, classical init): Sammon stress {stress:.4g} after {mds.n_iter_} iterations, '
-        f'{wall:.2f} s ({cpu:.2f} CPU-s)')
+  print(
+      f"sklearn MDS (SMACOF, classical init): Sammon stress {stress:.4g} after {mds.n_iter_} iterations, "
+      f"{wall:.2f} s ({cpu:.2f} CPU-s)"
+  )
   return dict(stress=stress, wall=wall, cpu=cpu, n_iter=int(mds.n_iter_))
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--n', type=int, default=2000)
-  parser.add_argument('--features', type=int, default=512)
-  parser.add_argument('--clusters', type=int, default=20)
-  parser.add_argument('--dim', type=int, default=128)
-  parser.add_argument('--skip-r', action='store_true', help='leave MASS out (no R installed)')
-  parser.add_argument('--skip-majorize', action='store_true')
+  parser.add_argument("--n", type=int, default=2000)
+  parser.add_argument("--features", type=int, default=512)
+  parser.add_argument("--clusters", type=int, default=20)
+  parser.add_argument("--dim", type=int, default=128)
+  parser.add_argument("--skip-r", action="store_true", help="leave MASS out (no R installed)")
+  parser.add_argument("--skip-majorize", action="store_true")
   args = parser.parse_args()
 
   dist = distances.pairwise_distances(clustered(args.n, args.features, args.clusters))
-  ours = run_ours(dist, args.dim, 'lbfgs')
-  majorize = None if args.skip_majorize else run_ours(dist, args.dim, 'majorize')
-  peers = {'sklearn': run_sklearn(dist, args.dim)}
+  ours = run_ours(dist, args.dim, "lbfgs")
+  majorize = None if args.skip_majorize else run_ours(dist, args.dim, "majorize")
+  peers = {"sklearn": run_sklearn(dist, args.dim)}
   if not args.skip_r:
-    peers['MASS'] = run_mass(dist, args.dim)
-  best_stress = min(p['stress'] for p in peers.values())
-  fastest = min(peers, key=lambda k: peers[k]['wall'])
-  ratio = peers[fastest]['wall'] / ours['wall']
+    peers["MASS"] = run_mass(dist, args.dim)
+  best_stress = min(p["stress"] for p in peers.values())
+  fastest = min(peers, key=lambda k: peers[k]["wall"])
+  ratio = peers[fastest]["wall"] / ours["wall"]
   # Equal-quality time: the same solver capped at the first iteration whose stress matches the best peer's.
-  hits = np.flatnonzero(ours['curve'] <= best_stress)
-  to_peer = run_ours(dist, args.dim, 'lbfgs', max_iter=int(hits[0]), tol=0.0) if hits.size else None
-  print(f'ours vs fastest peer ({fastest}): {ratio:.1f}x faster warm, {peers[fastest]["wall"] / ours["cold"]:.1f}x '
-        f'cold; stress {ours["stress"]:.4g} vs best peer {best_stress:.4g}')
-  result = {'benchmark': f'sammon_n{args.n}_dim{args.dim}', 'ours': round(ours['wall'], 3),
-            'peer': round(peers[fastest]['wall'], 3), 'unit': 's', 'ratio': round(ratio, 2), 'peer_name': fastest,
-            'ours_cold_s': round(ours['cold'], 3), 'ours_stress': float(f'{ours["stress"]:.4g}'),
-            'ours_iters': ours['n_iter'], 'best_peer_stress': float(f'{best_stress:.4g}')}
+  hits = np.flatnonzero(ours["curve"] <= best_stress)
+  to_peer = run_ours(dist, args.dim, "lbfgs", max_iter=int(hits[0]), tol=0.0) if hits.size else None
+  print(
+      f'ours vs fastest peer ({fastest}): {ratio:.1f}x faster warm, {peers[fastest]["wall"] / ours["cold"]:.1f}x '
+      f'cold; stress {ours["stress"]:.4g} vs best peer {best_stress:.4g}'
+  )
+  result = {
+      "benchmark": f"sammon_n{args.n}_dim{args.dim}",
+      "ours": round(ours["wall"], 3),
+      "peer": round(peers[fastest]["wall"], 3),
+      "unit": "s",
+      "ratio": round(ratio, 2),
+      "peer_name": fastest,
+      "ours_cold_s": round(ours["cold"], 3),
+      "ours_stress": float(f'{ours["stress"]:.4g}'),
+      "ours_iters": ours["n_iter"],
+      "best_peer_stress": float(f"{best_stress:.4g}"),
+  }
   for name, p in peers.items():
-    result[f'{name}_s'], result[f'{name}_stress'] = round(p['wall'], 3), float(f'{p["stress"]:.4g}')
+    result[f"{name}_s"], result[f"{name}_stress"] = round(p["wall"], 3), float(f'{p["stress"]:.4g}')
   if to_peer:
-    result['ours_at_peer_stress_s'] = round(to_peer['wall'], 3)
-    result['ours_at_peer_stress_iters'] = to_peer['n_iter']
-    result['ratio_at_peer_stress'] = round(peers[fastest]['wall'] / to_peer['wall'], 2)
+    result["ours_at_peer_stress_s"] = round(to_peer["wall"], 3)
+    result["ours_at_peer_stress_iters"] = to_peer["n_iter"]
+    result["ratio_at_peer_stress"] = round(peers[fastest]["wall"] / to_peer["wall"], 2)
   if majorize:
-    result['majorize_s'], result['majorize_stress'] = round(majorize['wall'], 3), float(f'{majorize["stress"]:.4g}')
+    result["majorize_s"], result["majorize_stress"] = round(majorize["wall"], 3), float(f'{majorize["stress"]:.4g}')
   print(json.dumps(result))
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
   main()

@@ -29,8 +29,9 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _run(cmds: list[list[str]], env: dict, timeout: int = 1800) -> None:
-  procs = [subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-           for c in cmds]
+  procs = [
+      subprocess.Popen(c, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in cmds
+  ]
   try:
     for p in procs:
       _, err = p.communicate(timeout=timeout)
@@ -59,20 +60,30 @@ def train_rate(base: pathlib.Path, flags: list[str], processes: int, devices: in
   workdir.mkdir()
   for name in ("tfds", "shape_embedding.npz"):
     os.symlink(base / "data" / name, workdir / name)
-  env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu"),
-         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  env = {
+      **os.environ,
+      "PYTHONPATH": str(REPO),
+      "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu"),
+      "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+  }
   port = _free_port()
-  multi = lambda i: ([f"--coordinator_address=localhost:{port}", f"--num_processes={processes}",
-                      f"--process_id={i}"] if processes > 1 else [])
-  _run([[sys.executable, "-m", "launch.train", *flags, f"--workdir={workdir}", *multi(i)] for i in range(processes)],
-       env)
+  multi = lambda i: (
+      [f"--coordinator_address=localhost:{port}", f"--num_processes={processes}", f"--process_id={i}"]
+      if processes > 1
+      else []
+  )
+  _run(
+      [[sys.executable, "-m", "launch.train", *flags, f"--workdir={workdir}", *multi(i)] for i in range(processes)], env
+  )
   return _images_per_s(workdir)
 
 
 def build_rate(base: pathlib.Path, flags: list[str], name: str, extra: list[str]) -> float:
   workdir = base / name
-  _run([[sys.executable, "-m", "launch.build_dataset", *flags, f"--workdir={workdir}", *extra]],
-       {**os.environ, "PYTHONPATH": str(REPO)})
+  _run(
+      [[sys.executable, "-m", "launch.build_dataset", *flags, f"--workdir={workdir}", *extra]],
+      {**os.environ, "PYTHONPATH": str(REPO)},
+  )
   summary = json.loads((workdir / "dataset.json").read_text())
   return sum(summary["splits"].values()) / summary["seconds"]
 
@@ -89,28 +100,65 @@ def main():
   base = pathlib.Path(tempfile.mkdtemp(prefix="jembed_scaling_"))
   try:
     single = build_rate(base, ["--config=configs/tiny.py", *data], "data", [f"--workers={args.workers}"])
-    beam = build_rate(base, ["--config=configs/tiny.py", *data], "beam", [
-        "--beam_runner=DirectRunner",
-        f"--beam_pipeline_options=--direct_num_workers={args.workers} --direct_running_mode=multi_processing"])
+    beam = build_rate(
+        base,
+        ["--config=configs/tiny.py", *data],
+        "beam",
+        [
+            "--beam_runner=DirectRunner",
+            f"--beam_pipeline_options=--direct_num_workers={args.workers} --direct_running_mode=multi_processing",
+        ],
+    )
     print(f"build: single host {single:.2f} images/s, Beam DirectRunner {beam:.2f} images/s", flush=True)
-    _run([[sys.executable, "-m", "launch.embed_shapes", "--config=configs/tiny.py", *data,
-           f"--workdir={base / 'data'}"]], {**os.environ, "PYTHONPATH": str(REPO)})
+    _run(
+        [
+            [
+                sys.executable,
+                "-m",
+                "launch.embed_shapes",
+                "--config=configs/tiny.py",
+                *data,
+                f"--workdir={base / 'data'}",
+            ]
+        ],
+        {**os.environ, "PYTHONPATH": str(REPO)},
+    )
     # tiny.py's dataset, default.py's network (tiny.py shrinks it).
-    flags = ["--config=configs/tiny.py", *data, "--config.model.widths=(32,64,96,128)",
-             "--config.model.hidden=(512,)", "--config.model.image_size=48", f"--config.input.batch_size={args.batch}",
-             f"--config.train.total_steps={args.steps}",
-             f"--config.train.log_every={max(args.steps // 4, 1)}", f"--config.train.eval_every={args.steps}",
-             f"--config.train.ckpt_every={args.steps}"]
+    flags = [
+        "--config=configs/tiny.py",
+        *data,
+        "--config.model.widths=(32,64,96,128)",
+        "--config.model.hidden=(512,)",
+        "--config.model.image_size=48",
+        f"--config.input.batch_size={args.batch}",
+        f"--config.train.total_steps={args.steps}",
+        f"--config.train.log_every={max(args.steps // 4, 1)}",
+        f"--config.train.eval_every={args.steps}",
+        f"--config.train.ckpt_every={args.steps}",
+    ]
     one = train_rate(base, flags, 1, 2)
     two = train_rate(base, flags, 2, 1)
-    print(f"training: 1 process x 2 devices {one:.1f} images/s, 2 processes x 1 device {two:.1f} images/s",
-          flush=True)
+    print(f"training: 1 process x 2 devices {one:.1f} images/s, 2 processes x 1 device {two:.1f} images/s", flush=True)
   finally:
     shutil.rmtree(base, ignore_errors=True)
-  print(json.dumps(dict(benchmark="scaling", ours=two, peer=one, unit="images/s",
-                        what="training, 2 processes x 1 device vs 1 process x 2 devices", ratio=two / one,
-                        beam_images_per_s=beam, single_host_images_per_s=single, beam_ratio=beam / single,
-                        batch=args.batch, steps=args.steps, workers=args.workers)))
+  print(
+      json.dumps(
+          dict(
+              benchmark="scaling",
+              ours=two,
+              peer=one,
+              unit="images/s",
+              what="training, 2 processes x 1 device vs 1 process x 2 devices",
+              ratio=two / one,
+              beam_images_per_s=beam,
+              single_host_images_per_s=single,
+              beam_ratio=beam / single,
+              batch=args.batch,
+              steps=args.steps,
+              workers=args.workers,
+          )
+      )
+  )
 
 
 if __name__ == "__main__":

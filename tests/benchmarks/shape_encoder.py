@@ -63,9 +63,14 @@ def encoder_rate(spec: point_encoder.EncoderSpec, batch: int, points: int, steps
   clouds = jax.device_put(np.random.default_rng(0).uniform(-1, 1, (batch, points, 3)).astype(np.float32))
   fn = jax.jit(embed.embed_shapes)
   seconds = _timed(lambda: fn(params, clouds), steps)
-  return dict(shapes_per_s=batch / seconds, step_s=seconds, batch=batch, points=points,
-              params=sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables)),
-              gflop_per_shape=point_encoder.flops_per_cloud(spec, points) / 1e9)
+  return dict(
+      shapes_per_s=batch / seconds,
+      step_s=seconds,
+      batch=batch,
+      points=points,
+      params=sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables)),
+      gflop_per_shape=point_encoder.flops_per_cloud(spec, points) / 1e9,
+  )
 
 
 def lfd_and_sampling_rates(config, shapes: int, points: int) -> dict:
@@ -76,8 +81,14 @@ def lfd_and_sampling_rates(config, shapes: int, points: int) -> dict:
   renderer = backend.get_renderer(config.render.backend)
 
   def descriptor(shape):
-    views = hog_input.lfd_images(renderer, shape.vertices, shape.faces, shape.category, size=config.render.size,
-                                 antialias=config.render.antialias)
+    views = hog_input.lfd_images(
+        renderer,
+        shape.vertices,
+        shape.faces,
+        shape.category,
+        size=config.render.size,
+        antialias=config.render.antialias,
+    )
     return descriptors.batch_descriptors(views[None])  # the stage's own kernel
 
   jax.block_until_ready(descriptor(loaded[0]))  # compile
@@ -95,21 +106,35 @@ def train_rate(config, spec: point_encoder.EncoderSpec, batch: int, points: int,
   """The joint train step at global batch `batch`: images/s (= shapes/s: one cloud per image), FLOPs, MFU."""
   config = joint.joint_config(config)
   mesh = train.create_mesh()
-  image_spec = model_lib.ModelSpec.from_config(config.model, dim=spec.out_dim, num_categories=6, point_scale=2.5,
-                                               image_size=config.model.image_size or config.data.image_size)
+  image_spec = model_lib.ModelSpec.from_config(
+      config.model,
+      dim=spec.out_dim,
+      num_categories=6,
+      point_scale=2.5,
+      image_size=config.model.image_size or config.data.image_size,
+  )
   init = joint._init_fn(image_spec, spec, points)  # pylint: disable=protected-access
   tx, schedule = optimizer.make_optimizer(config, jax.eval_shape(init, jax.random.key(0), None))
-  update = joint.make_update_fn(model_lib.EmbeddingNet(image_spec), point_encoder.PointEncoder(spec), tx, schedule,
-                                mesh, config, spread2=6.0)
+  update = joint.make_update_fn(
+      model_lib.EmbeddingNet(image_spec), point_encoder.PointEncoder(spec), tx, schedule, mesh, config, spread2=6.0
+  )
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  state = jax.jit(lambda k: dict(step=jnp.zeros((), jnp.int32), params=(p := init(k, None)), opt_state=tx.init(p)),
-                  out_shardings=replicated)(jax.random.key(0))
+  state = jax.jit(
+      lambda k: dict(step=jnp.zeros((), jnp.int32), params=(p := init(k, None)), opt_state=tx.init(p)),
+      out_shardings=replicated,
+  )(jax.random.key(0))
   rng, size, n_shapes = np.random.default_rng(0), int(config.data.image_size), 4 * batch
   shape_index = rng.integers(0, n_shapes, batch).astype(np.int32)
-  batch_arrays = train.place_batch(dict(
-      image=rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
-      point=rng.normal(size=(batch, spec.out_dim)).astype(np.float32), shape_index=shape_index,
-      azimuth=np.zeros(batch, np.float32), tilt=np.zeros(batch, np.float32)), mesh)
+  batch_arrays = train.place_batch(
+      dict(
+          image=rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
+          point=rng.normal(size=(batch, spec.out_dim)).astype(np.float32),
+          shape_index=shape_index,
+          azimuth=np.zeros(batch, np.float32),
+          tilt=np.zeros(batch, np.float32),
+      ),
+      mesh,
+  )
   clouds = jax.device_put(rng.uniform(-1, 1, (n_shapes, points, 3)).astype(np.float32), replicated)
   key = jax.random.key(1)
   start = time.perf_counter()
@@ -123,9 +148,17 @@ def train_rate(config, spec: point_encoder.EncoderSpec, batch: int, points: int,
   def step():
     holder["state"], metrics = update(holder["state"], batch_arrays, clouds, key)
     return metrics
+
   seconds = _timed(step, steps)
-  out = dict(images_per_s=batch / seconds, shapes_per_s=batch / seconds, step_s=seconds, batch=batch,
-             flops_per_step=flops, achieved_tflops=flops / seconds / 1e12, compile_s=compile_s)
+  out = dict(
+      images_per_s=batch / seconds,
+      shapes_per_s=batch / seconds,
+      step_s=seconds,
+      batch=batch,
+      flops_per_step=flops,
+      achieved_tflops=flops / seconds / 1e12,
+      compile_s=compile_s,
+  )
   peak = next((v for k, v in train_bench.PEAK_FLOPS.items() if jax.devices()[0].device_kind.startswith(k)), None)
   if peak and flops:  # one device's program against one device's peak
     out["mfu"] = flops / seconds / peak
@@ -150,21 +183,34 @@ def main():
   batch = args.batch - args.batch % jax.device_count()
   spec = point_encoder.spec_from_config(config.shape_encoder, out_dim=int(config.mds.dim))
   ours = encoder_rate(spec, batch, points, args.steps)
-  print(f"encoder forward ({args.preset}, {points} points, batch {batch}): {ours['shapes_per_s']:.1f} shapes/s, "
-        f"{ours['gflop_per_shape']:.3f} GFLOP/shape, {ours['params']:,} params")
+  print(
+      f"encoder forward ({args.preset}, {points} points, batch {batch}): {ours['shapes_per_s']:.1f} shapes/s, "
+      f"{ours['gflop_per_shape']:.3f} GFLOP/shape, {ours['params']:,} params"
+  )
   peer = lfd_and_sampling_rates(config, args.lfd_shapes, points)
   with_sampling = 1.0 / (1.0 / ours["shapes_per_s"] + 1.0 / peer["sampling_shapes_per_s"])
-  print(f"LFD-HoG descriptor path: {peer['lfd_shapes_per_s']:.2f} shapes/s; cloud sampling "
-        f"{peer['sampling_shapes_per_s']:.1f} shapes/s; sampling + encoder {with_sampling:.1f} shapes/s")
-  out = {"benchmark": "shape_encoder", "ours": round(ours["shapes_per_s"], 2),
-         "peer": round(peer["lfd_shapes_per_s"], 3), "unit": "shapes/s",
-         "ratio": round(ours["shapes_per_s"] / peer["lfd_shapes_per_s"], 1), "devices": devices,
-         "sampling_plus_encoder_shapes_per_s": round(with_sampling, 2), "encoder": ours, "lfd": peer}
+  print(
+      f"LFD-HoG descriptor path: {peer['lfd_shapes_per_s']:.2f} shapes/s; cloud sampling "
+      f"{peer['sampling_shapes_per_s']:.1f} shapes/s; sampling + encoder {with_sampling:.1f} shapes/s"
+  )
+  out = {
+      "benchmark": "shape_encoder",
+      "ours": round(ours["shapes_per_s"], 2),
+      "peer": round(peer["lfd_shapes_per_s"], 3),
+      "unit": "shapes/s",
+      "ratio": round(ours["shapes_per_s"] / peer["lfd_shapes_per_s"], 1),
+      "devices": devices,
+      "sampling_plus_encoder_shapes_per_s": round(with_sampling, 2),
+      "encoder": ours,
+      "lfd": peer,
+  }
   if not args.skip_train:
     result = train_rate(config, spec, batch, points, args.steps)
     mfu = f", MFU {result['mfu']:.1%}" if "mfu" in result else ""
-    print(f"joint train step (batch {batch}): {result['images_per_s']:.1f} images/s + {result['shapes_per_s']:.1f} "
-          f"shapes/s, {result['flops_per_step'] / 1e9:.1f} GFLOP/step, {result['achieved_tflops']:.3f} TFLOP/s{mfu}")
+    print(
+        f"joint train step (batch {batch}): {result['images_per_s']:.1f} images/s + {result['shapes_per_s']:.1f} "
+        f"shapes/s, {result['flops_per_step'] / 1e9:.1f} GFLOP/step, {result['achieved_tflops']:.3f} TFLOP/s{mfu}"
+    )
     out["train"] = {k: round(v, 4) for k, v in result.items()}
   print(json.dumps(out))
 

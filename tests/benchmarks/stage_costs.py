@@ -1,4 +1,4 @@
-r"""Per-shape and per-image cost of every stage, and the scale plan they give (README "Scale").
+r"""Per-shape and per-image cost of every stage, and the scale plan they give (docs/scale.md).
 
   nice -n 5 python tests/benchmarks/stage_costs.py                     # this machine (CPU), real meshes if present
   python tests/benchmarks/stage_costs.py --gpu                          # on a GPU machine: larger samples
@@ -60,6 +60,7 @@ def _timed(fn, repeat: int = 1) -> float:
 
 def _shapes(config, limit: int):
   from jembed.shapes import sources  # pylint: disable=g-import-not-at-top
+
   if (SHARED / "shapenet_samples" / "ShapeNetCore.v2").is_dir():
     config.shapes.update(source="shapenet", root=str(SHARED / "shapenet_samples" / "ShapeNetCore.v2"), categories=())
   else:
@@ -73,27 +74,47 @@ def shape_side(args) -> dict:
   from jembed.embedding import hog_input  # pylint: disable=g-import-not-at-top
   from jembed.render import backend  # pylint: disable=g-import-not-at-top
   from jembed.shapes import loading  # pylint: disable=g-import-not-at-top
+
   config = shapenet_chairs.get_config()
   refs, source = _shapes(config, args.shapes)
   renderer = backend.get_renderer("auto")
   t = time.perf_counter()
   shapes = [loading.load_mesh(r, config.shapes.up_axis, config.shapes.front) for r in refs]
   load = (time.perf_counter() - t) / len(shapes)
-  views = np.stack([hog_input.lfd_images(renderer, s.vertices, s.faces, s.category, size=config.render.size,
-                                         antialias=config.render.antialias) for s in shapes[:1]])  # warm-up
+  views = np.stack(
+      [
+          hog_input.lfd_images(
+              renderer, s.vertices, s.faces, s.category, size=config.render.size, antialias=config.render.antialias
+          )
+          for s in shapes[:1]
+      ]
+  )  # warm-up
   t = time.perf_counter()
-  views = np.stack([hog_input.lfd_images(renderer, s.vertices, s.faces, s.category, size=config.render.size,
-                                         antialias=config.render.antialias) for s in shapes])
+  views = np.stack(
+      [
+          hog_input.lfd_images(
+              renderer, s.vertices, s.faces, s.category, size=config.render.size, antialias=config.render.antialias
+          )
+          for s in shapes
+      ]
+  )
   lfd = (time.perf_counter() - t) / len(shapes)
   hog = _timed(lambda: descriptors.batch_descriptors(views)) / len(shapes)
-  return dict(source=f"{source}: {len(shapes)} meshes", renderer=renderer.name, load=load, lfd=lfd, hog=hog,
-              descriptor_bytes=203_760 * 4)
+  return dict(
+      source=f"{source}: {len(shapes)} meshes",
+      renderer=renderer.name,
+      load=load,
+      lfd=lfd,
+      hog=hog,
+      descriptor_bytes=203_760 * 4,
+  )
 
 
 def embedding_side(args) -> dict:
   from jembed.embedding import distances  # pylint: disable=g-import-not-at-top
   from jembed.embedding import out_of_sample  # pylint: disable=g-import-not-at-top
   from jembed.embedding import sammon  # pylint: disable=g-import-not-at-top
+
   rng = np.random.default_rng(0)
   x = rng.random((args.dist_n, 203_760), dtype=np.float32)
   pair = _timed(lambda: distances.pairwise_distances(x)) / (args.dist_n * (args.dist_n - 1) / 2)
@@ -101,7 +122,7 @@ def embedding_side(args) -> dict:
   d = np.linalg.norm(y[:, None] - y[None], axis=-1).astype(np.float32)
   iters = 20
   run = lambda: sammon.sammon(d, dim=128, max_iter=iters, tol=0.0).points
-  per_entry = _timed(run) / (iters * args.sammon_n ** 2)
+  per_entry = _timed(run) / (iters * args.sammon_n**2)
   points = rng.normal(size=(LANDMARKS, 128)).astype(np.float32)
   a = np.abs(rng.normal(loc=3.0, size=(args.oos_m, LANDMARKS))).astype(np.float32)
   oos = _timed(lambda: out_of_sample.embed_out_of_sample(points, a)) / args.oos_m
@@ -113,47 +134,67 @@ def image_side(args) -> dict:
   from jembed.data import synthesis  # pylint: disable=g-import-not-at-top
   from jembed.render import backend  # pylint: disable=g-import-not-at-top
   from jembed.shapes import loading  # pylint: disable=g-import-not-at-top
+
   config = shapenet_chairs.get_config()
   refs, _ = _shapes(config, 2)
   photos = sorted(str(p) for p in (SHARED / "backgrounds" / "sun2012").rglob("*.jpg"))[:20]
   job = render_cache.RenderJob(
-      settings=synthesis.SynthesisSettings.from_config(config.data), seed=0, images_per_shape=args.images,
-      renderer="auto", up_axis=config.shapes.up_axis, front=config.shapes.front, views_dir="", distance=3.0,
-      photos=tuple(photos), background_scale=float(config.data.background_scale),
-      clutter_ratio=float(config.data.clutter_ratio), cache_dir="")
+      settings=synthesis.SynthesisSettings.from_config(config.data),
+      seed=0,
+      images_per_shape=args.images,
+      renderer="auto",
+      up_axis=config.shapes.up_axis,
+      front=config.shapes.front,
+      views_dir="",
+      distance=3.0,
+      photos=tuple(photos),
+      background_scale=float(config.data.background_scale),
+      clutter_ratio=float(config.data.clutter_ratio),
+      cache_dir="",
+  )
   renderer, backgrounds = backend.get_renderer("auto"), render_cache.make_backgrounds(job)
   shape = loading.load_mesh(refs[0], config.shapes.up_axis, config.shapes.front)
   render_cache.shape_examples(renderer, shape, 0, job, backgrounds)  # warm-up
   t = time.perf_counter()
   examples = render_cache.shape_examples(renderer, shape, 0, job, backgrounds)
   per_image = (time.perf_counter() - t) / len(examples)
-  return dict(image=per_image, image_bytes=float(np.mean([len(e["image"]) for e in examples])),
-              backgrounds=f"{len(photos)} photos" if photos else "procedural")
+  return dict(
+      image=per_image,
+      image_bytes=float(np.mean([len(e["image"]) for e in examples])),
+      backgrounds=f"{len(photos)} photos" if photos else "procedural",
+  )
 
 
 def network_side(args) -> dict:
   from jembed.training import model as model_lib  # pylint: disable=g-import-not-at-top
   from jembed.training import optimizer  # pylint: disable=g-import-not-at-top
   from jembed.training import train  # pylint: disable=g-import-not-at-top
+
   config = shapenet_chairs.get_config()
   spec = model_lib.ModelSpec.from_config(config.model, dim=128, image_size=227, num_categories=1, point_scale=1.0)
   net = model_lib.EmbeddingNet(spec)
   mesh = train.create_mesh()
   batch_size = args.train_batch * mesh.size
-  tx, schedule = optimizer.make_optimizer(config, jax.eval_shape(lambda: model_lib.init_params(spec,
-                                                                                                jax.random.key(0))))
+  tx, schedule = optimizer.make_optimizer(
+      config, jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
+  )
   state = train.create_state(spec, tx, jax.random.key(0), mesh)
   rng = np.random.default_rng(0)
-  batch = dict(image=rng.integers(0, 256, (batch_size, 227, 227, 3), dtype=np.uint8),
-               point=rng.normal(size=(batch_size, 128)).astype(np.float32),
-               category_index=np.zeros(batch_size, np.int32), azimuth=np.zeros(batch_size, np.float32),
-               elevation=np.zeros(batch_size, np.float32), tilt=np.zeros(batch_size, np.float32))
+  batch = dict(
+      image=rng.integers(0, 256, (batch_size, 227, 227, 3), dtype=np.uint8),
+      point=rng.normal(size=(batch_size, 128)).astype(np.float32),
+      category_index=np.zeros(batch_size, np.int32),
+      azimuth=np.zeros(batch_size, np.float32),
+      elevation=np.zeros(batch_size, np.float32),
+      tilt=np.zeros(batch_size, np.float32),
+  )
   update = train.make_update_fn(net, tx, schedule, mesh, {k: float(v) for k, v in config.loss.items()})
   holder = [state]
 
   def step():
     holder[0], metrics = update(holder[0], batch, jax.random.key(1))
     return metrics
+
   per_train = _timed(step, repeat=args.steps) / batch_size
   forward = jax.jit(lambda p, x: net.apply(p, x, train=False)["point"])
   params = holder[0]["params"]
@@ -186,28 +227,46 @@ def plan(costs: dict, hosts: list[int], scaling: float) -> list[dict]:
       eff = 1.0 if k == 1 else scaling  # data-parallel training's measured efficiency
       stages = {
           "descriptors (Beam)": n * per_shape / k,
-          ("distances, exact" if exact else "distances to landmarks"):
-              (n * (n - 1) / 2 if exact else n * LANDMARKS) * costs["distance_pair"] / k,
-          ("Sammon, exact" if exact else "Sammon, landmark"):
-              (SAMMON_ITERS * n ** 2 * costs["sammon_entry_iter"] if exact else
-               SAMMON_ITERS * LANDMARKS ** 2 * costs["sammon_entry_iter"] + (n - LANDMARKS) * costs["oos"]),
+          ("distances, exact" if exact else "distances to landmarks"): (n * (n - 1) / 2 if exact else n * LANDMARKS)
+          * costs["distance_pair"]
+          / k,
+          ("Sammon, exact" if exact else "Sammon, landmark"): (
+              SAMMON_ITERS * n**2 * costs["sammon_entry_iter"]
+              if exact
+              else SAMMON_ITERS * LANDMARKS**2 * costs["sammon_entry_iter"] + (n - LANDMARKS) * costs["oos"]
+          ),
           "images (Beam)": images * costs["image"] / k,
           "training, 40k x 1,024 images": TRAIN_IMAGES * costs["train"] / (k * eff),
       }
-      storage = {"descriptors": n * costs["descriptor_bytes"], "distance matrix": n * n * 4 if exact else 0,
-                 "dataset (PNG)": images * costs["image_bytes"]}
-      rows.append(dict(dataset=name, shapes=n, hosts=k, stages=stages, storage=storage,
-                       method="exact Sammon" if exact else "landmark Sammon (or a learned shape encoder)"))
+      storage = {
+          "descriptors": n * costs["descriptor_bytes"],
+          "distance matrix": n * n * 4 if exact else 0,
+          "dataset (PNG)": images * costs["image_bytes"],
+      }
+      rows.append(
+          dict(
+              dataset=name,
+              shapes=n,
+              hosts=k,
+              stages=stages,
+              storage=storage,
+              method="exact Sammon" if exact else "landmark Sammon (or a learned shape encoder)",
+          )
+      )
   return rows
 
 
-UNITS = (("load", "read + normalize a mesh", "shape"), ("lfd", "20 LFD views rendered and cropped", "shape"),
-         ("hog", "HoG pyramid of the 20 views", "shape"), ("distance_pair", "distance of one descriptor pair", "pair"),
-         ("sammon_entry_iter", "exact Sammon, one matrix entry, one iteration", "entry"),
-         ("oos", "one shape placed against 2,000 landmarks", "shape"),
-         ("image", "one synthetic image (render, background, PNG)", "image"),
-         ("train", "one image through CaffeNet's update step", "image"),
-         ("embed", "one image through the trained network", "image"))
+UNITS = (
+    ("load", "read + normalize a mesh", "shape"),
+    ("lfd", "20 LFD views rendered and cropped", "shape"),
+    ("hog", "HoG pyramid of the 20 views", "shape"),
+    ("distance_pair", "distance of one descriptor pair", "pair"),
+    ("sammon_entry_iter", "exact Sammon, one matrix entry, one iteration", "entry"),
+    ("oos", "one shape placed against 2,000 landmarks", "shape"),
+    ("image", "one synthetic image (render, background, PNG)", "image"),
+    ("train", "one image through CaffeNet's update step", "image"),
+    ("embed", "one image through the trained network", "image"),
+)
 
 
 def costs_markdown(costs: dict) -> str:
@@ -215,22 +274,29 @@ def costs_markdown(costs: dict) -> str:
   lines = ["| stage | cost | per |", "|---|---|---|"]
   for key, what, per in UNITS:
     lines.append(f"| {what} | {costs[key] * 1e3:.4g} ms | {per} |")
-  lines.append(f"| descriptor / image (PNG) | {costs['descriptor_bytes'] / 1e3:.0f} kB / "
-               f"{costs['image_bytes'] / 1e3:.1f} kB | shape / image |")
+  lines.append(
+      f"| descriptor / image (PNG) | {costs['descriptor_bytes'] / 1e3:.0f} kB / "
+      f"{costs['image_bytes'] / 1e3:.1f} kB | shape / image |"
+  )
   return "\n".join(lines)
 
 
 def markdown(rows: list[dict]) -> str:
   stage_names = ["descriptors (Beam)", "distances", "Sammon", "images (Beam)", "training"]
-  head = ("| data set | hosts | shape side method | " + " | ".join(stage_names)
-          + " | descriptors | distances | dataset |")
+  head = (
+      "| data set | hosts | shape side method | " + " | ".join(stage_names) + " | descriptors | distances | dataset |"
+  )
   lines = [head, "|" + "---|" * (head.count("|") - 1)]
   for r in rows:
     times = [next(v for k, v in r["stages"].items() if k.startswith(s)) for s in stage_names]
     sizes = [r["storage"][k] for k in ("descriptors", "distance matrix", "dataset (PNG)")]
-    lines.append(f"| {r['dataset']} ({r['shapes']:,}) | {r['hosts']} | {r['method']} | "
-                 + " | ".join(_fmt_time(t) for t in times) + " | "
-                 + " | ".join(_fmt_bytes(b) if b else "–" for b in sizes) + " |")
+    lines.append(
+        f"| {r['dataset']} ({r['shapes']:,}) | {r['hosts']} | {r['method']} | "
+        + " | ".join(_fmt_time(t) for t in times)
+        + " | "
+        + " | ".join(_fmt_bytes(b) if b else "–" for b in sizes)
+        + " |"
+    )
   return "\n".join(lines)
 
 
@@ -264,11 +330,26 @@ def main():
   print(markdown(rows))
   chairs = [r for r in rows if r["shapes"] == 6_777 and r["hosts"] == 1][0]
   exact = chairs["stages"]["distances, exact"] + chairs["stages"]["Sammon, exact"]
-  landmark = (6_777 * LANDMARKS * costs["distance_pair"] + SAMMON_ITERS * LANDMARKS ** 2 * costs["sammon_entry_iter"]
-              + (6_777 - LANDMARKS) * costs["oos"])
-  print(json.dumps(dict(benchmark="stage_costs", device=jax.devices()[0].device_kind, devices=jax.device_count(),
-                        costs=costs, plan=rows, ours=landmark, peer=exact, unit="s (chairs: landmark vs exact)",
-                        ratio=landmark / exact)))
+  landmark = (
+      6_777 * LANDMARKS * costs["distance_pair"]
+      + SAMMON_ITERS * LANDMARKS**2 * costs["sammon_entry_iter"]
+      + (6_777 - LANDMARKS) * costs["oos"]
+  )
+  print(
+      json.dumps(
+          dict(
+              benchmark="stage_costs",
+              device=jax.devices()[0].device_kind,
+              devices=jax.device_count(),
+              costs=costs,
+              plan=rows,
+              ours=landmark,
+              peer=exact,
+              unit="s (chairs: landmark vs exact)",
+              ratio=landmark / exact,
+          )
+      )
+  )
 
 
 if __name__ == "__main__":

@@ -46,12 +46,24 @@ def main():
   params = {head: rs[0]["params"] for head, rs in runs.items()}
   for head in (False, True):
     rounds = ", ".join(f"{r['step_s'] * 1e3:.1f}" for r in runs[head])
-    print(f"{'with' if head else 'without'} the viewpoint head: {ms[head]:.1f} ms/step (rounds: {rounds}), "
-          f"{flops[head] / 1e9:.3f} GFLOP/step, {params[head]:,} params")
-  print(json.dumps({"benchmark": "viewpoint_head", "ours": round(ms[True], 2), "peer": round(ms[False], 2),
-                    "unit": "ms/step", "ratio": round(ms[True] / ms[False], 4),
-                    "flops_ratio": round(flops[True] / flops[False], 4) if flops[False] else None,
-                    "params": params, "devices": devices}))
+    print(
+        f"{'with' if head else 'without'} the viewpoint head: {ms[head]:.1f} ms/step (rounds: {rounds}), "
+        f"{flops[head] / 1e9:.3f} GFLOP/step, {params[head]:,} params"
+    )
+  print(
+      json.dumps(
+          {
+              "benchmark": "viewpoint_head",
+              "ours": round(ms[True], 2),
+              "peer": round(ms[False], 2),
+              "unit": "ms/step",
+              "ratio": round(ms[True] / ms[False], 4),
+              "flops_ratio": round(flops[True] / flops[False], 4) if flops[False] else None,
+              "params": params,
+              "devices": devices,
+          }
+      )
+  )
 
 
 if __name__ == "__main__":

@@ -28,18 +28,25 @@ def test_every_config_applies_the_arg_last():
   assert tiny.get_config("limit=1").shapes.limit == 1  # the arg wins over the config's own value
   assert shapenet_chairs.get_config("root=/d").shapes.root == "/d"
   config = ikea.get_config("root=/r,backgrounds=/b,limit=2")
-  assert (config.shapes.root, config.eval.photo_root, config.data.backgrounds, config.shapes.limit) == ("/r", "/r",
-                                                                                                       "/b", 2)
+  assert (config.shapes.root, config.eval.photo_root, config.data.backgrounds, config.shapes.limit) == (
+      "/r",
+      "/r",
+      "/b",
+      2,
+  )
 
 
-@pytest.mark.parametrize("arg,message", [
-    ("limt=3", "shapes has no field 'limt'"),
-    ("limit=three", "expected int"),
-    ("data.nope=1", "data has no field 'nope'"),
-    ("nosuch.section=1", "no section 'nosuch'"),
-    ("root", "expected key=value"),
-    ("train.augment_flip=maybe", "expected bool"),
-])
+@pytest.mark.parametrize(
+    "arg,message",
+    [
+        ("limt=3", "shapes has no field 'limt'"),
+        ("limit=three", "expected int"),
+        ("data.nope=1", "data has no field 'nope'"),
+        ("nosuch.section=1", "no section 'nosuch'"),
+        ("root", "expected key=value"),
+        ("train.augment_flip=maybe", "expected bool"),
+    ],
+)
 def test_mistakes_are_one_clear_error(arg, message):
   with pytest.raises(ValueError, match=message):
     default.get_config(arg)

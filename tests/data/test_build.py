@@ -68,8 +68,14 @@ def test_builds_the_catalog(reference):
   assert result.images_rendered == 12
   examples = _examples(result.dataset_dir)
   assert len(examples) == 12 and {k[1] for k in examples} == {0, 1}
-  assert {e["shape_id"].decode().split("/")[0] for e in examples.values()} == {"airplane", "car", "chair", "lamp",
-                                                                                "sofa", "table"}
+  assert {e["shape_id"].decode().split("/")[0] for e in examples.values()} == {
+      "airplane",
+      "car",
+      "chair",
+      "lamp",
+      "sofa",
+      "table",
+  }
   info = tfds.builder_from_directory(result.dataset_dir).info
   assert info.features["image"].shape == (32, 32, 3) and info.file_format.value == "array_record"
   names = info.features["category"].names
@@ -107,10 +113,22 @@ def test_beam_build_reads_back_as_the_single_host_build(reference, tmp_path):
   pytest.importorskip("apache_beam", reason="Apache Beam is the optional 'beam' extra: pip install -e '.[beam]'")
   config, workdir, _ = reference
   beam_workdir = tmp_path / "beam"
-  flags = ["--config=configs/tiny.py", "--config.shapes.limit=1", "--config.data.image_size=32",
-           "--config.data.sample_sheet=4", f"--workdir={beam_workdir}", "--beam_runner=DirectRunner"]
-  out = subprocess.run([sys.executable, "-m", "launch.build_dataset", *flags], cwd=REPO, capture_output=True,
-                       text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+  flags = [
+      "--config=configs/tiny.py",
+      "--config.shapes.limit=1",
+      "--config.data.image_size=32",
+      "--config.data.sample_sheet=4",
+      f"--workdir={beam_workdir}",
+      "--beam_runner=DirectRunner",
+  ]
+  out = subprocess.run(
+      [sys.executable, "-m", "launch.build_dataset", *flags],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=600,
+      env={**os.environ, "PYTHONPATH": str(REPO)},
+  )
   assert out.returncode == 0, out.stderr[-3000:]
   script = textwrap.dedent(f"""
       import json, sys
@@ -134,8 +152,9 @@ def test_beam_build_reads_back_as_the_single_host_build(reference, tmp_path):
   assert result["same_sets"] == {"train": True, "validation": True, "test": True}
   assert result["same"] and not result["tensorflow"]
   single_dir, beam_dir = naming.dataset_dir(config, str(workdir)), naming.dataset_dir(config, str(beam_workdir))
-  assert (pathlib.Path(beam_dir) / "metadata.json").read_text() == (pathlib.Path(single_dir) /
-                                                                      "metadata.json").read_text()
+  assert (pathlib.Path(beam_dir) / "metadata.json").read_text() == (
+      pathlib.Path(single_dir) / "metadata.json"
+  ).read_text()
 
 
 def test_reads_back_in_a_fresh_process_without_our_code(reference):
@@ -178,18 +197,32 @@ def test_interrupted_build_is_not_complete_and_a_rerun_completes(reference, tmp_
       build.build_dataset(config, {str(workdir)!r}, workers=1)
       """)
   env = {**os.environ, "PYTHONPATH": str(REPO)}
-  killed = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300)
+  killed = subprocess.run(
+      [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+  )
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
   config_dir = pathlib.Path(naming.dataset_dir(config, str(workdir))).parent
   assert [p.name for p in config_dir.iterdir() if p.is_dir()][0].startswith("incomplete.")
   assert not pathlib.Path(naming.dataset_dir(config, str(workdir))).exists()
   with pytest.raises(Exception):
     tfds.data_source(naming.tfds_name(config), data_dir=naming.data_dir(str(workdir)), download=False)
-  rerun = subprocess.run([sys.executable, "-m", "launch.build_dataset", "--config=configs/tiny.py",
-                          f"--workdir={workdir}", "--config.shapes.limit=1", "--config.data.image_size=32",
-                          "--config.data.sample_sheet=4"], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=300)
+  rerun = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "launch.build_dataset",
+          "--config=configs/tiny.py",
+          f"--workdir={workdir}",
+          "--config.shapes.limit=1",
+          "--config.data.image_size=32",
+          "--config.data.sample_sheet=4",
+      ],
+      cwd=REPO,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert "0 images rendered" in rerun.stdout  # resumed from the render cache
   assert [p.name for p in config_dir.iterdir() if p.is_dir()] == [naming.DATASET_VERSION]  # leftovers removed
@@ -207,7 +240,7 @@ def _silhouette_iou(example, shape, renderer, settings, azimuth):
   views = camera.Views.make(azimuth, example["elevation"], example["tilt"], example["distance"])
   alpha = renderer.render(shape.vertices, shape.faces, views, size=settings.render_size).alpha[0]
   rows, cols = np.nonzero(alpha)
-  crop = alpha[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+  crop = alpha[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
   coverage = np.asarray(Image.fromarray(crop).resize(mask.shape[::-1], Image.BOX)) / 255.0
   sure = (coverage < 0.2) | (coverage > 0.8)  # edge pixels (partial coverage after the stretch) are not counted
   expected = coverage > 0.5
@@ -217,8 +250,15 @@ def _silhouette_iou(example, shape, renderer, settings, azimuth):
 @pytest.mark.slow
 def test_labels_match_the_renderers_own_view(tmp_path):
   """Flat gray backgrounds, tight crops, uniform shading: each image's silhouette is the embree render at its labels."""
-  config = _config(clutter_ratio=0.0, truncation=0.0, albedo="gray", max_lamps=0, ambient=(1.0, 1.0),
-                   images_per_shape=3, image_size=48)
+  config = _config(
+      clutter_ratio=0.0,
+      truncation=0.0,
+      albedo="gray",
+      max_lamps=0,
+      ambient=(1.0, 1.0),
+      images_per_shape=3,
+      image_size=48,
+  )
   result = build.build_dataset(config, str(tmp_path), workers=1)
   shapes = {s.id: s for s in sources.load_shapes(config.shapes)[0]}
   renderer = backend.get_renderer("embree")  # the other backend is the oracle
@@ -271,8 +311,9 @@ def test_split_counts_and_image_split():
   assert splits.split_counts(10, (0.9, 0.1, 0.0)) == [9, 1, 0]
   a = splits.assign([f"c/{i}" for i in range(20)], ["c"] * 20, 5, (0.8, 0.1, 0.1), "image", seed=0)
   assert a.shape == (20, 5) and np.bincount(a.ravel()).tolist() == [80, 10, 10]
-  np.testing.assert_array_equal(a, splits.assign([f"c/{i}" for i in range(20)], ["c"] * 20, 5, (0.8, 0.1, 0.1),
-                                                 "image", seed=0))
+  np.testing.assert_array_equal(
+      a, splits.assign([f"c/{i}" for i in range(20)], ["c"] * 20, 5, (0.8, 0.1, 0.1), "image", seed=0)
+  )
   with pytest.raises(ValueError, match="split_by"):
     splits.assign(["a"], ["c"], 1, (1, 0, 0), "category")
 
@@ -293,8 +334,13 @@ def test_broken_meshes_are_skipped_and_reported(tmp_path):
 @pytest.mark.slow
 def test_real_meshes_objectnet3d(shared_data, tmp_path):
   config = _config()
-  config.shapes.update(source="folder", root=str(shared_data / "objectnet3d_cad"), categories=("chair", "aeroplane"),
-                       up_axis="z", front="-y")
+  config.shapes.update(
+      source="folder",
+      root=str(shared_data / "objectnet3d_cad"),
+      categories=("chair", "aeroplane"),
+      up_axis="z",
+      front="-y",
+  )
   result = build.build_dataset(config, str(tmp_path), workers=1)
   examples = _examples(result.dataset_dir)
   assert sum(result.num_examples.values()) == 4 and len(examples) == 4

@@ -25,8 +25,13 @@ def built(tmp_path_factory):
   build.build_dataset(config, workdir, workers=1)
   ids = pipeline.read_metadata(naming.dataset_dir(config, workdir))["shape_ids"][::-1] + ["extra/000"]
   points = np.random.default_rng(0).normal(size=(len(ids), 5)).astype(np.float32)
-  embedding = records.ShapeEmbedding(ids=np.array(ids), categories=np.array([i.split("/")[0] for i in ids]),
-                                             points=points, stress=0.0, stress_curve=np.zeros(1, np.float32))
+  embedding = records.ShapeEmbedding(
+      ids=np.array(ids),
+      categories=np.array([i.split("/")[0] for i in ids]),
+      points=points,
+      stress=0.0,
+      stress_curve=np.zeros(1, np.float32),
+  )
   embedding.save(f"{workdir}/shape_embedding.npz")
   return config, workdir, embedding
 
@@ -60,12 +65,14 @@ def test_global_batches(built):
 
 def test_epochs_are_seeded_and_reshuffled(built):
   config, workdir, _ = built
-  table = pipeline.join_points(pipeline.read_metadata(naming.dataset_dir(config, workdir)),
-                               records.load_shape_embedding(workdir))
+  table = pipeline.join_points(
+      pipeline.read_metadata(naming.dataset_dir(config, workdir)), records.load_shape_embedding(workdir)
+  )
 
   def keys(seed, epochs=2):
-    stream = pipeline.host_dataset(_source(config, workdir), table, local_batch=1, seed=seed, num_epochs=epochs,
-                                   read_threads=1)
+    stream = pipeline.host_dataset(
+        _source(config, workdir), table, local_batch=1, seed=seed, num_epochs=epochs, read_threads=1
+    )
     return [(int(b["shape_index"][0]), float(b["azimuth"][0])) for b in stream]
 
   first = keys(0)
@@ -78,12 +85,21 @@ def test_epochs_are_seeded_and_reshuffled(built):
 
 def test_hosts_get_disjoint_slices(built):
   config, workdir, _ = built
-  table = pipeline.join_points(pipeline.read_metadata(naming.dataset_dir(config, workdir)),
-                               records.load_shape_embedding(workdir))
+  table = pipeline.join_points(
+      pipeline.read_metadata(naming.dataset_dir(config, workdir)), records.load_shape_embedding(workdir)
+  )
   seen = []
   for host in range(2):
-    stream = pipeline.host_dataset(_source(config, workdir), table, local_batch=2, seed=3, num_epochs=1,
-                                   process_index=host, process_count=2, read_threads=1)
+    stream = pipeline.host_dataset(
+        _source(config, workdir),
+        table,
+        local_batch=2,
+        seed=3,
+        num_epochs=1,
+        process_index=host,
+        process_count=2,
+        read_threads=1,
+    )
     seen.append([(int(i), float(a)) for b in stream for i, a in zip(b["shape_index"], b["azimuth"])])
   assert len(seen[0]) == len(seen[1]) == 8  # 18 cut to 16 = whole global batches of 2 x 2: equal counts per host
   assert not set(seen[0]) & set(seen[1])
@@ -91,8 +107,13 @@ def test_hosts_get_disjoint_slices(built):
 
 def test_missing_points_and_missing_dataset_are_clear(built, tmp_path):
   config, workdir, embedding = built
-  partial = records.ShapeEmbedding(ids=embedding.ids[2:], categories=embedding.categories[2:],
-                                           points=embedding.points[2:], stress=0.0, stress_curve=np.zeros(1))
+  partial = records.ShapeEmbedding(
+      ids=embedding.ids[2:],
+      categories=embedding.categories[2:],
+      points=embedding.points[2:],
+      stress=0.0,
+      stress_curve=np.zeros(1),
+  )
   partial.save(str(tmp_path / "partial.npz"))
   with pytest.raises(ValueError, match=r"2 of the dataset's 6 shapes have no point .*same config.shapes"):
     next(pipeline.create_input_iterator(config, workdir, embedding_path=str(tmp_path / "partial.npz")))
@@ -113,9 +134,13 @@ def test_missing_points_and_missing_dataset_are_clear(built, tmp_path):
 
 def test_skipped_shapes_need_no_point():
   metadata = dict(shape_ids=["a/1", "a/2", "b/1"], skipped_shapes=[["a/2", "empty mesh"]])
-  embedding = records.ShapeEmbedding(ids=np.array(["b/1", "a/1"]), categories=np.array(["b", "a"]),
-                                             points=np.eye(2, dtype=np.float32), stress=0.0,
-                                             stress_curve=np.zeros(1))
+  embedding = records.ShapeEmbedding(
+      ids=np.array(["b/1", "a/1"]),
+      categories=np.array(["b", "a"]),
+      points=np.eye(2, dtype=np.float32),
+      stress=0.0,
+      stress_curve=np.zeros(1),
+  )
   table = pipeline.join_points(metadata, embedding)
   np.testing.assert_array_equal(table.rows, [1, -1, 0])
   np.testing.assert_array_equal(table.points[[0, 2]], [[0, 1], [1, 0]])

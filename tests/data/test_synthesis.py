@@ -26,8 +26,9 @@ def test_composite_is_alpha_blending():
   np.testing.assert_array_equal(out, np.floor(a * fg + (1 - a) * bg + 0.5).astype(np.uint8))
   np.testing.assert_array_equal(out[0, 0], fg[0, 0])  # opaque: the object
   np.testing.assert_array_equal(out[0, 1], bg[0, 1])  # transparent: the background
-  half = synthesis.composite(np.full((1, 1, 3), 200, np.uint8), np.full((1, 1), 51, np.uint8),
-                             np.full((1, 1, 3), 100, np.uint8))
+  half = synthesis.composite(
+      np.full((1, 1, 3), 200, np.uint8), np.full((1, 1), 51, np.uint8), np.full((1, 1, 3), 100, np.uint8)
+  )
   assert half[0, 0, 0] == 120  # 0.2 * 200 + 0.8 * 100
 
 
@@ -108,11 +109,17 @@ class _Black:
 
 def _oracle(renderer, shape, azimuth, size, image_size):
   """Independent chain: another renderer, tight crop by np.nonzero, premultiplied on black, PIL stretch."""
-  out = renderer.render(shape.vertices, shape.faces, synthesis.camera.Views.make(azimuth, 20.0, 5.0, 3.0), size=size,
-                        lights=lights_lib.paper_lfd_lights(), albedo=0.48)
+  out = renderer.render(
+      shape.vertices,
+      shape.faces,
+      synthesis.camera.Views.make(azimuth, 20.0, 5.0, 3.0),
+      size=size,
+      lights=lights_lib.paper_lfd_lights(),
+      albedo=0.48,
+  )
   rgba = out.rgba[0].astype(np.float32)
   rows, cols = np.nonzero(rgba[..., 3])
-  crop = rgba[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+  crop = rgba[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
   on_black = np.round(crop[..., :3] * crop[..., 3:] / 255).astype(np.uint8)
   return np.asarray(Image.fromarray(on_black).resize((image_size, image_size), Image.LANCZOS)).astype(np.float32)
 
@@ -123,12 +130,21 @@ def test_label_matches_the_renderers_own_view():
   shape = sources.load_shapes(cfg)[0][0]
   settings = synthesis.SynthesisSettings(image_size=40, render_size=64, antialias=1, albedo="gray", truncation=0.0)
   params = synthesis.ImageParams(30.0, 20.0, 5.0, 3.0, lights_lib.paper_lfd_lights(), 0.48)
-  (image, info), = synthesis.synthesize(backend.get_renderer("auto"), shape.vertices, shape.faces, [params],
-                                        [np.random.default_rng(0)], _Black(), settings)
+  ((image, info),) = synthesis.synthesize(
+      backend.get_renderer("auto"),
+      shape.vertices,
+      shape.faces,
+      [params],
+      [np.random.default_rng(0)],
+      _Black(),
+      settings,
+  )
   assert image.shape == (40, 40, 3) and image.dtype == np.uint8 and info["background"] == "black"
   oracle = backend.get_renderer("embree")
-  errors = {az: np.abs(image.astype(np.float32) - _oracle(oracle, shape, az, 64, 40)).mean()
-            for az in (30.0, 0.0, 60.0, 120.0, 210.0)}
+  errors = {
+      az: np.abs(image.astype(np.float32) - _oracle(oracle, shape, az, 64, 40)).mean()
+      for az in (30.0, 0.0, 60.0, 120.0, 210.0)
+  }
   assert errors[30.0] < 2.0, errors
   assert min(errors[a] for a in (0.0, 60.0, 120.0, 210.0)) > 3 * errors[30.0] + 4.0, errors
 
@@ -143,8 +159,9 @@ def test_synthesized_images_are_deterministic_and_varied():
   def make():
     rngs = [synthesis.example_rng(0, shape.id, i) for i in range(4)]
     params = [synthesis.sample_params(r, dist, settings) for r in rngs]
-    return synthesis.synthesize(renderer, shape.vertices, shape.faces, params, rngs,
-                                backgrounds.Backgrounds(None, 0.9), settings)
+    return synthesis.synthesize(
+        renderer, shape.vertices, shape.faces, params, rngs, backgrounds.Backgrounds(None, 0.9), settings
+    )
 
   first, second = make(), make()
   for (a, _), (b, _) in zip(first, second):
@@ -162,7 +179,7 @@ def _write_photos(folder):
   Image.fromarray(rng.integers(0, 256, (60, 80), dtype=np.uint8)).save(folder / "gray.png")
   (folder / "noise.jpg").write_bytes(rng.integers(0, 256, 500, dtype=np.uint8).tobytes())
   data = (folder / "good.jpg").read_bytes()
-  (folder / "truncated.jpg").write_bytes(data[:len(data) // 3])
+  (folder / "truncated.jpg").write_bytes(data[: len(data) // 3])
   (folder / "empty.png").write_bytes(b"")
   (folder / "notes.txt").write_text("not a photo")
 
@@ -222,14 +239,15 @@ def test_context_widens_the_crop_around_the_object():
 
 def _disk_rgba(size: int = 48) -> np.ndarray:
   yy, xx = np.mgrid[:size, :size]
-  alpha = np.where((yy - 23.5) ** 2 + (xx - 23.5) ** 2 <= 12 ** 2, 255, 0).astype(np.uint8)
+  alpha = np.where((yy - 23.5) ** 2 + (xx - 23.5) ** 2 <= 12**2, 255, 0).astype(np.uint8)
   return np.dstack([np.full((size, size, 3), 120, np.uint8), alpha])
 
 
 def test_context_and_occluders_change_nothing_when_off():
   """Zero context and occluders draw nothing from the generator: an existing dataset's images stay the same."""
-  params = synthesis.sample_params(np.random.default_rng(0), viewpoints.paper_distribution("chair"),
-                                   synthesis.SynthesisSettings())
+  params = synthesis.sample_params(
+      np.random.default_rng(0), viewpoints.paper_distribution("chair"), synthesis.SynthesisSettings()
+  )
   base = synthesis.SynthesisSettings(image_size=32, render_size=48, truncation=0.05)
   off = synthesis.SynthesisSettings(image_size=32, render_size=48, truncation=0.05, context=0.0, occluders=0.0)
   bg = backgrounds.Backgrounds(None, 1.0)

@@ -18,8 +18,9 @@ def test_histograms_match_the_paper_weights(category):
   az_w, el_w, tilt_std = taxonomy.TABLE[category].view_histogram
   # Bin k covers 22.5 k ± 11.25; bin j covers 10 j - 85 ± 5: frequencies follow the weights.
   np.testing.assert_allclose(_bin_frequencies(views.azimuth, 22.5, 0.0, 16), np.array(az_w) / np.sum(az_w), atol=0.01)
-  np.testing.assert_allclose(_bin_frequencies(views.elevation, 10.0, -85.0, 18), np.array(el_w) / np.sum(el_w),
-                             atol=0.01)
+  np.testing.assert_allclose(
+      _bin_frequencies(views.elevation, 10.0, -85.0, 18), np.array(el_w) / np.sum(el_w), atol=0.01
+  )
   assert np.std(views.tilt) == pytest.approx(tilt_std, rel=0.03)
   assert np.all((views.azimuth >= 0) & (views.azimuth < 360))
   assert np.all(np.abs(views.elevation) <= 90)
@@ -56,8 +57,9 @@ def test_seeded():
 
 def test_view_file_round_trip_and_lookup(tmp_path):
   lines = np.array([[10, 20, 1, 2.5], [200, -5, -3, 4.0], [370, 0, 0, 3.0]], np.float32)
-  (tmp_path / "03001627.txt").write_text("# azimuth elevation tilt distance\n" +
-                                         "\n".join(" ".join(map(str, row)) for row in lines) + "\n\n")
+  (tmp_path / "03001627.txt").write_text(
+      "# azimuth elevation tilt distance\n" + "\n".join(" ".join(map(str, row)) for row in lines) + "\n\n"
+  )
   dist = viewpoints.distribution_for("chair", str(tmp_path))  # found by synset id
   assert isinstance(dist, viewpoints.SampledViews)
   views = dist.sample(np.random.default_rng(0), 300)

@@ -5,8 +5,19 @@ import os
 
 from conftest import run_demo
 
-WHAT = ("contact sheet", "shape embedding", "shape map", "dataset samples", "loss curve", "metrics", "results",
-        "results table", "precision-recall curves", "top-K curves", "retrievals")
+WHAT = (
+    "contact sheet",
+    "shape embedding",
+    "shape map",
+    "dataset samples",
+    "loss curve",
+    "metrics",
+    "results",
+    "results table",
+    "precision-recall curves",
+    "top-K curves",
+    "retrievals",
+)
 
 
 def test_demo_runs_every_stage_and_reuses_them(tiny_run):

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-pytest.importorskip("gradio", reason="the serve extra is not installed (pip install -e \".[serve]\")")
+pytest.importorskip("gradio", reason='the serve extra is not installed (pip install -e ".[serve]")')
 
 from jembed.apps.serve import app  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.apps.serve import pictures  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
@@ -45,12 +45,27 @@ def photo_path(demo, tmp_path_factory) -> pathlib.Path:
 
 def _launch_query(workdir, photo, top_k) -> list[tuple[str, str, float]]:
   """(id, category, distance) rows printed by `python -m launch.query` for one photo."""
-  result = subprocess.run([sys.executable, "-m", "launch.query", f"--workdir={workdir}", f"--image={photo}",
-                           f"--top_k={top_k}", f"--out_dir={photo.parent}"], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+  result = subprocess.run(
+      [
+          sys.executable,
+          "-m",
+          "launch.query",
+          f"--workdir={workdir}",
+          f"--image={photo}",
+          f"--top_k={top_k}",
+          f"--out_dir={photo.parent}",
+      ],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=300,
+      env={**os.environ, "PYTHONPATH": str(REPO)},
+  )
   assert result.returncode == 0, result.stderr[-2000:]
-  return [(m[2], m[3], float(m[4])) for m in re.finditer(r"^\s+(\d+)\s+(\S+)\s+(\S+)\s+([0-9.]+)$", result.stdout,
-                                                         re.MULTILINE)]
+  return [
+      (m[2], m[3], float(m[4]))
+      for m in re.finditer(r"^\s+(\d+)\s+(\S+)\s+(\S+)\s+([0-9.]+)$", result.stdout, re.MULTILINE)
+  ]
 
 
 def test_upload_ranks_as_launch_query(demo, tiny_run, photo_path):
@@ -76,6 +91,7 @@ def test_shape_and_image_neighbours_are_brute_force(demo):
 
 def test_glb_is_the_normalized_mesh(demo):
   import trimesh  # pylint: disable=g-import-not-at-top
+
   shape_id = str(demo.model.shape_ids[0])
   shape = demo.mesh(shape_id)
   loaded = trimesh.load(demo.shape_glb(shape_id), force="mesh")
@@ -97,10 +113,9 @@ def test_pose_overlay_covers_the_renders_silhouette(demo):
   """Oracle: the renderer's own image of the shape at that pose, cropped to its box, is what the page draws."""
   shape_id = str(demo.model.shape_ids[1])
   shape = demo.mesh(shape_id)
-  rgba = demo.renderer.render(shape.vertices, shape.faces, camera.Views.make(60.0, 20.0), size=256,
-                              antialias=2).rgba[0]
+  rgba = demo.renderer.render(shape.vertices, shape.faces, camera.Views.make(60.0, 20.0), size=256, antialias=2).rgba[0]
   ys, xs = np.nonzero(rgba[..., 3])
-  crop = Image.fromarray(rgba[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
+  crop = Image.fromarray(rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
   alpha = np.asarray(crop.resize((400, 300), Image.BILINEAR))[..., 3]
   photo = Image.fromarray(np.full((300, 400, 3), 255, np.uint8))
   out = demo.pose_picture(photo, shape_id, dict(azimuth=60.0, elevation=20.0, tilt=0.0))
@@ -110,8 +125,14 @@ def test_pose_overlay_covers_the_renders_silhouette(demo):
   assert 0.1 < drawn.mean() < 0.9
 
 
-@pytest.mark.parametrize("content,why", [(b"", "is empty"), (b"not an image at all\n" * 10, "not an image"),
-                                         (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "not an image")])
+@pytest.mark.parametrize(
+    "content,why",
+    [
+        (b"", "is empty"),
+        (b"not an image at all\n" * 10, "not an image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 64, "not an image"),
+    ],
+)
 def test_bad_uploads_give_a_message(demo, tmp_path, content, why):
   path = tmp_path / "upload.png"
   path.write_bytes(content)
@@ -164,8 +185,9 @@ def test_browser_uploads_a_photo_and_sees_ranking_and_3d(server, photo_path):
     pytest.skip("no Chromium (apt-get install chromium; .ci/run installs it)")
   requests = []
   with sync_api.sync_playwright() as p:
-    browser = p.chromium.launch(executable_path=_chromium(), args=["--no-sandbox", "--use-gl=swiftshader",
-                                                                   "--enable-unsafe-swiftshader"])
+    browser = p.chromium.launch(
+        executable_path=_chromium(), args=["--no-sandbox", "--use-gl=swiftshader", "--enable-unsafe-swiftshader"]
+    )
     page = browser.new_page(viewport={"width": 1400, "height": 1500})
     page.on("request", lambda r: requests.append(r.url))
     page.goto(server, wait_until="load", timeout=60_000)  # (never "networkidle": the page keeps a stream open)
@@ -187,8 +209,12 @@ def test_browser_uploads_a_photo_and_sees_ranking_and_3d(server, photo_path):
     ranking = page.locator("#ranking").inner_text()
     status = page.locator("#status").inner_text()
     page.locator("#examples .thumbnail-item").nth(1).click()  # an evaluation image as the query instead
-    page.wait_for_function("s => { const t = document.querySelector('#status').innerText; "
-                           "return t.includes('Nearest shape') && t !== s; }", arg=status, timeout=60_000)
+    page.wait_for_function(
+        "s => { const t = document.querySelector('#status').innerText; "
+        "return t.includes('Nearest shape') && t !== s; }",
+        arg=status,
+        timeout=60_000,
+    )
     bad = photo_path.parent / "not a photo.png"
     bad.write_bytes(b"this is not a photo\n" * 100)
     page.locator("#photo input[type=file]").set_input_files(str(bad))
@@ -206,6 +232,7 @@ def test_browser_uploads_a_photo_and_sees_ranking_and_3d(server, photo_path):
 def test_twenty_concurrent_uploads_all_answered(server, demo, photo_path, tmp_path):
   from gradio_client import Client  # pylint: disable=g-import-not-at-top
   from gradio_client import handle_file  # pylint: disable=g-import-not-at-top
+
   paths = []
   for i in range(20):  # 20 different photos: the test image shifted and flipped
     image = np.roll(np.asarray(Image.open(photo_path)), 7 * i, axis=1)
@@ -224,8 +251,10 @@ def test_twenty_concurrent_uploads_all_answered(server, demo, photo_path, tmp_pa
     answers = list(pool.map(one, paths))
   wall = time.perf_counter() - start
   latency = np.array([t for _, t in answers])
-  print(f"\n20 concurrent uploads: wall {wall:.1f} s, latency median {np.median(latency):.2f} s, "
-        f"max {latency.max():.2f} s")
+  print(
+      f"\n20 concurrent uploads: wall {wall:.1f} s, latency median {np.median(latency):.2f} s, "
+      f"max {latency.max():.2f} s"
+  )
   for path, (out, _) in zip(paths, answers):
     expected = [m.shape_id for m in demo.search(Image.open(path).convert("RGB"), 5).matches]
     assert [row[1] for row in out[1]["data"]] == expected  # each answer is its own photo's ranking

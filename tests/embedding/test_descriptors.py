@@ -52,8 +52,14 @@ def test_rows_are_the_hog_pyramids_of_the_lfd_images(tmp_path):
   desc = descriptors.compute_descriptors(config, str(tmp_path))
   refs = sources.list_shapes(config.shapes)
   shape = next(sources.iter_shapes(refs[2:3]))
-  images = hog_input.lfd_images(backend.get_renderer(config.render.backend), shape.vertices, shape.faces,
-                                 shape.category, size=config.render.size, antialias=config.render.antialias)
+  images = hog_input.lfd_images(
+      backend.get_renderer(config.render.backend),
+      shape.vertices,
+      shape.faces,
+      shape.category,
+      size=config.render.size,
+      antialias=config.render.antialias,
+  )
   expected = np.asarray(hog.lfd_descriptor(images.astype(np.float32)))
   np.testing.assert_allclose(np.asarray(desc.features[2]), expected, rtol=1e-5, atol=1e-6)
 
@@ -62,6 +68,7 @@ def test_changed_listing_starts_over_and_broken_meshes_are_skipped(tmp_path):
   root = tmp_path / "meshes"
   (root / "things").mkdir(parents=True)
   import trimesh  # pylint: disable=g-import-not-at-top
+
   trimesh.creation.box((1, 2, 3)).export(root / "things" / "a_box.obj")
   trimesh.creation.icosphere().export(root / "things" / "b_ball.obj")
   (root / "things" / "c_broken.obj").write_text("garbage\n")
@@ -81,9 +88,11 @@ def test_beam_pipeline_writes_the_single_host_store(tmp_path):
   same `load_descriptors` the distance stage uses."""
   pytest.importorskip("apache_beam", reason="Apache Beam is the optional 'beam' extra: pip install -e '.[beam]'")
   from jembed.embedding import beam_descriptors  # pylint: disable=g-import-not-at-top
+
   root = tmp_path / "meshes"
   (root / "things").mkdir(parents=True)
   import trimesh  # pylint: disable=g-import-not-at-top
+
   trimesh.creation.box((1, 2, 3)).export(root / "things" / "a_box.obj")
   (root / "things" / "b_broken.obj").write_text("garbage\n")
   trimesh.creation.icosphere().export(root / "things" / "c_ball.obj")

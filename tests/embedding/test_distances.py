@@ -21,7 +21,7 @@ def _max_rel_err(got: np.ndarray, want: np.ndarray) -> float:
   return float(np.max(np.abs(got[positive] - want[positive]) / want[positive]))
 
 
-@pytest.mark.parametrize('block_size', [None, 40, 64])
+@pytest.mark.parametrize("block_size", [None, 40, 64])
 def test_pairwise_matches_pdist(block_size):
   x = _descriptors(203, 300)
   got = distances.pairwise_distances(x, block_size=block_size)
@@ -95,10 +95,10 @@ class _RowReader:
 
 def test_memmap_in_and_out(tmp_path):
   x = _descriptors(130, 90)
-  path = tmp_path / 'x.npy'
+  path = tmp_path / "x.npy"
   np.save(path, x)
-  x_map = np.load(path, mmap_mode='r')
-  out_path = tmp_path / 'd.npy'
+  x_map = np.load(path, mmap_mode="r")
+  out_path = tmp_path / "d.npy"
   got = distances.pairwise_distances(x_map, block_size=32, out=out_path)
   assert isinstance(got, np.memmap)
   del got

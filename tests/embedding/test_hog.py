@@ -19,8 +19,9 @@ import skimage.feature
 from jembed.embedding import hog
 from jembed.embedding import resize
 
-_SKIMAGE_KW = dict(orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2), block_norm='L2-Hys',
-                   feature_vector=True)
+_SKIMAGE_KW = dict(
+    orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2), block_norm="L2-Hys", feature_vector=True
+)
 
 
 def _skimage_hog(image: np.ndarray) -> np.ndarray:
@@ -34,10 +35,20 @@ def _toolbox_hog_reference(image: np.ndarray, b: int = 8, n: int = 9, clip: floa
   gx, gy = np.zeros_like(img), np.zeros_like(img)
   for y in range(h):
     for x in range(w):  # grad1: halved centred difference, one-sided (not halved) at the border
-      gx[y, x] = (img[y, 1] - img[y, 0] if x == 0 else img[y, w - 1] - img[y, w - 2] if x == w - 1 else
-                  (img[y, x + 1] - img[y, x - 1]) / 2)
-      gy[y, x] = (img[1, x] - img[0, x] if y == 0 else img[h - 1, x] - img[h - 2, x] if y == h - 1 else
-                  (img[y + 1, x] - img[y - 1, x]) / 2)
+      gx[y, x] = (
+          img[y, 1] - img[y, 0]
+          if x == 0
+          else img[y, w - 1] - img[y, w - 2]
+          if x == w - 1
+          else (img[y, x + 1] - img[y, x - 1]) / 2
+      )
+      gy[y, x] = (
+          img[1, x] - img[0, x]
+          if y == 0
+          else img[h - 1, x] - img[h - 2, x]
+          if y == h - 1
+          else (img[y + 1, x] - img[y - 1, x]) / 2
+      )
   hb, wb = h // b, w // b
   hist = np.zeros((hb, wb, n))
   for y in range(hb * b):
@@ -66,7 +77,7 @@ def _toolbox_hog_reference(image: np.ndarray, b: int = 8, n: int = 9, clip: floa
   grid[1:, 1:] = np.sum(hist**2, axis=-1)
   for x in range(wb - 1):
     for y in range(hb - 1):
-      g = grid[y + 1:y + 3, x + 1:x + 3]
+      g = grid[y + 1 : y + 3, x + 1 : x + 3]
       grid[y + 1, x + 1] = 1 / math.sqrt(g.sum() + eps)
   last_r, last_c = hb, wb  # then the padding, copied from neighbours in the toolbox's order
   grid[0, 0] = grid[1, 1]
@@ -81,17 +92,17 @@ def _toolbox_hog_reference(image: np.ndarray, b: int = 8, n: int = 9, clip: floa
   for y in range(hb):
     for x in range(wb):
       for c, (dy, dx) in enumerate(((1, 1), (0, 1), (1, 0), (0, 0))):  # hogChannels: N1[y - {0, 1, hb1, hb1+1}]
-        out[y, x, c * n:(c + 1) * n] = np.minimum(hist[y, x] * grid[y + dy, x + dx], clip)
-  return out.ravel(order='F')  # MATLAB H(:)
+        out[y, x, c * n : (c + 1) * n] = np.minimum(hist[y, x] * grid[y + dy, x + dx], clip)
+  return out.ravel(order="F")  # MATLAB H(:)
 
 
 def _photo_crops(shared_data, size=(96, 128), count=3) -> np.ndarray:
-  paths = sorted((shared_data / 'backgrounds' / 'sun2012').glob('*.jpg'))[:count]
+  paths = sorted((shared_data / "backgrounds" / "sun2012").glob("*.jpg"))[:count]
   crops = []
   for path in paths:
-    gray = np.asarray(Image.open(path).convert('L'))
+    gray = np.asarray(Image.open(path).convert("L"))
     top, left = (gray.shape[0] - size[0]) // 2, (gray.shape[1] - size[1]) // 2
-    crops.append(gray[top:top + size[0], left:left + size[1]])
+    crops.append(gray[top : top + size[0], left : left + size[1]])
   return np.stack(crops)
 
 
@@ -99,12 +110,13 @@ def _photo_crops(shared_data, size=(96, 128), count=3) -> np.ndarray:
 # dalal == skimage.feature.hog (the external oracle for the shared gradient / orientation / pooling code).
 
 
-@pytest.mark.parametrize('shape,bin_size,orientations', [((16, 16), 8, 9), ((37, 53), 8, 9), ((64, 72), 8, 9),
-                                                         ((50, 45), 6, 12)])
+@pytest.mark.parametrize(
+    "shape,bin_size,orientations", [((16, 16), 8, 9), ((37, 53), 8, 9), ((64, 72), 8, 9), ((50, 45), 6, 12)]
+)
 def test_dalal_matches_skimage_on_random_images(shape, bin_size, orientations):
   rng = np.random.default_rng(sum(shape))
   images = (rng.random((2,) + shape) * 255).astype(np.float32)
-  ours = np.asarray(hog.hog(images, 'dalal', bin_size, orientations))
+  ours = np.asarray(hog.hog(images, "dalal", bin_size, orientations))
   kw = dict(_SKIMAGE_KW, orientations=orientations, pixels_per_cell=(bin_size, bin_size))
   for image, feat in zip(images, ours):
     np.testing.assert_allclose(feat, skimage.feature.hog(image.astype(np.float64), **kw), rtol=0, atol=1e-4)
@@ -112,7 +124,7 @@ def test_dalal_matches_skimage_on_random_images(shape, bin_size, orientations):
 
 def test_dalal_matches_skimage_on_camera():
   camera = skimage.data.camera()[100:300, 60:310]  # 200 x 250: 25 x 31 cells, 2 px dropped on the right
-  ours = np.asarray(hog.hog(camera[None].astype(np.float32), 'dalal'))[0]
+  ours = np.asarray(hog.hog(camera[None].astype(np.float32), "dalal"))[0]
   ref = _skimage_hog(camera)
   assert ours.shape == ref.shape
   np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-4)
@@ -120,7 +132,7 @@ def test_dalal_matches_skimage_on_camera():
 
 def test_dalal_matches_skimage_on_photos(shared_data):
   photos = _photo_crops(shared_data)
-  ours = np.asarray(hog.hog(photos.astype(np.float32), 'dalal'))
+  ours = np.asarray(hog.hog(photos.astype(np.float32), "dalal"))
   for photo, feat in zip(photos, ours):
     np.testing.assert_allclose(feat, _skimage_hog(photo), rtol=0, atol=1e-4)
 
@@ -139,14 +151,21 @@ def test_unsigned_orientation_matches_float64_atan2():
 # paper == the toolbox's hog (plain-loop transcription).
 
 
-@pytest.mark.parametrize('shape,scale,bin_size,orientations', [((16, 16), 1.0, 8, 9), ((24, 40), 1.0, 8, 9),
-                                                               ((37, 29), 1.0, 8, 9), ((24, 40), 5e-6, 8, 9),
-                                                               ((21, 18), 1.0, 4, 6)])
+@pytest.mark.parametrize(
+    "shape,scale,bin_size,orientations",
+    [
+        ((16, 16), 1.0, 8, 9),
+        ((24, 40), 1.0, 8, 9),
+        ((37, 29), 1.0, 8, 9),
+        ((24, 40), 5e-6, 8, 9),
+        ((21, 18), 1.0, 4, 6),
+    ],
+)
 def test_paper_matches_toolbox_reference(shape, scale, bin_size, orientations):
   # At scale 5e-6 block energies are ~1e-8, where the toolbox's eps (6.1e-9) visibly shrinks the features.
   rng = np.random.default_rng(shape[0] * 100 + shape[1])
   image = rng.integers(0, 256, shape).astype(np.float32) * np.float32(scale)
-  ours = np.asarray(hog.hog(image[None], 'paper', bin_size, orientations))[0]
+  ours = np.asarray(hog.hog(image[None], "paper", bin_size, orientations))[0]
   ref = _toolbox_hog_reference(image, bin_size, orientations)
   assert ours.shape == ref.shape == ((shape[0] // bin_size) * (shape[1] // bin_size) * 4 * orientations,)
   np.testing.assert_allclose(ours, ref, rtol=0, atol=2e-5)
@@ -163,13 +182,13 @@ def test_pyramid_and_lfd_dimensions_and_order():
   assert desc.shape == (2, hog.LFD_DIM) and hog.LFD_DIM == 203760
   # 40 views = two full chunks plus a padded ragged one; each view's block is its own pyramid, in order.
   per_view = np.asarray(hog.hog_pyramid(views[1, 7:8]))[0]
-  np.testing.assert_allclose(desc[1, 7 * hog.PYRAMID_DIM:8 * hog.PYRAMID_DIM], per_view, rtol=0, atol=1e-6)
+  np.testing.assert_allclose(desc[1, 7 * hog.PYRAMID_DIM : 8 * hog.PYRAMID_DIM], per_view, rtol=0, atol=1e-6)
   # Level 0 is plain hog of the view; level 1 is hog of MATLAB's uint8 imresize(I, 0.5).
-  h0 = np.asarray(hog.hog(views[1, 7:8].astype(np.float32), 'paper'))[0]
+  h0 = np.asarray(hog.hog(views[1, 7:8].astype(np.float32), "paper"))[0]
   np.testing.assert_allclose(per_view[:8100], h0, rtol=0, atol=1e-6)
   half = resize.imresize(views[1, 7:8], scale=0.5)
   np.testing.assert_array_equal(np.asarray(half), np.round(np.asarray(half)))
-  np.testing.assert_allclose(per_view[8100:9864], np.asarray(hog.hog(half, 'paper'))[0], rtol=0, atol=1e-6)
+  np.testing.assert_allclose(per_view[8100:9864], np.asarray(hog.hog(half, "paper"))[0], rtol=0, atol=1e-6)
 
 
 def test_paper_range_and_zero_image():
@@ -184,15 +203,14 @@ def test_paper_range_and_zero_image():
 def test_paper_brightness_scale_invariance():
   rng = np.random.default_rng(3)
   image = (rng.random((1, 48, 64)) * 255).astype(np.float32)
-  base = np.asarray(hog.hog(image, 'paper'))
+  base = np.asarray(hog.hog(image, "paper"))
   # x4 is exact in float32 through gradients, atan and histograms, so only eps (6e-9 against block energies of
   # ~1e3 here) can differ; 1e-6 leaves room for XLA's rsqrt.
-  np.testing.assert_allclose(np.asarray(hog.hog(image * 4, 'paper')), base, rtol=0, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(hog.hog(image * 4, "paper")), base, rtol=0, atol=1e-6)
   # x0.37 rounds every stage at float32 (~1e-7 relative) and moves the atan by <3e-7 rad.
-  np.testing.assert_allclose(np.asarray(hog.hog(image * 0.37, 'paper')), base, rtol=0, atol=1e-5)
-  hist = np.asarray(hog.cell_histograms(image, 'paper'))
-  np.testing.assert_allclose(np.asarray(hog.cell_histograms(image * 0.37, 'paper')), 0.37 * hist, rtol=1e-5,
-                             atol=1e-5)
+  np.testing.assert_allclose(np.asarray(hog.hog(image * 0.37, "paper")), base, rtol=0, atol=1e-5)
+  hist = np.asarray(hog.cell_histograms(image, "paper"))
+  np.testing.assert_allclose(np.asarray(hog.cell_histograms(image * 0.37, "paper")), 0.37 * hist, rtol=1e-5, atol=1e-5)
 
 
 def _orientation_mass(feats: np.ndarray, hb: int, wb: int) -> np.ndarray:
@@ -204,17 +222,17 @@ def _orientation_mass(feats: np.ndarray, hb: int, wb: int) -> np.ndarray:
 def test_vertical_step_edge_votes_horizontal_gradient_bin():
   image = np.zeros((1, 64, 64), np.float32)
   image[:, :, 29:] = 200.0  # a vertical edge: the gradient points along +x, orientation 0
-  mass = _orientation_mass(np.asarray(hog.hog(image, 'paper'))[0], 8, 8)
+  mass = _orientation_mass(np.asarray(hog.hog(image, "paper"))[0], 8, 8)
   assert mass[0] > 0 and np.all(mass[1:] == 0)
-  cube = np.asarray(hog.hog(image, 'paper'))[0].reshape(36, 8, 8)
+  cube = np.asarray(hog.hog(image, "paper"))[0].reshape(36, 8, 8)
   assert np.all(cube[0, 3, :] > 0) and np.all(cube[0, 0, :] == 0)  # cells around x = 29 only
 
 
-@pytest.mark.parametrize('sign,bins,ratio', [(1, (2, 3), 3.0), (-1, (7, 6), 3.0)])
+@pytest.mark.parametrize("sign,bins,ratio", [(1, (2, 3), 3.0), (-1, (7, 6), 3.0)])
 def test_diagonal_ramp_votes_its_bins(sign, bins, ratio):
   y, x = np.mgrid[:48, :48].astype(np.float32)
   image = (x + sign * y + 60)[None]  # gradient (1, sign): 45 deg (o = 2.25) or 135 deg (o = 6.75), rows down
-  hist = np.asarray(hog.cell_histograms(image, 'paper'))[0]
+  hist = np.asarray(hog.cell_histograms(image, "paper"))[0]
   others = [o for o in range(9) if o not in bins]
   assert np.all(hist[..., others] == 0)
   np.testing.assert_allclose(hist[..., bins[0]] / hist[..., bins[1]], ratio, rtol=1e-5)
@@ -228,29 +246,30 @@ def test_remainder_rows_and_columns_are_dropped():
   big[:, 120, :] = 2 * big[:, 119, :] - big[:, 118, :]
   big[:, :, 120] = 2 * big[:, :, 119] - big[:, :, 118]
   crop = big[:, :120, :120]
-  np.testing.assert_array_equal(np.asarray(hog.hog(big, 'paper')), np.asarray(hog.hog(crop, 'paper')))
+  np.testing.assert_array_equal(np.asarray(hog.hog(big, "paper")), np.asarray(hog.hog(crop, "paper")))
   other = big.copy()
   other[:, 121:, :] = rng.integers(0, 256, other[:, 121:, :].shape)
   other[:, :, 121:] = 0
-  np.testing.assert_array_equal(np.asarray(hog.hog(other, 'paper')), np.asarray(hog.hog(big, 'paper')))
+  np.testing.assert_array_equal(np.asarray(hog.hog(other, "paper")), np.asarray(hog.hog(big, "paper")))
   # Without the linear continuation, the last cells differ: the gradient sees the dropped pixels.
   bumped = big.copy()
   bumped[:, 120, :] += 50
-  assert not np.array_equal(np.asarray(hog.hog(bumped, 'paper')), np.asarray(hog.hog(big, 'paper')))
+  assert not np.array_equal(np.asarray(hog.hog(bumped, "paper")), np.asarray(hog.hog(big, "paper")))
 
 
 def test_batch_jit_and_vmap_agree_with_single_images():
   rng = np.random.default_rng(5)
   images = rng.integers(0, 256, (18, 120, 120)).astype(np.float32)  # > one chunk: exercises lax.map and padding
   batched = np.asarray(hog.hog_pyramid(images))
-  single = np.concatenate([np.asarray(hog.hog_pyramid(images[i:i + 1])) for i in (0, 17)])
+  single = np.concatenate([np.asarray(hog.hog_pyramid(images[i : i + 1])) for i in (0, 17)])
   np.testing.assert_allclose(batched[[0, 17]], single, rtol=0, atol=1e-6)
   with jax.disable_jit():
-    eager = np.asarray(hog.hog(images[:1, :24, :40], 'paper'))
-  np.testing.assert_allclose(eager, np.asarray(hog.hog(images[:1, :24, :40], 'paper')), rtol=0, atol=1e-6)
-  vmapped = jax.vmap(lambda im: hog.hog(im, 'dalal'))(images[:2, None, :32, :40])
-  np.testing.assert_allclose(np.asarray(vmapped)[:, 0], np.asarray(hog.hog(images[:2, :32, :40], 'dalal')),
-                             rtol=0, atol=1e-6)
+    eager = np.asarray(hog.hog(images[:1, :24, :40], "paper"))
+  np.testing.assert_allclose(eager, np.asarray(hog.hog(images[:1, :24, :40], "paper")), rtol=0, atol=1e-6)
+  vmapped = jax.vmap(lambda im: hog.hog(im, "dalal"))(images[:2, None, :32, :40])
+  np.testing.assert_allclose(
+      np.asarray(vmapped)[:, 0], np.asarray(hog.hog(images[:2, :32, :40], "dalal")), rtol=0, atol=1e-6
+  )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -275,14 +294,15 @@ def test_resize_half_border_row_mirrors_taps():
   np.testing.assert_allclose(mat.sum(axis=1), 1.0, atol=1e-12)
 
 
-@pytest.mark.parametrize('in_shape,out_shape', [((120, 120), (60, 60)), ((203, 151), (120, 120)),
-                                                ((48, 70), (120, 120))])
+@pytest.mark.parametrize(
+    "in_shape,out_shape", [((120, 120), (60, 60)), ((203, 151), (120, 120)), ((48, 70), (120, 120))]
+)
 def test_resize_interior_matches_pillow_bicubic(in_shape, out_shape):
   # Pillow's BICUBIC (a = -0.5, kernel widened when shrinking, same pixel-centre mapping) differs from MATLAB only
   # at the border, where it truncates instead of mirroring; compare away from it, without rounding.
   rng = np.random.default_rng(6)
   image = (rng.random(in_shape) * 255).astype(np.float32)
-  ref = np.asarray(Image.fromarray(image, mode='F').resize(out_shape[::-1], Image.BICUBIC))
+  ref = np.asarray(Image.fromarray(image, mode="F").resize(out_shape[::-1], Image.BICUBIC))
   ours = np.asarray(resize.imresize(image[None], out_shape, quantize=False))[0]
   m = 6
   np.testing.assert_allclose(ours[m:-m, m:-m], ref[m:-m, m:-m], rtol=0, atol=2e-3)
@@ -296,7 +316,7 @@ def test_resize_uint8_rounding_and_constant_images():
   np.testing.assert_array_equal(np.asarray(resize.imresize(flat, (120, 90))), 93.0)
 
 
-@pytest.mark.parametrize('n', [120, 60])
+@pytest.mark.parametrize("n", [120, 60])
 def test_resize_halving_taps_equal_dense_matrix(n):
   rng = np.random.default_rng(n)
   image = jnp.asarray(rng.integers(0, 256, (2, n, n)).astype(np.float32))

@@ -58,7 +58,7 @@ def test_classical_mds_recovers_euclidean_configurations():
 def test_reaches_sklearn_smacof_stress_or_lower():
   dist = _dist(_clusters(120, 12, 5, spread=0.5))
   ours = sammon.sammon(dist, 2)
-  mds = MDS(n_components=2, metric='precomputed', init='classical_mds', random_state=0)
+  mds = MDS(n_components=2, metric="precomputed", init="classical_mds", random_state=0)
   theirs = sammon.sammon_stress(dist, mds.fit_transform(dist.astype(np.float64)))
   assert sammon.sammon_stress(dist, ours.points) <= theirs
   assert ours.stress == pytest.approx(sammon.sammon_stress(dist, ours.points), rel=1e-4)
@@ -94,24 +94,24 @@ def test_stopping_rule():
   early = sammon.sammon(dist, 2, tol=1e-2, max_iter=200)
   curve = early.stress_curve
   assert curve.shape == (201,) and 0 < early.n_iter < 200
-  assert np.all(np.isfinite(curve[:early.n_iter + 1])) and np.all(np.isnan(curve[early.n_iter + 1:]))
-  change = (curve[:-1] - curve[1:])[:early.n_iter] / curve[1:early.n_iter + 1]
+  assert np.all(np.isfinite(curve[: early.n_iter + 1])) and np.all(np.isnan(curve[early.n_iter + 1 :]))
+  change = (curve[:-1] - curve[1:])[: early.n_iter] / curve[1 : early.n_iter + 1]
   assert change[-1] <= 1e-2 and np.all(change[:-1] > 1e-2)  # stopped at the first small relative change
-  assert np.all(np.diff(curve[:early.n_iter + 1]) <= 0)
+  assert np.all(np.diff(curve[: early.n_iter + 1]) <= 0)
   capped = sammon.sammon(dist, 2, tol=0.0, max_iter=5)
   assert capped.n_iter == 5 and capped.stress_curve.shape == (6,) and np.all(np.isfinite(capped.stress_curve))
 
 
 def test_majorize_rule_never_increases_the_stress():
   dist = _dist(_clusters(80, 8, 4))
-  result = sammon.sammon(dist, 2, method='majorize', tol=0.0, max_iter=5)
+  result = sammon.sammon(dist, 2, method="majorize", tol=0.0, max_iter=5)
   assert np.all(np.diff(result.stress_curve) <= 1e-12)
 
 
 def test_memmap_input(tmp_path):
   dist = _dist(_clusters(70, 4, 3))
-  np.save(tmp_path / 'd.npy', dist)
-  from_disk = sammon.sammon(np.load(tmp_path / 'd.npy', mmap_mode='r'), 2, max_iter=5, tol=0.0)
+  np.save(tmp_path / "d.npy", dist)
+  from_disk = sammon.sammon(np.load(tmp_path / "d.npy", mmap_mode="r"), 2, max_iter=5, tol=0.0)
   np.testing.assert_allclose(from_disk.points, sammon.sammon(dist, 2, max_iter=5, tol=0.0).points, rtol=1e-6)
 
 

@@ -21,8 +21,9 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 def test_launcher_writes_embedding_map_and_summary(tmp_path):
   workdir = tmp_path / "wd"
   cmd = [sys.executable, "-m", "launch.embed_shapes", "--config=configs/tiny.py", f"--workdir={workdir}"]
-  result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+  result = subprocess.run(
+      cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)}
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   emb = records.ShapeEmbedding.load(str(workdir / "shape_embedding.npz"))
   config = tiny.get_config()

@@ -39,9 +39,19 @@ def test_results_json_is_set_method_metric(run):
   n = len(embedding.ids)
   assert set(results) == {"synthetic_clean", "synthetic_clutter", "_meta"}
   for name in ("synthetic_clean", "synthetic_clutter"):
-    assert set(results[name]) == {"joint", "hog_nn", "pixels", "chance", "fused:points", "fused:distances",
-                                  "fused:ranks", "viewpoint:joint", "viewpoint:hog_nn", "viewpoint:pixels",
-                                  "viewpoint:category_mode"}
+    assert set(results[name]) == {
+        "joint",
+        "hog_nn",
+        "pixels",
+        "chance",
+        "fused:points",
+        "fused:distances",
+        "fused:ranks",
+        "viewpoint:joint",
+        "viewpoint:hog_nn",
+        "viewpoint:pixels",
+        "viewpoint:category_mode",
+    }
     for how in ("points", "distances", "ranks"):
       scores = results[name][f"fused:{how}"]
       assert scores["n_queries"] == n and scores["images_per_query"] == 2  # one query per shape, its 2 images
@@ -65,7 +75,7 @@ def test_clean_and_clutter_twins_differ_only_in_background():
   """A disk rendered once, finished twice: identical where opaque, white vs cluttered where transparent."""
   size = 40
   yy, xx = np.mgrid[:size, :size]
-  alpha = np.where((yy - 19.5) ** 2 + (xx - 19.5) ** 2 <= 18 ** 2, 255, 0).astype(np.uint8)
+  alpha = np.where((yy - 19.5) ** 2 + (xx - 19.5) ** 2 <= 18**2, 255, 0).astype(np.uint8)
   rgba = np.dstack([np.full((size, size, 3), 90, np.uint8), alpha])
   settings = synthesis.SynthesisSettings(image_size=36, render_size=size, truncation=0.0)  # no jitter, no stretch
   params = synthesis.sample_params(np.random.default_rng(1), viewpoints.paper_distribution("chair"), settings)
@@ -110,8 +120,12 @@ def test_test_views_were_never_in_the_dataset(run):
       continue
     for i in range(len(source)):
       ex = source[i]
-      train_views.add((str(ex["shape_id"].decode() if isinstance(ex["shape_id"], bytes) else ex["shape_id"]),
-                       round(float(ex["azimuth"]))))
+      train_views.add(
+          (
+              str(ex["shape_id"].decode() if isinstance(ex["shape_id"], bytes) else ex["shape_id"]),
+              round(float(ex["azimuth"])),
+          )
+      )
   assert train_views
   test_views = {(label.split(" ")[0], int(label.split(" ")[1][2:])) for label in clean.labels}
   assert len(test_views & train_views) <= 1  # new draws; a 1-degree coincidence at most
@@ -124,12 +138,14 @@ def _own_views(config, workdir, embedding, view: int) -> tuple[np.ndarray, np.nd
   images, rows = [], []
   for shape in sources.iter_shapes(refs, config.shapes.up_axis, config.shapes.front):
     views = lfd.lfd_views(shape.category)
-    one = camera.Views.make(views.azimuth[view:view + 1], views.elevation[view:view + 1], 0.0,
-                            views.distance[view:view + 1])
-    rgba = renderer.render(shape.vertices, shape.faces, one, size=config.render.size,
-                           antialias=config.render.antialias).rgba[0]
+    one = camera.Views.make(
+        views.azimuth[view : view + 1], views.elevation[view : view + 1], 0.0, views.distance[view : view + 1]
+    )
+    rgba = renderer.render(
+        shape.vertices, shape.faces, one, size=config.render.size, antialias=config.render.antialias
+    ).rgba[0]
     ys, xs = np.nonzero(rgba[..., 3])
-    crop = viz.on_white(rgba[ys.min():ys.max() + 1, xs.min():xs.max() + 1])
+    crop = viz.on_white(rgba[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
     images.append(np.asarray(Image.fromarray(crop).resize((96, 96), Image.LANCZOS)))
     rows.append(list(embedding.ids).index(shape.id))
   return np.stack(images), np.asarray(rows)
@@ -139,12 +155,14 @@ def test_baselines_find_a_shape_from_its_own_view(run):
   """An independent check of both baselines: a shape's own LFD view is nearest to that shape."""
   config, workdir, embedding = run
   images, rows = _own_views(config, workdir, embedding, view=3)
-  hog_d, hog_view = baselines.nearest_view(baselines.hog_features(images),
-                                           baselines.hog_view_features(workdir, embedding.ids), 20)
+  hog_d, hog_view = baselines.nearest_view(
+      baselines.hog_features(images), baselines.hog_view_features(workdir, embedding.ids), 20
+  )
   assert np.mean(np.argmin(hog_d, axis=1) == rows) >= 0.9
   assert np.mean(hog_view == rows * 20 + 3) >= 0.9  # and the winning view is the one rendered
-  pix_d, _ = baselines.nearest_view(baselines.pixel_features(images),
-                                    baselines.pixel_view_features(config, workdir, embedding.ids), 20)
+  pix_d, _ = baselines.nearest_view(
+      baselines.pixel_features(images), baselines.pixel_view_features(config, workdir, embedding.ids), 20
+  )
   assert np.mean(np.argmin(pix_d, axis=1) == rows) >= 0.9
   assert hog_d.shape == pix_d.shape == (len(rows), len(embedding.ids))
 
@@ -191,7 +209,10 @@ def test_another_trained_run_is_a_row_on_the_same_images(run, tmp_path):
     assert entry.scores["joint_again"] == entry.scores["joint"]
   assert methods.label("joint_again") == "joint embedding (again)"
   assert {k for k in json.loads((copy / "eval" / "results.json").read_text())["synthetic_clean"] if ":" not in k} == {
-      "joint", "joint_again", "chance"}
+      "joint",
+      "joint_again",
+      "chance",
+  }
   config.eval.compare_runs = "again"
   with pytest.raises(ValueError, match="compare_runs: 'again' is not name=workdir"):
     evaluate.evaluate(config, str(copy), methods=("joint",))
@@ -199,7 +220,15 @@ def test_another_trained_run_is_a_row_on_the_same_images(run, tmp_path):
 
 def test_results_table_writes_shares_to_three_decimals_and_ranks_as_they_are():
   """A perfect method: top-1 1.000 (a share), median ranks 1 and 3 (ranks, not shares, even at 1)."""
-  scores = dict(top1=1.0, top5=1.0, top10=1.0, category_top1=0.5, pr_auc=0.998, median_rank_first=1.0,
-                median_rank_last=3.0, n_queries=6)
+  scores = dict(
+      top1=1.0,
+      top5=1.0,
+      top10=1.0,
+      category_top1=0.5,
+      pr_auc=0.998,
+      median_rank_first=1.0,
+      median_rank_last=3.0,
+      n_queries=6,
+  )
   row = report.results_table({"synthetic_clean": {"joint": scores}}).splitlines()[2]
   assert row == "| synthetic_clean | joint embedding | 1.000 | 1.000 | 1.000 | 0.500 | 0.998 | 1 | 3 | 6 |", row

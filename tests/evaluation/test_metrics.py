@@ -19,11 +19,13 @@ def _line_distances() -> np.ndarray:
 
 
 def test_ranks_by_hand():
-  distances = np.array([
-      [0.5, 0.2, 0.9, 0.1],  # target 0: 0.2 and 0.1 are smaller -> rank 3
-      [0.3, 0.3, 0.3, 0.0],  # target 2: 0.0 smaller, two equal ones at lower indices -> rank 4
-      [0.7, 0.1, 0.1, 0.4],  # target 1: nothing smaller, the equal one is at a higher index -> rank 1
-  ])
+  distances = np.array(
+      [
+          [0.5, 0.2, 0.9, 0.1],  # target 0: 0.2 and 0.1 are smaller -> rank 3
+          [0.3, 0.3, 0.3, 0.0],  # target 2: 0.0 smaller, two equal ones at lower indices -> rank 4
+          [0.7, 0.1, 0.1, 0.4],  # target 1: nothing smaller, the equal one is at a higher index -> rank 1
+      ]
+  )
   np.testing.assert_array_equal(metrics.ranks(distances, [0, 2, 1]), [3, 4, 1])
 
 
@@ -31,15 +33,15 @@ def test_ranks_are_stable_argsort_positions():
   rng = np.random.default_rng(0)
   distances = rng.integers(0, 6, (50, 40)).astype(np.float32)  # many ties
   targets = rng.integers(0, 40, 50)
-  order = np.argsort(distances, axis=1, kind='stable')
+  order = np.argsort(distances, axis=1, kind="stable")
   want = 1 + np.argmax(order == targets[:, None], axis=1)
   np.testing.assert_array_equal(metrics.ranks(distances, targets), want)
 
 
 def test_ranks_errors():
-  with pytest.raises(ValueError, match='NaN'):
+  with pytest.raises(ValueError, match="NaN"):
     metrics.ranks(np.array([[0.0, np.nan]]), [0])
-  with pytest.raises(ValueError, match='targets'):
+  with pytest.raises(ValueError, match="targets"):
     metrics.ranks(np.zeros((2, 3)), [0, 3])
 
 
@@ -51,11 +53,13 @@ def test_topk_accuracy_by_hand():
 
 
 def test_first_last_by_hand():
-  distances = np.array([
-      [0.1, 0.5, 0.2, 0.3, 0.9],  # shape 0 ranks images 0, 2, 3, 1, 4: its images 0 and 1 at 1 and 4
-      [0.0, 0.0, 0.0, 0.0, 0.0],  # shape 1 owns no image: left out
-      [0.4, 0.4, 0.4, 0.1, 0.4],  # shape 2 ranks 3, 0, 1, 2, 4 (stable): its images 2, 3, 4 at 4, 1, 5
-  ])
+  distances = np.array(
+      [
+          [0.1, 0.5, 0.2, 0.3, 0.9],  # shape 0 ranks images 0, 2, 3, 1, 4: its images 0 and 1 at 1 and 4
+          [0.0, 0.0, 0.0, 0.0, 0.0],  # shape 1 owns no image: left out
+          [0.4, 0.4, 0.4, 0.1, 0.4],  # shape 2 ranks 3, 0, 1, 2, 4 (stable): its images 2, 3, 4 at 4, 1, 5
+      ]
+  )
   first, last = metrics.first_last_ranks(distances, [0, 0, 2, 2, 2])
   np.testing.assert_array_equal(first, [1, 1])
   np.testing.assert_array_equal(last, [4, 5])
@@ -90,8 +94,9 @@ def test_pr_curve_by_hand():
 def test_membership_matrix_means_any_shared_group():
   # Labels and their one-hot membership matrix are the same thing.
   onehot = np.stack([_LINE_GROUPS == 0, _LINE_GROUPS == 1])
-  np.testing.assert_array_equal(metrics.pr_curve_paper(_line_distances(), onehot)[1],
-                                metrics.pr_curve_paper(_line_distances(), _LINE_GROUPS)[1])
+  np.testing.assert_array_equal(
+      metrics.pr_curve_paper(_line_distances(), onehot)[1], metrics.pr_curve_paper(_line_distances(), _LINE_GROUPS)[1]
+  )
   # Overlapping groups {0, 1} and {1, 2}; images at x = 0, 2, 1. Image 1 shares a group with everyone, 0 and 2 share
   # none. q0 ranks 0, 2, 1 -> rel 1 0 1 -> points (1/2, 1), (1, 2/3); q2 ranks 2, 0, 1 -> the same; q1 -> all 1.
   # At recall 0.999: (2 * (1 - (2/3) * 0.499) + 1) / 3 = 0.7782222.
@@ -107,9 +112,9 @@ def test_subset_and_errors():
   full = metrics.pr_curve_paper(distances[:3, :3], _LINE_GROUPS[:3])[1]
   np.testing.assert_array_equal(metrics.pr_curve_paper(distances, _LINE_GROUPS, subset=[0, 1, 2])[1], full)
   np.testing.assert_array_equal(metrics.pr_curve_paper(distances, _LINE_GROUPS, subset=np.arange(4) < 3)[1], full)
-  with pytest.raises(ValueError, match='no group'):
+  with pytest.raises(ValueError, match="no group"):
     metrics.pr_curve_paper(distances, np.array([[1, 1, 0, 0]]))
-  with pytest.raises(ValueError, match='groups'):
+  with pytest.raises(ValueError, match="groups"):
     metrics.pr_curve_paper(distances, np.zeros(5, int))
 
 

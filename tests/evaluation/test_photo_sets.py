@@ -24,7 +24,8 @@ def _cfg(root, **kwargs) -> ml_collections.ConfigDict:
 def test_source_lists_the_225_models_by_category(ikea_root):
   refs = sources.list_shapes(_cfg(ikea_root))
   assert collections.Counter(r.category for r in refs) == dict(
-      table=69, chair=41, desk=27, wardrobe=25, bed=22, sofa=21, bookcase=20)
+      table=69, chair=41, desk=27, wardrobe=25, bed=22, sofa=21, bookcase=20
+  )
   ids = [r.id for r in refs]
   assert ids == sorted(ids) == [r.id for r in sources.ikea_models(ikea_root)]  # Sorted ids = model order.
   assert ids[67] == "chair/068_POANG_24abfbc0" and refs[67].path.endswith("/Voxels/68.mat")
@@ -33,8 +34,14 @@ def test_source_lists_the_225_models_by_category(ikea_root):
 
 def test_source_honours_categories_and_limit(ikea_root):
   refs = sources.list_shapes(_cfg(ikea_root, categories=("sofa", "bed"), limit=3))
-  assert [r.id for r in refs] == ["bed/001_BEDDINGE_f9c955b7", "bed/002_BRIMNES_4b534bea", "bed/003_BRIMNES_7151b3c2",
-                                  "sofa/111_EKTORP_3be1c0aa", "sofa/112_EKTORP_3fcb0aaa", "sofa/113_EKTORP_7b3bab90"]
+  assert [r.id for r in refs] == [
+      "bed/001_BEDDINGE_f9c955b7",
+      "bed/002_BRIMNES_4b534bea",
+      "bed/003_BRIMNES_7151b3c2",
+      "sofa/111_EKTORP_3be1c0aa",
+      "sofa/112_EKTORP_3fcb0aaa",
+      "sofa/113_EKTORP_7b3bab90",
+  ]
   with pytest.raises(ValueError, match="unknown categories .* in the IKEA set"):
     sources.list_shapes(_cfg(ikea_root, categories=("lamp",)))
 
@@ -45,7 +52,8 @@ def test_photos_resolve_to_listed_shapes(ikea_root):
   listed = {r.id: r.category for r in sources.ikea_refs(ikea_root)}
   assert all(listed[p.shape_id] == p.category for p in photos)
   assert collections.Counter(p.category for p in photos) == dict(
-      bookcase=302, chair=227, table=195, sofa=158, desk=29, bed=26)
+      bookcase=302, chair=227, table=195, sofa=158, desk=29, bed=26
+  )
   assert len({p.shape_id for p in photos}) == 43
   assert photos[0].path.endswith("/Images/00000002_001.jpg") and photos[0].shape_id == "chair/068_POANG_24abfbc0"
 
@@ -93,8 +101,10 @@ def test_folder_photos_read_labels(tmp_path):
   (tmp_path / "b.png").write_bytes(b"")
   (tmp_path / "labels.txt").write_text("# file shape_id\na photo.jpg chair/068_POANG_24abfbc0\n\nb.png 03001627/1a2b\n")
   photos = photo_sets.load_photo_set("folder", tmp_path)
-  assert photos == [photo_sets.Photo(str(tmp_path / "a photo.jpg"), "chair/068_POANG_24abfbc0", "chair"),
-                    photo_sets.Photo(str(tmp_path / "b.png"), "03001627/1a2b", "03001627")]
+  assert photos == [
+      photo_sets.Photo(str(tmp_path / "a photo.jpg"), "chair/068_POANG_24abfbc0", "chair"),
+      photo_sets.Photo(str(tmp_path / "b.png"), "03001627/1a2b", "03001627"),
+  ]
   (tmp_path / "labels.txt").write_text("c.jpg chair/1\n")
   with pytest.raises(FileNotFoundError, match="c.jpg"):
     photo_sets.folder_photos(tmp_path)

@@ -24,23 +24,28 @@ def test_geodesic_error_is_render_for_cnn_formula_by_scipy():
 
   def r4cnn(v):
     return Rotation.from_euler("ZYX", np.stack([v[:, 0], v[:, 1], -v[:, 2]], 1), degrees=True)
+
   oracle = np.degrees((r4cnn(a).inv() * r4cnn(b)).magnitude())
   np.testing.assert_allclose(ours, oracle, atol=1e-6)
   # the paper's matrix-log form on a few pairs (scipy.linalg.logm), rotation matrices as MATLAB's angle2dcm (DCM =
   # transposed active rotation)
   for i in range(5):
-    ra, rb = r4cnn(a[i:i + 1]).as_matrix()[0].T, r4cnn(b[i:i + 1]).as_matrix()[0].T
+    ra, rb = r4cnn(a[i : i + 1]).as_matrix()[0].T, r4cnn(b[i : i + 1]).as_matrix()[0].T
     delta = np.linalg.norm(np.real(linalg.logm(ra.T @ rb)), "fro") / np.sqrt(2)
     assert ours[i] == pytest.approx(np.degrees(delta), abs=1e-5)
 
 
 def test_geodesic_error_on_known_rotations():
   truth = np.array([[10.0, 0.0, 0.0], [0.0, 20.0, 0.0], [0.0, 0.0, 5.0], [30.0, -10.0, 2.0], [0.0, 0.0, 0.0]])
-  predicted = np.array([[50.0, 0.0, 0.0],   # azimuth off by 40 at the equator: 40
-                        [0.0, 50.0, 0.0],   # elevation off by 30: 30
-                        [0.0, 0.0, -5.0],   # tilt off by 10: 10
-                        [390.0, 350.0, 362.0],  # the same view written mod 360: 0
-                        [180.0, 0.0, 0.0]])  # the opposite side: 180
+  predicted = np.array(
+      [
+          [50.0, 0.0, 0.0],  # azimuth off by 40 at the equator: 40
+          [0.0, 50.0, 0.0],  # elevation off by 30: 30
+          [0.0, 0.0, -5.0],  # tilt off by 10: 10
+          [390.0, 350.0, 362.0],  # the same view written mod 360: 0
+          [180.0, 0.0, 0.0],
+      ]
+  )  # the opposite side: 180
   np.testing.assert_allclose(viewpoint.geodesic_error(predicted, truth), [40, 30, 10, 0, 180], atol=1e-6)
   with pytest.raises(ValueError, match=r"\[N, 3\]"):
     viewpoint.geodesic_error(predicted[:, :2], truth[:, :2])

@@ -24,8 +24,14 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _launch(module: str, *flags, timeout: int = 300) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", f"launch.{module}", *flags], cwd=REPO, capture_output=True, text=True,
-                        timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)})
+  return subprocess.run(
+      [sys.executable, "-m", f"launch.{module}", *flags],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+      env={**os.environ, "PYTHONPATH": str(REPO)},
+  )
 
 
 def test_a_workdir_that_is_a_file_or_cannot_be_made_is_one_line(tmp_path):
@@ -40,9 +46,13 @@ def test_a_workdir_that_is_a_file_or_cannot_be_made_is_one_line(tmp_path):
 
 
 def test_user_errors_end_in_one_line_and_name_unexpected_ones(monkeypatch):
-  for error, expected in [(FileNotFoundError("no dataset in W: run launch.build_dataset"),
-                           "error: no dataset in W: run launch.build_dataset"),
-                          (ZeroDivisionError("division by zero"), "error: ZeroDivisionError: division by zero")]:
+  for error, expected in [
+      (
+          FileNotFoundError("no dataset in W: run launch.build_dataset"),
+          "error: no dataset in W: run launch.build_dataset",
+      ),
+      (ZeroDivisionError("division by zero"), "error: ZeroDivisionError: division by zero"),
+  ]:
     with pytest.raises(SystemExit) as exit_info:
       with common.user_errors():
         raise error
@@ -98,7 +108,7 @@ def test_a_contact_sheet_keeps_a_category_whose_first_pick_is_broken(tmp_path, c
   img = np.asarray(Image.open(png).convert("L"))
   for r in range(rows):  # each row shows an object
     y = 22 + 2 + r * (thumb + 2)
-    assert (img[y:y + thumb, 150:] < 200).any()
+    assert (img[y : y + thumb, 150:] < 200).any()
   assert not [r for r in caplog.records if "shapes loaded" in r.getMessage()]  # no per-part count read as a total
 
 
@@ -114,13 +124,16 @@ def test_counts_of_a_partial_load_are_left_to_the_caller(tmp_path, caplog):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flags, says", [
-    (["--config.mds.dim=0"], "error: config.mds.dim=0: must be an integer >= 1"),
-    (["--config=configs/tiny.py:mds.dimm=3"], "mds has no field 'dimm'"),
-    (["--config.mds.dimm=3"], "error: --config.mds.dimm=3: the config has no field 'dimm' (did you mean 'dim'?)"),
-    (["--config=configs/nope.py"], "error: --config=configs/nope.py: no such file"),
-    (["--thumb=0"], "error: flag --thumb=0: 0 is not integer >= 8"),
-])
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--config.mds.dim=0"], "error: config.mds.dim=0: must be an integer >= 1"),
+        (["--config=configs/tiny.py:mds.dimm=3"], "mds has no field 'dimm'"),
+        (["--config.mds.dimm=3"], "error: --config.mds.dimm=3: the config has no field 'dimm' (did you mean 'dim'?)"),
+        (["--config=configs/nope.py"], "error: --config=configs/nope.py: no such file"),
+        (["--thumb=0"], "error: flag --thumb=0: 0 is not integer >= 8"),
+    ],
+)
 def test_launcher_errors_are_one_line_before_any_work(tmp_path, flags, says):
   workdir = tmp_path / "wd"
   result = _launch("render_views", "--config=configs/tiny.py", f"--workdir={workdir}", *flags)
@@ -132,8 +145,7 @@ def test_launcher_errors_are_one_line_before_any_work(tmp_path, flags, says):
 
 @pytest.mark.slow
 def test_debug_shows_the_traceback(tmp_path):
-  result = _launch("render_views", "--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.mds.dim=0",
-                   "--debug")
+  result = _launch("render_views", "--config=configs/tiny.py", f"--workdir={tmp_path}", "--config.mds.dim=0", "--debug")
   assert result.returncode != 0 and "Traceback" in result.stderr and "config.mds.dim=0" in result.stderr
 
 
@@ -141,11 +153,13 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_query_results_are_not_drowned_in_library_logging(tiny_run, tmp_path):
   workdir, outputs, _ = tiny_run
   photo = outputs["dataset samples"]
-  result = _launch("query", f"--workdir={workdir}", f"--image={photo}", f"--image={photo}", "--top_k=2",
-                   f"--out_dir={tmp_path}")
+  result = _launch(
+      "query", f"--workdir={workdir}", f"--image={photo}", f"--image={photo}", "--top_k=2", f"--out_dir={tmp_path}"
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   assert "checkpoint_manager" not in result.stderr and "xla_bridge" not in result.stderr
   assert sorted(os.listdir(tmp_path)) == ["dataset_samples-2.png", "dataset_samples.png"]
   result = _launch("query", f"--workdir={workdir}", f"--image={photo}", "--top_k=0")
   assert result.returncode != 0 and result.stderr.strip().splitlines()[-1] == (
-      "error: flag --top_k=0: 0 is not a positive integer")
+      "error: flag --top_k=0: 0 is not a positive integer"
+  )

@@ -19,6 +19,7 @@ from jembed.render import shading
 def egl_renderer():
   try:
     from jembed.render import egl  # pylint: disable=g-import-not-at-top
+
     renderer = egl.EGLRenderer()
   except Exception as e:  # pylint: disable=broad-except
     pytest.skip(f"no EGL context ({type(e).__name__}: {e}); install libegl1 libegl-mesa0 libgl1-mesa-dri")
@@ -42,8 +43,7 @@ def _normalized(mesh: trimesh.Trimesh) -> tuple[np.ndarray, np.ndarray]:
 
 def test_sphere_silhouette_and_depth(renderer):
   sphere = trimesh.creation.icosphere(subdivisions=5, radius=1.0)
-  out = renderer.render(sphere.vertices, sphere.faces, camera.Views.make([0.0, 123.0], [0.0, 45.0], 0.0, 3.0),
-                        size=128)
+  out = renderer.render(sphere.vertices, sphere.faces, camera.Views.make([0.0, 123.0], [0.0, 45.0], 0.0, 3.0), size=128)
   assert out.rgba.shape == (2, 128, 128, 4) and out.rgba.dtype == np.uint8
   assert out.depth.shape == (2, 128, 128) and out.depth.dtype == np.float32
   # A sphere of radius r centred on the optical axis at distance d projects to a disc of radius f·tan(asin(r/d)).
@@ -58,8 +58,9 @@ def test_sphere_silhouette_and_depth(renderer):
 def test_cube_face_exact_pixels_depth_and_shading(renderer):
   cube = trimesh.creation.box((1.0, 1.0, 1.0))
   lamp = lights_lib.Lights(0.2, [[6.0, 1.0, -2.0]], [3.0])
-  out = renderer.render(cube.vertices, cube.faces, camera.Views.make(0.0, 0.0, 0.0, 3.0), size=(100, 128),
-                        lights=lamp, albedo=0.7)
+  out = renderer.render(
+      cube.vertices, cube.faces, camera.Views.make(0.0, 0.0, 0.0, 3.0), size=(100, 128), lights=lamp, albedo=0.7
+  )
   # Seen head-on from +X at distance 3 only the face x = 0.5 shows, at depth 2.5: a square of side f / 2.5 pixels
   # whose covered pixels are those with their centre inside it.
   f = camera.focal_length((100, 128))
@@ -67,7 +68,7 @@ def test_cube_face_exact_pixels_depth_and_shading(renderer):
   cols = np.flatnonzero(np.abs(np.arange(128) + 0.5 - 64) < half)
   rows = np.flatnonzero(np.abs(np.arange(100) + 0.5 - 50) < half)
   expected = np.zeros((100, 128), bool)
-  expected[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] = True
+  expected[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] = True
   np.testing.assert_array_equal(out.alpha[0] > 0, expected)
   np.testing.assert_allclose(out.depth[0][expected], 2.5, rtol=1e-5)
   # Shading at each pixel centre's surface point, by the numpy reference with the face normal +X.
@@ -80,9 +81,12 @@ def test_cube_face_exact_pixels_depth_and_shading(renderer):
 
 def test_positive_tilt_turns_the_image_clockwise(renderer):
   # An L-shaped pair of boxes: asymmetric under every rotation.
-  mesh = trimesh.util.concatenate([trimesh.creation.box((0.2, 1.0, 0.3)),
-                                   trimesh.creation.box((0.2, 0.3, 0.8), trimesh.transformations.translation_matrix(
-                                       [0, -0.35, -0.5]))])
+  mesh = trimesh.util.concatenate(
+      [
+          trimesh.creation.box((0.2, 1.0, 0.3)),
+          trimesh.creation.box((0.2, 0.3, 0.8), trimesh.transformations.translation_matrix([0, -0.35, -0.5])),
+      ]
+  )
   out = renderer.render(mesh.vertices, mesh.faces, camera.Views.make(0.0, 0.0, [0.0, 90.0], 3.0), size=64)
   upright, tilted = out.alpha > 0
   assert not np.array_equal(upright, np.rot90(upright))
@@ -105,8 +109,11 @@ def test_per_view_lights_albedo_and_negative_energy(renderer):
   sphere = trimesh.creation.icosphere(subdivisions=3)
   views = camera.Views.make([0.0, 0.0, 0.0], 0.0, 0.0, 3.0)
   front = [[5.0, 0.0, 0.0]]
-  view_lights = [lights_lib.Lights(0.5, front, [2.0]), lights_lib.Lights(0.5, front, [-2.0]),
-                 lights_lib.Lights(0.5, np.zeros((0, 3)), [])]
+  view_lights = [
+      lights_lib.Lights(0.5, front, [2.0]),
+      lights_lib.Lights(0.5, front, [-2.0]),
+      lights_lib.Lights(0.5, np.zeros((0, 3)), []),
+  ]
   out = renderer.render(sphere.vertices, sphere.faces, views, size=32, lights=view_lights, albedo=[0.5, 0.5, 1.0])
   centre = out.rgba[:, 16, 16, 0].astype(int)
   assert centre[0] > centre[2] > centre[1]  # a negative lamp darkens
@@ -119,15 +126,20 @@ def _agreement(a: base.RenderOutput, b: base.RenderOutput) -> dict[str, float]:
   both = ca & cb
   rel = np.abs(a.depth[both] - b.depth[both]) / b.depth[both]
   gray = np.abs(a.rgba[..., 0][both].astype(int) - b.rgba[..., 0][both].astype(int))
-  return dict(iou=((ca & cb).sum((1, 2)) / (ca | cb).sum((1, 2))).min(),
-              depth_median=np.median(rel), depth_p999=np.percentile(rel, 99.9),
-              gray_mean=gray.mean(), gray_over_2=(gray > 2).mean())
+  return dict(
+      iou=((ca & cb).sum((1, 2)) / (ca | cb).sum((1, 2))).min(),
+      depth_median=np.median(rel),
+      depth_p999=np.percentile(rel, 99.9),
+      gray_mean=gray.mean(),
+      gray_over_2=(gray > 2).mean(),
+  )
 
 
 def _shapenet_meshes(root):
   samples = root / "shapenet_samples"
   paths = sorted(samples.glob("ShapeNetCore.v1/*/*/model.obj")) + sorted(
-      samples.glob("ShapeNetCore.v2/*/*/models/model_normalized.obj"))
+      samples.glob("ShapeNetCore.v2/*/*/models/model_normalized.obj")
+  )
   assert len(paths) >= 2, f"no ShapeNet meshes under {samples}"
   return paths
 
@@ -141,9 +153,12 @@ def test_backends_agree_on_shapenet_meshes(shared_data, egl_renderer):
   few in 10⁴; anything systematic (camera, projection, half-pixel offset, clipping) would move far more than 0.1%.
   """
   rng = np.random.default_rng(0)
-  views = camera.Views.make(np.r_[np.arange(0, 360, 45), rng.uniform(0, 360, 4)],
-                            np.r_[np.full(8, 20.0), rng.uniform(-60, 80, 4)],
-                            np.r_[np.zeros(8), rng.normal(0, 10, 4)], 3.0)
+  views = camera.Views.make(
+      np.r_[np.arange(0, 360, 45), rng.uniform(0, 360, 4)],
+      np.r_[np.full(8, 20.0), rng.uniform(-60, 80, 4)],
+      np.r_[np.zeros(8), rng.normal(0, 10, 4)],
+      3.0,
+  )
   emb = embree.EmbreeRenderer()
   for path in _shapenet_meshes(shared_data):
     vertices, faces = _normalized(trimesh.load(path, force="mesh"))
@@ -167,11 +182,14 @@ def test_backends_agree_with_antialiasing(shared_data, egl_renderer):
 def test_egl_batches_larger_than_one_atlas(egl_renderer):
   sphere = trimesh.creation.icosphere(subdivisions=2)
   from jembed.render import egl  # pylint: disable=g-import-not-at-top
+
   small = egl.EGLRenderer(atlas_side=64)  # 2 x 2 tiles of 32²: 7 views need two atlases
   views = camera.Views.make(np.arange(7) * 50.0, np.arange(7) * 10.0 - 30, 0.0, 3.0)
   try:
-    np.testing.assert_array_equal(small.render(sphere.vertices, sphere.faces, views, size=32).rgba,
-                                  egl_renderer.render(sphere.vertices, sphere.faces, views, size=32).rgba)
+    np.testing.assert_array_equal(
+        small.render(sphere.vertices, sphere.faces, views, size=32).rgba,
+        egl_renderer.render(sphere.vertices, sphere.faces, views, size=32).rgba,
+    )
   finally:
     small.release()
 
@@ -210,5 +228,8 @@ def test_auto_prefers_egl(egl_renderer):
 
 def test_display_transform_is_srgb():
   # Reference values of the sRGB encoding (IEC 61966-2-1): 0.5 linear is 0.7354, 0.18 is 0.4614.
-  np.testing.assert_allclose(shading.display(np.array([0.0, 0.002, 0.18, 0.5, 1.0, 1.5])),
-                             [0.0, 0.02584, 0.46135, 0.73536, 1.0, 1.0], atol=1e-4)
+  np.testing.assert_allclose(
+      shading.display(np.array([0.0, 0.002, 0.18, 0.5, 1.0, 1.5])),
+      [0.0, 0.02584, 0.46135, 0.73536, 1.0, 1.0],
+      atol=1e-4,
+  )

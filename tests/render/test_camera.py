@@ -15,11 +15,16 @@ def _paper_axes(az, el, tilt, dist):
   Follows src/utilities_math.py of ShapeNet/JointEmbedding: camPosToQuaternion (the second definition),
   camRotQuaternion and q = quaternionProduct(camRot, camPos). Blender cameras look down local -Z with local +Y up.
   """
+
   def qmul(p, q):  # Hamilton product p * q, (w, x, y, z)
     a, b, c, d = p
     e, f, g, h = q
-    return (a * e - b * f - c * g - d * h, a * f + b * e + c * h - d * g,
-            a * g - b * h + c * e + d * f, a * h + b * g - c * f + d * e)
+    return (
+        a * e - b * f - c * g - d * h,
+        a * f + b * e + c * h - d * g,
+        a * g - b * h + c * e + d * f,
+        a * h + b * g - c * f + d * e,
+    )
 
   az, el = math.radians(az), math.radians(el)
   cam = np.array([dist * math.cos(az) * math.cos(el), dist * math.sin(az) * math.cos(el), dist * math.sin(el)])
@@ -38,9 +43,13 @@ def _paper_axes(az, el, tilt, dist):
   half = math.radians(tilt) / 2
   q_rot = (math.cos(half), cx * math.sin(half), cy * math.sin(half), cz * math.sin(half))
   w, x, y, z = qmul(q_rot, q_pos)
-  rot = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                  [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                  [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+  rot = np.array(
+      [
+          [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+          [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+          [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+      ]
+  )
   blender_to_ours = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]])  # (X, Y, Z) -> (x, y, z) = (X, Z, -Y)
   return (blender_to_ours @ rot).T  # rows: right, up, backward
 

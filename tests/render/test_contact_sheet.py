@@ -22,17 +22,26 @@ def _rows_with_content(png: pathlib.Path, n_rows: int, thumb: int) -> int:
   count = 0
   for r in range(n_rows):
     y = top + 2 + r * (thumb + 2)
-    count += int((img[y:y + thumb, 150:] < 200).any())
+    count += int((img[y : y + thumb, 150:] < 200).any())
   return count
 
 
 @pytest.mark.slow
 def test_launcher_on_tiny_catalog(tmp_path):
   workdir = tmp_path / "wd"
-  cmd = [sys.executable, "-m", "launch.render_views", "--config=configs/tiny.py", f"--workdir={workdir}",
-         "--per_category=1", "--thumb=32", "--config.render.backend=embree"]
-  result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+  cmd = [
+      sys.executable,
+      "-m",
+      "launch.render_views",
+      "--config=configs/tiny.py",
+      f"--workdir={workdir}",
+      "--per_category=1",
+      "--thumb=32",
+      "--config.render.backend=embree",
+  ]
+  result = subprocess.run(
+      cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)}
+  )
   assert result.returncode == 0, result.stderr[-2000:]
   png = workdir / "contact_sheet.png"
   assert result.stdout.strip().endswith(str(png))
@@ -52,8 +61,15 @@ def test_contact_sheet_on_objectnet3d(shared_data, tmp_path):
 
 
 def test_wrong_root_is_a_clear_error(tmp_path):
-  cmd = [sys.executable, "-m", "launch.render_views", "--config=configs/tiny.py", f"--workdir={tmp_path}",
-         "--config.shapes.source=folder", f"--config.shapes.root={tmp_path}/nowhere"]
+  cmd = [
+      sys.executable,
+      "-m",
+      "launch.render_views",
+      "--config=configs/tiny.py",
+      f"--workdir={tmp_path}",
+      "--config.shapes.source=folder",
+      f"--config.shapes.root={tmp_path}/nowhere",
+  ]
   result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert result.returncode != 0
   assert f"{tmp_path}/nowhere" in result.stderr and "does not exist" in result.stderr

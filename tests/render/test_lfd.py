@@ -7,8 +7,10 @@ from jembed.render import camera
 from jembed.render import lfd
 
 
-@pytest.mark.parametrize("category, elevation", [("chair", 20.0), ("table", 20.0), ("car", 10.0),
-                                                 ("03001627", 20.0), ("bathtub", 20.0), ("02958343", 10.0)])
+@pytest.mark.parametrize(
+    "category, elevation",
+    [("chair", 20.0), ("table", 20.0), ("car", 10.0), ("03001627", 20.0), ("bathtub", 20.0), ("02958343", 10.0)],
+)
 def test_single_elevation_views(category, elevation):
   views = lfd.lfd_views(category)
   assert len(views) == 20 and views.azimuth.dtype == np.float32

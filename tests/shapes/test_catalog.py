@@ -113,10 +113,12 @@ def _digest(mesh: trimesh.Trimesh) -> str:
 def test_shapes_do_not_depend_on_python_hash_seed():
   """A fresh interpreter with another PYTHONHASHSEED builds byte-identical meshes (no `hash()` in the seeds)."""
   keys = [("airplane", 7), ("table", 21)]
-  code = ("import hashlib; from jembed.shapes import catalog\n"
-          f"for key in {keys!r}:\n"
-          "  m = catalog.build_mesh(*key)\n"
-          "  print(hashlib.sha256(m.vertices.tobytes() + m.faces.tobytes()).hexdigest(), catalog.describe(*key))\n")
+  code = (
+      "import hashlib; from jembed.shapes import catalog\n"
+      f"for key in {keys!r}:\n"
+      "  m = catalog.build_mesh(*key)\n"
+      "  print(hashlib.sha256(m.vertices.tobytes() + m.faces.tobytes()).hexdigest(), catalog.describe(*key))\n"
+  )
   env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONPATH=str(_REPO))
   result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
   expected = [f"{_digest(catalog.build_mesh(*key))} {catalog.describe(*key)}" for key in keys]
@@ -234,8 +236,10 @@ def test_no_two_shapes_in_a_category_are_alike(category, samples):
   ratio = distances / np.maximum(noise[:, None], noise[None, :])
   upper = np.triu_indices(_N, 1)
   worst = np.argmin(ratio[upper])
-  report = (f"{category}: noise {noise.min():.4f}-{noise.max():.4f}, closest pair {distances[upper].min():.4f}, "
-            f"lowest ratio {ratio[upper][worst]:.2f} at {upper[0][worst]},{upper[1][worst]}")
+  report = (
+      f"{category}: noise {noise.min():.4f}-{noise.max():.4f}, closest pair {distances[upper].min():.4f}, "
+      f"lowest ratio {ratio[upper][worst]:.2f} at {upper[0][worst]},{upper[1][worst]}"
+  )
   assert ratio[upper].min() >= _MIN_RATIO_TO_NOISE, report
   assert distances[upper].min() >= _MIN_CHAMFER, report
 
@@ -257,8 +261,15 @@ def test_every_parameter_varies_and_no_two_structures_repeat(category):
 
 def test_chairs_cover_every_leg_and_back_style():
   described = [catalog.describe("chair", i) for i in range(_N)]
-  assert {d["legs"] for d in described[:7]} == {"straight", "splayed", "tapered", "swivel", "sled", "cantilever",
-                                                "pedestal"}
+  assert {d["legs"] for d in described[:7]} == {
+      "straight",
+      "splayed",
+      "tapered",
+      "swivel",
+      "sled",
+      "cantilever",
+      "pedestal",
+  }
   assert {d["back"] for d in described} == {"solid", "slatted", "round", "ladder"}
   assert {d["arms"] for d in described} == {"none", "open", "solid"}
 
@@ -286,8 +297,10 @@ def test_categories_are_coherent_but_instances_are_not_trivial(samples):
   accuracy = (labels[jaccard.argmin(1)] == labels).mean()
   same = np.where(labels[:, None] == labels[None, :], jaccard, np.inf).min(1)
   other = np.where(labels[:, None] != labels[None, :], jaccard, np.inf).min(1)
-  report = (f"1-NN accuracy {accuracy:.3f}; nearest same-category distance min {same.min():.3f} median "
-            f"{np.median(same):.3f}; nearest other-category median {np.median(other):.3f}")
+  report = (
+      f"1-NN accuracy {accuracy:.3f}; nearest same-category distance min {same.min():.3f} median "
+      f"{np.median(same):.3f}; nearest other-category median {np.median(other):.3f}"
+  )
   assert accuracy >= 0.9, report
   assert same.min() > 0.03, report
   assert np.median(same) < 0.6 * np.median(other), report

@@ -77,7 +77,8 @@ def test_folder_source_objectnet3d_z_up(shared_data):
   chair = next(s for s in shapes if s.category == "chair")
   raw = np.asarray(loading.read_mesh(chair.ref.path).vertices)
   assert np.ptp(chair.vertices[:, 1]) / np.ptp(chair.vertices[:, 0]) == pytest.approx(
-      np.ptp(raw[:, 2]) / np.ptp(raw[:, 1]), rel=1e-4)  # Source -Y (the front) is now +X.
+      np.ptp(raw[:, 2]) / np.ptp(raw[:, 1]), rel=1e-4
+  )  # Source -Y (the front) is now +X.
   for shape in shapes:  # The front faces +X: backs rise on the -X side (sofa arms rise too, so less far).
     assert _back_side(shape) < (-0.05 if shape.category == "chair" else 0.0), shape.id
 
@@ -99,9 +100,10 @@ def test_shapenet_v1_and_v2_chairs_share_the_front(shared_data):
 def test_to_canonical_rotations():
   v = np.eye(3)
   np.testing.assert_allclose(loading.to_canonical(v, "y", "+x"), v)
-  np.testing.assert_allclose(loading.to_canonical(np.array([[0, 0, -1.]]), "y", "-z"), [[1, 0, 0]], atol=1e-12)
-  np.testing.assert_allclose(loading.to_canonical(np.array([[0, -1, 0.], [0, 0, 1]]), "z", "-y"),
-                             [[1, 0, 0], [0, 1, 0]], atol=1e-12)
+  np.testing.assert_allclose(loading.to_canonical(np.array([[0, 0, -1.0]]), "y", "-z"), [[1, 0, 0]], atol=1e-12)
+  np.testing.assert_allclose(
+      loading.to_canonical(np.array([[0, -1, 0.0], [0, 0, 1]]), "z", "-y"), [[1, 0, 0], [0, 1, 0]], atol=1e-12
+  )
   for front in ("+z", "-x", "-z"):
     assert np.linalg.det(loading.to_canonical(v, "y", front)) == pytest.approx(1.0)
   with pytest.raises(ValueError, match="horizontal"):
@@ -157,9 +159,9 @@ def test_normalize_rejects_and_normalizes():
   with pytest.raises(loading.MeshError, match="empty"):
     loading.normalize(np.zeros((0, 3)), np.zeros((0, 3), int))
   with pytest.raises(loading.MeshError, match="non-finite"):
-    loading.normalize(np.array([[0, 0, 0], [np.inf, 0, 0], [0, 1, 0.]]), np.array([[0, 1, 2]]))
+    loading.normalize(np.array([[0, 0, 0], [np.inf, 0, 0], [0, 1, 0.0]]), np.array([[0, 1, 2]]))
   # Unused far-away vertices do not count for the bounding box; the result is centred with radius 1.
-  v = np.array([[0, 0, 0], [2, 0, 0], [0, 4, 0], [100, 100, 100.]])
+  v = np.array([[0, 0, 0], [2, 0, 0], [0, 4, 0], [100, 100, 100.0]])
   out_v, out_f = loading.normalize(v, np.array([[0, 1, 2]]))
   assert len(out_v) == 3 and out_f.tolist() == [[0, 1, 2]]
   np.testing.assert_allclose(out_v, np.array([[-1, -2, 0], [1, -2, 0], [-1, 2, 0]]) / np.sqrt(5), atol=1e-6)
@@ -200,5 +202,8 @@ def test_two_files_with_one_id_are_an_error_naming_both(tmp_path):
   with pytest.raises(ValueError, match=r"'chair/model' <- .*model\.obj.*model\.stl"):
     sources.list_shapes(shapes_config(root=str(root)))
   (root / "chair" / "model.stl").rename(root / "chair" / "model2.stl")  # unique again: both listed
-  assert [r.id for r in sources.list_shapes(shapes_config(root=str(root)))] == ["chair/model", "chair/model2",
-                                                                                "chair/other"]
+  assert [r.id for r in sources.list_shapes(shapes_config(root=str(root)))] == [
+      "chair/model",
+      "chair/model2",
+      "chair/other",
+  ]

@@ -12,16 +12,39 @@ _LFD_ELEVATIONS = {"chair": {20.0}, "table": {20.0}, "car": {10.0}, "airplane": 
 _TILT_STD = {"chair": 3.0, "table": 3.0, "car": 3.0, "airplane": 10.0, "lamp": 10.0}
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("chair", "chair"), ("03001627", "chair"), ("airplane,aeroplane,plane", "airplane"), ("aeroplane", "airplane"),
-    ("diningtable", "table"), ("desk_lamp", "lamp"), ("02958343", "car"), ("auto", "car"), ("automobile", "car"),
-    ("Chair", "chair"), (" lamp ", "lamp"), ("sofa", "sofa"), ("04256520", "sofa")])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("chair", "chair"),
+        ("03001627", "chair"),
+        ("airplane,aeroplane,plane", "airplane"),
+        ("aeroplane", "airplane"),
+        ("diningtable", "table"),
+        ("desk_lamp", "lamp"),
+        ("02958343", "car"),
+        ("auto", "car"),
+        ("automobile", "car"),
+        ("Chair", "chair"),
+        (" lamp ", "lamp"),
+        ("sofa", "sofa"),
+        ("04256520", "sofa"),
+    ],
+)
 def test_canonical_names(name, expected):
   assert taxonomy.canonical(name) == expected
 
 
-@pytest.mark.parametrize("alias,category", [("desk_lamp", "lamp"), ("diningtable", "table"), ("aeroplane", "airplane"),
-                                            ("auto", "car"), ("03636649", "lamp"), ("02691156", "airplane")])
+@pytest.mark.parametrize(
+    "alias,category",
+    [
+        ("desk_lamp", "lamp"),
+        ("diningtable", "table"),
+        ("aeroplane", "airplane"),
+        ("auto", "car"),
+        ("03636649", "lamp"),
+        ("02691156", "airplane"),
+    ],
+)
 def test_aliases_get_their_category_views_and_distribution(alias, category):
   """The bug this table fixed: ObjectNet3D's desk_lamp got a chair's LFD views (20°) instead of the lamp's."""
   views = lfd.lfd_views(alias)

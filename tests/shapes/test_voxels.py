@@ -63,13 +63,16 @@ def test_adjacent_voxels_share_no_interior_face():
   _check_closed(mesh, grid)
 
 
-@pytest.mark.parametrize("occupied", [
-    [(0, 0, 0), (1, 1, 0)],  # two voxels meeting along an edge
-    [(0, 0, 0), (1, 1, 1)],  # ... at a corner
-    # Edge-touching voxels (0,0,1), (1,1,1), also joined around both ends of their common edge, so splitting its
-    # endpoints alone cannot separate the four faces on it.
-    [(0, 0, 1), (1, 1, 1), (0, 0, 2), (1, 0, 2), (1, 1, 2), (0, 0, 0), (0, 1, 0), (1, 1, 0)],
-])
+@pytest.mark.parametrize(
+    "occupied",
+    [
+        [(0, 0, 0), (1, 1, 0)],  # two voxels meeting along an edge
+        [(0, 0, 0), (1, 1, 1)],  # ... at a corner
+        # Edge-touching voxels (0,0,1), (1,1,1), also joined around both ends of their common edge, so splitting its
+        # endpoints alone cannot separate the four faces on it.
+        [(0, 0, 1), (1, 1, 1), (0, 0, 2), (1, 0, 2), (1, 1, 2), (0, 0, 0), (0, 1, 0), (1, 1, 0)],
+    ],
+)
 def test_edge_and_corner_contacts_stay_manifold(occupied):
   grid = np.zeros((2, 2, 3), bool)
   grid[tuple(np.array(occupied).T)] = True

@@ -22,8 +22,11 @@ def _save_steps(workdir, steps):
 
 def _truncate(workdir, step):
   """What a full disk or a cut copy leaves: the step's array data files cut to a few bytes."""
-  data = [p for p in (pathlib.Path(workdir) / "checkpoints" / str(step) / "params").rglob("*")
-          if p.is_file() and p.parent.name == "d"]
+  data = [
+      p
+      for p in (pathlib.Path(workdir) / "checkpoints" / str(step) / "params").rglob("*")
+      if p.is_file() and p.parent.name == "d"
+  ]
   assert data
   for path in data:
     path.write_bytes(path.read_bytes()[:7])
@@ -67,8 +70,10 @@ def test_every_step_damaged_is_one_error_listing_them(tmp_path):
 def test_an_incompatible_checkpoint_is_an_error_not_skipped(tmp_path):
   _save_steps(tmp_path, [1, 2])
   reader = checkpoints.Checkpoints(str(tmp_path), read_only=True)
+
   def restore(step):
     raise checkpoints.Incompatible(f"step {step} is of another network")
+
   with pytest.raises(checkpoints.Incompatible, match="step 2"):
     reader.newest_intact(restore)
 

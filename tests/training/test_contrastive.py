@@ -57,8 +57,9 @@ def test_hcl_is_infonce_at_beta_0_tau_0():
   logits, positives, exclude = _random_case(0)
   want = _reference_infonce(logits, positives, exclude)
   np.testing.assert_allclose(contrastive.infonce_per_row(logits, positives, exclude), want, rtol=1e-5)
-  np.testing.assert_allclose(contrastive.hcl_per_row(logits, positives, exclude, beta=0.0, tau_plus=0.0), want,
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+      contrastive.hcl_per_row(logits, positives, exclude, beta=0.0, tau_plus=0.0), want, rtol=1e-5
+  )
   # Their gradients too: softmax over the kept columns minus the one-hot positive, the same for both.
   g_hcl = jax.grad(lambda x: contrastive.hcl(x, positives, exclude, beta=0.0, tau_plus=0.0))(logits)
   g_nce = jax.grad(lambda x: contrastive.infonce(x, positives, exclude))(logits)
@@ -93,10 +94,14 @@ def test_hand_worked_three_shapes():
   exclude[2, 1] = True
   got = contrastive.hcl_per_row(logits, positives, exclude, beta=1.0, tau_plus=0.1)
   np.testing.assert_allclose(got, np.log([46 / 27, 5 / 3, 28 / 9]), rtol=1e-6)
-  np.testing.assert_allclose(contrastive.hcl(logits, positives, exclude, beta=1.0, tau_plus=0.1),
-                             np.mean(np.log([46 / 27, 5 / 3, 28 / 9])), rtol=1e-6)
-  np.testing.assert_allclose(contrastive.infonce_per_row(logits, positives, exclude), np.log([7 / 4, 5 / 3, 3]),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+      contrastive.hcl(logits, positives, exclude, beta=1.0, tau_plus=0.1),
+      np.mean(np.log([46 / 27, 5 / 3, 28 / 9])),
+      rtol=1e-6,
+  )
+  np.testing.assert_allclose(
+      contrastive.infonce_per_row(logits, positives, exclude), np.log([7 / 4, 5 / 3, 3]), rtol=1e-6
+  )
 
 
 @pytest.mark.parametrize("objective", ["infonce", "hcl"])
@@ -107,8 +112,11 @@ def test_finite_at_extreme_similarities(objective):
   exclude = np.zeros((4, 3), bool)
   exclude[3, 1:] = True  # row 3: every other column excluded
   fn = lambda x: contrastive.contrastive_loss(x, positives, exclude, objective=objective, beta=1.0, tau_plus=0.1)
-  per_row = (contrastive.infonce_per_row(logits, positives, exclude) if objective == "infonce" else
-             contrastive.hcl_per_row(logits, positives, exclude, beta=1.0, tau_plus=0.1))
+  per_row = (
+      contrastive.infonce_per_row(logits, positives, exclude)
+      if objective == "infonce"
+      else contrastive.hcl_per_row(logits, positives, exclude, beta=1.0, tau_plus=0.1)
+  )
   loss, grad = jax.jit(jax.value_and_grad(fn))(logits)
   assert np.isfinite(loss) and np.all(np.isfinite(grad))
   assert per_row[0] < 1e-3 and per_row[3] == 0.0  # an easy row costs nothing, a row without negatives is 0
@@ -125,10 +133,15 @@ def test_finite_at_extreme_similarities(objective):
 def test_similarities_match_scipy():
   rng = np.random.default_rng(2)
   a, b = rng.normal(size=(5, 7)).astype(np.float32), rng.normal(size=(6, 7)).astype(np.float32)
-  np.testing.assert_allclose(contrastive.similarity(a, b, "neg_sq_distance", 0.5),
-                             -distance.cdist(a, b, "sqeuclidean") / 0.5, rtol=1e-5, atol=1e-4)
-  np.testing.assert_allclose(contrastive.similarity(a, b, "cosine", 0.1), (1 - distance.cdist(a, b, "cosine")) / 0.1,
-                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+      contrastive.similarity(a, b, "neg_sq_distance", 0.5),
+      -distance.cdist(a, b, "sqeuclidean") / 0.5,
+      rtol=1e-5,
+      atol=1e-4,
+  )
+  np.testing.assert_allclose(
+      contrastive.similarity(a, b, "cosine", 0.1), (1 - distance.cdist(a, b, "cosine")) / 0.1, rtol=1e-5, atol=1e-5
+  )
   np.testing.assert_array_equal(contrastive.similarity(a, a, "neg_sq_distance", 1.0).diagonal() <= 0, True)
   with pytest.raises(ValueError, match="similarity 'dot'"):
     contrastive.similarity(a, b, "dot", 1.0)
@@ -141,8 +154,9 @@ def test_symmetric_hcl_masks_same_shape_negatives(kind):
   images, shapes = rng.normal(size=(6, 4)).astype(np.float32), rng.normal(size=(6, 4)).astype(np.float32)
   ids = np.array([0, 1, 1, 2, 3, 3], np.int32)
   t = 0.5
-  loss, parts = jax.jit(lambda i, s: contrastive.symmetric_hcl(i, s, ids, similarity_kind=kind, temperature=t,
-                                                               beta=1.0, tau_plus=0.1))(images, shapes)
+  loss, parts = jax.jit(
+      lambda i, s: contrastive.symmetric_hcl(i, s, ids, similarity_kind=kind, temperature=t, beta=1.0, tau_plus=0.1)
+  )(images, shapes)
   if kind == "cosine":
     sim = (1 - distance.cdist(images, shapes, "cosine")) / t
     floor = -1 / t
@@ -165,8 +179,9 @@ def test_traced_hyperparameters_under_jit():
   logits, positives, exclude = _random_case(4)
   fn = jax.jit(lambda x, b, tp: contrastive.hcl(x, positives, exclude, beta=b, tau_plus=tp))
   for beta, tau_plus in [(0.5, 0.05), (2.0, 0.3)]:
-    np.testing.assert_allclose(fn(logits, beta, tau_plus),
-                               _reference_hcl(logits, positives, exclude, beta, tau_plus).mean(), rtol=2e-5)
+    np.testing.assert_allclose(
+        fn(logits, beta, tau_plus), _reference_hcl(logits, positives, exclude, beta, tau_plus).mean(), rtol=2e-5
+    )
   with pytest.raises(ValueError, match="objective 'triplet'"):
     contrastive.contrastive_loss(logits, positives, objective="triplet")
 
@@ -200,8 +215,7 @@ def test_rank_loss_over_all_shapes_and_the_hardest_k(kind):
   shapes = rng.normal(size=(40, 6)).astype(np.float32)
   index = rng.integers(0, 40, 10).astype(np.int32)
   images = shapes[index] + rng.normal(scale=0.7, size=(10, 6)).astype(np.float32)
-  obj = losses.RankObjective.from_config(_objective(similarity=kind, temperature=0.3, beta=1.0, tau_plus=0.1),
-                                         shapes)
+  obj = losses.RankObjective.from_config(_objective(similarity=kind, temperature=0.3, beta=1.0, tau_plus=0.1), shapes)
   if kind == "cosine":
     logits, floor = (1 - distance.cdist(images, shapes, "cosine")) / 0.3, -1 / 0.3
   else:
@@ -216,8 +230,9 @@ def test_rank_loss_over_all_shapes_and_the_hardest_k(kind):
     others = np.delete(np.arange(40), own)
     picked.append(np.concatenate([[row[own]], row[others[np.argsort(-row[others], kind="stable")[:k]]]]))
   want = _reference_hcl(np.array(picked), np.zeros(10, np.int32), np.zeros((10, k + 1), bool), 1.0, 0.1, floor)
-  np.testing.assert_allclose(jax.jit(losses.rank_loss, static_argnums=3)(images, shapes, index, hard, 0.3),
-                             want.mean(), rtol=1e-4)
+  np.testing.assert_allclose(
+      jax.jit(losses.rank_loss, static_argnums=3)(images, shapes, index, hard, 0.3), want.mean(), rtol=1e-4
+  )
 
 
 @pytest.mark.parametrize("kind", ["neg_sq_distance", "cosine"])

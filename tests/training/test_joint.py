@@ -28,8 +28,13 @@ def _setup(num_shapes=6, points=64, batch=8):
   rng = np.random.default_rng(0)
   shape_index = rng.integers(0, num_shapes, batch).astype(np.int32)
   shape_points = rng.normal(size=(num_shapes, 4)).astype(np.float32)
-  batch = dict(image=rng.integers(0, 256, (batch, 24, 24, 3), dtype=np.uint8), point=shape_points[shape_index],
-               shape_index=shape_index, azimuth=np.zeros(batch, np.float32), tilt=np.zeros(batch, np.float32))
+  batch = dict(
+      image=rng.integers(0, 256, (batch, 24, 24, 3), dtype=np.uint8),
+      point=shape_points[shape_index],
+      shape_index=shape_index,
+      azimuth=np.zeros(batch, np.float32),
+      tilt=np.zeros(batch, np.float32),
+  )
   clouds = rng.uniform(-1, 1, (num_shapes, points, 3)).astype(np.float32)
   return config, spec, encoder_spec, init, tx, schedule, batch, clouds
 
@@ -39,8 +44,9 @@ def test_joint_step_is_the_same_on_1_and_4_devices():
   results = []
   for n in (1, 4):
     mesh = train.create_mesh(jax.devices()[:n])
-    update = joint.make_update_fn(model_lib.EmbeddingNet(spec), point_encoder.PointEncoder(encoder_spec), tx,
-                                  schedule, mesh, config, spread2=2.0)
+    update = joint.make_update_fn(
+        model_lib.EmbeddingNet(spec), point_encoder.PointEncoder(encoder_spec), tx, schedule, mesh, config, spread2=2.0
+    )
     params = init(jax.random.key(0), None)
     state = dict(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
     for _ in range(2):
@@ -68,8 +74,9 @@ def test_joint_loss_reduces_to_the_anchors_and_hcl():
 
 
 def test_embed_shapes_is_the_encoder_and_keeps_leading_dims():
-  spec = point_encoder.EncoderSpec(out_dim=5, dim=16, depth=1, heads=1, mlp=16, sa_widths=(8,), sa_dim=8,
-                                   patches=4, nsample=4)
+  spec = point_encoder.EncoderSpec(
+      out_dim=5, dim=16, depth=1, heads=1, mlp=16, sa_widths=(8,), sa_dim=8, patches=4, nsample=4
+  )
   variables = point_encoder.init_params(spec, jax.random.key(0), 32)
   params = embed.ShapeParams(variables, spec)
   clouds = np.random.default_rng(0).uniform(-1, 1, (2, 3, 32, 3)).astype(np.float32)
@@ -77,8 +84,9 @@ def test_embed_shapes_is_the_encoder_and_keeps_leading_dims():
   assert got.shape == (2, 3, 5) and got.dtype == jnp.float32
   want = point_encoder.PointEncoder(spec).apply(variables, clouds.reshape(6, 32, 3))
   np.testing.assert_allclose(np.asarray(got).reshape(6, 5), np.asarray(want), rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(np.asarray(jax.vmap(embed.embed_shapes, (None, 0))(params, clouds[0])),
-                             np.asarray(got[0]), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+      np.asarray(jax.vmap(embed.embed_shapes, (None, 0))(params, clouds[0])), np.asarray(got[0]), rtol=1e-5, atol=1e-6
+  )
   with pytest.raises(ValueError, match=r"\[\.\.\., P, 3\]"):
     embed.embed_shapes(params, clouds[..., :2])
 
@@ -87,6 +95,7 @@ def test_embed_shapes_is_the_encoder_and_keeps_leading_dims():
 def test_joint_run_evaluates_and_places_new_shapes(tiny_run, tmp_path):
   from jembed.api import encoder_placement  # pylint: disable=g-import-not-at-top
   from jembed.evaluation import evaluate  # pylint: disable=g-import-not-at-top
+
   workdir = tiny_run[0]
   config = tiny.get_config()
   config.shape_encoder.enabled = True
@@ -107,5 +116,7 @@ def test_joint_run_evaluates_and_places_new_shapes(tiny_run, tmp_path):
   added = encoder_placement.add_shapes(new, str(tmp_path), str(workdir))
   rows = [list(trained.shape_ids).index(i) for i in added.ids]
   from jembed.evaluation import shape_encoder_method  # pylint: disable=g-import-not-at-top
-  np.testing.assert_allclose(added.points, shape_encoder_method.encode_workdir_shapes(str(workdir), trained)[rows],
-                             rtol=1e-4, atol=1e-5)
+
+  np.testing.assert_allclose(
+      added.points, shape_encoder_method.encode_workdir_shapes(str(workdir), trained)[rows], rtol=1e-4, atol=1e-5
+  )

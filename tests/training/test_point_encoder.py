@@ -51,8 +51,14 @@ def test_ball_query_matches_brute_force():
 
 
 def small_spec(**kw) -> pe.EncoderSpec:
-  return pe.EncoderSpec(**dict(dict(out_dim=8, dim=32, depth=1, heads=2, mlp=64, sa_widths=(16,), sa_dim=32,
-                                    patches=16, radius=0.5, nsample=8), **kw))
+  return pe.EncoderSpec(
+      **dict(
+          dict(
+              out_dim=8, dim=32, depth=1, heads=2, mlp=64, sa_widths=(16,), sa_dim=32, patches=16, radius=0.5, nsample=8
+          ),
+          **kw,
+      )
+  )
 
 
 def test_encoder_shapes_dtypes_and_permutation_invariance():
@@ -80,11 +86,34 @@ def test_encoder_with_normals():
 
 
 def test_presets_build_published_sizes():
-  cfg = ml_collections.ConfigDict(dict(preset="ppat_bigg", points=10000, normals=True, dim=0, depth=0, heads=0,
-                                       mlp=0, sa_widths=(), sa_dim=0, patches=0, radius=0.0, nsample=0))
+  cfg = ml_collections.ConfigDict(
+      dict(
+          preset="ppat_bigg",
+          points=10000,
+          normals=True,
+          dim=0,
+          depth=0,
+          heads=0,
+          mlp=0,
+          sa_widths=(),
+          sa_dim=0,
+          patches=0,
+          radius=0.0,
+          nsample=0,
+      )
+  )
   spec = pe.spec_from_config(cfg, out_dim=1280)
-  assert (spec.dim, spec.depth, spec.heads, spec.mlp, spec.sa_dim, spec.patches, spec.radius, spec.nsample,
-          spec.in_features) == (512, 12, 8, 1536, 256, 384, 0.2, 64, 3)
+  assert (
+      spec.dim,
+      spec.depth,
+      spec.heads,
+      spec.mlp,
+      spec.sa_dim,
+      spec.patches,
+      spec.radius,
+      spec.nsample,
+      spec.in_features,
+  ) == (512, 12, 8, 1536, 256, 384, 0.2, 64, 3)
   shapes = jax.eval_shape(lambda: pe.init_params(spec, jax.random.key(0), 10000))
   n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
   # PPAT-bigG: 12 blocks of 512-wide attention (3 x 512^2 qkv + 512^2 proj) and 512 <-> 1536 MLPs dominate.

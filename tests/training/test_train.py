@@ -21,8 +21,9 @@ from jembed.training import model as model_lib
 from jembed.training import optimizer
 from jembed.training import train
 
-SPEC = model_lib.ModelSpec(widths=(4, 8), hidden=(16,), dim=5, image_size=24, dropout=0.5, num_categories=3,
-                           viewpoint_bins=360)
+SPEC = model_lib.ModelSpec(
+    widths=(4, 8), hidden=(16,), dim=5, image_size=24, dropout=0.5, num_categories=3, viewpoint_bins=360
+)
 WEIGHTS = dict(embedding=1.0, category=0.5, viewpoint=0.1)
 
 
@@ -32,12 +33,14 @@ pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 def _batch(size: int) -> dict[str, np.ndarray]:
   rng = np.random.default_rng(0)
-  return dict(image=rng.integers(0, 256, (size, 24, 24, 3), dtype=np.uint8),
-              point=rng.normal(size=(size, 5)).astype(np.float32),
-              category_index=rng.integers(0, 3, size).astype(np.int32),
-              azimuth=rng.uniform(0, 360, size).astype(np.float32),
-              elevation=rng.uniform(-20, 40, size).astype(np.float32),
-              tilt=rng.uniform(-5, 5, size).astype(np.float32))
+  return dict(
+      image=rng.integers(0, 256, (size, 24, 24, 3), dtype=np.uint8),
+      point=rng.normal(size=(size, 5)).astype(np.float32),
+      category_index=rng.integers(0, 3, size).astype(np.int32),
+      azimuth=rng.uniform(0, 360, size).astype(np.float32),
+      elevation=rng.uniform(-20, 40, size).astype(np.float32),
+      tilt=rng.uniform(-5, 5, size).astype(np.float32),
+  )
 
 
 def _optimizer(spec: model_lib.ModelSpec = SPEC):
@@ -51,8 +54,9 @@ def _steps(devices: int, state: dict, batch: dict, steps: int = 2, spec: model_l
   mesh of the first `devices`; `objective` = (shape_points, objective) of a contrastive run."""
   mesh = train.create_mesh(jax.devices()[:devices])
   tx, schedule = _optimizer(spec)
-  update_fn = train.make_update_fn(model_lib.EmbeddingNet(spec), tx, schedule, mesh, WEIGHTS, flip=True,
-                                   shift=0.1, **objective)
+  update_fn = train.make_update_fn(
+      model_lib.EmbeddingNet(spec), tx, schedule, mesh, WEIGHTS, flip=True, shift=0.1, **objective
+  )
   state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.P()))
   for _ in range(steps):
     state, metrics = update_fn(state, batch, jax.random.key(1))
@@ -98,10 +102,15 @@ def test_contrastive_step_is_the_same_on_one_two_and_four_devices():
   assert want_metrics["rank_loss"] > 0 and want_metrics["shape_to_image_loss"] > 0
   assert want["params"]["log_temperature"] != np.log(0.2)  # it trained
   spread = objective["objective"].spread
-  np.testing.assert_allclose(want_metrics["loss"] - want_metrics["category_loss"] * WEIGHTS["category"]
-                             - sum(want_metrics[f"{a}_loss"] for a in model_lib.VIEW_ANGLES) * WEIGHTS["viewpoint"],
-                             want_metrics["rank_loss"] + 2.0 / spread * want_metrics["embedding_loss"]
-                             + 0.5 * want_metrics["shape_to_image_loss"], rtol=1e-5)
+  np.testing.assert_allclose(
+      want_metrics["loss"]
+      - want_metrics["category_loss"] * WEIGHTS["category"]
+      - sum(want_metrics[f"{a}_loss"] for a in model_lib.VIEW_ANGLES) * WEIGHTS["viewpoint"],
+      want_metrics["rank_loss"]
+      + 2.0 / spread * want_metrics["embedding_loss"]
+      + 0.5 * want_metrics["shape_to_image_loss"],
+      rtol=1e-5,
+  )
   with pytest.raises(ValueError, match="'hcl' objective needs the shape points"):
     _steps(1, state, batch, spec=spec, objective=objective["objective"])
 
@@ -157,7 +166,8 @@ def test_sgd_is_caffes_solver():
 def test_augmentation_mirrors_the_viewpoint_with_the_image():
   batch = {k: jnp.asarray(v) for k, v in _batch(16).items()}
   out = jax.jit(augmentation.augment_batch, static_argnames=("flip", "shift"))(
-      batch, jax.random.key(3), jnp.arange(16), flip=True, shift=0.0)
+      batch, jax.random.key(3), jnp.arange(16), flip=True, shift=0.0
+  )
   mirrored = []
   for i in range(16):
     same = np.array_equal(out["image"][i], batch["image"][i])
@@ -169,7 +179,8 @@ def test_augmentation_mirrors_the_viewpoint_with_the_image():
     np.testing.assert_array_equal(out["elevation"][i], batch["elevation"][i])
   assert 0 < sum(mirrored) < 16
   shifted = jax.jit(augmentation.augment_batch, static_argnames=("flip", "shift"))(
-      batch, jax.random.key(3), jnp.arange(16), flip=False, shift=0.25)
+      batch, jax.random.key(3), jnp.arange(16), flip=False, shift=0.25
+  )
   assert shifted["image"].shape == batch["image"].shape
   assert not np.array_equal(shifted["image"], batch["image"])
 
@@ -180,8 +191,11 @@ def _params(workdir: str, step: int) -> dict:
     meta = ckpts.restore_meta(step)
     spec = model_lib.ModelSpec.from_dict(meta["model"])
     abstract = jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
-    return jax.device_get(ckpts.restore_params(step, checkpoints.abstract_like(
-        abstract, jax.sharding.SingleDeviceSharding(jax.devices()[0]))))
+    return jax.device_get(
+        ckpts.restore_params(
+            step, checkpoints.abstract_like(abstract, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+        )
+    )
   finally:
     ckpts.close()
 
@@ -210,6 +224,7 @@ def test_killed_run_resumes_to_the_same_params(train_dataset, tmp_path, monkeypa
       if len(calls) == 5:
         raise KeyboardInterrupt("killed")
       return update_fn(state, batch, rng)
+
     return wrapped
 
   monkeypatch.setattr(train, "make_update_fn", dies_at_step_5)
@@ -238,8 +253,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(train_dataset,
   make_schedule = optimizer.make_schedule
   # A learning rate that turns NaN from the 4th update on: the params of step 4 are NaN, its checkpoint must not
   # be written.
-  monkeypatch.setattr(optimizer, "make_schedule", lambda config: lambda step: jnp.where(
-      step >= 3, jnp.nan, make_schedule(config)(step)))
+  monkeypatch.setattr(
+      optimizer, "make_schedule", lambda config: lambda step: jnp.where(step >= 3, jnp.nan, make_schedule(config)(step))
+  )
   workdir = workdir_on(train_dataset, tmp_path, "nan")
   with pytest.raises(FloatingPointError, match=r"non-finite .* step 4.*last good checkpoint is step 2"):
     train.train_and_evaluate(tiny_train_config(), workdir)

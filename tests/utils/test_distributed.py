@@ -35,7 +35,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 TOTAL = 16
 # The tiny config with 6 shapes x 8 images of 24 px (36 train, 12 validation), dropout on (keyed by the example's
 # place in the global batch, so the process layout must not change which example gets which mask).
-CONFIG_PY = f'''
+CONFIG_PY = f"""
 from configs import tiny
 
 def get_config(arg=None):
@@ -46,7 +46,7 @@ def get_config(arg=None):
   config.input.update(batch_size=8, read_threads=1)
   config.train.update(total_steps={TOTAL}, log_every=4, eval_every={TOTAL}, ckpt_every=4, max_to_keep=10)
   return config
-'''
+"""
 TIMEOUT_S = 240
 
 
@@ -73,9 +73,13 @@ def dataset(tmp_path_factory):
   build.build_dataset(config, str(folder), workers=1)
   ids = pipeline.read_metadata(naming.dataset_dir(config, str(folder)))["shape_ids"]
   points = np.random.default_rng(0).normal(scale=3.0, size=(len(ids), 5)).astype(np.float32)
-  records.ShapeEmbedding(ids=np.array(ids), categories=np.array([i.split("/")[0] for i in ids]),
-                                 points=points, stress=0.0, stress_curve=np.zeros(1, np.float32)).save(
-                                     str(folder / "shape_embedding.npz"))
+  records.ShapeEmbedding(
+      ids=np.array(ids),
+      categories=np.array([i.split("/")[0] for i in ids]),
+      points=points,
+      stress=0.0,
+      stress_curve=np.zeros(1, np.float32),
+  ).save(str(folder / "shape_embedding.npz"))
   return str(config_path), str(folder)
 
 
@@ -92,16 +96,36 @@ def _train(dataset, workdir: str, processes: int, devices: int, *flags):
   """Starts `launch.train` in `processes` processes of `devices` CPU devices each; yields the Popen list and kills
   whatever still runs on the way out."""
   port = _free_port()
-  env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
-         "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+  env = {
+      **os.environ,
+      "PYTHONPATH": REPO,
+      "JAX_PLATFORMS": "cpu",
+      "JAX_DISABLE_MOST_OPTIMIZATIONS": "1",
+      "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+  }
   procs = []
   try:
     for i in range(processes):
-      multi = ([f"--coordinator_address=localhost:{port}", f"--num_processes={processes}", f"--process_id={i}",
-                "--initialization_timeout=60"] if processes > 1 else [])
-      procs.append(subprocess.Popen(
-          [sys.executable, "-m", "launch.train", f"--config={dataset[0]}", f"--workdir={workdir}", *multi, *flags],
-          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+      multi = (
+          [
+              f"--coordinator_address=localhost:{port}",
+              f"--num_processes={processes}",
+              f"--process_id={i}",
+              "--initialization_timeout=60",
+          ]
+          if processes > 1
+          else []
+      )
+      procs.append(
+          subprocess.Popen(
+              [sys.executable, "-m", "launch.train", f"--config={dataset[0]}", f"--workdir={workdir}", *multi, *flags],
+              cwd=REPO,
+              env=env,
+              stdout=subprocess.PIPE,
+              stderr=subprocess.PIPE,
+              text=True,
+          )
+      )
     yield procs
   finally:
     for p in procs:
@@ -113,8 +137,11 @@ def _train(dataset, workdir: str, processes: int, devices: int, *flags):
 def _finish(procs) -> list[str]:
   """Waits for every process; their stdouts. Fails with the stderr tails of any that did not exit 0."""
   outs = [p.communicate(timeout=TIMEOUT_S) for p in procs]
-  bad = [f"process {i} exit {p.returncode}:\n{err[-2500:]}" for i, (p, (_, err)) in enumerate(zip(procs, outs))
-         if p.returncode]
+  bad = [
+      f"process {i} exit {p.returncode}:\n{err[-2500:]}"
+      for i, (p, (_, err)) in enumerate(zip(procs, outs))
+      if p.returncode
+  ]
   assert not bad, "\n".join(bad)
   return [out for out, _ in outs]
 
@@ -129,8 +156,11 @@ def _params(workdir: str, step: int) -> dict:
   try:
     spec = model_lib.ModelSpec.from_dict(ckpts.restore_meta(step)["model"])
     abstract = jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
-    return jax.device_get(ckpts.restore_params(step, checkpoints.abstract_like(
-        abstract, jax.sharding.SingleDeviceSharding(jax.devices()[0]))))
+    return jax.device_get(
+        ckpts.restore_params(
+            step, checkpoints.abstract_like(abstract, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+        )
+    )
   finally:
     ckpts.close()
 
@@ -191,9 +221,14 @@ def test_incomplete_or_failed_start_is_an_error_not_a_lone_run(tmp_path):
   with pytest.raises(distributed.DistributedError, match=r"--process_id=2 is not in \[0, --num_processes=2\)"):
     distributed.initialize(distributed.Settings(coordinator_address="localhost:1", num_processes=2, process_id=2))
   # --multihost where no cluster is detected: the launcher stops with the cause before it touches the data.
-  result = subprocess.run([sys.executable, "-m", "launch.train", "--config=configs/tiny.py",
-                           f"--workdir={tmp_path}", "--multihost"], cwd=REPO, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"})
+  result = subprocess.run(
+      [sys.executable, "-m", "launch.train", "--config=configs/tiny.py", f"--workdir={tmp_path}", "--multihost"],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      env={**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu"},
+  )
   assert result.returncode != 0
   assert "multi-process start failed (no cluster environment detected" in result.stderr
   assert not os.path.exists(tmp_path / "checkpoints")
@@ -220,12 +255,25 @@ def test_two_processes_share_the_distance_tiles(tmp_path):
   """The shape side's distance stage in 2 processes x 2 devices: each computes a share of the tiles, both get the
   whole matrix, which is scipy's."""
   from scipy.spatial import distance  # pylint: disable=g-import-not-at-top
+
   (tmp_path / "lfd").mkdir()
   port = _free_port()
-  env = {**os.environ, "PYTHONPATH": REPO, "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-  procs = [subprocess.Popen([sys.executable, "-c", DISTANCES_SCRIPT, f"localhost:{port}", str(i), str(tmp_path)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  env = {
+      **os.environ,
+      "PYTHONPATH": REPO,
+      "JAX_PLATFORMS": "cpu",
+      "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+  }
+  procs = [
+      subprocess.Popen(
+          [sys.executable, "-c", DISTANCES_SCRIPT, f"localhost:{port}", str(i), str(tmp_path)],
+          env=env,
+          stdout=subprocess.PIPE,
+          stderr=subprocess.PIPE,
+          text=True,
+      )
+      for i in range(2)
+  ]
   try:
     _finish(procs)
   finally:

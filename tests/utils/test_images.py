@@ -73,8 +73,9 @@ def test_other_modes_read_as_the_8bit_rgb_image(tmp_path, mode):
     assert error.max() <= 1
 
 
-@pytest.mark.parametrize("content,message", [(b"", "is empty"), (b"not an image at all", "not a readable image"),
-                                             (None, "does not exist")])
+@pytest.mark.parametrize(
+    "content,message", [(b"", "is empty"), (b"not an image at all", "not a readable image"), (None, "does not exist")]
+)
 def test_bad_files_are_one_error_naming_the_file(tmp_path, content, message):
   path = tmp_path / "photo.jpg"
   if content is not None:

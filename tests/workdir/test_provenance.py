@@ -36,7 +36,8 @@ def _replace_embedding(workdir: str, scale: float = 2.0) -> None:
   """What another embed_shapes run (or a copied file) does to the network's targets: other points, same ids."""
   emb = records.load_shape_embedding(workdir)
   records.ShapeEmbedding(emb.ids, emb.categories, emb.points * scale, emb.stress, emb.stress_curve).save(
-      paths.shape_embedding(workdir))
+      paths.shape_embedding(workdir)
+  )
 
 
 def test_the_record_pairs_the_network_with_its_embedding(run):
@@ -61,8 +62,10 @@ def test_embed_shapes_with_the_same_config_reuses_the_embedding(run):
   mtime = os.path.getmtime(paths.shape_embedding(run))
   emb = shape_embedding.embed_shapes(tiny.get_config(), run)
   assert os.path.getmtime(paths.shape_embedding(run)) == mtime
-  assert provenance.embedding_fingerprint(emb.ids, emb.categories, emb.points) == provenance.load(run)[
-      "shape_embedding"]["fingerprint"]
+  assert (
+      provenance.embedding_fingerprint(emb.ids, emb.categories, emb.points)
+      == provenance.load(run)["shape_embedding"]["fingerprint"]
+  )
 
 
 def test_query_and_evaluate_notice_an_embedding_the_network_was_not_trained_on(run):
@@ -142,6 +145,7 @@ def test_a_damaged_dataset_shard_is_named_before_training(run):
 @pytest.mark.slow
 def test_build_dataset_rebuilds_a_damaged_shard(run):
   from jembed.data import build  # pylint: disable=g-import-not-at-top
+
   config = tiny.get_config()
   dataset = naming.dataset_dir(config, run)
   shard = os.path.join(dataset, f"{naming.NAME}-train.array_record-00000-of-00001")

@@ -22,6 +22,7 @@ class ShapeMap:
     xy: float32[M, 2].
     categories: str[M].
   """
+
   rows: np.ndarray
   xy: np.ndarray
   categories: np.ndarray
@@ -48,8 +49,9 @@ def place_on_map(shape_map_: ShapeMap, model: embed.TrainedModel, point: np.ndar
   return np.asarray(out_of_sample.embed_out_of_sample(shape_map_.xy, a[None].astype(np.float32), sharded=False))[0]
 
 
-def draw_map(shape_map_: ShapeMap, query_xy: np.ndarray | None = None, ringed: np.ndarray | None = None,
-             title: str = "") -> np.ndarray:
+def draw_map(
+    shape_map_: ShapeMap, query_xy: np.ndarray | None = None, ringed: np.ndarray | None = None, title: str = ""
+) -> np.ndarray:
   """uint8[H, W, 3]: the map's points by category, `ringed` (embedding rows) circled, the query as a star."""
   fig = figure.Figure(figsize=(6.4, 5.2), dpi=100)  # no pyplot: figures drawn by several threads at once
   canvas = backend_agg.FigureCanvasAgg(fig)
@@ -58,15 +60,37 @@ def draw_map(shape_map_: ShapeMap, query_xy: np.ndarray | None = None, ringed: n
   cmap = matplotlib.colormaps["tab20" if len(names) > 10 else "tab10"]
   for i, name in enumerate(names):
     m = shape_map_.categories == name
-    ax.scatter(shape_map_.xy[m, 0], shape_map_.xy[m, 1], s=12, color=cmap(i % cmap.N), alpha=0.8,
-               label=f"{name} ({int(m.sum())})")
+    ax.scatter(
+        shape_map_.xy[m, 0],
+        shape_map_.xy[m, 1],
+        s=12,
+        color=cmap(i % cmap.N),
+        alpha=0.8,
+        label=f"{name} ({int(m.sum())})",
+    )
   if ringed is not None and len(ringed):
     on_map = np.isin(shape_map_.rows, ringed)
-    ax.scatter(shape_map_.xy[on_map, 0], shape_map_.xy[on_map, 1], s=90, facecolors="none", edgecolors="black",
-               linewidths=1.2, label="nearest shapes")
+    ax.scatter(
+        shape_map_.xy[on_map, 0],
+        shape_map_.xy[on_map, 1],
+        s=90,
+        facecolors="none",
+        edgecolors="black",
+        linewidths=1.2,
+        label="nearest shapes",
+    )
   if query_xy is not None:
-    ax.scatter([query_xy[0]], [query_xy[1]], s=320, marker="*", color="#d62728", edgecolors="black", linewidths=1.0,
-               label="your photo", zorder=5)
+    ax.scatter(
+        [query_xy[0]],
+        [query_xy[1]],
+        s=320,
+        marker="*",
+        color="#d62728",
+        edgecolors="black",
+        linewidths=1.0,
+        label="your photo",
+        zorder=5,
+    )
   ax.legend(loc="best", fontsize=7, markerscale=0.9)
   ax.set_title(title or "shape map (2-D Sammon of the LFD-HoG distances)", fontsize=9)
   ax.set_xticks([])

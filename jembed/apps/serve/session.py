@@ -51,6 +51,7 @@ class EvalImages:
     shape_index: int32[Q] row of the image's true shape in the shape embedding.
     points: float32[Q, D] their points in the joint space.
   """
+
   images: np.ndarray
   sets: np.ndarray
   labels: np.ndarray
@@ -71,6 +72,7 @@ class Search:
     viewpoint: {'azimuth', 'elevation', 'tilt'} degrees, or None when the network has no viewpoint head.
     neighbours: [(index into `Demo.eval_images`, distance)] its nearest evaluation images.
   """
+
   matches: list[query.Match]
   point: np.ndarray
   viewpoint: dict[str, float] | None
@@ -94,8 +96,9 @@ def read_upload(path: str, name: str | None = None) -> Image.Image:
     with Image.open(path) as image:  # reads the header only
       width, height = image.size
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-    raise BadUpload(f"{name!r} is not an image Pillow can read ({type(e).__name__}): upload a JPEG or PNG photo"
-                    ) from None
+    raise BadUpload(
+        f"{name!r} is not an image Pillow can read ({type(e).__name__}): upload a JPEG or PNG photo"
+    ) from None
   if width * height > MAX_PIXELS:
     raise BadUpload(f"{name!r} is {width} x {height} pixels; at most {MAX_PIXELS // 10**6} megapixels are accepted")
   try:
@@ -112,15 +115,19 @@ def load_eval_images(workdir: str, model: embed.TrainedModel) -> EvalImages | No
       names = [n for n in image_sets.SYNTHETIC if n in data] or (["images"] if "images" in data else [])
       for name in names:
         images.append(data[name])
-        sets.append(np.full(len(data[name]), os.path.splitext(os.path.basename(path))[0] if name == "images"
-                            else name))
+        sets.append(np.full(len(data[name]), os.path.splitext(os.path.basename(path))[0] if name == "images" else name))
         labels.append(data["labels"].astype(str))
         shape_index.append(data["shape_index"].astype(np.int32))
   if not images:
     return None
   images = np.concatenate(images)
-  return EvalImages(images=images, sets=np.concatenate(sets), labels=np.concatenate(labels),
-                    shape_index=np.concatenate(shape_index), points=methods.embed_all(model.params, images))
+  return EvalImages(
+      images=images,
+      sets=np.concatenate(sets),
+      labels=np.concatenate(labels),
+      shape_index=np.concatenate(shape_index),
+      points=methods.embed_all(model.params, images),
+  )
 
 
 class Demo:
@@ -173,7 +180,7 @@ class Demo:
       return []
     k = min(k + (exclude is not None), len(self.eval_images.points))
     dist, index = retrieval.top_k(np.asarray(point, np.float32)[None], self.eval_images.points, k)
-    return [(int(i), float(d)) for d, i in zip(dist[0], index[0]) if i != exclude][:k - (exclude is not None)]
+    return [(int(i), float(d)) for d, i in zip(dist[0], index[0]) if i != exclude][: k - (exclude is not None)]
 
   def shape_images(self, shape_id: str, k: int = 12) -> list[tuple[int, float]]:
     """Shape -> its nearest evaluation images in the joint space."""
@@ -252,8 +259,15 @@ class Demo:
     if scale < 1:
       photo = photo.resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))), Image.LANCZOS)
     with self._lock:
-      return pose_overlay.draw_pose_overlay(np.asarray(photo), shape.vertices, shape.faces, viewpoint["azimuth"],
-                                            viewpoint["elevation"], viewpoint["tilt"], renderer=self.renderer)
+      return pose_overlay.draw_pose_overlay(
+          np.asarray(photo),
+          shape.vertices,
+          shape.faces,
+          viewpoint["azimuth"],
+          viewpoint["elevation"],
+          viewpoint["tilt"],
+          renderer=self.renderer,
+      )
 
   def results_markdown(self) -> str:
     path = paths.eval_dir(self.workdir, paths.RESULTS_TABLE)

@@ -38,7 +38,12 @@ from jembed.shapes.catalog import tables
 from jembed.shapes.record import ShapeRef
 
 _BUILDERS: dict[str, types.ModuleType] = {
-    "airplane": airplanes, "car": cars, "chair": chairs, "lamp": lamps, "sofa": sofas, "table": tables,
+    "airplane": airplanes,
+    "car": cars,
+    "chair": chairs,
+    "lamp": lamps,
+    "sofa": sofas,
+    "table": tables,
 }
 
 CATEGORIES: tuple[str, ...] = tuple(sorted(_BUILDERS))

@@ -32,8 +32,9 @@ def sample(rng: np.random.Generator, index: int) -> dict:
   return {
       "engines": engines,
       "propulsion": "jet" if jet else "prop",
-      "num_engines": sampling.choice(rng, (2, 2, 4)) if engines in ("under_wing", "wing_props") else
-                     (2 if engines == "tail" else 1),
+      "num_engines": sampling.choice(rng, (2, 2, 4))
+      if engines in ("under_wing", "wing_props")
+      else (2 if engines == "tail" else 1),
       "wing_position": wing_position,
       "tail": TAILS[index % len(TAILS)],
       "length": length,
@@ -69,9 +70,15 @@ def _fuselage(p: dict) -> prim.Mesh:
   length, radius = p["length"], _radius(p)
   nose, tail = -0.5 * length, 0.5 * length
   # (z, centre height, radius) of each station.
-  profile = [(nose, -0.25, 0.08), (nose + 0.25 * radius, -0.15, 0.5), (nose + 0.8 * radius, -0.05, 0.82),
-             (nose + 2.0 * radius, 0.0, 1.0), (tail - 3.5 * radius, 0.0, 1.0), (tail - 1.5 * radius, 0.25, 0.6),
-             (tail, 0.5, 0.2)]
+  profile = [
+      (nose, -0.25, 0.08),
+      (nose + 0.25 * radius, -0.15, 0.5),
+      (nose + 0.8 * radius, -0.05, 0.82),
+      (nose + 2.0 * radius, 0.0, 1.0),
+      (tail - 3.5 * radius, 0.0, 1.0),
+      (tail - 1.5 * radius, 0.25, 0.6),
+      (tail, 0.5, 0.2),
+  ]
   stations = [(z, radius * (y - r), radius * (y + r), radius * r) for z, y, r in profile]
   return prim.section_loft(stations, exponent=2.0, num_points=24)
 
@@ -120,8 +127,14 @@ def _build_tail(builder: prim.MeshBuilder, p: dict) -> None:
   builder.add_mirrored_x(prim.wing(stab_root, stab_tip, stab_chord, 0.5 * stab_chord, 0.1))
   if p["tail"] == "twin":
     fin_root = stab_tip - np.array([0.0, 0.3 * fin_height, 0.0])
-    fin = prim.wing(fin_root, fin_root + np.array([0, 0.85 * fin_height, 0.85 * fin_height * sweep]), 0.7 * stab_chord,
-                    0.35 * stab_chord, 0.1, vertical=True)
+    fin = prim.wing(
+        fin_root,
+        fin_root + np.array([0, 0.85 * fin_height, 0.85 * fin_height * sweep]),
+        0.7 * stab_chord,
+        0.35 * stab_chord,
+        0.1,
+        vertical=True,
+    )
     builder.add_mirrored_x(fin)
   else:
     fin_root = np.array([0.0, 0.4 * radius, fin_z])
@@ -132,8 +145,12 @@ def _build_tail(builder: prim.MeshBuilder, p: dict) -> None:
 
 def _nacelle(front: np.ndarray, length: float, radius: float) -> prim.Mesh:
   """A jet engine pod: a short tapered tube along +z, open end forward, with a nozzle cone behind."""
-  stations = [(front[2], -0.95, 0.95), (front[2] + 0.15 * length, -1.0, 1.0), (front[2] + 0.8 * length, -0.9, 0.9),
-              (front[2] + length, -0.55, 0.55)]
+  stations = [
+      (front[2], -0.95, 0.95),
+      (front[2] + 0.15 * length, -1.0, 1.0),
+      (front[2] + 0.8 * length, -0.9, 0.9),
+      (front[2] + length, -0.55, 0.55),
+  ]
   rows = [(z, front[1] + radius * lo, front[1] + radius * hi, radius * hi) for z, lo, hi in stations]
   return prim.transform(prim.section_loft(rows, exponent=2.0, num_points=20), None, (front[0], 0.0, 0.0))
 
@@ -164,16 +181,18 @@ def _propeller(hub: np.ndarray, radius: float, num_blades: int) -> prim.Mesh:
   parts = [prim.ellipsoid(hub, (0.18 * radius, 0.18 * radius, 0.3 * radius))]
   for k in range(num_blades):
     angle = np.pi * 2 * k / num_blades + 0.3
-    blade = prim.rounded_box((0, 0.5 * radius, 0), (0.12 * radius, radius, 0.03 * radius), 0.01 * radius,
-                             rotation=prim.rotation_z(angle))
+    blade = prim.rounded_box(
+        (0, 0.5 * radius, 0), (0.12 * radius, radius, 0.03 * radius), 0.01 * radius, rotation=prim.rotation_z(angle)
+    )
     parts.append(prim.transform(blade, None, hub))
   return prim.concatenate(parts)
 
 
 def _nose_prop(builder: prim.MeshBuilder, p: dict) -> None:
   radius = 1.5 * _radius(p)
-  builder.add(_propeller(np.array([0.0, -0.25 * _radius(p), -0.5 * p["length"] - 0.1 * radius]), radius,
-                         p["num_blades"]))
+  builder.add(
+      _propeller(np.array([0.0, -0.25 * _radius(p), -0.5 * p["length"] - 0.1 * radius]), radius, p["num_blades"])
+  )
 
 
 def _wing_props(builder: prim.MeshBuilder, p: dict) -> None:
@@ -185,10 +204,14 @@ def _wing_props(builder: prim.MeshBuilder, p: dict) -> None:
     length = 0.5 * _wing_chord(p, fraction) + 2.0 * radius
     front = edge + np.array([0.0, 0.0, -1.5 * radius])
     hub = front + np.array([0.0, 0.0, -0.3 * radius])
-    builder.add_mirrored_x(_nacelle(front, length + 1.5 * radius, radius),
-                           _propeller(hub, prop_radius, p["num_blades"]))
+    builder.add_mirrored_x(
+        _nacelle(front, length + 1.5 * radius, radius), _propeller(hub, prop_radius, p["num_blades"])
+    )
 
 
 _ENGINE_BUILDERS = {
-    "under_wing": _under_wing_engines, "tail": _tail_engines, "nose_prop": _nose_prop, "wing_props": _wing_props,
+    "under_wing": _under_wing_engines,
+    "tail": _tail_engines,
+    "nose_prop": _nose_prop,
+    "wing_props": _wing_props,
 }

@@ -128,12 +128,20 @@ def _runner(builder: prim.MeshBuilder, p: dict, cantilever: bool) -> None:
   scale = 0.8 if p["seat_shape"] == "round" else 1.0
   x, half_d = scale * 0.5 * p["seat_width"] - 0.03, scale * 0.5 * p["seat_depth"]
   if cantilever:
-    path = [(x, top_y, half_d - 0.04), (x, top_y, -half_d + 0.03), (x, radius, -half_d - 0.02),
-            (x, radius, half_d - 0.02)]
+    path = [
+        (x, top_y, half_d - 0.04),
+        (x, top_y, -half_d + 0.03),
+        (x, radius, -half_d - 0.02),
+        (x, radius, half_d - 0.02),
+    ]
     builder.add(prim.tube((-x, radius, half_d - 0.02), (x, radius, half_d - 0.02), radius, sections=10))
   else:
-    path = [(x, top_y, -half_d + 0.04), (x, radius, -half_d - 0.03), (x, radius, half_d + 0.03),
-            (x, top_y, half_d - 0.04)]
+    path = [
+        (x, top_y, -half_d + 0.04),
+        (x, radius, -half_d - 0.03),
+        (x, radius, half_d + 0.03),
+        (x, top_y, half_d - 0.04),
+    ]
   builder.add_mirrored_x(prim.polyline_tube(path, radius))
 
 
@@ -149,14 +157,25 @@ def _pedestal_leg(builder: prim.MeshBuilder, p: dict) -> None:
   """A tulip pedestal: a flat disc foot, a column, and a flare under the seat."""
   top_y, foot = _seat_bottom(p), 0.18 + 0.12 * p["seat_width"]
   column = 0.025 + p["leg_radius"]
-  profile = [(foot, 0.0), (foot, 0.015), (0.5 * foot, 0.04), (column, 0.1), (column, top_y - 0.08),
-             (0.35 * p["seat_width"], top_y)]
+  profile = [
+      (foot, 0.0),
+      (foot, 0.015),
+      (0.5 * foot, 0.04),
+      (column, 0.1),
+      (column, top_y - 0.08),
+      (0.35 * p["seat_width"], top_y),
+  ]
   builder.add(prim.revolve(profile, sections=24))
 
 
 _LEG_BUILDERS = {
-    "straight": _straight_legs, "splayed": _splayed_legs, "tapered": _tapered_legs, "swivel": _swivel_base,
-    "sled": _sled_legs, "cantilever": _cantilever_legs, "pedestal": _pedestal_leg,
+    "straight": _straight_legs,
+    "splayed": _splayed_legs,
+    "tapered": _tapered_legs,
+    "swivel": _swivel_base,
+    "sled": _sled_legs,
+    "cantilever": _cantilever_legs,
+    "pedestal": _pedestal_leg,
 }
 
 
@@ -181,8 +200,13 @@ def _build_back(builder: prim.MeshBuilder, p: dict) -> None:
   elif p["back"] == "round":
     # An oval panel held by the two posts; the disc is built flat in x-z, then stood up.
     radii = (0.5 * width, 0.32 * height)
-    panel = prim.prism(prim.superellipse(*radii, 2.0, 32), -0.5 * thick, 0.5 * thick,
-                       center=(0, height - radii[1], 0), rotation=prim.rotation_x(0.5 * np.pi))
+    panel = prim.prism(
+        prim.superellipse(*radii, 2.0, 32),
+        -0.5 * thick,
+        0.5 * thick,
+        center=(0, height - radii[1], 0),
+        rotation=prim.rotation_x(0.5 * np.pi),
+    )
     parts.append(panel)
   tilt = prim.rotation_x(np.deg2rad(p["back_tilt_deg"]))
   pivot = (0.0, p["seat_height"] - 0.02, 0.5 * p["seat_depth"] - 0.5 * post)
@@ -200,6 +224,7 @@ def _build_arms(builder: prim.MeshBuilder, p: dict) -> None:
     post_z = -half_d * (0.6 if p["seat_shape"] == "round" else 1.0) + 0.06
     support = prim.tube((x, p["seat_height"] - 0.02, post_z), (x, rest_y, post_z), radius, sections=10)
   else:
-    support = prim.box((x, p["seat_height"] + 0.5 * p["arm_height"] - 0.02, 0.03),
-                       (0.03, p["arm_height"] + 0.04, 2 * half_d - 0.1))
+    support = prim.box(
+        (x, p["seat_height"] + 0.5 * p["arm_height"] - 0.02, 0.03), (0.03, p["arm_height"] + 0.04, 2 * half_d - 0.1)
+    )
   builder.add_mirrored_x(rest, support)

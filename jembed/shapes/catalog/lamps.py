@@ -120,8 +120,11 @@ def _tree_arm(builder: prim.MeshBuilder, p: dict, base_top: float):
   for k in range(p["num_branches"]):
     angle = 2 * np.pi * k / p["num_branches"] + 0.5 * np.pi
     out = np.array([np.cos(angle), 0.0, -np.sin(angle)])
-    path = [(0.0, split, 0.0), (0.0, split, 0.0) + 0.5 * reach * out + (0, 0.1 * reach, 0),
-            (0.0, p["height"], 0.0) + reach * out]
+    path = [
+        (0.0, split, 0.0),
+        (0.0, split, 0.0) + 0.5 * reach * out + (0, 0.1 * reach, 0),
+        (0.0, p["height"], 0.0) + reach * out,
+    ]
     builder.add(prim.polyline_tube(path, 0.8 * p["pole_radius"], sections=10))
     heads.append((np.asarray(path[-1]), np.array([0.0, -1.0, 0.0])))
   return heads

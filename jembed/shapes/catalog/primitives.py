@@ -237,8 +237,14 @@ def _vertex_normals_2d(outline: np.ndarray) -> np.ndarray:
   return vertex_normals / (np.linalg.norm(vertex_normals, axis=1, keepdims=True) + 1e-12)
 
 
-def prism(outline, y_bottom: float, y_top: float, center=(0.0, 0.0, 0.0), rotation: np.ndarray | None = None,
-          bevel: float = 0.0) -> Mesh:
+def prism(
+    outline,
+    y_bottom: float,
+    y_top: float,
+    center=(0.0, 0.0, 0.0),
+    rotation: np.ndarray | None = None,
+    bevel: float = 0.0,
+) -> Mesh:
   """A flat slab: the convex `outline` (float[P, 2] in the local x–z plane) extruded from `y_bottom` to `y_top`.
 
   Round and rounded seats, table tops, shelves and disc bases. `bevel` > 0 chamfers the top and bottom edges by that
@@ -283,8 +289,13 @@ def rounded_box(center, size, radius: float, rotation: np.ndarray | None = None,
   return transform(loft(np.stack(rings)), rotation, center)
 
 
-def revolve(profile, center=(0.0, 0.0, 0.0), sections: int = 24, closed_profile: bool = False,
-            rotation: np.ndarray | None = None) -> Mesh:
+def revolve(
+    profile,
+    center=(0.0, 0.0, 0.0),
+    sections: int = 24,
+    closed_profile: bool = False,
+    rotation: np.ndarray | None = None,
+) -> Mesh:
   """Revolves a (radius, height) profile around the local y axis: shades, bases, wheels, pedestals.
 
   Args:
@@ -300,9 +311,7 @@ def revolve(profile, center=(0.0, 0.0, 0.0), sections: int = 24, closed_profile:
   """
   profile = np.asarray(profile, np.float64)
   circle = _unit_circle(sections)
-  rings = np.stack([
-      np.stack([r * circle[:, 0], np.full(sections, h), r * circle[:, 1]], -1) for r, h in profile
-  ])
+  rings = np.stack([np.stack([r * circle[:, 0], np.full(sections, h), r * circle[:, 1]], -1) for r, h in profile])
   return transform(loft(rings, wrap_rings=closed_profile), rotation, center)
 
 
@@ -310,8 +319,13 @@ def superellipse(half_width: float, half_height: float, exponent: float, num_poi
   """float[P, 2]: |x/a|^n + |y/b|^n = 1, counter-clockwise from +x; exponent 2 is an ellipse, large ones a box."""
   circle = _unit_circle(num_points)
   power = 2.0 / exponent
-  return np.stack([half_width * np.sign(circle[:, 0]) * np.abs(circle[:, 0]) ** power,
-                   half_height * np.sign(circle[:, 1]) * np.abs(circle[:, 1]) ** power], -1)
+  return np.stack(
+      [
+          half_width * np.sign(circle[:, 0]) * np.abs(circle[:, 0]) ** power,
+          half_height * np.sign(circle[:, 1]) * np.abs(circle[:, 1]) ** power,
+      ],
+      -1,
+  )
 
 
 def section_loft(stations, exponent: float = 4.0, num_points: int = 24, taper_top: float = 1.0) -> Mesh:
@@ -334,13 +348,15 @@ def section_loft(stations, exponent: float = 4.0, num_points: int = 24, taper_to
   rings = []
   for z, y_bottom, y_top, half_width in stations:
     centre_y, half_height = 0.5 * (y_top + y_bottom), 0.5 * (y_top - y_bottom)
-    rings.append(np.stack([half_width * unit[:, 0] * x_scale, centre_y + half_height * unit[:, 1],
-                           np.full(num_points, z)], -1))
+    rings.append(
+        np.stack([half_width * unit[:, 0] * x_scale, centre_y + half_height * unit[:, 1], np.full(num_points, z)], -1)
+    )
   return loft(np.stack(rings))
 
 
-def wing(root, tip, root_chord: float, tip_chord: float, thickness: float, num_points: int = 16,
-         vertical: bool = False) -> Mesh:
+def wing(
+    root, tip, root_chord: float, tip_chord: float, thickness: float, num_points: int = 16, vertical: bool = False
+) -> Mesh:
   """A tapered lifting surface from `root` to `tip` (leading-edge points); chord runs along +z (nose is -z).
 
   Args:

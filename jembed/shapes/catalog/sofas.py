@@ -98,8 +98,9 @@ def _build_back(builder: prim.MeshBuilder, p: dict) -> None:
   half_w, depth, bottom = _inner_half_width(p), _depth(p), _base_bottom(p)
   back_z = 0.5 * depth - 0.5 * p["back_depth"]
   frame_height = p["back_height"] - bottom - (0.12 if p["back_cushions"] else 0.0)
-  builder.add(prim.rounded_box((0, bottom + 0.5 * frame_height, back_z), (2 * half_w, frame_height, p["back_depth"]),
-                               0.04))
+  builder.add(
+      prim.rounded_box((0, bottom + 0.5 * frame_height, back_z), (2 * half_w, frame_height, p["back_depth"]), 0.04)
+  )
   cushion_bottom = p["seat_height"] - 0.02
   if p["back_cushions"]:
     height = p["back_height"] - cushion_bottom
@@ -109,9 +110,13 @@ def _build_back(builder: prim.MeshBuilder, p: dict) -> None:
       cushion = prim.rounded_box((0, 0.5 * height, 0), (p["seat_width"] - 0.02, height, 0.16), 0.06, rotation=lean)
       builder.add(prim.transform(cushion, None, (x, cushion_bottom, back_z - 0.5 * p["back_depth"] - 0.04)))
   else:
-    builder.add(prim.rounded_box((0, 0.5 * (cushion_bottom + p["back_height"]) - 0.02,
-                                  back_z - 0.5 * p["back_depth"] - 0.04),
-                                 (2 * half_w, p["back_height"] - cushion_bottom - 0.04, 0.1), 0.045))
+    builder.add(
+        prim.rounded_box(
+            (0, 0.5 * (cushion_bottom + p["back_height"]) - 0.02, back_z - 0.5 * p["back_depth"] - 0.04),
+            (2 * half_w, p["back_height"] - cushion_bottom - 0.04, 0.1),
+            0.045,
+        )
+    )
 
 
 def _arm(p: dict, side: float) -> prim.Mesh:
@@ -127,11 +132,16 @@ def _arm(p: dict, side: float) -> prim.Mesh:
   x = side * (_inner_half_width(p) + 0.5 * arm_width)
   if p["arms"] == "rolled":
     roll = 0.5 * arm_width + 0.02
-    return prim.concatenate([
-        prim.rounded_box((x, 0.5 * (bottom + top - roll), centre_z), (arm_width, top - roll - bottom, length), 0.03),
-        prim.tube((x + side * 0.02, top - roll, front_z), (x + side * 0.02, top - roll, 0.5 * depth), roll,
-                  sections=20),
-    ])
+    return prim.concatenate(
+        [
+            prim.rounded_box(
+                (x, 0.5 * (bottom + top - roll), centre_z), (arm_width, top - roll - bottom, length), 0.03
+            ),
+            prim.tube(
+                (x + side * 0.02, top - roll, front_z), (x + side * 0.02, top - roll, 0.5 * depth), roll, sections=20
+            ),
+        ]
+    )
   if p["arms"] == "sloped":
     # Top edge falls from the back towards the front, like a track arm with a raked profile.
     stations = [(front_z, bottom, top - 0.15, 0.5 * arm_width), (0.5 * depth, bottom, top, 0.5 * arm_width)]
@@ -148,8 +158,12 @@ def _build_feet(builder: prim.MeshBuilder, p: dict) -> None:
     height = p["leg_height"] + 0.01
     builder.add(prim.box((0, 0.5 * height, 0), (2 * half_w - 0.08, height, depth - 0.08)))
     if p["chaise"] != "none":
-      builder.add(prim.box((_chaise_x(p), 0.5 * height, front_z - 0.5 * p["chaise_length"]),
-                           (p["seat_width"] - 0.08, height, p["chaise_length"])))
+      builder.add(
+          prim.box(
+              (_chaise_x(p), 0.5 * height, front_z - 0.5 * p["chaise_length"]),
+              (p["seat_width"] - 0.08, height, p["chaise_length"]),
+          )
+      )
     return
   xs = [-half_w + 0.06, half_w - 0.06] + ([0.0] if p["num_seats"] >= 3 else [])
   zs = [front_z + 0.06, 0.5 * depth - 0.06]

@@ -124,8 +124,14 @@ def _x_legs(builder: prim.MeshBuilder, p: dict) -> None:
   board = 0.02 + p["leg_radius"]
   for x in (-end_x, end_x):
     for sign in (-1.0, 1.0):
-      builder.add(prim.rounded_box((x + sign * 0.5 * board, 0.5 * top_y, 0), (board, board_length, 0.05), 0.008,
-                                   rotation=prim.rotation_x(sign * angle)))
+      builder.add(
+          prim.rounded_box(
+              (x + sign * 0.5 * board, 0.5 * top_y, 0),
+              (board, board_length, 0.05),
+              0.008,
+              rotation=prim.rotation_x(sign * angle),
+          )
+      )
   builder.add(prim.rounded_box((0, 0.5 * top_y, 0), (2 * end_x, 0.04, 0.04), 0.008))
 
 
