@@ -201,7 +201,9 @@ def _add_shape_encoder(config: ml_collections.ConfigDict) -> None:
   """The learned shape encoder (issue 11 part 2): point clouds of the meshes -> a PPAT-style encoder, trained jointly
   with the image network by symmetric image<->shape HCL and anchored to the Sammon points, so it also places new
   shapes (`launch/embed_shapes.py --into`) in one forward pass. Off by default (see docs/training.md: on the demo it
-  does not beat the regression network within the CPU budget); launch/train.py runs it after the regression when enabled."""
+  does not beat the regression network within the CPU budget); launch/train.py runs it after the regression when
+  enabled.
+  """
   config.shape_encoder = ml_collections.ConfigDict(
       dict(
           enabled=False,  # Train it (in workdir/shape_encoder/) after the regression network; evaluate its row.
