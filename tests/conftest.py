@@ -45,12 +45,21 @@ def fast_compiles():
   jax.config.update("jax_disable_most_optimizations", before)
 
 
+def run_launcher(launcher: str, *flags, timeout: float = 600, **env) -> subprocess.CompletedProcess:
+  """`python -m launch.<launcher> <flags>` in the repository, as a user runs it (output captured, text)."""
+  return subprocess.run(
+      [sys.executable, "-m", f"launch.{launcher}", *map(str, flags)],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      timeout=timeout,
+      env={**os.environ, "PYTHONPATH": str(REPO), **env},
+  )
+
+
 def run_demo(workdir, *flags) -> tuple[dict[str, str], str]:
   """`python -m launch.demo --config=configs/tiny.py` as a user runs it: ({what: path} of its closing list, stdout)."""
-  cmd = [sys.executable, "-m", "launch.demo", "--config=configs/tiny.py", f"--workdir={workdir}", *flags]
-  result = subprocess.run(
-      cmd, cwd=REPO, capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(REPO)}
-  )
+  result = run_launcher("demo", "--config=configs/tiny.py", f"--workdir={workdir}", *flags, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   # The closing list: "<what>  <path>" lines (TFDS prints its own lines before it).
   outputs = dict(m.groups() for m in re.finditer(r"^(\S.*?)\s{2,}(/\S+)$", result.stdout, re.MULTILINE))
@@ -67,7 +76,7 @@ def tiny_run(tmp_path_factory) -> tuple[pathlib.Path, dict[str, str], str]:
 
 
 # Fixtures that run a whole stage chain (or a training run): every test using one is an end-to-end test.
-_END_TO_END_FIXTURES = {"tiny_run", "run", "workdir", "reference", "dataset"}
+_END_TO_END_FIXTURES = {"tiny_run", "run", "workdir", "reference", "dataset", "train_dataset"}
 
 
 def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argument
@@ -86,15 +95,20 @@ def train_dataset(tmp_path_factory):
   config = tiny_train_config()
   build.build_dataset(config, folder, workers=1)
   ids = pipeline.read_metadata(naming.dataset_dir(config, folder))["shape_ids"]
-  points = np.random.default_rng(0).normal(scale=3.0, size=(len(ids), 5)).astype(np.float32)
+  save_made_up_embedding(ids, f"{folder}/shape_embedding.npz")
+  return folder
+
+
+def save_made_up_embedding(ids, path: str, dim: int = 5) -> None:
+  """A shape embedding of `ids` (category = the id's first part) at random points float32[N, dim] (seed 0)."""
+  points = np.random.default_rng(0).normal(scale=3.0, size=(len(ids), dim)).astype(np.float32)
   records.ShapeEmbedding(
       ids=np.array(ids),
       categories=np.array([i.split("/")[0] for i in ids]),
       points=points,
       stress=0.0,
       stress_curve=np.zeros(1, np.float32),
-  ).save(f"{folder}/shape_embedding.npz")
-  return folder
+  ).save(path)
 
 
 def tiny_train_config():

@@ -2,11 +2,8 @@
 
 import dataclasses
 import json
-import os
 import subprocess
-import sys
 
-from conftest import REPO
 import jax
 import numpy as np
 from PIL import Image
@@ -15,6 +12,8 @@ import pytest
 from jembed.api import embed
 from jembed.api import inversion
 from jembed.apps import inversion_gallery
+
+from conftest import run_launcher
 
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 
@@ -115,14 +114,7 @@ def test_twin_distances(trained):
 
 
 def _invert(*flags) -> subprocess.CompletedProcess:
-  return subprocess.run(
-      [sys.executable, "-m", "launch.invert", *flags],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=600,
-      env={**os.environ, "PYTHONPATH": str(REPO)},
-  )
+  return run_launcher("invert", *flags, timeout=600)
 
 
 def _error_line(result: subprocess.CompletedProcess) -> str:

@@ -3,9 +3,7 @@
 import os
 import re
 import subprocess
-import sys
 
-from conftest import REPO
 import numpy as np
 from PIL import Image
 import pytest
@@ -13,16 +11,11 @@ import pytest
 from jembed.api import query
 from jembed.utils import images
 
+from conftest import run_launcher
+
 
 def _query(*flags) -> subprocess.CompletedProcess:
-  return subprocess.run(
-      [sys.executable, "-m", "launch.query", *flags],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=300,
-      env={**os.environ, "PYTHONPATH": str(REPO)},
-  )
+  return run_launcher("query", *flags, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ run trains from the cache, validates on the validation split's rows and resumes.
 import json
 import os
 
-from conftest import tiny_train_config
-from conftest import workdir_on
 import jax
 import numpy as np
 import pytest
@@ -17,6 +15,9 @@ from jembed.training import model as model_lib
 from jembed.training import optimizer
 from jembed.training import train
 from jembed.workdir import paths
+
+from conftest import tiny_train_config
+from conftest import workdir_on
 
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 

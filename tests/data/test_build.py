@@ -26,6 +26,8 @@ from jembed.render import camera
 from jembed.render import shading
 from jembed.shapes import sources
 
+from conftest import run_launcher
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -121,14 +123,7 @@ def test_beam_build_reads_back_as_the_single_host_build(reference, tmp_path):
       f"--workdir={beam_workdir}",
       "--beam_runner=DirectRunner",
   ]
-  out = subprocess.run(
-      [sys.executable, "-m", "launch.build_dataset", *flags],
-      cwd=REPO,
-      capture_output=True,
-      text=True,
-      timeout=600,
-      env={**os.environ, "PYTHONPATH": str(REPO)},
-  )
+  out = run_launcher("build_dataset", *flags)
   assert out.returncode == 0, out.stderr[-3000:]
   script = textwrap.dedent(f"""
       import json, sys

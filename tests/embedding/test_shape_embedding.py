@@ -1,10 +1,6 @@
 """The shape-embedding launcher end to end, as a user runs it."""
 
 import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 from PIL import Image
@@ -14,16 +10,13 @@ from configs import tiny
 from jembed.embedding import shape_embedding
 from jembed.workdir import records
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from conftest import run_launcher
 
 
 @pytest.mark.slow
 def test_launcher_writes_embedding_map_and_summary(tmp_path):
   workdir = tmp_path / "wd"
-  cmd = [sys.executable, "-m", "launch.embed_shapes", "--config=configs/tiny.py", f"--workdir={workdir}"]
-  result = subprocess.run(
-      cmd, cwd=REPO, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)}
-  )
+  result = run_launcher("embed_shapes", "--config=configs/tiny.py", f"--workdir={workdir}")
   assert result.returncode == 0, result.stderr[-3000:]
   emb = records.ShapeEmbedding.load(str(workdir / "shape_embedding.npz"))
   config = tiny.get_config()

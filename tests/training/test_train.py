@@ -4,8 +4,6 @@ import dataclasses
 import json
 import os
 
-from conftest import tiny_train_config
-from conftest import workdir_on
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +18,9 @@ from jembed.training import losses
 from jembed.training import model as model_lib
 from jembed.training import optimizer
 from jembed.training import train
+
+from conftest import tiny_train_config
+from conftest import workdir_on
 
 SPEC = model_lib.ModelSpec(
     widths=(4, 8), hidden=(16,), dim=5, image_size=24, dropout=0.5, num_categories=3, viewpoint_bins=360

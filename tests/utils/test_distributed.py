@@ -27,7 +27,8 @@ from jembed.training import checkpoints
 from jembed.training import model as model_lib
 from jembed.training import train
 from jembed.utils import distributed
-from jembed.workdir import records
+
+from conftest import save_made_up_embedding
 
 # Tiny models: XLA's optimizations cost more compile time than they save; the launched processes turn them off too.
 pytestmark = pytest.mark.usefixtures("fast_compiles")
@@ -72,14 +73,7 @@ def dataset(tmp_path_factory):
   config = _load_config(str(config_path))
   build.build_dataset(config, str(folder), workers=1)
   ids = pipeline.read_metadata(naming.dataset_dir(config, str(folder)))["shape_ids"]
-  points = np.random.default_rng(0).normal(scale=3.0, size=(len(ids), 5)).astype(np.float32)
-  records.ShapeEmbedding(
-      ids=np.array(ids),
-      categories=np.array([i.split("/")[0] for i in ids]),
-      points=points,
-      stress=0.0,
-      stress_curve=np.zeros(1, np.float32),
-  ).save(str(folder / "shape_embedding.npz"))
+  save_made_up_embedding(ids, str(folder / "shape_embedding.npz"))
   return str(config_path), str(folder)
 
 
