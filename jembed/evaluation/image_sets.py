@@ -270,12 +270,12 @@ def photo_set(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.nda
       )
     if not usable:
       raise ValueError(f"no photo of the {kind!r} set shows an embedded shape: is config.shapes the same collection?")
-    images = np.stack(
+    read = np.stack(
         [images.read_photo(p.path, size) for p in tqdm.tqdm(usable, desc=f"reading {kind} photos", unit="photo")]
     )
     cached = dict(
         key=np.array(key),
-        images=images,
+        images=read,
         shape_index=np.asarray([rows[p.shape_id] for p in usable], np.int32),
         labels=np.asarray([os.path.basename(p.path) for p in usable]),
     )
