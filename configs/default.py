@@ -154,6 +154,8 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
           eval_batch_size=0,  # Global batch of the validation passes; 0 = config.input.batch_size.
           augment_flip=True,  # Mirror half the training images (and their azimuth, tilt); the paper did not.
           augment_shift=0.08,  # Shift them by up to this fraction of the size; 0 = off.
+          compute_dtype="float32",  # 'float32' | 'bfloat16': activations, matmuls, convolutions (parameters,
+          # optimizer state, losses stay float32; for accelerators: configs/accelerator.py).
       )
   )
   # The contrastive term of train.loss 'infonce' / 'hcl' (jembed/training/contrastive.py, losses.RankObjective).
