@@ -29,6 +29,7 @@ from absl import logging
 import ml_collections
 
 from jembed.data import beam_build
+from jembed.data import naming
 from jembed.data import pipeline
 from jembed.data import sample_sheet
 from jembed.data import splits
@@ -221,4 +222,5 @@ CONFIG_RULES = {
     "data.split_fractions": checks.fractions,
     "data.workers": checks.integer(0),
     "data.sample_sheet": checks.integer(0),
+    "data.image_format": checks.choice(naming.IMAGE_FORMATS),
 }

@@ -2,10 +2,12 @@
 
 No TensorFlow is needed to write or read it: images are PNG bytes encoded with Pillow and handed to
 `tfds.features.Image(encoding_format='png')`, which stores bytes as they are (only numpy arrays would go through TF's
-encoder), and `tfds.data_source` decodes them with Pillow (or OpenCV when installed).
+encoder), and `tfds.data_source` decodes them with Pillow (or OpenCV when installed). With
+`config.data.image_format='raw'` the images are stored decoded instead, as the S*S*3 bytes of the uint8 array
+(`tfds.features.Tensor(..., encoding='bytes')`): 3-5x the disk of PNG, and no decode on the training hosts (a copy).
 
 Features of one example (one image):
-  image        uint8[S, S, 3] (PNG)     the composited, stretched image
+  image        uint8[S, S, 3]           the composited, stretched image (PNG, or raw bytes)
   shape_index  int32                    row of the dataset's shape list, `metadata.json` 'shape_ids'
   shape_id     str                      e.g. 'chair/003' or '03001627/1a6f...'; points are joined by it at read time
   category     ClassLabel               the shape's category (names in the features, sorted)
@@ -32,6 +34,7 @@ import tensorflow_datasets as tfds
 
 from jembed.data import backgrounds as backgrounds_lib
 from jembed.data import naming
+from jembed.data import pipeline
 from jembed.data import render_cache
 from jembed.data import splits
 from jembed.data import synthesis
@@ -50,11 +53,24 @@ def builder_config(config: ml_collections.ConfigDict) -> tfds.core.BuilderConfig
   )
 
 
-def features(image_size: int, categories: list[str]) -> tfds.features.FeaturesDict:
+def image_feature(image_size: int, image_format: str = "png") -> tfds.features.FeatureConnector:
+  """How the image is stored: PNG bytes ('png') or the uint8 array's own bytes ('raw')."""
+  shape = (image_size, image_size, 3)
+  if image_format == "raw":
+    return tfds.features.Tensor(shape=shape, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES)
+  return tfds.features.Image(shape=shape, encoding_format="png")
+
+
+def stored_example(example: dict, image_format: str) -> dict:
+  """A rendered example (its image PNG bytes, as the render cache holds it) as the dataset stores it."""
+  return example if image_format == "png" else dict(example, image=pipeline.decode_image(example["image"]))
+
+
+def features(image_size: int, categories: list[str], image_format: str = "png") -> tfds.features.FeaturesDict:
   scalar = tfds.features.Scalar
   return tfds.features.FeaturesDict(
       {
-          "image": tfds.features.Image(shape=(image_size, image_size, 3), encoding_format="png"),
+          "image": image_feature(image_size, image_format),
           "shape_index": scalar(np.int32),
           "shape_id": tfds.features.Text(),
           "category": tfds.features.ClassLabel(names=categories),
@@ -118,7 +134,7 @@ class JembedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return tfds.core.DatasetInfo(
         builder=self,
         description="Synthetic training images of jembed (Li, Su et al. 2015, section 2; Render for CNN).",
-        features=features(self.settings.image_size, self.categories),
+        features=features(self.settings.image_size, self.categories, naming.image_format(self.jembed_config)),
         metadata=tfds.core.MetadataDict(),
         citation="Li, Su, Qi, Fish, Cohen-Or, Guibas. Joint Embeddings of Shapes and Images via CNN Image "
         "Purification. SIGGRAPH Asia 2015.",
@@ -181,6 +197,7 @@ class JembedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         skipped_shapes=[[h["id"], h["skipped"]] for h in headers if h["skipped"]],
         skipped_backgrounds=[list(s) for s in self.background_report.skipped],
         settings=naming.content_settings(self.jembed_config),
+        image_format=naming.image_format(self.jembed_config),
     )
 
   def _split_generators(self, dl_manager):
@@ -198,7 +215,8 @@ class JembedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _generate_examples(self, split_index: int, assignment: np.ndarray):
     """(key, example) of one split, shape by shape from the cache; TFDS shuffles them by key when writing."""
+    image_format = naming.image_format(self.jembed_config)
     for shape_index in np.flatnonzero((assignment == split_index).any(1)):
       for example in render_cache.read_examples(self.cache_dir, int(shape_index)):
         if assignment[shape_index, example["image_index"]] == split_index:
-          yield f"{shape_index:06d}_{example['image_index']:04d}", example
+          yield f"{shape_index:06d}_{example['image_index']:04d}", stored_example(example, image_format)
