@@ -84,8 +84,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           split_fractions=(0.9, 0.05, 0.05),  # train / validation / test; a 0 omits that split.
           workers=0,  # Rendering processes; 0 = one per CPU core. Does not change the images.
           sample_sheet=24,  # Examples shown in workdir/dataset_samples.png.
-          image_format="png",  # How the shards store images: 'png' | 'raw' (decoded uint8: no decode on the training
-          # hosts, 3-5x the disk; another dataset name, so the two never mix). docs/accelerators.md.
+          image_format="png",  # How the shards store images: 'png' | 'raw' (decoded uint8: 4x fewer host cores to
+          # feed training, ~1.5x the disk; another dataset name, so the two never mix). docs/accelerators.md.
       )
   )
 

@@ -2,7 +2,8 @@
 
 Writes into the workdir:
   tfds/jembed_images/<config name>/<version>/   the dataset (ArrayRecord shards, dataset_info.json, metadata.json)
-  dataset_cache/<config name>/shape_*.pkl        rendered shapes, until the dataset is written (resume)
+  dataset_cache/<content name>/shape_*.pkl       rendered shapes, until the dataset is written (resume; shared by
+                                                 the png and raw datasets of the same images)
   dataset_samples.png                            random examples with their labels
   dataset.json                                   where the dataset is, split sizes, build speed, skipped inputs
 

@@ -47,10 +47,15 @@ def image_format(config: ml_collections.ConfigDict) -> str:
   return fmt
 
 
+def content_name(config: ml_collections.ConfigDict) -> str:
+  """`<source>-<10 hex digits>`: the images' name, whatever their storage (the png dataset's, the render cache's)."""
+  return f"{config.shapes.source}-{paths.cache_key(content_settings(config), digits=10)}"
+
+
 def config_name(config: ml_collections.ConfigDict) -> str:
   """`<source>-<10 hex digits>[-raw]`, the TFDS BuilderConfig name of the dataset `config` describes."""
-  suffix = "" if image_format(config) == "png" else f"-{image_format(config)}"
-  return f"{config.shapes.source}-{paths.cache_key(content_settings(config), digits=10)}{suffix}"
+  fmt = image_format(config)
+  return content_name(config) + ("" if fmt == "png" else f"-{fmt}")
 
 
 def tfds_name(config: ml_collections.ConfigDict) -> str:

@@ -22,7 +22,7 @@ def built(tmp_path_factory):
   config.shapes.limit = 1
   config.data.update(images_per_shape=4, image_size=24, sample_sheet=2, split_fractions=(0.75, 0.25, 0.0))
   config.input.batch_size = 4
-  build.build_dataset(config, workdir, workers=1)
+  build.build_dataset(config, workdir, workers=1, keep_cache=True)  # (the raw test reuses the renders)
   ids = pipeline.read_metadata(naming.dataset_dir(config, workdir))["shape_ids"][::-1] + ["extra/000"]
   points = np.random.default_rng(0).normal(size=(len(ids), 5)).astype(np.float32)
   embedding = records.ShapeEmbedding(
@@ -189,12 +189,13 @@ def _batches(config, workdir, n: int) -> list[dict]:
 
 def test_raw_images_stream_the_same_batches_as_png(built):
   """`data.image_format='raw'`: another dataset (its own name, so the two never mix), the same settings recorded,
-  the same images decoded once at build time instead of on every read; the same batches, bit for bit."""
+  the same images decoded once at build time instead of on every read (from the png build's renders: none made
+  again); the same batches, bit for bit."""
   config, workdir, _ = built
   raw = config.copy_and_resolve_references()
   raw.data.image_format = "raw"
   assert naming.config_name(raw) == naming.config_name(config) + "-raw"
-  build.build_dataset(raw, workdir, workers=1)
+  assert build.build_dataset(raw, workdir, workers=1).images_rendered == 0
   png_meta = pipeline.read_metadata(naming.dataset_dir(config, workdir))
   raw_meta = pipeline.read_metadata(naming.dataset_dir(raw, workdir))
   assert raw_meta["settings"] == png_meta["settings"] and raw_meta["image_format"] == "raw"
