@@ -17,7 +17,8 @@ float32 matmuls and convolutions there by default; none on CPUs).
                costlier case: the paper froze conv1-5), SGD with momentum, 227 x 227, batch --paper_batch
   accelerator  configs/accelerator.py's (ViT-S/16 from scratch, 160 px) in bfloat16 and, as its peer, in float32
                (CPU: its `tiny` override, 2 blocks of width 64 at 32 px); with `--full_flops` (default on CPU) also
-               XLA's FLOP count per image of the full-size step, compiled but not run
+               XLA's FLOPs and temporary memory per image of the full-size step for each remat policy, compiled but
+               not run
 
 The last stdout line is one JSON object: {"benchmark": "train", "ours": images/s of the accelerator step in bfloat16,
 "peer": images/s of the same step in float32, "unit": "images/s", "ratio": ours / peer, "default", "paper",
@@ -38,6 +39,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import accelerator  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import shapenet_chairs  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jembed.backbones import compute  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.training import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.training import optimizer  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.training import train  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -101,13 +103,16 @@ def _step_and_batch(config, spec: model_lib.ModelSpec, batch_size: int, shape_po
   return update_fn, mesh, tx, abstract, train.place_batch(batch, mesh)
 
 
-def _compile(update_fn, state, batch) -> tuple[float, float]:
-  """(XLA's FLOPs of one device's program of the step, seconds to compile it)."""
+def _compile(update_fn, state, batch) -> tuple[float, float, float]:
+  """(XLA's FLOPs of one device's program of the step, its temporary buffers in bytes (activations and the like:
+  `memory_analysis`), seconds to compile it)."""
   start = time.perf_counter()
   compiled = update_fn.lower(state, batch, jax.random.key(1)).compile()
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  return (float(cost.get("flops", 0.0)) if cost else 0.0), time.perf_counter() - start
+  memory = compiled.memory_analysis()
+  temp = float(memory.temp_size_in_bytes) if memory is not None else 0.0
+  return (float(cost.get("flops", 0.0)) if cost else 0.0), temp, time.perf_counter() - start
 
 
 def step_flops(config, spec: model_lib.ModelSpec, batch_size: int) -> dict:
@@ -115,11 +120,12 @@ def step_flops(config, spec: model_lib.ModelSpec, batch_size: int) -> dict:
   (nothing is initialized or run: a full-size network's count on a small machine)."""
   update_fn, mesh, tx, abstract, batch = _step_and_batch(config, spec, batch_size)
   state = jax.eval_shape(lambda key: train.create_state(spec, tx, key, mesh), jax.random.key(0))
-  flops, compile_s = _compile(update_fn, state, batch)
+  flops, temp, compile_s = _compile(update_fn, state, batch)
   return dict(
       batch=batch_size,
       image_size=spec.image_size,
       flops_per_step=flops,
+      temp_bytes=temp,
       flops_per_image=flops * mesh.size / batch_size,  # one device's program x devices, per image
       compile_s=compile_s,
       params=sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract)),
@@ -136,7 +142,7 @@ def step_rate(
   update_fn, mesh, tx, abstract, batch = _step_and_batch(config, spec, batch_size, shape_points, objective)
   state = train.create_state(spec, tx, jax.random.key(0), mesh)
   key = jax.random.key(1)
-  flops, compile_s = _compile(update_fn, state, batch)
+  flops, _, compile_s = _compile(update_fn, state, batch)
   for _ in range(2):  # warm-up: the first runs allocate
     state, metrics = update_fn(state, batch, key)
   jax.block_until_ready(metrics)
@@ -227,32 +233,29 @@ def accelerator_rates(arg: str, batch: int, steps: int) -> dict[str, dict]:
   return runs
 
 
-def full_size_flops(arg: str) -> dict:
-  """XLA's FLOPs of the full-size accelerator step without running it: per image (the slope between per-device
-  batches of 1 and 2) and per step at the config's global batch."""
+def full_size_costs(arg: str) -> dict:
+  """XLA's FLOPs and temporary memory of the full-size accelerator step, compiled but not run: per image (the slope
+  between per-device batches of 1 and 2) and per step at the config's global batch, for each remat policy."""
   config = accelerator.get_config(arg)
-  spec = _spec(config)
-  devices = jax.device_count()
-  one, two = (step_flops(config, spec, n * devices) for n in (1, 2))
-  per_image = two["flops_per_step"] - one["flops_per_step"]  # one device's program: per-device batch 1 -> 2
-  fixed = one["flops_per_step"] - per_image  # what does not scale with the batch (the optimizer's update)
-  batch = int(config.input.batch_size)
-  out = dict(
-      image_size=spec.image_size,
-      compute_dtype=spec.compute_dtype,
-      params=one["params"],
-      flops_per_image=per_image,
-      flops_per_step_fixed=fixed,
-      batch=batch,
-      flops_per_step=fixed * devices + per_image * batch,  # all devices together
-      compile_s=one["compile_s"] + two["compile_s"],
-  )
-  print(
-      f"accelerator, full size ({spec.backbone}, {spec.image_size} px, {spec.compute_dtype}, {one['params']:,} "
-      "params): "
-      f"XLA counts {per_image / 1e9:.2f} GFLOP per training image, {out['flops_per_step'] / 1e12:.2f} TFLOP a step of "
-      f"{batch} (compiled twice in {out['compile_s']:.0f} s, not run)"
-  )
+  spec, devices, batch = _spec(config), jax.device_count(), int(config.input.batch_size)
+  out = dict(image_size=spec.image_size, compute_dtype=spec.compute_dtype, batch=batch, remat={})
+  for remat in compute.REMAT_POLICIES:
+    one, two = (step_flops(config, dataclasses.replace(spec, remat=remat), n * devices) for n in (1, 2))
+    per_image = two["flops_per_step"] - one["flops_per_step"]  # one device's program: per-device batch 1 -> 2
+    out["params"] = one["params"]
+    out["remat"][remat] = dict(
+        flops_per_image=per_image,
+        flops_per_step=(one["flops_per_step"] - per_image) * devices + per_image * batch,  # all devices together
+        temp_bytes_per_image=two["temp_bytes"] - one["temp_bytes"],
+        compile_s=one["compile_s"] + two["compile_s"],
+    )
+    r = out["remat"][remat]
+    print(
+        f"accelerator, full size ({spec.backbone}, {spec.image_size} px, {spec.compute_dtype}, remat {remat}): XLA "
+        f"counts {per_image / 1e9:.2f} GFLOP and {r['temp_bytes_per_image'] / 2**20:.1f} MiB of temporaries per "
+        f"training image, {r['flops_per_step'] / 1e12:.2f} TFLOP a step of {batch} (compiled, not run)"
+    )
+  out["flops_per_image"] = out["remat"]["none"]["flops_per_image"]  # the model's FLOPs (MFU's numerator)
   return out
 
 
@@ -293,7 +296,8 @@ def main():
   bf16, f32 = runs["bfloat16"]["images_per_s"], runs["float32"]["images_per_s"]
   out.update(ours=round(bf16, 1), peer=round(f32, 1), ratio=round(bf16 / f32, 3))
   if args.full_flops == "yes" or (args.full_flops == "auto" and cpu):
-    out["accelerator"]["full_size"] = _rounded(full_size_flops(args.accelerator_arg))
+    costs = full_size_costs(args.accelerator_arg)
+    out["accelerator"]["full_size"] = dict(_rounded(costs), remat={k: _rounded(v) for k, v in costs["remat"].items()})
   if args.workdir:
     rate = pipeline_rate(args.workdir, args.batches)
     if rate:
