@@ -84,6 +84,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           split_fractions=(0.9, 0.05, 0.05),  # train / validation / test; a 0 omits that split.
           workers=0,  # Rendering processes; 0 = one per CPU core. Does not change the images.
           sample_sheet=24,  # Examples shown in workdir/dataset_samples.png.
+          image_format="png",  # How the shards store images: 'png' | 'raw' (decoded uint8: 4x fewer host cores to
+          # feed training, ~1.5x the disk; another dataset name, so the two never mix). docs/accelerators.md.
       )
   )
 
@@ -94,7 +96,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           num_epochs=0,  # 0 = repeat forever (reshuffled every epoch).
           read_threads=4,  # grain read/decode threads per process.
           prefetch=256,  # Examples buffered ahead per process.
-          decode_processes=0,  # >0: decode in that many grain processes (multi-core hosts; needs absl flags parsed).
+          decode_processes=0,  # >0: decode in that many grain worker processes (multi-core hosts).
+          device_prefetch=2,  # Global batches put on the devices ahead of the step (2: double-buffered); 0 = none.
       )
   )
 
@@ -154,6 +157,8 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
           eval_batch_size=0,  # Global batch of the validation passes; 0 = config.input.batch_size.
           augment_flip=True,  # Mirror half the training images (and their azimuth, tilt); the paper did not.
           augment_shift=0.08,  # Shift them by up to this fraction of the size; 0 = off.
+          compute_dtype="float32",  # 'float32' | 'bfloat16': activations, matmuls, convolutions (parameters,
+          # optimizer state, losses stay float32; for accelerators: configs/accelerator.py).
       )
   )
   # The contrastive term of train.loss 'infonce' / 'hcl' (jembed/training/contrastive.py, losses.RankObjective).

@@ -91,8 +91,18 @@ def pytest_collection_modifyitems(config, items):  # pylint: disable=unused-argu
 def train_dataset(tmp_path_factory):
   """The training tests' tiny dataset (6 shapes x 8 images, 24 px: 36 train, 12 validation) and a made-up 5-D
   embedding."""
-  folder = str(tmp_path_factory.mktemp("train_data"))
+  return _build_train_dataset(str(tmp_path_factory.mktemp("train_data")), tiny_train_config())
+
+
+@pytest.fixture(scope="session")
+def raw_train_dataset(tmp_path_factory):
+  """`train_dataset`'s images and embedding, stored decoded (`config.data.image_format='raw'`)."""
   config = tiny_train_config()
+  config.data.image_format = "raw"
+  return _build_train_dataset(str(tmp_path_factory.mktemp("raw_train_data")), config)
+
+
+def _build_train_dataset(folder: str, config) -> str:
   build.build_dataset(config, folder, workers=1)
   ids = pipeline.read_metadata(naming.dataset_dir(config, folder))["shape_ids"]
   save_made_up_embedding(ids, f"{folder}/shape_embedding.npz")

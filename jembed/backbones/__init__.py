@@ -48,21 +48,29 @@ def normalize(images: jax.Array, spec: BackboneSpec) -> jax.Array:
 
 
 class Backbone(nn.Module):
-  """uint8[B, H, W, 3] RGB -> float32[B, F] pooled features: stretched to the spec's size, normalized, the trunk."""
+  """uint8[B, H, W, 3] RGB -> float32[B, F] pooled features: stretched to the spec's size, normalized, the trunk.
+
+  `dtype` is the trunk's compute dtype and `remat` the rematerialisation of its blocks (`compute`); the features come
+  back in float32 either way.
+  """
 
   spec: BackboneSpec
+  dtype: jnp.dtype = jnp.float32
+  remat: str = "none"
 
   @nn.compact
   def __call__(self, images: jax.Array) -> jax.Array:
-    spec = self.spec
-    x = normalize(resize_images(images, spec.image_size), spec)
+    spec, dt = self.spec, self.dtype
+    x = normalize(resize_images(images, spec.image_size), spec).astype(dt)
     if spec.family == "resnet":
-      return resnet.ResNet(spec.config, name="trunk")(x)
-    if spec.family == "vit":
-      return vit.VisionTransformer(spec.config, name="trunk")(x)
-    if spec.family == "caffenet":
-      return caffenet.pool5_features(caffenet.CaffeNet(tuple(spec.config), name="trunk")(x))
-    raise ValueError(f"unknown backbone family {spec.family!r}")
+      x = resnet.ResNet(spec.config, dtype=dt, remat=self.remat, name="trunk")(x)
+    elif spec.family == "vit":
+      x = vit.VisionTransformer(spec.config, dtype=dt, remat=self.remat, name="trunk")(x)
+    elif spec.family == "caffenet":
+      x = caffenet.pool5_features(caffenet.CaffeNet(tuple(spec.config), dtype=dt, name="trunk")(x))
+    else:
+      raise ValueError(f"unknown backbone family {spec.family!r}")
+    return x.astype(jnp.float32)
 
 
 def features(spec: BackboneSpec, variables: dict, images: jax.Array) -> jax.Array:

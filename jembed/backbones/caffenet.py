@@ -26,8 +26,9 @@ def local_response_norm(
   """Caffe's across-channel LRN: x_c / (k + alpha/size * sum of x^2 over the `size` channels around c)^beta.
 
   Caffe divides alpha by the window size (TensorFlow's `local_response_normalization` does not), and the window is
-  zero-padded at the first and last channels.
+  zero-padded at the first and last channels. Computed in float32 (a sum of squares and a power), returned in x's dtype.
   """
+  dtype, x = x.dtype, x.astype(jnp.float32)
   sq = jax.lax.reduce_window(
       x * x,
       0.0,
@@ -36,7 +37,7 @@ def local_response_norm(
       (1,) * x.ndim,
       [(0, 0)] * (x.ndim - 1) + [((size - 1) // 2, size - 1 - (size - 1) // 2)],
   )
-  return x / (k + (alpha / size) * sq) ** beta
+  return (x / (k + (alpha / size) * sq) ** beta).astype(dtype)
 
 
 def caffe_max_pool(x: jax.Array, window: int = 3, stride: int = 2) -> jax.Array:
@@ -51,21 +52,23 @@ def caffe_max_pool(x: jax.Array, window: int = 3, stride: int = 2) -> jax.Array:
 class CaffeNet(nn.Module):
   """CaffeNet conv1-pool5 (pool, then LRN, as bvlc_reference_caffenet and R-CNN): [B, 227, 227, 3] -> [B, 6, 6, 256].
 
-  `widths` are the five convolutions' channels (the paper's by default; smaller ones only in tests).
+  `widths` are the five convolutions' channels (the paper's by default; smaller ones only in tests); `dtype` the
+  compute dtype (parameters stay float32; the LRN runs in float32).
   """
 
   widths: tuple[int, ...] = WIDTHS
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    w = self.widths
-    x = nn.relu(nn.Conv(w[0], (11, 11), (4, 4), padding="VALID", name="conv1")(x))
+    w, dt = self.widths, self.dtype
+    x = nn.relu(nn.Conv(w[0], (11, 11), (4, 4), padding="VALID", dtype=dt, name="conv1")(x))
     x = local_response_norm(caffe_max_pool(x))
-    x = nn.relu(nn.Conv(w[1], (5, 5), padding=2, feature_group_count=2, name="conv2")(x))
+    x = nn.relu(nn.Conv(w[1], (5, 5), padding=2, feature_group_count=2, dtype=dt, name="conv2")(x))
     x = local_response_norm(caffe_max_pool(x))
-    x = nn.relu(nn.Conv(w[2], (3, 3), padding=1, name="conv3")(x))
-    x = nn.relu(nn.Conv(w[3], (3, 3), padding=1, feature_group_count=2, name="conv4")(x))
-    x = nn.relu(nn.Conv(w[4], (3, 3), padding=1, feature_group_count=2, name="conv5")(x))
+    x = nn.relu(nn.Conv(w[2], (3, 3), padding=1, dtype=dt, name="conv3")(x))
+    x = nn.relu(nn.Conv(w[3], (3, 3), padding=1, feature_group_count=2, dtype=dt, name="conv4")(x))
+    x = nn.relu(nn.Conv(w[4], (3, 3), padding=1, feature_group_count=2, dtype=dt, name="conv5")(x))
     return caffe_max_pool(x)
 
 

@@ -18,7 +18,6 @@ and are off (`config.train.augment_shift` is ignored, with a warning).
 """
 
 import hashlib
-import io
 import json
 import os
 
@@ -26,7 +25,6 @@ from absl import logging
 import jax
 import ml_collections
 import numpy as np
-from PIL import Image
 import tqdm
 
 from jembed.data import naming
@@ -102,8 +100,7 @@ def _build_split(folder, split, source, fn, params, batch_size, *, flip: bool) -
     images = []
     for i in rows:
       example = source[i]
-      with Image.open(io.BytesIO(example["image"])) as im:
-        images.append(np.asarray(im.convert("RGB")))
+      images.append(pipeline.decode_image(example["image"]))
       for k in LABELS:
         labels[k][i] = example["shape_index" if k == "shape" else k]
     images = np.stack(images + [images[-1]] * (batch_size - len(images)))  # padded: one shape, one compilation

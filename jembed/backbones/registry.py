@@ -57,6 +57,23 @@ class BackboneSpec:
         self, image_size=int(size), config=dataclasses.replace(self.config, grid=int(size) // self.config.patch)
     )
 
+  def resized(self, width: int = 0, depth: int = 0) -> "BackboneSpec":
+    """A ViT of another token width (heads = width / 64, at least 1; MLP 4 x width) and/or number of blocks, for
+    training from scratch (CPU-sized test runs; other sizes than the named ones). 0 keeps the spec's own.
+
+    Raises:
+      ValueError: a width or depth asked of a backbone that is not a ViT.
+    """
+    if not (width or depth):
+      return self
+    if self.family != "vit":
+      raise ValueError(f"{self.arch}: only a ViT's width and depth can be changed (config.model.trunk_width/depth)")
+    width = int(width) or self.config.width
+    config = dataclasses.replace(
+        self.config, width=width, heads=max(width // 64, 1), mlp=4 * width, depth=int(depth) or self.config.depth
+    )
+    return dataclasses.replace(self, config=config)
+
 
 def caffenet_pool5_side(size: int) -> int:
   """pool5's side for a CaffeNet input of `size` (6 at 227): conv1 (11, s4), then three ceil-mode 3/2 pools."""

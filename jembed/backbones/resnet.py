@@ -6,7 +6,12 @@ the global average of layer4: float32[B, 2048].
 
 BatchNorm is frozen (running statistics, as every fine-tuning recipe of these weights does, detectron2's
 FrozenBatchNorm): its mean and var are parameters behind `stop_gradient`, so the network's variables are only
-{'params': ...}, the same function trains and tests, and no batch statistics cross devices.
+{'params': ...}, the same function trains and tests, and no batch statistics cross devices. (Trained from scratch it
+is therefore a per-channel affine map, not a normalization: a ViT, normalized by LayerNorm, is the from-scratch choice
+of configs/accelerator.py.)
+
+`dtype` is the compute dtype (parameters stay float32, see `jembed.backbones.compute`); `remat` rematerialises each
+bottleneck block.
 """
 
 import dataclasses
@@ -15,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jembed.backbones import compute
 from jembed.backbones import convert
 
 BN_EPS = 1e-5  # torch's BatchNorm2d default
@@ -46,12 +52,14 @@ class FrozenBatchNorm(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (c,))
     mean = jax.lax.stop_gradient(self.param("mean", nn.initializers.zeros, (c,)))
     var = jax.lax.stop_gradient(self.param("var", nn.initializers.ones, (c,)))
-    mult = scale * jax.lax.rsqrt(var + self.eps)
-    return x * mult + (bias - mean * mult)
+    mult = scale * jax.lax.rsqrt(var + self.eps)  # float32 (the parameters'), applied in the input's dtype
+    return x * mult.astype(x.dtype) + (bias - mean * mult).astype(x.dtype)
 
 
-def _conv(features: int, kernel: int, stride: int = 1, name: str = "") -> nn.Conv:
-  return nn.Conv(features, (kernel, kernel), (stride, stride), padding=kernel // 2, use_bias=False, name=name)
+def _conv(features: int, kernel: int, stride: int = 1, name: str = "", dtype=jnp.float32) -> nn.Conv:
+  return nn.Conv(
+      features, (kernel, kernel), (stride, stride), padding=kernel // 2, use_bias=False, dtype=dtype, name=name
+  )
 
 
 class Bottleneck(nn.Module):
@@ -59,38 +67,44 @@ class Bottleneck(nn.Module):
   stride: int
   expansion: int
   downsample: bool
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    y = nn.relu(FrozenBatchNorm(name="bn1")(_conv(self.width, 1, name="conv1")(x)))
-    y = nn.relu(FrozenBatchNorm(name="bn2")(_conv(self.width, 3, self.stride, name="conv2")(y)))
-    y = FrozenBatchNorm(name="bn3")(_conv(self.width * self.expansion, 1, name="conv3")(y))
+    dt = self.dtype
+    y = nn.relu(FrozenBatchNorm(name="bn1")(_conv(self.width, 1, name="conv1", dtype=dt)(x)))
+    y = nn.relu(FrozenBatchNorm(name="bn2")(_conv(self.width, 3, self.stride, name="conv2", dtype=dt)(y)))
+    y = FrozenBatchNorm(name="bn3")(_conv(self.width * self.expansion, 1, name="conv3", dtype=dt)(y))
     if self.downsample:
       x = FrozenBatchNorm(name="downsample_bn")(
-          _conv(self.width * self.expansion, 1, self.stride, name="downsample_conv")(x)
+          _conv(self.width * self.expansion, 1, self.stride, name="downsample_conv", dtype=dt)(x)
       )
     return nn.relu(x + y)
 
 
 class ResNet(nn.Module):
-  """float32[B, H, W, 3] (normalized) -> float32[B, widths[-1] * expansion], the global average of the last stage."""
+  """[B, H, W, 3] (normalized) -> [B, widths[-1] * expansion] in `dtype`, the global average of the last stage."""
 
   config: ResNetConfig
+  dtype: jnp.dtype = jnp.float32
+  remat: str = "none"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     cfg = self.config
-    x = nn.relu(FrozenBatchNorm(name="bn1")(_conv(cfg.stem, 7, 2, name="conv1")(x)))
+    x = nn.relu(FrozenBatchNorm(name="bn1")(_conv(cfg.stem, 7, 2, name="conv1", dtype=self.dtype)(x)))
     x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     channels = cfg.stem
+    block = compute.block(Bottleneck, self.remat)
     for stage, (blocks, width) in enumerate(zip(cfg.layers, cfg.widths)):
       for i in range(blocks):
         stride = 2 if stage > 0 and i == 0 else 1
-        x = Bottleneck(
+        x = block(
             width,
             stride,
             cfg.expansion,
             downsample=i == 0 and (stride != 1 or channels != width * cfg.expansion),
+            dtype=self.dtype,
             name=f"layer{stage + 1}_{i}",
         )(x)
         channels = width * cfg.expansion

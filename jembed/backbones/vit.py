@@ -10,6 +10,9 @@ Both use exact (erf) GELU where torch's nn.GELU does: flax's default is the tanh
 Positions: the weights fix a grid (DINOv2: 37 x 37 for 518 px); another image size resamples them once at load time
 with timm's rule (`resample_abs_pos_embed`: bicubic with antialiasing, prefix tokens kept), which
 `jax.image.resize(..., 'cubic', antialias=True)` reproduces (same Keys kernel, a = -0.5, same edge renormalization).
+
+`dtype` is the compute dtype (parameters stay float32, LayerNorm statistics and attention's softmax run in float32;
+see `jembed.backbones.compute`); `remat` rematerialises each block.
 """
 
 import dataclasses
@@ -20,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jembed.backbones import compute
 from jembed.backbones import convert
 
 
@@ -69,39 +73,43 @@ class Block(nn.Module):
   """Pre-norm transformer block: x + [ls1 *] attn(norm1(x)), then x + [ls2 *] mlp(norm2(x))."""
 
   config: ViTConfig
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    cfg = self.config
+    cfg, dt = self.config, self.dtype
     b, t, w = x.shape
-    qkv = nn.Dense(3 * w, name="qkv")(nn.LayerNorm(cfg.eps, name="norm1")(x))
+    qkv = nn.Dense(3 * w, dtype=dt, name="qkv")(nn.LayerNorm(cfg.eps, dtype=dt, name="norm1")(x))
     q, k, v = jnp.split(qkv.reshape(b, t, 3, cfg.heads, w // cfg.heads), 3, axis=2)
     attn = jax.nn.dot_product_attention(q[:, :, 0], k[:, :, 0], v[:, :, 0]).reshape(b, t, w)
-    y = nn.Dense(w, name="proj")(attn)
+    y = nn.Dense(w, dtype=dt, name="proj")(attn)
     if cfg.layer_scale:
-      y = y * self.param("ls1", nn.initializers.ones, (w,))
+      y = y * self.param("ls1", nn.initializers.ones, (w,)).astype(dt)
     x = x + y
-    y = nn.Dense(cfg.mlp, name="fc1")(nn.LayerNorm(cfg.eps, name="norm2")(x))
-    y = nn.Dense(w, name="fc2")(_act(y, cfg.act))
+    y = nn.Dense(cfg.mlp, dtype=dt, name="fc1")(nn.LayerNorm(cfg.eps, dtype=dt, name="norm2")(x))
+    y = nn.Dense(w, dtype=dt, name="fc2")(_act(y, cfg.act))
     if cfg.layer_scale:
-      y = y * self.param("ls2", nn.initializers.ones, (w,))
+      y = y * self.param("ls2", nn.initializers.ones, (w,)).astype(dt)
     return x + y
 
 
 class VisionTransformer(nn.Module):
-  """float32[B, grid*patch, grid*patch, 3] (normalized) -> float32[B, features]: the [CLS] token's features."""
+  """[B, grid*patch, grid*patch, 3] (normalized) -> [B, features] in `dtype`: the [CLS] token's features."""
 
   config: ViTConfig
+  dtype: jnp.dtype = jnp.float32
+  remat: str = "none"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    cfg = self.config
+    cfg, dt = self.config, self.dtype
     x = nn.Conv(
         cfg.width,
         (cfg.patch, cfg.patch),
         (cfg.patch, cfg.patch),
         padding="VALID",
         use_bias=cfg.patch_bias,
+        dtype=dt,
         name="patch_embed",
     )(x)
     b = x.shape[0]
@@ -112,14 +120,16 @@ class VisionTransformer(nn.Module):
     if cfg.pos_cls:
       cls, pos = cls + pos[:1], pos[1:]
     tokens = [cls] + ([self.param("reg_token", init, (cfg.registers, cfg.width))] if cfg.registers else [])
-    x = jnp.concatenate([jnp.broadcast_to(t, (b,) + t.shape) for t in tokens] + [x + pos], axis=1)
+    tokens = [jnp.broadcast_to(t.astype(dt), (b,) + t.shape) for t in tokens]
+    x = jnp.concatenate(tokens + [x + pos.astype(dt)], axis=1)
     if cfg.ln_pre:
-      x = nn.LayerNorm(cfg.eps, name="ln_pre")(x)
+      x = nn.LayerNorm(cfg.eps, dtype=dt, name="ln_pre")(x)
+    block = compute.block(Block, self.remat)
     for i in range(cfg.depth):
-      x = Block(cfg, name=f"block{i}")(x)
-    x = nn.LayerNorm(cfg.eps, name="norm")(x[:, 0])
+      x = block(cfg, dtype=dt, name=f"block{i}")(x)
+    x = nn.LayerNorm(cfg.eps, dtype=dt, name="norm")(x[:, 0])
     if cfg.proj:
-      x = x @ self.param("proj", init, (cfg.width, cfg.proj))
+      x = x @ self.param("proj", init, (cfg.width, cfg.proj)).astype(dt)
     return x
 
 

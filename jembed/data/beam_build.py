@@ -26,6 +26,7 @@ from absl import logging
 import numpy as np
 import tensorflow_datasets as tfds
 
+from jembed.data import naming
 from jembed.data import render_cache
 from jembed.data import splits
 from jembed.data import tfds_builder
@@ -58,12 +59,12 @@ def _usable(rendered: list[tuple[int, bool]], n: int) -> np.ndarray:
   return mask
 
 
-def _split_examples(item, split_index: int, assignment: np.ndarray):
+def _split_examples(item, split_index: int, assignment: np.ndarray, image_format: str = "png"):
   """The (key, example) pairs of one rendered shape that belong to split `split_index` (keys as the single host's)."""
   shape_index, _, examples = item
   for example in examples:
     if assignment[shape_index, example["image_index"]] == split_index:
-      yield f"{shape_index:06d}_{example['image_index']:04d}", example
+      yield f"{shape_index:06d}_{example['image_index']:04d}", tfds_builder.stored_example(example, image_format)
 
 
 class JembedImagesBeam(tfds_builder.JembedImages, skip_registration=True):
@@ -98,7 +99,8 @@ class JembedImagesBeam(tfds_builder.JembedImages, skip_registration=True):
     )
     table = beam.pvalue.AsSingleton(assignment)
     return {
-        name: rendered | f"Split_{name}" >> beam.FlatMap(_split_examples, index, table)
+        name: rendered
+        | f"Split_{name}" >> beam.FlatMap(_split_examples, index, table, naming.image_format(self.jembed_config))
         for index, name in enumerate(splits.SPLITS)
         if index in present
     }

@@ -2,7 +2,8 @@
 
 Writes into the workdir:
   tfds/jembed_images/<config name>/<version>/   the dataset (ArrayRecord shards, dataset_info.json, metadata.json)
-  dataset_cache/<config name>/shape_*.pkl        rendered shapes, until the dataset is written (resume)
+  dataset_cache/<content name>/shape_*.pkl       rendered shapes, until the dataset is written (resume; shared by
+                                                 the png and raw datasets of the same images)
   dataset_samples.png                            random examples with their labels
   dataset.json                                   where the dataset is, split sizes, build speed, skipped inputs
 
@@ -29,6 +30,7 @@ from absl import logging
 import ml_collections
 
 from jembed.data import beam_build
+from jembed.data import naming
 from jembed.data import pipeline
 from jembed.data import sample_sheet
 from jembed.data import splits
@@ -221,4 +223,5 @@ CONFIG_RULES = {
     "data.split_fractions": checks.fractions,
     "data.workers": checks.integer(0),
     "data.sample_sheet": checks.integer(0),
+    "data.image_format": checks.choice(naming.IMAGE_FORMATS),
 }

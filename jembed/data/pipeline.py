@@ -1,14 +1,17 @@
 """The input pipeline: grain over `tfds.data_source` -> per-host batches -> global arrays on the ('data',) mesh.
 
-  source      tfds.data_source on the ArrayRecord files (no builder code, no TensorFlow); PNGs left undecoded
+  source      tfds.data_source on the ArrayRecord files (no builder code, no TensorFlow); PNGs left undecoded (a
+              'raw' dataset's images come out as arrays: `config.data.image_format`, `tfds_builder`)
   shuffle     grain's global index shuffle, seeded, reshuffled every epoch (`repeat(reseed_each_epoch=True)`)
   host slice  the stream is cut into per-host batches of global_batch / process_count examples; batch k goes to
               host k mod process_count. So global batch j is elements [j B, (j + 1) B) of the stream, in order,
               however many processes share it (1 x 4 devices and 2 x 2 train on the same batches)
-  decode      Pillow, in grain's read threads (or `decode_processes` worker processes; grain needs absl flags
-              parsed for those, as in the launch scripts)
+  decode      Pillow, in grain's read threads, or in `decode_processes` grain worker processes (each decodes whole
+              batches; the order is the same); a raw dataset only copies the stored bytes
   join        the shape's embedding point from `shape_embedding.npz`, by shape id (see `join_points`)
   global      `jax.make_array_from_process_local_data` with NamedSharding(mesh, P('data'))
+  prefetch    `input.device_prefetch` global batches are put on the devices ahead of the one training takes
+              (2 = double-buffered: the host-to-device copy of the next batch overlaps the running step)
 
 Images stay **uint8**: four times less host-to-device traffic than float32; the model normalizes them on the device
 (`normalize_images` is the default it can call).
@@ -21,12 +24,14 @@ A batch is a dict of global jax.Arrays, leading axis sharded over 'data':
   azimuth, elevation, tilt  float32[B] degrees
 """
 
+import collections
 import dataclasses
 import glob
 import io
 import json
 import os
 
+from absl import flags
 from array_record.python import array_record_module
 import grain
 import jax
@@ -156,18 +161,24 @@ def join_points(metadata: dict, embedding: records.ShapeEmbedding) -> PointTable
   return PointTable(points.astype(np.float32), rows)
 
 
+def decode_image(stored) -> np.ndarray:
+  """A dataset's stored image -> uint8[S, S, 3]: PNG bytes decoded (Pillow), a raw dataset's array as it is."""
+  if isinstance(stored, (bytes, np.bytes_)):
+    with Image.open(io.BytesIO(stored)) as im:
+      return np.asarray(im.convert("RGB"))
+  return np.asarray(stored, np.uint8)
+
+
 class DecodeAndJoin(grain.transforms.Map):
-  """A list of stored examples -> one batch of the numeric fields: PNGs decoded, points joined, stacked."""
+  """A list of stored examples -> one batch of the numeric fields: images decoded, points joined, stacked."""
 
   def __init__(self, table: PointTable):
     self._table = table
 
   def one(self, example: dict) -> dict:
-    with Image.open(io.BytesIO(example["image"])) as im:
-      image = np.asarray(im.convert("RGB"))
     shape = int(example["shape_index"])
     return dict(
-        image=image,
+        image=decode_image(example["image"]),
         point=self._table.points[shape],
         shape_index=np.int32(self._table.rows[shape]),
         category_index=np.int32(example["category"]),
@@ -182,17 +193,19 @@ class DecodeAndJoin(grain.transforms.Map):
 
 
 def data_source(config: ml_collections.ConfigDict, workdir: str, split: str):
-  """The split's random-access source, PNGs left as bytes (decoded by `DecodeAndJoin`).
+  """The split's random-access source: PNGs left as bytes (decoded by `DecodeAndJoin`, in the pipeline's workers), a
+  raw dataset's images as uint8 arrays (TFDS reads the stored bytes as the array: no decode).
 
   `tfds.data_source` finds the dataset by name in `workdir/tfds`; our builder class is not registered with TFDS, so
   this reads the files alone, as any other program could.
   """
+  png = naming.image_format(config) == "png"
   return tfds.data_source(
       naming.tfds_name(config),
       split=split,
       data_dir=naming.data_dir(workdir),
       download=False,
-      decoders={"image": tfds.decode.SkipDecoding()},
+      decoders={"image": tfds.decode.SkipDecoding()} if png else None,
   )
 
 
@@ -228,6 +241,8 @@ def host_dataset(
   ds = ds.map(DecodeAndJoin(table))
   iter_ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch))
   if decode_processes > 0:
+    if not flags.FLAGS.is_parsed():  # grain's workers read its absl flags; outside an absl app take their defaults
+      flags.FLAGS.mark_as_parsed()
     iter_ds = iter_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=decode_processes))
   return iter_ds
 
@@ -247,23 +262,57 @@ def to_global(local: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str
 
 
 class GlobalBatches:
-  """Iterator of global batches whose position can be checkpointed (grain's iterator state, a small dict)."""
+  """Iterator of global batches whose position can be checkpointed (grain's iterator state, a small dict).
 
-  def __init__(self, stream: grain.IterDataset, mesh: jax.sharding.Mesh):
+  With `device_prefetch` = n > 0, n batches beyond the one returned are already on the devices
+  (`make_array_from_process_local_data` only enqueues the copy, so the copy of the next batch runs while the caller's
+  step does). The state is the position of the next batch the *caller* gets, not of grain's read-ahead: each batch
+  in the buffer keeps the iterator state from before it was read, so a checkpoint resumes exactly.
+  """
+
+  def __init__(self, stream: grain.IterDataset, mesh: jax.sharding.Mesh, device_prefetch: int = 0):
     self._iterator = iter(stream)
     self._mesh = mesh
+    self._ahead = int(device_prefetch)
+    self._buffer: collections.deque[tuple[dict, dict[str, jax.Array]]] = collections.deque()
 
   def __iter__(self) -> "GlobalBatches":
     return self
 
+  def _fill(self, n: int) -> None:
+    while len(self._buffer) < n:
+      state = self._iterator.get_state() if self._ahead else None
+      try:
+        batch = next(self._iterator)
+      except StopIteration:
+        return
+      self._buffer.append((state, to_global(batch, self._mesh)))
+
   def __next__(self) -> dict[str, jax.Array]:
-    return to_global(next(self._iterator), self._mesh)
+    self._fill(1 + self._ahead)
+    if not self._buffer:
+      raise StopIteration
+    return self._buffer.popleft()[1]
 
   def get_state(self) -> dict:
-    return self._iterator.get_state()
+    return self._buffer[0][0] if self._buffer else self._iterator.get_state()
 
   def set_state(self, state: dict) -> None:
-    self._iterator.set_state(state)
+    """Moves to a position `get_state` returned.
+
+    Raises:
+      ValueError: the position was saved with decode processes and this pipeline has none, or the other way round
+        (grain's two iterators record positions differently).
+    """
+    self._buffer.clear()  # batches read ahead from the old position
+    try:
+      self._iterator.set_state(state)
+    except KeyError as e:
+      raise ValueError(
+          f"the saved input position (keys {sorted(state)}) is not one this pipeline can resume from ({e} missing): "
+          "it was saved with another config.input.decode_processes (0 and >0 record positions differently); "
+          "resume with the value it was saved with"
+      ) from None
 
 
 def create_input_iterator(
@@ -319,7 +368,7 @@ def create_input_iterator(
       prefetch=int(config.input.prefetch),
       decode_processes=int(config.input.decode_processes),
   )
-  return GlobalBatches(stream, mesh)
+  return GlobalBatches(stream, mesh, int(config.input.get("device_prefetch", 0)))
 
 
 def normalize_images(images: jax.Array) -> jax.Array:
@@ -334,4 +383,5 @@ CONFIG_RULES = {
     "input.read_threads": checks.integer(1),
     "input.prefetch": checks.integer(0),
     "input.decode_processes": checks.integer(0),
+    "input.device_prefetch": checks.integer(0),
 }

@@ -2,10 +2,13 @@
 
 No TensorFlow is needed to write or read it: images are PNG bytes encoded with Pillow and handed to
 `tfds.features.Image(encoding_format='png')`, which stores bytes as they are (only numpy arrays would go through TF's
-encoder), and `tfds.data_source` decodes them with Pillow (or OpenCV when installed).
+encoder), and `tfds.data_source` decodes them with Pillow (or OpenCV when installed). With
+`config.data.image_format='raw'` the images are stored decoded instead, as the S*S*3 bytes of the uint8 array
+(`tfds.features.Tensor(..., encoding='bytes')`): no PNG decode on the training hosts, ArrayRecord's own zstd
+decompression only (measured at 160 px: 4x the images per host core, 1.5x the disk: tests/benchmarks/input_pipeline.py).
 
 Features of one example (one image):
-  image        uint8[S, S, 3] (PNG)     the composited, stretched image
+  image        uint8[S, S, 3]           the composited, stretched image (PNG, or raw bytes)
   shape_index  int32                    row of the dataset's shape list, `metadata.json` 'shape_ids'
   shape_id     str                      e.g. 'chair/003' or '03001627/1a6f...'; points are joined by it at read time
   category     ClassLabel               the shape's category (names in the features, sorted)
@@ -32,6 +35,7 @@ import tensorflow_datasets as tfds
 
 from jembed.data import backgrounds as backgrounds_lib
 from jembed.data import naming
+from jembed.data import pipeline
 from jembed.data import render_cache
 from jembed.data import splits
 from jembed.data import synthesis
@@ -50,11 +54,24 @@ def builder_config(config: ml_collections.ConfigDict) -> tfds.core.BuilderConfig
   )
 
 
-def features(image_size: int, categories: list[str]) -> tfds.features.FeaturesDict:
+def image_feature(image_size: int, image_format: str = "png") -> tfds.features.FeatureConnector:
+  """How the image is stored: PNG bytes ('png') or the uint8 array's own bytes ('raw')."""
+  shape = (image_size, image_size, 3)
+  if image_format == "raw":
+    return tfds.features.Tensor(shape=shape, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES)
+  return tfds.features.Image(shape=shape, encoding_format="png")
+
+
+def stored_example(example: dict, image_format: str) -> dict:
+  """A rendered example (its image PNG bytes, as the render cache holds it) as the dataset stores it."""
+  return example if image_format == "png" else dict(example, image=pipeline.decode_image(example["image"]))
+
+
+def features(image_size: int, categories: list[str], image_format: str = "png") -> tfds.features.FeaturesDict:
   scalar = tfds.features.Scalar
   return tfds.features.FeaturesDict(
       {
-          "image": tfds.features.Image(shape=(image_size, image_size, 3), encoding_format="png"),
+          "image": image_feature(image_size, image_format),
           "shape_index": scalar(np.int32),
           "shape_id": tfds.features.Text(),
           "category": tfds.features.ClassLabel(names=categories),
@@ -99,7 +116,8 @@ class JembedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     Args:
       config: a jembed config (reads `shapes`, `data`, `render.backend`, `seed`).
       data_dir: the TFDS data dir, e.g. `workdir/tfds`.
-      cache_dir: per-shape render cache; default `<data_dir>/../dataset_cache/<config name>`.
+      cache_dir: per-shape render cache; default `<data_dir>/../dataset_cache/<content name>` (one for both image
+        formats: the renders are the same, so a png build with `keep_cache` lets the raw build skip rendering).
       workers: rendering processes.
       **kwargs: passed to `tfds.core.GeneratorBasedBuilder`.
     """
@@ -108,7 +126,9 @@ class JembedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self.categories = sorted({ref.category for ref in self.refs})
     self.settings = synthesis.SynthesisSettings.from_config(config.data)
     tfds_config = builder_config(config)
-    self.cache_dir = cache_dir or os.path.join(os.fspath(data_dir), os.pardir, "dataset_cache", tfds_config.name)
+    self.cache_dir = cache_dir or os.path.join(
+        os.fspath(data_dir), os.pardir, "dataset_cache", naming.content_name(config)
+    )
     self.workers = workers
     self.background_report = backgrounds_lib.BackgroundReport()
     self._photos = None
@@ -118,7 +138,7 @@ class JembedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return tfds.core.DatasetInfo(
         builder=self,
         description="Synthetic training images of jembed (Li, Su et al. 2015, section 2; Render for CNN).",
-        features=features(self.settings.image_size, self.categories),
+        features=features(self.settings.image_size, self.categories, naming.image_format(self.jembed_config)),
         metadata=tfds.core.MetadataDict(),
         citation="Li, Su, Qi, Fish, Cohen-Or, Guibas. Joint Embeddings of Shapes and Images via CNN Image "
         "Purification. SIGGRAPH Asia 2015.",
@@ -181,6 +201,7 @@ class JembedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         skipped_shapes=[[h["id"], h["skipped"]] for h in headers if h["skipped"]],
         skipped_backgrounds=[list(s) for s in self.background_report.skipped],
         settings=naming.content_settings(self.jembed_config),
+        image_format=naming.image_format(self.jembed_config),
     )
 
   def _split_generators(self, dl_manager):
@@ -198,7 +219,8 @@ class JembedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _generate_examples(self, split_index: int, assignment: np.ndarray):
     """(key, example) of one split, shape by shape from the cache; TFDS shuffles them by key when writing."""
+    image_format = naming.image_format(self.jembed_config)
     for shape_index in np.flatnonzero((assignment == split_index).any(1)):
       for example in render_cache.read_examples(self.cache_dir, int(shape_index)):
         if assignment[shape_index, example["image_index"]] == split_index:
-          yield f"{shape_index:06d}_{example['image_index']:04d}", example
+          yield f"{shape_index:06d}_{example['image_index']:04d}", stored_example(example, image_format)

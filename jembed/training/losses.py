@@ -34,14 +34,15 @@ def euclidean_loss(predicted: jax.Array, target: jax.Array) -> jax.Array:
     target: float32[N, D] the shapes' points.
 
   Returns:
-    float32[] the loss.
+    float32[] the loss (in float32 whatever the inputs' dtype).
   """
-  return 0.5 * jnp.mean(jnp.sum(jnp.square(predicted - target), axis=-1))
+  diff = predicted.astype(jnp.float32) - target.astype(jnp.float32)
+  return 0.5 * jnp.mean(jnp.sum(jnp.square(diff), axis=-1))
 
 
 def category_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Mean softmax cross-entropy; logits float32[N, C], labels int32[N]."""
-  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+  """Mean softmax cross-entropy (its logsumexp in float32); logits [N, C], labels int32[N] -> float32[]."""
+  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), labels))
 
 
 def angle_bins(degrees: jax.Array, bins: int = 360) -> jax.Array:

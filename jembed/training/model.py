@@ -17,6 +17,10 @@ The network takes uint8 images and normalizes them itself, so `apply(params, ima
 and `apply(params, images, features_only=True)` gives those features.
 `ModelSpec` is everything needed to rebuild it: a frozen, hashable dataclass that can ride along with the params as
 static data (see `jembed.api.embed`).
+
+Mixed precision (`ModelSpec.compute_dtype`, `config.train.compute_dtype`): the backbone and the hidden layers compute
+in bfloat16 on float32 parameters (`jembed.backbones.compute`); the output layers (embedding point, category and view
+logits: well under 1 % of the FLOPs) compute in float32, so every output, and every loss on them, is float32.
 """
 
 import dataclasses
@@ -30,6 +34,7 @@ import ml_collections
 import numpy as np
 
 from jembed import backbones
+from jembed.backbones import compute
 from jembed.backbones.caffenet import caffe_max_pool  # noqa: F401
 from jembed.backbones.caffenet import CaffeNet  # noqa: F401  (re-exported: the paper's trunk, used by name)
 from jembed.backbones.caffenet import local_response_norm  # noqa: F401
@@ -67,6 +72,11 @@ class ModelSpec:
       image's. The network was trained with mirrored copies mapped to the same shape point, so the two are two
       estimates of one point; their mean is the better one (test-time flip averaging). Training and `apply` are
       unchanged; the viewpoint and category heads read the image as it is.
+    compute_dtype: 'float32' | 'bfloat16', what activations, matmuls and convolutions compute in (parameters stay
+      float32; see the module docstring). Checkpoints written before it existed read as 'float32'.
+    remat: rematerialise each block of a ResNet or ViT backbone: 'none' | 'full' | 'dots'
+      (`jembed.backbones.compute.REMAT_POLICIES`); other backbones have no blocks and ignore it.
+    trunk_width, trunk_depth: >0 resizes a ViT backbone trained from scratch (token width, blocks); 0 = its own.
   """
 
   backbone: str = "small"
@@ -83,6 +93,13 @@ class ModelSpec:
   point_scale: float = 1.0
   temperature: float = 0.0
   mirror_average: bool = False
+  compute_dtype: str = "float32"
+  remat: str = "none"
+  trunk_width: int = 0
+  trunk_depth: int = 0
+
+  # Fields that change no parameter: a checkpoint may resume under other values (dropout rate, compute dtype, remat).
+  TRAINING_ONLY = ("dropout", "compute_dtype", "remat")
 
   @classmethod
   def from_config(
@@ -95,9 +112,11 @@ class ModelSpec:
       point_scale: float = 1.0,
       temperature: float = 0.0,
       flip_trained: bool = False,
+      compute_dtype: str = "float32",
   ) -> "ModelSpec":
     """`config.model` plus what the data decides (embedding dimension, image size, categories, points' spread), the
-    objective (a learned temperature's start) and the augmentation (mirror averaging needs flip-trained nets)."""
+    objective (a learned temperature's start), the augmentation (mirror averaging needs flip-trained nets) and the
+    training's compute dtype (`config.train.compute_dtype`)."""
     return cls(
         backbone=model.backbone,
         dim=int(dim),
@@ -113,6 +132,10 @@ class ModelSpec:
         point_scale=float(point_scale) if model.scale_output else 1.0,
         temperature=float(temperature),
         mirror_average=bool(model.get("mirror_average", False)) and bool(flip_trained),
+        compute_dtype=str(compute_dtype),
+        remat=str(model.get("remat", "none")),
+        trunk_width=int(model.get("trunk_width", 0)),
+        trunk_depth=int(model.get("trunk_depth", 0)),
     )
 
   def to_dict(self) -> dict:
@@ -144,18 +167,19 @@ def _sow_layer(module: nn.Module, name: str, x: jax.Array) -> jax.Array:
 
 
 class SmallConvNet(nn.Module):
-  """A CPU-sized trunk, a 5x5 then 3x3 stride-2 convs (`widths`): float32[B, H, W, 3] -> [B, H/2^n, W/2^n, C]."""
+  """A CPU-sized trunk, a 5x5 then 3x3 stride-2 convs (`widths`): [B, H, W, 3] -> [B, H/2^n, W/2^n, C] in `dtype`."""
 
   widths: tuple[int, ...]
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     for i, width in enumerate(self.widths):
       kernel = (5, 5) if i == 0 else (3, 3)
-      x = nn.Conv(width, kernel, (2, 2), padding="SAME", name=f"conv{i + 1}")(x)
+      x = nn.Conv(width, kernel, (2, 2), padding="SAME", dtype=self.dtype, name=f"conv{i + 1}")(x)
       # LayerNorm over channels (no batch statistics: nothing to synchronize across devices, and the same
-      # function in training and at test time).
-      x = _sow_layer(self, f"conv{i + 1}", nn.relu(nn.LayerNorm(name=f"norm{i + 1}")(x)))
+      # function in training and at test time; its statistics are float32 in either compute dtype).
+      x = _sow_layer(self, f"conv{i + 1}", nn.relu(nn.LayerNorm(dtype=self.dtype, name=f"norm{i + 1}")(x)))
     return x
 
 
@@ -185,21 +209,22 @@ class EmbeddingNet(nn.Module):
 
   def backbone_features(self, images: jax.Array) -> jax.Array:
     """uint8[B, H, W, 3] -> float32[B, F], the backbone's pooled (flattened) features."""
-    spec = self.spec
+    spec, dtype = self.spec, compute.dtype(self.spec.compute_dtype)
     if backbones.is_pretrained(spec.backbone) and spec.backbone != "caffenet":
-      return backbones.Backbone(backbones.get(spec.backbone, spec.image_size), name="backbone")(images)
-    x = normalize(resize_images(images, spec.image_size), spec.normalization)
+      arch = backbones.get(spec.backbone, spec.image_size).resized(spec.trunk_width, spec.trunk_depth)
+      return backbones.Backbone(arch, dtype=dtype, remat=spec.remat, name="backbone")(images)
+    x = normalize(resize_images(images, spec.image_size), spec.normalization).astype(dtype)
     if spec.backbone == "caffenet":
-      x = CaffeNet(name="backbone")(x)
+      x = CaffeNet(dtype=dtype, name="backbone")(x)
       x = jnp.transpose(x, (0, 3, 1, 2))  # Caffe flattens (C, H, W): keeps R-CNN's fc6 weights usable
     elif spec.backbone == "small":
-      x = SmallConvNet(spec.widths, name="backbone")(x)
+      x = SmallConvNet(spec.widths, dtype=dtype, name="backbone")(x)
     else:
       raise ValueError(
           f"unknown backbone {spec.backbone!r} (use 'caffenet', 'small' or one of "
           f"{', '.join(sorted(backbones.ARCHS))})"
       )
-    return x.reshape(x.shape[0], -1)
+    return x.reshape(x.shape[0], -1).astype(jnp.float32)
 
   @nn.compact
   def __call__(
@@ -234,10 +259,14 @@ class EmbeddingNet(nn.Module):
       x = jax.lax.stop_gradient(x)
     if example_ids is None:
       example_ids = jnp.arange(x.shape[0], dtype=jnp.int32)
+    dtype = compute.dtype(spec.compute_dtype)
+    x = x.astype(dtype)
     for i, size in enumerate(spec.hidden):
-      x = nn.Dense(size, name=f"fc{i + 6}")(x)
-      x = _sow_layer(self, f"fc{i + 6}", nn.relu(nn.LayerNorm(name=f"fc{i + 6}_norm")(x) if spec.head_norm else x))
+      x = nn.Dense(size, dtype=dtype, name=f"fc{i + 6}")(x)
+      norm = nn.LayerNorm(dtype=dtype, name=f"fc{i + 6}_norm")
+      x = _sow_layer(self, f"fc{i + 6}", nn.relu(norm(x) if spec.head_norm else x))
       x = ExampleDropout(spec.dropout, name=f"drop{i + 6}")(x, example_ids, not train)
+    x = x.astype(jnp.float32)  # the output layers in float32 (module docstring)
     point = nn.Dense(spec.dim, kernel_init=nn.initializers.normal(0.01), name="image_embedding")(x)
     out = {"point": point * spec.point_scale if spec.point_scale != 1.0 else point}
     if spec.num_categories:
@@ -329,7 +358,10 @@ def _unflatten(flat: dict[tuple, object]) -> dict:
 
 # The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
 CONFIG_RULES = {
-    "model.backbone": checks.choice(("small", "caffenet")),
+    "model.backbone": checks.choice(("small", "caffenet", *sorted(backbones.ARCHS))),
+    "model.remat": checks.choice(tuple(compute.REMAT_POLICIES)),
+    "model.trunk_width": checks.integer(0),
+    "model.trunk_depth": checks.integer(0),
     "model.image_size": checks.integer(0),
     "model.widths": checks.each(checks.integer(1)),
     "model.hidden": checks.each(checks.integer(1)),

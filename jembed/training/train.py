@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from jembed.backbones import compute
 from jembed.backbones import feature_cache
 from jembed.data import naming
 from jembed.data import pipeline
@@ -271,8 +272,12 @@ def restore_or_create_state(
 
   def restore(step):
     saved = model_lib.ModelSpec.from_dict(ckpts.restore_meta(step)["model"])
-    changed = {k: (v, getattr(spec, k)) for k, v in saved.to_dict().items() if v != getattr(spec, k) and k != "dropout"}
-    if changed:  # (a new dropout rate is fine: it changes no parameter)
+    changed = {
+        k: (v, getattr(spec, k))
+        for k, v in saved.to_dict().items()
+        if v != getattr(spec, k) and k not in spec.TRAINING_ONLY
+    }
+    if changed:  # (a new dropout rate, compute dtype or remat policy is fine: they change no parameter)
       raise checkpoints.Incompatible(
           f"the checkpoint of step {step} in {ckpts.directory} is of another network (checkpoint vs config: "
           f"{changed}): train in a new workdir, or delete {ckpts.directory} to start over"
@@ -302,6 +307,7 @@ def _model_spec(
           point_scale=float(np.sqrt(np.mean(np.var(points, axis=0)))),
           temperature=objective.temperature if objective and config.contrastive.learn_temperature else 0.0,
           flip_trained=config.train.augment_flip,
+          compute_dtype=config.train.get("compute_dtype", "float32"),
       ),
       categories,
   )
@@ -462,6 +468,7 @@ CONFIG_RULES = {
     "train.max_to_keep": checks.integer(1),
     "train.eval_batch_size": checks.integer(0),
     "train.augment_shift": checks.number(0.0, 1.0, hi_open=True),
+    "train.compute_dtype": checks.choice(tuple(compute.DTYPES)),
     "train.loss": checks.choice(("regression", "infonce", "hcl")),
     "contrastive.similarity": checks.choice(("neg_sq_distance", "cosine")),
     "contrastive.temperature": checks.number(0.0, lo_open=True),

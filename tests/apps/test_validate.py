@@ -3,14 +3,16 @@
 import ml_collections
 import pytest
 
+from configs import accelerator
 from configs import default
 from configs import ikea
+from configs import pretrained
 from configs import shapenet_chairs
 from configs import tiny
 from jembed.apps import validate
 
 
-@pytest.mark.parametrize("module", [default, tiny, ikea, shapenet_chairs])
+@pytest.mark.parametrize("module", [default, tiny, ikea, shapenet_chairs, pretrained, accelerator])
 def test_the_shipped_configs_are_valid(module):
   assert validate.problems(module.get_config()) == []
 
@@ -33,6 +35,10 @@ def test_the_shipped_configs_are_valid(module):
         ("loss.embedding=-1", "config.loss.embedding=-1.0"),
         ("model.widths=8+0", "config.model.widths=(8, 0)"),
         ("eval.photo_set=imagenet", "config.eval.photo_set='imagenet'"),
+        ("train.compute_dtype=float16", "config.train.compute_dtype='float16'"),
+        ("data.image_format=jpeg", "config.data.image_format='jpeg'"),
+        ("input.device_prefetch=-1", "config.input.device_prefetch=-1"),
+        ("model.backbone=resnet18", "config.model.backbone='resnet18'"),
     ],
 )
 def test_a_bad_value_is_one_error_naming_the_field(override, field):

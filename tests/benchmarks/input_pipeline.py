@@ -1,23 +1,25 @@
-r"""Input pipeline throughput: images/s built, images/s streamed as global batches, and what a training step consumes.
+r"""Input pipeline throughput per host core, PNG against raw shards, next to the training step it has to feed.
 
-  python tests/benchmarks/input_pipeline.py                          # default config, dataset in /tmp/jembed_bench
-  python tests/benchmarks/input_pipeline.py --workdir=/tmp/jembed --batches=200
+  python tests/benchmarks/input_pipeline.py                     # 160-px images of configs/accelerator.py:tiny
+  python tests/benchmarks/input_pipeline.py --data_arg=tiny,image_size=224 --records=1000
 
-1. **Built**: builds the default config's dataset in `--workdir` if it is not there (`build_dataset`, all CPU cores)
-   and reports images rendered per second (from `dataset.json` when it was built before).
-2. **Streamed**: `pipeline.create_input_iterator` on the train split (grain: shuffle, PNG decode, point join,
-   per-host batching, `make_array_from_process_local_data`), batches made ready on the devices, after a warm-up.
-   A made-up `shape_embedding.npz` stands in when the shape stage has not run in the workdir.
-3. **Consumed** (there is no model yet, so a stand-in): the paper's network on the default image size, CaffeNet
-   conv1-conv5 frozen (forward only, as the paper used R-CNN's pool5) plus fc6-fc7-fc(D) trained with the Euclidean
-   loss and SGD, one jitted step on the same global batches over the ('data',) mesh. Its images/s is what a default
-   training step would consume on this machine; the pipeline must deliver more (ratio = streamed / consumed > 1).
+1. **Built**: the same images as two datasets in `--workdir`, `data.image_format` 'png' and 'raw' (the raw build
+   reuses the png build's renders), unless they are there; images/s rendered and bytes per stored image.
+2. **Per host core**: what one core does per image for the training stream, in one thread: read the record from the
+   ArrayRecord shard, decode it (Pillow PNG decode, or the raw array's copy) and join the shape's point
+   (`pipeline.DecodeAndJoin`), over `--records` train records; the best of 3 passes (the machine is shared).
+3. **Streamed**: the whole pipeline (`pipeline.create_input_iterator`: grain shuffle, decode, per-host batches, global
+   arrays on the devices, device prefetch) with the data config's threads and decode processes, after a warm-up.
+4. **Step**: images/s of the accelerator config's bf16 update step on this machine (`tests/benchmarks/train.py`'s
+   timer, synthetic batch: `tiny` on CPU, full size on a GPU/TPU), and the host cores each format needs to feed it.
 
-The last stdout line is one JSON object: {"benchmark": "input_pipeline", "ours": streamed images/s, "peer":
-consumed images/s, "unit": "images/s", "ratio": ours / peer, ...}.
+The last stdout line is one JSON object: {"benchmark": "input_pipeline", "ours": raw images/s per host core,
+"peer": png images/s per host core, "unit": "images/s per host core", "ratio": ours / peer, "step_images_per_s",
+"cores_to_feed_step": {format: step images/s / per-core rate}, "streamed", "bytes_per_image", ...}.
 """
 
 import argparse
+import importlib.util
 import json
 import os
 import pathlib
@@ -25,86 +27,31 @@ import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
-import flax.linen as nn  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
-import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jax.sharding import NamedSharding  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jax.sharding import PartitionSpec as P  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-position
+from configs import accelerator  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.data import build  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.data import naming  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.data import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jembed.workdir import records
+from jembed.workdir import records  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# The step timer lives in the training benchmark: one home for how a step is timed.
+_spec_file = importlib.util.spec_from_file_location("train_benchmark", pathlib.Path(__file__).with_name("train.py"))
+train_benchmark = importlib.util.module_from_spec(_spec_file)
+_spec_file.loader.exec_module(train_benchmark)
+
+FORMATS = ("png", "raw")
 
 
-class CaffeNetStandIn(nn.Module):
-  """CaffeNet (conv1-5, LRN left out) with the paper's fc6-fc7-fc(dim) head; the trunk is frozen."""
-
-  dim: int = 128
-
-  @nn.compact
-  def __call__(self, images):
-    x = pipeline.normalize_images(images)
-    for features, kernel, stride, pool in (
-        (96, 11, 4, True),
-        (256, 5, 1, True),
-        (384, 3, 1, False),
-        (384, 3, 1, False),
-        (256, 3, 1, True),
-    ):
-      x = nn.relu(nn.Conv(features, (kernel, kernel), (stride, stride), padding="SAME")(x))
-      if pool:
-        x = nn.max_pool(x, (3, 3), (2, 2))
-    x = jax.lax.stop_gradient(x.reshape(x.shape[0], -1))  # frozen pool5, as the paper
-    x = nn.relu(nn.Dense(4096)(x))
-    x = nn.relu(nn.Dense(4096)(x))
-    return nn.Dense(self.dim)(x)
-
-
-def consumed_images_per_s(batches: list[dict], dim: int, steps: int) -> float:
-  """Images/s of a jitted SGD step of the stand-in network on these global batches.
-
-  The step is the per-device program of DESIGN.md: `jax.shard_map` over 'data', gradients averaged with pmean.
-  """
-  model = CaffeNetStandIn(dim)
-  mesh = batches[0]["image"].sharding.mesh
-  params = model.init(jax.random.key(0), np.asarray(batches[0]["image"].addressable_shards[0].data))
-  params = jax.device_put(params, NamedSharding(mesh, P()))
-
-  def per_device(params, batch):
-    def loss_fn(p):
-      diff = model.apply(p, batch["image"]) - batch["point"]
-      return 0.5 * jnp.mean(jnp.sum(diff * diff, -1))  # the paper's 1/(2N) sum of squares
-
-    loss, grads = jax.value_and_grad(loss_fn)(params)
-    grads, loss = jax.lax.pmean((grads, loss), "data")
-    return jax.tree.map(lambda w, g: w - 1e-4 * g, params, grads), loss
-
-  step = jax.jit(
-      jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("data")), out_specs=(P(), P())), donate_argnums=0
-  )
-  inputs = [{k: b[k] for k in ("image", "point")} for b in batches]
-  params, loss = step(params, inputs[0])  # compile
-  jax.block_until_ready(loss)
-  start = time.perf_counter()
-  for i in range(steps):
-    params, loss = step(params, inputs[i % len(inputs)])
-  jax.block_until_ready(loss)
-  return steps * batches[0]["image"].shape[0] / (time.perf_counter() - start)
-
-
-def streamed_images_per_s(config, workdir: str, n_batches: int) -> tuple[float, list[dict]]:
-  """Images/s delivered by the input pipeline as ready global arrays; also returns a few batches for the step."""
-  iterator = pipeline.create_input_iterator(config, workdir, "train")
-  kept = [next(iterator) for _ in range(3)]  # warm-up: threads started, buffers filled
-  jax.block_until_ready(kept)
-  start = time.perf_counter()
-  for _ in range(n_batches):
-    jax.block_until_ready(next(iterator))
-  seconds = time.perf_counter() - start
-  return n_batches * int(config.input.batch_size) / seconds, kept
+def ensure_dataset(config, workdir: str, workers: int) -> dict:
+  """Builds the dataset of `config` unless it is there; {images rendered per s (None when reused), bytes/image}."""
+  fresh = not os.path.exists(os.path.join(naming.dataset_dir(config, workdir), "dataset_info.json"))
+  result = build.build_dataset(config, workdir, workers=workers, keep_cache=naming.image_format(config) == "png")
+  folder = naming.dataset_dir(config, workdir)
+  stored = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder) if ".array_record-" in f)
+  rendered = result.images_per_second if fresh and result.images_rendered else None
+  return dict(built_images_per_s=rendered, bytes_per_image=stored / sum(result.num_examples.values()))
 
 
 def ensure_embedding(config, workdir: str) -> None:
@@ -123,49 +70,94 @@ def ensure_embedding(config, workdir: str) -> None:
   ).save(path)
 
 
+def per_core_images_per_s(config, workdir: str, n_records: int, batch: int = 32) -> float:
+  """Images/s of one thread reading, decoding and joining `n_records` train records (best of 3 passes)."""
+  source = pipeline.data_source(config, workdir, "train")
+  table = pipeline.join_points(
+      pipeline.read_metadata(naming.dataset_dir(config, workdir)), records.load_shape_embedding(workdir)
+  )
+  decode = pipeline.DecodeAndJoin(table)
+  n = min(n_records, len(source))
+  best = float("inf")
+  for _ in range(3):
+    start = time.perf_counter()
+    for first in range(0, n, batch):
+      decode.map([source[i] for i in range(first, min(first + batch, n))])
+    best = min(best, time.perf_counter() - start)
+  return n / best
+
+
+def streamed_images_per_s(config, workdir: str, n_batches: int) -> float:
+  """Images/s the whole pipeline delivers as ready global arrays, after a warm-up."""
+  iterator = pipeline.create_input_iterator(config, workdir, "train")
+  jax.block_until_ready([next(iterator) for _ in range(3)])  # threads started, buffers filled
+  start = time.perf_counter()
+  for _ in range(n_batches):
+    jax.block_until_ready(next(iterator))
+  return n_batches * int(config.input.batch_size) / (time.perf_counter() - start)
+
+
+def step_images_per_s(step_arg: str, batch: int, steps: int) -> dict:
+  """The accelerator config's bf16 update step on a synthetic batch (tests/benchmarks/train.py's `step_rate`)."""
+  config = accelerator.get_config(step_arg)
+  config.train.compute_dtype = "bfloat16"
+  batch = batch or int(config.input.batch_size)
+  return train_benchmark.step_rate(config, train_benchmark._spec(config), batch - batch % jax.device_count(), steps)  # pylint: disable=protected-access
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--workdir", default="/tmp/jembed_bench")
-  parser.add_argument("--batches", type=int, default=100, help="batches timed when streaming")
-  parser.add_argument("--steps", type=int, default=10, help="training steps timed")
+  parser.add_argument("--workdir", default="/tmp/jembed_bench_input")
+  parser.add_argument(
+      "--data_arg",
+      default="tiny,image_size=160,data.images_per_shape=24,batch_size=32",
+      help="configs/accelerator.py overrides of the benchmark's dataset (its images are the full config's size)",
+  )
+  parser.add_argument("--records", type=int, default=384, help="records decoded per pass for the per-core rate")
+  parser.add_argument("--batches", type=int, default=20, help="batches timed when streaming")
+  parser.add_argument("--step_arg", default="", help="overrides of the timed step's config ('tiny' on CPU first)")
+  parser.add_argument("--step_batch", type=int, default=0, help="its global batch (0: 32 on CPU, the config's else)")
+  parser.add_argument("--steps", type=int, default=5, help="training steps timed")
   parser.add_argument("--workers", type=int, default=0, help="rendering processes (0 = all cores)")
   args = parser.parse_args()
-  config = default.get_config()
-  summary_path = os.path.join(args.workdir, "dataset.json")
-  fresh = not os.path.exists(os.path.join(naming.dataset_dir(config, args.workdir), "dataset_info.json"))
-  if fresh:
-    result = build.build_dataset(config, args.workdir, workers=args.workers)
-    built = result.images_per_second
-  with open(summary_path) as f:
-    summary = json.load(f)
-  built = built if fresh else summary.get("images_per_second")
+  cpu = jax.default_backend() == "cpu"
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  out = {"benchmark": "input_pipeline", "unit": "images/s per host core", "host_cores": cores}
+  rates, streamed, sizes = {}, {}, {}
+  for fmt in FORMATS:
+    config = accelerator.get_config(f"{args.data_arg},data.image_format={fmt}")
+    built = ensure_dataset(config, args.workdir, args.workers)
+    ensure_embedding(config, args.workdir)
+    rates[fmt] = per_core_images_per_s(config, args.workdir, args.records)
+    streamed[fmt] = streamed_images_per_s(config, args.workdir, args.batches)
+    sizes[fmt] = built["bytes_per_image"]
+    print(
+        f"{fmt}: {rates[fmt]:.0f} images/s per host core (read + decode + join, one thread), {streamed[fmt]:.0f} "
+        f"images/s streamed as global batches ({config.input.read_threads} threads, {config.input.decode_processes} "
+        f"decode processes, {cores} cores), {sizes[fmt] / 1e3:.1f} kB/image on disk, "
+        f"{config.data.image_size} px"
+        + (f"; built at {built['built_images_per_s']:.1f} images/s" if built["built_images_per_s"] else "")
+    )
+  step_arg = ",".join(x for x in ("tiny" if cpu else "", args.step_arg) if x)
+  step = step_images_per_s(step_arg, args.step_batch or (32 if cpu else 0), args.steps)
   print(
-      f"built: {sum(summary['splits'].values())} images, {built:.1f} images/s "
-      f"({'this run' if fresh else 'from ' + summary_path}), {os.cpu_count()} CPUs"
+      f"step (configs/accelerator.py:{step_arg}, bfloat16, batch {step['batch']}, {step['image_size']} px): "
+      f"{step['images_per_s']:.0f} images/s on {jax.device_count()} x {jax.devices()[0].device_kind}; host cores "
+      f"to feed it: png {step['images_per_s'] / rates['png']:.2f}, raw {step['images_per_s'] / rates['raw']:.2f}"
   )
-  ensure_embedding(config, args.workdir)
-  streamed, batches = streamed_images_per_s(config, args.workdir, args.batches)
-  print(
-      f"streamed: {streamed:.1f} images/s (global batch {config.input.batch_size}, {config.data.image_size} px, "
-      f"{jax.device_count()} {jax.devices()[0].platform} devices, {config.input.read_threads} read threads)"
+  out.update(
+      ours=round(rates["raw"], 1),
+      peer=round(rates["png"], 1),
+      ratio=round(rates["raw"] / rates["png"], 2),
+      image_size=int(config.data.image_size),
+      streamed={k: round(v, 1) for k, v in streamed.items()},
+      bytes_per_image={k: round(v) for k, v in sizes.items()},
+      step_images_per_s=round(step["images_per_s"], 1),
+      step_config=f"configs/accelerator.py:{step_arg}",
+      cores_to_feed_step={k: round(step["images_per_s"] / v, 3) for k, v in rates.items()},
+      devices=f"{jax.device_count()} x {jax.devices()[0].device_kind}",
   )
-  consumed = consumed_images_per_s(batches, int(config.mds.dim), args.steps)
-  print(f"consumed by the stand-in training step: {consumed:.1f} images/s")
-  print(
-      json.dumps(
-          {
-              "benchmark": "input_pipeline",
-              "ours": round(streamed, 1),
-              "peer": round(consumed, 1),
-              "unit": "images/s",
-              "ratio": round(streamed / consumed, 2),
-              "built_images_per_s": round(built, 1),
-              "batch_size": int(config.input.batch_size),
-              "image_size": int(config.data.image_size),
-              "devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
-          }
-      )
-  )
+  print(json.dumps(out))
 
 
 if __name__ == "__main__":

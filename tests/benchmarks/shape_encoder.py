@@ -159,7 +159,7 @@ def train_rate(config, spec: point_encoder.EncoderSpec, batch: int, points: int,
       achieved_tflops=flops / seconds / 1e12,
       compile_s=compile_s,
   )
-  peak = next((v for k, v in train_bench.PEAK_FLOPS.items() if jax.devices()[0].device_kind.startswith(k)), None)
+  peak = train_bench.peak_flops("float32")
   if peak and flops:  # one device's program against one device's peak
     out["mfu"] = flops / seconds / peak
   return out

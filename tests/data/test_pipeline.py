@@ -22,7 +22,7 @@ def built(tmp_path_factory):
   config.shapes.limit = 1
   config.data.update(images_per_shape=4, image_size=24, sample_sheet=2, split_fractions=(0.75, 0.25, 0.0))
   config.input.batch_size = 4
-  build.build_dataset(config, workdir, workers=1)
+  build.build_dataset(config, workdir, workers=1, keep_cache=True)  # (the raw test reuses the renders)
   ids = pipeline.read_metadata(naming.dataset_dir(config, workdir))["shape_ids"][::-1] + ["extra/000"]
   points = np.random.default_rng(0).normal(size=(len(ids), 5)).astype(np.float32)
   embedding = records.ShapeEmbedding(
@@ -180,3 +180,53 @@ def test_position_can_be_checkpointed(built):
   batch = next(resumed)
   for key in pipeline.BATCH_KEYS:
     np.testing.assert_array_equal(np.asarray(batch[key]), np.asarray(expected[key]))
+
+
+def _batches(config, workdir, n: int) -> list[dict]:
+  iterator = pipeline.create_input_iterator(config, workdir)
+  return [jax.device_get(next(iterator)) for _ in range(n)]
+
+
+def test_raw_images_stream_the_same_batches_as_png(built):
+  """`data.image_format='raw'`: another dataset (its own name, so the two never mix), the same settings recorded,
+  the same images decoded once at build time instead of on every read (from the png build's renders: none made
+  again); the same batches, bit for bit."""
+  config, workdir, _ = built
+  raw = config.copy_and_resolve_references()
+  raw.data.image_format = "raw"
+  assert naming.config_name(raw) == naming.config_name(config) + "-raw"
+  assert build.build_dataset(raw, workdir, workers=1).images_rendered == 0
+  png_meta = pipeline.read_metadata(naming.dataset_dir(config, workdir))
+  raw_meta = pipeline.read_metadata(naming.dataset_dir(raw, workdir))
+  assert raw_meta["settings"] == png_meta["settings"] and raw_meta["image_format"] == "raw"
+  stored = pipeline.data_source(raw, workdir, "train")[0]["image"]
+  assert isinstance(stored, np.ndarray) and stored.dtype == np.uint8 and stored.shape == (24, 24, 3)
+  for got, want in zip(_batches(raw, workdir, 5), _batches(config, workdir, 5), strict=True):
+    for key in pipeline.BATCH_KEYS:
+      np.testing.assert_array_equal(got[key], want[key])
+
+
+def test_device_prefetch_and_decode_processes_change_nothing_but_speed(built):
+  """Batches read ahead onto the devices, or decoded in grain worker processes: the same batches in the same order,
+  and a checkpointed position that resumes at the batch the trainer would have taken next, not grain's read-ahead."""
+  config, workdir, _ = built
+  plain = config.copy_and_resolve_references()
+  plain.input.update(device_prefetch=0, decode_processes=0)
+  want = _batches(plain, workdir, 6)
+  for prefetch, processes in ((3, 0), (2, 2)):
+    other = config.copy_and_resolve_references()
+    other.input.update(device_prefetch=prefetch, decode_processes=processes)
+    iterator = pipeline.create_input_iterator(other, workdir)
+    got = [jax.device_get(next(iterator)) for _ in range(2)]
+    state = iterator.get_state()  # taken while 3 batches sit in the buffer
+    resumed = pipeline.create_input_iterator(other, workdir)
+    resumed.set_state(state)
+    got += [jax.device_get(next(iterator)) for _ in range(4)]
+    for a, b, c in zip(got, want, [None, None] + [jax.device_get(next(resumed)) for _ in range(4)], strict=True):
+      for key in pipeline.BATCH_KEYS:
+        np.testing.assert_array_equal(a[key], b[key])
+        if c is not None:
+          np.testing.assert_array_equal(c[key], b[key])
+  mixed = pipeline.create_input_iterator(plain, workdir)
+  with pytest.raises(ValueError, match="another config.input.decode_processes"):
+    mixed.set_state(state)  # a position from worker processes, resumed without them
