@@ -1,7 +1,5 @@
 """configs/accelerator.py: its sizes, and its `tiny` variant trained end to end on CPU (bf16 ViT, raw images)."""
 
-from conftest import tiny_train_config
-from conftest import workdir_on
 import jax
 import numpy as np
 import pytest
@@ -12,6 +10,9 @@ from jembed.apps import validate
 from jembed.data import naming
 from jembed.training import checkpoints
 from jembed.training import train
+
+from conftest import tiny_train_config
+from conftest import workdir_on
 
 # Tiny models: XLA's optimizations cost more compile time than they save (conftest.fast_compiles).
 pytestmark = pytest.mark.usefixtures("fast_compiles")
