@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
+from jembed.utils import resample
+
 # Integer modes wider than 8 bits, with their full-scale value.
 _WIDE_INTEGER = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535}
 GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
@@ -81,8 +83,9 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 
 
 def stretch_photo(image: Image.Image, size: int) -> np.ndarray:
-  """uint8[size, size, 3]: the whole photo stretched to a square, as the training crops were (aspect not kept)."""
-  return np.asarray(image.resize((size, size), Image.LANCZOS))
+  """uint8[size, size, 3]: the whole photo stretched to a square, as the training crops were (aspect not kept; the
+  kernel of `resample.stretch`, independent of Pillow's version)."""
+  return resample.stretch(np.asarray(image.convert("RGB")), size)
 
 
 def read_photo(path: str | os.PathLike, size: int) -> np.ndarray:

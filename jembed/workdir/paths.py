@@ -67,6 +67,7 @@ PR_CURVES = "pr_curves.png"
 TOPK_CURVES = "topk_curves.png"
 RETRIEVALS = "retrievals.png"
 SYNTHETIC_SETS = "synthetic.npz"
+LFD_PIXELS = "lfd_pixels_{size}.npz"  # the pixel baseline's views, .format(size=...)
 # In inversions/ (or another folder launch/invert.py is pointed to).
 INVERTED_IMAGES = "images.png"
 INVERTED_SHAPES = "shapes.png"
