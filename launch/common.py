@@ -22,6 +22,7 @@ from ml_collections import config_flags
 
 from jembed.apps import validate
 from jembed.utils import distributed
+from jembed.workdir import locks
 
 _DEBUG = flags.DEFINE_bool("debug", False, "On an error, show the full traceback instead of one line.")
 # Errors whose message is written for a user (a wrong path, field, value or state of the workdir): shown as they are.
@@ -33,6 +34,7 @@ USER_ERRORS = (
     NotADirectoryError,
     IsADirectoryError,
     app.UsageError,
+    locks.Busy,
 )
 _OWN_CODE = tuple(
     os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), d) + os.sep for d in ("jembed", "launch")
@@ -92,6 +94,43 @@ def define_process_flags() -> Callable[[], None]:
     log_devices()
 
   return start
+
+
+def define_workdir_lock(writes: tuple[str, ...], reads: tuple[str, ...] = ()) -> Callable[..., None]:
+  """Defines --wait; returns `lock(workdir, ...)`, which takes the workdir's stage locks (`jembed.workdir.locks`) for
+  the rest of the process: `writes` exclusively, `reads` shared.
+
+  `lock` runs after `start()` of `define_process_flags` (when there is one): with several JAX processes process 0
+  alone takes the locks and tells the others whether it could, so a busy workdir stops every process at once.
+  """
+  wait = flags.DEFINE_bool(
+      "wait",
+      False,
+      "When another launcher holds a stage of the workdir this one needs, wait for it instead of stopping.",
+  )
+
+  def lock(workdir: str, *, also_writes: tuple[str, ...] = (), reads_of: dict[str, tuple[str, ...]] | None = None):
+    """Takes the locks (`also_writes`: more stages this run writes; `reads_of`: {other workdir: stages read there}).
+
+    Raises:
+      locks.Busy: another process holds a stage in a conflicting mode (and no --wait).
+    """
+    error = ""
+    if distributed.is_main():
+      try:
+        wanted = [(workdir, writes + also_writes, reads)] + [(k, (), v) for k, v in (reads_of or {}).items()]
+        for folder, w, r in wanted:
+          _HELD_LOCKS.append(locks.acquire(folder, w, r, wait=wait.value))
+      except locks.Busy as e:
+        error = str(e)
+    if not distributed.main_says(not error):
+      raise locks.Busy(error or "process 0 could not lock the workdir: its error names the holder")
+
+  return lock
+
+
+# The locks this process holds: kept (referenced) until it ends, when the kernel releases them.
+_HELD_LOCKS: list[locks.Held] = []
 
 
 def _no_such_field(e: Exception, argv: list[str]) -> str:

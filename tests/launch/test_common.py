@@ -6,8 +6,10 @@ The in-process tests are fast; the ones that start launchers as a user does are 
 import logging
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 from PIL import Image
@@ -163,3 +165,43 @@ def test_query_results_are_not_drowned_in_library_logging(tiny_run, tmp_path):
   assert result.returncode != 0 and result.stderr.strip().splitlines()[-1] == (
       "error: flag --top_k=0: 0 is not a positive integer"
   )
+
+
+_LONG = "train.total_steps=100000"
+
+
+def _wait_for_lock_note(workdir: pathlib.Path, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+  """Until `proc` (a launcher) has taken its workdir locks (its holder note is there)."""
+  deadline = time.monotonic() + timeout
+  while not list((workdir / ".locks").glob(f"holder.*.{proc.pid}.json")):
+    assert proc.poll() is None and time.monotonic() < deadline, f"exit {proc.poll()} before taking the locks"
+    time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_concurrent_launchers_on_one_workdir_second_writer_stops_in_one_line(tiny_run, tmp_path):
+  """Two real launchers: while a train runs, embed_shapes (another mds.dim) and a second train (the same settings)
+  stop at once with its PID and command, and leave its checkpoints and metrics alone."""
+  run = tmp_path / "run"
+  shutil.copytree(tiny_run[0], run, ignore=shutil.ignore_patterns("eval", "queries", "inversions", ".locks"))
+  log = open(tmp_path / "first.log", "w")  # pylint: disable=consider-using-with  (closed below)
+  first = subprocess.Popen(  # resumes the finished run's last checkpoint and goes on for a long while
+      [sys.executable, "-m", "launch.train", "--config=configs/tiny.py", f"--workdir={run}", f"--config.{_LONG}"],
+      cwd=REPO,
+      stdout=log,
+      stderr=log,
+      env={**os.environ, "PYTHONPATH": str(REPO)},
+  )
+  try:
+    _wait_for_lock_note(run, first)
+    embedding = (run / "shape_embedding.npz").read_bytes()
+    for module, flag in (("embed_shapes", "--config.mds.dim=3"), ("train", f"--config.{_LONG}")):
+      result = _launch(module, "--config=configs/tiny.py", f"--workdir={run}", flag)
+      last = result.stderr.strip().splitlines()[-1]
+      assert result.returncode == 1 and last.startswith(f"error: {run} is busy: PID {first.pid}"), last
+      assert "python -m launch.train --config=configs/tiny.py" in last and "--wait" in last
+    assert first.poll() is None and (run / "shape_embedding.npz").read_bytes() == embedding
+  finally:
+    first.kill()
+    first.wait()
+    log.close()
