@@ -28,6 +28,7 @@ from jembed.training import checkpoints
 from jembed.training import joint
 from jembed.training import model as model_lib
 from jembed.training import point_encoder
+from jembed.workdir import files
 from jembed.workdir import provenance
 from jembed.workdir import records
 
@@ -84,7 +85,11 @@ def load(workdir: str, step: int | None = None) -> TrainedModel:
       meta = ckpts.restore_meta(at)
       spec = model_lib.ModelSpec.from_dict(meta["model"])
       abstract = jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
-      return meta, spec, ckpts.restore_params(at, checkpoints.abstract_like(abstract, device))
+      variables = ckpts.restore_params(at, checkpoints.abstract_like(abstract, device))
+      # Training never saves a non-finite state, so NaN/inf here is damage (a step from before the digests).
+      if not all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(variables)):
+        raise files.DamagedFile(f"checkpoint step {at} in {ckpts.directory} holds NaN/inf parameters")
+      return meta, spec, variables
 
     # The newest intact checkpoint (damaged newer ones are skipped with a warning), or exactly `step`.
     _, (meta, spec, variables) = ckpts.newest_intact(restore, None if step is None else [step])
