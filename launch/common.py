@@ -22,6 +22,7 @@ from ml_collections import config_flags
 
 from jembed.apps import validate
 from jembed.utils import distributed
+from jembed.workdir import files
 from jembed.workdir import locks
 
 _DEBUG = flags.DEFINE_bool("debug", False, "On an error, show the full traceback instead of one line.")
@@ -164,23 +165,25 @@ def print_outputs(outputs: dict[str, str]) -> None:
   print("\n".join(lines))
 
 
-def check_workdir(workdir: str) -> None:
-  """Creates `workdir` if needed; raises a one-line OSError when it is a file or cannot be written."""
+def check_workdir(workdir: str, flag: str = "--workdir") -> None:
+  """Creates `workdir` if needed; raises a one-line OSError when it is a file or cannot be written (`flag`: how the
+  user gave the folder)."""
   if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise NotADirectoryError(f"--workdir={workdir} is a file, not a folder: give a folder path (created if missing)")
+    raise NotADirectoryError(f"{flag}={workdir} is a file, not a folder: give a folder path (created if missing)")
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
-    raise PermissionError(
-        f"cannot create --workdir={workdir} ({e.strerror or e}): give a folder you can write to"
-    ) from None
+    why = e.strerror or e
+    raise PermissionError(f"cannot create {flag}={workdir} ({why}): give a folder you can write to") from None
   if not os.access(workdir, os.W_OK | os.X_OK):
-    raise PermissionError(f"--workdir={workdir} is not writable: give a folder you can write to")
+    raise PermissionError(f"{flag}={workdir} is not writable: give a folder you can write to")
 
 
 def _error_line(e: BaseException) -> str:
+  if isinstance(e, OSError) and e.errno in files.FIXES and e.filename:  # a full disk, a read-only file: say which
+    e = files.os_error(e, os.fspath(e.filename))
   text = (str(e).strip().splitlines() or [""])[0]
-  if isinstance(e, USER_ERRORS):
+  if isinstance(e, USER_ERRORS + (files.WorkdirError,)):
     return text or type(e).__name__
   return f"{type(e).__name__}: {text} (an unexpected error: rerun with --debug for the traceback and report it)"
 

@@ -38,6 +38,7 @@ from jembed.data import sample_sheet
 from jembed.data import splits
 from jembed.data import synthesis
 from jembed.data import tfds_builder
+from jembed.render import backend
 from jembed.utils import beam as beam_lib
 from jembed.utils import config_checks as checks
 from jembed.workdir import checksums
@@ -209,9 +210,9 @@ def _write_summary(workdir: str, builder: tfds_builder.JembedImages, result: Bui
 # The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
 CONFIG_RULES = {
     "data.images_per_shape": checks.integer(1),
-    "data.image_size": checks.integer(8),
-    "data.render_size": checks.integer(0),
-    "data.antialias": checks.integer(1),
+    "data.image_size": checks.integer(8, 1024),  # a network input: the paper's is 227
+    "data.render_size": checks.integer(0, backend.MAX_SIZE),
+    "data.antialias": checks.integer(1, backend.MAX_ANTIALIAS),
     "data.distance": checks.number(0.0, lo_open=True),
     "data.max_lamps": checks.integer(0),
     "data.ambient": checks.low_high(0.0),

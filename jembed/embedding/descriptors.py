@@ -88,7 +88,7 @@ def open_store(workdir: str, key: dict, n: int) -> tuple[np.ndarray, dict]:
       progress, features = None, None
   if progress is None:
     progress = dict(fingerprint=key, n_processed=0, ids=[], categories=[], meshes=[], skipped=[], digests=[])
-    features = np.lib.format.open_memmap(array_path, mode="w+", dtype=np.float32, shape=(max(n, 1), hog.LFD_DIM))
+    features = files.open_memmap(array_path, np.float32, (max(n, 1), hog.LFD_DIM))  # space reserved: no SIGBUS
     files.write_json(progress_path, progress)
   return features, progress
 

@@ -93,7 +93,7 @@ def cached_distances(desc: descriptors.Descriptors, workdir: str) -> np.ndarray:
 
 def _sum_shares(parts: list[str], out_path: str, n: int, rows: int = 1024) -> None:
   """out = the sum of the processes' share files (each entry is nonzero in at most one), row block by row block."""
-  out = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.float32, shape=(n, n))
+  out = files.open_memmap(out_path, np.float32, (n, n))
   shares = [np.load(p, mmap_mode="r") for p in parts]
   for lo in range(0, n, rows):
     out[lo : lo + rows] = sum(np.asarray(s[lo : lo + rows]) for s in shares)

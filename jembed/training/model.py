@@ -330,7 +330,7 @@ def _unflatten(flat: dict[tuple, object]) -> dict:
 # The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
 CONFIG_RULES = {
     "model.backbone": checks.choice(("small", "caffenet")),
-    "model.image_size": checks.integer(0),
+    "model.image_size": checks.integer(0, 1024),
     "model.widths": checks.each(checks.integer(1)),
     "model.hidden": checks.each(checks.integer(1)),
     "model.dropout": checks.number(0.0, 1.0, hi_open=True),

@@ -3,6 +3,7 @@
 The in-process tests are fast; the ones that start launchers as a user does are marked slow.
 """
 
+import errno
 import logging
 import os
 import pathlib
@@ -205,3 +206,28 @@ def test_concurrent_launchers_on_one_workdir_second_writer_stops_in_one_line(tin
     first.kill()
     first.wait()
     log.close()
+
+
+@pytest.mark.parametrize(
+    "error, says",
+    [
+        (OSError(errno.ENOSPC, "No space left on device", "/w/lfd/distances.npy"), "free space on its disk"),
+        (OSError(errno.EROFS, "Read-only file system", "/w/queries/a.png"), "use another --workdir"),
+        (PermissionError(errno.EPERM, "Operation not permitted", "/w/provenance.json"), "chattr -i"),
+    ],
+)
+def test_os_errors_a_user_causes_are_one_line_naming_the_file_and_the_fix(error, says):
+  with pytest.raises(SystemExit) as exit_info:
+    with common.user_errors():
+      raise error
+  line = str(exit_info.value.code)
+  assert line.startswith(f"error: {error.strerror}: {error.filename}") and says in line and "unexpected" not in line
+
+
+def test_query_names_a_workdir_that_is_a_file_and_an_out_dir_it_cannot_write(tmp_path):
+  a_file = tmp_path / "run.txt"
+  a_file.write_text("x")
+  with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+    query.check_workdir(str(a_file))
+  with pytest.raises(PermissionError, match=f"cannot create --out_dir={a_file}/queries"):
+    common.check_workdir(str(a_file / "queries"), "--out_dir")
