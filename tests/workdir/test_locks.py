@@ -90,3 +90,12 @@ def test_one_process_takes_its_own_locks_again_and_releases_them(tmp_path):
     pass
   with pytest.raises(ValueError, match="unknown workdir stage"):
     locks.acquire(tmp_path, ["checkpoints"])
+
+
+def test_two_shape_sides_at_once_is_refused(tmp_path):
+  """Two embed_shapes (say with other render.size): the second stops; the first's points stay the first's."""
+  with holder(tmp_path, writes=("shape_side",), reads=()) as proc:
+    with pytest.raises(locks.Busy, match=f"PID {proc.pid} .* holds its shape side .* which this launcher writes"):
+      locks.acquire(tmp_path, ["shape_side"])
+    with pytest.raises(locks.Busy, match="which this launcher reads"):
+      locks.acquire(tmp_path, ["training"], ["shape_side", "dataset"])  # train while the embedding is rewritten
