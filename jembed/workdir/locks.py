@@ -61,15 +61,14 @@ class Held:
 
   workdir: str
   fds: dict[str, int]
-  note: str
 
   def release(self) -> None:
     for stage, fd in self.fds.items():
       _HELD.pop((self.workdir, stage), None)
       os.close(fd)  # closing the last descriptor releases the flock
+    if self.fds:
+      _write_note(self.workdir)
     self.fds = {}
-    with contextlib.suppress(FileNotFoundError):
-      os.remove(self.note)
 
 
 # (real workdir, stage) -> exclusive?, of the locks this process holds: a nested request does not block on itself.
@@ -85,8 +84,26 @@ def command_line() -> str:
   return " ".join(argv)[:300]
 
 
-def _note_path(workdir: str, host: str, pid: int) -> str:
-  return paths.lock(workdir, f"holder.{host}.{pid}.json")
+def _note_path(workdir: str) -> str:
+  return paths.lock(workdir, f"holder.{socket.gethostname()}.{os.getpid()}.json")
+
+
+def _write_note(workdir: str) -> None:
+  """This process's note on `workdir`: every stage it holds there (removed when it holds none)."""
+  held = {stage: exclusive for (folder, stage), exclusive in _HELD.items() if folder == workdir}
+  if not held:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(_note_path(workdir))
+    return
+  note = dict(
+      pid=os.getpid(),
+      host=socket.gethostname(),
+      command=command_line(),
+      writes=sorted(s for s, exclusive in held.items() if exclusive),
+      reads=sorted(s for s, exclusive in held.items() if not exclusive),
+      since=time.strftime("%Y-%m-%d %H:%M:%S"),
+  )
+  files.write_json(_note_path(workdir), note)
 
 
 def _alive(note: dict) -> bool:
@@ -171,7 +188,7 @@ def acquire(
     raise ValueError(f"unknown workdir stage(s) {sorted(unknown)}: one of {STAGES}")
   workdir = os.path.realpath(workdir)
   os.makedirs(paths.lock(workdir), exist_ok=True)
-  held = Held(workdir, {}, _note_path(workdir, socket.gethostname(), os.getpid()))
+  held = Held(workdir, {})
   try:
     for stage in (s for s in STAGES if s in writes | reads):
       exclusive = stage in writes
@@ -192,16 +209,9 @@ def acquire(
   except BaseException:
     held.release()
     raise
-  note = dict(
-      pid=os.getpid(),
-      host=socket.gethostname(),
-      command=command_line(),
-      writes=sorted(writes),
-      reads=sorted(reads),
-      since=time.strftime("%Y-%m-%d %H:%M:%S"),
-  )
   _remove_stale(workdir)
-  files.write_json(held.note, note)
+  if held.fds:
+    _write_note(workdir)
   return held
 
 

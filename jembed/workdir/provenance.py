@@ -22,14 +22,12 @@ train will not resume (`--force` sets the checkpoints aside), query and evaluate
 is moved to `provenance.json.damaged.<time>` (kept for inspection) only by a run that writes a new record.
 """
 
-import hashlib
 import json
 import os
 import time
 
 from absl import logging
 import ml_collections
-import numpy as np
 
 from jembed.utils import distributed
 from jembed.workdir import checksums
@@ -186,24 +184,6 @@ def differences(old: dict, new: dict, limit: int = 6) -> str:
   return text + (f" and {len(keys) - limit} more" if len(keys) > limit else "") if keys else "same settings"
 
 
-def embedding_fingerprint(ids, categories, points) -> str:
-  """Hash of a shape embedding's content (ids, categories, float32 points): equal arrays, equal fingerprint."""
-  h = hashlib.sha1()
-  for part in ("\n".join(map(str, ids)), "\n".join(map(str, categories))):
-    h.update(part.encode())
-  h.update(np.ascontiguousarray(points, np.float32).tobytes())
-  return h.hexdigest()[:16]
-
-
-def file_embedding_fingerprint(workdir: str) -> str | None:
-  """The fingerprint of `workdir/shape_embedding.npz` (None when absent)."""
-  path = paths.shape_embedding(workdir)
-  if not os.path.exists(path):
-    return None
-  emb = records.ShapeEmbedding.load(path)
-  return embedding_fingerprint(emb.ids, emb.categories, emb.points)
-
-
 def has_checkpoints(workdir: str) -> bool:
   folder = paths.checkpoints(workdir)
   return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
@@ -244,7 +224,7 @@ def check_shape_embedding_write(
   old = recorded.get("shape_embedding")
   new = entry("launch.embed_shapes", paths.SHAPE_EMBEDDING, config, SHAPE_SIDE, inputs={"shapes": listing})
   try:
-    current = file_embedding_fingerprint(workdir)
+    current = records.file_fingerprint(workdir)
   except ValueError as e:  # a damaged file: made again below
     logging.warning("%s", e)
     current = None
@@ -296,7 +276,7 @@ def record_shape_embedding(
           config,
           SHAPE_SIDE,
           inputs=inputs,
-          fingerprint=embedding_fingerprint(embedding.ids, embedding.categories, embedding.points),
+          fingerprint=embedding.fingerprint(),
       ),
       replace_damaged=True,  # check_shape_embedding_write let it through: no checkpoints, or --force
   )
@@ -339,7 +319,7 @@ def check_training_inputs(config: ml_collections.ConfigDict, workdir: str, datas
       be told (unless `force`: the old checkpoints and metrics are then moved to `checkpoints.<old fingerprint>/`,
       nothing is deleted, and training starts over).
   """
-  current = file_embedding_fingerprint(workdir)
+  current = records.file_fingerprint(workdir)
   if current is None:
     raise FileNotFoundError(f"{workdir} has no shape embedding: run {_cmd('launch.embed_shapes', workdir)} first")
   try:
@@ -421,7 +401,7 @@ def check_network_inputs(workdir: str) -> None:
   trained = recorded.get("checkpoints")
   if not trained:
     return
-  was, now = trained.get("inputs", {}).get("shape_embedding"), file_embedding_fingerprint(workdir)
+  was, now = trained.get("inputs", {}).get("shape_embedding"), records.file_fingerprint(workdir)
   if was == now:
     return
   made = trained.get("built_on", {}).get("shape_embedding", {}).get("settings", {})

@@ -85,7 +85,11 @@ def test_one_process_takes_its_own_locks_again_and_releases_them(tmp_path):
   outer = locks.acquire(tmp_path, ["shape_side", "training"])
   inner = locks.acquire(tmp_path, ["training"], ["shape_side"])
   assert inner.fds == {}
+  inner.release()
+  (note,) = [n for n in locks.holders(str(tmp_path)) if n["pid"] == os.getpid()]
+  assert note["writes"] == ["shape_side", "training"]  # the outer hold is still named
   outer.release()
+  assert not [n for n in locks.holders(str(tmp_path)) if n["pid"] == os.getpid()]
   with holder(tmp_path, writes=("shape_side",), reads=()):
     pass
   with pytest.raises(ValueError, match="unknown workdir stage"):

@@ -44,7 +44,7 @@ def _replace_embedding(workdir: str, scale: float = 2.0) -> None:
 def test_the_record_pairs_the_network_with_its_embedding(run):
   record = provenance.load(run)
   assert record["checkpoints"]["inputs"]["shape_embedding"] == record["shape_embedding"]["fingerprint"]
-  assert record["shape_embedding"]["fingerprint"] == provenance.file_embedding_fingerprint(run)
+  assert record["shape_embedding"]["fingerprint"] == records.file_fingerprint(run)
   assert record["checkpoints"]["inputs"]["dataset"] == naming.config_name(tiny.get_config())
   assert record["shape_embedding"]["settings"]["mds.dim"] == 8
 
@@ -63,10 +63,7 @@ def test_embed_shapes_with_the_same_config_reuses_the_embedding(run):
   mtime = os.path.getmtime(paths.shape_embedding(run))
   emb = shape_embedding.embed_shapes(tiny.get_config(), run)
   assert os.path.getmtime(paths.shape_embedding(run)) == mtime
-  assert (
-      provenance.embedding_fingerprint(emb.ids, emb.categories, emb.points)
-      == provenance.load(run)["shape_embedding"]["fingerprint"]
-  )
+  assert emb.fingerprint() == provenance.load(run)["shape_embedding"]["fingerprint"]
 
 
 def test_query_and_evaluate_notice_an_embedding_the_network_was_not_trained_on(run):
@@ -89,7 +86,7 @@ def test_train_refuses_checkpoints_of_another_embedding_and_force_sets_them_asid
   aside = [d for d in os.listdir(run) if d.startswith("checkpoints.")]
   assert len(aside) == 1 and not os.path.exists(paths.checkpoints(run))
   assert set(steps) <= set(os.listdir(os.path.join(run, aside[0])))  # nothing a user made is lost
-  assert provenance.load(run)["checkpoints"]["inputs"]["shape_embedding"] == provenance.file_embedding_fingerprint(run)
+  assert provenance.load(run)["checkpoints"]["inputs"]["shape_embedding"] == records.file_fingerprint(run)
 
 
 def test_into_the_same_workdir_is_refused_and_leaves_it_unchanged(run, tmp_path):
@@ -240,4 +237,4 @@ def test_flipped_descriptors_are_computed_again_not_reused(run):
   os.remove(paths.shape_embedding(run))  # so embed_shapes goes to the descriptors instead of reusing the embedding
   _flip(paths.lfd(run, paths.DESCRIPTORS), 128 + 4 * 5000, 64)
   emb = shape_embedding.embed_shapes(tiny.get_config(), run)
-  assert provenance.embedding_fingerprint(emb.ids, emb.categories, emb.points) == recorded  # the very same points
+  assert emb.fingerprint() == recorded  # the very same points
