@@ -7,6 +7,7 @@ can cause ends the program with one line that names the file or field and the fi
 Third-party INFO logging (orbax, JAX, absl) is off unless `--verbosity` is given.
 """
 
+import atexit
 import contextlib
 import logging as std_logging
 import os
@@ -121,7 +122,8 @@ def define_workdir_lock(writes: tuple[str, ...], reads: tuple[str, ...] = ()) ->
       try:
         wanted = [(workdir, writes + also_writes, reads)] + [(k, (), v) for k, v in (reads_of or {}).items()]
         for folder, w, r in wanted:
-          _HELD_LOCKS.append(locks.acquire(folder, w, r, wait=wait.value))
+          held = locks.acquire(folder, w, r, wait=wait.value)
+          atexit.register(held.release)  # the kernel frees the locks at exit anyway; this removes the note too
       except locks.Busy as e:
         error = str(e)
     if not distributed.main_says(not error):
@@ -129,9 +131,6 @@ def define_workdir_lock(writes: tuple[str, ...], reads: tuple[str, ...] = ()) ->
 
   return lock
 
-
-# The locks this process holds: kept (referenced) until it ends, when the kernel releases them.
-_HELD_LOCKS: list[locks.Held] = []
 
 
 def _no_such_field(e: Exception, argv: list[str]) -> str:

@@ -134,7 +134,7 @@ def holders(workdir: str) -> list[dict]:
 
 
 def _describe(workdir: str, stage: str, exclusive: bool) -> str:
-  """'launch.train (PID 123 on host h, since 12:00:01: python -m launch.train ...)' for the holders in the way."""
+  """'PID 123 on h since 2026-12-04 12:00:01 (python -m launch.train ...)' for each holder in the way."""
   conflicting = [
       n for n in holders(workdir) if stage in n.get("writes", ()) or (exclusive and stage in n.get("reads", ()))
   ]
