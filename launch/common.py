@@ -132,7 +132,6 @@ def define_workdir_lock(writes: tuple[str, ...], reads: tuple[str, ...] = ()) ->
   return lock
 
 
-
 def _no_such_field(e: Exception, argv: list[str]) -> str:
   """The one line for a `--config.<field>=` flag that names no field (ml_collections' KeyError/AttributeError)."""
   given = " ".join(a for a in argv[1:] if a.startswith("--config."))

@@ -128,6 +128,22 @@ def _damaged_refusal(error: Damaged, what: str, force_does: str) -> Damaged:
   return Damaged(f"{error}: it cannot tell whether {what}, so it refuses; {force_does}")
 
 
+def _load_unless_trained(workdir: str, force: bool, what: str, force_does: str) -> dict | None:
+  """The record; None when it is damaged but nothing was trained on the workdir yet (or `force`): the caller starts
+  a new one.
+
+  Raises:
+    Damaged: it is damaged and checkpoints exist (the refusal of `_damaged_refusal(what, force_does)`), unless `force`.
+  """
+  try:
+    return load(workdir)
+  except Damaged as e:
+    if has_checkpoints(workdir) and not force:
+      raise _damaged_refusal(e, what, force_does) from None
+    logging.warning("%s; starting a new record%s", e, " (--force)" if force else "")
+    return None
+
+
 def flatten(tree: dict, prefix: str = "") -> dict:
   """{'a': {'b': 1}} -> {'a.b': 1}, tuples as lists (JSON's view of them)."""
   flat = {}
@@ -209,17 +225,13 @@ def check_shape_embedding_write(
   path = paths.shape_embedding(workdir)
   if not os.path.exists(path):
     return False
-  try:
-    recorded = load(workdir)
-  except Damaged as e:
-    if has_checkpoints(workdir) and not force:
-      retrain = _cmd("launch.train", workdir, " --force")
-      raise _damaged_refusal(
-          e,
-          f"the network in {paths.checkpoints(workdir)} was trained on {path}",
-          f"pass --force to replace the embedding anyway (then retrain with {retrain})",
-      ) from None
-    logging.warning("%s; computing the shape embedding again", e)
+  recorded = _load_unless_trained(
+      workdir,
+      force,
+      f"the network in {paths.checkpoints(workdir)} was trained on {path}",
+      f"pass --force to replace the embedding anyway (then retrain with {_cmd('launch.train', workdir, ' --force')})",
+  )
+  if recorded is None:  # computed again, and recorded anew
     return False
   old = recorded.get("shape_embedding")
   new = entry("launch.embed_shapes", paths.SHAPE_EMBEDDING, config, SHAPE_SIDE, inputs={"shapes": listing})
@@ -322,15 +334,13 @@ def check_training_inputs(config: ml_collections.ConfigDict, workdir: str, datas
   current = records.file_fingerprint(workdir)
   if current is None:
     raise FileNotFoundError(f"{workdir} has no shape embedding: run {_cmd('launch.embed_shapes', workdir)} first")
-  try:
-    recorded = load(workdir)
-  except Damaged as e:
-    if has_checkpoints(workdir) and not force:
-      raise _damaged_refusal(
-          e,
-          f"the network in {paths.checkpoints(workdir)} was trained on this shape embedding and dataset",
-          f"pass --force to set the checkpoints aside and train again ({_cmd('launch.train', workdir, ' --force')})",
-      ) from None
+  recorded = _load_unless_trained(
+      workdir,
+      force,
+      f"the network in {paths.checkpoints(workdir)} was trained on this shape embedding and dataset",
+      f"pass --force to set the checkpoints aside and train again ({_cmd('launch.train', workdir, ' --force')})",
+  )
+  if recorded is None:
     recorded = set_aside(workdir)
   trained = recorded.get("checkpoints")
   emb_entry = recorded.get("shape_embedding", {})
