@@ -76,7 +76,6 @@ def load(workdir: str, step: int | None = None) -> TrainedModel:
     FileNotFoundError: no checkpoint or no shape_embedding.npz in `workdir`.
     provenance.Mismatch: shape_embedding.npz is not the one the network was trained on.
   """
-  provenance.check_network_inputs(workdir)
   ckpts = checkpoints.Checkpoints(workdir, read_only=True)
   try:
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -95,7 +94,8 @@ def load(workdir: str, step: int | None = None) -> TrainedModel:
     _, (meta, spec, variables) = ckpts.newest_intact(restore, None if step is None else [step])
   finally:
     ckpts.close()
-  embedding = records.load_shape_embedding(workdir)
+  embedding = records.load_shape_embedding(workdir)  # read once: the points checked are the points returned
+  provenance.check_network_inputs(workdir, embedding.fingerprint())
   return TrainedModel(
       params=Params(variables=variables, spec=spec),
       shape_points=np.asarray(embedding.points, np.float32),

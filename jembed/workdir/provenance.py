@@ -394,8 +394,13 @@ def _file_safe(name: str) -> str:
   return "".join(c if c.isalnum() else "-" for c in name)[:40]
 
 
-def check_network_inputs(workdir: str) -> None:
+def check_network_inputs(workdir: str, fingerprint: str | None = None) -> None:
   """Before a trained network is used with the workdir's shape points (`jembed.load`: query, evaluate).
+
+  Args:
+    workdir: the run.
+    fingerprint: of the shape embedding the caller read (default: read the file now). A reader that passes the
+      embedding it holds checks that very content, even if another process replaces the file meanwhile.
 
   Raises:
     Mismatch: shape_embedding.npz is not the one the network was trained on.
@@ -411,7 +416,8 @@ def check_network_inputs(workdir: str) -> None:
   trained = recorded.get("checkpoints")
   if not trained:
     return
-  was, now = trained.get("inputs", {}).get("shape_embedding"), records.file_fingerprint(workdir)
+  was = trained.get("inputs", {}).get("shape_embedding")
+  now = records.file_fingerprint(workdir) if fingerprint is None else fingerprint
   if was == now:
     return
   made = trained.get("built_on", {}).get("shape_embedding", {}).get("settings", {})
