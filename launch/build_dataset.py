@@ -46,6 +46,7 @@ _BEAM_RUNNER = flags.DEFINE_string(
     "DataflowRunner, FlinkRunner, SparkRunner); '' = this machine's processes.",
 )
 _BEAM_OPTIONS = flags.DEFINE_string("beam_pipeline_options", "", "The Beam runner's options, in Beam's flag syntax.")
+_LOCK = common.define_workdir_lock(writes=("dataset",))
 _KEEP_CACHE = flags.DEFINE_bool("keep_cache", False, "Keep the per-shape render cache after writing the dataset.")
 
 
@@ -53,6 +54,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   with common.user_errors():
+    _LOCK(_WORKDIR.value)
     result = build.build_dataset(
         _CONFIG.value,
         _WORKDIR.value,

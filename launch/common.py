@@ -7,6 +7,7 @@ can cause ends the program with one line that names the file or field and the fi
 Third-party INFO logging (orbax, JAX, absl) is off unless `--verbosity` is given.
 """
 
+import atexit
 import contextlib
 import logging as std_logging
 import os
@@ -22,6 +23,8 @@ from ml_collections import config_flags
 
 from jembed.apps import validate
 from jembed.utils import distributed
+from jembed.workdir import files
+from jembed.workdir import locks
 
 _DEBUG = flags.DEFINE_bool("debug", False, "On an error, show the full traceback instead of one line.")
 # Errors whose message is written for a user (a wrong path, field, value or state of the workdir): shown as they are.
@@ -33,6 +36,7 @@ USER_ERRORS = (
     NotADirectoryError,
     IsADirectoryError,
     app.UsageError,
+    locks.Busy,
 )
 _OWN_CODE = tuple(
     os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), d) + os.sep for d in ("jembed", "launch")
@@ -94,6 +98,40 @@ def define_process_flags() -> Callable[[], None]:
   return start
 
 
+def define_workdir_lock(writes: tuple[str, ...], reads: tuple[str, ...] = ()) -> Callable[..., None]:
+  """Defines --wait; returns `lock(workdir, ...)`, which takes the workdir's stage locks (`jembed.workdir.locks`) for
+  the rest of the process: `writes` exclusively, `reads` shared.
+
+  `lock` runs after `start()` of `define_process_flags` (when there is one): with several JAX processes process 0
+  alone takes the locks and tells the others whether it could, so a busy workdir stops every process at once.
+  """
+  wait = flags.DEFINE_bool(
+      "wait",
+      False,
+      "When another launcher holds a stage of the workdir this one needs, wait for it instead of stopping.",
+  )
+
+  def lock(workdir: str, *, also_writes: tuple[str, ...] = (), reads_of: dict[str, tuple[str, ...]] | None = None):
+    """Takes the locks (`also_writes`: more stages this run writes; `reads_of`: {other workdir: stages read there}).
+
+    Raises:
+      locks.Busy: another process holds a stage in a conflicting mode (and no --wait).
+    """
+    error = ""
+    if distributed.is_main():
+      try:
+        wanted = [(workdir, writes + also_writes, reads)] + [(k, (), v) for k, v in (reads_of or {}).items()]
+        for folder, w, r in wanted:
+          held = locks.acquire(folder, w, r, wait=wait.value)
+          atexit.register(held.release)  # the kernel frees the locks at exit anyway; this removes the note too
+      except locks.Busy as e:
+        error = str(e)
+    if not distributed.main_says(not error):
+      raise locks.Busy(error or "process 0 could not lock the workdir: its error names the holder")
+
+  return lock
+
+
 def _no_such_field(e: Exception, argv: list[str]) -> str:
   """The one line for a `--config.<field>=` flag that names no field (ml_collections' KeyError/AttributeError)."""
   given = " ".join(a for a in argv[1:] if a.startswith("--config."))
@@ -125,23 +163,25 @@ def print_outputs(outputs: dict[str, str]) -> None:
   print("\n".join(lines))
 
 
-def check_workdir(workdir: str) -> None:
-  """Creates `workdir` if needed; raises a one-line OSError when it is a file or cannot be written."""
+def check_workdir(workdir: str, flag: str = "--workdir") -> None:
+  """Creates `workdir` if needed; raises a one-line OSError when it is a file or cannot be written (`flag`: how the
+  user gave the folder)."""
   if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise NotADirectoryError(f"--workdir={workdir} is a file, not a folder: give a folder path (created if missing)")
+    raise NotADirectoryError(f"{flag}={workdir} is a file, not a folder: give a folder path (created if missing)")
   try:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
-    raise PermissionError(
-        f"cannot create --workdir={workdir} ({e.strerror or e}): give a folder you can write to"
-    ) from None
+    why = e.strerror or e
+    raise PermissionError(f"cannot create {flag}={workdir} ({why}): give a folder you can write to") from None
   if not os.access(workdir, os.W_OK | os.X_OK):
-    raise PermissionError(f"--workdir={workdir} is not writable: give a folder you can write to")
+    raise PermissionError(f"{flag}={workdir} is not writable: give a folder you can write to")
 
 
 def _error_line(e: BaseException) -> str:
+  if isinstance(e, OSError) and e.errno in files.FIXES and e.filename:  # a full disk, a read-only file: say which
+    e = files.os_error(e, os.fspath(e.filename))
   text = (str(e).strip().splitlines() or [""])[0]
-  if isinstance(e, USER_ERRORS):
+  if isinstance(e, USER_ERRORS + (files.WorkdirError,)):
     return text or type(e).__name__
   return f"{type(e).__name__}: {text} (an unexpected error: rerun with --debug for the traceback and report it)"
 

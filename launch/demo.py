@@ -12,6 +12,7 @@ from jembed.apps import demo
 from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Output folder of every stage.")
+_LOCK = common.define_workdir_lock(writes=("contact_sheet", "shape_side", "dataset", "training", "evaluation"))
 
 
 def main(argv):
@@ -19,6 +20,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   common.log_devices()
   with common.user_errors():
+    _LOCK(_WORKDIR.value)
     outputs = demo.run(_CONFIG.value, _WORKDIR.value)
     print(f"\n{demo.results_table(_WORKDIR.value)}\n")
   common.print_outputs(outputs)

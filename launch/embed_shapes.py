@@ -33,6 +33,7 @@ from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Output folder; the next stages read from it.")
 _START = common.define_process_flags()
+_LOCK = common.define_workdir_lock(writes=("shape_side",))
 _BEAM_RUNNER = flags.DEFINE_string(
     "beam_runner",
     "",
@@ -68,6 +69,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   _START()
   with common.user_errors():
+    _LOCK(_WORKDIR.value, reads_of={_INTO.value: ("shape_side",)} if _INTO.value else None)
     if distributed.is_main() or not _INTO.value:  # a few new shapes (--into): process 0 alone
       outputs = stages.shape_embedding(
           _CONFIG.value,

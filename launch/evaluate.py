@@ -19,12 +19,15 @@ from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Run folder with a trained model.")
 _START = common.define_process_flags()
+_LOCK = common.define_workdir_lock(writes=("evaluation",), reads=("shape_side",))
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   _START()
+  with common.user_errors():
+    _LOCK(_WORKDIR.value)
   if distributed.is_main():  # the test sets are small: process 0 evaluates on its devices, the others wait
     with common.user_errors():
       outputs = stages.evaluation(_CONFIG.value, _WORKDIR.value)

@@ -31,6 +31,7 @@ _ITERATIONS = flags.DEFINE_integer("iterations", 400, "Gradient steps (Mahendran
 _TV_WEIGHT = flags.DEFINE_float("tv_weight", None, "TV regulariser weight (default: by the layer's depth).")
 _JITTER = flags.DEFINE_integer("jitter", 2, "Random shift in pixels at each step (0: none).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random start (same seed, same images).")
+_LOCK = common.define_workdir_lock(writes=("inversions",), reads=("shape_side",))
 _OUT_DIR = flags.DEFINE_string("out_dir", "", "Where the PNGs and inversions.json go; empty = workdir/inversions.")
 
 
@@ -47,6 +48,7 @@ def run() -> dict[str, str]:
   workdir = _WORKDIR.value
   if not (_IMAGES.value or _SHAPES.value or _TWINS.value > 0):
     raise ValueError("nothing to invert: give --image=PATH, --shape=ID or --twins=N")
+  _LOCK(workdir, also_writes=("evaluation",) if _TWINS.value > 0 else ())  # --twins may cache eval/sets/
   for path in _IMAGES.value:  # a typo fails before the model loads
     images.open_image(path)
   model = gallery.load(workdir)

@@ -54,8 +54,10 @@ def main(argv):
     if not photo_paths:
       raise ValueError("give photos with --image=PATH (repeatable) or --images=FOLDER")
     fuse = _FUSION.value if (_FUSE.value or _FOLDER.value) else ""
-    result = query.query(_WORKDIR.value, photo_paths, _TOP_K.value, fuse=fuse)
+    query.check_workdir(_WORKDIR.value)
     out_dir = _OUT_DIR.value or paths.queries(_WORKDIR.value)
+    common.check_workdir(out_dir, "--out_dir")  # before any work: not after the ranking was printed
+    result = query.query(_WORKDIR.value, photo_paths, _TOP_K.value, fuse=fuse)
     names = query.gallery_names(result.paths)
     for i, (path, matches, photo) in enumerate(zip(result.paths, result.matches, result.photos)):
       pose = result.poses[i] if result.poses else None

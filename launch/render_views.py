@@ -14,6 +14,7 @@ from launch import common
 
 _CONFIG, _WORKDIR = common.config_and_workdir("Output folder.")
 _PER_CATEGORY = flags.DEFINE_integer("per_category", 4, "Rows (shapes) per category; 0 = every shape.", lower_bound=0)
+_LOCK = common.define_workdir_lock(writes=("contact_sheet",))
 _THUMB = flags.DEFINE_integer("thumb", 64, "Pixels per view in the sheet.", lower_bound=8)
 
 
@@ -21,6 +22,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   with common.user_errors():
+    _LOCK(_WORKDIR.value)
     outputs = stages.contact_sheet(
         _CONFIG.value, _WORKDIR.value, per_category=_PER_CATEGORY.value, thumb=_THUMB.value, reuse=False
     )

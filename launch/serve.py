@@ -38,4 +38,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  common.run(main)  # with quiet logging: no orbax INFO or httpx request lines in the page's log

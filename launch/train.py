@@ -31,6 +31,7 @@ from launch import common
 _CONFIG, _WORKDIR = common.config_and_workdir("Run folder: reads the embedding and dataset, writes checkpoints.")
 _FORCE = common.force_flag("the checkpoints (trained on another shape embedding or dataset: set aside, not deleted)")
 _START = common.define_process_flags()
+_LOCK = common.define_workdir_lock(writes=("training",), reads=("shape_side", "dataset"))
 
 
 def main(argv):
@@ -38,6 +39,7 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   _START()
   with common.user_errors():
+    _LOCK(_WORKDIR.value)
     try:
       final = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, force=_FORCE.value)
     except FloatingPointError as e:  # the message says which checkpoint is good and what to change

@@ -28,6 +28,7 @@ from jembed.training import checkpoints
 from jembed.training import joint
 from jembed.training import model as model_lib
 from jembed.training import point_encoder
+from jembed.workdir import files
 from jembed.workdir import provenance
 from jembed.workdir import records
 
@@ -75,7 +76,6 @@ def load(workdir: str, step: int | None = None) -> TrainedModel:
     FileNotFoundError: no checkpoint or no shape_embedding.npz in `workdir`.
     provenance.Mismatch: shape_embedding.npz is not the one the network was trained on.
   """
-  provenance.check_network_inputs(workdir)
   ckpts = checkpoints.Checkpoints(workdir, read_only=True)
   try:
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -84,13 +84,18 @@ def load(workdir: str, step: int | None = None) -> TrainedModel:
       meta = ckpts.restore_meta(at)
       spec = model_lib.ModelSpec.from_dict(meta["model"])
       abstract = jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
-      return meta, spec, ckpts.restore_params(at, checkpoints.abstract_like(abstract, device))
+      variables = ckpts.restore_params(at, checkpoints.abstract_like(abstract, device))
+      # Training never saves a non-finite state, so NaN/inf here is damage (a step from before the digests).
+      if not all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(variables)):
+        raise files.DamagedFile(f"checkpoint step {at} in {ckpts.directory} holds NaN/inf parameters")
+      return meta, spec, variables
 
     # The newest intact checkpoint (damaged newer ones are skipped with a warning), or exactly `step`.
     _, (meta, spec, variables) = ckpts.newest_intact(restore, None if step is None else [step])
   finally:
     ckpts.close()
-  embedding = records.load_shape_embedding(workdir)
+  embedding = records.load_shape_embedding(workdir)  # read once: the points checked are the points returned
+  provenance.check_network_inputs(workdir, embedding.fingerprint())
   return TrainedModel(
       params=Params(variables=variables, spec=spec),
       shape_points=np.asarray(embedding.points, np.float32),

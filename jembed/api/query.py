@@ -94,6 +94,8 @@ def photos_in(folder: str) -> list[str]:
 
 def check_workdir(workdir: str) -> None:
   """Raises FileNotFoundError naming the step to run when `workdir` has no shape embedding or no trained network."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise NotADirectoryError(f"--workdir={workdir} is a file, not a folder: give the folder of a trained run")
   if not os.path.isdir(workdir):
     raise FileNotFoundError(
         f"workdir {workdir!r} does not exist: run `python -m launch.demo --workdir={workdir}` "

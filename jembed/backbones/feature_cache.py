@@ -122,8 +122,9 @@ def _build_split(folder, split, source, fn, params, batch_size, *, flip: bool) -
 
 def _open(folder, split, name, shape):
   path = os.path.join(folder, f"{split}_{name}.npy")
-  mode = "r+" if os.path.exists(path) else "w+"
-  return np.lib.format.open_memmap(path, mode=mode, dtype=np.float32, shape=shape if mode == "w+" else None)
+  if os.path.exists(path):
+    return np.lib.format.open_memmap(path, mode="r+")
+  return files.open_memmap(path, np.float32, shape)  # space reserved: a full disk is an error, not a SIGBUS
 
 
 def load_split(config: ml_collections.ConfigDict, workdir: str, folder: str, split: str) -> dict[str, np.ndarray]:

@@ -23,6 +23,7 @@ from PIL import ImageDraw
 from PIL import ImageFilter
 
 from jembed.utils import images
+from jembed.utils import resample
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 _MIN_SIDE = 16
@@ -124,7 +125,7 @@ class PhotoBackgrounds:
         return self._cache[key]
       # JPEG decodes directly at 1/2, 1/4 or 1/8 scale when that is still >= target (in the file's own axes).
       im.draft("RGB", target[::-1] if swapped else target)
-      photo = np.asarray(images.to_rgb(im).resize(target, Image.BILINEAR, reducing_gap=2.0))
+      photo = resample.stretch(np.asarray(images.to_rgb(im)), target[::-1])
     self._cache[key] = photo
     if len(self._cache) > self._cache_size:
       self._cache.popitem(last=False)
@@ -163,9 +164,9 @@ def _noise_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
   amplitude = 1.0
   for cells in rng.integers(2, 5) * 2 ** np.arange(4):
     grid = rng.random((int(cells), int(cells))).astype(np.float32)
-    layer = np.asarray(Image.fromarray(grid, "F").resize((w, h), Image.BICUBIC))
+    layer = resample.resize(grid, (h, w))
     if rng.random() < 0.5:  # stretched along one axis: grain, fibres
-      layer = np.asarray(Image.fromarray(layer, "F").resize((w, max(1, h // 4))).resize((w, h), Image.BILINEAR))
+      layer = resample.resize(resample.resize(layer, (max(1, h // 4), w)), (h, w))
     total += amplitude * layer
     amplitude *= 0.5
   t = (total - total.min()) / max(float(np.ptp(total)), 1e-6)

@@ -7,6 +7,10 @@ Writes into the workdir:
   dataset_samples.png                            random examples with their labels
   dataset.json                                   where the dataset is, split sizes, build speed, skipped inputs
 
+**Sealed.** A finished dataset gets `digests.json` (the SHA-256 of every shard and JSON file); a rerun checks it,
+and training checks it before the first step, so a flipped bit in a shard is found and named (a rerun builds the
+dataset again from its seeds) instead of failing inside the reader at some step.
+
 **Atomic.** TFDS writes the dataset into `incomplete.XXXXXX_<version>/` and renames it to `<version>/` only when
 every split and `dataset_info.json` are written, so a killed build never leaves a folder that reads as complete.
 A rerun deletes such leftovers (under a lock file, so two builds of one config on one host never race), reuses every
@@ -36,8 +40,10 @@ from jembed.data import sample_sheet
 from jembed.data import splits
 from jembed.data import synthesis
 from jembed.data import tfds_builder
+from jembed.render import backend
 from jembed.utils import beam as beam_lib
 from jembed.utils import config_checks as checks
+from jembed.workdir import checksums
 from jembed.workdir import files
 from jembed.workdir import paths
 
@@ -147,6 +153,8 @@ def build_dataset(
       stats = builder.render()  # the progress bar; _split_generators then finds every shape cached
       images = stats["images"]
       builder.download_and_prepare()
+    if not (reused and os.path.exists(os.path.join(os.fspath(builder.data_path), checksums.DIGESTS))):
+      pipeline.seal(os.fspath(builder.data_path))  # a dataset from before the digests: sealed once its footers pass
   dataset_dir = os.fspath(builder.data_path)
   splits = {name: int(info.num_examples) for name, info in builder.info.splits.items()}
   result = BuildResult(dataset_dir, splits, images, time.time() - start, reused=reused)
@@ -204,9 +212,9 @@ def _write_summary(workdir: str, builder: tfds_builder.JembedImages, result: Bui
 # The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
 CONFIG_RULES = {
     "data.images_per_shape": checks.integer(1),
-    "data.image_size": checks.integer(8),
-    "data.render_size": checks.integer(0),
-    "data.antialias": checks.integer(1),
+    "data.image_size": checks.integer(8, 1024),  # a network input: the paper's is 227
+    "data.render_size": checks.integer(0, backend.MAX_SIZE),
+    "data.antialias": checks.integer(1, backend.MAX_ANTIALIAS),
     "data.distance": checks.number(0.0, lo_open=True),
     "data.max_lamps": checks.integer(0),
     "data.ambient": checks.low_high(0.0),

@@ -3,7 +3,8 @@
 The dataset's TFDS config name is `<shape source>-<10 hex digits of a hash of every setting that changes the images>`,
 so a dataset on disk always matches the config that asks for it, and changing such a setting builds a new dataset
 beside the old one instead of silently reusing it. Settings that do not change an image (`config.data.workers`,
-`config.data.sample_sheet`, the whole `config.input` group) are left out of the hash.
+`config.data.sample_sheet`, the whole `config.input` group) are left out of the hash; the name of the crops' resize
+kernel (`jembed.utils.resample.KERNEL`) is in it.
 
 How the images are stored is not in the hash but in the name: `config.data.image_format` 'png' (the default: the
 names of datasets built before the field existed are unchanged) or 'raw' (decoded uint8 arrays, no decode on the
@@ -15,6 +16,7 @@ import os
 
 import ml_collections
 
+from jembed.utils import resample
 from jembed.workdir import paths
 
 NAME = "jembed_images"
@@ -32,6 +34,7 @@ def content_settings(config: ml_collections.ConfigDict) -> dict:
       seed=int(config.seed),
       renderer=config.render.backend,
       version=DATASET_VERSION,
+      stretch=resample.KERNEL,  # the crops' resize kernel: datasets of Pillow's stretch are not reused
   )
 
 

@@ -45,6 +45,7 @@ import tensorflow_datasets as tfds
 
 from jembed.data import naming
 from jembed.utils import config_checks as checks
+from jembed.workdir import checksums
 from jembed.workdir import files
 from jembed.workdir import paths
 from jembed.workdir import provenance
@@ -110,8 +111,17 @@ def require_dataset(config: ml_collections.ConfigDict, workdir: str) -> str:
 
 
 def damaged_shard(dataset_dir: str) -> str | None:
-  """'<shard> is damaged (why)' for the first ArrayRecord shard that does not hold the records dataset_info.json lists
-  (truncated, overwritten), else None. Reads only each shard's footer."""
+  """'<file> is damaged (why)' for the first file of the dataset that is not what the build wrote, else None.
+
+  A dataset sealed by its build (`seal`: `digests.json`, the SHA-256 of every shard and JSON file) is checked
+  against it (about 1 s per GB, once per process); an older one only by its shards' footers (each must hold the
+  records dataset_info.json lists).
+  """
+  try:
+    if checksums.verify_folder(dataset_dir, "it is not what the build wrote"):
+      return None
+  except checksums.Mismatch as e:
+    return str(e).split(": it is not what", 1)[0]
   with open(os.path.join(dataset_dir, "dataset_info.json")) as f:
     info = json.load(f)
   for split in info.get("splits", []):
@@ -127,6 +137,11 @@ def damaged_shard(dataset_dir: str) -> str | None:
       if found != expected:
         return f"dataset shard {path} is damaged ({why or f'{found} of its {expected} records readable'})"
   return None
+
+
+def seal(dataset_dir: str) -> None:
+  """Writes `dataset_dir/digests.json`: the SHA-256 of every file of a finished dataset (`damaged_shard` checks it)."""
+  checksums.write_folder_digests(dataset_dir)
 
 
 def check_shards(dataset_dir: str) -> None:

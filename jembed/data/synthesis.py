@@ -4,7 +4,8 @@
   ->  alpha-composite over a background, I = αF + (1 - α)B  ->  stretch to image_size x image_size.
 
 The stretch does not keep the aspect ratio: the paper's crops go to CaffeNet's 227 x 227 input stretched (Render for
-CNN: PIL ANTIALIAS into the LMDB), so an object's proportions vary with its crop; we do the same.
+CNN: PIL ANTIALIAS into the LMDB), so an object's proportions vary with its crop; we do the same, with our own kernel
+(`jembed.utils.resample.stretch`: MATLAB's antialiased bicubic), so the images do not depend on Pillow's version.
 
 Randomness: each image has its own `np.random.Generator` from (seed, shape id, image index) (`example_rng`), drawn in a
 fixed order (view, lights, albedo before rendering; crop and background after), so an image never depends on which
@@ -27,6 +28,7 @@ from jembed.render import base
 from jembed.render import camera
 from jembed.render import lights as lights_lib
 from jembed.render import shading
+from jembed.utils import resample
 
 ALBEDO_MODES = ("gray", "jitter")
 
@@ -237,10 +239,8 @@ def composite(rgb: np.ndarray, alpha: np.ndarray, background: np.ndarray) -> np.
 
 
 def stretch(image: np.ndarray, size: int) -> np.ndarray:
-  """uint8[h, w, C] -> uint8[size, size, C], aspect ratio not kept (the paper's CNN input), Lanczos (PIL ANTIALIAS)."""
-  if image.shape[:2] == (size, size):
-    return image
-  return np.asarray(Image.fromarray(image).resize((size, size), Image.LANCZOS))
+  """uint8[h, w, C] -> uint8[size, size, C], aspect ratio not kept (the paper's CNN input), `resample.stretch`."""
+  return resample.stretch(image, size)
 
 
 def apply_tint(rgb: np.ndarray, tint: np.ndarray) -> np.ndarray:

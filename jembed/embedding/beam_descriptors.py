@@ -94,7 +94,7 @@ def compute_descriptors(
       for line in f:
         header = json.loads(line)
         headers[header["index"]] = header
-  progress.update(ids=[], categories=[], meshes=[], skipped=[])
+  progress.update(ids=[], categories=[], meshes=[], skipped=[], digests=[])
   for header in tqdm.tqdm(headers, desc="gathering descriptors", unit="shape"):  # listing order: sorted ids
     if header["skipped"]:
       progress["skipped"].append([header["id"], header["skipped"]])
@@ -104,6 +104,7 @@ def compute_descriptors(
       progress["categories"].append(header["category"])
       progress["meshes"].append(header["mesh"])
   features.flush()
+  descriptors.record_rows(progress, 0, features[: len(progress["ids"])])
   del features
   progress["n_processed"] = len(refs)
   files.write_json(paths.lfd(workdir, paths.DESCRIPTOR_PROGRESS), progress)  # only after the rows are on disk

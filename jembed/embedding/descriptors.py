@@ -5,8 +5,10 @@ Shapes go through in batches of `config.lfd.batch_shapes`, so memory holds one b
 Rows are written to `workdir/lfd/descriptors.npy`, a memory-mapped float32[N_listed, 203760] file, in the order shapes
 load successfully: the rows of the usable shapes are always the contiguous prefix `[:n_done]`, in sorted-id order.
 `workdir/lfd/progress.json` records, after every batch (written atomically), how far the listing has been processed,
-the ids and categories of the rows, and the skipped shapes with their reasons. A killed run restarts after the last
-finished batch; a run over a different listing (other shapes, other views, other sizes) starts over.
+the ids and categories of the rows, the skipped shapes with their reasons, and the SHA-256 of each batch's rows. A
+killed run restarts after the last finished batch; a run over a different listing (other shapes, other views, other
+sizes) starts over, and so does one whose rows fail their checksums (a cache: made again, with a warning). Readers of
+the finished store (`load_descriptors`) verify the rows too, once per process.
 """
 
 import dataclasses
@@ -26,6 +28,7 @@ from jembed.render import backend
 from jembed.shapes import loading
 from jembed.shapes import manifest
 from jembed.shapes import sources
+from jembed.workdir import checksums
 from jembed.workdir import files
 from jembed.workdir import paths
 
@@ -58,8 +61,8 @@ def fingerprint(config: ml_collections.ConfigDict, refs) -> dict:
       antialias=config.render.antialias,
       hog_size=config.lfd.hog_size,
       dim=hog.LFD_DIM,
-      version=2,
-  )  # 2: the rows' mesh fingerprints recorded
+      version=3,
+  )  # 2: the rows' mesh fingerprints recorded; 3: their SHA-256 digests
 
 
 def open_store(workdir: str, key: dict, n: int) -> tuple[np.ndarray, dict]:
@@ -79,14 +82,31 @@ def open_store(workdir: str, key: dict, n: int) -> tuple[np.ndarray, dict]:
         features = np.load(array_path, mmap_mode="r+")
         if features.shape != (max(n, 1), hog.LFD_DIM):
           raise ValueError(f"{array_path} holds {features.shape}, expected {(max(n, 1), hog.LFD_DIM)}")
-    except (OSError, ValueError, AttributeError) as e:
+        _check_once(features, progress, array_path)
+    except (OSError, ValueError, AttributeError, KeyError) as e:
       logging.warning("LFD cache in %s is damaged (%s): starting over", folder, e)
       progress, features = None, None
   if progress is None:
-    progress = dict(fingerprint=key, n_processed=0, ids=[], categories=[], meshes=[], skipped=[])
-    features = np.lib.format.open_memmap(array_path, mode="w+", dtype=np.float32, shape=(max(n, 1), hog.LFD_DIM))
+    progress = dict(fingerprint=key, n_processed=0, ids=[], categories=[], meshes=[], skipped=[], digests=[])
+    features = files.open_memmap(array_path, np.float32, (max(n, 1), hog.LFD_DIM))  # space reserved: no SIGBUS
     files.write_json(progress_path, progress)
   return features, progress
+
+
+def record_rows(progress: dict, row0: int, rows: np.ndarray) -> None:
+  """Adds the SHA-256 of `rows` (float32[k, 203760], just written at `row0`) to the progress record."""
+  progress["digests"].append([row0, row0 + len(rows), checksums.digest_array(np.asarray(rows, np.float32))])
+
+
+def check_rows(features: np.ndarray, progress: dict, path: str) -> None:
+  """Raises `checksums.Mismatch` naming `path` when a batch of rows is not what was written (or is unrecorded)."""
+  covered = 0
+  for row0, row1, digest in progress["digests"]:
+    if row0 != covered or checksums.digest_array(features[row0:row1]) != digest:
+      raise checksums.Mismatch(f"{path} is damaged (rows {row0}-{row1 - 1} fail their SHA-256)")
+    covered = row1
+  if covered != len(progress["ids"]):
+    raise checksums.Mismatch(f"{path} is damaged (rows from {covered} have no recorded SHA-256)")
 
 
 @jax.jit
@@ -144,6 +164,7 @@ def compute_descriptors(
         row0 = len(progress["ids"])
         features[row0 : row0 + len(rows)] = rows
         features.flush()
+        record_rows(progress, row0, rows)
       progress["ids"] += ids
       progress["categories"] += categories
       progress["meshes"] += meshes
@@ -182,7 +203,13 @@ def write_manifest(workdir: str, progress: dict) -> None:
 
 
 def load_descriptors(workdir: str) -> Descriptors:
-  """The descriptors cached in `workdir/lfd/` (as far as they were computed), memory-mapped read-only."""
+  """The descriptors cached in `workdir/lfd/` (as far as they were computed), memory-mapped read-only, their rows
+  verified against the recorded SHA-256 (once per process and file version).
+
+  Raises:
+    FileNotFoundError: there are none.
+    files.DamagedFile: they are damaged (the message names the launcher that computes them again).
+  """
   progress_path = paths.lfd(workdir, paths.DESCRIPTOR_PROGRESS)
   if not os.path.exists(progress_path):
     raise FileNotFoundError(f"no LFD descriptors in {workdir!r}: run launch/embed_shapes.py with this workdir first")
@@ -190,7 +217,9 @@ def load_descriptors(workdir: str) -> Descriptors:
     with open(progress_path) as f:
       progress = json.load(f)
     n = len(progress["ids"])
-    features = np.load(paths.lfd(workdir, paths.DESCRIPTORS), mmap_mode="r")[:n]
+    path = paths.lfd(workdir, paths.DESCRIPTORS)
+    features = np.load(path, mmap_mode="r")[:n]
+    _check_once(features, progress, path)
   except (OSError, ValueError, KeyError) as e:
     raise files.DamagedFile(
         f"the LFD descriptors in {paths.lfd(workdir)} are damaged ({e}): run "
@@ -202,3 +231,15 @@ def load_descriptors(workdir: str) -> Descriptors:
       features=features,
       skipped=[tuple(s) for s in progress["skipped"]],
   )
+
+
+# (real path, size, mtime_ns, digests) of the descriptor files this process has verified.
+_VERIFIED: set[tuple] = set()
+
+
+def _check_once(features: np.ndarray, progress: dict, path: str) -> None:
+  stat = os.stat(path)
+  key = (os.path.realpath(path), stat.st_size, stat.st_mtime_ns, json.dumps(progress.get("digests")))
+  if key not in _VERIFIED:
+    check_rows(features, progress, path)
+    _VERIFIED.add(key)

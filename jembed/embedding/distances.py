@@ -31,6 +31,8 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 import tqdm
 
+from jembed.workdir import files
+
 # Bytes of descriptor rows per block when `block_size` is not given: 20k-D descriptors give 3,276-row blocks, the
 # paper's 203,760-D ones 329-row blocks (about 0.5 GB of device memory per tile, rows and columns).
 _BLOCK_BYTES = 256 << 20
@@ -143,7 +145,7 @@ def _make_out(out: Any, shape: tuple[int, int], dtype: np.dtype) -> np.ndarray:
   if out is None:
     return np.zeros(shape, dtype)  # zeros: a `part` leaves the other shares' entries as they are
   if isinstance(out, (str, os.PathLike)):
-    return np.lib.format.open_memmap(os.fspath(out), mode="w+", dtype=dtype, shape=shape)
+    return files.open_memmap(os.fspath(out), dtype, shape)  # its disk space reserved: a full disk is an error now
   if tuple(out.shape) != shape:
     raise ValueError(f"out has shape {tuple(out.shape)}, expected {shape}")
   return out

@@ -5,10 +5,10 @@
 
 import numpy as np
 
-from jembed.embedding import resize
 from jembed.render import base
 from jembed.render import lfd
 from jembed.render import lights as lights_lib
+from jembed.utils import resample
 
 HOG_SIZE = 120
 
@@ -50,7 +50,7 @@ def rgb2gray(rgb: np.ndarray) -> np.ndarray:
 def hog_input(gray: np.ndarray, size: int = HOG_SIZE) -> np.ndarray:
   """The paper's `imresize(I, [size size])`: stretch a crop to size x size (aspect ratio not kept).
 
-  MATLAB's bicubic with antialiasing and mirrored borders (`resize.resize_matrix`), one dimension at a time (the one
+  MATLAB's bicubic with antialiasing and mirrored borders (`resample.resize_matrix`), one dimension at a time (the one
   that shrinks more first) with the uint8 rounding (half away from zero) and saturation after each pass, computed in
   float64 NumPy: crops have a different size per view, so a jitted version would compile once per size.
 
@@ -64,7 +64,7 @@ def hog_input(gray: np.ndarray, size: int = HOG_SIZE) -> np.ndarray:
   x = np.asarray(gray, np.float64)
   scales = (size / x.shape[0], size / x.shape[1])
   for axis in ((0, 1) if scales[0] <= scales[1] else (1, 0)):
-    m = resize.resize_matrix(x.shape[axis], size, scales[axis])
+    m = resample.resize_matrix(x.shape[axis], size, scales[axis])
     x = m @ x if axis == 0 else x @ m.T
     x = np.clip(np.floor(x + 0.5), 0, 255)  # Non-negative after the clip, so this is MATLAB's rounding.
   return x.astype(np.uint8)

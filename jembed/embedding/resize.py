@@ -8,61 +8,20 @@ outside the image). For a uint8 input MATLAB resizes one dimension at a time and
 the intermediate image is rounded (half away from zero) and saturated to [0, 255] before the second pass; `quantize`
 reproduces that.
 
-The resampling matrices are built in float64 NumPy at trace time (shapes are static) and applied as two small
-matmuls. Accumulation is float32, so an intermediate whose exact value lies within ~1e-5 of a .5 tie may round to
-the other gray level than MATLAB's double arithmetic does. Halving an even length (the pyramid's 120 -> 60 -> 30)
+The resampling matrices (`jembed.utils.resample.resize_matrix`, the one place the kernel is written) are built in
+float64 NumPy at trace time (shapes are static) and applied as two small matmuls. Accumulation is float32, so an
+intermediate whose exact value lies within ~1e-5 of a .5 tie may round to the other gray level than MATLAB's double
+arithmetic does. Halving an even length (the pyramid's 120 -> 60 -> 30)
 takes a strided 8-tap path instead, which is exact on integer images (see `_halve_axis`).
 """
 
-import functools
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-
-def _keys_cubic(x: np.ndarray) -> np.ndarray:
-  """MATLAB's `cubic` kernel (Keys 1981, a = -0.5) at float64 offsets `x`."""
-  ax = np.abs(x)
-  ax2, ax3 = ax**2, ax**3
-  return (1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1) + (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * ((ax > 1) & (ax <= 2))
-
-
-@functools.lru_cache(maxsize=64)
-def resize_matrix(in_size: int, out_size: int, scale: float | None = None) -> np.ndarray:
-  """Dense matrix of MATLAB `imresize` bicubic contributions along one dimension.
-
-  Follows MATLAB's `contributions()`: output pixel i (1-based) samples input coordinate
-  u = i / scale + (1 - 1 / scale) / 2; with scale < 1 the kernel is stretched to 4 / scale taps
-  (antialiasing); the weights of each output are normalized to sum 1; taps outside the image are folded back by
-  symmetric mirroring, so mirrored taps add onto the pixel they land on.
-
-  Args:
-    in_size: input length along the dimension.
-    out_size: output length.
-    scale: MATLAB's scale factor; defaults to out_size / in_size (what `imresize(I, [h w])` uses).
-
-  Returns:
-    float64[out_size, in_size]; row i holds the weights of output pixel i.
-  """
-  scale = out_size / in_size if scale is None else scale
-  width = 4.0
-  kernel = _keys_cubic
-  if scale < 1:
-    kernel = lambda x: scale * _keys_cubic(scale * x)  # pylint: disable=unnecessary-lambda-assignment
-    width /= scale
-  u = np.arange(1, out_size + 1) / scale + 0.5 * (1 - 1 / scale)
-  left = np.floor(u - width / 2)
-  taps = int(np.ceil(width)) + 2
-  idx = left[:, None] + np.arange(taps)[None, :]
-  w = kernel(u[:, None] - idx)
-  w /= w.sum(axis=1, keepdims=True)
-  mirror = np.concatenate([np.arange(in_size), np.arange(in_size)[::-1]])
-  idx = mirror[np.mod(idx.astype(np.int64) - 1, 2 * in_size)]
-  out = np.zeros((out_size, in_size))
-  np.add.at(out, (np.repeat(np.arange(out_size), taps), idx.ravel()), w.ravel())
-  return out
+from jembed.utils import resample
 
 
 def _round_uint8(x: jax.Array) -> jax.Array:
@@ -89,13 +48,13 @@ def _resize_axis(images: jax.Array, matrix: np.ndarray, axis: int, quantize: boo
 def _halve_axis(images: jax.Array, axis: int, quantize: bool) -> jax.Array:
   """`imresize(I, 0.5)` along an even-length axis as 8 strided taps over a 3-pixel symmetric pad.
 
-  The same numbers as `resize_matrix(n, n / 2, 0.5)` (output i samples x = 2i + 0.5 with taps x = 2i-3 .. 2i+4,
+  The same numbers as `resample.resize_matrix(n, n / 2, 0.5)` (output i samples x = 2i + 0.5 with taps x = 2i-3 .. 2i+4,
   mirrored at the border), at 1/15 of the dense matmul's work. The taps are k/256 (-3, -9, 29, 111, 111, 29, -9, -3),
   so on integer images every product and partial sum is exact in float32: the pyramid's uint8 rounding (including
   .5 ties, rounded away from zero) then matches MATLAB's double arithmetic exactly.
   """
   n = images.shape[axis]
-  taps = resize_matrix(n, n // 2, 0.5)[2, 1:9]  # output 2 = first row with all 8 taps inside the image
+  taps = resample.resize_matrix(n, n // 2, 0.5)[2, 1:9]  # output 2 = first row with all 8 taps inside the image
   pad = [(0, 0)] * images.ndim
   pad[axis] = (3, 3)
   padded = jnp.pad(images, pad, mode="symmetric")
@@ -137,5 +96,5 @@ def imresize(
     if scales[axis] == 0.5 and n % 2 == 0 and n >= 10:
       x = _halve_axis(x, axis, quantize)
     else:
-      x = _resize_axis(x, resize_matrix(n, out_size[axis], scales[axis]), axis, quantize)
+      x = _resize_axis(x, resample.resize_matrix(n, out_size[axis], scales[axis]), axis, quantize)
   return x

@@ -2,7 +2,8 @@
 
 Writes into the workdir (each step reuses what a previous run finished):
   lfd/descriptors.npy, lfd/progress.json   the descriptors (resumable, see `descriptors.py`)
-  lfd/distances.npy, lfd/distances.json    float32[N, N] distances of those rows (memory-mapped for large N)
+  lfd/distances.npy, lfd/distances.json    float32[N, N] distances of those rows (memory-mapped for large N), and
+                                           their SHA-256 (a damaged matrix is computed again)
   shape_embedding.npz                      ids, categories, points float32[N, D], stress, stress_curve
   shape_embedding.png                      a 2-D map of the space (2-D Sammon), category colours and thumbnails
   shape_embedding.json                     N, dims, stress, iterations, seconds per stage
@@ -33,6 +34,7 @@ from jembed.embedding import shape_map
 from jembed.shapes import sources
 from jembed.utils import config_checks as checks
 from jembed.utils import distributed
+from jembed.workdir import checksums
 from jembed.workdir import files
 from jembed.workdir import paths
 from jembed.workdir import provenance
@@ -56,12 +58,14 @@ def cached_distances(desc: descriptors.Descriptors, workdir: str) -> np.ndarray:
   if os.path.exists(meta_path) and os.path.exists(path):
     try:
       with open(meta_path) as f:
-        if json.load(f).get("ids_sha1") == key:
-          logging.info("reusing distances in %s", path)
-          d = np.load(path, mmap_mode=mmap)
-          if d.shape == (n, n):
-            return d
-          logging.warning("cached distances %s are %s, not %d x %d: computing them again", path, d.shape, n, n)
+        meta = json.load(f)
+      if meta.get("ids_sha1") == key:
+        checksums.check_file(path, meta.get("sha256", "(none: made before checksums)"), "computing them again")
+        logging.info("reusing distances in %s", path)
+        d = np.load(path, mmap_mode=mmap)
+        if d.shape == (n, n):
+          return d
+        logging.warning("cached distances %s are %s, not %d x %d: computing them again", path, d.shape, n, n)
     except (OSError, ValueError) as e:  # a cache: a damaged one is made again
       logging.warning("cached distances in %s are damaged (%s): computing them again", folder, e)
   distributed.barrier("distances: every process has looked for a cached matrix")  # before process 0 replaces it
@@ -78,8 +82,9 @@ def cached_distances(desc: descriptors.Descriptors, workdir: str) -> np.ndarray:
   else:
     np.save(tmp, distances.pairwise_distances(desc.features, progress=True))
   if distributed.is_main():
+    digest = checksums.digest_file(tmp)
     os.replace(tmp, path)
-    files.write_json(meta_path, {"ids_sha1": key, "n": n})
+    files.write_json(meta_path, {"ids_sha1": key, "n": n, "sha256": digest})
   distributed.barrier("distances: the matrix is in place")
   if count > 1:
     os.remove(f"{path}.part{index}.npy")
@@ -88,7 +93,7 @@ def cached_distances(desc: descriptors.Descriptors, workdir: str) -> np.ndarray:
 
 def _sum_shares(parts: list[str], out_path: str, n: int, rows: int = 1024) -> None:
   """out = the sum of the processes' share files (each entry is nonzero in at most one), row block by row block."""
-  out = np.lib.format.open_memmap(out_path, mode="w+", dtype=np.float32, shape=(n, n))
+  out = files.open_memmap(out_path, np.float32, (n, n))
   shares = [np.load(p, mmap_mode="r") for p in parts]
   for lo in range(0, n, rows):
     out[lo : lo + rows] = sum(np.asarray(s[lo : lo + rows]) for s in shares)

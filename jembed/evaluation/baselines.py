@@ -14,9 +14,9 @@ Image x image distances of a baseline are the plain L2 distances between the que
 
 import os
 
+from absl import logging
 import ml_collections
 import numpy as np
-from PIL import Image
 import tqdm
 
 from jembed.embedding import descriptors
@@ -27,6 +27,7 @@ from jembed.render import backend
 from jembed.render import lfd
 from jembed.shapes import manifest
 from jembed.shapes import sources
+from jembed.utils import resample
 from jembed.workdir import files
 from jembed.workdir import paths
 
@@ -55,9 +56,9 @@ def hog_features(images: np.ndarray, batch: int = 256) -> np.ndarray:
 
 
 def pixel_features(gray_or_rgb: np.ndarray, size: int = PIXEL_SIZE) -> np.ndarray:
-  """Images -> float32[Q, size * size]: gray, stretched to size x size (Lanczos), in [0, 1]."""
+  """Images -> float32[Q, size * size]: gray, stretched to size x size (`resample.stretch`), in [0, 1]."""
   gray = hog_input.rgb2gray(gray_or_rgb) if gray_or_rgb.ndim == 4 else np.asarray(gray_or_rgb, np.uint8)
-  small = [np.asarray(Image.fromarray(g).resize((size, size), Image.LANCZOS), np.float32) for g in gray]
+  small = [resample.stretch(g, size).astype(np.float32) for g in gray]
   return np.stack(small).reshape(len(gray), -1) / 255.0
 
 
@@ -95,12 +96,15 @@ def pixel_view_features(
 
   A shape that cannot be loaded any more gets white views (it then never wins), with the reason in the log.
   """
-  path = paths.eval_dir(workdir, f"lfd_pixels_{size}.npz")
+  path = paths.eval_dir(workdir, paths.LFD_PIXELS.format(size=size))
   ids = np.asarray(shape_ids).astype(str)
   if os.path.exists(path):
-    with np.load(path) as f:
-      if np.array_equal(f["ids"], ids):
-        return f["features"].reshape(-1, size * size)
+    try:  # a cache: one of other shapes, of the old Pillow stretch (no 'kernel') or damaged is made again
+      cached = files.load_npz(path)
+      if np.array_equal(cached["ids"], ids) and str(cached.get("kernel")) == resample.KERNEL:
+        return cached["features"].reshape(-1, size * size)
+    except (files.DamagedFile, KeyError) as e:
+      logging.warning("%s: rendering the pixel-baseline views again", e)
   wanted = {s: i for i, s in enumerate(ids)}
   refs, up_axis, front = manifest.listed_shapes(workdir, ids)
   renderer = backend.get_renderer(config.render.backend)
@@ -109,10 +113,10 @@ def pixel_view_features(
   for shape in tqdm.tqdm(shapes, total=len(refs), desc="rendering pixel-baseline views", unit="shape"):
     out = renderer.render(shape.vertices, shape.faces, lfd.lfd_views(shape.category), size=_PIXEL_RENDER, antialias=2)
     features[wanted[shape.id]] = pixel_features(np.stack([_square(hog_input.crop_gray(v)) for v in out.rgba]), size)
-  files.save_npz(path, ids=ids, features=features)
+  files.save_npz(path, ids=ids, features=features, kernel=np.array(resample.KERNEL))
   return features.reshape(-1, size * size)
 
 
 def _square(gray: np.ndarray, size: int = _PIXEL_RENDER) -> np.ndarray:
   """A crop stretched to a square, so every view stacks (the pixel features stretch it again anyway)."""
-  return np.asarray(Image.fromarray(gray).resize((size, size), Image.LANCZOS))
+  return resample.stretch(gray, size)

@@ -39,8 +39,12 @@ def get_renderer(name: str = "auto") -> base.Renderer:
 
 
 # The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).
+# Renders are (size x antialias)^2 pixels in one framebuffer: 2048 x 4 = 8192 px a side is within every OpenGL
+# driver's renderbuffer limit (llvmpipe 16384) and 1 GB of RGBA floats; larger fails inside the renderer.
+MAX_SIZE = 2048
+MAX_ANTIALIAS = 4
 CONFIG_RULES = {
     "render.backend": checks.choice(NAMES),
-    "render.size": checks.integer(16),
-    "render.antialias": checks.integer(1),
+    "render.size": checks.integer(16, MAX_SIZE),
+    "render.antialias": checks.integer(1, MAX_ANTIALIAS),
 }

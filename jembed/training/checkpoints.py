@@ -6,6 +6,12 @@ Each checkpoint has three items, so a reader can take only what it needs (`jembe
   meta       JSON: the step, the input iterator's position (so a resumed run sees the same data), the model's
              `ModelSpec` and the dataset's category names
 Saves are asynchronous (orbax copies the arrays to the host before `save` returns, so the caller may donate them).
+
+Each finished step is sealed with `<step>/digests.json`, the SHA-256 of every file orbax wrote (by process 0, once
+the save is on disk: at the next save, `wait` or `close`). Every restore first checks the step against it, so a
+checkpoint with flipped bits is damaged like a truncated one: `newest_intact` skips it (naming it) for the one before,
+and a resumed run sets it aside. A step without digests (written before they existed, or by a run killed between the
+save and the seal) is read unchecked.
 """
 
 import os
@@ -15,6 +21,8 @@ from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
+from jembed.utils import distributed
+from jembed.workdir import checksums
 from jembed.workdir import paths
 
 T = TypeVar("T")
@@ -37,6 +45,7 @@ class Checkpoints:
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep or None, create=not read_only, read_only=read_only)
     self._read_only = read_only
     self._manager = ocp.CheckpointManager(directory(workdir), options=options, item_names=ITEMS)
+    self._verified: set[int] = set()
 
   @property
   def directory(self) -> str:
@@ -50,6 +59,7 @@ class Checkpoints:
 
   def save(self, step: int, state: dict[str, Any], meta: dict[str, Any]) -> None:
     """Saves `state` ({'params', 'opt_state', ...}) and the JSON-able `meta` as checkpoint `step`."""
+    self._seal()  # the previous save is finished by now (orbax waits for it anyway before starting this one)
     self._manager.save(
         step,
         args=ocp.args.Composite(
@@ -61,7 +71,7 @@ class Checkpoints:
     )
 
   def restore_meta(self, step: int | None = None) -> dict[str, Any]:
-    step = self._step(step)
+    step = self._checked_step(step)
     return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
   def restore(self, step: int | None, abstract_state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -74,7 +84,7 @@ class Checkpoints:
     Returns:
       ({'params', 'opt_state'} of arrays, meta dict).
     """
-    step = self._step(step)
+    step = self._checked_step(step)
     got = self._manager.restore(
         step,
         args=ocp.args.Composite(
@@ -87,7 +97,7 @@ class Checkpoints:
 
   def restore_params(self, step: int | None, abstract_params: Any) -> Any:
     """Only the network's variables of checkpoint `step` (None: the latest), shaped like `abstract_params`."""
-    step = self._step(step)
+    step = self._checked_step(step)
     return self._manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract_params)))[
         "params"
     ]
@@ -118,7 +128,7 @@ class Checkpoints:
       except Incompatible:
         raise
       except Exception as e:  # pylint: disable=broad-except  (orbax/tensorstore raise many types for bad files)
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:400]
         logging.warning(
             "checkpoint step %d in %s is damaged (%s: %s); trying the one before",
             step,
@@ -136,8 +146,8 @@ class Checkpoints:
           self._set_aside([int(d.split(":")[0].split()[1]) for d in damaged])
       return step, result
     raise ValueError(
-        f"no checkpoint in {self.directory} can be restored ({'; '.join(damaged)}): delete the folder "
-        "to train from scratch, or use a new workdir"
+        f"no checkpoint in {self.directory} can be restored ({'; '.join(damaged)}): train again with "
+        f"`python -m launch.train --workdir={os.path.dirname(self.directory)} --force`, or use a new workdir"
     )
 
   def _set_aside(self, steps: list[int]) -> None:
@@ -153,12 +163,36 @@ class Checkpoints:
     self._manager.reload()
 
   def wait(self) -> None:
-    """Blocks until the asynchronous saves are on disk."""
-    self._manager.wait_until_finished()
+    """Blocks until the asynchronous saves are on disk (and sealed)."""
+    self._seal()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
+    self._seal()
     self._manager.close()
+
+  def _seal(self) -> None:
+    """Writes `digests.json` into every finished step that has none (process 0; module docstring)."""
+    self._manager.wait_until_finished()
+    if self._read_only or not distributed.is_main():
+      return
+    for step in self._manager.all_steps():
+      folder = os.path.join(self.directory, str(step))
+      if os.path.isdir(folder) and not os.path.exists(os.path.join(folder, checksums.DIGESTS)):
+        checksums.write_folder_digests(folder)
+        self._verified.add(step)
+
+  def _checked_step(self, step: int | None) -> int:
+    """`_step(step)`, its files checked against its digests (once per step and object).
+
+    Raises:
+      checksums.Mismatch: the step's files are not those it was sealed with (names the file and `launch.train`).
+    """
+    step = self._step(step)
+    if step not in self._verified:
+      remake = f"train again with `python -m launch.train --workdir={os.path.dirname(self.directory)}`"
+      checksums.verify_folder(os.path.join(self.directory, str(step)), remake)
+      self._verified.add(step)
+    return step
 
   def _step(self, step: int | None) -> int:
     step = self._manager.latest_step() if step is None else step

@@ -362,7 +362,7 @@ CONFIG_RULES = {
     "model.remat": checks.choice(tuple(compute.REMAT_POLICIES)),
     "model.trunk_width": checks.integer(0),
     "model.trunk_depth": checks.integer(0),
-    "model.image_size": checks.integer(0),
+    "model.image_size": checks.integer(0, 1024),
     "model.widths": checks.each(checks.integer(1)),
     "model.hidden": checks.each(checks.integer(1)),
     "model.dropout": checks.number(0.0, 1.0, hi_open=True),

@@ -11,6 +11,7 @@ import json
 import os
 import time
 
+from absl import logging
 import jax
 import matplotlib
 import numpy as np
@@ -40,14 +41,23 @@ class MetricWriter:
 
 
 def read_metrics(path: str) -> list[dict]:
-  """The records of a metrics.jsonl (a torn last line, from a kill mid-write, is skipped)."""
+  """The records of a metrics.jsonl. A torn last line (a kill mid-write) is skipped; so is any other line that is not
+  a UTF-8 JSON record with a step (damaged bytes), with a warning naming the file and the line."""
+  with open(path, "rb") as f:
+    lines = f.read().split(b"\n")
   records = []
-  with open(path) as f:
-    for line in f:
-      try:
-        records.append(json.loads(line))
-      except json.JSONDecodeError:
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line.decode("utf-8"))
+      if isinstance(record, dict) and isinstance(record.get("step"), int):
+        records.append(record)
         continue
+    except ValueError:  # UnicodeDecodeError, JSONDecodeError
+      pass
+    if number < len(lines):  # not the torn last line
+      logging.warning("%s line %d is damaged (not a UTF-8 JSON record with a step): skipped", path, number)
   return records
 
 

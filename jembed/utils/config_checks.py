@@ -9,14 +9,19 @@ maps dotted fields to checks; a field a config does not have is not checked (so 
 branches that add fields, need no change), and a `section.*` rule checks every numeric field of it.
 """
 
+import math
+
 import ml_collections
 
 
-def integer(lo: int | None = None):
+def integer(lo: int | None = None, hi: int | None = None):
+  """An integer >= lo (and <= hi: sizes whose cost grows with their square, capped where a run would fail)."""
+  where = f" in [{lo}, {hi}]" if lo is not None and hi is not None else f" >= {lo}" if lo is not None else ""
+
   def check(v):
     if isinstance(v, bool) or not isinstance(v, int):
-      return "must be an integer" + (f" >= {lo}" if lo is not None else "")
-    return f"must be an integer >= {lo}" if lo is not None and v < lo else None
+      return "must be an integer" + where
+    return f"must be an integer{where}" if (lo is not None and v < lo) or (hi is not None and v > hi) else None
 
   return check
 
@@ -33,8 +38,8 @@ def number(lo: float | None = None, hi: float | None = None, *, lo_open: bool = 
   )
 
   def check(v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-      return f"must be a number {where}"
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+      return f"must be a finite number {where}"
     bad = (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and (v >= hi if hi_open else v > hi))
     return f"must be {where}" if bad else None
 

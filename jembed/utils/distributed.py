@@ -23,6 +23,7 @@ import dataclasses
 from absl import logging
 import jax
 from jax.experimental import multihost_utils
+import numpy as np
 
 
 class DistributedError(RuntimeError):
@@ -116,6 +117,13 @@ def initialize(settings: Settings) -> None:
 def is_main() -> bool:
   """True in the one process that writes what must be written once (metrics, pictures, summaries)."""
   return jax.process_index() == 0
+
+
+def main_says(value: bool) -> bool:
+  """Process 0's `value`, in every process (a collective: every process must call it; a no-op with one process)."""
+  if jax.process_count() == 1:
+    return value
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(value)))
 
 
 def barrier(name: str) -> None:

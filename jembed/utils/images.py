@@ -11,11 +11,17 @@ A viewer (a browser, an image app) shows a file after
 """
 
 import os
+import warnings
 
 import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
+from jembed.utils import resample
+
+# The largest image read (decoded): a 40 MP RGB photo is 120 MB in memory and seconds to stretch; a photo of one object
+# needs far fewer pixels (the network sees ~128 x 128), and larger files are more likely mistakes or hostile.
+MAX_PIXELS = 40_000_000
 # Integer modes wider than 8 bits, with their full-scale value.
 _WIDE_INTEGER = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535}
 GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
@@ -57,8 +63,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
   """The file at `path` as an 'RGB' PIL image (decoded now, so a broken file fails here).
 
   Raises:
-    ValueError: the file is missing, empty, not an image, truncated or too large to decode safely (the message
-      names it and says why).
+    ValueError: the file is missing, empty, not an image, truncated or above `MAX_PIXELS` (the message names it and
+      says why).
   """
   path = os.fspath(path)
   if not os.path.isfile(path):
@@ -66,13 +72,21 @@ def open_image(path: str | os.PathLike) -> Image.Image:
   if os.path.getsize(path) == 0:
     raise ValueError(f"{path!r} is empty (0 bytes)")
   try:
-    with Image.open(path) as image:
-      image.seek(0)
-      return to_rgb(image)
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS is ours, and lower
+      with Image.open(path) as image:  # reads the header only: the size is known before any decoding
+        width, height = image.size
+        if width * height <= MAX_PIXELS:
+          image.seek(0)
+          return to_rgb(image)
   except Image.DecompressionBombError as e:
     raise ValueError(f"{path!r} is too large to decode safely ({e})") from None
   except (OSError, SyntaxError, ValueError) as e:  # PIL's errors for non-images and broken files
     raise ValueError(f"{path!r} is not a readable image ({type(e).__name__}: {e})") from None
+  raise ValueError(
+      f"{path!r} is {width} x {height} pixels ({width * height / 1e6:.0f} MP), above the {MAX_PIXELS // 10**6} MP "
+      "limit: downscale it (the network sees about 128 x 128 pixels)"
+  )
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
@@ -81,8 +95,9 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 
 
 def stretch_photo(image: Image.Image, size: int) -> np.ndarray:
-  """uint8[size, size, 3]: the whole photo stretched to a square, as the training crops were (aspect not kept)."""
-  return np.asarray(image.resize((size, size), Image.LANCZOS))
+  """uint8[size, size, 3]: the whole photo stretched to a square, as the training crops were (aspect not kept; the
+  kernel of `resample.stretch`, independent of Pillow's version)."""
+  return resample.stretch(np.asarray(image.convert("RGB")), size)
 
 
 def read_photo(path: str | os.PathLike, size: int) -> np.ndarray:

@@ -19,6 +19,7 @@
                             eval/sets/: cached test images (synthetic.npz, photos)  (evaluation)
     queries/                galleries of launch/query.py
     inversions/             feature inversions of launch/invert.py: images/shapes/twins.png, inversions.json
+    .locks/                 one lock file per stage, and a note per holder (PID, command)  (workdir.locks)
 
 Files that a stage writes into a folder of its own (eval/, queries/, inversions/, the dataset's folder; a caller may
 point these elsewhere) are named here too, as constants, and joined by the stage.
@@ -50,6 +51,7 @@ QUERIES_DIR = "queries"
 INVERSIONS_DIR = "inversions"
 POINT_CLOUDS_DIR = "point_clouds"
 SHAPE_ENCODER_DIR = "shape_encoder"
+LOCKS_DIR = ".locks"
 
 # In lfd/.
 DESCRIPTORS = "descriptors.npy"
@@ -67,6 +69,7 @@ PR_CURVES = "pr_curves.png"
 TOPK_CURVES = "topk_curves.png"
 RETRIEVALS = "retrievals.png"
 SYNTHETIC_SETS = "synthetic.npz"
+LFD_PIXELS = "lfd_pixels_{size}.npz"  # the pixel baseline's views, .format(size=...)
 # In inversions/ (or another folder launch/invert.py is pointed to).
 INVERTED_IMAGES = "images.png"
 INVERTED_SHAPES = "shapes.png"
@@ -162,6 +165,11 @@ def queries(workdir: str, name: str = "") -> str:
 
 def inversions(workdir: str) -> str:
   return os.path.join(workdir, INVERSIONS_DIR)
+
+
+def lock(workdir: str, name: str = "") -> str:
+  """`workdir/.locks/` or a file in it (`<stage>.lock`, `holder.<host>.<pid>.json`)."""
+  return os.path.join(workdir, LOCKS_DIR, name) if name else os.path.join(workdir, LOCKS_DIR)
 
 
 def cache_key(settings, digits: int = 12) -> str:

@@ -14,23 +14,28 @@ and every stage that reads one checks it: `embed_shapes` refuses to replace an e
 (`--force` does it anyway, saying so), `train` refuses to resume checkpoints trained on another embedding or dataset
 (`--force` sets them aside), and `jembed.load` (query, evaluate) refuses a network whose embedding was replaced. Each
 refusal names both sides and the launcher to run. A workdir without a record (made before it existed) is trusted.
+
+The record carries the SHA-256 of its own entries (`checksum`). A record that is unreadable or fails its checksum is
+`Damaged`, and every check it backs fails closed: embed_shapes will not replace an embedding while checkpoints exist
+(`--force` replaces it and marks the network's inputs unknown, so train and query refuse it until it is retrained),
+train will not resume (`--force` sets the checkpoints aside), query and evaluate refuse the network. The damaged file
+is moved to `provenance.json.damaged.<time>` (kept for inspection) only by a run that writes a new record.
 """
 
-import hashlib
 import json
 import os
 import time
 
 from absl import logging
 import ml_collections
-import numpy as np
 
 from jembed.utils import distributed
+from jembed.workdir import checksums
 from jembed.workdir import files
 from jembed.workdir import paths
 from jembed.workdir import records
 
-VERSION = 1
+VERSION = 2  # 2: the record carries the checksum of its entries
 # The settings each artifact depends on: whole sections, or single dotted fields.
 SHAPE_SIDE = ("shapes", "render.size", "render.antialias", "lfd.hog_size", "mds")
 TRAINING = (
@@ -49,28 +54,94 @@ class Mismatch(ValueError):
   """A workdir's parts disagree (the message names both sides and the launcher to rerun)."""
 
 
+class Damaged(Mismatch, files.DamagedFile):
+  """provenance.json is unreadable or fails its checksum: what it backs cannot be checked, so it is refused."""
+
+
+# Stands for the shape embedding a network was trained on when the record of it was lost (never equals a fingerprint).
+UNKNOWN = "unknown (provenance.json was damaged)"
+
+
+def _checksum(entries: dict) -> str:
+  return checksums.digest_bytes(json.dumps(entries, sort_keys=True).encode())
+
+
 def load(workdir: str) -> dict:
-  """The record ({} when there is none; an unreadable one is reported and treated as none)."""
+  """The record ({} when there is none).
+
+  Raises:
+    Damaged: the file is unreadable, not a record, or fails its checksum (the message names it).
+  """
   path = paths.provenance(workdir)
   try:
-    with open(path) as f:
-      record = json.load(f)
+    with open(path, "rb") as f:
+      record = json.loads(f.read().decode("utf-8"))
   except FileNotFoundError:
     return {}
-  except (OSError, ValueError) as e:
-    logging.warning("%s is unreadable (%s): the workdir's parts cannot be checked against each other", path, e)
-    return {}
-  return record if isinstance(record, dict) else {}
+  except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+    raise Damaged(f"{path} is damaged ({type(e).__name__}: {str(e)[:120]})") from None
+  if not isinstance(record, dict):
+    raise Damaged(f"{path} is damaged (not a record)")
+  written = record.pop("checksum", None)
+  if (written is not None or record.get("version", 1) != 1) and written != _checksum(record):
+    raise Damaged(f"{path} is damaged (its content does not match its checksum)")
+  return record
 
 
-def record(workdir: str, name: str, entry: dict) -> None:
-  """Sets the entry of artifact `name` (atomically; only process 0 writes on several hosts)."""
+def record(workdir: str, name: str, entry: dict, *, replace_damaged: bool = False) -> None:
+  """Sets the entry of artifact `name` (atomically; only process 0 writes on several hosts).
+
+  Args:
+    replace_damaged: a damaged record is moved aside and a new one started (callers that have handled what the
+      damage means); otherwise it raises `Damaged`.
+  """
   if not distributed.is_main():
     return
-  entries = load(workdir)
+  try:
+    entries = load(workdir)
+  except Damaged:
+    if not replace_damaged:
+      raise
+    entries = set_aside(workdir)
   entries[name] = dict(entry, written=time.strftime("%Y-%m-%dT%H:%M:%S"))
   entries["version"] = VERSION
-  files.write_json(paths.provenance(workdir), entries, indent=1)
+  files.write_json(paths.provenance(workdir), dict(entries, checksum=_checksum(entries)), indent=1)
+
+
+def set_aside(workdir: str) -> dict:
+  """Moves a damaged provenance.json to `provenance.json.damaged.<time>`; returns the record to start from: one that
+  marks the network in checkpoints/ (if any) as trained on an unknown embedding, so nothing trusts it unchecked."""
+  path = paths.provenance(workdir)
+  if distributed.is_main() and os.path.exists(path):
+    aside = f"{path}.damaged.{int(time.time())}"
+    os.replace(path, aside)
+    logging.warning("moved the damaged %s to %s", path, aside)
+  if not has_checkpoints(workdir):
+    return {}
+  return {
+      "checkpoints": {"launcher": "launch.train", "path": paths.CHECKPOINTS, "inputs": {"shape_embedding": UNKNOWN}}
+  }
+
+
+def _damaged_refusal(error: Damaged, what: str, force_does: str) -> Damaged:
+  """The one line of a check that fails closed on a damaged record."""
+  return Damaged(f"{error}: it cannot tell whether {what}, so it refuses; {force_does}")
+
+
+def _load_unless_trained(workdir: str, force: bool, what: str, force_does: str) -> dict | None:
+  """The record; None when it is damaged but nothing was trained on the workdir yet (or `force`): the caller starts
+  a new one.
+
+  Raises:
+    Damaged: it is damaged and checkpoints exist (the refusal of `_damaged_refusal(what, force_does)`), unless `force`.
+  """
+  try:
+    return load(workdir)
+  except Damaged as e:
+    if has_checkpoints(workdir) and not force:
+      raise _damaged_refusal(e, what, force_does) from None
+    logging.warning("%s; starting a new record%s", e, " (--force)" if force else "")
+    return None
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -129,24 +200,6 @@ def differences(old: dict, new: dict, limit: int = 6) -> str:
   return text + (f" and {len(keys) - limit} more" if len(keys) > limit else "") if keys else "same settings"
 
 
-def embedding_fingerprint(ids, categories, points) -> str:
-  """Hash of a shape embedding's content (ids, categories, float32 points): equal arrays, equal fingerprint."""
-  h = hashlib.sha1()
-  for part in ("\n".join(map(str, ids)), "\n".join(map(str, categories))):
-    h.update(part.encode())
-  h.update(np.ascontiguousarray(points, np.float32).tobytes())
-  return h.hexdigest()[:16]
-
-
-def file_embedding_fingerprint(workdir: str) -> str | None:
-  """The fingerprint of `workdir/shape_embedding.npz` (None when absent)."""
-  path = paths.shape_embedding(workdir)
-  if not os.path.exists(path):
-    return None
-  emb = records.ShapeEmbedding.load(path)
-  return embedding_fingerprint(emb.ids, emb.categories, emb.points)
-
-
 def has_checkpoints(workdir: str) -> bool:
   folder = paths.checkpoints(workdir)
   return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
@@ -161,26 +214,40 @@ def check_shape_embedding_write(
 ) -> bool:
   """Before the shape side runs: True when `workdir/shape_embedding.npz` is already this config's (reuse it).
 
+  A damaged file made with these settings is made again (the same settings give the same points); one a network was
+  trained on is replaced only with `force` when the settings differ, or when the record is damaged (fail closed).
+
   Raises:
     Mismatch: the embedding there was made with other settings or shapes and a network was trained on it (unless
       `force`, which replaces it with a warning).
+    Damaged: provenance.json is damaged and checkpoints exist (unless `force`).
   """
   path = paths.shape_embedding(workdir)
   if not os.path.exists(path):
     return False
-  recorded = load(workdir)
+  recorded = _load_unless_trained(
+      workdir,
+      force,
+      f"the network in {paths.checkpoints(workdir)} was trained on {path}",
+      f"pass --force to replace the embedding anyway (then retrain with {_cmd('launch.train', workdir, ' --force')})",
+  )
+  if recorded is None:  # computed again, and recorded anew
+    return False
   old = recorded.get("shape_embedding")
   new = entry("launch.embed_shapes", paths.SHAPE_EMBEDDING, config, SHAPE_SIDE, inputs={"shapes": listing})
   try:
-    current = file_embedding_fingerprint(workdir)
+    current = records.file_fingerprint(workdir)
   except ValueError as e:  # a damaged file: made again below
     logging.warning("%s", e)
     current = None
   if old is None:
     logging.warning("%s has no record of what it was made from; computing it again", path)
     return False
-  if old.get("config") == new["config"] and old.get("inputs") == new["inputs"] and old.get("fingerprint") == current:
+  same = old.get("config") == new["config"] and old.get("inputs") == new["inputs"]
+  if same and old.get("fingerprint") == current:
     return True
+  if same and current is None:  # damaged: the same settings make the same points again
+    return False
   why = (
       differences(old.get("settings", {}), new["settings"])
       if old.get("config") != new["config"]
@@ -188,8 +255,8 @@ def check_shape_embedding_write(
       if old.get("inputs") != new["inputs"]
       else "the file is not the one recorded"
   )
-  trained = recorded.get("checkpoints", {})
-  if has_checkpoints(workdir) and trained.get("inputs", {}).get("shape_embedding") == current:
+  trained = recorded.get("checkpoints", {}).get("inputs", {}).get("shape_embedding")
+  if has_checkpoints(workdir) and trained in (current, old.get("fingerprint")):
     message = (
         f"{path} was made with other settings than this config ({why}) and the network in "
         f"{paths.checkpoints(workdir)} was trained on it"
@@ -221,8 +288,9 @@ def record_shape_embedding(
           config,
           SHAPE_SIDE,
           inputs=inputs,
-          fingerprint=embedding_fingerprint(embedding.ids, embedding.categories, embedding.points),
+          fingerprint=embedding.fingerprint(),
       ),
+      replace_damaged=True,  # check_shape_embedding_write let it through: no checkpoints, or --force
   )
 
 
@@ -237,7 +305,12 @@ def check_same_views(config: ml_collections.ConfigDict, workdir: str, base_workd
         f"--into={base_workdir} is the --workdir itself: --into must name another workdir (the finished "
         "embedding to place the shapes into, which stays unchanged)"
     )
-  base = load(base_workdir).get("shape_embedding")
+  try:
+    base = load(base_workdir).get("shape_embedding")
+  except Damaged as e:
+    raise _damaged_refusal(
+        e, "its descriptors were made with this config's LFD settings", "use another --into"
+    ) from None
   if base is None:
     return
   views = [f for f in SHAPE_SIDE if f.startswith(("render.", "lfd."))]
@@ -254,26 +327,25 @@ def check_training_inputs(config: ml_collections.ConfigDict, workdir: str, datas
   """Before training: checkpoints already there must have been trained on this embedding and dataset; records them.
 
   Raises:
-    Mismatch: they were trained on another shape embedding or dataset (unless `force`: the old checkpoints and
-      metrics are then moved to `checkpoints.<old fingerprint>/`, nothing is deleted, and training starts over).
+    Mismatch: they were trained on another shape embedding or dataset, or provenance.json is damaged so that cannot
+      be told (unless `force`: the old checkpoints and metrics are then moved to `checkpoints.<old fingerprint>/`,
+      nothing is deleted, and training starts over).
   """
-  recorded = load(workdir)
-  current = file_embedding_fingerprint(workdir)
+  current = records.file_fingerprint(workdir)
   if current is None:
     raise FileNotFoundError(f"{workdir} has no shape embedding: run {_cmd('launch.embed_shapes', workdir)} first")
+  recorded = _load_unless_trained(
+      workdir,
+      force,
+      f"the network in {paths.checkpoints(workdir)} was trained on this shape embedding and dataset",
+      f"pass --force to set the checkpoints aside and train again ({_cmd('launch.train', workdir, ' --force')})",
+  )
+  if recorded is None:
+    recorded = set_aside(workdir)
   trained = recorded.get("checkpoints")
   emb_entry = recorded.get("shape_embedding", {})
   if trained and has_checkpoints(workdir):
-    was = trained.get("inputs", {})
-    changed = []
-    if was.get("shape_embedding") != current:
-      made = trained.get("built_on", {}).get("shape_embedding", {}).get("settings", {})
-      changed.append(
-          f"shape embedding {was.get('shape_embedding')} -> {current} "
-          f"({differences(made, emb_entry.get('settings', made))})"
-      )
-    if was.get("dataset") != dataset:
-      changed.append(f"dataset {was.get('dataset')} -> {dataset}")
+    changed = _changed_inputs(trained, emb_entry, current, dataset)
     if changed:
       folder = paths.checkpoints(workdir)
       message = f"the network in {folder} was trained on other inputs than this workdir's now: {'; '.join(changed)}"
@@ -282,7 +354,7 @@ def check_training_inputs(config: ml_collections.ConfigDict, workdir: str, datas
             f"{message}. Train in another --workdir, or pass --force to set the old checkpoints aside "
             f"and train again ({_cmd('launch.train', workdir, ' --force')})"
         )
-      aside = f"{folder}.{was.get('shape_embedding') or 'old'}.{int(time.time())}"
+      aside = f"{folder}.{_file_safe(trained.get('inputs', {}).get('shape_embedding') or 'old')}.{int(time.time())}"
       if distributed.is_main():  # one process moves them (a shared workdir on several hosts)
         os.rename(folder, aside)
         if os.path.exists(paths.metrics(workdir)):
@@ -300,23 +372,56 @@ def check_training_inputs(config: ml_collections.ConfigDict, workdir: str, datas
             inputs={"shape_embedding": current, "dataset": dataset},
             built_on={"shape_embedding": emb_entry},
         ),
+        replace_damaged=True,
     )
 
 
-def check_network_inputs(workdir: str) -> None:
+def _changed_inputs(trained: dict, emb_entry: dict, current: str, dataset: str) -> list[str]:
+  """What differs between the inputs a network was trained on and the workdir's now ([] when nothing)."""
+  was, changed = trained.get("inputs", {}), []
+  if was.get("shape_embedding") != current:
+    made = trained.get("built_on", {}).get("shape_embedding", {}).get("settings", {})
+    changed.append(
+        f"shape embedding {was.get('shape_embedding')} -> {current} "
+        f"({differences(made, emb_entry.get('settings', made))})"
+    )
+  if was.get("dataset") != dataset:
+    changed.append(f"dataset {was.get('dataset')} -> {dataset}")
+  return changed
+
+
+def _file_safe(name: str) -> str:
+  return "".join(c if c.isalnum() else "-" for c in name)[:40]
+
+
+def check_network_inputs(workdir: str, fingerprint: str | None = None) -> None:
   """Before a trained network is used with the workdir's shape points (`jembed.load`: query, evaluate).
+
+  Args:
+    workdir: the run.
+    fingerprint: of the shape embedding the caller read (default: read the file now). A reader that passes the
+      embedding it holds checks that very content, even if another process replaces the file meanwhile.
 
   Raises:
     Mismatch: shape_embedding.npz is not the one the network was trained on.
   """
-  trained = load(workdir).get("checkpoints")
+  try:
+    recorded = load(workdir)
+  except Damaged as e:
+    raise _damaged_refusal(
+        e,
+        f"the network in {paths.checkpoints(workdir)} was trained on {paths.shape_embedding(workdir)}",
+        f"retrain with {_cmd('launch.train', workdir, ' --force')}",
+    ) from None
+  trained = recorded.get("checkpoints")
   if not trained:
     return
-  was, now = trained.get("inputs", {}).get("shape_embedding"), file_embedding_fingerprint(workdir)
+  was = trained.get("inputs", {}).get("shape_embedding")
+  now = records.file_fingerprint(workdir) if fingerprint is None else fingerprint
   if was == now:
     return
   made = trained.get("built_on", {}).get("shape_embedding", {}).get("settings", {})
-  current = load(workdir).get("shape_embedding", {}).get("settings", made)
+  current = recorded.get("shape_embedding", {}).get("settings", made)
   raise Mismatch(
       f"{paths.shape_embedding(workdir)} ({now}) is not the shape embedding the network in "
       f"{paths.checkpoints(workdir)} was trained on ({was}; {differences(made, current)}): retrain with "

@@ -5,6 +5,7 @@ and provenance read: it lives here, below all of them, so none of them imports t
 """
 
 import dataclasses
+import hashlib
 import os
 
 import numpy as np
@@ -41,6 +42,14 @@ class ShapeEmbedding:
         stress_curve=self.stress_curve,
     )
 
+  def fingerprint(self) -> str:
+    """Hash of the content (ids, categories, float32 points): equal arrays, equal fingerprint (provenance.json)."""
+    h = hashlib.sha1()
+    for part in ("\n".join(map(str, self.ids)), "\n".join(map(str, self.categories))):
+      h.update(part.encode())
+    h.update(np.ascontiguousarray(self.points, np.float32).tobytes())
+    return h.hexdigest()[:16]
+
   @classmethod
   def load(cls, path: str) -> "ShapeEmbedding":
     """Raises FileNotFoundError / files.DamagedFile naming the launcher that makes the file (again)."""
@@ -67,3 +76,9 @@ class ShapeEmbedding:
 def load_shape_embedding(workdir: str) -> ShapeEmbedding:
   """`workdir/shape_embedding.npz` (raises as `ShapeEmbedding.load`)."""
   return ShapeEmbedding.load(paths.shape_embedding(workdir))
+
+
+def file_fingerprint(workdir: str) -> str | None:
+  """The fingerprint of `workdir/shape_embedding.npz` (None when absent; raises as `ShapeEmbedding.load`)."""
+  path = paths.shape_embedding(workdir)
+  return ShapeEmbedding.load(path).fingerprint() if os.path.exists(path) else None

@@ -39,6 +39,12 @@ def test_the_shipped_configs_are_valid(module):
         ("data.image_format=jpeg", "config.data.image_format='jpeg'"),
         ("input.device_prefetch=-1", "config.input.device_prefetch=-1"),
         ("model.backbone=resnet18", "config.model.backbone='resnet18'"),
+        ("optax.base_lr=nan", "config.optax.base_lr=nan"),
+        ("optax.weight_decay=inf", "config.optax.weight_decay=inf"),
+        ("data.image_size=4096", "config.data.image_size=4096"),
+        ("render.size=8192", "config.render.size=8192"),
+        ("render.antialias=16", "config.render.antialias=16"),
+        ("data.render_size=3000", "config.data.render_size=3000"),
     ],
 )
 def test_a_bad_value_is_one_error_naming_the_field(override, field):

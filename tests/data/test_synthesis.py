@@ -10,6 +10,7 @@ import pytest
 from jembed.data import backgrounds
 from jembed.data import synthesis
 from jembed.data import viewpoints
+from jembed.embedding import hog_input
 from jembed.render import backend
 from jembed.render import lights as lights_lib
 from jembed.shapes import sources
@@ -108,7 +109,8 @@ class _Black:
 
 
 def _oracle(renderer, shape, azimuth, size, image_size):
-  """Independent chain: another renderer, tight crop by np.nonzero, premultiplied on black, PIL stretch."""
+  """Independent chain: another renderer, tight crop by np.nonzero, premultiplied on black, stretched per channel by
+  the shape side's exact float64 MATLAB imresize (the data path's kernel, computed another way)."""
   out = renderer.render(
       shape.vertices,
       shape.faces,
@@ -121,7 +123,7 @@ def _oracle(renderer, shape, azimuth, size, image_size):
   rows, cols = np.nonzero(rgba[..., 3])
   crop = rgba[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
   on_black = np.round(crop[..., :3] * crop[..., 3:] / 255).astype(np.uint8)
-  return np.asarray(Image.fromarray(on_black).resize((image_size, image_size), Image.LANCZOS)).astype(np.float32)
+  return np.stack([hog_input.hog_input(on_black[..., c], image_size) for c in range(3)], -1).astype(np.float32)
 
 
 def test_label_matches_the_renderers_own_view():

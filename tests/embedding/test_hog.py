@@ -18,6 +18,7 @@ import skimage.feature
 
 from jembed.embedding import hog
 from jembed.embedding import resize
+from jembed.utils import resample
 
 _SKIMAGE_KW = dict(
     orientations=9, pixels_per_cell=(8, 8), cells_per_block=(2, 2), block_norm="L2-Hys", feature_vector=True
@@ -289,7 +290,7 @@ def test_resize_half_border_row_mirrors_taps():
   expect = np.zeros(120)
   for x, wgt in taps.items():
     expect[x if x >= 0 else -x - 1] += wgt / total
-  mat = resize.resize_matrix(120, 60, 0.5)
+  mat = resample.resize_matrix(120, 60, 0.5)
   np.testing.assert_allclose(mat[0], expect, atol=1e-12)
   np.testing.assert_allclose(mat.sum(axis=1), 1.0, atol=1e-12)
 
@@ -320,7 +321,7 @@ def test_resize_uint8_rounding_and_constant_images():
 def test_resize_halving_taps_equal_dense_matrix(n):
   rng = np.random.default_rng(n)
   image = jnp.asarray(rng.integers(0, 256, (2, n, n)).astype(np.float32))
-  mat = resize.resize_matrix(n, n // 2, 0.5)
+  mat = resample.resize_matrix(n, n // 2, 0.5)
   dense = resize._resize_axis(resize._resize_axis(image, mat, -2, True), mat, -1, True)
   # k/256 taps on integers: exact in float32 on both paths, so even the uint8 rounding agrees everywhere.
   np.testing.assert_array_equal(np.asarray(resize.imresize(image, scale=0.5)), np.asarray(dense))

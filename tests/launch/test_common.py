@@ -3,11 +3,14 @@
 The in-process tests are fast; the ones that start launchers as a user does are marked slow.
 """
 
+import errno
 import logging
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 from PIL import Image
@@ -163,3 +166,68 @@ def test_query_results_are_not_drowned_in_library_logging(tiny_run, tmp_path):
   assert result.returncode != 0 and result.stderr.strip().splitlines()[-1] == (
       "error: flag --top_k=0: 0 is not a positive integer"
   )
+
+
+_LONG = "train.total_steps=100000"
+
+
+def _wait_for_lock_note(workdir: pathlib.Path, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+  """Until `proc` (a launcher) has taken its workdir locks (its holder note is there)."""
+  deadline = time.monotonic() + timeout
+  while not list((workdir / ".locks").glob(f"holder.*.{proc.pid}.json")):
+    assert proc.poll() is None and time.monotonic() < deadline, f"exit {proc.poll()} before taking the locks"
+    time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_concurrent_launchers_on_one_workdir_second_writer_stops_in_one_line(tiny_run, tmp_path):
+  """Two real launchers: while a train runs, embed_shapes (another mds.dim) and a second train (the same settings)
+  stop at once with its PID and command, and leave its checkpoints and metrics alone."""
+  run = tmp_path / "run"
+  shutil.copytree(tiny_run[0], run, ignore=shutil.ignore_patterns("eval", "queries", "inversions", ".locks"))
+  log = open(tmp_path / "first.log", "w")  # pylint: disable=consider-using-with  (closed below)
+  first = subprocess.Popen(  # resumes the finished run's last checkpoint and goes on for a long while
+      [sys.executable, "-m", "launch.train", "--config=configs/tiny.py", f"--workdir={run}", f"--config.{_LONG}"],
+      cwd=REPO,
+      stdout=log,
+      stderr=log,
+      env={**os.environ, "PYTHONPATH": str(REPO)},
+  )
+  try:
+    _wait_for_lock_note(run, first)
+    embedding = (run / "shape_embedding.npz").read_bytes()
+    for module, flag in (("embed_shapes", "--config.mds.dim=3"), ("train", f"--config.{_LONG}")):
+      result = _launch(module, "--config=configs/tiny.py", f"--workdir={run}", flag)
+      last = result.stderr.strip().splitlines()[-1]
+      assert result.returncode == 1 and last.startswith(f"error: {run} is busy: PID {first.pid}"), last
+      assert "python -m launch.train --config=configs/tiny.py" in last and "--wait" in last
+    assert first.poll() is None and (run / "shape_embedding.npz").read_bytes() == embedding
+  finally:
+    first.kill()
+    first.wait()
+    log.close()
+
+
+@pytest.mark.parametrize(
+    "error, says",
+    [
+        (OSError(errno.ENOSPC, "No space left on device", "/w/lfd/distances.npy"), "free space on its disk"),
+        (OSError(errno.EROFS, "Read-only file system", "/w/queries/a.png"), "use another --workdir"),
+        (PermissionError(errno.EPERM, "Operation not permitted", "/w/provenance.json"), "chattr -i"),
+    ],
+)
+def test_os_errors_a_user_causes_are_one_line_naming_the_file_and_the_fix(error, says):
+  with pytest.raises(SystemExit) as exit_info:
+    with common.user_errors():
+      raise error
+  line = str(exit_info.value.code)
+  assert line.startswith(f"error: {error.strerror}: {error.filename}") and says in line and "unexpected" not in line
+
+
+def test_query_names_a_workdir_that_is_a_file_and_an_out_dir_it_cannot_write(tmp_path):
+  a_file = tmp_path / "run.txt"
+  a_file.write_text("x")
+  with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+    query.check_workdir(str(a_file))
+  with pytest.raises(PermissionError, match=f"cannot create --out_dir={a_file}/queries"):
+    common.check_workdir(str(a_file / "queries"), "--out_dir")

@@ -1,5 +1,6 @@
 """Checkpoints: a damaged newest step is named and skipped, the newest intact one restored, nothing deleted."""
 
+import json
 import pathlib
 
 import jax
@@ -82,3 +83,44 @@ def test_no_checkpoint_names_the_launcher(tmp_path):
   reader = checkpoints.Checkpoints(str(tmp_path), read_only=True)
   with pytest.raises(FileNotFoundError, match="launch/train.py"):
     reader.newest_intact(lambda step: step)
+
+
+def _flip(path: pathlib.Path, offset: int, count: int) -> None:
+  """Bits flipped in place (the file keeps its size: what a bad disk or a bad copy does, unlike truncation)."""
+  data = bytearray(path.read_bytes())
+  offset %= max(1, len(data) - count)
+  data[offset : offset + count] = bytes(b ^ 0xFF for b in data[offset : offset + count])
+  path.write_bytes(bytes(data))
+
+
+def test_steps_are_sealed_with_the_digests_of_their_files(tmp_path):
+  _save_steps(tmp_path, [1, 2])
+  for step in (1, 2):
+    folder = tmp_path / "checkpoints" / str(step)
+    digests = json.loads((folder / "digests.json").read_text())
+    listed = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.name != "digests.json"}
+    assert set(digests) == listed and any(name.startswith("params/") for name in listed)
+
+
+@pytest.mark.parametrize("item,offset", [("params", 40), ("params", -9), ("opt_state", 3), ("meta", 1)])
+def test_flipped_bytes_in_a_step_are_found_and_the_step_before_is_used(tmp_path, item, offset):
+  _save_steps(tmp_path, [1, 2])
+  biggest = max(
+      (p for p in (tmp_path / "checkpoints" / "2" / item).rglob("*") if p.is_file()), key=lambda p: p.stat().st_size
+  )
+  _flip(biggest, offset, 8)
+  reader = checkpoints.Checkpoints(str(tmp_path), read_only=True)
+  step, (state, _) = reader.newest_intact(_restore(reader))
+  assert step == 1
+  np.testing.assert_array_equal(state["params"]["w"], 1.0)
+  with pytest.raises(ValueError, match=r"checkpoints/2/.* is damaged .*: train again with `python -m launch.train"):
+    reader.restore_meta(2)
+
+
+def test_a_step_without_digests_is_read_unchecked(tmp_path):
+  """Checkpoints written before the digests existed (or killed between save and seal) still restore."""
+  _save_steps(tmp_path, [1, 2])
+  (tmp_path / "checkpoints" / "2" / "digests.json").unlink()
+  reader = checkpoints.Checkpoints(str(tmp_path), read_only=True)
+  step, (state, _) = reader.newest_intact(_restore(reader))
+  assert step == 2 and float(state["params"]["w"][0, 0]) == 2.0

@@ -1,5 +1,8 @@
 """The one image reader: every mode and tag real files carry is read as a viewer shows it, or is a clear error."""
 
+import struct
+import zlib
+
 import numpy as np
 from PIL import Image
 import pytest
@@ -98,3 +101,21 @@ def test_query_photos_go_through_the_same_reader(tmp_path):
   path = tmp_path / "deep.png"
   Image.fromarray(values).save(path)
   np.testing.assert_array_equal(np.asarray(images.open_image(str(path))), images.read_rgb(path))
+
+
+def _png_header(path, width: int, height: int) -> None:
+  """A PNG that declares `width` x `height` (IHDR with its CRC) and holds no pixels: only a header is needed to know."""
+
+  def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+  ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+  path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+
+
+def test_a_photo_above_40_megapixels_is_refused_before_decoding(tmp_path):
+  """The 144-megapixel PNG that took 42 s and 7 GB: refused from its header, naming the file and the limit."""
+  path = tmp_path / "huge.png"
+  _png_header(path, 12_000, 12_000)
+  with pytest.raises(ValueError, match=r"huge.png' is 12000 x 12000 pixels \(144 MP\), above the 40 MP limit"):
+    images.read_rgb(path)

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 
+import jax
 import numpy as np
 import pytest
 
@@ -43,7 +44,7 @@ def _replace_embedding(workdir: str, scale: float = 2.0) -> None:
 def test_the_record_pairs_the_network_with_its_embedding(run):
   record = provenance.load(run)
   assert record["checkpoints"]["inputs"]["shape_embedding"] == record["shape_embedding"]["fingerprint"]
-  assert record["shape_embedding"]["fingerprint"] == provenance.file_embedding_fingerprint(run)
+  assert record["shape_embedding"]["fingerprint"] == records.file_fingerprint(run)
   assert record["checkpoints"]["inputs"]["dataset"] == naming.config_name(tiny.get_config())
   assert record["shape_embedding"]["settings"]["mds.dim"] == 8
 
@@ -62,10 +63,7 @@ def test_embed_shapes_with_the_same_config_reuses_the_embedding(run):
   mtime = os.path.getmtime(paths.shape_embedding(run))
   emb = shape_embedding.embed_shapes(tiny.get_config(), run)
   assert os.path.getmtime(paths.shape_embedding(run)) == mtime
-  assert (
-      provenance.embedding_fingerprint(emb.ids, emb.categories, emb.points)
-      == provenance.load(run)["shape_embedding"]["fingerprint"]
-  )
+  assert emb.fingerprint() == provenance.load(run)["shape_embedding"]["fingerprint"]
 
 
 def test_query_and_evaluate_notice_an_embedding_the_network_was_not_trained_on(run):
@@ -88,7 +86,7 @@ def test_train_refuses_checkpoints_of_another_embedding_and_force_sets_them_asid
   aside = [d for d in os.listdir(run) if d.startswith("checkpoints.")]
   assert len(aside) == 1 and not os.path.exists(paths.checkpoints(run))
   assert set(steps) <= set(os.listdir(os.path.join(run, aside[0])))  # nothing a user made is lost
-  assert provenance.load(run)["checkpoints"]["inputs"]["shape_embedding"] == provenance.file_embedding_fingerprint(run)
+  assert provenance.load(run)["checkpoints"]["inputs"]["shape_embedding"] == records.file_fingerprint(run)
 
 
 def test_into_the_same_workdir_is_refused_and_leaves_it_unchanged(run, tmp_path):
@@ -188,3 +186,55 @@ def test_damaged_cached_distances_are_computed_again(run):
   with open(paths.lfd(run, "distances.npy"), "r+b") as f:
     f.truncate(200)
   np.testing.assert_array_equal(shape_embedding.cached_distances(desc, run), good)
+
+
+def _flip(path: str, offset: int, count: int) -> None:
+  """`count` bytes inverted in place at `offset` (the file keeps its size)."""
+  with open(path, "r+b") as f:
+    f.seek(offset)
+    data = f.read(count)
+    f.seek(offset)
+    f.write(bytes(b ^ 0xFF for b in data))
+
+
+def test_flipped_provenance_fails_closed_for_every_stage(run):
+  _flip(paths.provenance(run), os.path.getsize(paths.provenance(run)) // 2, 3)
+  before = open(paths.shape_embedding(run), "rb").read()
+  with pytest.raises(provenance.Damaged, match="pass --force"):
+    shape_embedding.embed_shapes(tiny.get_config("mds.dim=4"), run)  # not replaced, checkpoints record kept
+  assert open(paths.shape_embedding(run), "rb").read() == before
+  with pytest.raises(provenance.Damaged, match=r"launch.train --workdir=.* --force"):
+    embed.load(run)
+  with pytest.raises(provenance.Damaged):
+    train.train_and_evaluate(tiny.get_config(), run)
+
+
+def test_flipped_bytes_inside_a_shard_are_named_before_training(run):
+  dataset = naming.dataset_dir(tiny.get_config(), run)
+  shard = os.path.join(dataset, f"{naming.NAME}-train.array_record-00000-of-00001")
+  _flip(shard, os.path.getsize(shard) // 2, 16)  # inside the records: the footers still read fine
+  assert shard in pipeline.damaged_shard(dataset)
+  with pytest.raises(files.DamagedFile, match="launch.build_dataset") as error:
+    train.train_and_evaluate(tiny.get_config(), run)
+  assert shard in str(error.value)
+
+
+def test_flipped_params_of_the_newest_checkpoint_fall_back_to_the_one_before(run, caplog):
+  newest = max(int(s) for s in os.listdir(paths.checkpoints(run)) if s.isdigit())
+  data = [
+      os.path.join(root, name)
+      for root, _, names in os.walk(os.path.join(paths.checkpoints(run), str(newest), "params"))
+      for name in names
+  ]
+  _flip(max(data, key=os.path.getsize), 64, 8)
+  model = embed.load(run)  # what query and evaluate load
+  assert model.step < newest and all(bool(np.isfinite(x).all()) for x in jax.tree.leaves(model.params.variables))
+  assert f"checkpoint step {newest}" in caplog.text and "launch.train" in caplog.text
+
+
+def test_flipped_descriptors_are_computed_again_not_reused(run):
+  recorded = provenance.load(run)["shape_embedding"]["fingerprint"]
+  os.remove(paths.shape_embedding(run))  # so embed_shapes goes to the descriptors instead of reusing the embedding
+  _flip(paths.lfd(run, paths.DESCRIPTORS), 128 + 4 * 5000, 64)
+  emb = shape_embedding.embed_shapes(tiny.get_config(), run)
+  assert emb.fingerprint() == recorded  # the very same points

@@ -33,7 +33,7 @@ from jembed.utils import images as images_lib
 from jembed.workdir import paths
 
 MAX_UPLOAD_BYTES = 20 * 2**20  # a phone photo is 2-8 MB; anything bigger is refused before decoding
-MAX_PIXELS = 40_000_000  # decoded size limit (a 40 MP RGB image is 120 MB in memory)
+MAX_PIXELS = images_lib.MAX_PIXELS  # decoded size limit, the same as every reader's (a 40 MP RGB image is 120 MB)
 
 
 class BadUpload(ValueError):
