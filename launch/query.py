@@ -20,6 +20,7 @@ from absl import flags
 
 from jembed.api import fusion
 from jembed.api import query
+from jembed.workdir import paths
 from launch import common
 
 _WORKDIR = flags.DEFINE_string(
@@ -49,11 +50,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   with common.user_errors():
-    paths = list(_IMAGES.value) + (query.photos_in(_FOLDER.value) if _FOLDER.value else [])
-    if not paths:
+    photos = list(_IMAGES.value) + (query.photos_in(_FOLDER.value) if _FOLDER.value else [])
+    if not photos:
       raise ValueError("give photos with --image=PATH (repeatable) or --images=FOLDER")
     fuse = _FUSION.value if (_FUSE.value or _FOLDER.value) else ""
-    result = query.query(_WORKDIR.value, paths, _TOP_K.value, fuse=fuse)
+    result = query.query(_WORKDIR.value, photos, _TOP_K.value, fuse=fuse)
     out_dir = _OUT_DIR.value or paths.queries(_WORKDIR.value)
     names = query.gallery_names(result.paths)
     for i, (path, matches, photo) in enumerate(zip(result.paths, result.matches, result.photos)):
@@ -68,7 +69,7 @@ def main(argv):
       gallery = query.write_gallery(_WORKDIR.value, photo, matches, os.path.join(out_dir, names[i]), pose=pose)
       print(f"  gallery: {gallery}")
     if fuse:
-      print(f"fused ranking of {len(paths)} photos ({fuse}): {', '.join(os.path.basename(p) for p in paths)}")
+      print(f"fused ranking of {len(photos)} photos ({fuse}): {', '.join(os.path.basename(p) for p in photos)}")
       _print_matches(result.fused)
       print(f"  gallery: {query.write_fused_gallery(_WORKDIR.value, result, os.path.join(out_dir, 'fused.png'))}")
 

@@ -89,10 +89,10 @@ def test_fused_query_prints_one_ranking_of_all_photos(tiny_run, photo, tmp_path)
   assert all(f"result_{j}.png: pose azimuth" in lines[j] for j in range(3)), lines[:3]
   assert lines[3] == f"fused ranking of 3 photos ({fusion.DEFAULT}): result_0.png, result_1.png, result_2.png"
   model = jembed.load(str(workdir))
-  images = np.stack(
+  photos = np.stack(
       [images.read_photo(str(tmp_path / f"result_{j}.png"), model.params.spec.image_size) for j in range(3)]
   )
-  points = np.asarray(jax.jit(jembed.embed_images)(model.params, images))
+  points = np.asarray(jax.jit(jembed.embed_images)(model.params, photos))
   scores = fusion.fused_distances(points, model.shape_points)  # itself checked against brute force in test_fusion
   order = np.argsort(scores, kind="stable")[:3]
   assert [line.split()[1] for line in lines[4:7]] == list(model.shape_ids[order])
