@@ -86,9 +86,9 @@ def invert_images(
 ) -> list[Row]:
   """Each photo (stretched to the network's input, as `launch.query` does) inverted from each of `layers`."""
   size = int(model.params.spec.image_size)
-  images = np.stack([images.stretch_photo(images.open_image(p), size) for p in paths])
+  photos = np.stack([images.stretch_photo(images.open_image(p), size) for p in paths])
   labels = [os.path.basename(p) for p in paths]
-  return _invert_rows(model.params, labels, images, image_targets(model.params, images, layers), settings, seed)
+  return _invert_rows(model.params, labels, photos, image_targets(model.params, photos, layers), settings, seed)
 
 
 def shape_rows(model: embed.TrainedModel, shape_ids: list[str]) -> np.ndarray:
