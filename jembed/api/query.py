@@ -20,7 +20,6 @@ from PIL import Image
 from jembed.api import embed
 from jembed.api import fusion
 from jembed.api import pose_overlay
-from jembed.api import retrieval
 from jembed.render import backend
 from jembed.render import thumbnails
 from jembed.shapes import manifest
@@ -147,7 +146,7 @@ def query(workdir: str, paths: list[str], top_k: int = 5, fuse: str = "") -> Que
     points, poses = embed_photos(model, opened), None
   fused = None
   if fuse:
-    scores = fusion.fused_distances(points, model.shape_points, fuse)
+    scores = fusion.fused_distances(points, model.shape_index, fuse)
     order = np.argsort(scores, kind="stable")[:top_k]
     fused = _matches(scores[order], order, model)
   return QueryResult(
@@ -183,8 +182,9 @@ def embed_photos_with_poses(model: embed.TrainedModel, photos: list[Image.Image]
 
 
 def rank_shapes(model: embed.TrainedModel, points: np.ndarray, top_k: int) -> list[list[Match]]:
-  """float32[B, D] points -> for each, its `top_k` nearest shapes (exact search, `retrieval.top_k`)."""
-  dist, index = retrieval.top_k(np.asarray(points, np.float32), model.shape_points, top_k)
+  """float32[B, D] points -> for each, its `top_k` nearest shapes (exact search on the model's resident
+  `shape_index`)."""
+  dist, index = model.shape_index.search(np.asarray(points, np.float32), top_k)
   return [_matches(d, i, model) for d, i in zip(dist, index)]
 
 

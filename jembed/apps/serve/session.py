@@ -19,9 +19,9 @@ from PIL import Image
 import trimesh
 
 from jembed.api import embed
+from jembed.api import index
 from jembed.api import pose_overlay
 from jembed.api import query
-from jembed.api import retrieval
 from jembed.apps.serve import pictures
 from jembed.evaluation import image_sets
 from jembed.evaluation import methods
@@ -145,6 +145,9 @@ class Demo:
     self.has_viewpoint = bool(self.model.params.spec.viewpoint_bins)
     self._row = {str(s): i for i, s in enumerate(self.model.shape_ids)}
     self.eval_images = load_eval_images(workdir, self.model)
+    # The shapes' and the evaluation images' points stay on the device: a search copies only the query.
+    self.model.shape_index  # pylint: disable=pointless-statement  (made now, not by the first request)
+    self._image_index = None if self.eval_images is None else index.ShapeIndex(self.eval_images.points)
     self._lock = threading.Lock()
     self._renderer = None
     self._dir = tempfile.mkdtemp(prefix="jembed_serve_")  # GLBs and PNGs handed to the page
@@ -179,8 +182,8 @@ class Demo:
     if self.eval_images is None:
       return []
     k = min(k + (exclude is not None), len(self.eval_images.points))
-    dist, index = retrieval.top_k(np.asarray(point, np.float32)[None], self.eval_images.points, k)
-    return [(int(i), float(d)) for d, i in zip(dist[0], index[0]) if i != exclude][: k - (exclude is not None)]
+    dist, rows = self._image_index.search(np.asarray(point, np.float32)[None], k)
+    return [(int(i), float(d)) for d, i in zip(dist[0], rows[0]) if i != exclude][: k - (exclude is not None)]
 
   def shape_images(self, shape_id: str, k: int = 12) -> list[tuple[int, float]]:
     """Shape -> its nearest evaluation images in the joint space."""
