@@ -19,6 +19,7 @@
                             eval/sets/: cached test images (synthetic.npz, photos)  (evaluation)
     queries/                galleries of launch/query.py
     inversions/             feature inversions of launch/invert.py: images/shapes/twins.png, inversions.json
+    serve/                  the web page's caches: the shape map, drawn once     (apps.serve.pictures)
 
 Files that a stage writes into a folder of its own (eval/, queries/, inversions/, the dataset's folder; a caller may
 point these elsewhere) are named here too, as constants, and joined by the stage.
@@ -50,6 +51,7 @@ QUERIES_DIR = "queries"
 INVERSIONS_DIR = "inversions"
 POINT_CLOUDS_DIR = "point_clouds"
 SHAPE_ENCODER_DIR = "shape_encoder"
+SERVE_DIR = "serve"
 
 # In lfd/.
 DESCRIPTORS = "descriptors.npy"
@@ -162,6 +164,11 @@ def queries(workdir: str, name: str = "") -> str:
 
 def inversions(workdir: str) -> str:
   return os.path.join(workdir, INVERSIONS_DIR)
+
+
+def serve_cache(workdir: str, name: str = "") -> str:
+  """`workdir/serve/` (what the web page computes once and keeps) or a file in it."""
+  return os.path.join(workdir, SERVE_DIR, name) if name else os.path.join(workdir, SERVE_DIR)
 
 
 def cache_key(settings, digits: int = 12) -> str:
