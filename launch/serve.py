@@ -20,6 +20,12 @@ _WORKDIR = flags.DEFINE_string(
 )
 _PORT = flags.DEFINE_integer("port", 7860, "Port to serve on.")
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0 shows the page to the network).")
+_MAX_BATCH = flags.DEFINE_integer(
+    "max_batch",
+    16,
+    "Uploads answered together at most (one forward pass); 1 answers each upload on its own.",
+    lower_bound=1,
+)
 
 
 def main(argv):
@@ -32,7 +38,7 @@ def main(argv):
       from jembed.apps.serve import app as serve_app  # pylint: disable=g-import-not-at-top
     except ModuleNotFoundError as e:
       sys.exit(f'error: the demo needs the serve extra ({e}): pip install -e ".[serve]"')
-    page = serve_app.build(_WORKDIR.value)
+    page = serve_app.build(_WORKDIR.value, max_batch=_MAX_BATCH.value)
     print(f"jembed demo of {_WORKDIR.value}: http://{_HOST.value}:{_PORT.value}  (Ctrl-C stops it)", flush=True)
     serve_app.serve(page, _HOST.value, _PORT.value)
 

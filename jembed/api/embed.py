@@ -17,6 +17,7 @@ nothing else: no globals, no hidden state, one compiled program per architecture
 """
 
 import dataclasses
+import functools
 import os
 
 import flax.struct
@@ -24,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jembed.api import index
 from jembed.training import checkpoints
 from jembed.training import joint
 from jembed.training import model as model_lib
@@ -65,6 +67,11 @@ class TrainedModel:
   shape_categories: np.ndarray
   categories: tuple[str, ...]
   step: int
+
+  @functools.cached_property
+  def shape_index(self) -> index.ShapeIndex:
+    """The shape points on the devices, for exact nearest-shape search (`index.ShapeIndex`); made on first use."""
+    return index.ShapeIndex(self.shape_points)
 
 
 def load(workdir: str, step: int | None = None) -> TrainedModel:

@@ -12,9 +12,11 @@ photos' points p_1..p_M against N shape points s_n, each a fused distance (lower
 `DEFAULT` is the best there (see docs/evaluation.md, "Fused queries").
 """
 
+from typing import Any
+
 import numpy as np
 
-from jembed.api import retrieval
+from jembed.api import index
 
 FUSIONS = ("points", "distances", "ranks")
 DEFAULT = "points"
@@ -28,30 +30,34 @@ def _ranks(distances: np.ndarray) -> np.ndarray:
   return ranks
 
 
-def fused_distances(points: np.ndarray, shape_points: np.ndarray, method: str = DEFAULT) -> np.ndarray:
+def _index(shapes: Any) -> index.ShapeIndex:
+  return shapes if isinstance(shapes, index.ShapeIndex) else index.ShapeIndex(shapes)
+
+
+def fused_distances(points: np.ndarray, shapes: Any, method: str = DEFAULT) -> np.ndarray:
   """One object's M photos -> float32[N] fused distances to the N shapes (lower = better; 'ranks' gives mean
   ranks, not L2 distances). With one photo every method ranks the shapes as that photo alone does.
 
   Args:
     points: float32[M, D] the photos' embedding points, M >= 1.
-    shape_points: float32[N, D].
+    shapes: the shapes' `index.ShapeIndex` (e.g. `TrainedModel.shape_index`), or their points float32[N, D].
     method: one of `FUSIONS`.
   """
   points = np.asarray(points, np.float32)
   if points.ndim != 2 or not len(points):
     raise ValueError(f"points must be [M, D] with M >= 1, got shape {points.shape}")
-  return fused_groups(points, np.zeros(len(points), np.int64), shape_points, method)[1][0]
+  return fused_groups(points, np.zeros(len(points), np.int64), shapes, method)[1][0]
 
 
 def fused_groups(
-    points: np.ndarray, groups: np.ndarray, shape_points: np.ndarray, method: str = DEFAULT
+    points: np.ndarray, groups: np.ndarray, shapes: Any, method: str = DEFAULT
 ) -> tuple[np.ndarray, np.ndarray]:
   """Fuses the photos of each group (e.g. each shape's test images) into one ranking per group.
 
   Args:
     points: float32[Q, D].
     groups: int[Q] group label per photo.
-    shape_points: float32[N, D].
+    shapes: the shapes' `index.ShapeIndex`, or their points float32[N, D].
     method: one of `FUSIONS`.
 
   Returns:
@@ -64,8 +70,9 @@ def fused_groups(
   one_hot = np.zeros((len(labels), len(points)), np.float64)
   one_hot[member, np.arange(len(points))] = 1.0
   mean = one_hot / one_hot.sum(axis=1, keepdims=True)  # [G, Q]: row g averages group g's photos
+  shapes = _index(shapes)
   if method == "points":
-    return labels, retrieval.pairwise_l2((mean @ points).astype(np.float32), shape_points)
-  distances = retrieval.pairwise_l2(points, shape_points)
+    return labels, shapes.distances((mean @ points).astype(np.float32))
+  distances = shapes.distances(points)
   per_photo = distances if method == "distances" else _ranks(distances)
   return labels, (mean @ per_photo).astype(np.float32)

@@ -20,7 +20,6 @@ from PIL import Image
 from jembed.api import embed
 from jembed.api import fusion
 from jembed.api import pose_overlay
-from jembed.api import retrieval
 from jembed.render import backend
 from jembed.render import thumbnails
 from jembed.shapes import manifest
@@ -149,7 +148,7 @@ def query(workdir: str, paths: list[str], top_k: int = 5, fuse: str = "") -> Que
     points, poses = embed_photos(model, opened), None
   fused = None
   if fuse:
-    scores = fusion.fused_distances(points, model.shape_points, fuse)
+    scores = fusion.fused_distances(points, model.shape_index, fuse)
     order = np.argsort(scores, kind="stable")[:top_k]
     fused = _matches(scores[order], order, model)
   return QueryResult(
@@ -163,20 +162,31 @@ _embed_images = jax.jit(embed.embed_images)
 _embed_with_viewpoint = jax.jit(embed.embed_with_viewpoint)
 
 
+def batch_bucket(n: int) -> int:
+  """The batch a forward pass of n photos runs at: n rounded up to a power of two, so that any number of photos
+  needs one of a few compiled programs (the web page compiles them all at start)."""
+  return 1 << max(n - 1, 0).bit_length()
+
+
 def _stretched(model: embed.TrainedModel, photos: list[Image.Image]) -> np.ndarray:
-  """uint8[B, S, S, 3]: each photo stretched to the network's input, as the training crops were."""
+  """uint8[batch_bucket(B), S, S, 3]: each photo stretched to the network's input, as the training crops were (and
+  black padding)."""
   size = int(model.params.spec.image_size)
-  return np.stack([images.stretch_photo(p, size) for p in photos])
+  batch = np.zeros((batch_bucket(len(photos)), size, size, 3), np.uint8)
+  for i, photo in enumerate(photos):
+    batch[i] = images.stretch_photo(photo, size)
+  return batch
 
 
 def embed_photos(model: embed.TrainedModel, photos: list[Image.Image]) -> np.ndarray:
   """Photos (any sizes) -> float32[B, D]."""
-  return np.asarray(_embed_images(model.params, _stretched(model, photos)))
+  return np.asarray(_embed_images(model.params, _stretched(model, photos)))[: len(photos)]
 
 
 def embed_photos_with_poses(model: embed.TrainedModel, photos: list[Image.Image]) -> tuple[np.ndarray, list[Pose]]:
   """Photos -> (float32[B, D] points, a `Pose` each), from one forward pass (needs the viewpoint head)."""
   points, angles = jax.device_get(_embed_with_viewpoint(model.params, _stretched(model, photos)))
+  points, angles = points[: len(photos)], {k: v[: len(photos)] for k, v in angles.items()}
   poses = [
       Pose(float(a), float(pose_overlay.signed_angle(e)), float(pose_overlay.signed_angle(t)))
       for a, e, t in zip(angles["azimuth"], angles["elevation"], angles["tilt"])
@@ -185,8 +195,9 @@ def embed_photos_with_poses(model: embed.TrainedModel, photos: list[Image.Image]
 
 
 def rank_shapes(model: embed.TrainedModel, points: np.ndarray, top_k: int) -> list[list[Match]]:
-  """float32[B, D] points -> for each, its `top_k` nearest shapes (exact search, `retrieval.top_k`)."""
-  dist, index = retrieval.top_k(np.asarray(points, np.float32), model.shape_points, top_k)
+  """float32[B, D] points -> for each, its `top_k` nearest shapes (exact search on the model's resident
+  `shape_index`)."""
+  dist, index = model.shape_index.search(np.asarray(points, np.float32), top_k)
   return [_matches(d, i, model) for d, i in zip(dist, index)]
 
 

@@ -13,8 +13,10 @@ near-duplicate points. Centre both sides on a common point first if they sit far
 finite.
 
 Layout: queries go through in blocks, the database in chunks of rows: one [block, chunk] product and one top k per
-chunk, then a top k over the chunks' candidates. A large database is also split over a 1-D ('data',) mesh of all
-devices (`jax.shard_map`), each device holding whole chunks: it merges its own chunks' candidates, and one more top k
+chunk, then a top k over the chunks' candidates. A chunk's top k first keeps the k blocks of 64 entries with the
+largest maxima and selects among those only (`_select`: exact, and the same answer; XLA:CPU's top k costs a few ns an
+entry, a block maximum a fraction of that). A large database is also split over a 1-D ('data',) mesh of all devices
+(`jax.shard_map`), each device holding whole chunks: it merges its own chunks' candidates, and one more top k
 merges the devices'. Why chunks: XLA's float32 GEMM rounds an entry differently depending on the shape of the product
 it sits in (a [37, 1001] and a [37, 252] product disagree in the last bit), so one product per device would make
 sharded and unsharded distances, and hence the order of near-ties, differ. Chunk and block sizes depend on N, k and
@@ -23,10 +25,13 @@ always concatenated in ascending index ranges (chunk order, device order) and to
 so every merge breaks ties as one top k over all N would: sharded and unsharded results are bit-identical. The
 database is padded to whole chunks; padded rows, and an optionally excluded row per query, get distance +inf and, as
 k never exceeds the real candidates, are never returned.
+
+`place` copies a database to the devices once (padded, with its squared row norms) and `search` answers queries
+against it; `top_k` does both on every call, `jembed.api.index.ShapeIndex` keeps the placed database for many calls.
 """
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,40 +49,69 @@ SHARD_MIN_ROWS = 65_536
 _CHUNK_ROWS = 16_384
 # Float32 elements of one step's [block, chunk] distances or [block, candidates] merge when `block` is not given.
 _BLOCK_ELEMENTS = 1 << 24
+# Entries per block of `_select`'s prefilter: small enough that k blocks are few candidates, large enough that the
+# block maxima are few.
+_SELECT_BLOCK = 64
+# Queries per block up to which `_chunked_top_k` takes one batched product over all chunks (measured on XLA:CPU at
+# 1M rows: half the time of the chunk loop for 1 query, even at 8).
+_BATCHED_QUERIES = 4
 _PRECISION = jax.lax.Precision.HIGHEST  # on GPUs the default float32 product is TF32 (~1e-3 relative error)
 
 
-def _check(queries: Any, database: Any, k: int | None) -> None:
-  if queries.ndim != 2 or database.ndim != 2 or queries.shape[1] != database.shape[1]:
+def check_shapes(queries: Any, database: Any, k: int | None) -> None:
+  """Raises ValueError unless queries and database (arrays, or anything with their `shape`) are [Q, D] and [N, D]
+  with the same D, and 1 <= k <= N."""
+  q_shape, d_shape = tuple(queries.shape), tuple(database.shape)
+  if len(q_shape) != 2 or len(d_shape) != 2 or q_shape[1] != d_shape[1]:
     raise ValueError(
         f"queries and database must be [Q, D] and [N, D] with the same D; got queries of shape "
-        f"{tuple(queries.shape)} and database of shape {tuple(database.shape)}"
+        f"{q_shape} and database of shape {d_shape}"
     )
-  if k is not None and not 1 <= k <= database.shape[0]:
-    raise ValueError(
-        f"k = {k} neighbours asked for, but the database has {database.shape[0]} rows " f"(1 <= k <= N is required)"
-    )
+  if k is not None and not 1 <= k <= d_shape[0]:
+    raise ValueError(f"k = {k} neighbours asked for, but the database has {d_shape[0]} rows (1 <= k <= N is required)")
 
 
-def _squared_l2(queries: jax.Array, database: jax.Array) -> jax.Array:
-  """float32[Q, N] squared distances by the GEMM identity, clamped at +0.0 (never -0.0, so equal zeros tie)."""
+def _negated_sq(queries: jax.Array, dots: jax.Array, rows_sq: jax.Array) -> jax.Array:
+  """float32[Q, R] negated squared distances from the products queries · rows (float32[Q, R]) by the GEMM identity,
+  clamped at 0 first (so every zero is -0.0 and equal zeros tie)."""
   q_sq = jnp.sum(queries * queries, axis=1)
-  d_sq = jnp.sum(database * database, axis=1)
-  dots = jnp.einsum("qd,nd->qn", queries, database, precision=_PRECISION)
-  sq = q_sq[:, None] + d_sq[None, :] - 2.0 * dots
-  return jnp.where(sq > 0.0, sq, 0.0)
+  sq = q_sq[:, None] + rows_sq[None, :] - 2.0 * dots
+  return -jnp.where(sq > 0.0, sq, 0.0)
 
 
-def _slice_top_k(queries, rows, exclude, *, k: int, offset, n_valid: int):
-  """Top k (largest negated squared distance) of database rows whose first has global index `offset`.
+def _select(neg: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+  """`jax.lax.top_k(neg, k)` of float32[Q, C], the same values and positions, through a prefilter when C is large.
+
+  The prefilter splits each row into blocks of _SELECT_BLOCK, keeps the k blocks with the largest maxima (ties: the
+  lower block) and selects among their k · block entries only. Exact: an entry of the top k lies in a kept block,
+  or else k kept blocks would each hold an entry that precedes it (larger, or equal at a lower index). The kept
+  blocks are taken in ascending order, so the last top k breaks ties by the lower index as one top k over C does.
+  The full top k costs a few ns an entry on XLA:CPU; the block maxima cost one pass.
+  """
+  q, c = neg.shape
+  b = _SELECT_BLOCK
+  if c % b or c < 4 * k * b:  # a small row: the prefilter would keep most of it
+    return jax.lax.top_k(neg, k)
+  blocks = neg.reshape(q, c // b, b)
+  _, best = jax.lax.top_k(jnp.max(blocks, axis=2), k)
+  best = jnp.sort(best, axis=1)
+  values, pos = jax.lax.top_k(jnp.take_along_axis(blocks, best[:, :, None], axis=1).reshape(q, k * b), k)
+  return values, jnp.take_along_axis(best, pos // b, axis=1) * b + pos % b
+
+
+def _slice_top_k(queries, dots, rows_sq, exclude, *, k: int, offset, n_valid: int):
+  """Top k (largest negated squared distance) of database rows whose first has global index `offset`, from their
+  products with the queries (float32[Q, R]) and their squared norms (float32[R]).
 
   Returns (float32[Q, k] negated squared distances, int32[Q, k] global indices). Rows at global index >= n_valid
-  (padding) and each query's `exclude` row get -inf.
+  (padding) and each query's `exclude` row (int32[Q], or None: none) get -inf.
   """
-  neg = -_squared_l2(queries, rows)
-  index = offset + jnp.arange(rows.shape[0], dtype=jnp.int32)
-  keep = (index[None, :] < n_valid) & (index[None, :] != exclude[:, None])
-  values, pos = jax.lax.top_k(jnp.where(keep, neg, -jnp.inf), k)
+  neg = _negated_sq(queries, dots, rows_sq)
+  index = offset + jnp.arange(dots.shape[1], dtype=jnp.int32)
+  keep = index[None, :] < n_valid
+  if exclude is not None:
+    keep = keep & (index[None, :] != exclude[:, None])
+  values, pos = _select(jnp.where(keep, neg, -jnp.inf), k)
   return values, pos.astype(jnp.int32) + offset
 
 
@@ -90,19 +124,34 @@ def _merge(values: jax.Array, index: jax.Array, k: int) -> tuple[jax.Array, jax.
   return values, jnp.take_along_axis(index, pos, axis=1)
 
 
-def _chunked_top_k(queries, database, exclude, *, k: int, chunk: int, offset, n_valid: int):
-  """Top min(k, R) of database float32[R, D] (R a multiple of chunk), one [Q, chunk] product per chunk."""
+def _chunk_norms(database: jax.Array, chunk: int) -> jax.Array:
+  """float32[R] squared row norms of database float32[R, D] (R a multiple of chunk), chunk by chunk: every norm comes
+  from the same [chunk, D] program whatever R is (and so whichever device holds the row)."""
   n_chunks = database.shape[0] // chunk
+  norms = jax.lax.map(lambda rows: jnp.sum(rows * rows, axis=1), database.reshape(n_chunks, chunk, -1))
+  return norms.reshape(-1)
+
+
+def _chunked_top_k(queries, database, norms, exclude, *, k: int, chunk: int, offset, n_valid: int):
+  """Top min(k, R) of database float32[R, D] (R a multiple of chunk, squared norms float32[R]), one [Q, chunk]
+  product per chunk."""
+  n_chunks = database.shape[0] // chunk
+  chunks = database.reshape(n_chunks, chunk, database.shape[1])
   k_chunk = min(k, chunk)
 
-  def one(args):
-    j, rows = args
-    return _slice_top_k(queries, rows, exclude, k=k_chunk, offset=offset + j * chunk, n_valid=n_valid)
+  def one(j, dots, rows_sq):
+    return _slice_top_k(queries, dots, rows_sq, exclude, k=k_chunk, offset=offset + j * chunk, n_valid=n_valid)
 
-  # lax.map keeps the chunks apart (a loop), so each product has the same shape whatever R is.
-  values, index = jax.lax.map(
-      one, (jnp.arange(n_chunks, dtype=jnp.int32), database.reshape(n_chunks, chunk, database.shape[1]))
-  )
+  steps = (jnp.arange(n_chunks, dtype=jnp.int32), norms.reshape(n_chunks, chunk))
+  # lax.map keeps the chunks apart (a loop), so each product has the same shape whatever R is. A loop copies each
+  # chunk out of the database before its product, though; for a few queries, where reading the rows is the cost,
+  # one batched product over all chunks (a GEMM per chunk, the same shape) reads them once instead.
+  if queries.shape[0] <= _BATCHED_QUERIES:
+    dots = jnp.einsum("qd,cnd->cqn", queries, chunks, precision=_PRECISION)
+    values, index = jax.lax.map(lambda a: one(a[0], a[2], a[1]), (*steps, dots))
+  else:
+    dot = lambda rows: jnp.einsum("qd,nd->qn", queries, rows, precision=_PRECISION)  # pylint: disable=unnecessary-lambda-assignment
+    values, index = jax.lax.map(lambda a: one(a[0], dot(a[2]), a[1]), (*steps, chunks))
   return _merge(values, index, min(k, database.shape[0]))
 
 
@@ -117,7 +166,8 @@ def knn(
   """The jittable core: the k nearest database rows of each query, on whatever device the inputs live.
 
   Usable inside a user's jit/vmap (k and chunk are static). Shapes and k are checked when it traces; with `exclude`
-  k must also be <= N − 1 (not checked: the rows are values).
+  k must also be <= N − 1 (not checked: the rows are values). A database searched many times is better held by
+  `jembed.api.index.ShapeIndex`, which keeps it on the devices with its row norms.
 
   Args:
     queries: float32[Q, D].
@@ -130,39 +180,58 @@ def knn(
     (float32[Q, k] distances ascending, int32[Q, k] database indices); ties by ascending index.
   """
   queries, database = jnp.asarray(queries, jnp.float32), jnp.asarray(database, jnp.float32)
-  _check(queries, database, k)
+  check_shapes(queries, database, k)
   n = database.shape[0]
-  if exclude is None:
-    exclude = jnp.full((queries.shape[0],), -1, jnp.int32)
   chunk = chunk or n
   database = jnp.pad(database, ((0, -n % chunk), (0, 0)))
-  return _finish(*_chunked_top_k(queries, database, exclude, k=k, chunk=chunk, offset=0, n_valid=n))
+  norms = _chunk_norms(database, chunk)
+  return _finish(*_chunked_top_k(queries, database, norms, exclude, k=k, chunk=chunk, offset=0, n_valid=n))
+
+
+@functools.partial(jax.jit, static_argnames=("k", "chunk", "n_valid"))
+def _placed_knn(queries, database, norms, exclude, *, k: int, chunk: int, n_valid: int):
+  """`knn` on a database placed on one device by `place` (padded to whole chunks, norms precomputed)."""
+  return _finish(*_chunked_top_k(queries, database, norms, exclude, k=k, chunk=chunk, offset=0, n_valid=n_valid))
 
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk", "n_valid", "mesh"))
-def _sharded_knn(queries, database, exclude, *, k: int, chunk: int, n_valid: int, mesh: jax.sharding.Mesh):
-  """`knn` with the padded database float32[devices · R, D] split into equal row slices over `mesh`'s 'data' axis."""
+def _sharded_knn(queries, database, norms, exclude, *, k: int, chunk: int, n_valid: int, mesh: jax.sharding.Mesh):
+  """`knn` with the padded database float32[devices · R, D] and its norms split into equal row slices over `mesh`'s
+  'data' axis."""
   rows = database.shape[0] // mesh.size
 
-  def local(q, d, ex):
+  def local(q, d, d_sq, ex):
     offset = jax.lax.axis_index("data").astype(jnp.int32) * rows
-    values, index = _chunked_top_k(q, d, ex, k=k, chunk=chunk, offset=offset, n_valid=n_valid)
+    values, index = _chunked_top_k(q, d, d_sq, ex, k=k, chunk=chunk, offset=offset, n_valid=n_valid)
     return values[None], index[None]
 
-  candidates = jax.shard_map(local, mesh=mesh, in_specs=(P(), P("data"), P()), out_specs=(P("data"), P("data")))(
-      queries, database, exclude
-  )
+  exclude_spec = None if exclude is None else P()
+  candidates = jax.shard_map(
+      local, mesh=mesh, in_specs=(P(), P("data"), P("data"), exclude_spec), out_specs=(P("data"), P("data"))
+  )(queries, database, norms, exclude)
   # The merge needs every device's candidates in one place (a top k over a sharded axis is refused).
   return _finish(*_merge(*jax.sharding.reshard(candidates, NamedSharding(mesh, P())), k))
 
 
+@functools.partial(jax.jit, static_argnames=("chunk", "mesh"))
+def _placed_norms(database: jax.Array, *, chunk: int, mesh: jax.sharding.Mesh | None) -> jax.Array:
+  """float32[n_pad] squared norms of a placed database (split over `mesh`, or on one device when None), each device
+  its own rows, in the same [chunk, D] programs."""
+  norms = functools.partial(_chunk_norms, chunk=chunk)
+  if mesh is None:
+    return norms(database)
+  return jax.shard_map(norms, mesh=mesh, in_specs=P("data"), out_specs=P("data"))(database)
+
+
 def _chunk_rows(n: int) -> int:
-  """Rows per database chunk: at most _CHUNK_ROWS, a multiple of 8, and a chunk count that divides evenly over all
-  devices, so the padding is a few rows. A function of N and the device count, not of `sharded`."""
+  """Rows per database chunk: at most _CHUNK_ROWS, a multiple of 8 (of _SELECT_BLOCK when that is a small part of
+  it, for `_select`), and a chunk count that divides evenly over all devices, so the padding is a few rows. A
+  function of N and the device count, not of `sharded`."""
   devices = jax.local_device_count()
   count = -(-n // _CHUNK_ROWS // devices) * devices
   per_chunk = -(-n // count)
-  return -(-per_chunk // 8) * 8
+  multiple = _SELECT_BLOCK if per_chunk >= 16 * _SELECT_BLOCK else 8
+  return -(-per_chunk // multiple) * multiple
 
 
 def _as_float32(x: Any) -> Any:
@@ -170,10 +239,16 @@ def _as_float32(x: Any) -> Any:
   return x.astype(jnp.float32) if isinstance(x, jax.Array) else np.asarray(x, np.float32)
 
 
-def _blocks(n: int, block: int) -> tuple[int, int]:
-  """(block, count): `count` equal blocks of at most `block` rows covering n (the last one padded)."""
+def query_blocks(n: int, per_query: int, block: int | None = None) -> tuple[int, int]:
+  """(size, count): `count` equal blocks of at most `block` queries covering n (the last one padded); by default as
+  many queries as keep `per_query` float32 elements each at _BLOCK_ELEMENTS (64 MB) a block. One block is rounded up
+  (to a power of two up to 64 rows, then to a multiple of 64), so that batches of nearby sizes share one program."""
+  block = block or max(1, _BLOCK_ELEMENTS // max(per_query, 1))
   count = -(-n // max(1, min(block, n)))
-  return -(-n // count), count
+  size = -(-n // count)
+  if count == 1:
+    size = 1 << (size - 1).bit_length() if size <= 64 else -(-size // 64) * 64
+  return size, count
 
 
 def _padded_rows(x: Any, n: int, fill: float | int = 0) -> Any:
@@ -185,16 +260,93 @@ def _padded_rows(x: Any, n: int, fill: float | int = 0) -> Any:
   return pad(x, widths, constant_values=fill)
 
 
-def _exclusions(exclude: Any, n_queries: int, n: int, k: int) -> np.ndarray:
-  """int32[Q] rows to exclude (-1: none), checked against k."""
+def _exclusions(exclude: Any, n_queries: int, n: int, k: int) -> np.ndarray | None:
+  """int32[Q] rows to exclude (-1: none), checked against k; None when there are none."""
   if exclude is None:
-    return np.full(n_queries, -1, np.int32)
+    return None
   exclude = np.asarray(exclude, np.int32).reshape(-1)
   if exclude.shape[0] != n_queries:
     raise ValueError(f"exclude has {exclude.shape[0]} entries for {n_queries} queries")
   if k > n - 1 and np.any((exclude >= 0) & (exclude < n)):
     raise ValueError(f"k = {k} neighbours asked for, but excluding a row leaves only {n - 1} candidates")
   return exclude
+
+
+class Placed(NamedTuple):
+  """A database on the devices, ready to search (`place`, `search`).
+
+  Attributes:
+    points: float32[n_pad, D], zero rows past N; split into equal row slices over `mesh` when sharded.
+    norms: float32[n_pad] their squared norms, laid out like `points`.
+    shape: (N, D) of the database.
+    chunk: rows per product (`_chunk_rows(N)`).
+    mesh: the ('data',) mesh the rows live on (one device when not sharded).
+    sharded: whether the rows are split over the mesh.
+  """
+
+  points: jax.Array
+  norms: jax.Array
+  shape: tuple[int, int]
+  chunk: int
+  mesh: jax.sharding.Mesh
+  sharded: bool
+
+
+def place(database: Any, sharded: bool | None = None) -> Placed:
+  """Copies database float[N, D] (numpy or jax) to the devices once, padded to whole chunks, with its row norms.
+
+  Args:
+    database: float[N, D] points (cast to float32).
+    sharded: split the rows over all devices; None: when N >= SHARD_MIN_ROWS and there is more than one device.
+  """
+  database = _as_float32(database)
+  if database.ndim != 2:
+    raise ValueError(f"the database must be [N, D]; got shape {tuple(database.shape)}")
+  n = database.shape[0]
+  if sharded is None:
+    sharded = n >= SHARD_MIN_ROWS and jax.local_device_count() > 1
+  mesh = distances_lib.data_mesh(sharded)
+  chunk = _chunk_rows(max(n, 1))
+  # Chunks depend on N and the device count, never on `sharded`: the same products on either path.
+  n_pad = -(-max(n, 1) // (chunk * mesh.size)) * chunk * mesh.size
+  # One device: a plain single-device array (a 1-device mesh's sharding would follow it into every program).
+  points = jax.device_put(
+      _padded_rows(database, n_pad), NamedSharding(mesh, P("data")) if sharded else mesh.devices.flat[0]
+  )
+  norms = _placed_norms(points, chunk=chunk, mesh=mesh if sharded else None)
+  return Placed(points, norms, (n, database.shape[1]), chunk, mesh, sharded)
+
+
+def search(
+    placed: Placed, queries: Any, k: int, *, block: int | None = None, exclude: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+  """`top_k` against a database placed by `place`: one jitted program per block of queries (see `top_k`)."""
+  queries = _as_float32(queries)
+  check_shapes(queries, placed, k)
+  n_queries, n = queries.shape[0], placed.shape[0]
+  exclude = _exclusions(exclude, n_queries, n, k)
+  if n_queries == 0:
+    return np.zeros((0, k), np.float32), np.zeros((0, k), np.int32)
+  chunk = placed.chunk
+  candidates = -(-n // chunk) * min(k, chunk)
+  size, count = query_blocks(n_queries, max(chunk, candidates), block)
+  queries = _padded_rows(queries, size * count)
+  if exclude is not None:
+    exclude = _padded_rows(exclude, size * count, -1)
+  if placed.sharded:
+    step = functools.partial(_sharded_knn, k=k, chunk=chunk, n_valid=n, mesh=placed.mesh)
+  else:
+    step = functools.partial(_placed_knn, k=k, chunk=chunk, n_valid=n)
+  # Every block is dispatched before any result is read back: the device works while the host waits.
+  results = [
+      step(queries[i : i + size], placed.points, placed.norms, None if exclude is None else exclude[i : i + size])
+      for i in range(0, size * count, size)
+  ]
+  if count == 1:
+    return tuple(np.array(np.asarray(r)[:n_queries]) for r in results[0])
+  dist = np.concatenate([np.asarray(d) for d, _ in results])[:n_queries]
+  index = np.concatenate([np.asarray(i) for _, i in results])[:n_queries]
+  return dist, index
 
 
 def top_k(
@@ -207,6 +359,8 @@ def top_k(
     exclude: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
   """The k nearest database rows of every query by L2 distance, exactly.
+
+  Copies the database to the devices on every call; `jembed.api.index.ShapeIndex` keeps it there for many calls.
 
   Args:
     queries: float[Q, D] points (numpy or jax; cast to float32).
@@ -225,32 +379,8 @@ def top_k(
     ValueError: inputs not [Q, D] and [N, D] with the same D (the message names both shapes), or k out of range.
   """
   queries, database = _as_float32(queries), _as_float32(database)
-  _check(queries, database, k)
-  n_queries, n = queries.shape[0], database.shape[0]
-  exclude = _exclusions(exclude, n_queries, n, k)
-  if n_queries == 0:
-    return np.zeros((0, k), np.float32), np.zeros((0, k), np.int32)
-  if sharded is None:
-    sharded = n >= SHARD_MIN_ROWS and jax.local_device_count() > 1
-  mesh = distances_lib.data_mesh(sharded)
-  chunk = _chunk_rows(n)
-  # Chunk and block depend on N, k and the device count, never on `sharded`: the same products on either path.
-  candidates = -(-n // chunk) * min(k, chunk)
-  size, count = _blocks(n_queries, block or max(1, _BLOCK_ELEMENTS // max(chunk, candidates)))
-  queries = _padded_rows(queries, size * count)
-  exclude = _padded_rows(exclude, size * count, -1)
-  if sharded:
-    n_pad = -(-n // (chunk * mesh.size)) * chunk * mesh.size
-    database = jax.device_put(_padded_rows(database, n_pad), NamedSharding(mesh, P("data")))
-    step = functools.partial(_sharded_knn, k=k, chunk=chunk, n_valid=n, mesh=mesh)
-  else:
-    database = jax.device_put(database, mesh.devices.flat[0])
-    step = functools.partial(knn, k=k, chunk=chunk)
-  # Every block is dispatched before any result is read back: the device works while the host waits.
-  results = [step(queries[i : i + size], database, exclude=exclude[i : i + size]) for i in range(0, size * count, size)]
-  dist = np.concatenate([np.asarray(d) for d, _ in results])[:n_queries]
-  index = np.concatenate([np.asarray(i) for _, i in results])[:n_queries]
-  return dist, index
+  check_shapes(queries, database, k)
+  return search(place(database, sharded), queries, k, block=block, exclude=exclude)
 
 
 def image_to_shape(image_points: Any, shape_points: Any, k: int, **kwargs) -> tuple[np.ndarray, np.ndarray]:
@@ -293,7 +423,7 @@ def pairwise_l2(a: Any, b: Any, *, block: int | None = None) -> np.ndarray:
   same = a is b
   a = np.asarray(a, np.float32)
   b = a if same else np.asarray(b, np.float32)
-  _check(a, b, None)
+  check_shapes(a, b, None)
   if same:
     return distances_lib.pairwise_distances(a, block_size=block, progress=False)
   return distances_lib.cross_distances(a, b, block_size=block, progress=False)

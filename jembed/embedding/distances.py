@@ -52,18 +52,34 @@ def data_mesh(sharded: bool = True) -> jax.sharding.Mesh:
   return jax.make_mesh((len(devices) if sharded else 1,), ("data",), devices=devices if sharded else devices[:1])
 
 
+def tile_distances(
+    rows: jax.Array,
+    row_sq: jax.Array,
+    cols: jax.Array,
+    col_sq: jax.Array,
+    refine_rtol: float,
+    precision: jax.lax.Precision = jax.lax.Precision.HIGHEST,
+) -> tuple[jax.Array, jax.Array]:
+  """One tile by the GEMM identity: (float32[R, C] distances, bool[R, C] pairs `refine` must recompute).
+
+  Args:
+    rows: float32[R, D] (centred) points; row_sq: float32[R] their squared norms.
+    cols: float32[C, D] (centred on the same point); col_sq: float32[C].
+    refine_rtol: flag pairs whose squared distance is at most this part of ‖a‖² + ‖b‖² (-1: none).
+    precision: of the matrix product.
+  """
+  norms = row_sq[:, None] + col_sq[None, :]
+  sq = norms - 2.0 * jnp.matmul(rows, cols.T, precision=precision)
+  return jnp.sqrt(jnp.maximum(sq, 0.0)), sq <= refine_rtol * norms
+
+
 @functools.lru_cache(maxsize=16)
 def _tile_fn(mesh: jax.sharding.Mesh, refine_rtol: float, precision: jax.lax.Precision):
   """Jitted (rows[R, D], row_sq[R], cols[C, D], col_sq[C]) -> (dist[R, C], needs_refine bool[R, C]).
 
   Rows (centred descriptors and their squared norms) are sharded on 'data', columns replicated.
   """
-
-  def local(rows, row_sq, cols, col_sq):
-    norms = row_sq[:, None] + col_sq[None, :]
-    sq = norms - 2.0 * jnp.matmul(rows, cols.T, precision=precision)
-    return jnp.sqrt(jnp.maximum(sq, 0.0)), sq <= refine_rtol * norms
-
+  local = functools.partial(tile_distances, refine_rtol=refine_rtol, precision=precision)
   return jax.jit(
       jax.shard_map(local, mesh=mesh, in_specs=(P("data"), P("data"), P(), P()), out_specs=(P("data"), P("data")))
   )
@@ -105,7 +121,7 @@ class _Blocks:
     return self.cached[0][start : start + self.size], self.cached[1][start : start + self.size]
 
 
-def _mean_row(x: Any, block: int) -> np.ndarray:
+def mean_row(x: Any, block: int) -> np.ndarray:
   """float64[D] mean of the rows of x, read block by block (x may be a memmap)."""
   total = np.zeros(x.shape[1], np.float64)
   for start in range(0, x.shape[0], block):
@@ -123,7 +139,7 @@ def _block_rows(block_size: int | None, n: int, d: int, n_dev: int) -> int:
   return -(-block_size // n_dev) * n_dev
 
 
-def _refine(tile: np.ndarray, flags: np.ndarray, a: Any, b: Any, i0: int, j0: int, skip_diagonal: bool) -> None:
+def refine(tile: np.ndarray, flags: np.ndarray, a: Any, b: Any, i0: int, j0: int, skip_diagonal: bool) -> None:
   """Recomputes the flagged entries of tile = dist(a[i0:], b[j0:]) in place from the original rows' differences.
 
   The differences a − b need no cancellation-prone identity (and not the centred copies, whose rounding would show in
@@ -170,7 +186,7 @@ def _tiled(a, b, out, *, symmetric, block_size, sharded, refine_rtol, progress, 
   row_sharding = jax.NamedSharding(mesh, P("data"))
   replicated = jax.NamedSharding(mesh, P())
   # Distances are translation invariant; centring saves float32 digits (module docstring).
-  centre = _mean_row(b, col_block).astype(dtype)
+  centre = mean_row(b, col_block).astype(dtype)
   row_blocks = _Blocks(a, centre, block)
   col_blocks = row_blocks if symmetric else _Blocks(b, centre, col_block)
   fn = _tile_fn(mesh, float(refine_rtol or -1.0), precision)
@@ -183,7 +199,7 @@ def _tiled(a, b, out, *, symmetric, block_size, sharded, refine_rtol, progress, 
     dist, flags = (np.asarray(r) for r in result)
     dist = np.array(dist[: n - i, : m - j], dtype=dtype)
     if refine_rtol:
-      _refine(dist, flags[: n - i, : m - j], a, b, i, j, skip_diagonal=symmetric and i == j)
+      refine(dist, flags[: n - i, : m - j], a, b, i, j, skip_diagonal=symmetric and i == j)
     if symmetric and i == j:
       dist = 0.5 * (dist + dist.T)  # the GEMM need not be exactly symmetric; the answer must be
       np.fill_diagonal(dist, 0.0)

@@ -27,6 +27,7 @@ and curves.npz (the curves, for plots); `report.py` draws the pictures from the 
 import dataclasses
 import os
 import time
+from typing import Any
 
 from absl import logging
 import ml_collections
@@ -166,13 +167,14 @@ def chance(shape_index: np.ndarray, shape_categories: np.ndarray) -> dict:
 
 
 def fused_scores(
-    points: np.ndarray, shape_index: np.ndarray, shape_points: np.ndarray, shape_categories: np.ndarray
+    points: np.ndarray, shape_index: np.ndarray, shape_points: Any, shape_categories: np.ndarray
 ) -> dict[str, dict]:
   """{'fused:<how>': scores} for every `fusion.FUSIONS`: the images of each shape fused into one query.
 
   Args:
     points: float32[Q, D] the set's image points; shape_index: int[Q] their shapes (the groups fused).
-    shape_points: float32[N, D]; shape_categories: str[N].
+    shape_points: the shapes' resident `index.ShapeIndex` (`TrainedModel.shape_index`) or float32[N, D];
+    shape_categories: str[N].
   """
   out = {}
   for how in fusion.FUSIONS:
@@ -201,7 +203,7 @@ def evaluate_set(image_set: image_sets.ImageSet, method_names, context: methods_
   scores["chance"] = chance(image_set.shape_index, categories)
   if "joint" in method_names and len(np.unique(image_set.shape_index)) < len(image_set):
     points, _ = context.network_outputs(image_set.images)
-    scores.update(fused_scores(points, image_set.shape_index, context.model.shape_points, categories))
+    scores.update(fused_scores(points, image_set.shape_index, context.model.shape_index, categories))
   if image_set.views is not None:
     scores.update(
         viewpoint.viewpoint_rows(

@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 
 from jembed.api import embed
+from jembed.api import index
 from jembed.api import retrieval
 from jembed.evaluation import baselines
 
@@ -146,13 +147,14 @@ def embed_all(params: embed.Params, images: np.ndarray, batch: int = 128) -> np.
   return run_batched(_embed_images, params, images, batch).astype(np.float32)
 
 
-def _point_distances(points: np.ndarray, shape_points: np.ndarray) -> Distances:
-  return retrieval.pairwise_l2(points, shape_points), retrieval.pairwise_l2(points, points)
+def _point_distances(points: np.ndarray, shapes: index.ShapeIndex) -> Distances:
+  """Image x shape from the run's resident shape index, image x image among the images."""
+  return shapes.distances(points), retrieval.pairwise_l2(points, points)
 
 
 @register("joint", "joint embedding")
 def joint(images: np.ndarray, context: Context) -> Distances:
-  return _point_distances(context.network_outputs(images)[0], context.model.shape_points)
+  return _point_distances(context.network_outputs(images)[0], context.model.shape_index)
 
 
 def register_run(name: str, workdir: str) -> str:
@@ -169,7 +171,7 @@ def register_run(name: str, workdir: str) -> str:
     model = load()
     if list(model.shape_ids) != list(context.model.shape_ids):
       raise ValueError(f"config.eval.compare_runs: the run in {workdir} embeds other shapes than {context.workdir}")
-    return _point_distances(embed_all(model.params, images), model.shape_points)
+    return _point_distances(embed_all(model.params, images), model.shape_index)
 
   METHODS[key] = Method(key, f"joint embedding ({name})", distances)
   return key

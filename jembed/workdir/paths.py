@@ -20,6 +20,7 @@
     queries/                galleries of launch/query.py
     inversions/             feature inversions of launch/invert.py: images/shapes/twins.png, inversions.json
     .locks/                 one lock file per stage, and a note per holder (PID, command)  (workdir.locks)
+    serve/                  the web page's caches: the shape map, drawn once     (apps.serve.pictures)
 
 Files that a stage writes into a folder of its own (eval/, queries/, inversions/, the dataset's folder; a caller may
 point these elsewhere) are named here too, as constants, and joined by the stage.
@@ -52,6 +53,7 @@ INVERSIONS_DIR = "inversions"
 POINT_CLOUDS_DIR = "point_clouds"
 SHAPE_ENCODER_DIR = "shape_encoder"
 LOCKS_DIR = ".locks"
+SERVE_DIR = "serve"
 
 # In lfd/.
 DESCRIPTORS = "descriptors.npy"
@@ -170,6 +172,11 @@ def inversions(workdir: str) -> str:
 def lock(workdir: str, name: str = "") -> str:
   """`workdir/.locks/` or a file in it (`<stage>.lock`, `holder.<host>.<pid>.json`)."""
   return os.path.join(workdir, LOCKS_DIR, name) if name else os.path.join(workdir, LOCKS_DIR)
+
+
+def serve_cache(workdir: str, name: str = "") -> str:
+  """`workdir/serve/` (what the web page computes once and keeps) or a file in it."""
+  return os.path.join(workdir, SERVE_DIR, name) if name else os.path.join(workdir, SERVE_DIR)
 
 
 def cache_key(settings, digits: int = 12) -> str:

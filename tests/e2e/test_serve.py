@@ -77,6 +77,42 @@ def test_upload_ranks_as_launch_query(demo, tiny_run, photo_path):
   assert [r[0] for r in rows] == list(range(1, 7)) and len(shapes) == 6 and glb.endswith(".glb")
 
 
+def test_batched_uploads_answer_as_each_alone(demo, photo_path, tmp_path):
+  """Concurrent uploads go through one forward pass and one search (`search_uploads`); each answer is the one the
+  upload gets alone, and a bad upload among them gets its message without failing the others."""
+  payloads = []
+  for i in range(3):
+    path = tmp_path / f"u{i}.png"
+    Image.fromarray(np.roll(np.asarray(Image.open(photo_path)), 11 * i, axis=1)).save(path)
+    payloads.append({"path": str(path), "orig_name": path.name})
+  bad = tmp_path / "bad.png"
+  bad.write_bytes(b"not a photo")
+  payloads.insert(1, {"path": str(bad), "orig_name": "bad.png"})
+  columns = app.search_uploads(demo, payloads, [4, 5, 3, 6])
+  assert len(columns) == 7 and all(len(c) == 4 for c in columns)
+  answers = list(zip(*columns))
+  assert "Cannot use this upload" in answers[1][0] and answers[1][1] is None
+  for got, payload, k in zip([answers[0], answers[2], answers[3]], [payloads[0], payloads[2], payloads[3]], [4, 3, 6]):
+    alone = app.search_upload(demo, payload, k)
+    assert got[0].split(",")[0] == alone[0].split(",")[0]  # the nearest shape (the status line)
+    assert [r[:3] for r in got[1]] == [r[:3] for r in alone[1]] and len(got[1]) == k  # the ranking
+    np.testing.assert_allclose([r[3] for r in got[1]], [r[3] for r in alone[1]], atol=2e-4)
+    assert [c for _, c in got[6]] == [c for _, c in alone[6]]  # the nearest evaluation images
+
+
+def test_clicking_a_thumbnail_shows_that_shape(demo):
+  import pandas as pd  # pylint: disable=g-import-not-at-top  (Gradio's Dataframe value)
+
+  ids = [str(s) for s in demo.model.shape_ids[:3]]
+  table = pd.DataFrame(
+      [[r + 1, s, "x", 0.5] for r, s in enumerate(ids)], columns=["rank", "id", "category", "distance"]
+  )
+  select = app._select_shape(demo)  # pylint: disable=protected-access
+  assert select(table, app.gr.SelectData(None, {"index": 2, "value": None})) == demo.shape_glb(ids[2])
+  assert select(table.values.tolist(), app.gr.SelectData(None, {"index": 0, "value": None})) == demo.shape_glb(ids[0])
+  assert select(table.iloc[:0], app.gr.SelectData(None, {"index": 0, "value": None})) is None
+
+
 def test_shape_and_image_neighbours_are_brute_force(demo):
   points = demo.eval_images.points
   shape_id = str(demo.model.shape_ids[2])

@@ -25,29 +25,58 @@ LAUNCH_KWARGS = dict(
     max_file_size=session.MAX_UPLOAD_BYTES + 2**20,
 )  # Gradio's own limit a little above ours
 _RANK_HEADERS = ["rank", "id", "category", "distance"]
-_SEARCH_OUTPUTS = 8  # status, table, shapes, viewer, overlay, map, neighbours, ranked ids
+_SEARCH_OUTPUTS = 7  # status, table, shapes, viewer, overlay, map, neighbours
 _VIEWER = dict(clear_color=(1.0, 1.0, 1.0, 1.0), camera_position=(45, 70, None))  # a front three-quarter view
+# Uploads that arrive while a batch runs are answered together, by one forward pass and one search (Gradio's queue
+# batching); two batches run at a time, one per core of a small machine.
+MAX_BATCH = 16
+BATCH_CONCURRENCY = 2
 
 
-def search_upload(demo: session.Demo, payload, top_k) -> tuple:
-  """The page's photo handler: a Gradio file payload (dict with 'path' and 'orig_name', or None) -> the outputs.
+def _no_answer(message: str) -> tuple:
+  return (message,) + (None,) * (_SEARCH_OUTPUTS - 2) + ([],)
 
-  A bad upload gives its message in the status line and empty outputs; it never raises.
-  """
+
+def _read(payload) -> tuple[object | None, str]:
+  """A Gradio file payload (dict with 'path' and 'orig_name', or None) -> (the decoded photo, '') or (None, the
+  message for the status line)."""
   if not payload:
-    return ("Upload or drag a photo (or pick an evaluation image below).",) + (None,) * (_SEARCH_OUTPUTS - 2) + ([],)
+    return None, "Upload or drag a photo (or pick an evaluation image below)."
   path = payload.get("path") if isinstance(payload, dict) else str(payload)
   name = payload.get("orig_name") if isinstance(payload, dict) else None
   try:
-    photo = session.read_upload(path, name)
+    return session.read_upload(path, name), ""
   except session.BadUpload as e:
-    return (f"**Cannot use this upload:** {e}",) + (None,) * (_SEARCH_OUTPUTS - 2) + ([],)
-  return search_photo(demo, photo, top_k)
+    return None, f"**Cannot use this upload:** {e}"
 
 
-def search_photo(demo: session.Demo, photo, top_k) -> tuple:
-  """A decoded photo -> (status, ranking rows, shape thumbnails, top-1 GLB, pose overlay, map, neighbours, ids)."""
-  result = demo.search(photo, int(top_k))
+def search_uploads(demo: session.Demo, payloads: list, top_ks: list) -> tuple[list, ...]:
+  """The page's photo handler, batched: the uploads that queued up meanwhile -> one list per output, in order.
+
+  The good photos go through one forward pass, one search and one placement on the map together; a bad upload gets
+  its message in the status line and empty outputs, and never fails the others.
+  """
+  answers, photos = [None] * len(payloads), {}
+  for i, payload in enumerate(payloads):
+    photo, message = _read(payload)
+    if photo is None:
+      answers[i] = _no_answer(message)
+    else:
+      photos[i] = photo
+  if photos:
+    results = demo.search_batch(list(photos.values()), [int(top_ks[i]) for i in photos])
+    maps = demo.map_pictures(np.stack([r.point for r in results]), [[m.shape_id for m in r.matches] for r in results])
+    for (i, photo), result, the_map in zip(photos.items(), results, maps):
+      answers[i] = _answer(demo, photo, result, the_map)
+  return tuple(list(column) for column in zip(*answers))
+
+
+def search_upload(demo: session.Demo, payload, top_k) -> tuple:
+  """One upload -> its outputs (`search_uploads` of one)."""
+  return tuple(column[0] for column in search_uploads(demo, [payload], [top_k]))
+
+
+def _answer(demo: session.Demo, photo, result: session.Search, the_map: np.ndarray) -> tuple:
   ids = [m.shape_id for m in result.matches]
   rows = [[m.rank, m.shape_id, m.category, round(m.distance, 4)] for m in result.matches]
   shapes = [
@@ -72,9 +101,8 @@ def search_photo(demo: session.Demo, photo, top_k) -> tuple:
       shapes,
       demo.shape_glb(top.shape_id),
       overlay,
-      demo.png(demo.map_picture(result.point, ids)),
+      demo.png(the_map),
       _image_gallery(demo, result.neighbours),
-      ids,
   )
 
 
@@ -91,7 +119,7 @@ def _examples(demo: session.Demo, n: int = 12) -> list[int]:
 
 
 def serve(page: gr.Blocks, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> None:
-  """Serves `page` on host:port; concurrent requests run in parallel threads (the photo handler has no limit)."""
+  """Serves `page` on host:port; concurrent requests run in parallel threads (uploads in batches, see MAX_BATCH)."""
   page.queue(default_concurrency_limit=8).launch(
       server_name=host, server_port=port, prevent_thread_lock=not block, **LAUNCH_KWARGS
   )
@@ -104,17 +132,18 @@ def missing_page(message: str) -> gr.Blocks:
   return page
 
 
-def build(workdir: str) -> gr.Blocks:
-  """The demo page of `workdir` (a trained run), or `missing_page` when a stage is missing."""
+def build(workdir: str, max_batch: int = MAX_BATCH) -> gr.Blocks:
+  """The demo page of `workdir` (a trained run), or `missing_page` when a stage is missing; uploads are answered in
+  batches of up to `max_batch` (1: each on its own, all at once)."""
   try:
-    demo = session.Demo(workdir)
+    demo = session.Demo(workdir, max_batch=max_batch)
   except FileNotFoundError as e:
     return missing_page(str(e))
-  return demo_page(demo)
+  return demo_page(demo, max_batch)
 
 
-def demo_page(demo: session.Demo) -> gr.Blocks:
-  """The page of a loaded `Demo`."""
+def demo_page(demo: session.Demo, max_batch: int = MAX_BATCH) -> gr.Blocks:
+  """The page of a loaded `Demo` (compiled for batches of up to `max_batch` photos)."""
   with gr.Blocks(title="jembed demo", analytics_enabled=False) as page:
     n = len(demo.model.shape_ids)
     gr.Markdown(
@@ -122,7 +151,7 @@ def demo_page(demo: session.Demo) -> gr.Blocks:
         f"{len(set(demo.model.shape_categories.tolist()))} categories · network step {demo.model.step}"
     )
     with gr.Tab("Photo → shapes"):
-      _photo_tab(demo, n)
+      _photo_tab(demo, n, max_batch)
     with gr.Tab("Shape → images"):
       _shape_tab(demo)
     with gr.Tab("Image → images"):
@@ -134,7 +163,7 @@ def demo_page(demo: session.Demo) -> gr.Blocks:
   return page
 
 
-def _photo_tab(demo: session.Demo, n: int) -> None:
+def _photo_tab(demo: session.Demo, n: int, max_batch: int) -> None:
   with gr.Row():
     with gr.Column(scale=2):
       photo = gr.Image(
@@ -144,7 +173,7 @@ def _photo_tab(demo: session.Demo, n: int) -> None:
           elem_id="photo",
           height=320,
       )
-      top_k = gr.Slider(1, min(20, n), value=min(5, n), step=1, label="shapes to list")
+      top_k = gr.Slider(1, min(session.MAX_TOP_K, n), value=min(5, n), step=1, label="shapes to list")
       status = gr.Markdown(elem_id="status")
       picks = _examples(demo)
       examples = gr.Gallery(
@@ -171,23 +200,29 @@ def _photo_tab(demo: session.Demo, n: int) -> None:
   with gr.Row():
     the_map = gr.Image(label="your photo on the shape map", elem_id="map")
     neighbours = gr.Gallery(label="nearest evaluation images", columns=4, elem_id="neighbours")
-  ranked = gr.State([])
-  outputs = [status, table, shapes, viewer, overlay, the_map, neighbours, ranked]
+  if max_batch > 1:  # uploads that queue up while a batch runs go together
+    handler = lambda payloads, ks: search_uploads(demo, payloads, ks)  # pylint: disable=unnecessary-lambda-assignment
+    queueing = dict(batch=True, max_batch_size=max_batch, concurrency_limit=BATCH_CONCURRENCY)
+  else:  # every upload on its own thread at once
+    handler = lambda payload, k: search_upload(demo, payload, k)  # pylint: disable=unnecessary-lambda-assignment
+    queueing = dict(concurrency_limit=None)
   photo.change(
-      lambda payload, k: search_upload(demo, payload, k),
+      handler,
       [photo, top_k],
-      outputs,
+      [status, table, shapes, viewer, overlay, the_map, neighbours],
       preprocess=False,
       api_name="search",
-      concurrency_limit=None,
+      **queueing,
   )
-  shapes.select(_select_shape(demo), [ranked], viewer, api_visibility="private")
+  # The clicked thumbnail's id comes from the ranking table beside it: a batched event cannot set per-session State.
+  shapes.select(_select_shape(demo), [table], viewer, api_visibility="private")
   examples.select(_pick_example(demo, picks), None, photo, api_visibility="private")
 
 
 def _select_shape(demo: session.Demo):
-  def select(ids, evt: gr.SelectData):
-    return demo.shape_glb(ids[evt.index]) if ids else None
+  def select(table, evt: gr.SelectData):
+    rows = table.values.tolist() if hasattr(table, "values") else list(table or [])  # pandas (Gradio's default) or rows
+    return demo.shape_glb(str(rows[evt.index][1])) if 0 <= evt.index < len(rows) else None
 
   return select
 

@@ -2,10 +2,13 @@
 of the page's directions (photo -> shapes, shape -> images, image -> images, the shape map, the results table).
 
 One `Demo` serves every request of the server: the network's variables, the shape points and the evaluation images'
-points are loaded once, the jitted embed function (`query.embed_photos`) is compiled once at start and shared by the
-server's worker threads (JAX dispatch is thread-safe); the renderer and the caches sit behind one lock.
+points are loaded once (the points stay on the device, `index.ShapeIndex`), the jitted embed function
+(`query.embed_photos`) is compiled at start for every batch size the page sends (`search_batch`: concurrent uploads
+go through one forward pass) and shared by the server's worker threads (JAX dispatch is thread-safe); the renderer
+runs on a thread of its own (`RenderThread`) and the caches sit behind one lock.
 """
 
+import concurrent.futures
 import dataclasses
 import functools
 import glob
@@ -19,9 +22,9 @@ from PIL import Image
 import trimesh
 
 from jembed.api import embed
+from jembed.api import index
 from jembed.api import pose_overlay
 from jembed.api import query
-from jembed.api import retrieval
 from jembed.apps.serve import pictures
 from jembed.evaluation import image_sets
 from jembed.evaluation import methods
@@ -34,10 +37,29 @@ from jembed.workdir import paths
 
 MAX_UPLOAD_BYTES = 20 * 2**20  # a phone photo is 2-8 MB; anything bigger is refused before decoding
 MAX_PIXELS = images_lib.MAX_PIXELS  # decoded size limit, the same as every reader's (a 40 MP RGB image is 120 MB)
+MAX_TOP_K = 20  # shapes a search ranks at least (the page lists up to 20): one compiled search whatever the slider
 
 
 class BadUpload(ValueError):
   """An upload that is not a usable photo; the message is meant for the page."""
+
+
+class RenderThread:
+  """A renderer (`backend.get_renderer(name)`) that runs every call on one thread of its own.
+
+  An OpenGL context belongs to the thread that made it and the server's workers vary, so the EGL rasterizer (a few
+  milliseconds for the pose overlay's 512² samples on llvmpipe, against 50 ms for the embree ray caster) lives on
+  its own thread; calls from any thread wait their turn there.
+  """
+
+  def __init__(self, name: str = "auto"):
+    self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jembed-render")
+    self._renderer = self._pool.submit(backend.get_renderer, name).result()
+    self.name = self._renderer.name
+
+  def render(self, *args, **kwargs):
+    """`Renderer.render`, run on the render thread."""
+    return self._pool.submit(self._renderer.render, *args, **kwargs).result()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,7 +159,8 @@ class Demo:
     FileNotFoundError: the workdir lacks a stage; the message names the launcher to run.
   """
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, max_batch: int = 1):
+    """Loads `workdir` and compiles what a search of up to `max_batch` photos at once runs."""
     query.check_workdir(workdir)
     self.workdir = workdir
     self.model = embed.load(workdir)
@@ -145,42 +168,63 @@ class Demo:
     self.has_viewpoint = bool(self.model.params.spec.viewpoint_bins)
     self._row = {str(s): i for i, s in enumerate(self.model.shape_ids)}
     self.eval_images = load_eval_images(workdir, self.model)
+    # The shapes' and the evaluation images' points stay on the device: a search copies only the query.
+    self.model.shape_index  # pylint: disable=pointless-statement  (made now, not by the first request)
+    self._image_index = None if self.eval_images is None else index.ShapeIndex(self.eval_images.points)
     self._lock = threading.Lock()
     self._renderer = None
     self._dir = tempfile.mkdtemp(prefix="jembed_serve_")  # GLBs and PNGs handed to the page
     self._thumbs: dict[str, str] = {}
     self._map = None
-    self.search(Image.new("RGB", (self.size, self.size)), 1)  # compiles the embed (and viewpoint) programs now
+    blank = Image.new("RGB", (self.size, self.size))
+    for batch in sorted({query.batch_bucket(b) for b in range(1, max_batch + 1)}):  # every program a batch needs, now
+      found = self.search_batch([blank] * batch, [1] * batch)
+    self.map_pictures(found[0].point[None], [[]])  # the map, and the placement of points on it
 
   @property
-  def renderer(self):
-    """The embree ray caster: an OpenGL context belongs to the thread that made it, the server's workers vary."""
-    if self._renderer is None:
-      self._renderer = backend.get_renderer("embree")
-    return self._renderer
+  def renderer(self) -> RenderThread:
+    """The renderer of the pose overlays (EGL when it is there), on its own thread, made on first use."""
+    with self._lock:
+      if self._renderer is None:
+        self._renderer = RenderThread("auto")
+      return self._renderer
 
   def shape_label(self, shape_id: str) -> str:
     return f"{shape_id} ({self.model.shape_categories[self._row[shape_id]]})"
 
   def search(self, photo: Image.Image, top_k: int = 5, n_images: int = 8) -> Search:
     """A photo -> its `top_k` nearest shapes (launch/query.py's ranking), its pose and its nearest evaluation images."""
-    top_k = int(np.clip(top_k, 1, len(self.model.shape_ids)))
-    viewpoint = None
+    return self.search_batch([photo], [top_k], n_images)[0]
+
+  def search_batch(self, photos: list[Image.Image], top_ks: list[int], n_images: int = 8) -> list[Search]:
+    """`search` of several photos (e.g. concurrent uploads) at once: one forward pass of the network, one search of
+    the shape index and one of the evaluation images' index for all of them."""
+    top_ks = [int(np.clip(k, 1, len(self.model.shape_ids))) for k in top_ks]
+    viewpoints = [None] * len(photos)
     if self.has_viewpoint:  # the point and the pose from one forward pass, as launch/query.py does
-      point, poses = query.embed_photos_with_poses(self.model, [photo])
-      viewpoint = dataclasses.asdict(poses[0])
+      points, poses = query.embed_photos_with_poses(self.model, photos)
+      viewpoints = [dataclasses.asdict(p) for p in poses]
     else:
-      point = query.embed_photos(self.model, [photo])
-    neighbours = self.nearest_images(point[0], n_images)
-    return Search(query.rank_shapes(self.model, point, top_k)[0], point[0], viewpoint, neighbours)
+      points = query.embed_photos(self.model, photos)
+    ranked = query.rank_shapes(self.model, points, min(len(self.model.shape_ids), max(MAX_TOP_K, *top_ks)))
+    neighbours = self._nearest_images(points, n_images)
+    return [Search(r[:k], p, v, n) for r, k, p, v, n in zip(ranked, top_ks, points, viewpoints, neighbours)]
+
+  def _nearest_images(self, points: np.ndarray, k: int, exclude: int | None = None) -> list[list[tuple[int, float]]]:
+    """For each point (float32[B, D]), [(evaluation image index, distance)] of its `k` nearest images, `exclude`
+    left out."""
+    if self.eval_images is None:
+      return [[] for _ in points]
+    k = min(k + (exclude is not None), len(self.eval_images.points))
+    dist, rows = self._image_index.search(np.asarray(points, np.float32), k)
+    return [
+        [(int(i), float(d)) for d, i in zip(ds, rs) if i != exclude][: k - (exclude is not None)]
+        for ds, rs in zip(dist, rows)
+    ]
 
   def nearest_images(self, point: np.ndarray, k: int, exclude: int | None = None) -> list[tuple[int, float]]:
     """[(evaluation image index, distance)] of the `k` images nearest to `point` (float32[D]), `exclude` left out."""
-    if self.eval_images is None:
-      return []
-    k = min(k + (exclude is not None), len(self.eval_images.points))
-    dist, index = retrieval.top_k(np.asarray(point, np.float32)[None], self.eval_images.points, k)
-    return [(int(i), float(d)) for d, i in zip(dist[0], index[0]) if i != exclude][: k - (exclude is not None)]
+    return self._nearest_images(np.asarray(point, np.float32)[None], k, exclude)[0]
 
   def shape_images(self, shape_id: str, k: int = 12) -> list[tuple[int, float]]:
     """Shape -> its nearest evaluation images in the joint space."""
@@ -221,7 +265,7 @@ class Demo:
     path = os.path.join(self._dir, f"{name or uuid.uuid4().hex}.png")
     if not os.path.exists(path):
       tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-      Image.fromarray(image).save(tmp, format="PNG")
+      Image.fromarray(image).save(tmp, format="PNG", compress_level=1)  # a fast write: the file only travels locally
       os.replace(tmp, path)  # concurrent writers of one name write the same pixels; readers never see a part
     return path
 
@@ -240,7 +284,7 @@ class Demo:
     return self.png(self.eval_images.images[index], f"eval_{index}")
 
   def shape_map(self) -> pictures.ShapeMap:
-    """The 2-D shape map, built on first use."""
+    """The 2-D shape map, drawn once (cached in the workdir), read on first use."""
     with self._lock:
       if self._map is None:
         self._map = pictures.build_map(self.workdir, self.model)
@@ -248,9 +292,17 @@ class Demo:
 
   def map_picture(self, point: np.ndarray | None = None, ringed: list[str] = ()) -> np.ndarray:
     """uint8[H, W, 3]: the shape map, the point (float32[D], e.g. a photo's) marked, the `ringed` shapes circled."""
+    if point is None:
+      return pictures.draw_map(self.shape_map())
+    return self.map_pictures(np.asarray(point)[None], [ringed])[0]
+
+  def map_pictures(self, points: np.ndarray, ringed: list[list[str]]) -> list[np.ndarray]:
+    """`map_picture` of several points (float32[B, D]) at once: one out-of-sample placement for all."""
     the_map = self.shape_map()
-    xy = None if point is None else pictures.place_on_map(the_map, self.model, point)
-    return pictures.draw_map(the_map, xy, np.array([self._row[s] for s in ringed], np.int64))
+    xy = pictures.place_on_map(the_map, self.model, np.asarray(points, np.float32).reshape(len(ringed), -1))
+    return [
+        pictures.draw_map(the_map, at, np.array([self._row[s] for s in ids], np.int64)) for at, ids in zip(xy, ringed)
+    ]
 
   def pose_picture(self, photo: Image.Image, shape_id: str, viewpoint: dict[str, float]) -> np.ndarray:
     """uint8[H, W, 3]: `shape_id` drawn over the photo at `viewpoint` (predicted by the network's viewpoint head)."""
@@ -258,16 +310,15 @@ class Demo:
     scale = 512 / max(photo.size)  # draws on a screen-sized copy: the overlay is for looking at
     if scale < 1:
       photo = photo.resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))), Image.LANCZOS)
-    with self._lock:
-      return pose_overlay.draw_pose_overlay(
-          np.asarray(photo),
-          shape.vertices,
-          shape.faces,
-          viewpoint["azimuth"],
-          viewpoint["elevation"],
-          viewpoint["tilt"],
-          renderer=self.renderer,
-      )
+    return pose_overlay.draw_pose_overlay(
+        np.asarray(photo),
+        shape.vertices,
+        shape.faces,
+        viewpoint["azimuth"],
+        viewpoint["elevation"],
+        viewpoint["tilt"],
+        renderer=self.renderer,
+    )
 
   def results_markdown(self) -> str:
     path = paths.eval_dir(self.workdir, paths.RESULTS_TABLE)
