@@ -24,7 +24,7 @@ from jembed.embedding import out_of_sample
 from jembed.embedding import shape_map
 from jembed.workdir import files
 from jembed.workdir import paths
-from jembed.workdir import provenance
+from jembed.workdir import records
 
 _VERSION = 2  # of the drawing: a change of style gives new cache keys
 _STAR, _RING = "#d62728", (0, 0, 0)
@@ -95,7 +95,9 @@ def draw_base(rows: np.ndarray, xy: np.ndarray, categories: np.ndarray, title: s
 def map_key(workdir: str, model: embed.TrainedModel) -> str:
   """The cache key of a workdir's map: what it shows (the embedding, the descriptors' file, the drawing's version)."""
   stat = os.stat(paths.lfd(workdir, paths.DESCRIPTORS))
-  embedding = provenance.embedding_fingerprint(model.shape_ids, model.shape_categories, model.shape_points)
+  embedding = records.ShapeEmbedding(
+      model.shape_ids, model.shape_categories, model.shape_points, 0.0, np.zeros(0, np.float32)
+  ).fingerprint()
   return paths.cache_key({"embedding": embedding, "descriptors": [stat.st_size, stat.st_mtime_ns], "v": _VERSION})
 
 
