@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jembed.apps.serve import pictures
+from jembed.workdir import checksums
 from jembed.workdir import paths
 
 _STAR_RGB = (214, 39, 40)  # "#d62728"
@@ -51,8 +52,14 @@ def _workdir(tmp_path, n: int = 14, seed: int = 0):
   rng = np.random.default_rng(seed)
   ids = [f"s{i:02d}" for i in range(n)]
   (tmp_path / paths.LFD_DIR).mkdir(exist_ok=True)
-  np.save(paths.lfd(str(tmp_path), paths.DESCRIPTORS), rng.random((n, 40), dtype=np.float32))
-  progress = {"ids": ids, "categories": ["chair"] * (n // 2) + ["table"] * (n - n // 2), "skipped": []}
+  features = rng.random((n, 40), dtype=np.float32)
+  np.save(paths.lfd(str(tmp_path), paths.DESCRIPTORS), features)
+  progress = {
+      "ids": ids,
+      "categories": ["chair"] * (n // 2) + ["table"] * (n - n // 2),
+      "skipped": [],
+      "digests": [[0, n, checksums.digest_array(features)]],  # as the descriptor stage records them
+  }
   with open(paths.lfd(str(tmp_path), paths.DESCRIPTOR_PROGRESS), "w") as f:
     json.dump(progress, f)
   return types.SimpleNamespace(
