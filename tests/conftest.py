@@ -14,6 +14,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np
 import pytest  # noqa: E402
+from scipy.spatial import distance as scipy_distance
 
 from configs import tiny
 from jembed.data import build
@@ -107,6 +108,20 @@ def _build_train_dataset(folder: str, config) -> str:
   ids = pipeline.read_metadata(naming.dataset_dir(config, folder))["shape_ids"]
   save_made_up_embedding(ids, f"{folder}/shape_embedding.npz")
   return folder
+
+
+def integer_points(n: int, d: int, seed: int) -> np.ndarray:
+  """float32[n, d] in {-2, ..., 2}: many exactly equal distances, and duplicate rows (every product and sum of them
+  is exact in float32, so equal distances are equal on every side and their order is the tie rule alone)."""
+  return np.random.default_rng(seed).integers(-2, 3, (n, d)).astype(np.float32)
+
+
+def knn_reference(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+  """The oracle of exact k-NN: float64 brute force, distances and the first k of a stable argsort (ties by ascending
+  index)."""
+  dist = scipy_distance.cdist(queries.astype(np.float64), database.astype(np.float64))
+  order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+  return np.take_along_axis(dist, order, axis=1), order
 
 
 def save_made_up_embedding(ids, path: str, dim: int = 5) -> None:

@@ -1,8 +1,9 @@
 """OpenGL backend: moderngl on a headless EGL context (Mesa llvmpipe on CPU, the NVIDIA driver on GPU; no X).
 
-One context per renderer, reused by every call. A call uploads the mesh once (vertices, faces and a texture of the
-flat face normals), then draws each view into its own tile of an atlas framebuffer, changing only uniforms and the
-viewport, and reads the whole atlas back at once: per-view readbacks would dominate on llvmpipe. The single RG32F
+One context per renderer, reused by every call. A call uploads the mesh once (three corners per face, each with the
+face's flat normal), then draws each view into its own tile of an atlas framebuffer, changing only uniforms and the
+viewport, and reads the whole atlas back at once, straight into the output: per-view readbacks would dominate on
+llvmpipe. The single RG32F
 colour target holds (gray, depth along the optical axis), so neither colour quantization nor depth-buffer
 linearization stands between the two backends. Both sides of every face are drawn (no culling: ShapeNet's winding
 is inconsistent).
@@ -22,30 +23,31 @@ _VERTEX_SHADER = """
 #version 330
 uniform mat4 u_mvp;
 in vec3 in_pos;
+in vec3 in_normal;
 out vec3 v_pos;
+flat out vec3 v_normal;
 void main() {
   v_pos = in_pos;
+  v_normal = in_normal;
   gl_Position = u_mvp * vec4(in_pos, 1.0);
 }
 """
 
-# Flat normals come from a texture indexed by gl_PrimitiveID, so the mesh is drawn indexed (each vertex shaded once,
-# not once per face) and the normals are bit-identical to the ones the embree backend shades with.
+# Flat normals arrive as a flat varying: the mesh is drawn as three vertices per face, each carrying its face's normal
+# (bit-identical to the ones the embree backend shades with). A texture of normals indexed by gl_PrimitiveID costs
+# llvmpipe a texel fetch and an integer division per fragment: 20 % more time per view, measured.
 _FRAGMENT_SHADER = """
 #version 330
 uniform vec3 u_eye;
 uniform vec3 u_forward;
-uniform sampler2D u_normals;
 in vec3 v_pos;
+flat in vec3 v_normal;
 out vec2 f_gray_depth;
 {shade}
 void main() {{
-  int width = textureSize(u_normals, 0).x;
-  vec3 normal = texelFetch(u_normals, ivec2(gl_PrimitiveID % width, gl_PrimitiveID / width), 0).xyz;
-  f_gray_depth = vec2(shade(v_pos, normal, u_eye), dot(v_pos - u_eye, u_forward));
+  f_gray_depth = vec2(shade(v_pos, v_normal, u_eye), dot(v_pos - u_eye, u_forward));
 }}
 """
-_NORMALS_WIDTH = 4096  # texels per row of the normal texture
 
 
 class EGLRenderer:
@@ -57,7 +59,6 @@ class EGLRenderer:
     self._ctx = moderngl.create_context(standalone=True, backend="egl")
     limit = min(self._ctx.info["GL_MAX_RENDERBUFFER_SIZE"], *self._ctx.info["GL_MAX_VIEWPORT_DIMS"])
     self._atlas_side = min(atlas_side, limit)
-    self._normals_width = min(_NORMALS_WIDTH, self._ctx.info["GL_MAX_TEXTURE_SIZE"])
     self._programs = {}  # lamp count -> program (the count is compiled in, see shading.glsl_shade)
     self._fbo = None
     self._fbo_size = None
@@ -72,8 +73,6 @@ class EGLRenderer:
     if num_lamps not in self._programs:
       fragment = _FRAGMENT_SHADER.format(shade=shading.glsl_shade(num_lamps))
       prog = self._ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=fragment)
-      if "u_normals" in prog:  # compiled out without lamps
-        prog["u_normals"].value = 0  # texture unit
       self._programs[num_lamps] = prog
     return self._programs[num_lamps]
 
@@ -107,8 +106,9 @@ class EGLRenderer:
     n, (hk, wk) = len(views), job.samples
     if hk > self._atlas_side or wk > self._atlas_side:
       raise ValueError(f"{hk}x{wk} samples exceed the framebuffer limit {self._atlas_side}")
-    out = np.zeros((n, hk, wk, 2), np.float32)
-    if len(job.faces) and n:
+    drawn = bool(len(job.faces) and n)
+    out = (np.empty if drawn else np.zeros)((n, hk, wk, 2), np.float32)  # every tile of a drawn call is copied in
+    if drawn:
       with self._ctx:  # make our context current: another renderer in this thread may have switched it
         self._draw(job.vertices, job.faces, views, job.lights, job.albedo, fov_deg, out)
     return base.resolve(out[..., 0], out[..., 1], job.antialias)
@@ -118,44 +118,34 @@ class EGLRenderer:
     n, hk, wk = out.shape[:3]
     cols = min(n, self._atlas_side // wk)
     per_atlas = cols * min(-(-n // cols), self._atlas_side // hk)
-    vbo = self._ctx.buffer(vertices.tobytes())
-    ibo = self._ctx.buffer(faces.tobytes())
-    normals = self._normal_texture(shading.face_normals(vertices, faces))
+    # Per corner: its position and its face's normal (float32[3F, 6]); the corners of a face are drawn in order.
+    corners = np.concatenate([vertices[faces], np.repeat(shading.face_normals(vertices, faces)[:, None], 3, 1)], -1)
+    vbo = self._ctx.buffer(np.ascontiguousarray(corners, np.float32).tobytes())
     vaos = {}  # one per program used in this call, all on the same buffers
     try:
       mvp = camera.perspective((hk, wk), fov_deg) @ camera.look_at(views)
       rotation, eye = camera.camera_frames(views)
       for start in range(0, n, per_atlas):
         stop = min(n, start + per_atlas)
-        out[start:stop] = self._draw_atlas(
-            (vbo, ibo, vaos),
-            (hk, wk),
+        self._draw_atlas(
+            (vbo, vaos),
             cols,
             mvp[start:stop],
             eye[start:stop],
             -rotation[start:stop, 2],
             view_lights[start:stop],
             albedo[start:stop],
+            out[start:stop],
         )
     finally:
-      for obj in (*vaos.values(), normals, ibo, vbo):
+      for obj in (*vaos.values(), vbo):
         obj.release()
 
-  def _normal_texture(self, normals: np.ndarray) -> moderngl.Texture:
-    """float32[F, 3] face normals as an RGB32F texture, row-major (face f at texel f), bound to unit 0."""
-    width = self._normals_width
-    rows = -(-len(normals) // width)
-    texels = np.zeros((rows * width, 3), np.float32)
-    texels[: len(normals)] = normals
-    texture = self._ctx.texture((width, rows), 3, texels.tobytes(), dtype="f4")
-    texture.filter = (moderngl.NEAREST, moderngl.NEAREST)
-    texture.use(location=0)
-    return texture
-
-  def _draw_atlas(self, mesh, tile, cols, mvp, eye, forward, view_lights, albedo) -> np.ndarray:
-    """Draws len(mvp) views into tiles and returns float32[n, h, w, 2] (gray, depth), row 0 at the top."""
-    vbo, ibo, vaos = mesh
-    (h, w), n = tile, len(mvp)
+  def _draw_atlas(self, mesh, cols, mvp, eye, forward, view_lights, albedo, out):
+    """Draws len(mvp) views into tiles of the atlas and copies them into out: float32[n, h, w, 2] (gray, depth), row 0
+    at the top."""
+    vbo, vaos = mesh
+    n, h, w, _ = out.shape
     rows = -(-n // cols)
     fbo = self._framebuffer(cols * w, rows * h)
     fbo.use()
@@ -165,7 +155,9 @@ class EGLRenderer:
     for v in range(n):
       prog = self._program(len(view_lights[v].energies))
       if prog.glo not in vaos:
-        vaos[prog.glo] = self._ctx.vertex_array(prog, [(vbo, "3f", "in_pos")], index_buffer=ibo, index_element_size=4)
+        # Without lamps the normal is compiled out (and skipped in the buffer).
+        normal = ("3f", "in_normal") if "in_normal" in prog else ("12x",)
+        vaos[prog.glo] = self._ctx.vertex_array(prog, [(vbo, f"3f {normal[0]}", "in_pos", *normal[1:])])
       tile_xy = ((v % cols) * w, (v // cols) * h, w, h)
       fbo.viewport = tile_xy
       fbo.scissor = tile_xy  # guard-band rasterization must not spill into the neighbouring tile
@@ -176,10 +168,14 @@ class EGLRenderer:
       _set_lights(prog, view_lights[v])
       vaos[prog.glo].render(moderngl.TRIANGLES)
     fbo.scissor = None
-    pixels = np.frombuffer(fbo.read(viewport=(0, 0, cols * w, rows * h), components=2, dtype="f4"), np.float32)
-    # GL rows run bottom-up; tile v sits at tile row v // cols counted from the bottom.
-    tiles = pixels.reshape(rows, h, cols, w, 2).transpose(0, 2, 1, 3, 4).reshape(rows * cols, h, w, 2)
-    return tiles[:n, ::-1]
+    pixels = np.empty((rows * h, cols * w, 2), np.float32)
+    fbo.read_into(pixels, viewport=(0, 0, cols * w, rows * h), components=2, dtype="f4")
+    # GL rows run bottom-up; tile v sits at tile row v // cols counted from the bottom. One copy, straight into out.
+    grid = pixels.reshape(rows, h, cols, w, 2)[:, ::-1].transpose(0, 2, 1, 3, 4)  # [rows, cols, h, w, 2], a view
+    full = n // cols
+    out[: full * cols].reshape(full, cols, h, w, 2)[...] = grid[:full]
+    if n > full * cols:
+      out[full * cols :] = grid[full, : n - full * cols]
 
   def release(self):
     """Frees the context and every GL object in it."""

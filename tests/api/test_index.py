@@ -12,15 +12,8 @@ from scipy.spatial import distance as scipy_distance
 from jembed.api import index as index_lib
 from jembed.api import retrieval
 
-
-def _integer_points(n: int, d: int, seed: int) -> np.ndarray:
-  return np.random.default_rng(seed).integers(-2, 3, (n, d)).astype(np.float32)
-
-
-def _reference(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-  dist = scipy_distance.cdist(queries.astype(np.float64), database.astype(np.float64))
-  order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-  return np.take_along_axis(dist, order, axis=1), order
+from conftest import integer_points
+from conftest import knn_reference
 
 
 @pytest.fixture
@@ -46,11 +39,11 @@ def test_select_prefilter_equals_top_k(monkeypatch, k):
 
 @pytest.mark.parametrize("k", [1, 4, 10])
 def test_search_breaks_ties_by_lower_row(small_blocks, k):  # pylint: disable=unused-argument,redefined-outer-name
-  queries, points = _integer_points(21, 3, 0), _integer_points(700, 3, 1)  # 125 distinct points: ties everywhere
+  queries, points = integer_points(21, 3, 0), integer_points(700, 3, 1)  # 125 distinct points: ties everywhere
   assert retrieval._chunk_rows(700) == 88  # pylint: disable=protected-access  (8 chunks; k = 1, 4 prefiltered)
   index = index_lib.ShapeIndex(points, sharded=False)
   dist, rows = index.search(queries, k)
-  want_dist, want_rows = _reference(queries, points, k)
+  want_dist, want_rows = knn_reference(queries, points, k)
   np.testing.assert_array_equal(rows, want_rows)
   np.testing.assert_allclose(dist, want_dist, rtol=1e-6)
   assert dist.dtype == np.float32 and rows.dtype == np.int32
@@ -62,7 +55,7 @@ def test_sharded_index_equals_one_device_bit_for_bit(small_blocks, n_queries):  
   assert retrieval._chunk_rows(1001) == 128  # pylint: disable=protected-access  (2 chunks a device; k = 1, 7 prefiltered)
   rng = np.random.default_rng(2)
   for queries, points in (
-      (_integer_points(n_queries, 3, 3), _integer_points(1001, 3, 4)),  # 1001 rows padded to 1024
+      (integer_points(n_queries, 3, 3), integer_points(1001, 3, 4)),  # 1001 rows padded to 1024
       (rng.normal(size=(n_queries, 32)).astype(np.float32), rng.normal(size=(1001, 32)).astype(np.float32)),
   ):
     one = index_lib.ShapeIndex(points, sharded=False)
@@ -72,9 +65,9 @@ def test_sharded_index_equals_one_device_bit_for_bit(small_blocks, n_queries):  
       want, got = one.search(queries, k), many.search(queries, k)
       np.testing.assert_array_equal(got[1], want[1])
       np.testing.assert_array_equal(got[0], want[0])
-  queries, points = _integer_points(n_queries, 3, 3), _integer_points(1001, 3, 4)
+  queries, points = integer_points(n_queries, 3, 3), integer_points(1001, 3, 4)
   np.testing.assert_array_equal(
-      index_lib.ShapeIndex(points, sharded=True).search(queries, 9)[1], _reference(queries, points, 9)[1]
+      index_lib.ShapeIndex(points, sharded=True).search(queries, 9)[1], knn_reference(queries, points, 9)[1]
   )
 
 
@@ -85,7 +78,7 @@ def test_random_points_and_repeated_searches_match_brute_force():
   for q in (1, 3, 64, 65):  # several batch sizes against the same resident points
     queries = rng.normal(size=(q, 64)).astype(np.float32)
     dist, rows = index.search(queries, 10)
-    want_dist, want_rows = _reference(queries, points, 10)
+    want_dist, want_rows = knn_reference(queries, points, 10)
     np.testing.assert_allclose(dist, want_dist, rtol=1e-5, atol=1e-5)
     assert np.mean(rows == want_rows) > 0.99  # float32 near-ties may swap
     exact = scipy_distance.cdist(queries.astype(np.float64), points.astype(np.float64))
@@ -93,7 +86,7 @@ def test_random_points_and_repeated_searches_match_brute_force():
 
 
 def test_one_query_alone_equals_it_in_a_batch():
-  queries, points = _integer_points(5, 4, 6), _integer_points(300, 4, 7)
+  queries, points = integer_points(5, 4, 6), integer_points(300, 4, 7)
   index = index_lib.ShapeIndex(points)
   batch = index.search(queries, 6)
   for i in range(5):
@@ -103,7 +96,7 @@ def test_one_query_alone_equals_it_in_a_batch():
 
 
 def test_exclude_leaves_the_row_out():
-  points = _integer_points(50, 3, 8)
+  points = integer_points(50, 3, 8)
   points[9] = points[4]
   index = index_lib.ShapeIndex(points)
   dist, rows = index.search(points, 49, exclude=np.arange(50))

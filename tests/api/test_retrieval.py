@@ -12,24 +12,15 @@ from scipy.spatial import distance as scipy_distance
 
 from jembed.api import retrieval
 
-
-def _integer_points(n: int, d: int, seed: int) -> np.ndarray:
-  """float32[n, d] in {-2, ..., 2}: many exactly equal distances, and duplicate rows."""
-  return np.random.default_rng(seed).integers(-2, 3, (n, d)).astype(np.float32)
-
-
-def _reference(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-  """float64 brute force: distances and the first k of a stable argsort (ties by ascending index)."""
-  dist = scipy_distance.cdist(queries.astype(np.float64), database.astype(np.float64))
-  order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-  return np.take_along_axis(dist, order, axis=1), order
+from conftest import integer_points
+from conftest import knn_reference
 
 
 @pytest.mark.parametrize("k", [1, 7, 203])
 def test_ties_break_by_lower_index(k):
-  queries, database = _integer_points(29, 6, 0), _integer_points(203, 6, 1)
+  queries, database = integer_points(29, 6, 0), integer_points(203, 6, 1)
   database[150] = database[3]  # a duplicate row on top of the many equal distances
-  want_dist, want_idx = _reference(queries, database, k)
+  want_dist, want_idx = knn_reference(queries, database, k)
   dist, idx = retrieval.top_k(queries, database, k, sharded=False)
   assert dist.dtype == np.float32 and idx.dtype == np.int32 and idx.shape == (29, k)
   np.testing.assert_array_equal(idx, want_idx)
@@ -43,7 +34,7 @@ def test_random_points_match_brute_force():
   queries = rng.normal(size=(40, 32)).astype(np.float32)
   database = rng.normal(size=(500, 32)).astype(np.float32)
   database[17] = database[400]
-  want_dist, want_idx = _reference(queries, database, 10)
+  want_dist, want_idx = knn_reference(queries, database, 10)
   dist, idx = retrieval.top_k(queries, database, 10)
   np.testing.assert_allclose(dist, want_dist, rtol=1e-5, atol=1e-5)
   # Index by index up to float32 near-ties: each returned row really lies at the returned distance.
@@ -57,7 +48,7 @@ def test_sharded_equals_unsharded_bit_for_bit(k):
   assert jax.device_count() == 4  # tests/conftest.py; 203 rows do not divide by 4
   rng = np.random.default_rng(5)
   cases = {
-      "ties": (_integer_points(37, 5, 3), _integer_points(203, 5, 4)),
+      "ties": (integer_points(37, 5, 3), integer_points(203, 5, 4)),
       "random": (rng.normal(size=(37, 64)).astype(np.float32), rng.normal(size=(203, 64)).astype(np.float32)),
   }
   for name, (queries, database) in cases.items():
@@ -67,15 +58,15 @@ def test_sharded_equals_unsharded_bit_for_bit(k):
     np.testing.assert_array_equal(got[0], want[0], err_msg=name)  # the same products: the same bits
   queries, database = cases["ties"]
   np.testing.assert_array_equal(
-      retrieval.top_k(queries, database, k, sharded=True)[1], _reference(queries, database, k)[1]
+      retrieval.top_k(queries, database, k, sharded=True)[1], knn_reference(queries, database, k)[1]
   )
 
 
 def test_sharded_with_several_chunks_per_device(monkeypatch):
   # 5 chunks of 8 rows over 4 devices: the chunk merge on a device and the merge across devices, with ties.
   monkeypatch.setattr(retrieval, "_CHUNK_ROWS", 8)
-  queries, database = _integer_points(11, 3, 7), _integer_points(37, 3, 8)
-  want_idx = _reference(queries, database, 20)[1]
+  queries, database = integer_points(11, 3, 7), integer_points(37, 3, 8)
+  want_idx = knn_reference(queries, database, 20)[1]
   for sharded in (False, True):
     np.testing.assert_array_equal(retrieval.top_k(queries, database, 20, sharded=sharded)[1], want_idx)
 
@@ -85,15 +76,15 @@ def test_auto_shards_large_databases_only(monkeypatch):
   sharded_knn = retrieval._sharded_knn  # pylint: disable=protected-access
   monkeypatch.setattr(retrieval, "_sharded_knn", lambda *a, **kw: calls.append(1) or sharded_knn(*a, **kw))
   monkeypatch.setattr(retrieval, "SHARD_MIN_ROWS", 100)
-  queries = _integer_points(3, 4, 17)
-  retrieval.top_k(queries, _integer_points(99, 4, 18), 3)
+  queries = integer_points(3, 4, 17)
+  retrieval.top_k(queries, integer_points(99, 4, 18), 3)
   assert not calls
-  retrieval.top_k(queries, _integer_points(100, 4, 18), 3)
+  retrieval.top_k(queries, integer_points(100, 4, 18), 3)
   assert calls
 
 
 def test_query_blocks_and_jax_inputs():
-  queries, database = _integer_points(23, 4, 9), _integer_points(60, 4, 10)
+  queries, database = integer_points(23, 4, 9), integer_points(60, 4, 10)
   want = retrieval.top_k(queries, database, 5)
   got = retrieval.top_k(jnp.asarray(queries), jnp.asarray(database), 5, block=4)  # 6 blocks, the last one padded
   np.testing.assert_array_equal(got[1], want[1])
@@ -117,7 +108,7 @@ def test_errors():
 
 
 def test_exclude_self_never_returns_the_query():
-  points = _integer_points(40, 6, 11)
+  points = integer_points(40, 6, 11)
   points[7] = points[2]  # a duplicate: distance 0 to row 2, tied with row 2's own distance
   dist, idx = retrieval.image_to_image(points, 39, exclude_self=True)
   assert not np.any(idx == np.arange(40)[:, None])
@@ -126,18 +117,18 @@ def test_exclude_self_never_returns_the_query():
   np.fill_diagonal(full, np.inf)
   np.testing.assert_array_equal(idx, np.argsort(full, axis=1, kind="stable")[:, :39])
   with_self = retrieval.image_to_image(points, 2)[1]
-  np.testing.assert_array_equal(with_self, _reference(points, points, 2)[1])
+  np.testing.assert_array_equal(with_self, knn_reference(points, points, 2)[1])
   assert with_self[7, 0] == 2  # row 7 ties with row 2 at distance 0: the lower index first, itself second
 
 
 def test_directions_are_thin_wrappers():
-  images, shapes = _integer_points(9, 4, 12), _integer_points(30, 4, 13)
-  np.testing.assert_array_equal(retrieval.image_to_shape(images, shapes, 3)[1], _reference(images, shapes, 3)[1])
-  np.testing.assert_array_equal(retrieval.shape_to_image(shapes, images, 3)[1], _reference(shapes, images, 3)[1])
+  images, shapes = integer_points(9, 4, 12), integer_points(30, 4, 13)
+  np.testing.assert_array_equal(retrieval.image_to_shape(images, shapes, 3)[1], knn_reference(images, shapes, 3)[1])
+  np.testing.assert_array_equal(retrieval.shape_to_image(shapes, images, 3)[1], knn_reference(shapes, images, 3)[1])
 
 
 def test_knn_jits_inside_user_code():
-  queries, database = _integer_points(6, 4, 14), _integer_points(50, 4, 15)
+  queries, database = integer_points(6, 4, 14), integer_points(50, 4, 15)
 
   @jax.jit
   def user_fn(q, d):
@@ -145,7 +136,7 @@ def test_knn_jits_inside_user_code():
     return dist.sum(axis=1), idx
 
   total, idx = user_fn(queries, database)
-  want_dist, want_idx = _reference(queries, database, 4)
+  want_dist, want_idx = knn_reference(queries, database, 4)
   np.testing.assert_array_equal(np.asarray(idx), want_idx)
   np.testing.assert_allclose(np.asarray(total), want_dist.sum(axis=1), rtol=1e-6)
   vmapped = jax.vmap(lambda q: retrieval.knn(q[None], database, 4)[1][0])(queries)  # one query at a time
