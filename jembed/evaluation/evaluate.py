@@ -233,9 +233,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, *, methods=None) -
   sets = []
   if "synthetic" in tuple(config.eval.sets):
     sets += image_sets.synthetic_sets(config, workdir, model.shape_ids, np.asarray(model.shape_categories))
-  photos = image_sets.photo_set(config, workdir, model.shape_ids)
-  if photos is not None:
-    sets.append(photos)
+  sets += image_sets.photo_sets_of(config, workdir, model.shape_ids)
   if not sets:
     raise ValueError("nothing to evaluate: config.eval.sets has no 'synthetic' and config.eval.photo_set is empty")
   by_name = {image_set.name: evaluate_set(image_set, methods, context) for image_set in sets}

@@ -248,14 +248,16 @@ def synthetic_sets(
   return [ImageSet(name, cached[name], cached["shape_index"], cached["labels"], cached["views"]) for name in SYNTHETIC]
 
 
-def photo_set(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.ndarray) -> ImageSet | None:
-  """The real-photo set named by `config.eval.photo_set` / `photo_root` (None when there is none).
+def photo_sets_of(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.ndarray) -> list[ImageSet]:
+  """The real-photo sets named by `config.eval.photo_set` / `photo_root` (none when it is empty).
 
-  Photos whose ground-truth shape is not in the embedding (skipped meshes) are left out, with a warning.
+  'ikea' gives three sets: all photos ('ikea'), and those of each half of the models ('ikea_tune', 'ikea_held_out';
+  `photo_sets.ikea_half`). Photos whose ground-truth shape is not in the embedding (skipped meshes) are left out, with
+  a warning.
   """
   kind = str(config.eval.get("photo_set", "") or "")
   if not kind:
-    return None
+    return []
   photos = photo_sets.load_photo_set(kind, config.eval.photo_root)
   size = int(config.data.image_size)
   key = _key(dict(kind=kind, root=config.eval.photo_root, size=size, n=len(photos), ids=list(map(str, shape_ids))))
@@ -280,7 +282,14 @@ def photo_set(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.nda
         labels=np.asarray([os.path.basename(p.path) for p in usable]),
     )
     files.save_npz(path, **cached)
-  return ImageSet(kind, cached["images"], cached["shape_index"], cached["labels"])
+  whole = ImageSet(kind, cached["images"], cached["shape_index"], cached["labels"])
+  if kind != "ikea":
+    return [whole]
+  halves = np.asarray([photo_sets.ikea_half(str(shape_ids[i])) for i in whole.shape_index])
+  subsets = [(f"{kind}_{half}", halves == half) for half in photo_sets.IKEA_HALVES]
+  return [whole] + [
+      ImageSet(name, whole.images[m], whole.shape_index[m], whole.labels[m]) for name, m in subsets if m.any()
+  ]
 
 
 # The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).

@@ -58,6 +58,18 @@ def test_photos_resolve_to_listed_shapes(ikea_root):
   assert photos[0].path.endswith("/Images/00000002_001.jpg") and photos[0].shape_id == "chair/068_POANG_24abfbc0"
 
 
+def test_the_ikea_halves_are_pinned(ikea_root):
+  """The tuning / held-out split of the models: fixed by the ids, so a change to it shows here, not in a table."""
+  refs = sources.ikea_refs(ikea_root)
+  half = {r.id: photo_sets.ikea_half(r.id) for r in refs}
+  assert collections.Counter(half.values()) == dict(tune=112, held_out=113)
+  photos = photo_sets.load_photo_set("ikea", ikea_root)
+  shown = {p.shape_id for p in photos}
+  assert collections.Counter(half[s] for s in shown) == dict(tune=20, held_out=23)
+  assert collections.Counter(half[p.shape_id] for p in photos) == dict(tune=467, held_out=470)
+  assert half["chair/068_POANG_24abfbc0"] == "held_out" and half["bed/005_BRIMNES_e1e53ec2"] == "tune"
+
+
 def test_loaded_chairs_stand_up_and_face_azimuth_zero(ikea_root):
   """Chairs whose backrest is clear in the grids: +Y up, and the backrest behind (-X), so azimuth 0 sees the front."""
   config = ikea_config.get_config(f"root={ikea_root},categories=chair")
