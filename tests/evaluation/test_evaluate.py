@@ -41,6 +41,7 @@ def test_results_json_is_set_method_metric(run):
   for name in ("synthetic_clean", "synthetic_clutter"):
     assert set(results[name]) == {
         "joint",
+        "joint+verify",
         "hog_nn",
         "pixels",
         "chance",
@@ -51,16 +52,17 @@ def test_results_json_is_set_method_metric(run):
         "viewpoint:hog_nn",
         "viewpoint:pixels",
         "viewpoint:category_mode",
+        "viewpoint:verify",
     }
     for how in ("points", "distances", "ranks"):
       scores = results[name][f"fused:{how}"]
       assert scores["n_queries"] == n and scores["images_per_query"] == 2  # one query per shape, its 2 images
       assert 0 <= scores["top1"] <= scores["top5"] <= scores["top10"] <= 1
-    for method in ("joint", "hog_nn", "pixels", "category_mode"):
+    for method in ("joint", "hog_nn", "pixels", "category_mode", "verify"):
       scores = results[name][f"viewpoint:{method}"]
       assert scores["n_queries"] == n * 2 and 0 <= scores["acc_pi6"] <= 1 and 0 <= scores["med_err"] <= 180
       assert set(scores["per_category"]) == {"airplane", "car", "chair", "lamp", "sofa", "table"}
-    for method in ("joint", "hog_nn", "pixels"):
+    for method in ("joint", "joint+verify", "hog_nn", "pixels"):
       scores = results[name][method]
       assert scores["n_queries"] == n * 2 and scores["n_shapes"] == n
       assert 0 <= scores["top1"] <= scores["top5"] <= scores["top10"] <= 1

@@ -1,0 +1,124 @@
+"""Verification of a user's photos (`launch.query --verify`, the web page's option): `verify.py`, coarse to fine.
+
+  coarse: the joint embedding's K nearest shapes at the run's pose grid (`verify.grid_cache`, made once per run)
+  fine:   each candidate rendered at the 3 x 3 neighbourhood of its best coarse pose (`verify.refine_views`), K render
+          calls of 9 views each (K x 9 images), scored like the grid
+  fused:  `verify.verify_candidates` over the coarse and fine hypotheses together, with the weights the evaluation
+          chose on the run's validation images (`W/verify/verify_weights.json`), else `config.verify`'s, else
+          `verify.DEFAULT_WEIGHTS`
+
+The refined pose is the best hypothesis of the re-ranked first shape.
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from jembed.api import embed
+from jembed.api import verify
+from jembed.render import base
+from jembed.shapes import manifest
+from jembed.shapes import sources
+from jembed.workdir import paths
+
+
+@dataclasses.dataclass(frozen=True)
+class Verified:
+  """One photo's verified shortlist.
+
+  Attributes:
+    rows: int[K] the candidates (rows of the run's shapes), best first.
+    scores: float32[K] their fused scores (lower is better), in that order.
+    pose: (azimuth, elevation, tilt) in degrees: the refined pose of rows[0].
+    hypotheses: how many poses each candidate was scored at (coarse + fine).
+  """
+
+  rows: np.ndarray
+  scores: np.ndarray
+  pose: tuple[float, float, float]
+  hypotheses: int
+
+
+def run_weights(workdir: str, settings: verify.Settings) -> tuple[float, float, float]:
+  """The fused score's weights for `workdir`: `settings`' when all set, else those the evaluation chose on the run's
+  validation images, else `verify.DEFAULT_WEIGHTS`."""
+  if settings.weights is not None:
+    return settings.weights
+  path = paths.verify_dir(workdir, paths.VERIFY_WEIGHTS)
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      return tuple(float(w) for w in json.load(f)["weights"])
+  return verify.DEFAULT_WEIGHTS
+
+
+def _meshes(workdir: str, ids: list[str]) -> dict:
+  refs, up_axis, front = manifest.listed_shapes(workdir, ids)
+  return {shape.id: shape for shape in sources.iter_shapes(refs, up_axis, front)}
+
+
+def _fine(renderer: base.Renderer, shape, coarse_pose: np.ndarray, settings: verify.Settings):
+  """A candidate's fine hypotheses: (float32[9, 3] angles, float32[9, F] HoG, float32[9, P] edges), one render call."""
+  views = verify.refine_views(float(coarse_pose[0]), float(coarse_pose[1]), 180.0 / settings.azimuths, 5.0)
+  gray, alpha = verify.render_crops(renderer, shape.vertices, shape.faces, views, settings.size)
+  feats, edges = verify.view_features(gray, alpha)
+  return np.stack([views.azimuth, views.elevation, views.tilt], 1), np.asarray(feats), np.asarray(edges)
+
+
+def verify_photos(
+    workdir: str,
+    model: embed.TrainedModel,
+    images: np.ndarray,
+    points: np.ndarray,
+    head: np.ndarray | None,
+    renderer: base.Renderer,
+    settings: verify.Settings = verify.Settings(),
+    refine: bool = True,
+) -> list[Verified]:
+  """Verifies each photo's shortlist, coarse to fine.
+
+  Args:
+    workdir: the trained run; model: its `TrainedModel`.
+    images: uint8[Q, S, S, 3] the photos as the network saw them (stretched); points: float32[Q, D] their points.
+    head: float[Q, 3] the viewpoint head's poses, or None (no head: no prior).
+    renderer: the run's renderer.
+    settings: K, the grid and the weights (`config.verify`).
+    refine: also render the fine hypotheses around each candidate's best coarse pose.
+  """
+  grid = verify.grid_cache(workdir, model.shape_ids, renderer, settings)
+  joint = model.shape_index.distances(np.asarray(points, np.float32))
+  k = min(settings.k, joint.shape[1])
+  candidates = np.argsort(joint, axis=1, kind="stable")[:, :k].astype(np.int32)
+  joint_k = np.take_along_axis(joint, candidates, axis=1)
+  photo_hog, photo_dt = (np.asarray(x) for x in verify.photo_features(verify.photo_crops(images, settings.size)))
+  hog_d, chamfer = (
+      np.asarray(x) for x in verify.hypothesis_distances(photo_hog, photo_dt, grid.hog, grid.edges, candidates)
+  )
+  angles = grid.angles[candidates]  # [Q, K, H, 3]
+  weights = np.asarray(run_weights(workdir, settings), np.float32)
+  if refine:
+    _, best = verify.verify_candidates(joint_k, hog_d, chamfer, weights, verify.head_prior(angles, head))
+    best = np.asarray(best)
+    meshes = _meshes(workdir, sorted({str(model.shape_ids[c]) for c in candidates.ravel()}))
+    fine = np.zeros(angles.shape[:2] + (9, 3), np.float32)
+    fine_hog, fine_chamfer = np.zeros((2,) + angles.shape[:2] + (9,), np.float32)
+    for q, k_ in np.ndindex(*candidates.shape):
+      shape = meshes.get(str(model.shape_ids[candidates[q, k_]]))
+      if shape is None:  # no longer loads: its fine hypotheses repeat the coarse best one's scores
+        b = best[q, k_]
+        fine[q, k_], fine_hog[q, k_], fine_chamfer[q, k_] = angles[q, k_, b], hog_d[q, k_, b], chamfer[q, k_, b]
+        continue
+      fine[q, k_], feats, edges = _fine(renderer, shape, angles[q, k_, best[q, k_]], settings)
+      fine_hog[q, k_] = np.linalg.norm(feats - photo_hog[q], axis=1)
+      fine_chamfer[q, k_] = edges @ photo_dt[q]
+    angles = np.concatenate([angles, fine], axis=2)
+    hog_d, chamfer = np.concatenate([hog_d, fine_hog], axis=2), np.concatenate([chamfer, fine_chamfer], axis=2)
+  fused, best = verify.verify_candidates(joint_k, hog_d, chamfer, weights, verify.head_prior(angles, head))
+  fused, best = np.asarray(fused), np.asarray(best)
+  out = []
+  for q in range(len(candidates)):
+    order = np.argsort(fused[q], kind="stable")
+    pose = angles[q, order[0], best[q, order[0]]]
+    out.append(Verified(candidates[q, order], fused[q, order], tuple(float(a) for a in pose), angles.shape[2]))
+  return out
