@@ -346,6 +346,17 @@ def grid_cache(workdir: str, shape_ids, renderer: base.Renderer, settings: Setti
   ids = np.asarray(shape_ids).astype(str)
   name = paths.VERIFY_GRID.format(size=settings.size, azimuths=settings.azimuths, elevations=settings.elevations)
   path = paths.verify_dir(workdir, name)
+  memo = (os.path.abspath(path), grid_key(settings), hash(tuple(ids)))
+  if memo not in _GRIDS:  # a process queried many times (the web page) reads the file once
+    _GRIDS.clear()
+    _GRIDS[memo] = _grid_cache(path, ids, workdir, renderer, settings)
+  return _GRIDS[memo]
+
+
+_GRIDS: dict[tuple, Grid] = {}
+
+
+def _grid_cache(path: str, ids: np.ndarray, workdir: str, renderer: base.Renderer, settings: Settings) -> Grid:
   h, p = settings.azimuths * settings.elevations, settings.size * settings.size
   if os.path.exists(path):
     try:
@@ -371,7 +382,7 @@ def grid_cache(workdir: str, shape_ids, renderer: base.Renderer, settings: Setti
       hog=feats.astype(np.float16),
       edge_bits=np.packbits(edges > 0, axis=-1),
   )
-  return Grid(ids, angles, feats.astype(np.float16).astype(np.float32), edges)
+  return Grid(ids, angles, feats.astype(np.float16).astype(np.float32), edges)  # what reading it back gives
 
 
 # The checks `launch` runs on `config.verify` before any work (`jembed.utils.config_checks`).

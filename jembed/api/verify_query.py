@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 
+import jax
 import numpy as np
 
 from jembed.api import embed
@@ -53,9 +54,27 @@ def run_weights(workdir: str, settings: verify.Settings) -> tuple[float, float, 
   return verify.DEFAULT_WEIGHTS
 
 
+_MESHES: dict[tuple[str, str], object] = {}  # (workdir, shape id) -> normalized mesh, kept for the next photos
+_MAX_MESHES = 512
+_RESIDENT: dict[int, tuple] = {}  # id(grid) -> its features on the device (the grid is `verify.grid_cache`'s memo)
+
+
 def _meshes(workdir: str, ids: list[str]) -> dict:
-  refs, up_axis, front = manifest.listed_shapes(workdir, ids)
-  return {shape.id: shape for shape in sources.iter_shapes(refs, up_axis, front)}
+  """The candidates' normalized meshes, loaded once per process (a shape that no longer loads is left out)."""
+  missing = [i for i in ids if (workdir, i) not in _MESHES]
+  if missing:
+    if len(_MESHES) + len(missing) > _MAX_MESHES:
+      _MESHES.clear()
+    refs, up_axis, front = manifest.listed_shapes(workdir, missing)
+    _MESHES.update({(workdir, shape.id): shape for shape in sources.iter_shapes(refs, up_axis, front)})
+  return {i: _MESHES[(workdir, i)] for i in ids if (workdir, i) in _MESHES}
+
+
+def _resident(grid: verify.Grid) -> tuple:
+  if id(grid) not in _RESIDENT:
+    _RESIDENT.clear()
+    _RESIDENT[id(grid)] = (jax.device_put(grid.hog), jax.device_put(grid.edges))
+  return _RESIDENT[id(grid)]
 
 
 def _fine(renderer: base.Renderer, shape, coarse_pose: np.ndarray, settings: verify.Settings):
@@ -93,7 +112,7 @@ def verify_photos(
   joint_k = np.take_along_axis(joint, candidates, axis=1)
   photo_hog, photo_dt = (np.asarray(x) for x in verify.photo_features(verify.photo_crops(images, settings.size)))
   hog_d, chamfer = (
-      np.asarray(x) for x in verify.hypothesis_distances(photo_hog, photo_dt, grid.hog, grid.edges, candidates)
+      np.asarray(x) for x in verify.hypothesis_distances(photo_hog, photo_dt, *_resident(grid), candidates)
   )
   angles = grid.angles[candidates]  # [Q, K, H, 3]
   weights = np.asarray(run_weights(workdir, settings), np.float32)
