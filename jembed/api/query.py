@@ -168,13 +168,15 @@ def query(
 
 
 def verified_matches(
-    workdir: str, model: embed.TrainedModel, photos: list, points: np.ndarray, poses, top_k: int, renderer: str
+    workdir: str, model: embed.TrainedModel, photos: list, points: np.ndarray, poses, top_k: int, renderer
 ) -> tuple[list[list[Match]], list[Pose]]:
-  """Each photo's verified ranking (its first `top_k`) and refined pose (`verify_query.verify_photos`)."""
+  """Each photo's verified ranking (its first `top_k`) and refined pose (`verify_query.verify_photos`); renderer: a
+  name ('auto', ...) or a `Renderer` of the calling thread (an EGL context belongs to its thread)."""
   settings = verify_lib.Settings(k=max(verify_lib.Settings().k, top_k))
   head = None if poses is None else np.asarray([(p.azimuth, p.elevation, p.tilt) for p in poses], np.float32)
   images = _stretched(model, photos)[: len(photos)]
-  checked = verify_query.verify_photos(workdir, model, images, points, head, backend.get_renderer(renderer), settings)
+  render = backend.get_renderer(renderer) if isinstance(renderer, str) else renderer
+  checked = verify_query.verify_photos(workdir, model, images, points, head, render, settings)
   matches = [_matches(v.scores[:top_k], v.rows[:top_k], model) for v in checked]
   refined = [
       Pose(
