@@ -250,6 +250,7 @@ def _add_verification(config: ml_collections.ConfigDict) -> None:
           azimuths=24,  # The coarse pose grid: azimuths every 360 / azimuths degrees x the category's
           elevations=3,  # most frequent elevation bins of the training views (tilt 0).
           size=64,  # Side of the compared crops (HoG cells of 8 px).
+          refine=5,  # The coarse ranking's first `refine` candidates rendered again around their best grid pose.
           w_hog=-1.0,  # Weights of the HoG and chamfer comparisons in the fused score; -1: chosen by the evaluation
           w_chamfer=-1.0,  # on the run's own synthetic validation images (W/verify/verify_weights.json);
           w_prior=-1.0,  # and of the hypotheses' angle from the viewpoint head's pose (any -1: all three chosen).

@@ -67,6 +67,8 @@ class Settings:
     w_hog, w_chamfer, w_prior: weights of the two comparisons and of the viewpoint head's prior in the fused score
       (`verify_candidates`); any negative = all chosen on validation images (`evaluation.verify_method`).
     size: side of the compared crops.
+    refine: candidates of the coarse ranking refined by the fine step (`verify_query.add_fine`: 9 renders each
+      around its best coarse pose); 0 = the grid only.
   """
 
   k: int = 20
@@ -76,6 +78,7 @@ class Settings:
   w_chamfer: float = -1.0
   w_prior: float = -1.0
   size: int = SIZE
+  refine: int = 5
 
   @classmethod
   def from_config(cls, config) -> "Settings":
@@ -83,7 +86,7 @@ class Settings:
     if v is None:
       return cls()
     weights = (float(v.w_hog), float(v.w_chamfer), float(v.w_prior))
-    return cls(int(v.k), int(v.azimuths), int(v.elevations), *weights, int(v.size))
+    return cls(int(v.k), int(v.azimuths), int(v.elevations), *weights, int(v.size), int(v.get("refine", 5)))
 
   @property
   def weights(self) -> tuple[float, float, float] | None:
@@ -391,6 +394,7 @@ CONFIG_RULES = {
     "verify.azimuths": checks.integer(4, 72),
     "verify.elevations": checks.integer(1, 18),
     "verify.size": checks.integer(32, 256),
+    "verify.refine": checks.integer(0, 1000),
     "verify.w_hog": checks.number(-1.0, 100.0),
     "verify.w_chamfer": checks.number(-1.0, 100.0),
     "verify.w_prior": checks.number(-1.0, 100.0),

@@ -85,6 +85,60 @@ def _fine(renderer: base.Renderer, shape, coarse_pose: np.ndarray, settings: ver
   return np.stack([views.azimuth, views.elevation, views.tilt], 1), np.asarray(feats), np.asarray(edges)
 
 
+def add_fine(
+    workdir: str,
+    model: embed.TrainedModel,
+    renderer: base.Renderer,
+    h: dict,
+    photo_hog: np.ndarray,
+    photo_dt: np.ndarray,
+    weights,
+    settings: verify.Settings,
+    refine: int,
+) -> dict:
+  """The fine step: the first `refine` candidates of the coarse fused ranking, each rendered at the 3 x 3
+  neighbourhood of its best coarse pose (one render call of 9 views each) and scored like the grid.
+
+  Args:
+    h: the coarse hypotheses {'candidates': int[Q, K], 'joint_k': float32[Q, K], 'hog', 'chamfer': float32[Q, K, H],
+      'angles': float32[Q, K, H, 3], 'prior': float32[Q, K, H]}.
+    photo_hog, photo_dt: the photos' features (`verify.photo_features`).
+    refine: candidates refined per photo; the others' 9 fine hypotheses repeat their best coarse one.
+
+  Returns:
+    `h` with H + 9 hypotheses per candidate (the prior recomputed by the caller's `head` is not needed: the fine
+    hypotheses take their coarse centre's prior).
+  """
+  fused, best = (
+      np.asarray(x)
+      for x in verify.verify_candidates(
+          h["joint_k"], h["hog"], h["chamfer"], np.asarray(weights, np.float32), h["prior"]
+      )
+  )
+  q_n, k_n = h["candidates"].shape
+  rows, cols = np.arange(q_n)[:, None], np.arange(k_n)[None, :]
+  b = best[rows, cols]
+  fine = np.repeat(h["angles"][rows, cols, b][:, :, None], 9, axis=2)
+  fine_hog = np.repeat(h["hog"][rows, cols, b][:, :, None], 9, axis=2)
+  fine_chamfer = np.repeat(h["chamfer"][rows, cols, b][:, :, None], 9, axis=2)
+  fine_prior = np.repeat(h["prior"][rows, cols, b][:, :, None], 9, axis=2)
+  chosen = np.argsort(fused, axis=1, kind="stable")[:, : min(refine, k_n)]
+  meshes = _meshes(
+      workdir, sorted({str(model.shape_ids[c]) for c in np.take_along_axis(h["candidates"], chosen, 1).ravel()})
+  )
+  for q, j in zip(np.repeat(np.arange(q_n), chosen.shape[1]), chosen.ravel()):
+    shape = meshes.get(str(model.shape_ids[h["candidates"][q, j]]))
+    if shape is None:  # no longer loads: its fine hypotheses repeat the coarse best one
+      continue
+    fine[q, j], feats, edges = _fine(renderer, shape, h["angles"][q, j, best[q, j]], settings)
+    fine_hog[q, j] = np.linalg.norm(feats - photo_hog[q], axis=1)
+    fine_chamfer[q, j] = edges @ photo_dt[q]
+  out = dict(h)
+  for key, extra in (("angles", fine), ("hog", fine_hog), ("chamfer", fine_chamfer), ("prior", fine_prior)):
+    out[key] = np.concatenate([h[key], extra.astype(h[key].dtype)], axis=2)
+  return out
+
+
 def verify_photos(
     workdir: str,
     model: embed.TrainedModel,
@@ -93,48 +147,39 @@ def verify_photos(
     head: np.ndarray | None,
     renderer: base.Renderer,
     settings: verify.Settings = verify.Settings(),
-    refine: bool = True,
 ) -> list[Verified]:
-  """Verifies each photo's shortlist, coarse to fine.
+  """Verifies each photo's shortlist, coarse to fine (`settings.refine` candidates refined).
 
   Args:
     workdir: the trained run; model: its `TrainedModel`.
     images: uint8[Q, S, S, 3] the photos as the network saw them (stretched); points: float32[Q, D] their points.
     head: float[Q, 3] the viewpoint head's poses, or None (no head: no prior).
     renderer: the run's renderer.
-    settings: K, the grid and the weights (`config.verify`).
-    refine: also render the fine hypotheses around each candidate's best coarse pose.
+    settings: K, the grid, the fine step and the weights (`config.verify`).
   """
   grid = verify.grid_cache(workdir, model.shape_ids, renderer, settings)
   joint = model.shape_index.distances(np.asarray(points, np.float32))
   k = min(settings.k, joint.shape[1])
   candidates = np.argsort(joint, axis=1, kind="stable")[:, :k].astype(np.int32)
-  joint_k = np.take_along_axis(joint, candidates, axis=1)
   photo_hog, photo_dt = (np.asarray(x) for x in verify.photo_features(verify.photo_crops(images, settings.size)))
   hog_d, chamfer = (
       np.asarray(x) for x in verify.hypothesis_distances(photo_hog, photo_dt, *_resident(grid), candidates)
   )
   angles = grid.angles[candidates]  # [Q, K, H, 3]
+  h = dict(
+      candidates=candidates,
+      joint_k=np.take_along_axis(joint, candidates, axis=1),
+      hog=hog_d,
+      chamfer=chamfer,
+      angles=angles,
+      prior=verify.head_prior(angles, head),
+  )
   weights = np.asarray(run_weights(workdir, settings), np.float32)
-  if refine:
-    _, best = verify.verify_candidates(joint_k, hog_d, chamfer, weights, verify.head_prior(angles, head))
-    best = np.asarray(best)
-    meshes = _meshes(workdir, sorted({str(model.shape_ids[c]) for c in candidates.ravel()}))
-    fine = np.zeros(angles.shape[:2] + (9, 3), np.float32)
-    fine_hog, fine_chamfer = np.zeros((2,) + angles.shape[:2] + (9,), np.float32)
-    for q, k_ in np.ndindex(*candidates.shape):
-      shape = meshes.get(str(model.shape_ids[candidates[q, k_]]))
-      if shape is None:  # no longer loads: its fine hypotheses repeat the coarse best one's scores
-        b = best[q, k_]
-        fine[q, k_], fine_hog[q, k_], fine_chamfer[q, k_] = angles[q, k_, b], hog_d[q, k_, b], chamfer[q, k_, b]
-        continue
-      fine[q, k_], feats, edges = _fine(renderer, shape, angles[q, k_, best[q, k_]], settings)
-      fine_hog[q, k_] = np.linalg.norm(feats - photo_hog[q], axis=1)
-      fine_chamfer[q, k_] = edges @ photo_dt[q]
-    angles = np.concatenate([angles, fine], axis=2)
-    hog_d, chamfer = np.concatenate([hog_d, fine_hog], axis=2), np.concatenate([chamfer, fine_chamfer], axis=2)
-  fused, best = verify.verify_candidates(joint_k, hog_d, chamfer, weights, verify.head_prior(angles, head))
+  if settings.refine:
+    h = add_fine(workdir, model, renderer, h, photo_hog, photo_dt, weights, settings, settings.refine)
+  fused, best = verify.verify_candidates(h["joint_k"], h["hog"], h["chamfer"], weights, h["prior"])
   fused, best = np.asarray(fused), np.asarray(best)
+  angles = h["angles"]
   out = []
   for q in range(len(candidates)):
     order = np.argsort(fused[q], kind="stable")

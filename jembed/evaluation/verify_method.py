@@ -1,13 +1,16 @@
 """The evaluation's `joint+verify` row and its refined pose (`viewpoint:verify`): `jembed.api.verify` on every set.
 
 For each image the joint embedding's `config.verify.k` nearest shapes are verified against the run's pose-grid cache
-(`verify.grid_cache`) and re-ranked by the fused score; the shapes past the K keep the joint embedding's order
-behind them. Image x image distances are the joint embedding's (verification ranks shapes, not images).
+(`verify.grid_cache`), the coarse ranking's first `config.verify.refine` are rendered again around their best grid
+pose (`verify_query.add_fine`, as `launch.query --verify` does), and all are re-ranked by the fused score; the shapes
+past the K keep the joint embedding's order behind them. Image x image distances are the joint embedding's
+(verification ranks shapes, not images).
 
 The weights (w_hog, w_chamfer, w_prior) are `config.verify`'s when all are set; otherwise they are chosen once per
-run on its own synthetic validation images (`image_sets.validation_set`: new views, white and cluttered, never a test
-image or a photo), by the mean of top-1 and of the refined pose's Acc_π/6 over a small grid (`WEIGHT_GRID`), and
-written to `W/verify/verify_weights.json`, which `launch.query --verify` reads.
+run, on the grid's hypotheses (the fine step would cost each of the 64 trials its renders), on its own synthetic
+validation images (`image_sets.validation_set`: new views, white and cluttered, never a test image or a photo), by
+the mean of top-1 and of the refined pose's Acc_π/6 over a small grid (`WEIGHT_GRID`), and written to
+`W/verify/verify_weights.json`, which `launch.query --verify` reads.
 """
 
 import itertools
@@ -20,6 +23,7 @@ import numpy as np
 
 from jembed.api import retrieval
 from jembed.api import verify
+from jembed.api import verify_query
 from jembed.evaluation import image_sets
 from jembed.evaluation import methods
 from jembed.evaluation import viewpoint
@@ -32,12 +36,16 @@ WEIGHT_GRID = dict(w_hog=(0.5, 1.0, 2.0, 4.0), w_chamfer=(0.0, 0.25, 0.5, 1.0), 
 _BEHIND = 1e3  # added to the joint distance of shapes past the K, so every verified candidate ranks before them
 
 
+def _renderer(context: methods.Context):
+  if "verify_renderer" not in context.cache:
+    context.cache["verify_renderer"] = backend.get_renderer(context.config.render.backend)
+  return context.cache["verify_renderer"]
+
+
 def _grid(context: methods.Context):
   if "verify_grid" not in context.cache:
     settings = verify.Settings.from_config(context.config)
-    grid = verify.grid_cache(
-        context.workdir, context.model.shape_ids, backend.get_renderer(context.config.render.backend), settings
-    )
+    grid = verify.grid_cache(context.workdir, context.model.shape_ids, _renderer(context), settings)
     context.cache["verify_grid"] = (grid, jax.device_put(grid.hog), jax.device_put(grid.edges))
   return context.cache["verify_grid"]
 
@@ -59,6 +67,9 @@ def hypotheses(images: np.ndarray, context: methods.Context) -> dict:
     context.cache[key] = dict(
         candidates=candidates,
         joint=joint,
+        joint_k=np.take_along_axis(joint, candidates, axis=1),
+        photo_hog=np.asarray(photo_hog),
+        photo_dt=np.asarray(photo_dt),
         hog=np.asarray(hog_d),
         chamfer=np.asarray(chamfer),
         prior=verify.head_prior(hyp_angles, head),
@@ -130,7 +141,21 @@ def verified(images: np.ndarray, context: methods.Context) -> tuple[np.ndarray, 
   """(float32[Q, N] image x shape distances of `joint+verify`, float32[Q, 3] the refined poses)."""
   key = ("verified", methods.images_key(images))
   if key not in context.cache:
-    distances, _, pose = rerank(hypotheses(images, context), choose_weights(context))
+    settings, weights = verify.Settings.from_config(context.config), choose_weights(context)
+    h = hypotheses(images, context)
+    if settings.refine:  # the fine step around the best grid poses of the coarse ranking's first candidates
+      h = verify_query.add_fine(
+          context.workdir,
+          context.model,
+          _renderer(context),
+          h,
+          h["photo_hog"],
+          h["photo_dt"],
+          weights,
+          settings,
+          settings.refine,
+      )
+    distances, _, pose = rerank(h, weights)
     context.cache[key] = (distances, pose)
   return context.cache[key]
 
