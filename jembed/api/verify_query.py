@@ -1,8 +1,8 @@
 """Verification of a user's photos (`launch.query --verify`, the web page's option): `verify.py`, coarse to fine.
 
   coarse: the joint embedding's K nearest shapes at the run's pose grid (`verify.grid_cache`, made once per run)
-  fine:   each candidate rendered at the 3 x 3 neighbourhood of its best coarse pose (`verify.refine_views`), K render
-          calls of 9 views each (K x 9 images), scored like the grid
+  fine:   the coarse ranking's first R candidates (`config.verify.refine`, 5) rendered at the 3 x 3 neighbourhood of
+          their best coarse pose (`verify.refine_views`), R render calls of 9 views each, scored like the grid
   fused:  `verify.verify_candidates` over the coarse and fine hypotheses together, with the weights the evaluation
           chose on the run's validation images (`W/verify/verify_weights.json`), else `config.verify`'s, else
           `verify.DEFAULT_WEIGHTS`

@@ -1,14 +1,15 @@
 r"""What verification by rendering costs per photo: `launch.query --verify`'s path against the plain query.
 
   python tests/benchmarks/verify.py --workdir=/tmp/jembed            # a trained run (the demo's)
-  python tests/benchmarks/verify.py --workdir=/tmp/jembed --photos=16 --k=20
+  python tests/benchmarks/verify.py --workdir=/tmp/jembed --photos=16 --k=20 --refine=20   # every candidate refined
 
 Photos: the run's cluttered synthetic test images (`W/eval/sets/synthetic.npz`, so `launch.evaluate` must have run),
 taken one at a time as a user's query is. Plain: the network's forward pass (point and pose) and the exact top-k
 search (`query.embed_photos_with_poses` or `embed_photos`, `rank_shapes`). Verified: the same, then
 `verify_query.verify_photos` with K candidates: the photo's features, its K x A·E coarse hypotheses scored against the
 run's pose-grid cache (rendered once per run; its cost is printed apart, read from the cache here when present), and
-the fine step, K render calls of 9 views each (K x 9 renders, `verify.refine_views`) with their features. Medians over
+the fine step, R render calls of 9 views each (the coarse ranking's first R = `config.verify.refine` candidates,
+`verify.refine_views`) with their features. Medians over
 the photos after one warm-up photo (compiles).
 
 The last stdout line is one JSON object; "ratio" = verified / plain seconds per photo (the price of verification;
@@ -41,12 +42,13 @@ def main() -> None:
   parser.add_argument("--workdir", default="/tmp/jembed")
   parser.add_argument("--photos", type=int, default=12)
   parser.add_argument("--k", type=int, default=default.get_config().verify.k)
+  parser.add_argument("--refine", type=int, default=default.get_config().verify.refine)
   args = parser.parse_args()
 
   model = embed.load(args.workdir)
   images = files.load_npz(paths.eval_sets(args.workdir, paths.SYNTHETIC_SETS))["synthetic_clutter"]
   photos = [Image.fromarray(im) for im in images[: args.photos + 1]]
-  settings = verify.Settings(k=args.k)
+  settings = verify.Settings(k=args.k, refine=args.refine)
   renderer = backend.get_renderer("auto")
   start = time.perf_counter()
   verify.grid_cache(args.workdir, model.shape_ids, renderer, settings)
@@ -78,7 +80,7 @@ def main() -> None:
   print(f"grid cache: {grid_s:.2f} s ({len(model.shape_ids)} shapes x {settings.azimuths * settings.elevations} poses)")
   print(
       f"plain query: {med['plain'] * 1e3:.1f} ms/photo; verified (K = {args.k}, {hypotheses} hypotheses each, "
-      f"{args.k * 9} renders): {med['verified'] * 1e3:.1f} ms/photo"
+      f"{min(args.refine, args.k) * 9} fine renders): {med['verified'] * 1e3:.1f} ms/photo"
   )
   print(
       json.dumps(
@@ -89,7 +91,7 @@ def main() -> None:
               ratio=round(med["verified"] / med["plain"], 2),
               k=args.k,
               hypotheses_per_candidate=int(hypotheses),
-              fine_renders_per_photo=args.k * 9,
+              fine_renders_per_photo=min(args.refine, args.k) * 9,
               grid_cache_seconds=round(grid_s, 2),
               photos=len(times["plain"]),
           )
