@@ -1,6 +1,7 @@
 """The evaluation on a finished tiny run: its test sets, its baselines (checked on the shapes' own views) and the
 protocols on hand-made distances."""
 
+import itertools
 import json
 import shutil
 
@@ -234,3 +235,21 @@ def test_results_table_writes_shares_to_three_decimals_and_ranks_as_they_are():
   )
   row = report.results_table({"synthetic_clean": {"joint": scores}}).splitlines()[2]
   assert row == "| synthetic_clean | joint embedding | 1.000 | 1.000 | 1.000 | 0.500 | 0.998 | 1 | 3 | 6 |", row
+
+
+def test_verify_weights_are_chosen_on_validation_images_that_are_not_test_images(run):
+  """`joint+verify`'s weights come from the run's own synthetic validation images: new views (never a test image),
+  both twins; the choice is one of the grid's and is written where launch.query reads it."""
+  from jembed.evaluation import verify_method  # pylint: disable=g-import-not-at-top
+
+  config, workdir, embedding = run
+  val = image_sets.validation_set(config, workdir, embedding.ids)
+  tests = image_sets.synthetic_sets(config, workdir, embedding.ids, np.asarray(embedding.categories))
+  assert val.name == "synthetic_validation" and len(val) == 2 * len(embedding.ids)
+  test_labels = set(tests[0].labels)
+  assert not test_labels & set(val.labels)  # other views of the same shapes
+  test_pixels = {im.tobytes() for s in tests for im in s.images}
+  assert not any(im.tobytes() in test_pixels for im in val.images)
+  saved = json.loads(open(f"{workdir}/verify/verify_weights.json").read())
+  assert tuple(saved["weights"]) in set(itertools.product(*verify_method.WEIGHT_GRID.values()))
+  assert saved["validation"]["images"] == len(val)
