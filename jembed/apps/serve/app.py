@@ -183,7 +183,7 @@ def _photo_tab(demo: session.Demo, n: int, max_batch: int) -> None:
       )
       top_k = gr.Slider(1, min(session.MAX_TOP_K, n), value=min(5, n), step=1, label="shapes to list")
       verify = gr.Checkbox(
-          value=False, label="verify by rendering (re-rank the top 20, refine the pose; ~0.3 s)", elem_id="verify"
+          value=False, label="verify by rendering (re-rank the top 20, refine the pose; ~0.1 s)", elem_id="verify"
       )
       status = gr.Markdown(elem_id="status")
       picks = _examples(demo)
