@@ -104,6 +104,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   _add_training(config)
   _add_shape_encoder(config)
   _add_evaluation(config)
+  _add_verification(config)
   return overrides.apply(config, arg)
 
 
@@ -236,6 +237,23 @@ def _add_shape_encoder(config: ml_collections.ConfigDict) -> None:
           image_anchor=1.0,  # x the same for the image points (the paper's regression, kept).
           total_steps=600,  # Joint steps (global batch config.input.batch_size).
           lr=1e-3,  # AdamW's peak learning rate (warmup, cosine); 0 = config.optax.lr.
+      )
+  )
+
+
+def _add_verification(config: ml_collections.ConfigDict) -> None:
+  """Verification by rendering (`jembed/api/verify.py`): the joint embedding's top-k shapes drawn at pose hypotheses
+  and compared with the photo; the evaluation's row `joint+verify` and `launch.query --verify`."""
+  config.verify = ml_collections.ConfigDict(
+      dict(
+          k=20,  # Candidates verified per photo: the joint embedding's k nearest shapes.
+          azimuths=24,  # The coarse pose grid: azimuths every 360 / azimuths degrees x the category's
+          elevations=3,  # most frequent elevation bins of the training views (tilt 0).
+          size=64,  # Side of the compared crops (HoG cells of 8 px).
+          refine=5,  # The coarse ranking's first `refine` candidates rendered again around their best grid pose.
+          w_hog=-1.0,  # Weights of the HoG and chamfer comparisons in the fused score; -1: chosen by the evaluation
+          w_chamfer=-1.0,  # on the run's own synthetic validation images (W/verify/verify_weights.json);
+          w_prior=-1.0,  # and of the hypotheses' angle from the viewpoint head's pose (any -1: all three chosen).
       )
   )
 

@@ -11,6 +11,13 @@ name>.png): the photo, the top-1 shape's silhouette at the predicted pose over i
 pose, then the ranked shapes. With --fuse (implied by --images) the photos are taken as views of one object: each
 gets one line (pose, top-1), then the fused ranking, and workdir/queries/fused.png shows the photos and the fused
 shapes. Photos should be cropped to the object, like the training images.
+
+  python -m launch.query --workdir=/tmp/jembed --image=photo.jpg --verify
+
+--verify re-ranks each photo's K nearest shapes (config.verify.k, 20) by rendering them at pose hypotheses and
+comparing the renders with the photo (jembed/api/verify.py), prints the verified ranking (its fused scores) and the
+refined pose, and the gallery draws the verified first shape at the refined pose over the photo. The first --verify
+on a run renders its pose grid once (~1 min for 200 shapes on 2 CPU cores, kept in workdir/verify/).
 """
 
 import os
@@ -38,6 +45,9 @@ _FUSION = flags.DEFINE_enum(
     "How to fuse: the mean of the photos' points, of their distances, or of their ranks.",
 )
 _TOP_K = flags.DEFINE_integer("top_k", 5, "Shapes to list per photo.", lower_bound=1)
+_VERIFY = flags.DEFINE_bool(
+    "verify", False, "Verify the shortlist by rendering: re-rank each photo's K nearest shapes and refine its pose."
+)
 _OUT_DIR = flags.DEFINE_string("out_dir", "", "Where the gallery PNGs go; empty = workdir/queries.")
 
 
@@ -57,7 +67,7 @@ def main(argv):
     query.check_workdir(_WORKDIR.value)
     out_dir = _OUT_DIR.value or paths.queries(_WORKDIR.value)
     common.check_workdir(out_dir, "--out_dir")  # before any work: not after the ranking was printed
-    result = query.query(_WORKDIR.value, photo_paths, _TOP_K.value, fuse=fuse)
+    result = query.query(_WORKDIR.value, photo_paths, _TOP_K.value, fuse=fuse, verify=_VERIFY.value)
     names = query.gallery_names(result.paths)
     for i, (path, matches, photo) in enumerate(zip(result.paths, result.matches, result.photos)):
       pose = result.poses[i] if result.poses else None
@@ -67,8 +77,19 @@ def main(argv):
         continue
       print(f"{path}:")
       print(f"  pose: {pose}" if pose else "  pose: - (this network has no viewpoint head)")
+      refined = result.refined[i] if result.refined else None
+      if refined:
+        print(f"  refined pose (verified): {refined}")
+        print("  verified ranking (fused score, lower is better):")
       _print_matches(matches)
-      gallery = query.write_gallery(_WORKDIR.value, photo, matches, os.path.join(out_dir, names[i]), pose=pose)
+      gallery = query.write_gallery(
+          _WORKDIR.value,
+          photo,
+          matches,
+          os.path.join(out_dir, names[i]),
+          pose=refined or pose,
+          verified=refined is not None,
+      )
       print(f"  gallery: {gallery}")
     if fuse:
       print(

@@ -20,6 +20,8 @@ from PIL import Image
 from jembed.api import embed
 from jembed.api import fusion
 from jembed.api import pose_overlay
+from jembed.api import verify as verify_lib
+from jembed.api import verify_query
 from jembed.render import backend
 from jembed.render import thumbnails
 from jembed.shapes import manifest
@@ -67,6 +69,8 @@ class QueryResult:
     poses: per photo, its `Pose`; None when the network has no viewpoint head.
     fused: the photos' fused ranking (when `query(..., fuse=...)`), else None.
     fusion: how they were fused ('' when not).
+    refined: per photo, the refined `Pose` of its verified first shape (`query(..., verify=True)`), else None; the
+      matches are then the verified ranking, their `distance` the fused score (`verify.verify_candidates`).
   """
 
   paths: list[str]
@@ -75,6 +79,7 @@ class QueryResult:
   poses: list[Pose] | None
   fused: list[Match] | None = None
   fusion: str = ""
+  refined: list[Pose] | None = None
 
 
 def photos_in(folder: str) -> list[str]:
@@ -118,7 +123,9 @@ def _matches(dist: np.ndarray, index: np.ndarray, model: embed.TrainedModel) -> 
   ]
 
 
-def query(workdir: str, paths: list[str], top_k: int = 5, fuse: str = "") -> QueryResult:
+def query(
+    workdir: str, paths: list[str], top_k: int = 5, fuse: str = "", verify: bool = False, renderer: str = "auto"
+) -> QueryResult:
   """The `top_k` nearest shapes and the viewpoint of each photo, and optionally the photos' fused ranking.
 
   Args:
@@ -128,6 +135,9 @@ def query(workdir: str, paths: list[str], top_k: int = 5, fuse: str = "") -> Que
     top_k: shapes per photo (at most the number of shapes).
     fuse: '' (each photo on its own) or one of `fusion.FUSIONS`: the photos show one object; rank the shapes for
       all of them together.
+    verify: re-rank each photo's K nearest shapes by rendering them at pose hypotheses and comparing the renders
+      with the photo (`verify_query.verify_photos`; K = `config.verify.k`, at least top_k), and refine its pose.
+    renderer: the renderer verification uses ('auto' | 'egl' | 'embree').
 
   Raises:
     ValueError: a path is not a readable image, top_k is out of range, or an unknown fusion.
@@ -151,9 +161,32 @@ def query(workdir: str, paths: list[str], top_k: int = 5, fuse: str = "") -> Que
     scores = fusion.fused_distances(points, model.shape_index, fuse)
     order = np.argsort(scores, kind="stable")[:top_k]
     fused = _matches(scores[order], order, model)
-  return QueryResult(
-      list(paths), [np.asarray(image) for image in opened], rank_shapes(model, points, top_k), poses, fused, fuse
-  )
+  matches, refined = rank_shapes(model, points, top_k), None
+  if verify:
+    matches, refined = verified_matches(workdir, model, opened, points, poses, top_k, renderer)
+  return QueryResult(list(paths), [np.asarray(image) for image in opened], matches, poses, fused, fuse, refined)
+
+
+def verified_matches(
+    workdir: str, model: embed.TrainedModel, photos: list, points: np.ndarray, poses, top_k: int, renderer
+) -> tuple[list[list[Match]], list[Pose]]:
+  """Each photo's verified ranking (its first `top_k`) and refined pose (`verify_query.verify_photos`); renderer: a
+  name ('auto', ...) or a `Renderer` of the calling thread (an EGL context belongs to its thread)."""
+  settings = verify_lib.Settings(k=max(verify_lib.Settings().k, top_k))
+  head = None if poses is None else np.asarray([(p.azimuth, p.elevation, p.tilt) for p in poses], np.float32)
+  images = _stretched(model, photos)[: len(photos)]
+  render = backend.get_renderer(renderer) if isinstance(renderer, str) else renderer
+  checked = verify_query.verify_photos(workdir, model, images, points, head, render, settings)
+  matches = [_matches(v.scores[:top_k], v.rows[:top_k], model) for v in checked]
+  refined = [
+      Pose(
+          float(v.pose[0]) % 360.0,
+          float(pose_overlay.signed_angle(v.pose[1])),
+          float(pose_overlay.signed_angle(v.pose[2])),
+      )
+      for v in checked
+  ]
+  return matches, refined
 
 
 # One jitted wrapper each for every caller (launch/query.py, the browser demo's threads): one compiled program per
@@ -260,17 +293,27 @@ def _save(image, path: str) -> str:
 
 
 def write_gallery(
-    workdir: str, photo: np.ndarray, matches: list[Match], path: str, thumb: int = 160, pose: Pose | None = None
+    workdir: str,
+    photo: np.ndarray,
+    matches: list[Match],
+    path: str,
+    thumb: int = 160,
+    pose: Pose | None = None,
+    verified: bool = False,
 ) -> str:
   """A PNG: the photo, [with a pose: the top-1 shape's silhouette at that pose over the photo, and the top-1 shape
-  rendered at the pose,] then each match's three-quarter view with its rank, id, category and distance under it."""
+  rendered at the pose,] then each match's three-quarter view with its rank, id, category and distance under it.
+  `verified`: the matches are a verified ranking and the pose its refined pose (captions say so)."""
   tiles, captions = _shape_tiles(workdir, matches, thumb)
   images, heads = [photo], [["query"]]
   if pose is not None and matches:
     posed, overlay = posed_top1(workdir, photo, matches[0].shape_id, pose)
     angles = [f"azimuth {pose.azimuth:.0f}°", f"elevation {pose.elevation:+.0f}°", f"tilt {pose.tilt:+.0f}°"]
     images += [overlay, posed]
-    heads += [["top-1 over the photo"] + angles, ["top-1 at that pose", matches[0].shape_id]]
+    first = "verified top-1" if verified else "top-1"
+    heads += [[f"{first} over the photo"] + angles, [f"{first} at that pose", matches[0].shape_id]]
+  if verified:
+    captions = [[c[0], c[1], f"fused score {m.distance:+.2f}"] for c, m in zip(captions, matches)]
   return _save(viz.captioned_row(images + tiles, heads + captions, thumb), path)
 
 

@@ -5,6 +5,7 @@ The rules live with the stages that declare the choices (`CONFIG_RULES` of each)
 
 import ml_collections
 
+from jembed.api import verify
 from jembed.data import build
 from jembed.data import pipeline
 from jembed.embedding import shape_embedding
@@ -27,6 +28,7 @@ RULES = {
     **train.CONFIG_RULES,
     **optimizer.CONFIG_RULES,
     **image_sets.CONFIG_RULES,
+    **verify.CONFIG_RULES,
 }
 
 

@@ -39,11 +39,13 @@ from jembed.evaluation import image_sets
 from jembed.evaluation import methods as methods_lib
 from jembed.evaluation import metrics
 from jembed.evaluation import shape_encoder_method  # registers the `shape_encoder` method
+from jembed.evaluation import verify_method  # registers `joint+verify` and its refined pose
 from jembed.evaluation import viewpoint
 from jembed.workdir import files
 from jembed.workdir import paths
 
-METHODS = ("joint", "hog_nn", "pixels")  # the default rows; any name of `methods.METHODS` may be asked for
+# The default rows; any name of `methods.METHODS` may be asked for.
+METHODS = ("joint", verify_method.NAME, "hog_nn", "pixels")
 TOP_KS = (1, 5, 10)
 MAX_K = 250  # the paper's top-K curve runs to K = 250
 GALLERY_K = 5  # nearest shapes kept per query for the retrieval gallery

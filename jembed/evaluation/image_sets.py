@@ -43,6 +43,7 @@ from jembed.workdir import files
 from jembed.workdir import paths
 
 SYNTHETIC = ("synthetic_clean", "synthetic_clutter")
+VALIDATION_SET = "synthetic_validation.npz"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,8 +154,10 @@ def _render_synthetic(
     rows: dict[str, int],
     per_shape: int,
     photos: list[str],
+    first: int | None = None,
 ) -> dict[str, list]:
-  """Renders every ref's held-out views and finishes each twice (white, clutter)."""
+  """Renders every ref's held-out views (image indices `first`, ...; by default the first the dataset did not use)
+  and finishes each twice (white, clutter)."""
   settings = synthesis.SynthesisSettings.from_config(config.data)
   renderer = backend.get_renderer(config.render.backend)
   photo_bg = (
@@ -165,7 +168,8 @@ def _render_synthetic(
   clutter = backgrounds_lib.Backgrounds(
       photo_bg, clutter_ratio=1.0, procedural_share=float(config.data.get("procedural_share", 0.0))
   )
-  first = int(config.data.images_per_shape)  # image indices the dataset used are 0 .. first - 1
+  if first is None:
+    first = int(config.data.images_per_shape)  # image indices the dataset used are 0 .. first - 1
   out = {"synthetic_clean": [], "synthetic_clutter": [], "shape_index": [], "labels": [], "views": []}
   report = sources.LoadReport()
   shapes = sources.iter_shapes(refs, *orientation, report)
@@ -246,6 +250,48 @@ def synthetic_sets(
     )
     files.save_npz(path, **cached)
   return [ImageSet(name, cached[name], cached["shape_index"], cached["labels"], cached["views"]) for name in SYNTHETIC]
+
+
+def validation_set(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.ndarray) -> ImageSet:
+  """Synthetic images for choosing weights (verification's, `verify_method`), never the test images: one new view
+  per shape (of at most `config.eval.max_shapes`, drawn with another seed), from the image index after the test
+  sets', each finished on white and on clutter; cached in `workdir/eval/sets/`.
+
+  Returns:
+    The set 'synthetic_validation' (both twins, 2 images per shape) with its true views.
+  """
+  rows = evaluated_shapes(shape_ids, int(config.eval.max_shapes), int(config.seed) + 1)
+  photos = backgrounds_lib.list_photos(config.data.backgrounds) if config.data.backgrounds else []
+  first = int(config.data.images_per_shape) + int(config.eval.images_per_shape)
+  ids = [str(shape_ids[r]) for r in rows]
+  key = _key(
+      dict(
+          shapes=config.shapes.to_dict(),
+          data=config.data.to_dict(),
+          seed=config.seed,
+          first=first,
+          ids=ids,
+          photos=photos,
+          backend=config.render.backend,
+      )
+  )
+  path = paths.eval_sets(workdir, VALIDATION_SET)
+  cached = _load_cached(path, key)
+  if cached is None:
+    wanted = {str(shape_ids[r]): int(r) for r in rows}
+    refs, up_axis, front = manifest.listed_shapes(workdir, wanted)
+    out = _render_synthetic(config, refs, (up_axis, front), wanted, 1, photos, first)
+    if not out["shape_index"]:
+      raise ValueError("no validation images: none of the embedded shapes could be loaded from config.shapes")
+    cached = dict(
+        key=np.array(key),
+        images=np.concatenate([np.stack(out[name]) for name in SYNTHETIC]),
+        shape_index=np.tile(np.asarray(out["shape_index"], np.int32), 2),
+        labels=np.tile(np.asarray(out["labels"]), 2),
+        views=np.tile(np.asarray(out["views"], np.float32), (2, 1)),
+    )
+    files.save_npz(path, **cached)
+  return ImageSet("synthetic_validation", cached["images"], cached["shape_index"], cached["labels"], cached["views"])
 
 
 def photo_sets_of(config: ml_collections.ConfigDict, workdir: str, shape_ids: np.ndarray) -> list[ImageSet]:

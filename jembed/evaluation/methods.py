@@ -35,6 +35,7 @@ class Context:
     self.config, self.workdir, self.model = config, workdir, model
     self._nearest = {}
     self._network = {}
+    self.cache = {}  # what other methods compute once per evaluation (e.g. `verify_method`'s grid and weights)
 
   @functools.cached_property
   def hog_views(self) -> np.ndarray:
@@ -48,7 +49,7 @@ class Context:
     """A view baseline ('hog_nn' | 'pixels') on `images`, computed once per set of images (its retrieval row and its
     viewpoint row share it): (float32[Q, F] the images' features, float32[Q, N] image x shape distances, int64[Q]
     each image's nearest view among all N x 20 LFD views)."""
-    key = (kind, _images_key(images))
+    key = (kind, images_key(images))
     if key not in self._nearest:
       features, views = (
           (baselines.hog_features(images), self.hog_views)
@@ -62,7 +63,7 @@ class Context:
     """The trained network on `images`, one pass per set of images (the joint row, the fused rows and the viewpoint
     head's row share it): (float32[Q, D] points, {'azimuth', 'elevation', 'tilt'}: float32[Q] degrees, or None
     when the network has no viewpoint head)."""
-    key = _images_key(images)
+    key = images_key(images)
     if key not in self._network:
       params = self.model.params
       if params.spec.viewpoint_bins:
@@ -73,7 +74,7 @@ class Context:
     return self._network[key]
 
 
-def _images_key(images: np.ndarray) -> tuple:
+def images_key(images: np.ndarray) -> tuple:
   """A set of images' identity for the caches above: its shape and a hash of its pixels."""
   return images.shape, hashlib.sha1(np.ascontiguousarray(images).data).hexdigest()
 

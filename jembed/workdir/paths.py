@@ -18,6 +18,7 @@
     eval/                   results.json/.md, curves.npz, pr_curves.png, topk_curves.png, retrievals.png;
                             eval/sets/: cached test images (synthetic.npz, photos)  (evaluation)
     queries/                galleries of launch/query.py
+    verify/                 each shape's pose-grid renders as features, grid_<...>.npz    (api.verify)
     inversions/             feature inversions of launch/invert.py: images/shapes/twins.png, inversions.json
     .locks/                 one lock file per stage, and a note per holder (PID, command)  (workdir.locks)
     serve/                  the web page's caches: the shape map, drawn once     (apps.serve.pictures)
@@ -54,6 +55,7 @@ POINT_CLOUDS_DIR = "point_clouds"
 SHAPE_ENCODER_DIR = "shape_encoder"
 LOCKS_DIR = ".locks"
 SERVE_DIR = "serve"
+VERIFY_DIR = "verify"
 
 # In lfd/.
 DESCRIPTORS = "descriptors.npy"
@@ -71,6 +73,8 @@ PR_CURVES = "pr_curves.png"
 TOPK_CURVES = "topk_curves.png"
 RETRIEVALS = "retrievals.png"
 SYNTHETIC_SETS = "synthetic.npz"
+VERIFY_GRID = "grid_{size}px_{azimuths}x{elevations}.npz"  # verification's pose-grid features
+VERIFY_WEIGHTS = "verify_weights.json"  # the weights the evaluation chose on validation images
 LFD_PIXELS = "lfd_pixels_{size}.npz"  # the pixel baseline's views, .format(size=...)
 # In inversions/ (or another folder launch/invert.py is pointed to).
 INVERTED_IMAGES = "images.png"
@@ -153,6 +157,11 @@ def feature_cache(workdir: str, key: str = "") -> str:
 def eval_dir(workdir: str, name: str = "") -> str:
   """`workdir/eval/` or a file in it (results.json, results.md, curves.npz, the plots)."""
   return os.path.join(workdir, EVAL_DIR, name) if name else os.path.join(workdir, EVAL_DIR)
+
+
+def verify_dir(workdir: str, name: str = "") -> str:
+  """`workdir/verify/` (verification's pose-grid renders, as features, and its chosen weights) or a file in it."""
+  return os.path.join(workdir, VERIFY_DIR, name) if name else os.path.join(workdir, VERIFY_DIR)
 
 
 def eval_sets(workdir: str, name: str = "") -> str:

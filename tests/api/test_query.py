@@ -70,6 +70,29 @@ def test_query_matches_the_api(tiny_run, photo):
   assert result.fused is None
 
 
+def test_verified_query_prints_the_refined_pose_and_the_verified_ranking(tiny_run, photo):
+  """--verify: the head's pose, the refined pose (on the run's pose grid, or half a step off it), then the verified
+  ranking by fused score (ascending), and the gallery; the API's ranking is a reordering of the joint shortlist."""
+  workdir, _, _ = tiny_run
+  path, _ = photo
+  result = _query(f"--workdir={workdir}", f"--image={path}", "--top_k=4", "--verify")
+  assert result.returncode == 0, result.stderr[-2000:]
+  lines = result.stdout.splitlines()
+  found = re.fullmatch(r"  refined pose \(verified\): azimuth (\d+)°, elevation ([+-]\d+)°, tilt \+0°", lines[2])
+  assert found, lines[2]
+  assert lines[3].startswith("  verified ranking")
+  scores = [float(line.split()[-1]) for line in lines[4:8]]
+  assert scores == sorted(scores)
+  assert os.path.exists(lines[8].split("gallery: ")[1])
+  api = query.query(str(workdir), [path], top_k=4, verify=True)
+  assert [m.shape_id for m in api.matches[0]] == [line.split()[1] for line in lines[4:8]]
+  joint = query.query(str(workdir), [path], top_k=18)  # the tiny run's 18 shapes: all of them are candidates
+  assert {m.shape_id for m in api.matches[0]} <= {m.shape_id for m in joint.matches[0]}
+  assert len({m.shape_id for m in api.matches[0]}) == 4
+  (refined,) = api.refined
+  assert refined.azimuth % 7.5 == 0 and abs(refined.azimuth - float(found.group(1))) <= 0.5
+
+
 def test_fused_query_prints_one_ranking_of_all_photos(tiny_run, photo, tmp_path):
   """--images=DIR fuses the folder's photos: one line per photo, then the fused ranking headed with them, which is
   `fusion.fused_distances` of their points (brute force on the API's points), and a gallery of photos and shapes."""

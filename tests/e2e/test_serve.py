@@ -77,6 +77,21 @@ def test_upload_ranks_as_launch_query(demo, tiny_run, photo_path):
   assert [r[0] for r in rows] == list(range(1, 7)) and len(shapes) == 6 and glb.endswith(".glb")
 
 
+def test_the_verify_option_answers_as_launch_query_verify(demo, tiny_run, photo_path):
+  """The page's 'verify by rendering' option: the verified ranking and refined pose of `query.query(verify=True)`,
+  the overlay drawn at the refined pose; a batch with and without it answers each as alone."""
+  from jembed.api import query  # pylint: disable=g-import-not-at-top
+
+  payload = {"path": str(photo_path), "orig_name": "x.jpg"}
+  status, rows, _, _, overlay, *_ = app.search_upload(demo, payload, 4, True)
+  expected = query.query(str(tiny_run[0]), [str(photo_path)], top_k=4, verify=True)
+  assert status.startswith("Verified by rendering") and overlay.endswith(".png")
+  assert [r[1] for r in rows] == [m.shape_id for m in expected.matches[0]]
+  assert f"azimuth {expected.refined[0].azimuth:.0f}°" in status
+  plain, verified = app.search_uploads(demo, [payload, payload], [4, 4], [False, True])[1]
+  assert plain == app.search_upload(demo, payload, 4)[1] and verified == rows
+
+
 def test_batched_uploads_answer_as_each_alone(demo, photo_path, tmp_path):
   """Concurrent uploads go through one forward pass and one search (`search_uploads`); each answer is the one the
   upload gets alone, and a bad upload among them gets its message without failing the others."""

@@ -1,6 +1,7 @@
 """The evaluation on a finished tiny run: its test sets, its baselines (checked on the shapes' own views) and the
 protocols on hand-made distances."""
 
+import itertools
 import json
 import shutil
 
@@ -41,6 +42,7 @@ def test_results_json_is_set_method_metric(run):
   for name in ("synthetic_clean", "synthetic_clutter"):
     assert set(results[name]) == {
         "joint",
+        "joint+verify",
         "hog_nn",
         "pixels",
         "chance",
@@ -51,16 +53,17 @@ def test_results_json_is_set_method_metric(run):
         "viewpoint:hog_nn",
         "viewpoint:pixels",
         "viewpoint:category_mode",
+        "viewpoint:verify",
     }
     for how in ("points", "distances", "ranks"):
       scores = results[name][f"fused:{how}"]
       assert scores["n_queries"] == n and scores["images_per_query"] == 2  # one query per shape, its 2 images
       assert 0 <= scores["top1"] <= scores["top5"] <= scores["top10"] <= 1
-    for method in ("joint", "hog_nn", "pixels", "category_mode"):
+    for method in ("joint", "hog_nn", "pixels", "category_mode", "verify"):
       scores = results[name][f"viewpoint:{method}"]
       assert scores["n_queries"] == n * 2 and 0 <= scores["acc_pi6"] <= 1 and 0 <= scores["med_err"] <= 180
       assert set(scores["per_category"]) == {"airplane", "car", "chair", "lamp", "sofa", "table"}
-    for method in ("joint", "hog_nn", "pixels"):
+    for method in ("joint", "joint+verify", "hog_nn", "pixels"):
       scores = results[name][method]
       assert scores["n_queries"] == n * 2 and scores["n_shapes"] == n
       assert 0 <= scores["top1"] <= scores["top5"] <= scores["top10"] <= 1
@@ -232,3 +235,21 @@ def test_results_table_writes_shares_to_three_decimals_and_ranks_as_they_are():
   )
   row = report.results_table({"synthetic_clean": {"joint": scores}}).splitlines()[2]
   assert row == "| synthetic_clean | joint embedding | 1.000 | 1.000 | 1.000 | 0.500 | 0.998 | 1 | 3 | 6 |", row
+
+
+def test_verify_weights_are_chosen_on_validation_images_that_are_not_test_images(run):
+  """`joint+verify`'s weights come from the run's own synthetic validation images: new views (never a test image),
+  both twins; the choice is one of the grid's and is written where launch.query reads it."""
+  from jembed.evaluation import verify_method  # pylint: disable=g-import-not-at-top
+
+  config, workdir, embedding = run
+  val = image_sets.validation_set(config, workdir, embedding.ids)
+  tests = image_sets.synthetic_sets(config, workdir, embedding.ids, np.asarray(embedding.categories))
+  assert val.name == "synthetic_validation" and len(val) == 2 * len(embedding.ids)
+  test_labels = set(tests[0].labels)
+  assert not test_labels & set(val.labels)  # other views of the same shapes
+  test_pixels = {im.tobytes() for s in tests for im in s.images}
+  assert not any(im.tobytes() in test_pixels for im in val.images)
+  saved = json.loads(open(f"{workdir}/verify/verify_weights.json").read())
+  assert tuple(saved["weights"]) in set(itertools.product(*verify_method.WEIGHT_GRID.values()))
+  assert saved["validation"]["images"] == len(val)

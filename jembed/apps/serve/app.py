@@ -50,7 +50,7 @@ def _read(payload) -> tuple[object | None, str]:
     return None, f"**Cannot use this upload:** {e}"
 
 
-def search_uploads(demo: session.Demo, payloads: list, top_ks: list) -> tuple[list, ...]:
+def search_uploads(demo: session.Demo, payloads: list, top_ks: list, verify: list | None = None) -> tuple[list, ...]:
   """The page's photo handler, batched: the uploads that queued up meanwhile -> one list per output, in order.
 
   The good photos go through one forward pass, one search and one placement on the map together; a bad upload gets
@@ -64,16 +64,17 @@ def search_uploads(demo: session.Demo, payloads: list, top_ks: list) -> tuple[li
     else:
       photos[i] = photo
   if photos:
-    results = demo.search_batch(list(photos.values()), [int(top_ks[i]) for i in photos])
+    checks = [bool(verify[i]) for i in photos] if verify is not None else None
+    results = demo.search_batch(list(photos.values()), [int(top_ks[i]) for i in photos], verify=checks)
     maps = demo.map_pictures(np.stack([r.point for r in results]), [[m.shape_id for m in r.matches] for r in results])
     for (i, photo), result, the_map in zip(photos.items(), results, maps):
       answers[i] = _answer(demo, photo, result, the_map)
   return tuple(list(column) for column in zip(*answers))
 
 
-def search_upload(demo: session.Demo, payload, top_k) -> tuple:
+def search_upload(demo: session.Demo, payload, top_k, verify: bool = False) -> tuple:
   """One upload -> its outputs (`search_uploads` of one)."""
-  return tuple(column[0] for column in search_uploads(demo, [payload], [top_k]))
+  return tuple(column[0] for column in search_uploads(demo, [payload], [top_k], [verify]))
 
 
 def _answer(demo: session.Demo, photo, result: session.Search, the_map: np.ndarray) -> tuple:
@@ -86,7 +87,14 @@ def _answer(demo: session.Demo, photo, result: session.Search, the_map: np.ndarr
   top = result.matches[0]
   status = f"Nearest shape: **{top.shape_id}** ({top.category}), distance {top.distance:.3f}."
   overlay = None
-  if result.viewpoint is not None:
+  if result.refined is not None:  # verified: the ranking's first shape at the refined pose
+    v = result.refined
+    overlay = demo.png(demo.pose_picture(photo, top.shape_id, v))
+    status = (
+        f"Verified by rendering: **{top.shape_id}** ({top.category}) first, fused score {top.distance:+.2f}; "
+        f"refined pose: azimuth {v['azimuth']:.0f}°, elevation {signed_angle(v['elevation']):+.0f}°."
+    )
+  elif result.viewpoint is not None:
     v = result.viewpoint
     overlay = demo.png(demo.pose_picture(photo, top.shape_id, v))
     status += (
@@ -174,6 +182,9 @@ def _photo_tab(demo: session.Demo, n: int, max_batch: int) -> None:
           height=320,
       )
       top_k = gr.Slider(1, min(session.MAX_TOP_K, n), value=min(5, n), step=1, label="shapes to list")
+      verify = gr.Checkbox(
+          value=False, label="verify by rendering (re-rank the top 20, refine the pose; ~0.1 s)", elem_id="verify"
+      )
       status = gr.Markdown(elem_id="status")
       picks = _examples(demo)
       examples = gr.Gallery(
@@ -201,14 +212,14 @@ def _photo_tab(demo: session.Demo, n: int, max_batch: int) -> None:
     the_map = gr.Image(label="your photo on the shape map", elem_id="map")
     neighbours = gr.Gallery(label="nearest evaluation images", columns=4, elem_id="neighbours")
   if max_batch > 1:  # uploads that queue up while a batch runs go together
-    handler = lambda payloads, ks: search_uploads(demo, payloads, ks)  # pylint: disable=unnecessary-lambda-assignment
+    handler = lambda payloads, ks, vs: search_uploads(demo, payloads, ks, vs)  # pylint: disable=unnecessary-lambda-assignment
     queueing = dict(batch=True, max_batch_size=max_batch, concurrency_limit=BATCH_CONCURRENCY)
   else:  # every upload on its own thread at once
-    handler = lambda payload, k: search_upload(demo, payload, k)  # pylint: disable=unnecessary-lambda-assignment
+    handler = lambda payload, k, v: search_upload(demo, payload, k, v)  # pylint: disable=unnecessary-lambda-assignment
     queueing = dict(concurrency_limit=None)
   photo.change(
       handler,
-      [photo, top_k],
+      [photo, top_k, verify],
       [status, table, shapes, viewer, overlay, the_map, neighbours],
       preprocess=False,
       api_name="search",

@@ -61,6 +61,10 @@ class RenderThread:
     """`Renderer.render`, run on the render thread."""
     return self._pool.submit(self._renderer.render, *args, **kwargs).result()
 
+  def run(self, fn, *args):
+    """`fn(renderer, *args)` on the render thread (work that renders many times, e.g. verification)."""
+    return self._pool.submit(fn, self._renderer, *args).result()
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalImages:
@@ -93,12 +97,15 @@ class Search:
     point: float32[D] the photo's point in the joint space.
     viewpoint: {'azimuth', 'elevation', 'tilt'} degrees, or None when the network has no viewpoint head.
     neighbours: [(index into `Demo.eval_images`, distance)] its nearest evaluation images.
+    refined: the verified ranking's refined pose (same keys) when the search was verified (`matches` are then the
+      verified ranking, `jembed.api.verify`), else None.
   """
 
   matches: list[query.Match]
   point: np.ndarray
   viewpoint: dict[str, float] | None
   neighbours: list[tuple[int, float]]
+  refined: dict[str, float] | None = None
 
 
 def read_upload(path: str, name: str | None = None) -> Image.Image:
@@ -196,9 +203,12 @@ class Demo:
     """A photo -> its `top_k` nearest shapes (launch/query.py's ranking), its pose and its nearest evaluation images."""
     return self.search_batch([photo], [top_k], n_images)[0]
 
-  def search_batch(self, photos: list[Image.Image], top_ks: list[int], n_images: int = 8) -> list[Search]:
+  def search_batch(
+      self, photos: list[Image.Image], top_ks: list[int], n_images: int = 8, verify: list[bool] | None = None
+  ) -> list[Search]:
     """`search` of several photos (e.g. concurrent uploads) at once: one forward pass of the network, one search of
-    the shape index and one of the evaluation images' index for all of them."""
+    the shape index and one of the evaluation images' index for all of them. `verify[i]`: re-rank photo i's
+    shortlist by rendering and refine its pose (`query.verified_matches`, on the render thread)."""
     top_ks = [int(np.clip(k, 1, len(self.model.shape_ids))) for k in top_ks]
     viewpoints = [None] * len(photos)
     if self.has_viewpoint:  # the point and the pose from one forward pass, as launch/query.py does
@@ -208,7 +218,16 @@ class Demo:
       points = query.embed_photos(self.model, photos)
     ranked = query.rank_shapes(self.model, points, min(len(self.model.shape_ids), max(MAX_TOP_K, *top_ks)))
     neighbours = self._nearest_images(points, n_images)
-    return [Search(r[:k], p, v, n) for r, k, p, v, n in zip(ranked, top_ks, points, viewpoints, neighbours)]
+    found = [Search(r[:k], p, v, n) for r, k, p, v, n in zip(ranked, top_ks, points, viewpoints, neighbours)]
+    for i in [i for i, v in enumerate(verify or ()) if v]:
+      pose = [query.Pose(**viewpoints[i])] if viewpoints[i] else None
+      matches, refined = self.renderer.run(
+          lambda r, i=i, pose=pose: query.verified_matches(
+              self.workdir, self.model, [photos[i]], points[i : i + 1], pose, top_ks[i], r
+          )
+      )
+      found[i] = dataclasses.replace(found[i], matches=matches[0], refined=dataclasses.asdict(refined[0]))
+    return found
 
   def _nearest_images(self, points: np.ndarray, k: int, exclude: int | None = None) -> list[list[tuple[int, float]]]:
     """For each point (float32[B, D]), [(evaluation image index, distance)] of its `k` nearest images, `exclude`

@@ -1,0 +1,401 @@
+"""Verification by rendering: the joint embedding's top-K shapes drawn at pose hypotheses and compared with the photo.
+
+The joint embedding puts the right shape near the top of its ranking but not always first; HoG-NN wins top-1 by
+template matching against 20 fixed views of every shape. Verification does both: it keeps the embedding's shortlist
+(its K nearest shapes) and compares each candidate, rendered at a set of pose hypotheses, with the photo itself.
+
+  photo  -> gray, stretched to S x S         -> HoG (`embedding.hog`, the paper's toolbox variant), edge map -> its
+                                                distance transform
+  shape  -> rendered at each hypothesis, on white, tight box stretched to S x S (how the training crops frame the
+            object: `data.synthesis`)          -> HoG, silhouette + crease edges
+  score  -> per hypothesis: z(HoG distance) · w_hog + z(chamfer) · w_chamfer (z over the photo's K x H hypotheses);
+            per candidate: the best hypothesis; fused = z(joint distance) + that best score (z over the K).
+
+Neither comparison reads colour: the HoG of the gray crop (the paper's own descriptor) and the chamfer distance from
+the render's edges to the photo's (the mean distance, truncated at `CHAMFER_CAP` x S, from each render edge pixel to
+the nearest photo edge: clutter in the photo adds edges and so costs nothing; a wrong outline does).
+
+Hypotheses. `grid_views` is a coarse pose grid per category (every 360/A degrees of azimuth x the category's E most
+frequent elevations of the training distribution, tilt 0): it holds the mirrored azimuth of a symmetric shape, the
+neighbours of the viewpoint head's bins and of the shape's best LFD view. Rendered once per run for every shape
+(`grid_cache`, in `W/verify/`), scoring a photo's K x A·E hypotheses is two matrix products (`hypothesis_distances`).
+`refine_views` is the fine step around the best coarse pose (the query tool renders it, K x H images in K batched
+calls). The refined pose is the best hypothesis of the re-ranked first shape.
+
+`verify_candidates` (the fusion, jitted, pure) is the public entry; the rest are its inputs.
+"""
+
+import dataclasses
+import functools
+import os
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from jembed.data import synthesis
+from jembed.embedding import hog
+from jembed.embedding import hog_input
+from jembed.render import base
+from jembed.render import camera
+from jembed.shapes import manifest
+from jembed.shapes import sources
+from jembed.shapes import taxonomy
+from jembed.utils import config_checks as checks
+from jembed.utils import resample
+from jembed.workdir import files
+from jembed.workdir import paths
+
+SIZE = 64  # side of the compared crops: 8 x 8 HoG cells of 8 px
+RENDER_SIZE = 96  # the renders the crops are cut from (EGL: ~1,700 renders of 96 px a second on 2 CPU cores)
+EDGE_FRACTION = 0.12  # a photo's edges: its strongest gradients, this share of its pixels
+CREASE = 0.25  # a render's crease edges: gray gradient above this share of the render's strongest gradient
+CHAMFER_CAP = 0.15  # distances past this share of S count as this (a missing edge costs a bounded amount)
+_EPS = 1e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """How verification runs (`config.verify`).
+
+  Attributes:
+    k: candidates verified per photo (the joint embedding's K nearest shapes).
+    azimuths, elevations: the coarse grid: azimuths every 360 / `azimuths` degrees x the category's `elevations`
+      most frequent elevation bins.
+    w_hog, w_chamfer, w_prior: weights of the two comparisons and of the viewpoint head's prior in the fused score
+      (`verify_candidates`); any negative = all chosen on validation images (`evaluation.verify_method`).
+    size: side of the compared crops.
+    refine: candidates of the coarse ranking refined by the fine step (`verify_query.add_fine`: 9 renders each
+      around its best coarse pose); 0 = the grid only.
+  """
+
+  k: int = 20
+  azimuths: int = 24
+  elevations: int = 3
+  w_hog: float = -1.0
+  w_chamfer: float = -1.0
+  w_prior: float = -1.0
+  size: int = SIZE
+  refine: int = 5
+
+  @classmethod
+  def from_config(cls, config) -> "Settings":
+    v = config.get("verify") if hasattr(config, "get") else None
+    if v is None:
+      return cls()
+    weights = (float(v.w_hog), float(v.w_chamfer), float(v.w_prior))
+    return cls(int(v.k), int(v.azimuths), int(v.elevations), *weights, int(v.size), int(v.get("refine", 5)))
+
+  @property
+  def weights(self) -> tuple[float, float, float] | None:
+    """(w_hog, w_chamfer, w_prior) when all are set, else None (to be chosen)."""
+    chosen = (self.w_hog, self.w_chamfer, self.w_prior)
+    return None if min(chosen) < 0 else chosen
+
+
+DEFAULT_WEIGHTS = (2.0, 0.5, 1.0)  # when nothing chose them (a query on a run never evaluated)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Hypotheses.
+
+
+def grid_elevations(category: str, count: int) -> np.ndarray:
+  """float32[count] the centres of the category's `count` heaviest elevation bins of the training view histogram
+  (ties towards 0 degrees), ascending."""
+  weights = np.asarray(taxonomy.lookup(category).view_histogram[1], np.float64)
+  centres = 10.0 * np.arange(len(weights)) - 85.0
+  order = sorted(range(len(weights)), key=lambda j: (-weights[j], abs(centres[j])))
+  return np.sort(centres[order[:count]]).astype(np.float32)
+
+
+def grid_views(category: str, azimuths: int = 24, elevations: int = 3) -> camera.Views:
+  """The coarse hypotheses of a category: azimuth-major, `azimuths` x `elevations` views, tilt 0, distance 3."""
+  az, el = np.meshgrid(np.arange(azimuths) * (360.0 / azimuths), grid_elevations(category, elevations), indexing="ij")
+  return camera.Views.make(az.ravel(), el.ravel(), 0.0, camera.DISTANCE)
+
+
+def refine_views(azimuth: float, elevation: float, step_az: float = 7.5, step_el: float = 5.0) -> camera.Views:
+  """The fine hypotheses around a coarse pose: its 3 x 3 neighbourhood at half the grid's steps (centre first)."""
+  d_az, d_el = np.meshgrid([0.0, -step_az, step_az], [0.0, -step_el, step_el], indexing="ij")
+  return camera.Views.make(np.mod(azimuth + d_az.ravel(), 360.0), elevation + d_el.ravel(), 0.0, camera.DISTANCE)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Crops: a render framed as a training image frames its object; a photo as the network sees it.
+
+
+def render_crops(
+    renderer: base.Renderer, vertices, faces, views: camera.Views, size: int = SIZE, render_size: int = RENDER_SIZE
+) -> tuple[np.ndarray, np.ndarray]:
+  """The mesh at `views` (one render call, the paper's LFD lights), each cropped to its tight box (the training
+  crops' frame, `synthesis.tight_box`) and stretched to size x size.
+
+  Returns:
+    (uint8[H, S, S] gray on white (`hog_input.crop_gray`), uint8[H, S, S] coverage).
+  """
+  rgba = renderer.render(vertices, faces, views, size=render_size).rgba
+  gray, alpha = np.empty((2, len(rgba), size, size), np.uint8)
+  for i, view in enumerate(rgba):
+    top, bottom, left, right = synthesis.tight_box(view[..., 3])
+    gray[i] = resample.stretch(hog_input.crop_gray(view), size)
+    alpha[i] = resample.stretch(view[top : bottom + 1, left : right + 1, 3], size)
+  return gray, alpha
+
+
+def photo_crops(photos: np.ndarray, size: int = SIZE) -> np.ndarray:
+  """uint8[Q, h, w, 3] photos (already stretched to the network's input) -> uint8[Q, S, S] gray."""
+  gray = hog_input.rgb2gray(np.asarray(photos))
+  return np.stack([resample.stretch(g, size) for g in gray]) if gray.shape[1:] != (size, size) else gray
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Features, jitted.
+
+
+def _gradient(gray: jax.Array) -> jax.Array:
+  """float32[B, S, S] Sobel gradient magnitude (edge-replicated borders)."""
+  p = jnp.pad(gray, ((0, 0), (1, 1), (1, 1)), mode="edge")
+  gx = (p[:, :-2, 2:] + 2 * p[:, 1:-1, 2:] + p[:, 2:, 2:]) - (p[:, :-2, :-2] + 2 * p[:, 1:-1, :-2] + p[:, 2:, :-2])
+  gy = (p[:, 2:, :-2] + 2 * p[:, 2:, 1:-1] + p[:, 2:, 2:]) - (p[:, :-2, :-2] + 2 * p[:, :-2, 1:-1] + p[:, :-2, 2:])
+  return jnp.sqrt(gx * gx + gy * gy)
+
+
+@functools.partial(jax.jit, static_argnames=("fraction",))
+def photo_edges(gray: jax.Array, fraction: float = EDGE_FRACTION) -> jax.Array:
+  """bool[B, S, S]: each image's strongest gradients, `fraction` of its pixels (a threshold per image, so neither
+  contrast nor colour sets it). gray: uint8 or float32[B, S, S]."""
+  g = _gradient(jnp.asarray(gray, jnp.float32))
+  threshold = jnp.quantile(g.reshape(g.shape[0], -1), 1.0 - fraction, axis=1)
+  return (g >= threshold[:, None, None]) & (g > 0)
+
+
+@functools.partial(jax.jit, static_argnames=("crease",))
+def render_edges(gray: jax.Array, alpha: jax.Array, crease: float = CREASE) -> jax.Array:
+  """bool[B, S, S]: a render's silhouette (covered pixels next to an uncovered one or the crop's border) and its
+  creases (gray gradient above `crease` x its largest, inside the object). gray, alpha: uint8[B, S, S]."""
+  inside = jnp.asarray(alpha) > 127
+  p = jnp.pad(inside, ((0, 0), (1, 1), (1, 1)), constant_values=False)
+  interior = p[:, :-2, 1:-1] & p[:, 2:, 1:-1] & p[:, 1:-1, :-2] & p[:, 1:-1, 2:]
+  g = _gradient(jnp.asarray(gray, jnp.float32)) * inside
+  creases = g > crease * jnp.max(g, axis=(1, 2), keepdims=True)
+  return (inside & ~interior) | (creases & interior)
+
+
+@jax.jit
+def distance_transform(edges: jax.Array) -> jax.Array:
+  """float32[B, S, S] the Euclidean distance from each pixel to the nearest True pixel of edges bool[B, S, S] (an
+  image without edges: S·√2 everywhere).
+
+  Exact: the squared distance is separable, min over rows of (i − k)² then min over columns of (that + (j − l)²),
+  each a brute-force minimum (S³ per image: 0.26 M operations at 64 px).
+  """
+  s = edges.shape[1]
+  idx = jnp.arange(s, dtype=jnp.float32)
+  sq = (idx[:, None] - idx[None, :]) ** 2  # [i, k]
+  big = jnp.float32(2.0 * s * s)
+  cost = jnp.where(edges, 0.0, big)  # [B, k, j]
+  col = jnp.min(sq[None, :, :, None] + cost[:, None, :, :], axis=2)  # [B, i, j]: min over k
+  full = jnp.min(col[:, :, None, :] + sq[None, None, :, :], axis=3)  # [B, i, j]: min over l of col[i, l] + (j-l)²
+  return jnp.sqrt(jnp.minimum(full, big))
+
+
+@jax.jit
+def photo_features(gray: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """uint8[Q, S, S] gray photos -> (float32[Q, F] HoG, float32[Q, S·S] edge distance transform capped at
+  `CHAMFER_CAP` x S)."""
+  gray = jnp.asarray(gray, jnp.float32)
+  dt = jnp.minimum(distance_transform(photo_edges(gray)), CHAMFER_CAP * gray.shape[1])
+  return hog.hog(gray), dt.reshape(gray.shape[0], -1)
+
+
+@jax.jit
+def view_features(gray: jax.Array, alpha: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """uint8[H, S, S] render crops and coverage -> (float32[H, F] HoG, float32[H, S·S] edge pixels, 0 or 1, divided
+  by their count, so that a product with a distance transform is the mean distance over them)."""
+  edges = render_edges(gray, alpha).reshape(gray.shape[0], -1).astype(jnp.float32)
+  return hog.hog(jnp.asarray(gray, jnp.float32)), edges / jnp.maximum(edges.sum(1, keepdims=True), 1.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Scores and the fusion, jitted.
+
+
+@jax.jit
+def hypothesis_distances(
+    photo_hog: jax.Array, photo_dt: jax.Array, view_hog: jax.Array, view_edges: jax.Array, candidates: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+  """Every photo against every hypothesis of its candidates.
+
+  Args:
+    photo_hog: float32[Q, F]; photo_dt: float32[Q, P] (`photo_features`).
+    view_hog: float32[N, H, F]; view_edges: float32[N, H, P] (`view_features` of each shape's H hypotheses).
+    candidates: int32[Q, K] each photo's shortlist (rows of the N shapes).
+
+  Returns:
+    (float32[Q, K, H] L2 distance between the HoGs, float32[Q, K, H] chamfer distance from the render's edges to
+    the photo's, in pixels). One photo at a time (`lax.map`): memory is K x H x (F + P) whatever Q is.
+  """
+
+  def one(args):
+    ph, pd, c = args
+    vh, ve = view_hog[c], view_edges[c]  # [K, H, F], [K, H, P]
+    sq = jnp.sum(ph * ph) + jnp.sum(vh * vh, axis=-1) - 2.0 * jnp.einsum("khf,f->kh", vh, ph)
+    return jnp.sqrt(jnp.maximum(sq, 0.0)), jnp.einsum("khp,p->kh", ve, pd)
+
+  return jax.lax.map(one, (photo_hog, photo_dt, jnp.asarray(candidates, jnp.int32)))
+
+
+def _z(x: jax.Array, axes) -> jax.Array:
+  """x standardized over `axes` (per photo): scale-free, so one weight serves every run and photo."""
+  mean = jnp.mean(x, axis=axes, keepdims=True)
+  return (x - mean) / (jnp.std(x, axis=axes, keepdims=True) + _EPS)
+
+
+@jax.jit
+def verify_candidates(
+    joint: jax.Array, hog_distance: jax.Array, chamfer: jax.Array, weights: jax.Array, prior: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
+  """The verification step: each candidate's fused score and its best hypothesis (the refined pose).
+
+  score(c, h) = w_hog · z(HoG distance) + w_chamfer · z(chamfer) + w_prior · prior(c, h)   (z over the photo's K x H)
+  fused(c)    = z(joint distance)(c) + min_h score(c, h)                                 (z over the photo's K)
+
+  Lower is better for all of them. With all weights 0 the fused order is the joint embedding's (and the best
+  hypothesis that of equal HoG and chamfer weights).
+
+  Args:
+    joint: float32[Q, K] the candidates' distances in the joint space.
+    hog_distance, chamfer: float32[Q, K, H] (`hypothesis_distances`).
+    weights: float32[3] (w_hog, w_chamfer, w_prior), >= 0.
+    prior: float32[Q, K, H] a penalty per hypothesis, e.g. its angle from the viewpoint head's pose / 180°
+      (`head_prior`); None: none.
+
+  Returns:
+    (float32[Q, K] fused scores, int32[Q, K] each candidate's best hypothesis).
+  """
+  weights = jnp.asarray(weights, jnp.float32)
+  zh, zc = _z(hog_distance, (1, 2)), _z(chamfer, (1, 2))
+  prior = jnp.zeros_like(zh) if prior is None else jnp.asarray(prior, jnp.float32)
+  score = weights[0] * zh + weights[1] * zc + weights[2] * prior
+  pose_score = jnp.where(jnp.sum(weights[:2]) > 0, score, zh + zc + weights[2] * prior)
+  return _z(joint, 1) + jnp.min(score, axis=2), jnp.argmin(pose_score, axis=2).astype(jnp.int32)
+
+
+def pose_angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """float32[...] the angle in degrees between two cameras, float[..., 3] (azimuth, elevation, tilt) each
+  (broadcast): Render for CNN's geodesic distance ‖logm(R_aᵀ R_b)‖ / √2, from the trace of R_aᵀ R_b."""
+  a, b = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
+  ra = camera.camera_frames(camera.Views.make(*a.reshape(-1, 3).T, 1.0))[0]
+  rb = camera.camera_frames(camera.Views.make(*b.reshape(-1, 3).T, 1.0))[0]
+  cos = (np.einsum("nij,nij->n", ra, rb) - 1.0) / 2.0
+  return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))).astype(np.float32).reshape(a.shape[:-1])
+
+
+def head_prior(hypotheses: np.ndarray, head: np.ndarray | None) -> np.ndarray:
+  """float32[Q, K, H] each hypothesis' angle from the viewpoint head's pose, / 180 (0 when there is no head).
+
+  Args:
+    hypotheses: float[Q, K, H, 3] the hypotheses' angles; head: float[Q, 3] the head's pose, or None.
+  """
+  if head is None:
+    return np.zeros(hypotheses.shape[:-1], np.float32)
+  return pose_angle(hypotheses, np.asarray(head)[:, None, None, :]) / 180.0
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The pose-grid cache of a run: every shape at every coarse hypothesis, as features.
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+  """Every shape's coarse hypotheses as features (`grid_cache`).
+
+  Attributes:
+    ids: str[N] the shapes, in the order asked for.
+    angles: float32[N, H, 3] (azimuth, elevation, tilt) of each hypothesis.
+    hog: float32[N, H, F]; edges: float32[N, H, P] (`view_features`). A shape that no longer loads has zero
+      features (it is never verified well: its HoG distance is the photo's norm, its chamfer 0 but equal for all).
+  """
+
+  ids: np.ndarray
+  angles: np.ndarray
+  hog: np.ndarray
+  edges: np.ndarray
+
+
+def grid_key(settings: Settings) -> str:
+  """What the grid cache's features depend on besides the shapes."""
+  grid = f"{settings.size}:{settings.azimuths}x{settings.elevations}:{RENDER_SIZE}"
+  return f"{grid}:{EDGE_FRACTION}:{CREASE}:{resample.KERNEL}"
+
+
+def render_grid_shape(renderer: base.Renderer, shape, settings: Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """One shape's coarse hypotheses: (float32[H, 3] angles, float32[H, F] HoG, float32[H, P] edges)."""
+  views = grid_views(shape.category, settings.azimuths, settings.elevations)
+  gray, alpha = render_crops(renderer, shape.vertices, shape.faces, views, settings.size)
+  feats, edges = view_features(gray, alpha)
+  return np.stack([views.azimuth, views.elevation, views.tilt], 1), np.asarray(feats), np.asarray(edges)
+
+
+def grid_cache(workdir: str, shape_ids, renderer: base.Renderer, settings: Settings = Settings()) -> Grid:
+  """The run's shapes at the coarse pose grid, rendered once into `W/verify/` (HoG as float16, edges as bits) and
+  read back afterwards (a cache of other shapes or settings is made again).
+
+  Costs ~1 min for 200 shapes x 72 hypotheses on 2 CPU cores (EGL); then a photo's K x H scores are two products.
+  """
+  ids = np.asarray(shape_ids).astype(str)
+  name = paths.VERIFY_GRID.format(size=settings.size, azimuths=settings.azimuths, elevations=settings.elevations)
+  path = paths.verify_dir(workdir, name)
+  memo = (os.path.abspath(path), grid_key(settings), hash(tuple(ids)))
+  if memo not in _GRIDS:  # a process queried many times (the web page) reads the file once
+    _GRIDS.clear()
+    _GRIDS[memo] = _grid_cache(path, ids, workdir, renderer, settings)
+  return _GRIDS[memo]
+
+
+_GRIDS: dict[tuple, Grid] = {}
+
+
+def _grid_cache(path: str, ids: np.ndarray, workdir: str, renderer: base.Renderer, settings: Settings) -> Grid:
+  h, p = settings.azimuths * settings.elevations, settings.size * settings.size
+  if os.path.exists(path):
+    try:
+      c = files.load_npz(path)
+      if np.array_equal(c["ids"], ids) and str(c["key"]) == grid_key(settings):
+        edges = np.unpackbits(c["edge_bits"], axis=-1, count=p).astype(np.float32)
+        edges /= np.maximum(edges.sum(-1, keepdims=True), 1.0)
+        return Grid(ids, c["angles"], c["hog"].astype(np.float32), edges)
+    except (files.DamagedFile, KeyError) as e:
+      logging.warning("%s: rendering verification's pose grid again", e)
+  n_feat = (settings.size // 8) ** 2 * 36
+  angles = np.zeros((len(ids), h, 3), np.float32)
+  feats, edges = np.zeros((len(ids), h, n_feat), np.float32), np.zeros((len(ids), h, p), np.float32)
+  row = {s: i for i, s in enumerate(ids)}
+  refs, up_axis, front = manifest.listed_shapes(workdir, ids)
+  for shape in tqdm.tqdm(sources.iter_shapes(refs, up_axis, front), total=len(refs), desc="verify grid", unit="shape"):
+    angles[row[shape.id]], feats[row[shape.id]], edges[row[shape.id]] = render_grid_shape(renderer, shape, settings)
+  files.save_npz(
+      path,
+      ids=ids,
+      key=np.array(grid_key(settings)),
+      angles=angles,
+      hog=feats.astype(np.float16),
+      edge_bits=np.packbits(edges > 0, axis=-1),
+  )
+  return Grid(ids, angles, feats.astype(np.float16).astype(np.float32), edges)  # what reading it back gives
+
+
+# The checks `launch` runs on `config.verify` before any work (`jembed.utils.config_checks`).
+CONFIG_RULES = {
+    "verify.k": checks.integer(1, 1000),
+    "verify.azimuths": checks.integer(4, 72),
+    "verify.elevations": checks.integer(1, 18),
+    "verify.size": checks.integer(32, 256),
+    "verify.refine": checks.integer(0, 1000),
+    "verify.w_hog": checks.number(-1.0, 100.0),
+    "verify.w_chamfer": checks.number(-1.0, 100.0),
+    "verify.w_prior": checks.number(-1.0, 100.0),
+}

@@ -1,0 +1,172 @@
+"""The evaluation's `joint+verify` row and its refined pose (`viewpoint:verify`): `jembed.api.verify` on every set.
+
+For each image the joint embedding's `config.verify.k` nearest shapes are verified against the run's pose-grid cache
+(`verify.grid_cache`), the coarse ranking's first `config.verify.refine` are rendered again around their best grid
+pose (`verify_query.add_fine`, as `launch.query --verify` does), and all are re-ranked by the fused score; the shapes
+past the K keep the joint embedding's order behind them. Image x image distances are the joint embedding's
+(verification ranks shapes, not images).
+
+The weights (w_hog, w_chamfer, w_prior) are `config.verify`'s when all are set; otherwise they are chosen once per
+run, on the grid's hypotheses (the fine step would cost each of the 64 trials its renders), on its own synthetic
+validation images (`image_sets.validation_set`: new views, white and cluttered, never a test image or a photo), by
+the mean of top-1 and of the refined pose's Acc_π/6 over a small grid (`WEIGHT_GRID`), and written to
+`W/verify/verify_weights.json`, which `launch.query --verify` reads.
+"""
+
+import itertools
+import json
+import os
+
+from absl import logging
+import jax
+import numpy as np
+
+from jembed.api import retrieval
+from jembed.api import verify
+from jembed.api import verify_query
+from jembed.evaluation import image_sets
+from jembed.evaluation import methods
+from jembed.evaluation import viewpoint
+from jembed.render import backend
+from jembed.workdir import files
+from jembed.workdir import paths
+
+NAME = "joint+verify"
+WEIGHT_GRID = dict(w_hog=(0.5, 1.0, 2.0, 4.0), w_chamfer=(0.0, 0.25, 0.5, 1.0), w_prior=(0.0, 0.5, 1.0, 2.0))
+_BEHIND = 1e3  # added to the joint distance of shapes past the K, so every verified candidate ranks before them
+
+
+def _renderer(context: methods.Context):
+  if "verify_renderer" not in context.cache:
+    context.cache["verify_renderer"] = backend.get_renderer(context.config.render.backend)
+  return context.cache["verify_renderer"]
+
+
+def _grid(context: methods.Context):
+  if "verify_grid" not in context.cache:
+    settings = verify.Settings.from_config(context.config)
+    grid = verify.grid_cache(context.workdir, context.model.shape_ids, _renderer(context), settings)
+    context.cache["verify_grid"] = (grid, jax.device_put(grid.hog), jax.device_put(grid.edges))
+  return context.cache["verify_grid"]
+
+
+def hypotheses(images: np.ndarray, context: methods.Context) -> dict:
+  """What the weights do not change, once per set of images: {'candidates': int[Q, K], 'joint': float32[Q, N],
+  'hog', 'chamfer', 'prior': float32[Q, K, H], 'angles': float32[Q, K, H, 3]}."""
+  key = ("verify", methods.images_key(images))
+  if key not in context.cache:
+    settings = verify.Settings.from_config(context.config)
+    grid, view_hog, view_edges = _grid(context)
+    points, angles = context.network_outputs(images)
+    joint = context.model.shape_index.distances(points)
+    candidates = np.argsort(joint, axis=1, kind="stable")[:, : min(settings.k, joint.shape[1])].astype(np.int32)
+    photo_hog, photo_dt = verify.photo_features(verify.photo_crops(images, settings.size))
+    hog_d, chamfer = verify.hypothesis_distances(photo_hog, photo_dt, view_hog, view_edges, candidates)
+    head = None if angles is None else np.stack([angles[a] for a in ("azimuth", "elevation", "tilt")], axis=1)
+    hyp_angles = grid.angles[candidates]
+    context.cache[key] = dict(
+        candidates=candidates,
+        joint=joint,
+        joint_k=np.take_along_axis(joint, candidates, axis=1),
+        photo_hog=np.asarray(photo_hog),
+        photo_dt=np.asarray(photo_dt),
+        hog=np.asarray(hog_d),
+        chamfer=np.asarray(chamfer),
+        prior=verify.head_prior(hyp_angles, head),
+        angles=hyp_angles,
+    )
+  return context.cache[key]
+
+
+def rerank(h: dict, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(float32[Q, N] image x shape distances, int[Q, K] the re-ranked candidates, float32[Q, 3] the refined pose)."""
+  joint_k = np.take_along_axis(h["joint"], h["candidates"], axis=1)
+  fused, best = verify.verify_candidates(joint_k, h["hog"], h["chamfer"], np.asarray(weights, np.float32), h["prior"])
+  fused, best = np.asarray(fused), np.asarray(best)
+  order = np.argsort(fused, axis=1, kind="stable")
+  rows = np.arange(len(fused))
+  distances = h["joint"] + _BEHIND
+  distances[rows[:, None], h["candidates"]] = fused
+  top = order[:, 0]
+  pose = h["angles"][rows, top, best[rows, top]]
+  return distances.astype(np.float32), np.take_along_axis(h["candidates"], order, axis=1), pose
+
+
+def _weights_key(context: methods.Context) -> dict:
+  settings = verify.Settings.from_config(context.config)
+  return dict(step=int(context.model.step), k=settings.k, grid=verify.grid_key(settings))
+
+
+def choose_weights(context: methods.Context) -> tuple[float, float, float]:
+  """The fused score's weights: `config.verify`'s, or chosen on the run's synthetic validation images (cached)."""
+  settings = verify.Settings.from_config(context.config)
+  if settings.weights is not None:
+    return settings.weights
+  if "verify_weights" in context.cache:
+    return context.cache["verify_weights"]
+  path = paths.verify_dir(context.workdir, paths.VERIFY_WEIGHTS)
+  key = _weights_key(context)
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      saved = json.load(f)
+    if saved.get("key") == key:
+      context.cache["verify_weights"] = tuple(saved["weights"])
+      return context.cache["verify_weights"]
+  val = image_sets.validation_set(context.config, context.workdir, context.model.shape_ids)
+  h = hypotheses(val.images, context)
+  categories = np.asarray(context.model.shape_categories).astype(str)[val.shape_index]
+  table = []
+  for weights in itertools.product(*WEIGHT_GRID.values()):
+    if weights[2] and h["prior"].max() == 0:
+      continue  # no viewpoint head: the prior is 0 everywhere
+    _, ranked, pose = rerank(h, weights)
+    top1 = float(np.mean(ranked[:, 0] == val.shape_index))
+    acc = viewpoint.viewpoint_scores(viewpoint.geodesic_error(pose, val.views), categories)["acc_pi6"]
+    table.append(((top1 + acc) / 2, top1, acc, weights))
+  score, top1, acc, weights = max(table, key=lambda row: row[0])
+  logging.info(
+      "verify: weights %s chosen on %d validation images (top-1 %.3f, Acc_pi/6 %.3f)", weights, len(val), top1, acc
+  )
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  files.write_json(
+      path,
+      dict(key=key, weights=list(weights), validation=dict(images=len(val), top1=top1, acc_pi6=acc, score=score)),
+      indent=1,
+  )
+  context.cache["verify_weights"] = tuple(weights)
+  return context.cache["verify_weights"]
+
+
+def verified(images: np.ndarray, context: methods.Context) -> tuple[np.ndarray, np.ndarray]:
+  """(float32[Q, N] image x shape distances of `joint+verify`, float32[Q, 3] the refined poses)."""
+  key = ("verified", methods.images_key(images))
+  if key not in context.cache:
+    settings, weights = verify.Settings.from_config(context.config), choose_weights(context)
+    h = hypotheses(images, context)
+    if settings.refine:  # the fine step around the best grid poses of the coarse ranking's first candidates
+      h = verify_query.add_fine(
+          context.workdir,
+          context.model,
+          _renderer(context),
+          h,
+          h["photo_hog"],
+          h["photo_dt"],
+          weights,
+          settings,
+          settings.refine,
+      )
+    distances, _, pose = rerank(h, weights)
+    context.cache[key] = (distances, pose)
+  return context.cache[key]
+
+
+@methods.register(NAME, "joint + verification by rendering")
+def joint_verify(images: np.ndarray, context: methods.Context) -> methods.Distances:
+  points, _ = context.network_outputs(images)
+  return verified(images, context)[0], retrieval.pairwise_l2(points, points)
+
+
+@viewpoint.register("verify", "refined pose (joint + verification)", method=NAME)
+def refined_pose(images: np.ndarray, categories: np.ndarray, context: methods.Context) -> np.ndarray:
+  del categories
+  return verified(images, context)[1]
