@@ -81,7 +81,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           context=0.0,  # Widen each side of the crop by U(0, this) x the object's size (real photos show context).
           occluders=0.0,  # Probability of 1-3 random shapes drawn over an image (objects in front, as in photos).
           appearance="tint",  # 'tint' (gray render + albedo/tint above) | 'random' (each part its own random colour,
-          # solid texture and specular lobe per image: jembed/data/appearance.py).
+          # solid texture and specular lobe per image: jembed/data/appearance.py) | 'own' (the mesh's own materials,
+          # textures, vertex/face colours; random where it has none) | 'mixed' (own or random, half each).
           share=0.4,  # 'random': probability that all parts of an image share one material.
           distractors=0.0,  # Probability of 1-2 other shapes of the collection beside / behind / at the edges.
           distractor_shapes=24,  # How many shapes of the collection serve as distractors (each worker loads them once).

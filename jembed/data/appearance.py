@@ -13,6 +13,8 @@ non-photoreal textures and colours of the object so that the network keys on sha
   Blinn-Phong lobe of random strength and shininess.
 """
 
+import dataclasses
+
 import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
@@ -126,3 +128,22 @@ def sample_palette(rng: np.random.Generator, share: float = 0.4) -> materials.Pa
       specular=np.asarray(fields[6], np.float32),
       shininess=np.asarray(fields[7], np.float32),
   )
+
+
+def own(palette: materials.Palette) -> materials.Palette:
+  """`palette` with every row showing the mesh's own appearance (its random colours stay as the fallback of a mesh
+  that has none, its specular lobes are kept)."""
+  return dataclasses.replace(palette, pattern=np.full_like(palette.pattern, materials.PATTERNS.index("own")))
+
+
+def to_linear(srgb: np.ndarray) -> np.ndarray:
+  """uint8 sRGB -> float32 linear albedo in [0, 1] (the inverse of `shading.display`)."""
+  x = np.asarray(srgb, np.float32) / 255.0
+  return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def shape_parts(vertices: np.ndarray, faces: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+  """int32[F] parts: the file's groups (materials) when it has several, else `mesh_parts`."""
+  if groups is not None and len(np.unique(groups)) > 1:
+    return np.asarray(groups, np.int32)
+  return mesh_parts(vertices, faces)

@@ -119,8 +119,20 @@ def shape_examples(
   rngs = [synthesis.example_rng(job.seed, shape.id, i) for i in range(job.images_per_shape)]
   pool = distractor_pool(job, shape.id)
   params = [synthesis.sample_params(rng, distribution, job.settings, len(pool)) for rng in rngs]
+  parts = None
+  if job.settings.appearance != "tint":
+    parts = appearance.shape_parts(shape.vertices, shape.faces, shape.face_groups)
   images = synthesis.synthesize(
-      renderer, shape.vertices, shape.faces, params, rngs, backgrounds, job.settings, pool=pool
+      renderer,
+      shape.vertices,
+      shape.faces,
+      params,
+      rngs,
+      backgrounds,
+      job.settings,
+      parts=parts,
+      pool=pool,
+      corner_colors=shape.corner_colors,
   )
   return [
       dict(
@@ -172,7 +184,7 @@ def render_shape(
   """One shape's (header, examples): header {'id', 'skipped' (reason or None), 'renderer'}; no examples when the
   mesh could not be used. What a cache worker and a Beam worker (`beam_build`) each do per shape."""
   try:
-    shape = loading.load_mesh(ref, job.up_axis, job.front)
+    shape = loading.load_mesh(ref, job.up_axis, job.front, appearance=job.settings.appearance in ("own", "mixed"))
   except loading.MeshError as e:
     return dict(id=ref.id, skipped=str(e), renderer=None), []
   examples = shape_examples(renderer, shape, shape_index, job, backgrounds)

@@ -38,7 +38,7 @@ from jembed.render import shading
 from jembed.utils import resample
 
 ALBEDO_MODES = ("gray", "jitter")
-APPEARANCES = ("tint", "random")
+APPEARANCES = ("tint", "random", "own", "mixed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +59,9 @@ class SynthesisSettings:
       surroundings; the paper's crops did not): 0 = off, and no random draw, so existing datasets are unchanged.
     occluders: probability that 1-3 random shapes are drawn over the composited image (books, cushions and chair
       backs cover furniture in photos); 0 = off, no random draw.
-    appearance: 'tint' (gray render, `albedo` and `tint`) | 'random' (random materials per part, `appearance.py`).
+    appearance: 'tint' (gray render, `albedo` and `tint`) | 'random' (random materials per part, `appearance.py`) |
+      'own' (the mesh's own colours and textures, `loading.read_appearance`; a random colour per part when it has
+      none) | 'mixed' (own or random, half the images each).
     share: with 'random', probability that all parts of an image share one material.
     distractors: probability that an image shows 1-2 other shapes of the collection (`distractors.py`); 0 = off.
     jpeg: probability that the finished image is JPEG re-encoded; 0 = off, no random draw.
@@ -179,8 +181,10 @@ def sample_params(
   lights = sample_lights(rng, settings.max_lamps, settings.ambient)
   albedo, tint = sample_surface(rng, settings)
   palette = None
-  if settings.appearance == "random":
+  if settings.appearance != "tint":
     palette, albedo, tint = appearance_lib.sample_palette(rng, settings.share), 1.0, np.ones(3, np.float32)
+    if settings.appearance == "own" or (settings.appearance == "mixed" and rng.random() < 0.5):
+      palette = appearance_lib.own(palette)
   return ImageParams(
       float(view.azimuth[0]),
       float(view.elevation[0]),
@@ -358,6 +362,7 @@ def synthesize(
     settings: SynthesisSettings,
     parts: np.ndarray | None = None,
     pool: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = (),
+    corner_colors: np.ndarray | None = None,
 ) -> list[tuple[np.ndarray, dict]]:
   """Images of one mesh, all its views in one render call (and one per distractor pool shape).
 
@@ -371,6 +376,7 @@ def synthesize(
     settings: sizes and crop ratio.
     parts: int32[F] part of each face ('random' appearance); None = `appearance.mesh_parts` of the mesh.
     pool: (vertices, faces, parts) of the distractor pool shapes `params` index.
+    corner_colors: uint8[F, 3, 3] the mesh's own sRGB colours ('own' / 'mixed'), or None.
 
   Returns:
     One (uint8[S, S, 3], info) per image, as `finish_image`.
@@ -383,7 +389,8 @@ def synthesize(
   surface = None
   if params[0].palette is not None:
     parts = appearance_lib.mesh_parts(vertices, faces) if parts is None else parts
-    surface = materials.Appearance(parts, tuple(p.palette for p in params))
+    own = None if corner_colors is None else appearance_lib.to_linear(corner_colors)
+    surface = materials.Appearance(parts, tuple(p.palette for p in params), own)
   out = renderer.render(
       vertices,
       faces,

@@ -68,6 +68,8 @@ def results_table(results: dict) -> str:
     lines.append(
         f"| {set_name} | {methods.label(method)} | " + " | ".join(cells) + f" | {scores.get('n_queries', '')} |"
     )
+  if len(lines) == 2:  # only sets labelled with categories (`category_table`)
+    return "(no set with ground-truth shapes)"
   return "\n".join(lines)
 
 

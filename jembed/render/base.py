@@ -108,6 +108,8 @@ def prepare(vertices, faces, views: camera.Views, size, lights, albedo, antialia
     appearance = materials.per_view(appearance, len(views))
     if len(appearance.face_material) != len(faces):
       raise ValueError(f"appearance.face_material has {len(appearance.face_material)} faces, the mesh {len(faces)}")
+    if appearance.canonical is None:
+      appearance = dataclasses.replace(appearance, canonical=materials.canonical_faces(vertices, faces))
   return Job(
       vertices,
       faces,

@@ -79,11 +79,13 @@ class Appearance:
     palettes: one `Palette` per view.
     own_color: float32[F, 3, 3] the mesh's own linear albedo at each face corner (interpolated across the face), used
       by rows whose pattern is 'own'; None when the mesh has none.
+    canonical: int32[F] the face whose colour each face shows (`canonical_faces`); filled in by the renderers.
   """
 
   face_material: np.ndarray
   palettes: tuple
   own_color: np.ndarray | None = None
+  canonical: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +99,24 @@ class Hits:
 
   face: np.ndarray
   points: np.ndarray
+
+
+def canonical_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+  """int32[F]: for each face, the lowest-index face with the same three corner positions (itself when unique).
+
+  ShapeNet meshes often hold a surface twice (two-sided copies with their own vertices and materials). Which copy a
+  sample hits is a depth tie that the rasterizer and the ray caster break differently, so both copies are coloured
+  as the first one: the backends then agree, also on the mesh's own colours.
+  """
+  corners = np.round(np.asarray(vertices, np.float64)[np.asarray(faces)], 6).reshape(-1, 3)  # [3F, 3]
+  owner = np.repeat(np.arange(len(faces)), 3)
+  order = np.lexsort((corners[:, 2], corners[:, 1], corners[:, 0], owner))  # each face's corners in one order
+  key = corners[order].reshape(len(faces), 9)
+  _, inverse = np.unique(key, axis=0, return_inverse=True)
+  inverse = inverse.reshape(-1)
+  first = np.full(int(inverse.max()) + 1 if len(inverse) else 0, len(faces), np.int64)
+  np.minimum.at(first, inverse, np.arange(len(faces)))
+  return first[inverse].astype(np.int32)
 
 
 def _hash3(cells: np.ndarray, seed: int) -> np.ndarray:
@@ -226,6 +246,8 @@ def shade_color(
   if not len(hit):
     return out
   face, p = hits.face[hit], np.asarray(hits.points[hit], np.float32)
+  if appearance.canonical is not None:
+    face = appearance.canonical[face]
   weights = barycentric(p, vertices[faces[face]]) if appearance.own_color is not None else None
   base, row = albedo(p, face, weights, appearance, palette)
   n = normals[face]

@@ -121,3 +121,19 @@ def test_background_jitter_varies_crops_and_is_off_by_default(tmp_path):
 
   assert all(in_photo(c) for c in plain[:3])
   assert not any(in_photo(c) for c in jittered[:3])
+
+
+def test_own_and_mixed_palettes():
+  dist = viewpoints.paper_distribution("chair")
+  own_index = materials.PATTERNS.index("own")
+  for mode, low, high in (("own", 1.0, 1.0), ("mixed", 0.35, 0.65), ("random", 0.0, 0.0)):
+    settings = synthesis.SynthesisSettings(appearance=mode)
+    palettes = [synthesis.sample_params(np.random.default_rng(i), dist, settings).palette for i in range(100)]
+    share = np.mean([np.all(p.pattern == own_index) for p in palettes])
+    assert low <= share <= high, (mode, share)
+  # a mesh without its own colours falls back to the palette's random colours
+  p = appearance.own(appearance.sample_palette(np.random.default_rng(0), share=1.0))
+  base, _ = materials.albedo(
+      np.zeros((4, 3), np.float32), np.zeros(4, np.int64), None, materials.Appearance(np.zeros(1, np.int32), (p,)), p
+  )
+  np.testing.assert_allclose(base, np.repeat(p.color[:1], 4, 0))
