@@ -1,11 +1,14 @@
 """Photometric augmentation on the device, inside the jitted training step: what a camera does to a photo.
 
 Brightness, contrast, saturation, hue, random grayscale, gamma, Gaussian blur and sensor noise, each applied to an
-example with its own probability (`config.photometric`), in that order. Every draw comes from the step's key folded
+example with its own probability (`config.photometric`), in that order, at the size the network sees (the training
+step stretches the batch first: the costs scale with the pixels). Every draw comes from the step's key folded
 with the example's index in the global batch, so a step is deterministic and does not depend on the device count
 (as `augmentation.augment_batch`). Definitions follow Pillow's `ImageEnhance` (brightness: a blend with black;
-contrast: with the image's mean luma; saturation ('Color'): with the pixel's luma, ITU-R 601-2) and HSV for hue, so
-the tests can compare each with Pillow and scikit-image.
+contrast: with the image's mean luma; saturation ('Color'): with the pixel's luma, ITU-R 601-2); hue is a rotation
+of the chroma plane of YIQ (one 3 x 3 matrix per image: far cheaper on a CPU than a round trip through HSV), and the
+sensor noise is triangular (the sum of two uniform draws from 8 random bits each, scaled to unit variance: a quarter
+of the threefry work of Gaussian draws), so the tests can compare each with Pillow, scikit-image and scipy.
 """
 
 import dataclasses
@@ -13,6 +16,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 LUMA = (0.299, 0.587, 0.114)
 OPERATIONS = ("brightness", "contrast", "saturation", "hue", "grayscale", "gamma", "blur", "noise")
@@ -78,8 +82,8 @@ class Photometric:
 
 
 def luma(x: jax.Array) -> jax.Array:
-  """float[..., 3] -> float[...], ITU-R 601-2 (Pillow's 'L')."""
-  return x @ jnp.asarray(LUMA, x.dtype)
+  """float[..., 3] -> float[...], ITU-R 601-2 (Pillow's 'L'); a weighted sum (a matmul with K = 3 is slow on CPUs)."""
+  return LUMA[0] * x[..., 0] + LUMA[1] * x[..., 1] + LUMA[2] * x[..., 2]
 
 
 def adjust_brightness(x: jax.Array, factor) -> jax.Array:
@@ -96,32 +100,22 @@ def adjust_saturation(x: jax.Array, factor) -> jax.Array:
   return gray + factor * (x - gray)
 
 
-def rgb_to_hsv(x: jax.Array) -> jax.Array:
-  """float[..., 3] RGB in [0, 1] -> HSV, hue in [0, 1) (scikit-image's convention)."""
-  r, g, b = x[..., 0], x[..., 1], x[..., 2]
-  v = jnp.max(x, -1)
-  delta = v - jnp.min(x, -1)
-  s = jnp.where(v > 0, delta / jnp.where(v > 0, v, 1.0), 0.0)
-  safe = jnp.where(delta > 0, delta, 1.0)
-  h = jnp.where(v == r, (g - b) / safe, jnp.where(v == g, 2.0 + (b - r) / safe, 4.0 + (r - g) / safe))
-  h = jnp.where(delta > 0, jnp.mod(h / 6.0, 1.0), 0.0)
-  return jnp.stack([h, s, v], -1)
+# scikit-image's RGB -> YIQ matrix (skimage.color.rgb2yiq); rows Y, I, Q.
+_YIQ = np.array([[0.299, 0.587, 0.114], [0.59590059, -0.27455667, -0.32134392], [0.21153661, -0.52273617, 0.31119955]])
 
 
-def hsv_to_rgb(x: jax.Array) -> jax.Array:
-  """Inverse of `rgb_to_hsv`."""
-  h, s, v = x[..., 0], x[..., 1], x[..., 2]
-  i = jnp.floor(h * 6.0)
-  f = h * 6.0 - i
-  p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-  i = jnp.mod(i, 6).astype(jnp.int32)[..., None]
-  choices = [jnp.stack(c, -1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))]
-  return jnp.select([i == k for k in range(6)], choices)
+def hue_matrix(shift) -> jax.Array:
+  """float32[3, 3] M with rgb' = M @ rgb: the I-Q plane rotated by `shift` turns (a fraction of the circle)."""
+  angle = 2.0 * jnp.pi * shift
+  c, s = jnp.cos(angle), jnp.sin(angle)
+  rotation = jnp.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]], jnp.float32)
+  yiq = jnp.asarray(_YIQ, jnp.float32)
+  return jnp.linalg.inv(yiq) @ rotation @ yiq
 
 
 def adjust_hue(x: jax.Array, shift) -> jax.Array:
-  hsv = rgb_to_hsv(jnp.clip(x, 0.0, 1.0))
-  return hsv_to_rgb(hsv.at[..., 0].set(jnp.mod(hsv[..., 0] + shift, 1.0)))
+  m = hue_matrix(shift)
+  return sum(m[:, j] * x[..., j : j + 1] for j in range(3))  # per-channel weighted sums, as `luma`
 
 
 def adjust_gamma(x: jax.Array, gamma) -> jax.Array:
@@ -140,10 +134,16 @@ def gaussian_blur(x: jax.Array, sigma) -> jax.Array:
   return sum(kernel[i] * padded[:, i : i + x.shape[1]] for i in range(2 * r + 1))
 
 
+def triangular_noise(key: jax.Array, shape) -> jax.Array:
+  """float32 noise of mean 0 and variance 1: (a + b - 255) / sqrt(2 (256^2 - 1) / 12), a and b uniform bytes."""
+  bits = jax.random.bits(key, (2,) + tuple(shape), jnp.uint8).astype(jnp.float32)
+  return (bits[0] + bits[1] - 255.0) / np.sqrt(2.0 * (256.0**2 - 1.0) / 12.0)
+
+
 def _add_noise(std: float):
   def add(x, key):
     k_std, k_noise = jax.random.split(key)
-    return x + jax.random.uniform(k_std, ()) * std * jax.random.normal(k_noise, x.shape)
+    return x + jax.random.uniform(k_std, ()) * std * triangular_noise(k_noise, x.shape)
 
   return add
 

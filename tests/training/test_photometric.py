@@ -46,13 +46,22 @@ def test_contrast_matches_pillow(image):
   assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 2
 
 
-def test_hsv_round_trip_and_hue_match_skimage(image):
+def test_hue_rotates_the_yiq_chroma_plane_as_skimage(image):
   x = image.astype(np.float64) / 255.0
-  np.testing.assert_allclose(np.asarray(photometric.rgb_to_hsv(_float(image))), skcolor.rgb2hsv(x), atol=1e-5)
-  np.testing.assert_allclose(np.asarray(photometric.hsv_to_rgb(photometric.rgb_to_hsv(_float(image)))), x, atol=1e-5)
-  hsv = skcolor.rgb2hsv(x)
-  hsv[..., 0] = np.mod(hsv[..., 0] + 0.2, 1.0)
-  np.testing.assert_allclose(np.asarray(photometric.adjust_hue(_float(image), 0.2)), skcolor.hsv2rgb(hsv), atol=1e-5)
+  yiq = skcolor.rgb2yiq(x)
+  angle = 2 * np.pi * 0.2
+  i, q = yiq[..., 1].copy(), yiq[..., 2].copy()
+  yiq[..., 1], yiq[..., 2] = np.cos(angle) * i - np.sin(angle) * q, np.sin(angle) * i + np.cos(angle) * q
+  np.testing.assert_allclose(np.asarray(photometric.adjust_hue(_float(image), 0.2)), skcolor.yiq2rgb(yiq), atol=1e-5)
+  np.testing.assert_allclose(np.asarray(photometric.adjust_hue(_float(image), 1.0)), x, atol=1e-5)  # a full turn
+  gray = np.repeat(x[..., :1], 3, -1)
+  np.testing.assert_allclose(np.asarray(photometric.adjust_hue(jnp.asarray(gray, jnp.float32), 0.3)), gray, atol=1e-5)
+
+
+def test_noise_has_unit_variance_and_zero_mean():
+  noise = np.asarray(photometric.triangular_noise(jax.random.key(0), (200, 200)))
+  assert abs(noise.mean()) < 0.02 and abs(noise.std() - 1.0) < 0.02
+  assert np.abs(noise).max() <= np.sqrt(6.0) + 1e-5  # triangular on [-sqrt 6, sqrt 6]
 
 
 def test_gamma_matches_skimage(image):
