@@ -80,6 +80,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
           procedural_share=0.0,  # With photos: share of cluttered backgrounds that are procedural scenes instead.
           context=0.0,  # Widen each side of the crop by U(0, this) x the object's size (real photos show context).
           occluders=0.0,  # Probability of 1-3 random shapes drawn over an image (objects in front, as in photos).
+          appearance="tint",  # 'tint' (gray render + albedo/tint above) | 'random' (each part its own random colour,
+          # solid texture and specular lobe per image: jembed/data/appearance.py) | 'own' (the mesh's own materials,
+          # textures, vertex/face colours; random where it has none) | 'mixed' (own or random, half each).
+          share=0.4,  # 'random': probability that all parts of an image share one material.
+          distractors=0.0,  # Probability of 1-2 other shapes of the collection beside / behind / at the edges.
+          distractor_shapes=24,  # How many shapes of the collection serve as distractors (each worker loads them once).
+          background_jitter=0.0,  # Probability a photo background is cropped at a random scale, mirrored, jittered.
+          jpeg=0.0,  # Probability the finished image is JPEG re-encoded at a random quality in jpeg_quality.
+          jpeg_quality=(30, 95),
           split_by="image",  # 'image' (the paper's 90/10 split) | 'shape' (held-out shapes, per category).
           split_fractions=(0.9, 0.05, 0.05),  # train / validation / test; a 0 omits that split.
           workers=0,  # Rendering processes; 0 = one per CPU core. Does not change the images.
@@ -160,6 +169,27 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
           augment_shift=0.08,  # Shift them by up to this fraction of the size; 0 = off.
           compute_dtype="float32",  # 'float32' | 'bfloat16': activations, matmuls, convolutions (parameters,
           # optimizer state, losses stay float32; for accelerators: configs/accelerator.py).
+      )
+  )
+  # Photometric augmentation on the device, inside the jitted step (jembed/training/photometric.py): each
+  # operation's probability per image (0 = off) and its strength.
+  config.photometric = ml_collections.ConfigDict(
+      dict(
+          brightness=0.0,  # x U(1 - range, 1 + range)
+          brightness_range=0.4,
+          contrast=0.0,  # blend with the mean luma, factor U(1 - range, 1 + range)
+          contrast_range=0.4,
+          saturation=0.0,  # blend with the pixel's luma
+          saturation_range=0.5,
+          hue=0.0,  # HSV hue shift U(-range, range) of the circle
+          hue_range=0.05,
+          grayscale=0.0,
+          gamma=0.0,  # x^g, log g ~ U(-range, range)
+          gamma_range=0.3,
+          blur=0.0,  # Gaussian, sigma U(0.1, blur_sigma) px of the network's input
+          blur_sigma=1.2,
+          noise=0.0,  # additive Gaussian, std U(0, noise_std)
+          noise_std=0.04,
       )
   )
   # The contrastive term of train.loss 'infonce' / 'hcl' (jembed/training/contrastive.py, losses.RankObjective).

@@ -131,13 +131,36 @@ class PhotoBackgrounds:
       self._cache.popitem(last=False)
     return photo
 
-  def crop(self, rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, str]:
-    """A random photo's random h x w crop: (uint8[h, w, 3], the photo's file name)."""
+  def crop(self, rng: np.random.Generator, h: int, w: int, jitter: float = 0.0) -> tuple[np.ndarray, str]:
+    """A random photo's random h x w crop: (uint8[h, w, 3], the photo's file name).
+
+    With probability `jitter` (no draw when 0) the crop covers U(1, 2.5) x (h, w) of the photo and is shrunk to
+    h x w, mirrored with probability 0.5 and colour-jittered (`jitter_colors`): a few dozen photos then give many
+    more different backgrounds.
+    """
     index = int(rng.integers(len(self.paths)))
-    photo = self._photo(index, h, w)
-    y = int(rng.integers(photo.shape[0] - h + 1))
-    x = int(rng.integers(photo.shape[1] - w + 1))
-    return photo[y : y + h, x : x + w], os.path.basename(self.paths[index])
+    augment = jitter > 0 and rng.random() < jitter
+    scale = rng.uniform(1.0, 2.5) if augment else 1.0
+    ch, cw = max(h, int(round(h * scale))), max(w, int(round(w * scale)))
+    photo = self._photo(index, ch, cw)
+    y = int(rng.integers(photo.shape[0] - ch + 1))
+    x = int(rng.integers(photo.shape[1] - cw + 1))
+    crop = photo[y : y + ch, x : x + cw]
+    if augment:
+      crop = resample.stretch(np.ascontiguousarray(crop), (h, w))
+      if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+      crop = jitter_colors(rng, crop)
+    return crop, os.path.basename(self.paths[index])
+
+
+def jitter_colors(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+  """uint8[h, w, 3] with brightness x U(0.6, 1.4), saturation x U(0.5, 1.5) and channel gains x U(0.9, 1.1)."""
+  x = np.asarray(image, np.float32)
+  gray = x @ np.array([0.299, 0.587, 0.114], np.float32)
+  x = gray[..., None] + rng.uniform(0.5, 1.5) * (x - gray[..., None])
+  x = x * rng.uniform(0.6, 1.4) * rng.uniform(0.9, 1.1, 3).astype(np.float32)
+  return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
 def _random_color(rng: np.random.Generator) -> tuple[int, int, int]:
@@ -239,11 +262,14 @@ class Backgrounds:
     clutter_ratio: the paper's `g_syn_cluttered_bkg_ratio` 0.9 (Render for CNN: 0.8).
     procedural_share: with photos, the share of cluttered backgrounds that are procedural scenes instead (a few dozen
       photos repeat too often to stand for the world; 0 = photos only, and no extra random draw).
+    jitter: probability that a photo crop is taken at a random scale, mirrored and colour-jittered
+      (`PhotoBackgrounds.crop`); 0 = off, no extra random draw.
   """
 
   photos: PhotoBackgrounds | None = None
   clutter_ratio: float = 0.9
   procedural_share: float = 0.0
+  jitter: float = 0.0
 
   def draw(self, rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, bool, str]:
     """(uint8[h, w, 3] background, cluttered?, its description: a file name, 'procedural:...' or 'gray:<v>')."""
@@ -253,5 +279,5 @@ class Backgrounds:
     if self.photos is None or (self.procedural_share > 0 and rng.random() < self.procedural_share):
       image, name = procedural_background(rng, h, w)
     else:
-      image, name = self.photos.crop(rng, h, w)
+      image, name = self.photos.crop(rng, h, w, self.jitter)
     return image, True, name

@@ -12,6 +12,7 @@ fork) and imports no JAX.
 
 import contextlib
 import dataclasses
+import functools
 import multiprocessing
 import os
 import pickle
@@ -21,6 +22,7 @@ from absl import logging
 import numpy as np
 import tqdm
 
+from jembed.data import appearance
 from jembed.data import backgrounds as backgrounds_lib
 from jembed.data import synthesis
 from jembed.data import viewpoints
@@ -47,6 +49,10 @@ class RenderJob:
     clutter_ratio: share of non-gray backgrounds.
     procedural_share: share of those that are procedural although there are photos.
     cache_dir: where `shape_<index>.pkl` files go.
+    procedural_share: share of cluttered backgrounds that are procedural although there are photos.
+    background_jitter: probability that a photo background is cropped at a random scale, flipped and colour-jittered.
+    pool_refs: the shapes distractors are drawn from (empty = no distractors; `JembedImages.distractor_refs`).
+    pool_size: other shapes in each shape's distractor pool.
   """
 
   settings: synthesis.SynthesisSettings
@@ -62,6 +68,9 @@ class RenderJob:
   clutter_ratio: float
   cache_dir: str
   procedural_share: float = 0.0
+  background_jitter: float = 0.0
+  pool_refs: tuple = ()
+  pool_size: int = 3
 
 
 def cache_path(cache_dir: str, shape_index: int) -> str:
@@ -74,7 +83,28 @@ def make_backgrounds(job: RenderJob) -> backgrounds_lib.Backgrounds:
       if job.photos
       else None
   )
-  return backgrounds_lib.Backgrounds(photos, job.clutter_ratio, job.procedural_share)
+  return backgrounds_lib.Backgrounds(photos, job.clutter_ratio, job.procedural_share, job.background_jitter)
+
+
+@functools.lru_cache(maxsize=64)  # holds every shape of `pool_refs` (24 by default): each is loaded once
+def _pool_mesh(ref: record.ShapeRef, up_axis: str, front: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+  """(vertices, faces, parts) of a distractor shape, loaded once per worker; None when it cannot be loaded."""
+  try:
+    shape = loading.load_mesh(ref, up_axis, front)
+  except loading.MeshError:
+    return None
+  return shape.vertices, shape.faces, appearance.mesh_parts(shape.vertices, shape.faces)
+
+
+def distractor_pool(job: RenderJob, shape_id: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+  """The meshes of `job.pool_size` other shapes of `job.pool_refs`, a function of (seed, shape id) only."""
+  if not job.settings.distractors or not job.pool_refs:
+    return []
+  others = [r for r in job.pool_refs if r.id != shape_id]
+  rng = synthesis.example_rng(job.seed, shape_id, 2**31 - 1)  # an index no image uses
+  picks = rng.choice(len(others), size=min(job.pool_size, len(others)), replace=False) if others else []
+  meshes = [_pool_mesh(others[int(i)], job.up_axis, job.front) for i in picks]
+  return [m for m in meshes if m is not None]
 
 
 def shape_examples(
@@ -87,8 +117,23 @@ def shape_examples(
   """The dataset examples of one shape (feature dicts as `builder.features` describes; image as PNG bytes)."""
   distribution = viewpoints.distribution_for(shape.category, job.views_dir, job.distance)
   rngs = [synthesis.example_rng(job.seed, shape.id, i) for i in range(job.images_per_shape)]
-  params = [synthesis.sample_params(rng, distribution, job.settings) for rng in rngs]
-  images = synthesis.synthesize(renderer, shape.vertices, shape.faces, params, rngs, backgrounds, job.settings)
+  pool = distractor_pool(job, shape.id)
+  params = [synthesis.sample_params(rng, distribution, job.settings, len(pool)) for rng in rngs]
+  parts = None
+  if job.settings.appearance != "tint":
+    parts = appearance.shape_parts(shape.vertices, shape.faces, shape.face_groups)
+  images = synthesis.synthesize(
+      renderer,
+      shape.vertices,
+      shape.faces,
+      params,
+      rngs,
+      backgrounds,
+      job.settings,
+      parts=parts,
+      pool=pool,
+      corner_colors=shape.corner_colors,
+  )
   return [
       dict(
           image=synthesis.encode_png(image),
@@ -139,7 +184,7 @@ def render_shape(
   """One shape's (header, examples): header {'id', 'skipped' (reason or None), 'renderer'}; no examples when the
   mesh could not be used. What a cache worker and a Beam worker (`beam_build`) each do per shape."""
   try:
-    shape = loading.load_mesh(ref, job.up_axis, job.front)
+    shape = loading.load_mesh(ref, job.up_axis, job.front, appearance=job.settings.appearance in ("own", "mixed"))
   except loading.MeshError as e:
     return dict(id=ref.id, skipped=str(e), renderer=None), []
   examples = shape_examples(renderer, shape, shape_index, job, backgrounds)

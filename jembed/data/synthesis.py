@@ -11,8 +11,12 @@ Randomness: each image has its own `np.random.Generator` from (seed, shape id, i
 fixed order (view, lights, albedo before rendering; crop and background after), so an image never depends on which
 worker made it or on the other images.
 
-We have no textures (the paper kept the models' own): 'jitter' albedo draws a gray level and a colour tint per image
-to give the network the appearance variation textures gave it; 'gray' uses the LFD stage's plain 0.48 gray.
+Appearance (`appearance`): 'tint' renders gray and tints it, 'jitter' albedo drawing a gray level and a colour tint
+per image ('gray' albedo: the LFD stage's plain 0.48); 'random' gives each part of the mesh its own random material
+per image (colour, solid texture, specular lobe: `appearance.py`, rendered by `jembed.render.materials`).
+Distractors (other shapes of the collection, `distractors.py`) and JPEG re-encoding at a random quality (`jpeg`) make
+the images look more like photos. Every new switch draws nothing when it is off, so datasets of the older settings
+keep their images.
 """
 
 import dataclasses
@@ -22,15 +26,19 @@ import zlib
 import numpy as np
 from PIL import Image
 
+from jembed.data import appearance as appearance_lib
 from jembed.data import backgrounds as backgrounds_lib
+from jembed.data import distractors as distractors_lib
 from jembed.data import viewpoints
 from jembed.render import base
 from jembed.render import camera
 from jembed.render import lights as lights_lib
+from jembed.render import materials
 from jembed.render import shading
 from jembed.utils import resample
 
 ALBEDO_MODES = ("gray", "jitter")
+APPEARANCES = ("tint", "random", "own", "mixed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +59,13 @@ class SynthesisSettings:
       surroundings; the paper's crops did not): 0 = off, and no random draw, so existing datasets are unchanged.
     occluders: probability that 1-3 random shapes are drawn over the composited image (books, cushions and chair
       backs cover furniture in photos); 0 = off, no random draw.
+    appearance: 'tint' (gray render, `albedo` and `tint`) | 'random' (random materials per part, `appearance.py`) |
+      'own' (the mesh's own colours and textures, `loading.read_appearance`; a random colour per part when it has
+      none) | 'mixed' (own or random, half the images each).
+    share: with 'random', probability that all parts of an image share one material.
+    distractors: probability that an image shows 1-2 other shapes of the collection (`distractors.py`); 0 = off.
+    jpeg: probability that the finished image is JPEG re-encoded; 0 = off, no random draw.
+    jpeg_quality: (low, high) of its quality, drawn uniformly (integers).
   """
 
   image_size: int = 128
@@ -64,10 +79,17 @@ class SynthesisSettings:
   truncation: float = 0.05
   context: float = 0.0
   occluders: float = 0.0
+  appearance: str = "tint"
+  share: float = 0.4
+  distractors: float = 0.0
+  jpeg: float = 0.0
+  jpeg_quality: tuple[int, int] = (30, 95)
 
   def __post_init__(self):
     if self.albedo not in ALBEDO_MODES:
       raise ValueError(f"config.data.albedo must be one of {ALBEDO_MODES}, got {self.albedo!r}")
+    if self.appearance not in APPEARANCES:
+      raise ValueError(f"config.data.appearance must be one of {APPEARANCES}, got {self.appearance!r}")
 
   @classmethod
   def from_config(cls, data) -> "SynthesisSettings":
@@ -85,6 +107,11 @@ class SynthesisSettings:
         truncation=float(data.truncation),
         context=float(data.get("context", 0.0)),
         occluders=float(data.get("occluders", 0.0)),
+        appearance=str(data.get("appearance", "tint")),
+        share=float(data.get("share", 0.4)),
+        distractors=float(data.get("distractors", 0.0)),
+        jpeg=float(data.get("jpeg", 0.0)),
+        jpeg_quality=tuple(int(q) for q in data.get("jpeg_quality", (30, 95))),
     )
 
 
@@ -97,6 +124,8 @@ class ImageParams:
     lights: the image's lamps and ambient light.
     albedo: gray level rendered.
     tint: float32[3] per-channel factors (max 1) of the albedo, applied to the rendered gray in linear light.
+    palette: the materials of the parts ('random' appearance), else None (the gray render is tinted).
+    distractors: the other shapes shown in the image.
   """
 
   azimuth: float
@@ -106,6 +135,8 @@ class ImageParams:
   lights: lights_lib.Lights
   albedo: float = shading.DEFAULT_ALBEDO
   tint: np.ndarray = dataclasses.field(default_factory=lambda: np.ones(3, np.float32))
+  palette: materials.Palette | None = None
+  distractors: tuple = ()
 
 
 def example_rng(seed: int, shape_id: str, image_index: int) -> np.random.Generator:
@@ -139,12 +170,21 @@ def sample_surface(rng: np.random.Generator, settings: SynthesisSettings) -> tup
 
 
 def sample_params(
-    rng: np.random.Generator, distribution: viewpoints.ViewDistribution, settings: SynthesisSettings
+    rng: np.random.Generator,
+    distribution: viewpoints.ViewDistribution,
+    settings: SynthesisSettings,
+    pool_size: int = 0,
 ) -> ImageParams:
-  """View, lights and surface of one image, in this order from `rng`."""
+  """View, lights, surface, materials and distractors of one image, in this order from `rng` (`pool_size`: shapes
+  in the image's distractor pool)."""
   view = distribution.sample(rng, 1)
   lights = sample_lights(rng, settings.max_lamps, settings.ambient)
   albedo, tint = sample_surface(rng, settings)
+  palette = None
+  if settings.appearance != "tint":
+    palette, albedo, tint = appearance_lib.sample_palette(rng, settings.share), 1.0, np.ones(3, np.float32)
+    if settings.appearance == "own" or (settings.appearance == "mixed" and rng.random() < 0.5):
+      palette = appearance_lib.own(palette)
   return ImageParams(
       float(view.azimuth[0]),
       float(view.elevation[0]),
@@ -153,6 +193,8 @@ def sample_params(
       lights,
       albedo,
       tint,
+      palette,
+      distractors_lib.sample(rng, settings.distractors, pool_size),
   )
 
 
@@ -257,12 +299,21 @@ def apply_tint(rgb: np.ndarray, tint: np.ndarray) -> np.ndarray:
   return shading.display(linear * tint).astype(np.float32) * 255.0
 
 
+def reencode_jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+  """uint8[H, W, 3] after a round trip through Pillow's JPEG at `quality` (4:2:0 chroma, as most cameras)."""
+  buffer = io.BytesIO()
+  Image.fromarray(np.asarray(image, np.uint8)).save(buffer, format="JPEG", quality=int(quality))
+  with Image.open(buffer) as im:
+    return np.asarray(im.convert("RGB"))
+
+
 def finish_image(
     rgba: np.ndarray,
     params: ImageParams,
     rng: np.random.Generator,
     backgrounds: backgrounds_lib.Backgrounds,
     settings: SynthesisSettings,
+    distractor_renders: list[np.ndarray] = (),
 ) -> tuple[np.ndarray, dict]:
   """Crop, tint, composite and stretch one render.
 
@@ -272,6 +323,7 @@ def finish_image(
     rng: the image's generator, after `sample_params`.
     backgrounds: where the background comes from.
     settings: crop ratio and output size.
+    distractor_renders: uint8[h, w, 4] of each of `params.distractors`.
 
   Returns:
     (uint8[S, S, 3] image, {'clutter': bool, 'background': str, 'box': (top, bottom, left, right)}).
@@ -284,10 +336,19 @@ def finish_image(
   crop = rgba[top : bottom + 1, left : right + 1]
   rgb = apply_tint(crop[..., :3], params.tint)
   background, clutter, name = backgrounds.draw(rng, crop.shape[0], crop.shape[1])
+  pairs = list(zip(params.distractors, distractor_renders))
+  for distractor, render in pairs:
+    if not distractor.front:
+      background = distractors_lib.paste(background, render, distractor)
   image = composite(rgb, crop[..., 3], background)
+  for distractor, render in pairs:
+    if distractor.front:
+      image = distractors_lib.paste(image, render, distractor)
   if settings.occluders > 0 and rng.random() < settings.occluders:
     image = backgrounds_lib.occlude(rng, image)
   image = stretch(image, settings.image_size)
+  if settings.jpeg > 0 and rng.random() < settings.jpeg:
+    image = reencode_jpeg(image, rng.integers(settings.jpeg_quality[0], settings.jpeg_quality[1] + 1))
   return image, {"clutter": clutter, "background": name, "box": box}
 
 
@@ -299,8 +360,11 @@ def synthesize(
     rngs: list[np.random.Generator],
     backgrounds: backgrounds_lib.Backgrounds,
     settings: SynthesisSettings,
+    parts: np.ndarray | None = None,
+    pool: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = (),
+    corner_colors: np.ndarray | None = None,
 ) -> list[tuple[np.ndarray, dict]]:
-  """Images of one mesh, all its views in one render call.
+  """Images of one mesh, all its views in one render call (and one per distractor pool shape).
 
   Args:
     renderer: a `base.Renderer`.
@@ -310,6 +374,9 @@ def synthesize(
     rngs: each image's generator, already past `sample_params` (crop and background draw from it).
     backgrounds: background source.
     settings: sizes and crop ratio.
+    parts: int32[F] part of each face ('random' appearance); None = `appearance.mesh_parts` of the mesh.
+    pool: (vertices, faces, parts) of the distractor pool shapes `params` index.
+    corner_colors: uint8[F, 3, 3] the mesh's own sRGB colours ('own' / 'mixed'), or None.
 
   Returns:
     One (uint8[S, S, 3], info) per image, as `finish_image`.
@@ -319,6 +386,11 @@ def synthesize(
   views = camera.Views.make(
       [p.azimuth for p in params], [p.elevation for p in params], [p.tilt for p in params], [p.distance for p in params]
   )
+  surface = None
+  if params[0].palette is not None:
+    parts = appearance_lib.mesh_parts(vertices, faces) if parts is None else parts
+    own = None if corner_colors is None else appearance_lib.to_linear(corner_colors)
+    surface = materials.Appearance(parts, tuple(p.palette for p in params), own)
   out = renderer.render(
       vertices,
       faces,
@@ -327,8 +399,18 @@ def synthesize(
       lights=[p.lights for p in params],
       albedo=np.asarray([p.albedo for p in params], np.float32),
       antialias=settings.antialias,
+      appearance=surface,
   )
-  return [finish_image(rgba, p, rng, backgrounds, settings) for rgba, p, rng in zip(out.rgba, params, rngs)]
+  requests = [(d, p.lights) for p in params for d in p.distractors]
+  rendered = distractors_lib.render(renderer, list(pool), requests, (2 * settings.render_size) // 3) if requests else []
+  per_image, start = [], 0
+  for p in params:
+    per_image.append(rendered[start : start + len(p.distractors)])
+    start += len(p.distractors)
+  return [
+      finish_image(rgba, p, rng, backgrounds, settings, extra)
+      for rgba, p, rng, extra in zip(out.rgba, params, rngs, per_image)
+  ]
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -169,7 +169,19 @@ class JembedImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         clutter_ratio=float(data.clutter_ratio),
         cache_dir=os.path.normpath(self.cache_dir),
         procedural_share=float(data.get("procedural_share", 0.0)),
+        background_jitter=float(data.get("background_jitter", 0.0)),
+        pool_refs=self.distractor_refs(),
     )
+
+  def distractor_refs(self) -> tuple:
+    """The shapes distractors are drawn from: `config.data.distractor_shapes` of the collection, a function of the
+    seed and the shape list (few enough that each worker loads each of them once)."""
+    data = self.jembed_config.data
+    if not float(data.get("distractors", 0.0)) or len(self.refs) < 2:
+      return ()
+    n = min(int(data.get("distractor_shapes", 24)), len(self.refs))
+    rng = np.random.default_rng(np.random.SeedSequence([int(self.jembed_config.seed), 21]))
+    return tuple(self.refs[int(i)] for i in sorted(rng.choice(len(self.refs), size=n, replace=False)))
 
   def render(self) -> dict:
     """Renders every shape not in the cache yet (worker processes, a progress bar)."""

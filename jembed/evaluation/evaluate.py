@@ -13,6 +13,9 @@ Protocols, on every set:
     included and relevant, relevant = same shape, precision interpolated at 500 recall points) and its trapezoid
     area `pr_auc` (at most 0.998).
   * `category_top1`: the nearest shape has the query's category.
+  * sets that know only each photo's category (`ImageSet.category_only`, a folder's `<file> <category>` lines):
+    `category_top1` / `category_top5` (the nearest shape / one of the 5 nearest has the photo's category) and
+    `confusion` ({true category: {nearest shape's category: photos}}), per method (`category_protocols`).
   * fused image->shape (`fused:<how>`, with `joint`): each shape's test images pooled into one query
     (`jembed.api.fusion`: mean of points, of distances, of ranks), top-1/5/10 of the true shape, one query per shape;
     compare with `joint` on the same images.
@@ -153,6 +156,34 @@ def protocols(
   return result, {"topk": np.asarray(curve, np.float32), "precision": np.asarray(precision, np.float32)}
 
 
+def category_protocols(image_shape: np.ndarray, true_categories: np.ndarray, shape_categories: np.ndarray) -> dict:
+  """Scores of a set that knows only its photos' categories.
+
+  Args:
+    image_shape: float32[Q, N] query-to-shape distances.
+    true_categories: str[Q].
+    shape_categories: str[N].
+
+  Returns:
+    {'category_top1', 'category_top5', 'confusion': {true: {predicted: count}}, 'n_queries', 'n_shapes'}.
+  """
+  q, n = image_shape.shape
+  order = np.argsort(image_shape, axis=1, kind="stable")[:, : min(5, n)]
+  nearest = shape_categories[order]  # [Q, 5]
+  hit = nearest == np.asarray(true_categories)[:, None]
+  confusion: dict[str, dict[str, int]] = {}
+  for truth, predicted in zip(true_categories, nearest[:, 0]):
+    row = confusion.setdefault(str(truth), {})
+    row[str(predicted)] = row.get(str(predicted), 0) + 1
+  return dict(
+      category_top1=float(np.mean(hit[:, 0])),
+      category_top5=float(np.mean(hit.any(1))),
+      confusion={t: dict(sorted(row.items(), key=lambda kv: -kv[1])) for t, row in sorted(confusion.items())},
+      n_queries=int(q),
+      n_shapes=int(n),
+  )
+
+
 def chance(shape_index: np.ndarray, shape_categories: np.ndarray) -> dict:
   """Expected scores of a uniformly random shape ranking: top-k = k / N; category = the chance that a random shape
   has the query's category."""
@@ -197,6 +228,20 @@ def evaluate_set(image_set: image_sets.ImageSet, method_names, context: methods_
   """Every method's distances and protocols on one set, then its fused and viewpoint rows."""
   categories = np.asarray(context.model.shape_categories).astype(str)
   scores, curves, nearest = {}, {}, {}
+  if image_set.category_only:
+    for name in method_names:
+      image_shape, _ = methods_lib.get(name).distances(image_set.images, context)
+      scores[name] = category_protocols(image_shape, image_set.categories, categories)
+      nearest[name] = np.argsort(image_shape, axis=1, kind="stable")[:, :GALLERY_K]
+      logging.info("%s %s: %s", image_set.name, name, scores[name])
+    names, counts = np.unique(categories, return_counts=True)
+    share = dict(zip(names, counts / len(categories)))
+    scores["chance"] = dict(
+        category_top1=float(np.mean([share.get(c, 0.0) for c in image_set.categories])),
+        n_queries=len(image_set),
+        n_shapes=len(categories),
+    )
+    return SetResult(image_set, scores, curves, nearest)
   for name in method_names:
     image_shape, image_image = methods_lib.get(name).distances(image_set.images, context)
     scores[name], curves[name] = protocols(image_shape, image_image, image_set.shape_index, categories)

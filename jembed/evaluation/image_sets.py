@@ -56,6 +56,7 @@ class ImageSet:
     shape_index: int32[Q] row of each image's shape in the shape embedding.
     labels: str[Q] a short label per image (file name, or shape id and view).
     views: float32[Q, 3] the true (azimuth, elevation, tilt) of each image in degrees (synthetic sets), or None.
+    categories: str[Q] each image's true category, for sets that know only that (then `shape_index` is -1), or None.
   """
 
   name: str
@@ -63,9 +64,15 @@ class ImageSet:
   shape_index: np.ndarray
   labels: np.ndarray
   views: np.ndarray | None = None
+  categories: np.ndarray | None = None
 
   def __len__(self) -> int:
     return len(self.shape_index)
+
+  @property
+  def category_only(self) -> bool:
+    """Only the images' categories are known: scored by `evaluate.category_protocols`."""
+    return self.categories is not None
 
 
 class _White:
@@ -157,8 +164,14 @@ def _render_synthetic(
     first: int | None = None,
 ) -> dict[str, list]:
   """Renders every ref's held-out views (image indices `first`, ...; by default the first the dataset did not use)
-  and finishes each twice (white, clutter)."""
-  settings = synthesis.SynthesisSettings.from_config(config.data)
+  and finishes each twice (white, clutter).
+
+  The training images' appearance switches (random materials, distractors, JPEG) stay off here: the test images are
+  the same whichever way the network was trained, so runs with and without them compare on one set.
+  """
+  settings = dataclasses.replace(
+      synthesis.SynthesisSettings.from_config(config.data), appearance="tint", distractors=0.0, jpeg=0.0
+  )
   renderer = backend.get_renderer(config.render.backend)
   photo_bg = (
       backgrounds_lib.PhotoBackgrounds(photos, settings.render_size, float(config.data.background_scale))
@@ -305,6 +318,8 @@ def photo_sets_of(config: ml_collections.ConfigDict, workdir: str, shape_ids: np
   if not kind:
     return []
   photos = photo_sets.load_photo_set(kind, config.eval.photo_root)
+  if all(not p.shape_id for p in photos):
+    return [_category_set(kind, photos, config, workdir)]
   size = int(config.data.image_size)
   key = _key(dict(kind=kind, root=config.eval.photo_root, size=size, n=len(photos), ids=list(map(str, shape_ids))))
   path = paths.eval_sets(workdir, f"{kind}.npz")
@@ -336,6 +351,29 @@ def photo_sets_of(config: ml_collections.ConfigDict, workdir: str, shape_ids: np
   return [whole] + [
       ImageSet(name, whole.images[m], whole.shape_index[m], whole.labels[m]) for name, m in subsets if m.any()
   ]
+
+
+def _category_set(kind: str, photos: list, config: ml_collections.ConfigDict, workdir: str) -> ImageSet:
+  """A photo set that knows only each photo's category (`photo_sets.folder_photos`): shape_index -1."""
+  size = int(config.data.image_size)
+  key = _key(dict(kind=kind, root=config.eval.photo_root, size=size, n=len(photos), categories_only=True))
+  path = paths.eval_sets(workdir, f"{kind}_categories.npz")
+  cached = _load_cached(path, key)
+  if cached is None:
+    read = np.stack(
+        [images.read_photo(p.path, size) for p in tqdm.tqdm(photos, desc=f"reading {kind} photos", unit="photo")]
+    )
+    cached = dict(
+        key=np.array(key),
+        images=read,
+        labels=np.asarray([os.path.basename(p.path) for p in photos]),
+        categories=np.asarray([p.category for p in photos]),
+    )
+    files.save_npz(path, **cached)
+  n = len(cached["labels"])
+  return ImageSet(
+      f"{kind}_categories", cached["images"], np.full(n, -1, np.int32), cached["labels"], None, cached["categories"]
+  )
 
 
 # The checks `launch` runs on this stage's config fields before any work (`jembed.utils.config_checks`).

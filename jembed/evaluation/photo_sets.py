@@ -10,7 +10,10 @@ evaluation can look up the ground truth's row in `shape_embedding.npz`:
   of the training images) is tuned on the photos of the **tuning** half only and reported on the **held-out** half.
 * **'folder'**: your own photos: `root/labels.txt` has one `<file> <shape_id>` line per photo (file relative to
   `root`, may contain spaces; blank lines and `#` comments are skipped). The category is the id's first path
-  component (`chair/068_POANG_24abfbc0` -> 'chair'; ShapeNet ids give the synset).
+  component (`chair/068_POANG_24abfbc0` -> 'chair'; ShapeNet ids give the synset). A label without '/' is a
+  **category only** (`<file> chair`): photos whose exact shape is not in the collection (ExactMatchChairs against
+  the demo's shapes) are then scored by the categories of their nearest shapes (category top-1 / top-5 and the
+  confusion between categories), not by shape ranks.
 """
 
 import dataclasses
@@ -39,7 +42,7 @@ class Photo:
 
   Attributes:
     path: the image file.
-    shape_id: the ground-truth shape's id, as the shape source lists it.
+    shape_id: the ground-truth shape's id, as the shape source lists it; '' when only the category is known.
     category: that shape's category.
   """
 
@@ -111,8 +114,9 @@ def folder_photos(root: str | os.PathLike) -> list[Photo]:
     parts = text.rsplit(None, 1)
     if len(parts) != 2:
       raise ValueError(f"{str(labels)!r} line {line}: expected '<file> <shape_id>', got {text!r}")
-    name, shape_id = parts
-    photos.append(Photo(str(root / name), shape_id, shape_id.split("/", 1)[0]))
+    name, label = parts
+    shape_id = label if "/" in label else ""  # a bare name is a category (module docstring)
+    photos.append(Photo(str(root / name), shape_id, label.split("/", 1)[0]))
   if not photos:
     raise ValueError(f"{str(labels)!r} lists no photos")
   return _check_exist(photos, labels)

@@ -68,6 +68,8 @@ def results_table(results: dict) -> str:
     lines.append(
         f"| {set_name} | {methods.label(method)} | " + " | ".join(cells) + f" | {scores.get('n_queries', '')} |"
     )
+  if len(lines) == 2:  # only sets labelled with categories (`category_table`)
+    return "(no set with ground-truth shapes)"
   return "\n".join(lines)
 
 
@@ -95,6 +97,27 @@ def viewpoint_table(results: dict) -> str:
   return "\n".join(lines)
 
 
+def category_table(results: dict) -> str:
+  """The sets that know only their photos' categories: category top-1 / top-5 per method and the commonest
+  confusions; '' when there is none."""
+  rows = [(s, m, v) for s, m, v in _rows(results, "category_top1") if "top1" not in v and "confusion" in v]
+  if not rows:
+    return ""
+  lines = ["| set | method | category top-1 | category top-5 | nearest shape's category (photos) | queries |"]
+  lines.append("|---|---|---|---|---|---|")
+  for set_name, method, scores in rows:
+    counts: dict[str, int] = {}
+    for row in scores["confusion"].values():
+      for category, count in row.items():
+        counts[category] = counts.get(category, 0) + count
+    shown = ", ".join(f"{c} {n}" for c, n in sorted(counts.items(), key=lambda kv: -kv[1])[:6])
+    lines.append(
+        f"| {set_name} | {methods.label(method)} | {scores['category_top1']:.3f} | "
+        f"{scores['category_top5']:.3f} | {shown} | {scores['n_queries']} |"
+    )
+  return "\n".join(lines)
+
+
 def write_markdown(results: dict, meta: dict, path: str) -> str:
   """results.md: the tables and what each column means (`meta` from `EvalResult.meta`)."""
   text = (
@@ -108,6 +131,13 @@ def write_markdown(results: dict, meta: dict, path: str) -> str:
   )
   if "fused" in meta:
     text += f"- {meta['fused']}; compare with the joint embedding's single images of the same set.\n"
+  by_category = category_table(results)
+  if by_category:
+    text += (
+        f"\n## Photos labelled with a category only\n\n{by_category}\n\n"
+        "- category top-1 / top-5: the nearest shape / one of the 5 nearest shapes has the photo's category; the "
+        "confusion (per true category) is in results.json.\n"
+    )
   views = viewpoint_table(results)
   if views:
     text += (
@@ -189,6 +219,7 @@ def write_retrievals(
       for name, rows in picks.items()
       for i in rows
       for j in list(report[name]["top"][i]) + [report[name]["image_set"].shape_index[i]]
+      if j >= 0  # -1: a photo labelled with its category only
   }
   thumbs = thumbnails.workdir_thumbnails(workdir, sorted(needed), thumb, config.render.backend)
   blank = np.full((thumb, thumb, 3), 255, np.uint8)
@@ -202,7 +233,9 @@ def write_retrievals(
         tile = thumbs.get(str(model.shape_ids[j]), blank)
         tiles.append(_framed(tile, "#1a9b3c") if j == truth else tile)
       rank = "top-5" if truth in top[i] else "missed"
-      if truth not in top[i]:  # show what it should have found, framed red, after the five
+      if truth < 0:  # only the category is known
+        rank = str(image_set.categories[i])[:10]
+      elif truth not in top[i]:  # show what it should have found, framed red, after the five
         tiles.append(_framed(thumbs.get(str(model.shape_ids[truth]), blank), "#c0392b"))
       rows.append((f"{set_name.replace('synthetic_', '')[:16]}: {rank}", tiles))
   header = (

@@ -82,6 +82,64 @@ def read_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
   return mesh
 
 
+def _corner_colors(mesh: trimesh.Trimesh) -> np.ndarray:
+  """uint8[F, 3 corners, 3] sRGB colour of one geometry's faces: its texture sampled at the corners' UVs times the
+  material's diffuse colour, else the material's colour, else its face or vertex colours (gray when it has none)."""
+  visual, faces = mesh.visual, np.asarray(mesh.faces)
+  gray = np.full((len(faces), 3, 3), 128, np.uint8)
+  if visual.kind == "texture" or isinstance(visual, trimesh.visual.TextureVisuals):
+    material = getattr(visual, "material", None)
+    if material is None:
+      return gray
+    color = np.asarray(material.main_color, np.float32)[:3]
+    image, uv = getattr(material, "image", None), getattr(visual, "uv", None)
+    if image is None or uv is None or len(uv) != len(mesh.vertices):
+      return np.broadcast_to(color.astype(np.uint8), (len(faces), 3, 3)).copy()
+    texels = np.asarray(image.convert("RGB"), np.float32)
+    h, w = texels.shape[:2]
+    uv = np.mod(np.asarray(uv, np.float64), 1.0)  # repeat wrapping, as OBJ viewers do
+    rows = np.clip(((1.0 - uv[:, 1]) * h).astype(np.int64), 0, h - 1)  # v runs up, image rows down
+    cols = np.clip((uv[:, 0] * w).astype(np.int64), 0, w - 1)
+    per_vertex = texels[rows, cols] * (color / 255.0)
+    return np.clip(np.rint(per_vertex[faces]), 0, 255).astype(np.uint8)
+  if visual.kind == "face":
+    return np.repeat(np.asarray(visual.face_colors)[:, None, :3], 3, axis=1).astype(np.uint8)
+  if visual.kind == "vertex":
+    return np.asarray(visual.vertex_colors)[faces][..., :3].astype(np.uint8)
+  return gray
+
+
+def read_appearance(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+  """A mesh file's geometry with its own appearance, for the training images (`config.data.appearance`).
+
+  Returns:
+    (float64[V, 3] vertices, int64[F, 3] faces, uint8[F, 3, 3] sRGB colour of each face corner (`_corner_colors`),
+    int32[F] group of each face: the file's geometries, which trimesh splits by material); colours and groups are
+    None for files without materials (voxel grids; gzipped meshes, whose material files are not read).
+
+  Raises:
+    MeshError: as `read_mesh`.
+  """
+  path = pathlib.Path(path)
+  if mesh_suffix(path) in (None, ".mat") or path.name.lower().endswith(".gz"):
+    mesh = read_mesh(path)
+    return np.asarray(mesh.vertices), np.asarray(mesh.faces), None, None
+  try:
+    loaded = trimesh.load(str(path), process=False)
+  except Exception as e:  # as read_mesh: every failure means "unreadable"
+    raise MeshError(f"unreadable: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": ")) from e
+  parts = [loaded] if isinstance(loaded, trimesh.Trimesh) else loaded.dump(concatenate=False)
+  parts = [m for m in parts if isinstance(m, trimesh.Trimesh) and len(m.faces)]
+  if not parts:
+    raise MeshError("empty: no triangle geometry in the file")
+  offsets = np.cumsum([0] + [len(m.vertices) for m in parts])
+  vertices = np.concatenate([np.asarray(m.vertices, np.float64) for m in parts])
+  faces = np.concatenate([np.asarray(m.faces) + o for m, o in zip(parts, offsets)])
+  colors = np.concatenate([_corner_colors(m) for m in parts])
+  groups = np.concatenate([np.full(len(m.faces), i, np.int32) for i, m in enumerate(parts)])
+  return vertices, faces, colors, groups
+
+
 def _read_voxels(path: pathlib.Path) -> trimesh.Trimesh:
   """The cube surface of a `.mat` (or `.mat.gz`) occupancy grid, in voxel units (see `voxels.grid_to_mesh`)."""
   try:
@@ -136,7 +194,14 @@ def to_canonical(vertices: np.ndarray, up_axis: str = "y", front: str = "+x") ->
 
 
 def normalize(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Checks a raw mesh and returns it normalized (see module docstring).
+  """Checks a raw mesh and returns it normalized (see module docstring); `normalize_kept` also says which faces
+  were kept."""
+  vertices, faces, _ = normalize_kept(vertices, faces)
+  return vertices, faces
+
+
+def normalize_kept(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Checks a raw mesh and returns it normalized (see module docstring), with bool[F] the input faces kept.
 
   Args:
     vertices: float[V, 3], any float dtype.
@@ -169,14 +234,15 @@ def normalize(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.n
   # Area relative to the squared extent, so that a tiny but real model (millimetre units) is not called degenerate.
   if extent == 0 or total <= 1e-12 * extent * extent:
     raise MeshError("zero surface area (all faces degenerate)")
-  faces = faces[areas > 1e-14 * extent * extent]
+  kept = areas > 1e-14 * extent * extent
+  faces = faces[kept]
   center = 0.5 * (vertices.min(axis=0) + vertices.max(axis=0))
   vertices = vertices - center
   vertices /= np.linalg.norm(vertices, axis=1).max()
-  return vertices.astype(np.float32), faces.astype(np.int32)
+  return vertices.astype(np.float32), faces.astype(np.int32), kept
 
 
-def load_mesh(ref: record.ShapeRef, up_axis: str = "y", front: str = "auto") -> record.Shape:
+def load_mesh(ref: record.ShapeRef, up_axis: str = "y", front: str = "auto", appearance: bool = False) -> record.Shape:
   """Loads, checks and normalizes the mesh of `ref` (catalog shapes are built, `.mat` voxel grids meshed, other files
   read with trimesh).
 
@@ -184,20 +250,28 @@ def load_mesh(ref: record.ShapeRef, up_axis: str = "y", front: str = "auto") -> 
     ref: the shape to load.
     up_axis: the source's up axis ('y', 'z' or 'x'); ignored for the catalog, which is built +Y up.
     front: the source's front direction in its own frame, or 'auto' (see module docstring).
+    appearance: also read the file's own colours and groups (`read_appearance`); only mesh files have them.
 
   Raises:
     MeshError: the shape cannot be used; the message says why.
   """
+  colors = groups = None
   if ref.path.startswith("catalog://"):
     category, index = ref.path[len("catalog://") :].rsplit("/", 1)
     mesh = catalog.build_mesh(category, int(index))
+    raw_vertices, raw_faces = mesh.vertices, mesh.faces
     up_axis = "y"  # The catalog is built +Y up whatever a folder source says.
+  elif appearance:
+    raw_vertices, raw_faces, colors, groups = read_appearance(ref.path)
   else:
     mesh = read_mesh(ref.path)
+    raw_vertices, raw_faces = mesh.vertices, mesh.faces
   front = auto_front(ref.path) if front == "auto" else front
-  vertices = to_canonical(np.asarray(mesh.vertices, np.float64), up_axis, front)
-  vertices, faces = normalize(vertices, np.asarray(mesh.faces))
-  return record.Shape(ref=ref, vertices=vertices, faces=faces)
+  vertices = to_canonical(np.asarray(raw_vertices, np.float64), up_axis, front)
+  vertices, faces, kept = normalize_kept(vertices, np.asarray(raw_faces))
+  if colors is not None:
+    colors, groups = colors[kept], groups[kept]
+  return record.Shape(ref=ref, vertices=vertices, faces=faces, corner_colors=colors, face_groups=groups)
 
 
 def geometry_fingerprint(shape: record.Shape, decimals: int = 4) -> str:

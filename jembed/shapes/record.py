@@ -33,11 +33,16 @@ class Shape:
     ref: the `ShapeRef` it was loaded from.
     vertices: float32[V, 3].
     faces: int32[F, 3], indices into `vertices`.
+    corner_colors: uint8[F, 3, 3] the mesh's own sRGB colour at each face corner (materials, textures sampled at the
+      corners, vertex or face colours), or None when it was not read (`loading.load_mesh(..., appearance=True)`).
+    face_groups: int32[F] the file's group (material) of each face, or None.
   """
 
   ref: ShapeRef
   vertices: np.ndarray
   faces: np.ndarray
+  corner_colors: np.ndarray | None = None
+  face_groups: np.ndarray | None = None
 
   @property
   def id(self) -> str:

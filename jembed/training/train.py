@@ -36,6 +36,7 @@ from jembed.training import checkpoints
 from jembed.training import losses
 from jembed.training import model as model_lib
 from jembed.training import optimizer
+from jembed.training import photometric as photometric_lib
 from jembed.training import run_metrics
 from jembed.utils import config_checks as checks
 from jembed.workdir import provenance
@@ -99,6 +100,7 @@ def make_update_fn(
     from_features: bool = False,
     shape_points: np.ndarray | None = None,
     objective: losses.RankObjective | None = None,
+    photometric: photometric_lib.Photometric | None = None,
 ) -> Callable:
   """`update_fn(state, batch, rng) -> (state, metrics)`, jitted, state donated.
 
@@ -112,6 +114,7 @@ def make_update_fn(
       images: only the head runs and is differentiated (`jembed.backbones.feature_cache`); param_norm is the head's.
     shape_points: float32[N, D] every shape's point (replicated on every device), needed by `objective`.
     objective: the contrastive term against the shape points (`losses.RankObjective`); None = the regression alone.
+    photometric: colour, blur and noise augmentation of the images (`photometric.Photometric`); None = off.
 
   Returns:
     update_fn(state, batch, rng): `batch` a dict of [B, ...] arrays (`TRAIN_KEYS`; B divisible by the device
@@ -128,6 +131,11 @@ def make_update_fn(
       inputs, trained = dict(images=None, features=batch["features"]), _head(state["params"])
     else:
       batch = augmentation.augment_batch(batch, jax.random.fold_in(rng, 1), example_ids, flip=flip, shift=shift)
+      if photometric is not None and photometric.enabled:
+        # At the size the network sees (the model's own stretch is then a no-op): 4x fewer pixels at 64 px.
+        images = model_lib.resize_images(batch["image"], net.spec.image_size)
+        images = photometric_lib.augment_batch(images, jax.random.fold_in(rng, 2), example_ids, photometric)
+        batch = dict(batch, image=images)
       inputs, trained = dict(images=batch["image"]), state["params"]
     rng = jax.random.fold_in(rng, 0)
 
@@ -406,6 +414,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
       from_features=cached,
       shape_points=points,
       objective=objective,
+      photometric=photometric_lib.Photometric.from_config(config.get("photometric")),
   )
   eval_fn = make_eval_fn(net, mesh, loss_weights, objective, from_features=cached)
   validation = None if cached else _validation(config, workdir, mesh)
@@ -468,6 +477,14 @@ CONFIG_RULES = {
     "train.max_to_keep": checks.integer(1),
     "train.eval_batch_size": checks.integer(0),
     "train.augment_shift": checks.number(0.0, 1.0, hi_open=True),
+    **{f"photometric.{op}": checks.number(0.0, 1.0) for op in photometric_lib.OPERATIONS},
+    "photometric.brightness_range": checks.number(0.0, 1.0),
+    "photometric.contrast_range": checks.number(0.0, 1.0),
+    "photometric.saturation_range": checks.number(0.0, 1.0),
+    "photometric.hue_range": checks.number(0.0, 0.5),
+    "photometric.gamma_range": checks.number(0.0, 2.0),
+    "photometric.blur_sigma": checks.number(0.1, 5.0),
+    "photometric.noise_std": checks.number(0.0, 1.0),
     "train.compute_dtype": checks.choice(tuple(compute.DTYPES)),
     "train.loss": checks.choice(("regression", "infonce", "hcl")),
     "contrastive.similarity": checks.choice(("neg_sq_distance", "cosine")),

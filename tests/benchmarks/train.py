@@ -42,6 +42,7 @@ from configs import shapenet_chairs  # pylint: disable=g-import-not-at-top,wrong
 from jembed.backbones import compute  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.training import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.training import optimizer  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jembed.training import photometric  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.training import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Dense (no sparsity) peak FLOP/s of one JAX device, by `device_kind` prefix (the first match wins: longer first), for
@@ -87,6 +88,7 @@ def _step_and_batch(config, spec: model_lib.ModelSpec, batch_size: int, shape_po
       shift=float(config.train.augment_shift),
       shape_points=shape_points,
       objective=objective,
+      photometric=photometric.Photometric.from_config(config.get("photometric")),
   )
   rng = np.random.default_rng(0)
   size = int(config.data.image_size)

@@ -253,3 +253,24 @@ def test_verify_weights_are_chosen_on_validation_images_that_are_not_test_images
   saved = json.loads(open(f"{workdir}/verify/verify_weights.json").read())
   assert tuple(saved["weights"]) in set(itertools.product(*verify_method.WEIGHT_GRID.values()))
   assert saved["validation"]["images"] == len(val)
+
+
+def test_category_protocols_on_hand_made_distances():
+  shape_categories = np.array(["chair", "chair", "sofa", "table", "lamp", "car"])
+  # query 0: nearest a chair; query 1: nearest a sofa, a chair 2nd; query 2 (a sofa photo): chairs only in the top 5
+  distances = np.array(
+      [
+          [0.1, 0.5, 0.2, 0.3, 0.4, 0.9],
+          [0.2, 0.9, 0.1, 0.8, 0.7, 0.6],
+          [0.1, 0.2, 0.9, 0.3, 0.4, 0.5],
+      ],
+      np.float32,
+  )
+  truth = np.array(["chair", "chair", "sofa"])
+  scores = evaluate.category_protocols(distances, truth, shape_categories)
+  assert scores["category_top1"] == pytest.approx(1 / 3)
+  assert scores["category_top5"] == pytest.approx(2 / 3)  # the sofa is 6th for query 2
+  assert scores["confusion"] == {"chair": {"chair": 1, "sofa": 1}, "sofa": {"chair": 1}}
+  assert scores["n_queries"] == 3 and scores["n_shapes"] == 6
+  table = report.category_table({"photos": {"joint": scores}})
+  assert "| photos | joint embedding | 0.333 | 0.667 | chair 2, sofa 1 | 3 |" in table

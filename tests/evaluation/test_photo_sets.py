@@ -122,3 +122,12 @@ def test_folder_photos_read_labels(tmp_path):
     photo_sets.folder_photos(tmp_path)
   with pytest.raises(ValueError, match="photo set must be one of"):
     photo_sets.load_photo_set("pascal", tmp_path)
+
+
+def test_folder_labels_with_a_category_only(tmp_path):
+  (tmp_path / "a b.jpg").write_bytes(b"x")
+  (tmp_path / "c.jpg").write_bytes(b"x")
+  (tmp_path / "labels.txt").write_text("# real chairs\na b.jpg chair\nc.jpg chair/007\n")
+  photos = photo_sets.folder_photos(tmp_path)
+  assert [(p.shape_id, p.category) for p in photos] == [("", "chair"), ("chair/007", "chair")]
+  assert photos[0].path == str(tmp_path / "a b.jpg")
