@@ -36,7 +36,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Real photos are not the paper's tight product shots: they show surroundings, objects in front, dark and light
   # furniture, and a few dozen background photos repeat too often, so half the clutter is procedural.
   config.data.update(context=0.25, occluders=0.3, procedural_share=0.5, albedo_range=(0.05, 0.95), tint=0.5)
-  # Training images that look more like photos (issue 21; the ablation in docs/evaluation.md): random materials per
+  # Training images that look more like photos (the ablation in docs/evaluation.md): random materials per
   # part, other IKEA shapes beside and behind, varied background crops, JPEG artefacts, and camera-like colour,
   # blur and noise changes on the device.
   config.data.update(appearance="random", distractors=0.5, background_jitter=0.5, jpeg=0.3)

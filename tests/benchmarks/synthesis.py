@@ -1,4 +1,4 @@
-r"""Synthesis throughput per CPU core: training images/s of main's recipe against the photo-like one (issue 21).
+r"""Synthesis throughput per CPU core: training images/s of main's recipe against the photo-like one.
 
   python tests/benchmarks/synthesis.py                                   # catalog shapes, procedural backgrounds
   python tests/benchmarks/synthesis.py --ikea=../shared/data/ikea_photos_voxels --backgrounds=../shared/data/backgrounds
