@@ -39,6 +39,7 @@ from jembed.training import model as model_lib
 from jembed.training import optimizer
 from jembed.training import point_encoder
 from jembed.training import run_metrics
+from jembed.training import state as state_lib
 from jembed.training import train
 from jembed.workdir import paths
 from jembed.workdir import records
@@ -254,7 +255,7 @@ def train_joint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, fl
 def _train(config, workdir, mesh) -> dict[str, float]:
   embedding = records.load_shape_embedding(workdir)
   points = np.asarray(embedding.points, np.float32)
-  spec, categories = train._model_spec(config, workdir, points)  # pylint: disable=protected-access
+  spec, categories = state_lib.model_spec(config, workdir, points)
   encoder_spec = _encoder_spec(config, points)
   net, encoder = model_lib.EmbeddingNet(spec), point_encoder.PointEncoder(encoder_spec)
   cfg = config.shape_encoder

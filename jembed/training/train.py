@@ -38,11 +38,11 @@ from jembed.training import model as model_lib
 from jembed.training import optimizer
 from jembed.training import photometric as photometric_lib
 from jembed.training import run_metrics
+from jembed.training import state as state_lib
 from jembed.utils import config_checks as checks
 from jembed.workdir import provenance
 from jembed.workdir import records
 
-State = dict[str, Any]  # {'step': int32[], 'params': {'params': ...}, 'opt_state': ...}, replicated
 TRAIN_KEYS = (
     "image",
     "features",
@@ -122,7 +122,7 @@ def make_update_fn(
     averaged over the global batch: loss, each head's loss, grad_norm, param_norm, lr.
   """
 
-  def per_device(state: State, batch: dict[str, jax.Array], rng: jax.Array, points: jax.Array | None):
+  def per_device(state: state_lib.State, batch: dict[str, jax.Array], rng: jax.Array, points: jax.Array | None):
     rng = jax.random.fold_in(rng, state["step"])
     local = batch["point"].shape[0]
     example_ids = lax.axis_index("data") * local + jnp.arange(local, dtype=jnp.int32)
@@ -169,7 +169,9 @@ def make_update_fn(
   )
   points = _replicated_points(shape_points, objective, mesh)
 
-  def update_fn(state: State, batch: dict[str, Any], rng: jax.Array) -> tuple[State, dict[str, jax.Array]]:
+  def update_fn(
+      state: state_lib.State, batch: dict[str, Any], rng: jax.Array
+  ) -> tuple[state_lib.State, dict[str, jax.Array]]:
     check_batch(batch, mesh)
     return step(state, place_batch({k: batch[k] for k in TRAIN_KEYS if k in batch}, mesh), rng, points)
 
@@ -226,99 +228,6 @@ def make_eval_fn(
     return step(params, place_batch({k: batch[k] for k in EVAL_KEYS if k in batch}, mesh), shape_points)
 
   return eval_fn
-
-
-def _init_fn(spec: model_lib.ModelSpec, tx: optax.GradientTransformation) -> Callable:
-  """`init(rng, backbone_params_or_None) -> State`: one function for the jitted init and for `eval_shape`."""
-
-  def init(rng, backbone):
-    params = model_lib.init_params(spec, rng)
-    if backbone is not None:
-      params = {"params": dict(params["params"], backbone=backbone)}
-    return dict(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
-
-  return init
-
-
-def create_state(
-    spec: model_lib.ModelSpec,
-    tx: optax.GradientTransformation,
-    rng: jax.Array,
-    mesh: jax.sharding.Mesh,
-    backbone_weights: str = "",
-) -> State:
-  """A fresh training state, replicated over `mesh` (created in place by a jitted init).
-
-  With `backbone_weights` the backbone's params come from that file (see `model.load_backbone_weights`).
-  """
-  backbone = None
-  if backbone_weights:
-    abstract = jax.eval_shape(lambda: model_lib.init_params(spec, rng))
-    backbone = model_lib.load_backbone_weights(
-        backbone_weights, abstract["params"]["backbone"], arch=spec.backbone, image_size=spec.image_size
-    )
-  return jax.jit(_init_fn(spec, tx), out_shardings=NamedSharding(mesh, P()))(rng, backbone)
-
-
-def restore_or_create_state(
-    ckpts: checkpoints.Checkpoints,
-    spec: model_lib.ModelSpec,
-    tx: optax.GradientTransformation,
-    rng: jax.Array,
-    mesh: jax.sharding.Mesh,
-    backbone_weights: str = "",
-) -> tuple[State, dict | None]:
-  """The newest intact checkpoint's state and meta (with the input position) if there is one, else a fresh state.
-
-  Damaged checkpoints (truncated files) are skipped with a warning naming them (`Checkpoints.newest_intact`).
-  """
-  if ckpts.latest_step() is None:
-    return create_state(spec, tx, rng, mesh, backbone_weights), None
-  replicated = NamedSharding(mesh, P())
-  abstract = jax.eval_shape(_init_fn(spec, tx), rng, None)  # shapes only: nothing is initialized
-  target = checkpoints.abstract_like({"params": abstract["params"], "opt_state": abstract["opt_state"]}, replicated)
-
-  def restore(step):
-    saved = model_lib.ModelSpec.from_dict(ckpts.restore_meta(step)["model"])
-    changed = {
-        k: (v, getattr(spec, k))
-        for k, v in saved.to_dict().items()
-        if v != getattr(spec, k) and k not in spec.TRAINING_ONLY
-    }
-    if changed:  # (a new dropout rate, compute dtype or remat policy is fine: they change no parameter)
-      raise checkpoints.Incompatible(
-          f"the checkpoint of step {step} in {ckpts.directory} is of another network (checkpoint vs config: "
-          f"{changed}): train in a new workdir, or delete {ckpts.directory} to start over"
-      )
-    return ckpts.restore(step, target)
-
-  step, (restored, meta) = ckpts.newest_intact(restore)
-  return dict(restored, step=jax.device_put(np.int32(step), replicated)), meta
-
-
-def _model_spec(
-    config: ml_collections.ConfigDict, workdir: str, points: np.ndarray, objective: losses.RankObjective | None = None
-) -> tuple[model_lib.ModelSpec, list[str]]:
-  """The network for this config, dataset, shape points float32[N, D] and objective (a learned temperature is a
-  variable of the network), and the dataset's category names."""
-  categories = pipeline.read_metadata(naming.dataset_dir(config, workdir))["categories"]
-  if config.model.frozen_backbone and not config.model.backbone_weights:
-    raise ValueError(
-        "config.model.frozen_backbone needs config.model.backbone_weights: a frozen random backbone " "learns nothing"
-    )
-  return (
-      model_lib.ModelSpec.from_config(
-          config.model,
-          dim=points.shape[1],
-          image_size=config.model.image_size or config.data.image_size,
-          num_categories=len(categories),
-          point_scale=float(np.sqrt(np.mean(np.var(points, axis=0)))),
-          temperature=objective.temperature if objective and config.contrastive.learn_temperature else 0.0,
-          flip_trained=config.train.augment_flip,
-          compute_dtype=config.train.get("compute_dtype", "float32"),
-      ),
-      categories,
-  )
 
 
 def _validation(config, workdir, mesh) -> Callable[[], Any] | None:
@@ -397,7 +306,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
   embedding = records.load_shape_embedding(workdir)
   points = np.asarray(embedding.points, np.float32)
   objective = losses.RankObjective.from_config(config, points)
-  spec, categories = _model_spec(config, workdir, points, objective)
+  spec, categories = state_lib.model_spec(config, workdir, points, objective)
   net = model_lib.EmbeddingNet(spec)
   init_rng, dropout_rng = jax.random.split(jax.random.key(int(config.seed)))
   tx, schedule = optimizer.make_optimizer(config, jax.eval_shape(lambda: model_lib.init_params(spec, init_rng)))
@@ -424,7 +333,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, mesh: jax.sharding.M
   total, every = int(config.train.total_steps), {k: int(config.train[k]) for k in ("ckpt_every", "eval_every")}
   meta = dict(model=spec.to_dict(), categories=list(categories))
   try:
-    state, saved = restore_or_create_state(ckpts, spec, tx, init_rng, mesh, config.model.backbone_weights)
+    state, saved = state_lib.restore_or_create_state(ckpts, spec, tx, init_rng, mesh, config.model.backbone_weights)
     if cached:
       train_iter, validation = _cached_inputs(config, workdir, net, state["params"], spec, mesh)
     start = saved["step"] if saved else 0

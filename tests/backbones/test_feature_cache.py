@@ -13,6 +13,7 @@ from jembed.backbones import feature_cache
 from jembed.data import pipeline
 from jembed.training import model as model_lib
 from jembed.training import optimizer
+from jembed.training import state as state_lib
 from jembed.training import train
 from jembed.workdir import paths
 
@@ -79,7 +80,7 @@ def test_frozen_run_trains_from_the_cache_and_resumes(train_dataset, tmp_path):
   # The cached rows are the network's features of the split's images, in the split's order.
   columns = feature_cache.load_split(config, workdir, folder, "validation")
   images = next(pipeline.create_input_iterator(config, workdir, "validation", shuffle=False, num_epochs=1))
-  net_spec = train._model_spec(config, workdir, np.zeros((6, 5), np.float32))[0]
+  net_spec = state_lib.model_spec(config, workdir, np.zeros((6, 5), np.float32))[0]
   backbone = model_lib.load_backbone_weights(
       config.model.backbone_weights,
       jax.eval_shape(lambda: model_lib.init_params(net_spec, jax.random.key(0)))["params"]["backbone"],

@@ -168,6 +168,7 @@ def image_side(args) -> dict:
 def network_side(args) -> dict:
   from jembed.training import model as model_lib  # pylint: disable=g-import-not-at-top
   from jembed.training import optimizer  # pylint: disable=g-import-not-at-top
+  from jembed.training import state as state_lib  # pylint: disable=g-import-not-at-top
   from jembed.training import train  # pylint: disable=g-import-not-at-top
 
   config = shapenet_chairs.get_config()
@@ -178,7 +179,7 @@ def network_side(args) -> dict:
   tx, schedule = optimizer.make_optimizer(
       config, jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
   )
-  state = train.create_state(spec, tx, jax.random.key(0), mesh)
+  state = state_lib.create_state(spec, tx, jax.random.key(0), mesh)
   rng = np.random.default_rng(0)
   batch = dict(
       image=rng.integers(0, 256, (batch_size, 227, 227, 3), dtype=np.uint8),

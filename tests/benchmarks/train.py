@@ -43,6 +43,7 @@ from jembed.backbones import compute  # pylint: disable=g-import-not-at-top,wron
 from jembed.training import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.training import optimizer  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.training import photometric  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jembed.training import state as state_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.training import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Dense (no sparsity) peak FLOP/s of one JAX device, by `device_kind` prefix (the first match wins: longer first), for
@@ -121,7 +122,7 @@ def step_flops(config, spec: model_lib.ModelSpec, batch_size: int) -> dict:
   """XLA's FLOPs of the update step of `config` on `spec` at `batch_size`, compiled against the state's shapes only
   (nothing is initialized or run: a full-size network's count on a small machine)."""
   update_fn, mesh, tx, abstract, batch = _step_and_batch(config, spec, batch_size)
-  state = jax.eval_shape(lambda key: train.create_state(spec, tx, key, mesh), jax.random.key(0))
+  state = jax.eval_shape(lambda key: state_lib.create_state(spec, tx, key, mesh), jax.random.key(0))
   flops, temp, compile_s = _compile(update_fn, state, batch)
   return dict(
       batch=batch_size,
@@ -142,7 +143,7 @@ def step_rate(
   With `objective` (a `losses.RankObjective`) the step adds the contrastive term against `shape_points` float32[N, D].
   """
   update_fn, mesh, tx, abstract, batch = _step_and_batch(config, spec, batch_size, shape_points, objective)
-  state = train.create_state(spec, tx, jax.random.key(0), mesh)
+  state = state_lib.create_state(spec, tx, jax.random.key(0), mesh)
   key = jax.random.key(1)
   flops, _, compile_s = _compile(update_fn, state, batch)
   for _ in range(2):  # warm-up: the first runs allocate

@@ -17,6 +17,7 @@ from jembed.training import checkpoints
 from jembed.training import losses
 from jembed.training import model as model_lib
 from jembed.training import optimizer
+from jembed.training import state as state_lib
 from jembed.training import train
 
 from conftest import tiny_train_config
@@ -69,7 +70,7 @@ def test_same_step_on_one_two_and_four_devices():
   assert jax.device_count() == 4  # conftest forces 4 CPU devices
   batch = _batch(8)
   tx, _ = _optimizer()
-  state = jax.device_get(train.create_state(SPEC, tx, jax.random.key(0), train.create_mesh(jax.devices()[:1])))
+  state = jax.device_get(state_lib.create_state(SPEC, tx, jax.random.key(0), train.create_mesh(jax.devices()[:1])))
   want, want_metrics = _steps(1, state, batch)
   for devices in (2, 4):
     got, got_metrics = _steps(devices, state, batch)
@@ -93,7 +94,7 @@ def test_contrastive_step_is_the_same_on_one_two_and_four_devices():
   config.contrastive.update(beta=1.0, tau_plus=0.1, regression_weight=2.0, shape_to_image=0.5)
   objective = dict(shape_points=points, objective=losses.RankObjective.from_config(config, points))
   tx, _ = _optimizer(spec)
-  state = jax.device_get(train.create_state(spec, tx, jax.random.key(0), train.create_mesh(jax.devices()[:1])))
+  state = jax.device_get(state_lib.create_state(spec, tx, jax.random.key(0), train.create_mesh(jax.devices()[:1])))
   want, want_metrics = _steps(1, state, batch, spec=spec, **objective)
   for devices in (2, 4):
     got, got_metrics = _steps(devices, state, batch, spec=spec, **objective)
@@ -278,7 +279,7 @@ def _loss_curve(spec: model_lib.ModelSpec, batches: list[dict], points: np.ndarr
   update_fn = train.make_update_fn(
       model_lib.EmbeddingNet(spec), tx, schedule, mesh, WEIGHTS, flip=True, shape_points=points, objective=objective
   )
-  state, curve = train.create_state(spec, tx, jax.random.key(0), mesh), []
+  state, curve = state_lib.create_state(spec, tx, jax.random.key(0), mesh), []
   for step in range(steps):
     state, metrics = update_fn(state, batches[step % len(batches)], jax.random.key(1))
     curve.append(float(metrics["loss"]))
@@ -314,7 +315,7 @@ def test_a_checkpoint_resumes_under_another_compute_dtype_or_remat(tmp_path):
   existed reads as float32 without remat."""
   tx, _ = _optimizer()
   mesh = train.create_mesh(jax.devices()[:1])
-  state = train.create_state(SPEC, tx, jax.random.key(0), mesh)
+  state = state_lib.create_state(SPEC, tx, jax.random.key(0), mesh)
   old_meta = {
       k: v for k, v in SPEC.to_dict().items() if k not in ("compute_dtype", "remat", "trunk_width", "trunk_depth")
   }
@@ -323,11 +324,11 @@ def test_a_checkpoint_resumes_under_another_compute_dtype_or_remat(tmp_path):
   ckpts.wait()
   assert model_lib.ModelSpec.from_dict(ckpts.restore_meta(3)["model"]) == SPEC
   for changed in (dict(compute_dtype="bfloat16"), dict(remat="full", dropout=0.1)):
-    restored, meta = train.restore_or_create_state(
+    restored, meta = state_lib.restore_or_create_state(
         ckpts, dataclasses.replace(SPEC, **changed), tx, jax.random.key(5), mesh
     )
     assert meta["step"] == 3 and int(restored["step"]) == 3
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored["params"]), jax.device_get(state["params"]))
   with pytest.raises(checkpoints.Incompatible, match=r"'widths': \(\(4, 8\), \(4, 16\)\)"):
-    train.restore_or_create_state(ckpts, dataclasses.replace(SPEC, widths=(4, 16)), tx, jax.random.key(5), mesh)
+    state_lib.restore_or_create_state(ckpts, dataclasses.replace(SPEC, widths=(4, 16)), tx, jax.random.key(5), mesh)
   ckpts.close()
