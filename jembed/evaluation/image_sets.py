@@ -217,6 +217,35 @@ def _render_synthetic(
   return out
 
 
+def _photos(config: ml_collections.ConfigDict) -> list[str]:
+  return backgrounds_lib.list_photos(config.data.backgrounds) if config.data.backgrounds else []
+
+
+def _sets_key(config: ml_collections.ConfigDict, shape_ids: np.ndarray, rows, photos: list[str], **extra) -> str:
+  """The settings a synthetic set's images depend on (`extra`: how many per shape, or the first image index)."""
+  return _key(
+      dict(
+          shapes=config.shapes.to_dict(),
+          data=config.data.to_dict(),
+          seed=config.seed,
+          **extra,
+          ids=[str(shape_ids[r]) for r in rows],
+          photos=photos,
+          backend=config.render.backend,
+      )
+  )
+
+
+def _render_rows(config, workdir, shape_ids, rows, per_shape: int, photos, first: int | None, what: str) -> dict:
+  """`_render_synthetic` of the embedding's shapes at `rows`, from the meshes the embedding was made from."""
+  wanted = {str(shape_ids[r]): int(r) for r in rows}
+  refs, up_axis, front = manifest.listed_shapes(workdir, wanted)
+  out = _render_synthetic(config, refs, (up_axis, front), wanted, per_shape, photos, first)
+  if not out["shape_index"]:
+    raise ValueError(f"no {what} images: none of the embedded shapes could be loaded from config.shapes")
+  return out
+
+
 def synthetic_sets(
     config: ml_collections.ConfigDict, workdir: str, shape_ids: np.ndarray, shape_categories: np.ndarray | None = None
 ) -> list[ImageSet]:
@@ -234,26 +263,12 @@ def synthetic_sets(
   per_shape = int(config.eval.images_per_shape)
   candidates = None if shape_categories is None else held_out_shapes(config, shape_ids, shape_categories)
   rows = evaluated_shapes(shape_ids, int(config.eval.max_shapes), int(config.seed), candidates)
-  photos = backgrounds_lib.list_photos(config.data.backgrounds) if config.data.backgrounds else []
-  key = _key(
-      dict(
-          shapes=config.shapes.to_dict(),
-          data=config.data.to_dict(),
-          seed=config.seed,
-          per_shape=per_shape,
-          ids=[str(shape_ids[r]) for r in rows],
-          photos=photos,
-          backend=config.render.backend,
-      )
-  )
+  photos = _photos(config)
+  key = _sets_key(config, shape_ids, rows, photos, per_shape=per_shape)
   path = paths.eval_sets(workdir, paths.SYNTHETIC_SETS)
   cached = _load_cached(path, key)
   if cached is None or "views" not in cached:  # sets cached before the views were kept are rendered again
-    wanted = {str(shape_ids[r]): int(r) for r in rows}
-    refs, up_axis, front = manifest.listed_shapes(workdir, wanted)  # the meshes the embedding was made from
-    out = _render_synthetic(config, refs, (up_axis, front), wanted, per_shape, photos)
-    if not out["shape_index"]:
-      raise ValueError("no test images: none of the embedded shapes could be loaded from config.shapes")
+    out = _render_rows(config, workdir, shape_ids, rows, per_shape, photos, None, "test")
     cached = dict(
         key=np.array(key),
         shape_index=np.asarray(out["shape_index"], np.int32),
@@ -274,28 +289,13 @@ def validation_set(config: ml_collections.ConfigDict, workdir: str, shape_ids: n
     The set 'synthetic_validation' (both twins, 2 images per shape) with its true views.
   """
   rows = evaluated_shapes(shape_ids, int(config.eval.max_shapes), int(config.seed) + 1)
-  photos = backgrounds_lib.list_photos(config.data.backgrounds) if config.data.backgrounds else []
+  photos = _photos(config)
   first = int(config.data.images_per_shape) + int(config.eval.images_per_shape)
-  ids = [str(shape_ids[r]) for r in rows]
-  key = _key(
-      dict(
-          shapes=config.shapes.to_dict(),
-          data=config.data.to_dict(),
-          seed=config.seed,
-          first=first,
-          ids=ids,
-          photos=photos,
-          backend=config.render.backend,
-      )
-  )
+  key = _sets_key(config, shape_ids, rows, photos, first=first)
   path = paths.eval_sets(workdir, VALIDATION_SET)
   cached = _load_cached(path, key)
   if cached is None:
-    wanted = {str(shape_ids[r]): int(r) for r in rows}
-    refs, up_axis, front = manifest.listed_shapes(workdir, wanted)
-    out = _render_synthetic(config, refs, (up_axis, front), wanted, 1, photos, first)
-    if not out["shape_index"]:
-      raise ValueError("no validation images: none of the embedded shapes could be loaded from config.shapes")
+    out = _render_rows(config, workdir, shape_ids, rows, 1, photos, first, "validation")
     cached = dict(
         key=np.array(key),
         images=np.concatenate([np.stack(out[name]) for name in SYNTHETIC]),
