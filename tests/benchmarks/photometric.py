@@ -34,15 +34,15 @@ def main():
   args = parser.parse_args()
   devices = f"{jax.device_count()} x {jax.devices()[0].device_kind}"
   print(f"devices: {devices} ({jax.default_backend()})")
-  runs = {False: [], True: []}
-  for _ in range(args.rounds):
-    for on in (False, True):
-      config = ikea.get_config()
-      if not on:
-        for op in photometric.OPERATIONS:
-          config.photometric[op] = 0.0
-      spec = train_benchmark._spec(config)  # pylint: disable=protected-access
-      runs[on].append(train_benchmark.step_rate(config, spec, int(config.input.batch_size), args.steps))
+
+  def make_config(on: bool):
+    config = ikea.get_config()
+    if not on:
+      for op in photometric.OPERATIONS:
+        config.photometric[op] = 0.0
+    return config
+
+  runs = train_benchmark.alternating_step_rates(make_config, args.steps, args.rounds)
   rate = {on: float(np.median([r["images_per_s"] for r in rs])) for on, rs in runs.items()}
   for on in (False, True):
     rounds = ", ".join(f"{r['images_per_s']:.0f}" for r in runs[on])

@@ -201,6 +201,17 @@ def _spec(config) -> model_lib.ModelSpec:
   )
 
 
+def alternating_step_rates(make_config, steps: int, rounds: int) -> dict[bool, list[dict]]:
+  """`step_rate` of two variants, `make_config(False)` and `make_config(True)`, in alternating rounds (a change of
+  load hits both): {variant: [one `step_rate` dict per round]}."""
+  runs = {False: [], True: []}
+  for _ in range(rounds):
+    for variant in (False, True):
+      config = make_config(variant)
+      runs[variant].append(step_rate(config, _spec(config), int(config.input.batch_size), steps))
+  return runs
+
+
 def _show(name: str, r: dict) -> None:
   mfu = f", MFU {r['mfu']:.1%}" if "mfu" in r else ""
   print(

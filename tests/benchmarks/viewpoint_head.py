@@ -34,13 +34,13 @@ def main():
   args = parser.parse_args()
   devices = f"{jax.device_count()} x {jax.devices()[0].device_kind}"
   print(f"devices: {devices} ({jax.default_backend()})")
-  runs = {False: [], True: []}
-  for _ in range(args.rounds):
-    for head in (False, True):
-      config = default.get_config()
-      config.model.viewpoint_head = head
-      spec = train_benchmark._spec(config)  # pylint: disable=protected-access
-      runs[head].append(train_benchmark.step_rate(config, spec, int(config.input.batch_size), args.steps))
+
+  def make_config(head: bool):
+    config = default.get_config()
+    config.model.viewpoint_head = head
+    return config
+
+  runs = train_benchmark.alternating_step_rates(make_config, args.steps, args.rounds)
   ms = {head: float(np.median([r["step_s"] for r in rs])) * 1e3 for head, rs in runs.items()}
   flops = {head: rs[0]["flops_per_step"] for head, rs in runs.items()}
   params = {head: rs[0]["params"] for head, rs in runs.items()}
