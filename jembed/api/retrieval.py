@@ -39,6 +39,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
+from jembed.api import topk
 from jembed.embedding import distances as distances_lib
 
 # The automatic choice shards the database over the devices from this many rows on (below it one device answers
@@ -49,13 +50,6 @@ SHARD_MIN_ROWS = 65_536
 _CHUNK_ROWS = 16_384
 # Float32 elements of one step's [block, chunk] distances or [block, candidates] merge when `block` is not given.
 _BLOCK_ELEMENTS = 1 << 24
-# Entries per block of `_select`'s prefilter: small enough that k blocks are few candidates, large enough that the
-# block maxima are few.
-_SELECT_BLOCK = 64
-# Queries per block up to which `_chunked_top_k` takes one batched product over all chunks (measured on XLA:CPU at
-# 1M rows: half the time of the chunk loop for 1 query, even at 8).
-_BATCHED_QUERIES = 4
-_PRECISION = jax.lax.Precision.HIGHEST  # on GPUs the default float32 product is TF32 (~1e-3 relative error)
 
 
 def check_shapes(queries: Any, database: Any, k: int | None) -> None:
@@ -69,90 +63,6 @@ def check_shapes(queries: Any, database: Any, k: int | None) -> None:
     )
   if k is not None and not 1 <= k <= d_shape[0]:
     raise ValueError(f"k = {k} neighbours asked for, but the database has {d_shape[0]} rows (1 <= k <= N is required)")
-
-
-def _negated_sq(queries: jax.Array, dots: jax.Array, rows_sq: jax.Array) -> jax.Array:
-  """float32[Q, R] negated squared distances from the products queries · rows (float32[Q, R]) by the GEMM identity,
-  clamped at 0 first (so every zero is -0.0 and equal zeros tie)."""
-  q_sq = jnp.sum(queries * queries, axis=1)
-  sq = q_sq[:, None] + rows_sq[None, :] - 2.0 * dots
-  return -jnp.where(sq > 0.0, sq, 0.0)
-
-
-def _select(neg: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-  """`jax.lax.top_k(neg, k)` of float32[Q, C], the same values and positions, through a prefilter when C is large.
-
-  The prefilter splits each row into blocks of _SELECT_BLOCK, keeps the k blocks with the largest maxima (ties: the
-  lower block) and selects among their k · block entries only. Exact: an entry of the top k lies in a kept block,
-  or else k kept blocks would each hold an entry that precedes it (larger, or equal at a lower index). The kept
-  blocks are taken in ascending order, so the last top k breaks ties by the lower index as one top k over C does.
-  The full top k costs a few ns an entry on XLA:CPU; the block maxima cost one pass.
-  """
-  q, c = neg.shape
-  b = _SELECT_BLOCK
-  if c % b or c < 4 * k * b:  # a small row: the prefilter would keep most of it
-    return jax.lax.top_k(neg, k)
-  blocks = neg.reshape(q, c // b, b)
-  _, best = jax.lax.top_k(jnp.max(blocks, axis=2), k)
-  best = jnp.sort(best, axis=1)
-  values, pos = jax.lax.top_k(jnp.take_along_axis(blocks, best[:, :, None], axis=1).reshape(q, k * b), k)
-  return values, jnp.take_along_axis(best, pos // b, axis=1) * b + pos % b
-
-
-def _slice_top_k(queries, dots, rows_sq, exclude, *, k: int, offset, n_valid: int):
-  """Top k (largest negated squared distance) of database rows whose first has global index `offset`, from their
-  products with the queries (float32[Q, R]) and their squared norms (float32[R]).
-
-  Returns (float32[Q, k] negated squared distances, int32[Q, k] global indices). Rows at global index >= n_valid
-  (padding) and each query's `exclude` row (int32[Q], or None: none) get -inf.
-  """
-  neg = _negated_sq(queries, dots, rows_sq)
-  index = offset + jnp.arange(dots.shape[1], dtype=jnp.int32)
-  keep = index[None, :] < n_valid
-  if exclude is not None:
-    keep = keep & (index[None, :] != exclude[:, None])
-  values, pos = _select(jnp.where(keep, neg, -jnp.inf), k)
-  return values, pos.astype(jnp.int32) + offset
-
-
-def _merge(values: jax.Array, index: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
-  """Top k of candidate lists float32/int32[S, Q, c] that cover ascending index ranges (s = 0 the lowest)."""
-  s, q, c = values.shape
-  values = jnp.moveaxis(values, 0, 1).reshape(q, s * c)  # side by side in index-range order: ties keep lower indices
-  index = jnp.moveaxis(index, 0, 1).reshape(q, s * c)
-  values, pos = jax.lax.top_k(values, k)
-  return values, jnp.take_along_axis(index, pos, axis=1)
-
-
-def _chunk_norms(database: jax.Array, chunk: int) -> jax.Array:
-  """float32[R] squared row norms of database float32[R, D] (R a multiple of chunk), chunk by chunk: every norm comes
-  from the same [chunk, D] program whatever R is (and so whichever device holds the row)."""
-  n_chunks = database.shape[0] // chunk
-  norms = jax.lax.map(lambda rows: jnp.sum(rows * rows, axis=1), database.reshape(n_chunks, chunk, -1))
-  return norms.reshape(-1)
-
-
-def _chunked_top_k(queries, database, norms, exclude, *, k: int, chunk: int, offset, n_valid: int):
-  """Top min(k, R) of database float32[R, D] (R a multiple of chunk, squared norms float32[R]), one [Q, chunk]
-  product per chunk."""
-  n_chunks = database.shape[0] // chunk
-  chunks = database.reshape(n_chunks, chunk, database.shape[1])
-  k_chunk = min(k, chunk)
-
-  def one(j, dots, rows_sq):
-    return _slice_top_k(queries, dots, rows_sq, exclude, k=k_chunk, offset=offset + j * chunk, n_valid=n_valid)
-
-  steps = (jnp.arange(n_chunks, dtype=jnp.int32), norms.reshape(n_chunks, chunk))
-  # lax.map keeps the chunks apart (a loop), so each product has the same shape whatever R is. A loop copies each
-  # chunk out of the database before its product, though; for a few queries, where reading the rows is the cost,
-  # one batched product over all chunks (a GEMM per chunk, the same shape) reads them once instead.
-  if queries.shape[0] <= _BATCHED_QUERIES:
-    dots = jnp.einsum("qd,cnd->cqn", queries, chunks, precision=_PRECISION)
-    values, index = jax.lax.map(lambda a: one(a[0], a[2], a[1]), (*steps, dots))
-  else:
-    dot = lambda rows: jnp.einsum("qd,nd->qn", queries, rows, precision=_PRECISION)  # pylint: disable=unnecessary-lambda-assignment
-    values, index = jax.lax.map(lambda a: one(a[0], dot(a[2]), a[1]), (*steps, chunks))
-  return _merge(values, index, min(k, database.shape[0]))
 
 
 def _finish(neg_sq: jax.Array, index: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -183,54 +93,58 @@ def knn(
   check_shapes(queries, database, k)
   n = database.shape[0]
   chunk = chunk or n
-  database = jnp.pad(database, ((0, -n % chunk), (0, 0)))
-  norms = _chunk_norms(database, chunk)
-  return _finish(*_chunked_top_k(queries, database, norms, exclude, k=k, chunk=chunk, offset=0, n_valid=n))
+  centre = jnp.mean(database, axis=0)
+  rows = topk.rows_of(jnp.pad(database, ((0, -n % chunk), (0, 0))), chunk, centre)
+  return _finish(*topk.chunked_top_k(queries, rows, centre, exclude, k=k, chunk=chunk, offset=0, n_valid=n))
 
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk", "n_valid"))
-def _placed_knn(queries, database, norms, exclude, *, k: int, chunk: int, n_valid: int):
-  """`knn` on a database placed on one device by `place` (padded to whole chunks, norms precomputed)."""
-  return _finish(*_chunked_top_k(queries, database, norms, exclude, k=k, chunk=chunk, offset=0, n_valid=n_valid))
+def _placed_knn(queries, rows: topk.Rows, centre, exclude, *, k: int, chunk: int, n_valid: int):
+  """`knn` on a database placed on one device by `place` (padded to whole chunks, its `topk.Rows` precomputed)."""
+  return _finish(*topk.chunked_top_k(queries, rows, centre, exclude, k=k, chunk=chunk, offset=0, n_valid=n_valid))
 
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk", "n_valid", "mesh"))
-def _sharded_knn(queries, database, norms, exclude, *, k: int, chunk: int, n_valid: int, mesh: jax.sharding.Mesh):
-  """`knn` with the padded database float32[devices · R, D] and its norms split into equal row slices over `mesh`'s
-  'data' axis."""
-  rows = database.shape[0] // mesh.size
+def _sharded_knn(
+    queries, rows: topk.Rows, centre, exclude, *, k: int, chunk: int, n_valid: int, mesh: jax.sharding.Mesh
+):
+  """`knn` with the padded database's `topk.Rows` (float32[devices · R, D] points) split into equal row slices over
+  `mesh`'s 'data' axis."""
+  per_device = rows.points.shape[0] // mesh.size
 
-  def local(q, d, d_sq, ex):
-    offset = jax.lax.axis_index("data").astype(jnp.int32) * rows
-    values, index = _chunked_top_k(q, d, d_sq, ex, k=k, chunk=chunk, offset=offset, n_valid=n_valid)
+  def local(q, r, c, ex):
+    offset = jax.lax.axis_index("data").astype(jnp.int32) * per_device
+    values, index = topk.chunked_top_k(q, r, c, ex, k=k, chunk=chunk, offset=offset, n_valid=n_valid)
     return values[None], index[None]
 
   exclude_spec = None if exclude is None else P()
+  row_specs = topk.Rows(*(P("data"),) * len(topk.Rows._fields))
   candidates = jax.shard_map(
-      local, mesh=mesh, in_specs=(P(), P("data"), P("data"), exclude_spec), out_specs=(P("data"), P("data"))
-  )(queries, database, norms, exclude)
+      local, mesh=mesh, in_specs=(P(), row_specs, P(), exclude_spec), out_specs=(P("data"), P("data"))
+  )(queries, rows, centre, exclude)
   # The merge needs every device's candidates in one place (a top k over a sharded axis is refused).
-  return _finish(*_merge(*jax.sharding.reshard(candidates, NamedSharding(mesh, P())), k))
+  return _finish(*topk.merge(*jax.sharding.reshard(candidates, NamedSharding(mesh, P())), k))
 
 
 @functools.partial(jax.jit, static_argnames=("chunk", "mesh"))
-def _placed_norms(database: jax.Array, *, chunk: int, mesh: jax.sharding.Mesh | None) -> jax.Array:
-  """float32[n_pad] squared norms of a placed database (split over `mesh`, or on one device when None), each device
-  its own rows, in the same [chunk, D] programs."""
-  norms = functools.partial(_chunk_norms, chunk=chunk)
+def _placed_rows(database: jax.Array, centre: jax.Array, *, chunk: int, mesh: jax.sharding.Mesh | None) -> topk.Rows:
+  """`topk.Rows` of a placed database around centre float32[D] (split over `mesh`, or on one device when None), each
+  device its own rows, in the same [chunk, D] programs."""
+  rows = lambda points, c: topk.rows_of(points, chunk, c)  # pylint: disable=unnecessary-lambda-assignment
   if mesh is None:
-    return norms(database)
-  return jax.shard_map(norms, mesh=mesh, in_specs=P("data"), out_specs=P("data"))(database)
+    return rows(database, centre)
+  row_specs = topk.Rows(*(P("data"),) * len(topk.Rows._fields))
+  return jax.shard_map(rows, mesh=mesh, in_specs=(P("data"), P()), out_specs=row_specs)(database, centre)
 
 
 def _chunk_rows(n: int) -> int:
-  """Rows per database chunk: at most _CHUNK_ROWS, a multiple of 8 (of _SELECT_BLOCK when that is a small part of
-  it, for `_select`), and a chunk count that divides evenly over all devices, so the padding is a few rows. A
+  """Rows per database chunk: at most _CHUNK_ROWS, a multiple of 8 (of topk.SELECT_BLOCK when that is a small part of
+  it, for `topk.select`), and a chunk count that divides evenly over all devices, so the padding is a few rows. A
   function of N and the device count, not of `sharded`."""
   devices = jax.local_device_count()
   count = -(-n // _CHUNK_ROWS // devices) * devices
   per_chunk = -(-n // count)
-  multiple = _SELECT_BLOCK if per_chunk >= 16 * _SELECT_BLOCK else 8
+  multiple = topk.SELECT_BLOCK if per_chunk >= 16 * topk.SELECT_BLOCK else 8
   return -(-per_chunk // multiple) * multiple
 
 
@@ -276,20 +190,26 @@ class Placed(NamedTuple):
   """A database on the devices, ready to search (`place`, `search`).
 
   Attributes:
-    points: float32[n_pad, D], zero rows past N; split into equal row slices over `mesh` when sharded.
-    norms: float32[n_pad] their squared norms, laid out like `points`.
+    centre: float32[D] the mean of the N rows, replicated: the screen's origin (`topk`).
+    rows: `topk.Rows` of the points float32[n_pad, D] (zero rows past N; their norms, bfloat16 roundings and
+      rounding errors), split into equal row slices over `mesh` when sharded.
     shape: (N, D) of the database.
     chunk: rows per product (`_chunk_rows(N)`).
     mesh: the ('data',) mesh the rows live on (one device when not sharded).
     sharded: whether the rows are split over the mesh.
   """
 
-  points: jax.Array
-  norms: jax.Array
+  rows: topk.Rows
+  centre: jax.Array
   shape: tuple[int, int]
   chunk: int
   mesh: jax.sharding.Mesh
   sharded: bool
+
+  @property
+  def points(self) -> jax.Array:
+    """float32[n_pad, D] the placed points."""
+    return self.rows.points
 
 
 def place(database: Any, sharded: bool | None = None) -> Placed:
@@ -313,8 +233,10 @@ def place(database: Any, sharded: bool | None = None) -> Placed:
   points = jax.device_put(
       _padded_rows(database, n_pad), NamedSharding(mesh, P("data")) if sharded else mesh.devices.flat[0]
   )
-  norms = _placed_norms(points, chunk=chunk, mesh=mesh if sharded else None)
-  return Placed(points, norms, (n, database.shape[1]), chunk, mesh, sharded)
+  centre = distances_lib.mean_row(np.asarray(database), 1 << 16).astype(np.float32)
+  centre = jax.device_put(centre, NamedSharding(mesh, P()) if sharded else mesh.devices.flat[0])
+  rows = _placed_rows(points, centre, chunk=chunk, mesh=mesh if sharded else None)
+  return Placed(rows, centre, (n, database.shape[1]), chunk, mesh, sharded)
 
 
 def search(
@@ -339,7 +261,7 @@ def search(
     step = functools.partial(_placed_knn, k=k, chunk=chunk, n_valid=n)
   # Every block is dispatched before any result is read back: the device works while the host waits.
   results = [
-      step(queries[i : i + size], placed.points, placed.norms, None if exclude is None else exclude[i : i + size])
+      step(queries[i : i + size], placed.rows, placed.centre, None if exclude is None else exclude[i : i + size])
       for i in range(0, size * count, size)
   ]
   if count == 1:

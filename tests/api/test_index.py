@@ -11,6 +11,7 @@ from scipy.spatial import distance as scipy_distance
 
 from jembed.api import index as index_lib
 from jembed.api import retrieval
+from jembed.api import topk
 
 from conftest import integer_points
 from conftest import knn_reference
@@ -19,19 +20,19 @@ from conftest import knn_reference
 @pytest.fixture
 def small_blocks(monkeypatch):
   """Chunks of at most 128 rows and prefilter blocks of 4 entries, so small databases take every path: several
-  chunks per device, the block prefilter of `retrieval._select` (a chunk of c rows uses it for k <= c / 16) and the
+  chunks per device, the block prefilter of `topk.select` (a chunk of c rows uses it for k <= c / 16) and the
   merges."""
   monkeypatch.setattr(retrieval, "_CHUNK_ROWS", 128)
-  monkeypatch.setattr(retrieval, "_SELECT_BLOCK", 4)
+  monkeypatch.setattr(topk, "SELECT_BLOCK", 4)
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_select_prefilter_equals_top_k(monkeypatch, k):
-  monkeypatch.setattr(retrieval, "_SELECT_BLOCK", 4)
+  monkeypatch.setattr(topk, "SELECT_BLOCK", 4)
   rng = np.random.default_rng(0)
   values = rng.integers(-3, 3, (7, 96)).astype(np.float32)  # 24 blocks of 4, many equal values
   values[2, 40:] = -np.inf  # excluded entries, as padding rows get
-  got = jax.jit(retrieval._select, static_argnums=1)(values, k)  # pylint: disable=protected-access
+  got = jax.jit(topk.select, static_argnums=1)(values, k)  # pylint: disable=protected-access
   order = np.argsort(-values, axis=1, kind="stable")[:, :k]  # largest first, ties by lower position
   np.testing.assert_array_equal(np.asarray(got[1]), order)
   np.testing.assert_array_equal(np.asarray(got[0]), np.take_along_axis(values, order, axis=1))

@@ -1,0 +1,133 @@
+"""The bfloat16 screen of exact k-NN (`jembed.api.topk`) against float64 brute force (scipy's cdist, a stable argsort).
+
+The screen is on for chunks of at least `_SCREEN_MIN_ROWS` rows and more than `_BATCHED_QUERIES` queries; these tests
+lower the threshold so that small databases take it, and check the three things it rests on: its bounds hold for
+every pair, its fast path returns the exact top k, and where the bounds cannot decide (ties, duplicates) its fallback
+does.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy.spatial import distance as scipy_distance
+
+from jembed.api import index as index_lib
+from jembed.api import retrieval
+from jembed.api import topk
+
+from conftest import integer_points
+from conftest import knn_reference
+
+
+@pytest.fixture
+def screen_small(monkeypatch):
+  """Every chunk of at least 256 rows screened (prefilter blocks of 4, 6 candidates beyond k)."""
+  monkeypatch.setattr(topk, "_SCREEN_MIN_ROWS", 256)
+  monkeypatch.setattr(topk, "_SCREEN_BLOCK", 4)
+  monkeypatch.setattr(topk, "_SCREEN_MARGIN", 6)
+
+
+@pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (40.0, 1.0), (0.0, 1e-3), (5.0, 300.0)])
+def test_bounds_hold_for_every_pair(offset, scale):
+  """lower <= the float32 difference-form distance, and the float64 distance, <= upper, for all pairs: the bound is
+  what makes the screen exact, so it is checked against both."""
+  rng = np.random.default_rng(0)
+  points = (offset + scale * rng.normal(size=(700, 48))).astype(np.float32)
+  queries = (offset + scale * rng.normal(size=(9, 48))).astype(np.float32)
+  queries[3] = points[5]  # an equal point: distance exactly 0
+  centre = jnp.asarray(points.mean(axis=0))
+  rows = topk.rows_of(jnp.asarray(points), 700, centre)
+  centred = jnp.asarray(queries) - centre
+  lower = np.asarray(topk._lower_bounds(centred, rows, jnp.ones((9, 700), bool)))  # pylint: disable=protected-access
+  q_sq, a, b, c = (np.asarray(t) for t in topk._screen_terms(centred))  # pylint: disable=protected-access
+  upper = lower + 2.0 * (a * np.asarray(rows.norm) + b * np.asarray(rows.err) + c * (q_sq + np.asarray(rows.csq)))
+  exact64 = scipy_distance.cdist(queries.astype(np.float64), points.astype(np.float64), "sqeuclidean")
+  diff32 = np.sum(np.square(queries[:, None, :] - points[None]), axis=2, dtype=np.float32)
+  for value in (exact64, diff32):
+    assert np.all(lower <= value) and np.all(value <= upper)
+  assert np.median((upper - lower) / np.maximum(exact64, 1e-30)) < 0.05  # and tight enough to screen
+
+
+def test_fast_path_is_sure_on_random_points_and_not_on_ties():
+  """Random points: the screen alone decides the top k (and gets it right); integer points, where most distances
+  tie: it cannot, and says so."""
+  rng = np.random.default_rng(6)
+  cases = {
+      "random": (rng.normal(size=(64, 32)), 3.0 + rng.normal(size=(4096, 32))),
+      "ties": (integer_points(64, 4, 7), integer_points(4096, 4, 8)),
+  }
+  for name, (queries, points) in cases.items():
+    queries, points = queries.astype(np.float32), points.astype(np.float32)
+    centre = jnp.asarray(points.mean(axis=0))
+    rows = topk.rows_of(jnp.asarray(points), 4096, centre)
+    values, pos, sure = jax.jit(topk.screen_chunk, static_argnums=6)(
+        queries, jnp.asarray(queries) - centre, rows, rows.points, 0, jnp.ones((64, 4096), bool), 10
+    )
+    want_dist, want_rows = knn_reference(queries, points, 10)
+    if name == "random":
+      assert bool(sure)
+      np.testing.assert_array_equal(np.asarray(pos), want_rows)
+      np.testing.assert_allclose(np.sqrt(-np.asarray(values)), want_dist, rtol=1e-6)
+    else:
+      assert not bool(sure)
+
+
+@pytest.mark.parametrize("k", [1, 5, 10])
+def test_screened_search_equals_brute_force(screen_small, k):  # pylint: disable=unused-argument,redefined-outer-name
+  rng = np.random.default_rng(1)
+  points = rng.normal(size=(2500, 32)).astype(np.float32)
+  queries = rng.normal(size=(40, 32)).astype(np.float32)
+  queries[7] = points[1234]
+  index = index_lib.ShapeIndex(points, sharded=False)
+  assert topk.screened(index._placed.chunk, k)  # pylint: disable=protected-access
+  dist, rows = index.search(queries, k)
+  want_dist, want_rows = knn_reference(queries, points, k)
+  np.testing.assert_array_equal(rows, want_rows)
+  np.testing.assert_allclose(dist, want_dist, rtol=1e-6, atol=1e-6)
+  assert rows[7, 0] == 1234 and dist[7, 0] == 0.0  # the difference form: an equal point at exactly 0
+
+
+@pytest.mark.parametrize("k", [1, 4, 9])
+def test_ties_and_duplicates_fall_back_exactly(screen_small, k):  # pylint: disable=unused-argument,redefined-outer-name
+  """Integer points: most distances tie, so the bounds cannot separate the k-th row from the rest and chunks fall
+  back; the order is still the stable argsort's."""
+  queries, points = integer_points(37, 4, 2), integer_points(1500, 4, 3)
+  points[900:960] = points[11]  # a group of 61 duplicates, more than the margin
+  index = index_lib.ShapeIndex(points, sharded=False)
+  assert topk.screened(index._placed.chunk, k)  # pylint: disable=protected-access
+  dist, rows = index.search(queries, k)
+  want_dist, want_rows = knn_reference(queries, points, k)
+  np.testing.assert_array_equal(rows, want_rows)
+  np.testing.assert_allclose(dist, want_dist, rtol=1e-6)
+  dist, rows = index.search(points[:20], k + 1, exclude=np.arange(20))
+  full = scipy_distance.cdist(points[:20], points)
+  full[np.arange(20), np.arange(20)] = np.inf
+  np.testing.assert_array_equal(rows, np.argsort(full, axis=1, kind="stable")[:, : k + 1])
+
+
+def test_screened_sharded_equals_one_device_bit_for_bit(monkeypatch, screen_small):  # pylint: disable=unused-argument,redefined-outer-name
+  assert jax.device_count() == 4  # tests/conftest.py
+  monkeypatch.setattr(retrieval, "_CHUNK_ROWS", 512)  # 8 chunks of 504 rows, 2 a device
+  rng = np.random.default_rng(3)
+  points = rng.normal(size=(4001, 24)).astype(np.float32)
+  queries = rng.normal(size=(13, 24)).astype(np.float32)
+  one = index_lib.ShapeIndex(points, sharded=False)
+  many = index_lib.ShapeIndex(points, sharded=True)
+  assert topk.screened(one._placed.chunk, 7)  # pylint: disable=protected-access
+  for k in (1, 7, 30):
+    want, got = one.search(queries, k), many.search(queries, k)
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[0], want[0])
+  np.testing.assert_array_equal(many.search(queries, 7)[1], knn_reference(queries, points, 7)[1])
+
+
+def test_knn_inside_user_jit_takes_the_screen(screen_small):  # pylint: disable=unused-argument,redefined-outer-name
+  rng = np.random.default_rng(4)
+  database = jnp.asarray(rng.normal(size=(1024, 16)).astype(np.float32))
+  queries = jnp.asarray(rng.normal(size=(8, 16)).astype(np.float32))
+  assert topk.screened(1024, 3)
+  dist, idx = jax.jit(lambda q: retrieval.knn(q, database, 3))(queries)
+  want_dist, want_idx = knn_reference(np.asarray(queries), np.asarray(database), 3)
+  np.testing.assert_array_equal(np.asarray(idx), want_idx)
+  np.testing.assert_allclose(np.asarray(dist), want_dist, rtol=1e-6)
