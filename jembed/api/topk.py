@@ -21,6 +21,7 @@ band of the k-th, e.g. many duplicates) the chunk falls back to the differences 
 answer is the exact top k of the difference-form distances with ties by lower index.
 """
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -85,11 +86,26 @@ def rows_of(database: jax.Array, chunk: int, centre: jax.Array) -> Rows:
   return Rows(database, flat(sq), flat(csq), flat(low), flat(norm), flat(err))
 
 
+@functools.cache
+def bf16_products_are_fast(platform: str) -> bool:
+  """Whether a bfloat16 matrix product beats the float32 one on this platform: always on GPUs and TPUs; on a CPU only
+  with AMX or AVX512-BF16 (read from /proc/cpuinfo; elsewhere XLA:CPU widens bfloat16 to float32 and the screen
+  would only add work)."""
+  if platform != "cpu":
+    return True
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      flags = f.read()
+  except OSError:
+    return False
+  return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def screened(chunk: int, k: int) -> bool:
-  """Whether chunks of `chunk` rows take the screen for a top k: large enough, and the m + 1 smallest lower bounds
-  still a small part of the chunk for `select`'s prefilter."""
+  """Whether chunks of `chunk` rows take the screen for a top k: bfloat16 products are fast on the default backend,
+  the chunk is large enough, and the m + 1 smallest lower bounds are a small part of it for `select`'s prefilter."""
   prefiltered = chunk % _SCREEN_BLOCK == 0 and chunk >= 4 * (k + _SCREEN_MARGIN + 1) * _SCREEN_BLOCK
-  return chunk >= _SCREEN_MIN_ROWS and prefiltered
+  return chunk >= _SCREEN_MIN_ROWS and prefiltered and bf16_products_are_fast(jax.default_backend())
 
 
 def select(neg: jax.Array, k: int, block: int | None = None) -> tuple[jax.Array, jax.Array]:

@@ -22,7 +22,9 @@ from conftest import knn_reference
 
 @pytest.fixture
 def screen_small(monkeypatch):
-  """Every chunk of at least 256 rows screened (prefilter blocks of 4, 6 candidates beyond k)."""
+  """Every chunk of at least 256 rows screened (prefilter blocks of 4, 6 candidates beyond k), whatever the CPU (the
+  screen is exact everywhere; it is only fast with bfloat16 hardware)."""
+  monkeypatch.setattr(topk, "bf16_products_are_fast", lambda platform: True)
   monkeypatch.setattr(topk, "_SCREEN_MIN_ROWS", 256)
   monkeypatch.setattr(topk, "_SCREEN_BLOCK", 4)
   monkeypatch.setattr(topk, "_SCREEN_MARGIN", 6)
