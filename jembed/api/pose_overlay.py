@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageFilter
 
-from jembed.data import synthesis
+from jembed.data import crops
 from jembed.render import backend
 from jembed.render import base
 from jembed.render import camera
@@ -56,7 +56,7 @@ def render_object(
   renderer = renderer or backend.get_renderer("auto")
   views = camera.Views.make([azimuth], [elevation], [tilt], [distance])
   rgba = renderer.render(vertices, faces, views, size=size, antialias=antialias).rgba[0]
-  top, bottom, left, right = synthesis.tight_box(rgba[..., 3])
+  top, bottom, left, right = crops.tight_box(rgba[..., 3])
   return rgba[top : bottom + 1, left : right + 1]
 
 

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from jembed.data import synthesis
+from jembed.data import crops
 from jembed.embedding import hog
 from jembed.embedding import hog_input
 from jembed.render import base
@@ -131,7 +131,7 @@ def render_crops(
     renderer: base.Renderer, vertices, faces, views: camera.Views, size: int = SIZE, render_size: int = RENDER_SIZE
 ) -> tuple[np.ndarray, np.ndarray]:
   """The mesh at `views` (one render call, the paper's LFD lights), each cropped to its tight box (the training
-  crops' frame, `synthesis.tight_box`) and stretched to size x size.
+  crops' frame, `crops.tight_box`) and stretched to size x size.
 
   Returns:
     (uint8[H, S, S] gray on white (`hog_input.crop_gray`), uint8[H, S, S] coverage).
@@ -139,7 +139,7 @@ def render_crops(
   rgba = renderer.render(vertices, faces, views, size=render_size).rgba
   gray, alpha = np.empty((2, len(rgba), size, size), np.uint8)
   for i, view in enumerate(rgba):
-    top, bottom, left, right = synthesis.tight_box(view[..., 3])
+    top, bottom, left, right = crops.tight_box(view[..., 3])
     gray[i] = resample.stretch(hog_input.crop_gray(view), size)
     alpha[i] = resample.stretch(view[top : bottom + 1, left : right + 1, 3], size)
   return gray, alpha

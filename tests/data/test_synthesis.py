@@ -8,6 +8,7 @@ from PIL import Image
 import pytest
 
 from jembed.data import backgrounds
+from jembed.data import crops
 from jembed.data import synthesis
 from jembed.data import viewpoints
 from jembed.embedding import hog_input
@@ -36,12 +37,12 @@ def test_composite_is_alpha_blending():
 def test_tight_box():
   alpha = np.zeros((10, 12), np.uint8)
   alpha[2:5, 3:9] = 255
-  assert synthesis.tight_box(alpha) == (2, 4, 3, 8)
-  assert synthesis.tight_box(np.zeros((4, 5), np.uint8)) == (0, 3, 0, 4)
+  assert crops.tight_box(alpha) == (2, 4, 3, 8)
+  assert crops.tight_box(np.zeros((4, 5), np.uint8)) == (0, 3, 0, 4)
 
 
 def test_jitter_zero_keeps_the_tight_box():
-  assert synthesis.jitter_box((10, 80, 20, 60), np.random.default_rng(0), 0.0, (100, 100)) == (10, 80, 20, 60)
+  assert crops.jitter_box((10, 80, 20, 60), np.random.default_rng(0), 0.0, (100, 100)) == (10, 80, 20, 60)
 
 
 def test_jitter_bounds_and_bias():
@@ -53,7 +54,7 @@ def test_jitter_bounds_and_bias():
     top, left = rng.integers(0, height // 3), rng.integers(0, width // 3)
     bottom, right = rng.integers(top, height), rng.integers(left, width)
     h, w = bottom - top + 1, right - left + 1
-    new = synthesis.jitter_box((top, bottom, left, right), rng, 0.05, (height, width))
+    new = crops.jitter_box((top, bottom, left, right), rng, 0.05, (height, width))
     t, b, l, r = new
     assert 0 <= t <= b < height and 0 <= l <= r < width
     assert l - left <= 0.4 * w + 0.5 and right - r <= 0.4 * w + 0.5 and t - top <= 0.3 * h + 0.5
@@ -233,10 +234,10 @@ def test_context_widens_the_crop_around_the_object():
   rng = np.random.default_rng(3)
   tight = (40, 80, 50, 70)  # 41 rows x 21 columns
   for _ in range(50):
-    top, bottom, left, right = synthesis.widen_box(tight, rng, 0.25, (128, 128))
+    top, bottom, left, right = crops.widen_box(tight, rng, 0.25, (128, 128))
     assert 0 <= top <= 40 and 80 <= bottom <= 127 and 0 <= left <= 50 and 70 <= right <= 127
     assert 40 - top <= 0.25 * 41 + 0.5 and right - 70 <= 0.25 * 21 + 0.5
-  assert synthesis.widen_box(tight, rng, 0.25, (60, 60))[1] <= 59  # clamped to the render
+  assert crops.widen_box(tight, rng, 0.25, (60, 60))[1] <= 59  # clamped to the render
 
 
 def _disk_rgba(size: int = 48) -> np.ndarray:
