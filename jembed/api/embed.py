@@ -31,8 +31,8 @@ from jembed.training import joint
 from jembed.training import model as model_lib
 from jembed.training import point_encoder
 from jembed.workdir import files
-from jembed.workdir import provenance
 from jembed.workdir import records
+from jembed.workdir import stage_checks
 
 
 @flax.struct.dataclass
@@ -102,7 +102,7 @@ def load(workdir: str, step: int | None = None) -> TrainedModel:
   finally:
     ckpts.close()
   embedding = records.load_shape_embedding(workdir)  # read once: the points checked are the points returned
-  provenance.check_network_inputs(workdir, embedding.fingerprint())
+  stage_checks.check_network_inputs(workdir, embedding.fingerprint())
   return TrainedModel(
       params=Params(variables=variables, spec=spec),
       shape_points=np.asarray(embedding.points, np.float32),

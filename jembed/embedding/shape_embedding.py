@@ -37,8 +37,8 @@ from jembed.utils import distributed
 from jembed.workdir import checksums
 from jembed.workdir import files
 from jembed.workdir import paths
-from jembed.workdir import provenance
 from jembed.workdir import records
+from jembed.workdir import stage_checks
 
 # Above this many shapes the distance matrix lives in a memory-mapped file instead of RAM.
 _MEMMAP_N = 4096
@@ -146,7 +146,7 @@ def embed_shapes(
     The `records.ShapeEmbedding` (also in `workdir/shape_embedding.npz`).
   """
   listing = listing_key(config)
-  reuse = provenance.check_shape_embedding_write(config, workdir, listing, force)
+  reuse = stage_checks.check_shape_embedding_write(config, workdir, listing, force)
   if reuse and os.path.exists(paths.shape_map(workdir)) and os.path.exists(paths.shape_embedding_summary(workdir)):
     logging.info("reusing %s (made with this config's settings and shapes)", paths.shape_embedding(workdir))
     return records.ShapeEmbedding.load(paths.shape_embedding(workdir))
@@ -193,7 +193,7 @@ def embed_shapes(
       stress_curve=np.asarray(curve, np.float32),
   )
   embedding.save(paths.shape_embedding(workdir))
-  provenance.record_shape_embedding(config, workdir, listing, embedding)
+  stage_checks.record_shape_embedding(config, workdir, listing, embedding)
   t = time.time()
   shape_map.write_map(config, desc.features, embedding, paths.shape_map(workdir))
   seconds["map"] = time.time() - t
@@ -234,7 +234,7 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
     The new shapes' `records.ShapeEmbedding` (also in `workdir/shape_embedding.npz`); its stress is that of the new
     rows.
   """
-  provenance.check_same_views(config, workdir, base_workdir)
+  stage_checks.check_same_views(config, workdir, base_workdir)
   base = records.ShapeEmbedding.load(paths.shape_embedding(base_workdir))
   base_desc = descriptors.load_descriptors(base_workdir)
   if list(base_desc.ids) != list(base.ids):
@@ -262,7 +262,7 @@ def add_shapes(config: ml_collections.ConfigDict, workdir: str, base_workdir: st
       stress_curve=np.zeros(0, np.float32),
   )
   added.save(paths.shape_embedding(workdir))
-  provenance.record_shape_embedding(config, workdir, listing_key(config), added, into=base_workdir)
+  stage_checks.record_shape_embedding(config, workdir, listing_key(config), added, into=base_workdir)
   logging.info("placed %d new shapes into %s (stress of their rows %.4g)", len(desc.ids), base_workdir, stress)
   return added
 

@@ -40,8 +40,8 @@ from jembed.training import photometric as photometric_lib
 from jembed.training import run_metrics
 from jembed.training import state as state_lib
 from jembed.utils import config_checks as checks
-from jembed.workdir import provenance
 from jembed.workdir import records
+from jembed.workdir import stage_checks
 
 TRAIN_KEYS = (
     "image",
@@ -295,7 +295,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, force: b
       checkpoints trained on another embedding or dataset (`provenance.Mismatch`; `force` sets them aside).
     FloatingPointError: the loss became NaN/inf; the checkpoints written before stay.
   """
-  provenance.check_training_inputs(config, workdir, naming.config_name(config), force)
+  stage_checks.check_training_inputs(config, workdir, naming.config_name(config), force)
   pipeline.check_shards(pipeline.require_dataset(config, workdir))
   mesh = create_mesh()
   with jax.set_mesh(mesh):

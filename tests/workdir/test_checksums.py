@@ -17,6 +17,7 @@ from jembed.workdir import files
 from jembed.workdir import paths
 from jembed.workdir import provenance
 from jembed.workdir import records
+from jembed.workdir import stage_checks
 
 
 def flip(path, offset: int, count: int) -> None:
@@ -52,8 +53,8 @@ def _recorded_workdir(tmp_path) -> str:
       np.array(["a", "b", "c"]), np.array(["x", "x", "y"]), np.eye(3, dtype=np.float32), 0.1, np.zeros(2, np.float32)
   )
   emb.save(paths.shape_embedding(workdir))
-  provenance.record_shape_embedding(tiny.get_config(), workdir, "listing", emb)
-  provenance.check_training_inputs(tiny.get_config(), workdir, "dataset-1")
+  stage_checks.record_shape_embedding(tiny.get_config(), workdir, "listing", emb)
+  stage_checks.check_training_inputs(tiny.get_config(), workdir, "dataset-1")
   os.makedirs(os.path.join(paths.checkpoints(workdir), "2"))
   return workdir
 
@@ -61,14 +62,14 @@ def _recorded_workdir(tmp_path) -> str:
 @pytest.mark.parametrize("offset", [30, 400, -60])
 def test_three_flipped_bytes_in_provenance_fail_every_check_closed(tmp_path, offset):
   workdir = _recorded_workdir(tmp_path)
-  provenance.check_network_inputs(workdir)  # intact: the network's embedding is the file's
+  stage_checks.check_network_inputs(workdir)  # intact: the network's embedding is the file's
   flip(paths.provenance(workdir), offset, 3)
   with pytest.raises(provenance.Damaged, match=r"provenance.json is damaged.*launch.train --workdir=.* --force"):
-    provenance.check_network_inputs(workdir)  # query, evaluate
+    stage_checks.check_network_inputs(workdir)  # query, evaluate
   with pytest.raises(provenance.Damaged, match="pass --force"):
-    provenance.check_training_inputs(tiny.get_config(), workdir, "dataset-1")  # a resuming train
+    stage_checks.check_training_inputs(tiny.get_config(), workdir, "dataset-1")  # a resuming train
   with pytest.raises(provenance.Damaged, match="pass --force to replace the embedding"):
-    provenance.check_shape_embedding_write(tiny.get_config(), workdir, "listing")  # embed_shapes, same settings
+    stage_checks.check_shape_embedding_write(tiny.get_config(), workdir, "listing")  # embed_shapes, same settings
   with pytest.raises(provenance.Damaged):
     provenance.record(workdir, "shape_embedding", {})  # nothing silently rewrites it without the checkpoints record
 
@@ -76,15 +77,15 @@ def test_three_flipped_bytes_in_provenance_fail_every_check_closed(tmp_path, off
 def test_forcing_past_a_damaged_provenance_keeps_the_network_untrusted(tmp_path):
   workdir = _recorded_workdir(tmp_path)
   flip(paths.provenance(workdir), 100, 3)
-  assert not provenance.check_shape_embedding_write(tiny.get_config(), workdir, "listing", force=True)
+  assert not stage_checks.check_shape_embedding_write(tiny.get_config(), workdir, "listing", force=True)
   emb = records.load_shape_embedding(workdir)
-  provenance.record_shape_embedding(tiny.get_config(), workdir, "listing", emb)  # what embed_shapes --force does
+  stage_checks.record_shape_embedding(tiny.get_config(), workdir, "listing", emb)  # what embed_shapes --force does
   assert [n for n in os.listdir(workdir) if n.startswith("provenance.json.damaged.")]  # kept for inspection
   assert provenance.load(workdir)["checkpoints"]["inputs"]["shape_embedding"] == provenance.UNKNOWN
   with pytest.raises(provenance.Mismatch, match="not the shape embedding the network"):
-    provenance.check_network_inputs(workdir)
+    stage_checks.check_network_inputs(workdir)
   with pytest.raises(provenance.Mismatch, match="trained on other inputs"):
-    provenance.check_training_inputs(tiny.get_config(), workdir, "dataset-1")
+    stage_checks.check_training_inputs(tiny.get_config(), workdir, "dataset-1")
 
 
 def test_a_record_from_before_checksums_is_read(tmp_path):

@@ -22,6 +22,7 @@ from jembed.workdir import files
 from jembed.workdir import paths
 from jembed.workdir import provenance
 from jembed.workdir import records
+from jembed.workdir import stage_checks
 
 
 @pytest.fixture
@@ -82,7 +83,7 @@ def test_train_refuses_checkpoints_of_another_embedding_and_force_sets_them_asid
   with pytest.raises(provenance.Mismatch, match="trained on other inputs.*--force"):
     train.train_and_evaluate(config, run)
   assert sorted(os.listdir(paths.checkpoints(run))) == steps
-  provenance.check_training_inputs(config, run, naming.config_name(config), force=True)
+  stage_checks.check_training_inputs(config, run, naming.config_name(config), force=True)
   aside = [d for d in os.listdir(run) if d.startswith("checkpoints.")]
   assert len(aside) == 1 and not os.path.exists(paths.checkpoints(run))
   assert set(steps) <= set(os.listdir(os.path.join(run, aside[0])))  # nothing a user made is lost
