@@ -174,7 +174,8 @@ def resolve(gray: np.ndarray, depth: np.ndarray, antialias: int) -> RenderOutput
     value = np.rint(shading.display(gray) * 255).astype(np.uint8) * covered
     alpha = covered.view(np.uint8) * np.uint8(255)
     return RenderOutput(
-        rgba=np.stack([value, value, value, alpha], -1), depth=np.where(covered, depth, 0).astype(np.float32)
+        rgba=np.stack([value, value, value, alpha], -1),
+        depth=np.where(covered, depth, np.float32(0)).astype(np.float32, copy=False),  # no second copy
     )
 
   def block_sum(x):  # float32 holds sums of k² values exactly enough; summing one axis at a time is faster

@@ -1,12 +1,11 @@
 """OpenGL backend: moderngl on a headless EGL context (Mesa llvmpipe on CPU, the NVIDIA driver on GPU; no X).
 
-One context per renderer, reused by every call. A call uploads the mesh once (three corners per face, each with the
-face's flat normal), then draws each view into its own tile of an atlas framebuffer, changing only uniforms and the
-viewport, and reads the whole atlas back at once, straight into the output: per-view readbacks would dominate on
-llvmpipe. The single RG32F
-colour target holds (gray, depth along the optical axis), so neither colour quantization nor depth-buffer
-linearization stands between the two backends. Both sides of every face are drawn (no culling: ShapeNet's winding
-is inconsistent).
+One context per renderer, reused by every call. A call uploads the mesh once, then draws each view into its own
+tile of an atlas framebuffer, changing only uniforms and the viewport, and reads the whole atlas back at once,
+straight into the output: per-view readbacks would dominate on llvmpipe. A first pass records, per sample, the face
+hit and where; the gray path then shades each tile in a second pass into an RG32F target holding (gray, depth along
+the optical axis), so neither colour quantization nor depth-buffer linearization stands between the two backends.
+Both sides of every face are drawn (no culling: ShapeNet's winding is inconsistent).
 """
 
 import moderngl
@@ -18,50 +17,68 @@ from jembed.render import lights as lights_lib
 from jembed.render import materials
 from jembed.render import shading
 
-_ATLAS_SIDE = 2048  # atlas framebuffer side; 2048² x 12 bytes = 48 MB, 256 tiles of 128²
+_ATLAS_SIDE = 2048  # atlas side; 2048² x 28 bytes (hits, depth, gray) = 112 MB, 256 tiles of 128²
+_NORMALS_WIDTH = 4096  # the face-normal texture's width: faces f sits at (f % width, f // width)
+_MAX_FACES = 1 << 24  # face indices travel as float32, exact up to 2^24
 
 _VERTEX_SHADER = """
 #version 330
 uniform mat4 u_mvp;
 in vec3 in_pos;
-in vec3 in_normal;
+in float in_face;
 out vec3 v_pos;
-flat out vec3 v_normal;
+flat out float v_face;
 void main() {
   v_pos = in_pos;
-  v_normal = in_normal;
+  v_face = in_face;
   gl_Position = u_mvp * vec4(in_pos, 1.0);
 }
 """
 
-# Flat normals arrive as a flat varying: the mesh is drawn as three vertices per face, each carrying its face's normal
-# (bit-identical to the ones the embree backend shades with). A texture of normals indexed by gl_PrimitiveID costs
-# llvmpipe a texel fetch and an integer division per fragment: 20 % more time per view, measured.
-_FRAGMENT_SHADER = """
+# Every draw first records which face each sample hits and where (RGBA32F: x, y, z, face) into an atlas texture.
+# The face index is a flat varying: each face is drawn as its own three corners, each carrying its index (float32,
+# exact up to 2^24: `render` checks). gl_PrimitiveID would spare the copies, but llvmpipe then assembles every
+# primitive again to inject it: 0.6 ms more per 128² view of the 20k-face icosphere (3.6 -> 4.2 ms for this pass).
+# The colour path (`materials`) reads this back and shades in NumPy for both backends alike; the gray path shades it
+# on the GPU (_SHADE_FRAGMENT_SHADER).
+_HITS_FRAGMENT_SHADER = """
 #version 330
+in vec3 v_pos;
+flat in float v_face;
+out vec4 f_hit;
+void main() {
+  f_hit = vec4(v_pos, v_face);
+}
+"""
+
+# The gray path shades in a second pass, once per sample of each view's tile (deferred shading): at 128² a 20k-face
+# mesh has triangles under a pixel, and llvmpipe runs the fragment shader on a whole 4x4 block for each of them, so
+# lighting 12 lamps while rasterizing cost 1.3 ms per view (the per-fragment lighting the old single pass did); this
+# pass costs 0.5 ms. Position and flat normal (fetched by face index: the same float32 normals the embree backend
+# shades with) are those the first pass interpolated, and `shade` is the same code, so the gray values are
+# bit-identical to lighting while rasterizing.
+_QUAD_VERTEX_SHADER = """
+#version 330
+in vec2 in_corner;
+void main() {
+  gl_Position = vec4(in_corner, 1.0, 1.0);
+}
+"""
+
+_SHADE_FRAGMENT_SHADER = """
+#version 330
+uniform sampler2D u_hits;
+uniform sampler2D u_normals;
 uniform vec3 u_eye;
 uniform vec3 u_forward;
-in vec3 v_pos;
-flat in vec3 v_normal;
 out vec2 f_gray_depth;
 {shade}
 void main() {{
-  f_gray_depth = vec2(shade(v_pos, v_normal, u_eye), dot(v_pos - u_eye, u_forward));
+  vec4 hit = texelFetch(u_hits, ivec2(gl_FragCoord.xy), 0);  // a hit: the depth test passes only there
+  int face = int(hit.w);
+  vec3 normal = texelFetch(u_normals, ivec2(face % {normals_width}, face / {normals_width}), 0).xyz;
+  f_gray_depth = vec2(shade(hit.xyz, normal, u_eye), dot(hit.xyz - u_eye, u_forward));
 }}
-"""
-
-
-# The colour path (`materials`): the fragment only records which face it hit and where (RGBA32F: x, y, z, face);
-# the colour is computed in NumPy for both backends alike. gl_PrimitiveID counts the faces, since each face is drawn
-# as its own three corners; float32 holds face indices exactly up to 2^24.
-_SURFACE_FRAGMENT_SHADER = """
-#version 330
-in vec3 v_pos;
-flat in vec3 v_normal;
-out vec4 f_hit;
-void main() {
-  f_hit = vec4(v_pos, float(gl_PrimitiveID));
-}
 """
 
 
@@ -74,8 +91,10 @@ class EGLRenderer:
     self._ctx = moderngl.create_context(standalone=True, backend="egl")
     limit = min(self._ctx.info["GL_MAX_RENDERBUFFER_SIZE"], *self._ctx.info["GL_MAX_VIEWPORT_DIMS"])
     self._atlas_side = min(atlas_side, limit)
-    self._programs = {}  # lamp count -> program (the count is compiled in, see shading.glsl_shade); 'surface'
-    self._fbos = {}  # components (2: gray path, 4: colour path) -> (framebuffer, its size)
+    self._programs = {}  # lamp count -> (shading program, its quad), the count is compiled in (shading.glsl_shade)
+    self._fbos = {}  # 'hits' (texture RGBA32F + depth), 'gray' (RG32F) -> (framebuffer, its size)
+    self._quad = self._ctx.buffer(np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32).tobytes())
+    self._hits_program = self._ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=_HITS_FRAGMENT_SHADER)
     self._program(len(lights_lib.paper_lfd_lights().energies))  # compile errors surface here, not mid-render
 
   @property
@@ -83,32 +102,43 @@ class EGLRenderer:
     """The GL renderer string, e.g. 'llvmpipe (LLVM 15.0.6, 256 bits)' or an NVIDIA GPU."""
     return self._ctx.info["GL_RENDERER"]
 
-  def _program(self, num_lamps: "int | str") -> moderngl.Program:
+  def _program(self, num_lamps: int) -> tuple[moderngl.Program, moderngl.VertexArray]:
+    """The second pass' program for `num_lamps` lamps and its tile-filling quad."""
     if num_lamps not in self._programs:
-      fragment = (
-          _SURFACE_FRAGMENT_SHADER
-          if num_lamps == "surface"
-          else _FRAGMENT_SHADER.format(shade=shading.glsl_shade(num_lamps))
-      )
-      prog = self._ctx.program(vertex_shader=_VERTEX_SHADER, fragment_shader=fragment)
-      self._programs[num_lamps] = prog
+      fragment = _SHADE_FRAGMENT_SHADER.format(shade=shading.glsl_shade(num_lamps), normals_width=_NORMALS_WIDTH)
+      prog = self._ctx.program(vertex_shader=_QUAD_VERTEX_SHADER, fragment_shader=fragment)
+      prog["u_hits"].value = 0  # texture units
+      if "u_normals" in prog:  # compiled out without lamps
+        prog["u_normals"].value = 1
+      self._programs[num_lamps] = (prog, self._ctx.vertex_array(prog, [(self._quad, "2f", "in_corner")]))
     return self._programs[num_lamps]
 
-  def _framebuffer(self, width: int, height: int, components: int = 2) -> moderngl.Framebuffer:
-    """A float framebuffer of `components` channels, at least width x height, grown (never shrunk) so alternating
-    batch shapes reuse it."""
-    fbo, size = self._fbos.get(components, (None, None))
+  def _framebuffer(self, width: int, height: int, gray: bool = False) -> moderngl.Framebuffer:
+    """The hits framebuffer (RGBA32F texture + depth), or with `gray` the RG32F one sharing its depth buffer, at
+    least width x height; grown (never shrunk) so alternating batch shapes reuse them."""
+    hits, size = self._fbos.get("hits", (None, None))
     if size is None or width > size[0] or height > size[1]:
-      if fbo is not None:
+      if hits is not None:
         width, height = max(width, size[0]), max(height, size[1])
-        for attachment in (*fbo.color_attachments, fbo.depth_attachment):
-          attachment.release()
-        fbo.release()
-      color = self._ctx.renderbuffer((width, height), components=components, dtype="f4")
-      depth = self._ctx.depth_renderbuffer((width, height))
-      fbo = self._ctx.framebuffer(color_attachments=[color], depth_attachment=depth)
-      self._fbos[components] = (fbo, (width, height))
-    return fbo
+        self._release_framebuffers()
+      color = self._ctx.texture((width, height), 4, dtype="f4")
+      color.filter = (moderngl.NEAREST, moderngl.NEAREST)
+      hits = self._ctx.framebuffer(color_attachments=[color], depth_attachment=self._ctx.depth_renderbuffer(color.size))
+      self._fbos = {"hits": (hits, color.size)}
+    if not gray:
+      return hits
+    if "gray" not in self._fbos:
+      color = self._ctx.renderbuffer(hits.size, 2, dtype="f4")
+      self._fbos["gray"] = self._ctx.framebuffer(color_attachments=[color], depth_attachment=hits.depth_attachment)
+    return self._fbos["gray"]
+
+  def _release_framebuffers(self):
+    hits = self._fbos["hits"][0]
+    gray = self._fbos.get("gray")
+    for obj in (*hits.color_attachments, hits.depth_attachment, hits, *(gray.color_attachments if gray else ()), gray):
+      if obj is not None:
+        obj.release()
+    self._fbos = {}
 
   def render(
       self,
@@ -127,6 +157,8 @@ class EGLRenderer:
     n, (hk, wk) = len(views), job.samples
     if hk > self._atlas_side or wk > self._atlas_side:
       raise ValueError(f"{hk}x{wk} samples exceed the framebuffer limit {self._atlas_side}")
+    if len(job.faces) > _MAX_FACES:
+      raise ValueError(f"{len(job.faces)} faces: the EGL backend takes at most {_MAX_FACES}")
     drawn = bool(len(job.faces) and n)
     surface = job.appearance is not None
     out = (np.empty if drawn else np.zeros)((n, hk, wk, 4 if surface else 2), np.float32)  # every tile is copied in
@@ -163,17 +195,26 @@ class EGLRenderer:
     n, hk, wk = out.shape[:3]
     cols = min(n, self._atlas_side // wk)
     per_atlas = cols * min(-(-n // cols), self._atlas_side // hk)
-    # Per corner: its position and its face's normal (float32[3F, 6]); the corners of a face are drawn in order.
-    corners = np.concatenate([vertices[faces], np.repeat(shading.face_normals(vertices, faces)[:, None], 3, 1)], -1)
-    vbo = self._ctx.buffer(np.ascontiguousarray(corners, np.float32).tobytes())
-    vaos = {}  # one per program used in this call, all on the same buffers
+    # Per corner: its position and its face's index (float32[3F, 4]); the corners of a face are drawn in order.
+    corners = np.empty((len(faces), 3, 4), np.float32)
+    corners[..., :3] = vertices[faces]
+    corners[..., 3] = np.arange(len(faces), dtype=np.float32)[:, None]
+    vbo = self._ctx.buffer(corners.tobytes())
+    mesh = self._ctx.vertex_array(self._hits_program, [(vbo, "3f 1f", "in_pos", "in_face")])
+    normals = None
+    if out.shape[-1] == 2:  # the gray path's face normals (bit-identical to the embree backend's), one texel a face
+      rows = -(-len(faces) // _NORMALS_WIDTH)
+      table = np.zeros((rows * _NORMALS_WIDTH, 3), np.float32)
+      table[: len(faces)] = shading.face_normals(vertices, faces)
+      normals = self._ctx.texture((_NORMALS_WIDTH, rows), 3, table.tobytes(), dtype="f4")
+      normals.filter = (moderngl.NEAREST, moderngl.NEAREST)
     try:
       mvp = camera.perspective((hk, wk), fov_deg) @ camera.look_at(views)
       rotation, eye = camera.camera_frames(views)
       for start in range(0, n, per_atlas):
         stop = min(n, start + per_atlas)
         self._draw_atlas(
-            (vbo, vaos),
+            (mesh, normals),
             cols,
             mvp[start:stop],
             eye[start:stop],
@@ -183,38 +224,49 @@ class EGLRenderer:
             out[start:stop],
         )
     finally:
-      for obj in (*vaos.values(), vbo):
-        obj.release()
+      for obj in (mesh, vbo, normals):
+        if obj is not None:
+          obj.release()
 
   def _draw_atlas(self, mesh, cols, mvp, eye, forward, view_lights, albedo, out):
     """Draws len(mvp) views into tiles of the atlas and copies them into out: float32[n, h, w, c] (c = 2: gray,
     depth; c = 4: x, y, z, face, -1 where nothing is hit), row 0 at the top."""
-    vbo, vaos = mesh
+    mesh, normals = mesh
     n, h, w, c = out.shape
-    surface = c == 4
     rows = -(-n // cols)
-    fbo = self._framebuffer(cols * w, rows * h, c)
+    tiles = [((v % cols) * w, (v // cols) * h, w, h) for v in range(n)]
+    fbo = self._framebuffer(cols * w, rows * h)
     fbo.use()
     fbo.scissor = None
-    fbo.clear(0.0, 0.0, 0.0, -1.0 if surface else 0.0, depth=1.0, viewport=(0, 0, cols * w, rows * h))
+    fbo.depth_mask = True
+    fbo.clear(0.0, 0.0, 0.0, -1.0, depth=1.0, viewport=(0, 0, cols * w, rows * h))
     self._ctx.enable(moderngl.DEPTH_TEST)
+    self._ctx.depth_func = "<"
     for v in range(n):
-      prog = self._program("surface" if surface else len(view_lights[v].energies))
-      if prog.glo not in vaos:
-        # Without lamps the normal is compiled out (and skipped in the buffer).
-        normal = ("3f", "in_normal") if "in_normal" in prog else ("12x",)
-        vaos[prog.glo] = self._ctx.vertex_array(prog, [(vbo, f"3f {normal[0]}", "in_pos", *normal[1:])])
-      tile_xy = ((v % cols) * w, (v // cols) * h, w, h)
-      fbo.viewport = tile_xy
-      fbo.scissor = tile_xy  # guard-band rasterization must not spill into the neighbouring tile
-      prog["u_mvp"].write(np.ascontiguousarray(mvp[v].T, np.float32).tobytes())  # GL is column-major
-      if not surface:
+      fbo.viewport = fbo.scissor = tiles[v]  # guard-band rasterization must not spill into the neighbouring tile
+      self._hits_program["u_mvp"].write(np.ascontiguousarray(mvp[v].T, np.float32).tobytes())  # GL is column-major
+      mesh.render(moderngl.TRIANGLES)
+    fbo.scissor = None
+    if c == 2:  # shade every tile's samples into the gray target, which is then read back instead
+      hits = fbo.color_attachments[0]
+      fbo = self._framebuffer(cols * w, rows * h, gray=True)
+      fbo.use()
+      # The quad lies on the far plane and passes the depth test where the hits pass drew something: llvmpipe then
+      # skips the background's 4x4 blocks instead of shading them: 0.63 -> 0.47 ms per view (the benchmark's sphere
+      # covers half of each tile).
+      fbo.depth_mask = False  # keeps the depth buffer, also through this clear
+      fbo.clear(0.0, 0.0, 0.0, 0.0, viewport=(0, 0, cols * w, rows * h))
+      self._ctx.depth_func = ">"
+      hits.use(0)
+      normals.use(1)
+      for v in range(n):
+        prog, quad = self._program(len(view_lights[v].energies))
+        fbo.viewport = tiles[v]
         prog["u_eye"].value = tuple(map(float, eye[v]))
         prog["u_forward"].value = tuple(map(float, forward[v]))
         prog["u_albedo"].value = float(albedo[v])
         _set_lights(prog, view_lights[v])
-      vaos[prog.glo].render(moderngl.TRIANGLES)
-    fbo.scissor = None
+        quad.render(moderngl.TRIANGLE_STRIP)
     pixels = np.empty((rows * h, cols * w, c), np.float32)
     fbo.read_into(pixels, viewport=(0, 0, cols * w, rows * h), components=c, dtype="f4")
     # GL rows run bottom-up; tile v sits at tile row v // cols counted from the bottom. One copy, straight into out.

@@ -27,8 +27,13 @@ def display(linear: np.ndarray) -> np.ndarray:
   are the sRGB encoding of the linear shading: a mid-gray 0.43 is stored as 0.69, not 0.43. Supersamples are averaged
   in linear light first, as Blender's filter does.
   """
-  x = np.clip(linear, 0.0, 1.0)
-  return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(x, 1 / 2.4) - 0.055)
+  x = np.asarray(np.clip(linear, 0.0, 1.0))  # a new array (0-d for a scalar): the power below overwrites it
+  high = x > 0.0031308
+  low = 12.92 * x
+  # The power only where it is used: numpy's float32 pow takes a slow path at 0, the background of every rendered
+  # view; 0.13 -> 0.075 ms per 128² view of the render benchmark, with the same values (each element's pow is the same).
+  np.power(x, 1 / 2.4, out=x, where=high)
+  return np.where(high, 1.055 * x - 0.055, low)
 
 
 def falloff(r2: np.ndarray) -> np.ndarray:
