@@ -57,10 +57,13 @@ import scipy.sparse
 import scipy.sparse.csgraph
 
 from jembed.embedding import distances
+from jembed.embedding import sammon_kernel
 from jembed.embedding.lbfgs import minimize  # pylint: disable=unused-import (re-exported)
 
-_HIGHEST = lax.Precision.HIGHEST
 _TILE_BYTES = 16 << 20  # per-device sub × N temporaries in the stress kernel
+# One device: at least 5 symmetric blocks per side (4 and 5 measured best at N = 2000), blocks up to 2048 rows, and at
+# most 12 (78 unrolled tiles; larger N uses the row-block kernel, which compiles to one loop).
+_MIN_BLOCKS, _BLOCK_ROWS, _MAX_BLOCKS = 5, 2048, 12
 _EXACT_EIG_MAX_N = 1500  # classical MDS by a full eigendecomposition up to here, randomized subspace iteration above
 _HOST_ROWS = 1024  # rows of D read at a time on the host
 _BUCKET, _BUCKET_MAX_ROWS = 32, 512  # rows per device are padded to a multiple of 32 up to 512
@@ -83,20 +86,34 @@ class SammonResult(NamedTuple):
 
 
 class _Layout(NamedTuple):
-  """How N rows are padded and split: n_pad = devices · sub-blocks per device · sub."""
+  """How N rows are padded and split: n_pad = devices · sub-blocks per device · sub.
+
+  blocks > 0 (one device only): the symmetric kernel's row blocks per side, n_pad a multiple of blocks · sub.
+  """
 
   n: int
   n_pad: int
   sub: int
+  blocks: int = 0
 
 
-def _layout(n: int, n_dev: int) -> _Layout:
+def _layout(n: int, n_dev: int, symmetric: bool = False) -> _Layout:
   per_dev = -(-n // n_dev)
   if per_dev <= _BUCKET_MAX_ROWS:  # small problems: compile time dominates, so nearby N share one program
     per_dev = -(-per_dev // _BUCKET) * _BUCKET
-  n_sub = max(1, -(-per_dev * per_dev * n_dev * 4 // _TILE_BYTES))
-  sub = -(-per_dev // n_sub)
-  return _Layout(n, n_dev * n_sub * sub, sub)
+  blocks = max(_MIN_BLOCKS, -(-per_dev // _BLOCK_ROWS)) if symmetric and n_dev == 1 else 0
+  if per_dev <= _BUCKET_MAX_ROWS or blocks > _MAX_BLOCKS:
+    blocks = 0  # tiny: one tile is the whole problem; huge: too many tiles to unroll
+  parts = max(blocks, 1)  # the row-block walk (classical MDS, the row kernel) splits each symmetric block evenly
+  n_sub = max(1, -(-per_dev * per_dev * n_dev * 4 // (_TILE_BYTES * parts)))
+  sub = -(-per_dev // (n_sub * parts))
+  return _Layout(n, n_dev * parts * n_sub * sub, sub, blocks)
+
+
+def _kernel(mesh: jax.sharding.Mesh, lay: _Layout) -> Callable:
+  if lay.blocks:
+    return sammon_kernel.symmetric_stress_kernel(mesh, lay.blocks)
+  return sammon_kernel.stress_kernel(mesh, lay.sub)
 
 
 class _Prepared(NamedTuple):
@@ -128,74 +145,6 @@ def _prepare(dist: Any, lay: _Layout, mesh: jax.sharding.Mesh) -> _Prepared:
     shards.append(jax.device_put(block, device))
   d = jax.make_array_from_single_device_arrays((n_pad, n_pad), sharding, shards)
   return _Prepared(d, total / 2, weight_sums, np.concatenate(zeros) if zeros else np.zeros((0, 2), int))
-
-
-def stress_tile(
-    d_rows: jax.Array, x_rows: jax.Array, others: jax.Array, others_sq: jax.Array, floor: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-  """Sammon terms of some points against others, and their gradient: the O(rows · m · dim) inner work.
-
-  Args:
-    d_rows: float32[r, m] target distances d*; pairs with d* = 0 get weight 0 (the zero-distance rule).
-    x_rows: float32[r, dim] the points whose terms these are.
-    others: float32[m, dim] the points they are measured against.
-    others_sq: float32[m] squared norms of `others`.
-    floor: smallest embedded distance divided by (keeps coincident points finite).
-
-  Returns:
-    float32[r] Σ_j (d*_ij − d_ij)² / d*_ij per row (unnormalized), and float32[r, dim] its gradient / 2 w.r.t. x_rows.
-  """
-  sq = (
-      jnp.sum(x_rows * x_rows, axis=1)[:, None]
-      + others_sq[None, :]
-      - 2.0 * jnp.matmul(x_rows, others.T, precision=_HIGHEST)
-  )
-  d = jnp.sqrt(jnp.maximum(sq, 0.0))
-  positive = d_rows > 0
-  w = jnp.where(positive, 1.0 / jnp.where(positive, d_rows, 1.0), 0.0)
-  # Every mask from w (exactly 0 where d* = 0) and none on the residual: the same values, bit for bit, but XLA:CPU
-  # fuses the tile into fewer passes (26 ms instead of 42 for a 2000² tile, measured).
-  resid = d_rows - d
-  coeff = w - jnp.where(w > 0, 1.0 / jnp.maximum(d, floor), 0.0)
-  grad = jnp.sum(coeff, axis=1)[:, None] * x_rows - jnp.matmul(coeff, others, precision=_HIGHEST)
-  return jnp.sum(w * resid * resid, axis=1), grad
-
-
-@functools.lru_cache(maxsize=16)
-def _stress_kernel(mesh: jax.sharding.Mesh, sub: int) -> Callable:
-  """(d float32[Np, Np] rows on 'data', y float32[Np, k], floor) -> (Σ_{i≠j} (d*−d)²/d*, G float32[Np, k]).
-
-  G_i = Σ_j K_ij (y_i − y_j) with K_ij = (d_ij − d*_ij) / (d*_ij d_ij) = 1/d*_ij − 1/d_ij; the stress gradient is
-  (2 / Σ_{i<j} d*) · G and the stress (1 / (2 Σ_{i<j} d*)) · the first output. `floor` bounds 1/d_ij for points that
-  coincide while their targets differ.
-  """
-
-  def local(d_rows, y, floor):
-    rows = d_rows.shape[0]
-    y_rows = lax.dynamic_slice_in_dim(y, lax.axis_index("data") * rows, rows)
-    sq_norms = jnp.sum(y * y, axis=1)
-
-    def tile(args):
-      row_stress, grad = stress_tile(*args, y, sq_norms, floor)
-      return jnp.sum(row_stress), grad
-
-    n_sub = rows // sub
-    e, g = lax.map(tile, (d_rows.reshape(n_sub, sub, -1), y_rows.reshape(n_sub, sub, -1)))
-    return lax.psum(jnp.sum(e), "data"), lax.all_gather(g.reshape(rows, -1), "data", tiled=True, to="invarying")
-
-  return jax.shard_map(local, mesh=mesh, in_specs=(P("data", None), P(), P()), out_specs=(P(), P()))
-
-
-@functools.lru_cache(maxsize=16)
-def _squared_product_kernel(mesh: jax.sharding.Mesh, sub: int) -> Callable:
-  """(d float32[Np, Np] rows on 'data', q float32[Np, m]) -> (d ∘ d) @ q, for classical MDS without forming B."""
-
-  def local(d_rows, q):
-    rows = d_rows.shape[0]
-    out = lax.map(lambda dk: jnp.matmul(dk * dk, q, precision=_HIGHEST), d_rows.reshape(rows // sub, sub, -1))
-    return lax.all_gather(out.reshape(rows, -1), "data", tiled=True, to="invarying")
-
-  return jax.shard_map(local, mesh=mesh, in_specs=(P("data", None), P()), out_specs=P())
 
 
 def _orthonormalize(z: jax.Array) -> jax.Array:
@@ -244,7 +193,7 @@ def _exact_cmds(dist: Any, dim: int) -> np.ndarray:
   return out
 
 
-def classical_mds(D: Any, dim: int, *, sharded: bool = True, n_iter: int = 8, seed: int = 0) -> np.ndarray:
+def classical_mds(D: Any, dim: int, *, sharded: bool | None = None, n_iter: int = 8, seed: int = 0) -> np.ndarray:
   """Classical (Torgerson) MDS, MATLAB's `cmdscale` truncated to `dim` columns.
 
   Exact eigendecomposition for N <= 1500; above, randomized subspace iteration on the devices (n_iter power steps with
@@ -253,7 +202,8 @@ def classical_mds(D: Any, dim: int, *, sharded: bool = True, n_iter: int = 8, se
   Args:
     D: float32[N, N] symmetric distances, array or memmap.
     dim: number of coordinates.
-    sharded: spread the products over all devices.
+    sharded: spread the products over all devices; default: unless they are CPU devices of one process
+      (`sammon_kernel.use_sharding`).
     n_iter: subspace iterations (randomized path only).
     seed: seed of the random start subspace (randomized path only).
 
@@ -263,14 +213,14 @@ def classical_mds(D: Any, dim: int, *, sharded: bool = True, n_iter: int = 8, se
   n = D.shape[0]
   if n <= _EXACT_EIG_MAX_N:
     return _exact_cmds(D, dim)
-  mesh = distances.data_mesh(sharded)
+  mesh = distances.data_mesh(sammon_kernel.use_sharding(sharded))
   lay = _layout(n, mesh.size)
   prep = _prepare(D, lay, mesh)
   return _cmds_on_device(prep.d, lay, mesh, dim, n_iter, seed)
 
 
 def _cmds_on_device(d, lay, mesh, dim, n_iter, seed):
-  kernel = _squared_product_kernel(mesh, lay.sub)
+  kernel = sammon_kernel.squared_product_kernel(mesh, lay.sub)
   y = _randomized_cmds(d, jax.random.key(seed), kernel=kernel, n=lay.n, dim=dim, n_iter=n_iter)
   return np.asarray(y)[: lay.n]
 
@@ -314,7 +264,7 @@ def sammon(
     init: Any = None,
     method: str = "lbfgs",
     history: int = 10,
-    sharded: bool = True,
+    sharded: bool | None = None,
     seed: int = 0,
 ) -> SammonResult:
   """Sammon mapping of a distance matrix (the paper's `mdscale(D, 128, 'criterion', 'sammon')`).
@@ -327,7 +277,8 @@ def sammon(
     init: float[N, dim] start; default classical MDS (`classical_mds`).
     method: 'lbfgs' (default) or 'majorize'; see the module docstring for the measurements.
     history: L-BFGS memory.
-    sharded: split the rows of D over all devices; False runs on the first device only.
+    sharded: split the rows of D over all devices; False runs on the first device only (the symmetric kernel);
+      default: split unless the devices are CPU devices of one process (`sammon_kernel.use_sharding`).
     seed: seed of the randomized classical MDS (N > 1500).
 
   Returns:
@@ -336,8 +287,8 @@ def sammon(
   n = D.shape[0]
   if D.ndim != 2 or D.shape[1] != n:
     raise ValueError(f"D must be square, got {D.shape}")
-  mesh = distances.data_mesh(sharded)
-  lay = _layout(n, mesh.size)
+  mesh = distances.data_mesh(sammon_kernel.use_sharding(sharded))
+  lay = _layout(n, mesh.size, symmetric=True)
   prep = _prepare(D, lay, mesh)
   if init is not None:
     y0 = np.asarray(init, np.float32)
@@ -361,7 +312,7 @@ def sammon(
       np.float32(prep.total),
       np.float32(floor),
       np.float32(tol),
-      kernel=_stress_kernel(mesh, lay.sub),
+      kernel=_kernel(mesh, lay),
       max_iter=max_iter,
       history=history,
       method=method,

@@ -9,6 +9,7 @@ from sklearn.manifold import MDS
 
 from jembed.embedding import out_of_sample
 from jembed.embedding import sammon
+from jembed.embedding import sammon_kernel
 
 
 def _dist(x: np.ndarray) -> np.ndarray:
@@ -73,6 +74,36 @@ def test_sharded_equals_unsharded():
   assert sharded.n_iter == single.n_iter == 20
   np.testing.assert_allclose(sharded.points, single.points, atol=1e-4 * np.abs(single.points).max())
   assert sharded.stress == pytest.approx(single.stress, rel=1e-4)
+
+
+def test_symmetric_kernel_equals_brute_force():
+  # 3 blocks of 20 rows, the last 5 rows padding (zero distances); a duplicate pair (d* = 0) across two blocks.
+  x = _clusters(55, 6, 3)
+  x[40] = x[3]
+  dist = np.pad(_dist(x), ((0, 5), (0, 5)))
+  y = np.pad(np.random.default_rng(4).standard_normal((55, 3)), ((0, 5), (0, 0))).astype(np.float32)
+  y[40] = y[3]
+  mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+  d_rows = jax.device_put(dist, jax.NamedSharding(mesh, jax.P("data", None)))  # as sammon's D* is placed
+  e, g = jax.jit(sammon_kernel.symmetric_stress_kernel(mesh, 3))(d_rows, y, np.float32(1e-4))
+  target, got = dist.astype(np.float64), _dist(y).astype(np.float64)
+  w = np.divide(1.0, target, where=target > 0, out=np.zeros_like(target))
+  assert float(e) == pytest.approx(np.sum(w * (target - got) ** 2), rel=1e-5)
+  coeff = w - np.divide(1.0, np.maximum(got, 1e-4), where=w > 0, out=np.zeros_like(got))
+  want = coeff.sum(axis=1)[:, None] * y - coeff @ y
+  np.testing.assert_allclose(g, want, atol=1e-5 * np.abs(want).max())
+
+
+def test_one_device_by_default_on_cpu_and_symmetric_blocks_equal_the_sharded_rows():
+  assert not sammon_kernel.use_sharding(None)  # the 4 forced CPU devices share the same cores
+  assert sammon_kernel.use_sharding(True) and not sammon_kernel.use_sharding(False)
+  dist = _dist(_clusters(600, 6, 3))  # above 512 rows: 5 symmetric blocks of 120 on one device
+  assert sammon._layout(600, 1, symmetric=True) == sammon._Layout(600, 600, 120, 5)  # pylint: disable=protected-access
+  kwargs = dict(dim=2, max_iter=10, tol=0.0)
+  single, rows = sammon.sammon(dist, **kwargs), sammon.sammon(dist, sharded=True, **kwargs)
+  assert single.n_iter == rows.n_iter == 10
+  np.testing.assert_allclose(single.points, rows.points, atol=1e-4 * np.abs(rows.points).max())
+  assert single.stress == pytest.approx(rows.stress, rel=1e-4)
 
 
 def test_exact_duplicates_give_no_nan_and_share_a_point():
