@@ -35,6 +35,7 @@ import numpy as np
 
 from jembed.embedding import distances
 from jembed.embedding import sammon as sammon_lib
+from jembed.embedding import sammon_kernel
 
 # Not `P`: embed_out_of_sample's first argument keeps the paper's name for the embedded points.
 _ROWS, _REPLICATED = PartitionSpec("data", None), PartitionSpec()
@@ -50,7 +51,7 @@ def _anchor_kernel(mesh: jax.sharding.Mesh) -> Callable:
   def local(a_rows, x, p, floor):
     rows = a_rows.shape[0]
     x_rows = lax.dynamic_slice_in_dim(x, lax.axis_index("data") * rows, rows)
-    row_stress, grad = sammon_lib.stress_tile(a_rows, x_rows, p, jnp.sum(p * p, axis=1), floor)
+    row_stress, grad = sammon_kernel.stress_tile(a_rows, x_rows, p, jnp.sum(p * p, axis=1), floor)
     gather = functools.partial(lax.all_gather, axis_name="data", tiled=True, to="invarying")
     return gather(row_stress), gather(grad)
 
@@ -295,7 +296,7 @@ def embed_out_of_sample(
       floor,
       np.float32(tol),
       anchor_kernel=_anchor_kernel(mesh),
-      new_kernel=sammon_lib._stress_kernel(mesh, lay.sub),  # pylint: disable=protected-access
+      new_kernel=sammon_kernel.stress_kernel(mesh, lay.sub),
       max_iter=max_iter,
       history=history,
       method="lbfgs",

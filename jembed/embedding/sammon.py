@@ -21,9 +21,33 @@ module (run to its stopping rule):
                                                        |                |          | (MASS::sammon stops at its start)
   optax.adam (lr 0.05, no schedule)                    | 6.12e-5        | 1        | not monotone; lr needs tuning
   optax.lbfgs (zoom line search, autodiff)             | 4.92e-5        | ~2.8     | same path as ours, 3.5× the time
-  this module, method='lbfgs' (default): 4.94e-5 at its stop after 80 it, 3.0 s (sklearn: 1.0e-4 in 5.1 s)
+  this module, method='lbfgs', history 10: 4.94e-5 at its stop after 78 it (sklearn: 1.0e-4)
+  this module, default (history 6, one device, symmetric tiles): 4.97e-5 after 65 it; warm 1.10 s against 1.86 s for
+    the previous default (history 10, split over 2 CPU devices) in the same minute, 1.8–2.0 CPU-s against 3.6–3.8
+    (a loaded 2-core machine; sklearn 4.6–5.7 s there)
   this module, method='majorize': 5.54e-5 at the 500-iteration cap, 12.0 s
   (minimum seen: 4.87e-5 after 400 L-BFGS iterations)
+
+Tried on the L-BFGS default (iterations to the tol = 1e-4 stop; the count jumps with small changes, as the stop comes
+at the first iteration that gains ≤ 1e-4, so variants were compared over the benchmark data with seeds 0–4):
+
+  variant                                              | iterations (seeds 0–4)  | stress at the stop
+  history 10 (the default until issue 24)              | 78, 83, 83, 85, 84      | 4.84–4.97e-5
+  history 6 (default)                                  | 65, 91, 64, 64, 86      | 4.88–4.97e-5
+  history 8                                            | 77, 65, 86, 94, 67      | 4.84–5.00e-5
+  history 5 / 6 / 8 / 10 / 15 (row-block kernel, seeds | 5: 71, 85, 97, 85, 94   | all 4.82–5.06e-5
+    0–4; the symmetric kernel rounds differently)      | 6: 44, 97, 68, 42, 64   |
+                                                       | 8: 69, 80, 82, 79, 81   |
+                                                       | 10: 78, 64, 98, 82, 85  |
+                                                       | 15: –, 79, 94, 79, 77   |
+  history 20 / 40                                      | 75 / 89 (seed 0)        | –
+  Jacobi-preconditioned L-BFGS (z = y / √precond)      | 87 (seed 0)             | same
+  classical-MDS start with 4 / 3 power steps (not 8)   | 81–107 / 71–121         | 4.84–5.05e-5
+  classical-MDS start with 12 / 16 power steps         | 67–97 / 62–101          | 4.83–4.99e-5
+
+History 6 took fewer iterations than 10 in 8 of the 10 paired runs (mean 68.5 against 82) and each is cheaper (the
+history is read about seven times a trip), so it is the default; a cheaper start (fewer power steps) costs more
+iterations than it saves.
 
 L-BFGS reaches every stress level with the fewest stress evaluations (each costs two N×N×dim products), so it is the
 default; `method='majorize'` keeps the SMACOF step (monotone, with a halving safeguard) for comparison. The L-BFGS loop
@@ -37,11 +61,15 @@ of any ε-floor only says "put them on one point". Duplicates have equal rows in
 same point and they then receive the same gradient; after the solve each group of duplicates (connected by zero
 distances) is placed exactly on its mean point, which removes float noise. Padding rows use the same rule.
 
-Scale and sharding: the stress and its gradient, the O(N² · dim) part, run in a `jax.shard_map` over the `('data',)`
-mesh with rows of D* split over the devices; inside each device a `lax.map` walks row sub-blocks so that only a
-`sub × N` tile of temporaries (distances, weights, gradient coefficients) exists at a time. Device memory is D* itself
-(N² float32, 1.6 GB at N = 20k) plus O(sub · N + history · N · dim); the weights 1/d* are recomputed per tile rather
-than stored. Beyond ~20k shapes use `out_of_sample.sammon_landmark`, which never forms the full matrix.
+Scale and sharding (`sammon_kernel`): the stress and its gradient, the O(N² · dim) part, run on one device unless
+there are several chips or processes (CPU devices of one process share the same cores: split over 2 of them the
+evaluation measured 17.7 ms instead of 11.6). On several devices a `jax.shard_map` over the `('data',)` mesh splits
+the rows of D*, and inside each device a `lax.map` walks row sub-blocks so that only a `sub × N` tile of temporaries
+(distances, weights, gradient coefficients) exists at a time. On one device D* is cut into 5 to 12 blocks per side and
+only the tiles on and above the diagonal are computed, each off-diagonal tile serving both of its row blocks (9.4 ms
+instead of 11.0 at N = 2000; beyond 12 blocks of 2048 rows the row-block walk). Device memory is D* itself (N² float32,
+1.6 GB at N = 20k) plus O(tile + history · N · dim); the weights 1/d* are recomputed per tile rather than stored.
+Beyond ~20k shapes use `out_of_sample.sammon_landmark`, which never forms the full matrix.
 """
 
 import functools
@@ -57,10 +85,13 @@ import scipy.sparse
 import scipy.sparse.csgraph
 
 from jembed.embedding import distances
+from jembed.embedding import sammon_kernel
 from jembed.embedding.lbfgs import minimize  # pylint: disable=unused-import (re-exported)
 
-_HIGHEST = lax.Precision.HIGHEST
 _TILE_BYTES = 16 << 20  # per-device sub × N temporaries in the stress kernel
+# One device: at least 5 symmetric blocks per side (4 and 5 measured best at N = 2000), blocks up to 2048 rows, and at
+# most 12 (78 unrolled tiles; larger N uses the row-block kernel, which compiles to one loop).
+_MIN_BLOCKS, _BLOCK_ROWS, _MAX_BLOCKS = 5, 2048, 12
 _EXACT_EIG_MAX_N = 1500  # classical MDS by a full eigendecomposition up to here, randomized subspace iteration above
 _HOST_ROWS = 1024  # rows of D read at a time on the host
 _BUCKET, _BUCKET_MAX_ROWS = 32, 512  # rows per device are padded to a multiple of 32 up to 512
@@ -83,20 +114,34 @@ class SammonResult(NamedTuple):
 
 
 class _Layout(NamedTuple):
-  """How N rows are padded and split: n_pad = devices · sub-blocks per device · sub."""
+  """How N rows are padded and split: n_pad = devices · sub-blocks per device · sub.
+
+  blocks > 0 (one device only): the symmetric kernel's row blocks per side, n_pad a multiple of blocks · sub.
+  """
 
   n: int
   n_pad: int
   sub: int
+  blocks: int = 0
 
 
-def _layout(n: int, n_dev: int) -> _Layout:
+def _layout(n: int, n_dev: int, symmetric: bool = False) -> _Layout:
   per_dev = -(-n // n_dev)
   if per_dev <= _BUCKET_MAX_ROWS:  # small problems: compile time dominates, so nearby N share one program
     per_dev = -(-per_dev // _BUCKET) * _BUCKET
-  n_sub = max(1, -(-per_dev * per_dev * n_dev * 4 // _TILE_BYTES))
-  sub = -(-per_dev // n_sub)
-  return _Layout(n, n_dev * n_sub * sub, sub)
+  blocks = max(_MIN_BLOCKS, -(-per_dev // _BLOCK_ROWS)) if symmetric and n_dev == 1 else 0
+  if per_dev <= _BUCKET_MAX_ROWS or blocks > _MAX_BLOCKS:
+    blocks = 0  # tiny: one tile is the whole problem; huge: too many tiles to unroll
+  parts = max(blocks, 1)  # the row-block walk (classical MDS, the row kernel) splits each symmetric block evenly
+  n_sub = max(1, -(-per_dev * per_dev * n_dev * 4 // (_TILE_BYTES * parts)))
+  sub = -(-per_dev // (n_sub * parts))
+  return _Layout(n, n_dev * parts * n_sub * sub, sub, blocks)
+
+
+def _kernel(mesh: jax.sharding.Mesh, lay: _Layout) -> Callable:
+  if lay.blocks:
+    return sammon_kernel.symmetric_stress_kernel(mesh, lay.blocks)
+  return sammon_kernel.stress_kernel(mesh, lay.sub)
 
 
 class _Prepared(NamedTuple):
@@ -128,74 +173,6 @@ def _prepare(dist: Any, lay: _Layout, mesh: jax.sharding.Mesh) -> _Prepared:
     shards.append(jax.device_put(block, device))
   d = jax.make_array_from_single_device_arrays((n_pad, n_pad), sharding, shards)
   return _Prepared(d, total / 2, weight_sums, np.concatenate(zeros) if zeros else np.zeros((0, 2), int))
-
-
-def stress_tile(
-    d_rows: jax.Array, x_rows: jax.Array, others: jax.Array, others_sq: jax.Array, floor: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-  """Sammon terms of some points against others, and their gradient: the O(rows · m · dim) inner work.
-
-  Args:
-    d_rows: float32[r, m] target distances d*; pairs with d* = 0 get weight 0 (the zero-distance rule).
-    x_rows: float32[r, dim] the points whose terms these are.
-    others: float32[m, dim] the points they are measured against.
-    others_sq: float32[m] squared norms of `others`.
-    floor: smallest embedded distance divided by (keeps coincident points finite).
-
-  Returns:
-    float32[r] Σ_j (d*_ij − d_ij)² / d*_ij per row (unnormalized), and float32[r, dim] its gradient / 2 w.r.t. x_rows.
-  """
-  sq = (
-      jnp.sum(x_rows * x_rows, axis=1)[:, None]
-      + others_sq[None, :]
-      - 2.0 * jnp.matmul(x_rows, others.T, precision=_HIGHEST)
-  )
-  d = jnp.sqrt(jnp.maximum(sq, 0.0))
-  positive = d_rows > 0
-  w = jnp.where(positive, 1.0 / jnp.where(positive, d_rows, 1.0), 0.0)
-  # Every mask from w (exactly 0 where d* = 0) and none on the residual: the same values, bit for bit, but XLA:CPU
-  # fuses the tile into fewer passes (26 ms instead of 42 for a 2000² tile, measured).
-  resid = d_rows - d
-  coeff = w - jnp.where(w > 0, 1.0 / jnp.maximum(d, floor), 0.0)
-  grad = jnp.sum(coeff, axis=1)[:, None] * x_rows - jnp.matmul(coeff, others, precision=_HIGHEST)
-  return jnp.sum(w * resid * resid, axis=1), grad
-
-
-@functools.lru_cache(maxsize=16)
-def _stress_kernel(mesh: jax.sharding.Mesh, sub: int) -> Callable:
-  """(d float32[Np, Np] rows on 'data', y float32[Np, k], floor) -> (Σ_{i≠j} (d*−d)²/d*, G float32[Np, k]).
-
-  G_i = Σ_j K_ij (y_i − y_j) with K_ij = (d_ij − d*_ij) / (d*_ij d_ij) = 1/d*_ij − 1/d_ij; the stress gradient is
-  (2 / Σ_{i<j} d*) · G and the stress (1 / (2 Σ_{i<j} d*)) · the first output. `floor` bounds 1/d_ij for points that
-  coincide while their targets differ.
-  """
-
-  def local(d_rows, y, floor):
-    rows = d_rows.shape[0]
-    y_rows = lax.dynamic_slice_in_dim(y, lax.axis_index("data") * rows, rows)
-    sq_norms = jnp.sum(y * y, axis=1)
-
-    def tile(args):
-      row_stress, grad = stress_tile(*args, y, sq_norms, floor)
-      return jnp.sum(row_stress), grad
-
-    n_sub = rows // sub
-    e, g = lax.map(tile, (d_rows.reshape(n_sub, sub, -1), y_rows.reshape(n_sub, sub, -1)))
-    return lax.psum(jnp.sum(e), "data"), lax.all_gather(g.reshape(rows, -1), "data", tiled=True, to="invarying")
-
-  return jax.shard_map(local, mesh=mesh, in_specs=(P("data", None), P(), P()), out_specs=(P(), P()))
-
-
-@functools.lru_cache(maxsize=16)
-def _squared_product_kernel(mesh: jax.sharding.Mesh, sub: int) -> Callable:
-  """(d float32[Np, Np] rows on 'data', q float32[Np, m]) -> (d ∘ d) @ q, for classical MDS without forming B."""
-
-  def local(d_rows, q):
-    rows = d_rows.shape[0]
-    out = lax.map(lambda dk: jnp.matmul(dk * dk, q, precision=_HIGHEST), d_rows.reshape(rows // sub, sub, -1))
-    return lax.all_gather(out.reshape(rows, -1), "data", tiled=True, to="invarying")
-
-  return jax.shard_map(local, mesh=mesh, in_specs=(P("data", None), P()), out_specs=P())
 
 
 def _orthonormalize(z: jax.Array) -> jax.Array:
@@ -244,7 +221,7 @@ def _exact_cmds(dist: Any, dim: int) -> np.ndarray:
   return out
 
 
-def classical_mds(D: Any, dim: int, *, sharded: bool = True, n_iter: int = 8, seed: int = 0) -> np.ndarray:
+def classical_mds(D: Any, dim: int, *, sharded: bool | None = None, n_iter: int = 8, seed: int = 0) -> np.ndarray:
   """Classical (Torgerson) MDS, MATLAB's `cmdscale` truncated to `dim` columns.
 
   Exact eigendecomposition for N <= 1500; above, randomized subspace iteration on the devices (n_iter power steps with
@@ -253,7 +230,8 @@ def classical_mds(D: Any, dim: int, *, sharded: bool = True, n_iter: int = 8, se
   Args:
     D: float32[N, N] symmetric distances, array or memmap.
     dim: number of coordinates.
-    sharded: spread the products over all devices.
+    sharded: spread the products over all devices; default: unless they are CPU devices of one process
+      (`sammon_kernel.use_sharding`).
     n_iter: subspace iterations (randomized path only).
     seed: seed of the random start subspace (randomized path only).
 
@@ -263,14 +241,14 @@ def classical_mds(D: Any, dim: int, *, sharded: bool = True, n_iter: int = 8, se
   n = D.shape[0]
   if n <= _EXACT_EIG_MAX_N:
     return _exact_cmds(D, dim)
-  mesh = distances.data_mesh(sharded)
+  mesh = distances.data_mesh(sammon_kernel.use_sharding(sharded))
   lay = _layout(n, mesh.size)
   prep = _prepare(D, lay, mesh)
   return _cmds_on_device(prep.d, lay, mesh, dim, n_iter, seed)
 
 
 def _cmds_on_device(d, lay, mesh, dim, n_iter, seed):
-  kernel = _squared_product_kernel(mesh, lay.sub)
+  kernel = sammon_kernel.squared_product_kernel(mesh, lay.sub)
   y = _randomized_cmds(d, jax.random.key(seed), kernel=kernel, n=lay.n, dim=dim, n_iter=n_iter)
   return np.asarray(y)[: lay.n]
 
@@ -313,8 +291,8 @@ def sammon(
     tol: float = 1e-4,
     init: Any = None,
     method: str = "lbfgs",
-    history: int = 10,
-    sharded: bool = True,
+    history: int = 6,
+    sharded: bool | None = None,
     seed: int = 0,
 ) -> SammonResult:
   """Sammon mapping of a distance matrix (the paper's `mdscale(D, 128, 'criterion', 'sammon')`).
@@ -326,8 +304,9 @@ def sammon(
     tol: stop when an iteration lowers the stress by at most tol · stress (MATLAB's TolFun).
     init: float[N, dim] start; default classical MDS (`classical_mds`).
     method: 'lbfgs' (default) or 'majorize'; see the module docstring for the measurements.
-    history: L-BFGS memory.
-    sharded: split the rows of D over all devices; False runs on the first device only.
+    history: L-BFGS memory (6: fewest iterations to the stop, see the module docstring).
+    sharded: split the rows of D over all devices; False runs on the first device only (the symmetric kernel);
+      default: split unless the devices are CPU devices of one process (`sammon_kernel.use_sharding`).
     seed: seed of the randomized classical MDS (N > 1500).
 
   Returns:
@@ -336,8 +315,8 @@ def sammon(
   n = D.shape[0]
   if D.ndim != 2 or D.shape[1] != n:
     raise ValueError(f"D must be square, got {D.shape}")
-  mesh = distances.data_mesh(sharded)
-  lay = _layout(n, mesh.size)
+  mesh = distances.data_mesh(sammon_kernel.use_sharding(sharded))
+  lay = _layout(n, mesh.size, symmetric=True)
   prep = _prepare(D, lay, mesh)
   if init is not None:
     y0 = np.asarray(init, np.float32)
@@ -361,7 +340,7 @@ def sammon(
       np.float32(prep.total),
       np.float32(floor),
       np.float32(tol),
-      kernel=_stress_kernel(mesh, lay.sub),
+      kernel=_kernel(mesh, lay),
       max_iter=max_iter,
       history=history,
       method=method,

@@ -9,6 +9,7 @@ from sklearn.manifold import MDS
 
 from jembed.embedding import out_of_sample
 from jembed.embedding import sammon
+from jembed.embedding import sammon_kernel
 
 
 def _dist(x: np.ndarray) -> np.ndarray:
@@ -49,10 +50,12 @@ def test_classical_mds_recovers_euclidean_configurations():
   assert procrustes(small, sammon.classical_mds(_dist(small), 3))[2] < 1e-10
   # Above 1500 points the randomized subspace iteration runs on the (4 forced CPU) devices.
   large = np.random.default_rng(3).standard_normal((1600, 3)) * [3.0, 2.0, 1.0]
-  y = sammon.classical_mds(_dist(large), 5)
+  y = sammon.classical_mds(_dist(large), 5, sharded=True)
   assert y.shape == (1600, 5)
   assert procrustes(large, y[:, :3])[2] < 1e-8
   assert np.abs(y[:, 3:]).max() < 1e-2 * np.abs(y[:, :3]).max()  # rank 3: nothing left for the other columns
+  # By default on one device (CPU devices share the cores): the same configuration.
+  assert procrustes(large, sammon.classical_mds(_dist(large), 5)[:, :3])[2] < 1e-8
 
 
 def test_reaches_sklearn_smacof_stress_or_lower():
@@ -73,6 +76,48 @@ def test_sharded_equals_unsharded():
   assert sharded.n_iter == single.n_iter == 20
   np.testing.assert_allclose(sharded.points, single.points, atol=1e-4 * np.abs(single.points).max())
   assert sharded.stress == pytest.approx(single.stress, rel=1e-4)
+
+
+def test_symmetric_kernel_equals_brute_force():
+  # 3 blocks of 20 rows, the last 5 rows padding (zero distances); a duplicate pair (d* = 0) across two blocks.
+  x = _clusters(55, 6, 3)
+  x[40] = x[3]
+  dist = np.pad(_dist(x), ((0, 5), (0, 5)))
+  y = np.pad(np.random.default_rng(4).standard_normal((55, 3)), ((0, 5), (0, 0))).astype(np.float32)
+  y[40] = y[3]
+  mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+  d_rows = jax.device_put(dist, jax.NamedSharding(mesh, jax.P("data", None)))  # as sammon's D* is placed
+  e, g = jax.jit(sammon_kernel.symmetric_stress_kernel(mesh, 3))(d_rows, y, np.float32(1e-4))
+  target, got = dist.astype(np.float64), _dist(y).astype(np.float64)
+  w = np.divide(1.0, target, where=target > 0, out=np.zeros_like(target))
+  assert float(e) == pytest.approx(np.sum(w * (target - got) ** 2), rel=1e-5)
+  coeff = w - np.divide(1.0, np.maximum(got, 1e-4), where=w > 0, out=np.zeros_like(got))
+  want = coeff.sum(axis=1)[:, None] * y - coeff @ y
+  np.testing.assert_allclose(g, want, atol=1e-5 * np.abs(want).max())
+
+
+def test_one_device_by_default_on_cpu_and_symmetric_blocks_equal_the_sharded_rows():
+  assert not sammon_kernel.use_sharding(None)  # the 4 forced CPU devices share the same cores
+  assert sammon_kernel.use_sharding(True) and not sammon_kernel.use_sharding(False)
+  dist = _dist(_clusters(600, 6, 3))  # above 512 rows: 5 symmetric blocks of 120 on one device
+  assert sammon._layout(600, 1, symmetric=True) == sammon._Layout(600, 600, 120, 5)  # pylint: disable=protected-access
+  # The two kernels on the same points: the symmetric blocks on one device, the row blocks sharded over 4.
+  y = np.random.default_rng(5).standard_normal((600, 2)).astype(np.float32)
+  one_device, four = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1]), jax.make_mesh((4,), ("data",))
+  out = {}
+  for name, mesh, kernel in [
+      ("blocks", one_device, sammon_kernel.symmetric_stress_kernel(one_device, 5)),
+      ("rows", four, sammon_kernel.stress_kernel(four, 30)),
+  ]:
+    d_rows = jax.device_put(dist, jax.NamedSharding(mesh, jax.P("data", None)))
+    out[name] = jax.jit(kernel)(d_rows, jax.device_put(y, jax.NamedSharding(mesh, jax.P())), np.float32(1e-4))
+  assert float(out["blocks"][0]) == pytest.approx(float(out["rows"][0]), rel=1e-6)
+  np.testing.assert_allclose(out["blocks"][1], out["rows"][1], atol=1e-5 * np.abs(out["rows"][1]).max())
+  # Whole solves: L-BFGS amplifies the kernels' different rounding in the points, not in the stress they reach.
+  kwargs = dict(dim=2, max_iter=10, tol=0.0)
+  one, rows = sammon.sammon(dist, **kwargs), sammon.sammon(dist, sharded=True, **kwargs)
+  assert one.n_iter == rows.n_iter == 10
+  assert one.stress == pytest.approx(rows.stress, rel=1e-4)
 
 
 def test_exact_duplicates_give_no_nan_and_share_a_point():
