@@ -36,13 +36,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Real photos are not the paper's tight product shots: they show surroundings, objects in front, dark and light
   # furniture, and a few dozen background photos repeat too often, so half the clutter is procedural.
   config.data.update(context=0.25, occluders=0.3, procedural_share=0.5, albedo_range=(0.05, 0.95), tint=0.5)
-  # Training images that look more like photos (the ablation in docs/evaluation.md): random materials per
-  # part, other IKEA shapes beside and behind, varied background crops, JPEG artefacts, and camera-like colour,
-  # blur and noise changes on the device.
-  config.data.update(appearance="random", distractors=0.5, background_jitter=0.5, jpeg=0.3)
-  config.photometric.update(
-      brightness=0.8, contrast=0.8, saturation=0.8, hue=0.3, grayscale=0.1, gamma=0.5, blur=0.3, noise=0.3
-  )
+  # Other IKEA shapes beside and behind the object (the photos are of furnished rooms). Of the photo-like switches
+  # (docs/evaluation.md, "Training images that look like photos"), this one alone gave the best top-1 of joint +
+  # verification on the tuning half of the models (0.084; all switches 0.077, random appearance alone 0.066,
+  # photometric alone 0.051, background jitter + JPEG 0.028): the other switches stay off here.
+  config.data.distractors = 0.5
   # ~25 epochs at batch 64, like the default's ~23 (0.25 s per step on 2 cores: ~13 min).
   config.train.update(total_steps=3000, eval_every=500, ckpt_every=500)
   config.model.image_size = (
