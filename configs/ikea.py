@@ -26,6 +26,17 @@ from configs import default
 from configs import overrides
 
 
+def all_photo_like(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` with every photo-like switch on, at the values of docs/evaluation.md's "all" column (random materials
+  per part, distractors, background jitter, JPEG, photometric augmentation): what the benchmarks of those switches'
+  cost measure (tests/benchmarks/synthesis.py, photometric.py)."""
+  config.data.update(appearance="random", distractors=0.5, background_jitter=0.5, jpeg=0.3)
+  config.photometric.update(
+      brightness=0.8, contrast=0.8, saturation=0.8, hue=0.3, grayscale=0.1, gamma=0.5, blur=0.3, noise=0.3
+  )
+  return config
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """The IKEA config; `arg` is `root=...,backgrounds=...` plus any `config.shapes` overrides."""
   config = default.get_config()

@@ -5,8 +5,9 @@ r"""Synthesis throughput per CPU core: training images/s of main's recipe agains
 
 One process (one core): each shape is loaded, its images rendered (one call), cropped, composited and PNG-encoded, as
 a dataset worker does (`render_cache.render_shape`). 'before' is configs/ikea.py with the new switches off (gray
-render + tint, no distractors, no background jitter, no JPEG); 'after' is configs/ikea.py as it is (random materials
-per part, distractors, background jitter, JPEG). The two alternate per round so load changes hit both alike.
+render + tint, no distractors, no background jitter, no JPEG); 'after' has them all on (`configs.ikea.all_photo_like`:
+random materials per part, distractors, background jitter, JPEG). The two alternate per round so load changes hit
+both alike.
 
 The last stdout line is one JSON object: {"benchmark": "synthesis", "ours": images/s after, "peer": images/s before,
 "unit": "images/s per core", "ratio": ours / peer, ...}.
@@ -28,7 +29,7 @@ from jembed.render import backend  # pylint: disable=g-import-not-at-top,wrong-i
 
 
 def _job(args, new: bool, tmp: str):
-  config = ikea.get_config()
+  config = ikea.all_photo_like(ikea.get_config())
   if args.ikea:
     config.shapes.root = args.ikea
   else:
