@@ -43,7 +43,6 @@ _SCREEN_BLOCK = 16
 # Candidates re-measured beyond k: rows that may sit within the bfloat16 band of the k-th.
 _SCREEN_MARGIN = 14
 _F32_EPS = 2.0**-24  # float32 unit roundoff
-_BF16_EPS = 2.0**-8
 
 
 class Rows(NamedTuple):
@@ -157,20 +156,24 @@ def _screen_terms(queries: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, 
   return q_sq, 2.0 * widen * (q_err + gamma * p), 2.0 * widen * (1.0 + gamma) * p, widen * (2 * d + 20) * _F32_EPS
 
 
-def _lower_bounds(queries: jax.Array, rows: Rows, keep: jax.Array) -> jax.Array:
+def _lower_bounds(queries: jax.Array, rows: Rows, keep: jax.Array, terms=None) -> jax.Array:
   """float32[Q, R] a lower bound of every kept row's difference-form squared distance (+inf where not kept), from
-  the bfloat16 product: one pass over the [Q, R] products."""
+  the bfloat16 product: one pass over the [Q, R] products. `terms`: `_screen_terms(queries)` if the caller has them."""
   low = lax.bitcast_convert_type(rows.low, jnp.bfloat16)
   dots = jnp.einsum("qd,rd->qr", queries.astype(jnp.bfloat16), low, preferred_element_type=jnp.float32)
-  q_sq, a, b, c = _screen_terms(queries)
+  q_sq, a, b, c = _screen_terms(queries) if terms is None else terms
   lower = (1.0 - c) * (q_sq + rows.csq) - a * rows.norm - b * rows.err - 2.0 * dots
   return jnp.where(keep, lower, jnp.inf)
 
 
-def _plain_top_k(queries, points, sq, keep, k: int) -> tuple[jax.Array, jax.Array]:
-  """Top k of a chunk by the float32 product and the GEMM identity (float32[Q, k] negated squared distances, int32
-  positions): unscreened chunks, and the screen's fallback."""
-  dots = jnp.einsum("qd,nd->qn", queries, points, precision=PRECISION)
+def _dot(queries: jax.Array, points: jax.Array) -> jax.Array:
+  """float32[Q, R] products of queries float32[Q, D] with rows float32[R, D], in full float32 (not TF32 on GPUs)."""
+  return jnp.einsum("qd,nd->qn", queries, points, precision=PRECISION)
+
+
+def _kept_top_k(queries, dots, sq, keep, k: int) -> tuple[jax.Array, jax.Array]:
+  """Top k (float32[Q, k] negated squared distances, int32 positions) of the kept rows, from the float32 products
+  dots float32[Q, R] by the GEMM identity: unscreened chunks, and the screen's fallback."""
   return select(jnp.where(keep, _negated_sq(queries, dots, sq), -jnp.inf), k)
 
 
@@ -191,11 +194,11 @@ def screen_chunk(queries, centred, part: Rows, points, start, keep, k: int) -> t
     scalar `sure`: they are the k nearest kept rows for every query; when False the chunk needs another path).
   """
   m = k + _SCREEN_MARGIN
-  neg_lower, cand = select(-_lower_bounds(centred, part, keep), m + 1, _SCREEN_BLOCK)
+  q_sq, a, b, c = terms = _screen_terms(centred)
+  neg_lower, cand = select(-_lower_bounds(centred, part, keep, terms), m + 1, _SCREEN_BLOCK)
   next_lower = -jnp.min(neg_lower, axis=1)  # the (m + 1)-th smallest lower bound: no row outside is nearer
   order = jnp.argsort(cand[:, :m], axis=1)  # ascending rows: top k keeps the lower row among equal distances
   cand, lower = jnp.take_along_axis(cand, order, axis=1), -jnp.take_along_axis(neg_lower, order, axis=1)
-  q_sq, a, b, c = _screen_terms(centred)
   upper = lower + 2.0 * (a * part.norm[cand] + b * part.err[cand] + c * (q_sq + part.csq[cand]))  # +inf: not kept
   kth_upper = -jnp.min(lax.top_k(-upper, k)[0], axis=1)
   exact = jnp.where(jnp.isfinite(lower), _difference_sq(queries, points[start + cand]), jnp.inf)
@@ -204,10 +207,13 @@ def screen_chunk(queries, centred, part: Rows, points, start, keep, k: int) -> t
 
 
 def _screened_top_k(queries, centred, part: Rows, points, start, keep, k: int) -> tuple[jax.Array, jax.Array]:
-  """`screen_chunk`'s answer when it is sure, else the chunk's float32 product (`_plain_top_k`)."""
+  """`screen_chunk`'s answer when it is sure, else the chunk's float32 product (`_kept_top_k`)."""
   values, pos, sure = screen_chunk(queries, centred, part, points, start, keep, k)
   chunk = part.low.shape[0]
-  plain = lambda: _plain_top_k(queries, lax.dynamic_slice_in_dim(points, start, chunk), part.sq, keep, k)  # pylint: disable=unnecessary-lambda-assignment
+
+  def plain():
+    return _kept_top_k(queries, _dot(queries, lax.dynamic_slice_in_dim(points, start, chunk)), part.sq, keep, k)
+
   return lax.cond(sure, lambda: (values, pos), plain)
 
 
@@ -264,8 +270,7 @@ def chunked_top_k(queries, rows: Rows, centre, exclude, *, k: int, chunk: int, o
     return merge(values, index, min(k, rows.points.shape[0]))
 
   def one(j, dots, sq):
-    keep = _keep(chunk, q, exclude, offset + j * chunk, n_valid)
-    return finish(j, *select(jnp.where(keep, _negated_sq(queries, dots, sq), -jnp.inf), k_chunk))
+    return finish(j, *_kept_top_k(queries, dots, sq, _keep(chunk, q, exclude, offset + j * chunk, n_valid), k_chunk))
 
   # lax.map keeps the chunks apart (a loop), so each product has the same shape whatever R is. A loop copies each
   # chunk out of the database before its product, though; for a few queries, where reading the rows is the cost,
@@ -274,6 +279,5 @@ def chunked_top_k(queries, rows: Rows, centre, exclude, *, k: int, chunk: int, o
     dots = jnp.einsum("qd,cnd->cqn", queries, chunks.points, precision=PRECISION)
     values, index = lax.map(lambda a: one(*a), (steps, dots, chunks.sq))
   else:
-    dot = lambda part: jnp.einsum("qd,nd->qn", queries, part, precision=PRECISION)  # pylint: disable=unnecessary-lambda-assignment
-    values, index = lax.map(lambda a: one(a[0], dot(a[1]), a[2]), (steps, chunks.points, chunks.sq))
+    values, index = lax.map(lambda a: one(a[0], _dot(queries, a[1]), a[2]), (steps, chunks.points, chunks.sq))
   return merge(values, index, min(k, rows.points.shape[0]))

@@ -102,6 +102,7 @@ def adjust_saturation(x: jax.Array, factor) -> jax.Array:
 
 # scikit-image's RGB -> YIQ matrix (skimage.color.rgb2yiq); rows Y, I, Q.
 _YIQ = np.array([[0.299, 0.587, 0.114], [0.59590059, -0.27455667, -0.32134392], [0.21153661, -0.52273617, 0.31119955]])
+_YIQ_INV = np.linalg.inv(_YIQ)  # once, in float64, not a 3 x 3 inversion per image inside the step
 
 
 def hue_matrix(shift) -> jax.Array:
@@ -109,8 +110,7 @@ def hue_matrix(shift) -> jax.Array:
   angle = 2.0 * jnp.pi * shift
   c, s = jnp.cos(angle), jnp.sin(angle)
   rotation = jnp.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]], jnp.float32)
-  yiq = jnp.asarray(_YIQ, jnp.float32)
-  return jnp.linalg.inv(yiq) @ rotation @ yiq
+  return jnp.asarray(_YIQ_INV, jnp.float32) @ rotation @ jnp.asarray(_YIQ, jnp.float32)
 
 
 def adjust_hue(x: jax.Array, shift) -> jax.Array:
