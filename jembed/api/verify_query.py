@@ -47,11 +47,17 @@ def run_weights(workdir: str, settings: verify.Settings) -> tuple[float, float, 
   validation images, else `verify.DEFAULT_WEIGHTS`."""
   if settings.weights is not None:
     return settings.weights
+  saved = saved_weights(workdir)
+  return tuple(float(w) for w in saved["weights"]) if saved else verify.DEFAULT_WEIGHTS
+
+
+def saved_weights(workdir: str) -> dict | None:
+  """`W/verify/verify_weights.json` as the evaluation wrote it ({'key', 'weights', 'validation'}), None if absent."""
   path = paths.verify_dir(workdir, paths.VERIFY_WEIGHTS)
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      return tuple(float(w) for w in json.load(f)["weights"])
-  return verify.DEFAULT_WEIGHTS
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
 
 
 _MESHES: dict[tuple[str, str], object] = {}  # (workdir, shape id) -> normalized mesh, kept for the next photos

@@ -14,7 +14,6 @@ the mean of top-1 and of the refined pose's Acc_π/6 over a small grid (`WEIGHT_
 """
 
 import itertools
-import json
 import os
 
 from absl import logging
@@ -80,8 +79,8 @@ def hypotheses(images: np.ndarray, context: methods.Context) -> dict:
 
 def rerank(h: dict, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(float32[Q, N] image x shape distances, int[Q, K] the re-ranked candidates, float32[Q, 3] the refined pose)."""
-  joint_k = np.take_along_axis(h["joint"], h["candidates"], axis=1)
-  fused, best = verify.verify_candidates(joint_k, h["hog"], h["chamfer"], np.asarray(weights, np.float32), h["prior"])
+  weights = np.asarray(weights, np.float32)
+  fused, best = verify.verify_candidates(h["joint_k"], h["hog"], h["chamfer"], weights, h["prior"])
   fused, best = np.asarray(fused), np.asarray(best)
   order = np.argsort(fused, axis=1, kind="stable")
   rows = np.arange(len(fused))
@@ -106,12 +105,10 @@ def choose_weights(context: methods.Context) -> tuple[float, float, float]:
     return context.cache["verify_weights"]
   path = paths.verify_dir(context.workdir, paths.VERIFY_WEIGHTS)
   key = _weights_key(context)
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      saved = json.load(f)
-    if saved.get("key") == key:
-      context.cache["verify_weights"] = tuple(saved["weights"])
-      return context.cache["verify_weights"]
+  saved = verify_query.saved_weights(context.workdir)
+  if saved and saved.get("key") == key:
+    context.cache["verify_weights"] = tuple(saved["weights"])
+    return context.cache["verify_weights"]
   val = image_sets.validation_set(context.config, context.workdir, context.model.shape_ids)
   h = hypotheses(val.images, context)
   categories = np.asarray(context.model.shape_categories).astype(str)[val.shape_index]
