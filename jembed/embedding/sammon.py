@@ -93,6 +93,8 @@ _TILE_BYTES = 16 << 20  # per-device sub × N temporaries in the stress kernel
 # most 12 (78 unrolled tiles; larger N uses the row-block kernel, which compiles to one loop).
 _MIN_BLOCKS, _BLOCK_ROWS, _MAX_BLOCKS = 5, 2048, 12
 _EXACT_EIG_MAX_N = 1500  # classical MDS by a full eigendecomposition up to here, randomized subspace iteration above
+# One device: classical MDS squares D once when D∘D fits in this many float32 (256 MB, N <= 8192), else tiles.
+_SQUARED_MAX_ELEMENTS = 1 << 26
 _HOST_ROWS = 1024  # rows of D read at a time on the host
 _BUCKET, _BUCKET_MAX_ROWS = 32, 512  # rows per device are padded to a multiple of 32 up to 512
 
@@ -247,8 +249,17 @@ def classical_mds(D: Any, dim: int, *, sharded: bool | None = None, n_iter: int 
   return _cmds_on_device(prep.d, lay, mesh, dim, n_iter, seed)
 
 
+def _squared_product(d2: jax.Array, q: jax.Array) -> jax.Array:
+  """(D∘D) @ q with D∘D formed once: one GEMM (4.4 ms against 6.6 for the tiled kernel at N = 2000, width 192)."""
+  return jnp.matmul(d2, q, precision=lax.Precision.HIGHEST)
+
+
 def _cmds_on_device(d, lay, mesh, dim, n_iter, seed):
-  kernel = sammon_kernel.squared_product_kernel(mesh, lay.sub)
+  if mesh.size == 1 and lay.n_pad**2 <= _SQUARED_MAX_ELEMENTS:  # room for D∘D beside D
+    # Replicated (on one device, no copy): the rows' 'data' sharding would follow D∘D into the products.
+    d, kernel = jax.jit(jnp.square)(jax.device_put(d, jax.NamedSharding(mesh, P()))), _squared_product
+  else:
+    kernel = sammon_kernel.squared_product_kernel(mesh, lay.sub)
   y = _randomized_cmds(d, jax.random.key(seed), kernel=kernel, n=lay.n, dim=dim, n_iter=n_iter)
   return np.asarray(y)[: lay.n]
 
