@@ -1,5 +1,6 @@
 """Pictures people look at instead of reading numbers: contact sheets of views, galleries, embedding maps."""
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -15,6 +16,7 @@ def on_white(rgba: np.ndarray) -> np.ndarray:
   return np.round(rgb * a + 255.0 * (1.0 - a)).astype(np.uint8)
 
 
+@functools.lru_cache(maxsize=8)  # loading the built-in font costs milliseconds; every caption would pay it
 def _font(size: int) -> ImageFont.ImageFont:
   try:
     return ImageFont.load_default(size=size)

@@ -128,6 +128,25 @@ def test_clicking_a_thumbnail_shows_that_shape(demo):
   assert select(table.iloc[:0], app.gr.SelectData(None, {"index": 0, "value": None})) is None
 
 
+def test_thumbnails_are_rendered_once_per_workdir(demo, monkeypatch):
+  """A server that starts again on the workdir hands out the kept files: no mesh loaded or rendered, same pixels."""
+  ids = [str(s) for s in demo.model.shape_ids[:3]]
+  first = [np.asarray(Image.open(p)) for p in demo.thumbnails(ids)]
+  kept = pictures.thumbnail_folder(demo.workdir, 128)
+  assert sorted(os.listdir(kept))[:3] and all(os.path.exists(os.path.join(kept, f"{i}.png")) for i in range(3))
+  assert first[0].shape == (128, 128, 3) and first[0].std() > 5  # a shape on white, not a blank tile
+
+  def no_render(*args, **kwargs):
+    raise AssertionError(f"rendered again: {args[1]}")
+
+  monkeypatch.setattr(session.thumbnails, "workdir_thumbnails", no_render)
+  monkeypatch.setattr(demo, "_thumbs", {})  # as a new server: nothing in memory
+  again = demo.thumbnails(ids)
+  assert all(os.path.dirname(p) != kept for p in again)  # served from the server's own folder
+  for a, b in zip(first, again):
+    np.testing.assert_array_equal(a, np.asarray(Image.open(b)))
+
+
 def test_shape_and_image_neighbours_are_brute_force(demo):
   points = demo.eval_images.points
   shape_id = str(demo.model.shape_ids[2])

@@ -4,7 +4,8 @@ The map (every shape by category, the legend) is drawn once per workdir with mat
 `workdir/serve/` under a key of what it shows (the shape embedding's fingerprint, the LFD-HoG descriptors it is laid
 out from, the drawing's version), so a restarted server neither lays it out (a 2-D Sammon) nor draws it again. A
 query costs a copy of that picture with its star and the rings of its nearest shapes drawn on it (Pillow, a few
-milliseconds), not a matplotlib figure (over a second on a loaded 2-core machine).
+milliseconds), not a matplotlib figure (over a second on a loaded 2-core machine). The shapes' thumbnails are kept
+there too (`thumbnail_folder`), one file each, rendered the first time a shape is shown.
 """
 
 import dataclasses
@@ -22,6 +23,7 @@ from jembed.api import embed
 from jembed.embedding import descriptors
 from jembed.embedding import out_of_sample
 from jembed.embedding import shape_map
+from jembed.render import thumbnails
 from jembed.workdir import files
 from jembed.workdir import paths
 from jembed.workdir import records
@@ -115,6 +117,17 @@ def build_map(workdir: str, model: embed.TrainedModel) -> ShapeMap:
   except OSError:
     pass
   return the_map
+
+
+def thumbnail_folder(workdir: str, size: int) -> str:
+  """`workdir/serve/thumbnails-<key>/`: the page's shape thumbnails (`<row>.png`, `size` px), each rendered once per
+  workdir, keyed by what they show (the shape manifest, which lists the meshes and their fingerprints, the size, the
+  view and the drawing's version). A restarted server hands out the same files instead of loading and rendering the
+  meshes of every answer's shapes again (at the first uploads of a fresh server, half of a batch's time)."""
+  stat = os.stat(paths.manifest(workdir))
+  view = [float(thumbnails.VIEW.azimuth[0]), float(thumbnails.VIEW.elevation[0])]
+  key = paths.cache_key({"manifest": [stat.st_size, stat.st_mtime_ns], "size": size, "view": view, "v": _VERSION})
+  return paths.serve_cache(workdir, f"thumbnails-{key}")
 
 
 def place_on_map(shape_map_: ShapeMap, model: embed.TrainedModel, points: np.ndarray) -> np.ndarray:

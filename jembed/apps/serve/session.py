@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import glob
 import os
+import shutil
 import tempfile
 import threading
 import uuid
@@ -159,6 +160,23 @@ def load_eval_images(workdir: str, model: embed.TrainedModel) -> EvalImages | No
   )
 
 
+# A catalogue up to this size gets all its thumbnails at the server's start: rendered at the first start on a workdir
+# (~25 ms a shape on 2 cores), copied from the workdir after that; a larger one renders each shape when first shown.
+PRERENDER_MAX_SHAPES = 1000
+
+
+def _keep_copy(path: str, kept: str) -> None:
+  """Copies `path` to `kept` (atomically: concurrent servers of one workdir see whole files or none); a workdir that
+  cannot be written keeps nothing."""
+  try:
+    os.makedirs(os.path.dirname(kept), exist_ok=True)
+    tmp = f"{kept}.{uuid.uuid4().hex}.tmp"
+    shutil.copyfile(path, tmp)
+    os.replace(tmp, kept)
+  except OSError:
+    pass
+
+
 class Demo:
   """A trained workdir, loaded once, answering the page's questions. Thread-safe.
 
@@ -187,6 +205,8 @@ class Demo:
     for batch in sorted({query.batch_bucket(b) for b in range(1, max_batch + 1)}):  # every program a batch needs, now
       found = self.search_batch([blank] * batch, [1] * batch)
     self.map_pictures(found[0].point[None], [[]])  # the map, and the placement of points on it
+    if len(self.model.shape_ids) <= PRERENDER_MAX_SHAPES:  # every thumbnail now (later starts copy them)
+      self.thumbnails([str(s) for s in self.model.shape_ids])
 
   @property
   def renderer(self) -> RenderThread:
@@ -289,13 +309,24 @@ class Demo:
     return path
 
   def thumbnails(self, shape_ids: list[str], size: int = 128) -> list[str]:
-    """PNG paths of the shapes' three-quarter views (evaluation/report.py's), rendered once."""
+    """PNG paths of the shapes' three-quarter views (evaluation/report.py's), rendered once per workdir: kept in
+    `pictures.thumbnail_folder` (a read-only workdir only loses that cache) and copied into the server's folder."""
     with self._lock:
       missing = [s for s in shape_ids if s not in self._thumbs]
-      if missing:
-        rendered = thumbnails.workdir_thumbnails(self.workdir, missing, size, "embree")
-        blank = np.full((size, size, 3), 255, np.uint8)
-        self._thumbs.update({s: self.png(rendered.get(s, blank), f"thumb_{self._row[s]}") for s in missing})
+      folder = pictures.thumbnail_folder(self.workdir, size)
+      kept = {s: os.path.join(folder, f"{self._row[s]}.png") for s in missing}
+      render = [s for s in missing if not os.path.exists(kept[s])]
+      rendered = thumbnails.workdir_thumbnails(self.workdir, render, size, "embree") if render else {}
+      for s in missing:
+        name = f"thumb_{self._row[s]}"
+        if s in render:  # a shape that no longer loads gets a blank tile, not kept
+          blank = np.full((size, size, 3), 255, np.uint8)
+          self._thumbs[s] = self.png(rendered.get(s, blank), name)
+          if s in rendered:
+            _keep_copy(self._thumbs[s], kept[s])
+        else:  # Gradio serves files from the server's own folder, not the workdir's
+          self._thumbs[s] = os.path.join(self._dir, f"{name}.png")
+          shutil.copyfile(kept[s], self._thumbs[s])
       return [self._thumbs[s] for s in shape_ids]
 
   def eval_image(self, index: int) -> str:
