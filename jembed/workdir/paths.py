@@ -21,7 +21,7 @@
     verify/                 each shape's pose-grid renders as features, grid_<...>.npz    (api.verify)
     inversions/             feature inversions of launch/invert.py: images/shapes/twins.png, inversions.json
     .locks/                 one lock file per stage, and a note per holder (PID, command)  (workdir.locks)
-    serve/                  the web page's caches: the shape map, drawn once     (apps.serve.pictures)
+    serve/                  the web page's caches: the shape map and thumbnails, made once  (apps.serve.pictures)
 
 Files that a stage writes into a folder of its own (eval/, queries/, inversions/, the dataset's folder; a caller may
 point these elsewhere) are named here too, as constants, and joined by the stage.
