@@ -63,6 +63,83 @@ def _lbfgs_direction(g, s_hist, y_hist, sy, yy, k, precond):
   return -jnp.where(k > 0, hg, precond * g)
 
 
+def _start(x0: jax.Array, history: int, max_iter: int) -> _State:
+  """The loop's state before the start has been evaluated (it = -1, an empty history)."""
+  hist = jnp.zeros((history, x0.size), x0.dtype)
+  zero = jnp.zeros((), x0.dtype)
+  square = jnp.zeros((history, history), x0.dtype)
+  return _State(
+      jnp.int32(-1),
+      jnp.int32(0),
+      x0,
+      jnp.asarray(jnp.inf, x0.dtype),
+      jnp.zeros_like(x0),
+      jnp.zeros_like(x0),
+      zero,
+      zero,
+      jnp.int32(0),
+      hist,
+      hist,
+      square,
+      square,
+      jnp.full(max_iter + 1, jnp.nan, jnp.float32),
+      jnp.bool_(False),
+  )
+
+
+def _store_pair(st: _State, g_t: jax.Array, accepted: jax.Array):
+  """(s_hist, y_hist, sy, yy, k) with the step's curvature pair (s, y) = (step · p, g_t − g) stored in slot k mod m
+  when the step was `accepted` and s · y is positive, the Gram matrices updated to match."""
+  s, yv = st.step * st.p, g_t - st.g
+  store = accepted & (jnp.vdot(s, yv) > 1e-10 * jnp.vdot(yv, yv))
+  j = st.k % st.s_hist.shape[0]
+  s, yv = s.reshape(-1), yv.reshape(-1)
+  s_hist = st.s_hist.at[j].set(jnp.where(store, s, st.s_hist[j]))
+  y_hist = st.y_hist.at[j].set(jnp.where(store, yv, st.y_hist[j]))
+  y_dot_y = y_hist @ yv
+  sy_mat = jnp.where(store, st.sy.at[j, :].set(y_hist @ s).at[:, j].set(s_hist @ yv), st.sy)
+  yy_mat = jnp.where(store, st.yy.at[j, :].set(y_dot_y).at[:, j].set(y_dot_y), st.yy)
+  return s_hist, y_hist, sy_mat, yy_mat, st.k + store.astype(jnp.int32)
+
+
+def _trip(st: _State, e_t, g_t, precond, *, c1: float, tol: float, method: str, max_halvings: int, max_iter: int):
+  """The state after one trip, given the value e_t and gradient g_t at its trial point x + step · p."""
+  started = st.it >= 0
+  accept = (e_t <= st.e + c1 * st.step * st.slope) | ~started
+  # Accepted: store the curvature pair (when positive) and take the next direction from the new point.
+  s_hist, y_hist, sy_mat, yy_mat, k = _store_pair(st, g_t, accept & started)
+  if method == "lbfgs":
+    p = _lbfgs_direction(g_t, s_hist, y_hist, sy_mat, yy_mat, k, precond)
+  else:
+    p = -precond * g_t
+  slope = jnp.vdot(g_t, p)
+  descent = slope < 0  # else restart from the preconditioned gradient with no history
+  p = jnp.where(descent, p, -precond * g_t)
+  slope = jnp.where(descent, slope, -jnp.vdot(g_t, precond * g_t))
+  it = jnp.where(accept, st.it + 1, st.it)
+  converged = accept & started & (st.e - e_t <= tol * e_t)
+  stuck = ~accept & (st.halvings + 1 >= max_halvings)
+  pick = lambda new, old: jnp.where(accept, new, old)  # pylint: disable=unnecessary-lambda-assignment
+  at = jnp.maximum(it, 0)
+  return _State(
+      it,
+      pick(jnp.where(descent, k, 0), st.k),
+      pick(st.x + st.step * st.p, st.x),
+      pick(e_t, st.e),
+      pick(g_t, st.g),
+      pick(p, st.p),
+      pick(slope, st.slope),
+      pick(jnp.ones_like(st.step), 0.5 * st.step),
+      pick(0, st.halvings + 1),
+      s_hist,
+      y_hist,
+      sy_mat,
+      yy_mat,
+      st.curve.at[at].set(jnp.where(accept, e_t.astype(st.curve.dtype), st.curve[at])),
+      converged | stuck | (it >= max_iter),
+  )
+
+
 def minimize(
     value_and_grad: Callable,
     x0: jax.Array,
@@ -92,74 +169,10 @@ def minimize(
   Returns:
     (x, value, curve float32[max_iter + 1]: [0] at x0, [t] after iteration t, NaN past the end; iterations run).
   """
-  c1 = 1e-4 if method == "lbfgs" else 0.0
-  hist = jnp.zeros((history, x0.size), x0.dtype)
-  zero = jnp.zeros((), x0.dtype)
-  st = _State(
-      jnp.int32(-1),
-      jnp.int32(0),
-      x0,
-      jnp.asarray(jnp.inf, x0.dtype),
-      jnp.zeros_like(x0),
-      jnp.zeros_like(x0),
-      zero,
-      zero,
-      jnp.int32(0),
-      hist,
-      hist,
-      jnp.zeros((history, history), x0.dtype),
-      jnp.zeros((history, history), x0.dtype),
-      jnp.full(max_iter + 1, jnp.nan, jnp.float32),
-      jnp.bool_(False),
-  )
+  rules = dict(c1=1e-4 if method == "lbfgs" else 0.0, tol=tol, method=method, max_halvings=max_halvings)
 
   def body(st: _State) -> _State:
-    e_t, g_t = value_and_grad(st.x + st.step * st.p)
-    started = st.it >= 0
-    accept = (e_t <= st.e + c1 * st.step * st.slope) | ~started
-    # Accepted: store the curvature pair (when positive) and take the next direction from the new point.
-    s, yv = st.step * st.p, g_t - st.g
-    sy = jnp.vdot(s, yv)
-    store = accept & started & (sy > 1e-10 * jnp.vdot(yv, yv))
-    j = st.k % history
-    s, yv = s.reshape(-1), yv.reshape(-1)
-    s_hist = st.s_hist.at[j].set(jnp.where(store, s, st.s_hist[j]))
-    y_hist = st.y_hist.at[j].set(jnp.where(store, yv, st.y_hist[j]))
-    y_dot_y = y_hist @ yv
-    sy_mat = jnp.where(store, st.sy.at[j, :].set(y_hist @ s).at[:, j].set(s_hist @ yv), st.sy)
-    yy_mat = jnp.where(store, st.yy.at[j, :].set(y_dot_y).at[:, j].set(y_dot_y), st.yy)
-    k = st.k + store.astype(jnp.int32)
-    if method == "lbfgs":
-      p = _lbfgs_direction(g_t, s_hist, y_hist, sy_mat, yy_mat, k, precond)
-    else:
-      p = -precond * g_t
-    slope = jnp.vdot(g_t, p)
-    descent = slope < 0  # else restart from the preconditioned gradient with no history
-    p = jnp.where(descent, p, -precond * g_t)
-    slope = jnp.where(descent, slope, -jnp.vdot(g_t, precond * g_t))
-    it = jnp.where(accept, st.it + 1, st.it)
-    converged = accept & started & (st.e - e_t <= tol * e_t)
-    stuck = ~accept & (st.halvings + 1 >= max_halvings)
-    pick = lambda new, old: jnp.where(accept, new, old)  # pylint: disable=unnecessary-lambda-assignment
-    return _State(
-        it,
-        pick(jnp.where(descent, k, 0), st.k),
-        pick(st.x + st.step * st.p, st.x),
-        pick(e_t, st.e),
-        pick(g_t, st.g),
-        pick(p, st.p),
-        pick(slope, st.slope),
-        pick(jnp.ones_like(st.step), 0.5 * st.step),
-        pick(0, st.halvings + 1),
-        s_hist,
-        y_hist,
-        sy_mat,
-        yy_mat,
-        st.curve.at[jnp.maximum(it, 0)].set(
-            jnp.where(accept, e_t.astype(st.curve.dtype), st.curve[jnp.maximum(it, 0)])
-        ),
-        converged | stuck | (it >= max_iter),
-    )
+    return _trip(st, *value_and_grad(st.x + st.step * st.p), precond, **rules, max_iter=max_iter)
 
-  st = lax.while_loop(lambda st: ~st.done, body, st)
+  st = lax.while_loop(lambda st: ~st.done, body, _start(x0, history, max_iter))
   return st.x, st.e, st.curve, st.it
