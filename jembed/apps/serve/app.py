@@ -33,6 +33,7 @@ _VIEWER = dict(clear_color=(1.0, 1.0, 1.0, 1.0), camera_position=(45, 70, None))
 MAX_BATCH = 16
 BATCH_CONCURRENCY = 2
 _ANSWER_THREADS = 2  # threads drawing a batch's answers
+_STATIC_FOLDERS: list[str] = []  # the folders of the Demos with pages in this process (`demo_page`)
 
 
 def _no_answer(message: str) -> tuple:
@@ -158,6 +159,11 @@ def build(workdir: str, max_batch: int = MAX_BATCH) -> gr.Blocks:
 
 def demo_page(demo: session.Demo, max_batch: int = MAX_BATCH) -> gr.Blocks:
   """The page of a loaded `Demo` (compiled for batches of up to `max_batch` photos)."""
+  # The Demo's folder holds only pictures and models written for the page, each written once under its own name: served
+  # from there (Gradio's static paths) instead of hashed, path-checked and copied into Gradio's cache for every answer
+  # that shows it. The setting is global to Gradio, so every page made in this process keeps its folder in it.
+  _STATIC_FOLDERS.append(demo.folder)
+  gr.set_static_paths(list(_STATIC_FOLDERS))
   with gr.Blocks(title="jembed demo", analytics_enabled=False) as page:
     n = len(demo.model.shape_ids)
     gr.Markdown(

@@ -209,6 +209,11 @@ class Demo:
       self.thumbnails([str(s) for s in self.model.shape_ids])
 
   @property
+  def folder(self) -> str:
+    """The server's folder of files handed to the page (PNGs, GLBs), each written once under its own name."""
+    return self._dir
+
+  @property
   def renderer(self) -> RenderThread:
     """The renderer of the pose overlays (EGL when it is there), on its own thread, made on first use."""
     with self._lock:
