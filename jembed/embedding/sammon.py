@@ -257,7 +257,7 @@ def _squared_product(d2: jax.Array, q: jax.Array) -> jax.Array:
 def _cmds_on_device(d, lay, mesh, dim, n_iter, seed):
   if mesh.size == 1 and lay.n_pad**2 <= _SQUARED_MAX_ELEMENTS:  # room for D∘D beside D
     # Replicated (on one device, no copy): the rows' 'data' sharding would follow D∘D into the products.
-    d, kernel = jax.jit(jnp.square)(jax.device_put(d, jax.NamedSharding(mesh, P()))), _squared_product
+    d, kernel = jnp.square(jax.device_put(d, jax.NamedSharding(mesh, P()))), _squared_product
   else:
     kernel = sammon_kernel.squared_product_kernel(mesh, lay.sub)
   y = _randomized_cmds(d, jax.random.key(seed), kernel=kernel, n=lay.n, dim=dim, n_iter=n_iter)

@@ -6,6 +6,7 @@ import errno
 import json
 import math
 import os
+import shutil
 from typing import Callable
 import zipfile
 
@@ -31,6 +32,11 @@ def _atomic(path: str, write: Callable[[str], None], suffix: str = "") -> None:
     with contextlib.suppress(OSError):
       os.remove(tmp)
     raise
+
+
+def copy_file(source: str, path: str) -> None:
+  """Copies `source` to `path` atomically: readers (another server of the same workdir) see the whole file or none."""
+  _atomic(path, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def write_text(path: str, text: str) -> None:

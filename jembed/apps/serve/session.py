@@ -13,7 +13,6 @@ import dataclasses
 import functools
 import glob
 import os
-import shutil
 import tempfile
 import threading
 import uuid
@@ -34,6 +33,7 @@ from jembed.render import thumbnails
 from jembed.shapes import manifest
 from jembed.shapes import sources
 from jembed.utils import images as images_lib
+from jembed.workdir import files
 from jembed.workdir import paths
 
 MAX_UPLOAD_BYTES = 20 * 2**20  # a phone photo is 2-8 MB; anything bigger is refused before decoding
@@ -166,13 +166,11 @@ PRERENDER_MAX_SHAPES = 1000
 
 
 def _keep_copy(path: str, kept: str) -> None:
-  """Copies `path` to `kept` (atomically: concurrent servers of one workdir see whole files or none); a workdir that
-  cannot be written keeps nothing."""
+  """Copies `path` to `kept` (`files.copy_file`: concurrent servers of one workdir see whole files or none); a
+  workdir that cannot be written keeps nothing."""
   try:
     os.makedirs(os.path.dirname(kept), exist_ok=True)
-    tmp = f"{kept}.{uuid.uuid4().hex}.tmp"
-    shutil.copyfile(path, tmp)
-    os.replace(tmp, kept)
+    files.copy_file(path, kept)
   except OSError:
     pass
 
@@ -303,8 +301,8 @@ class Demo:
     """Path of a PNG of `image` (uint8[H, W, 3]) in the server's folder: `name`.png, written once, or a new file.
 
     The page gets files, not arrays: Gradio rewrites the cached copy of an array on every request that returns the
-    same pixels, so a second request can truncate a file while the first one's browser downloads it; files are copied
-    into its cache once, atomically.
+    same pixels, so a second request can truncate a file while the first one's browser downloads it. Files are
+    written once, atomically, and served from this folder (one of Gradio's static paths, `app.demo_page`).
     """
     path = os.path.join(self._dir, f"{name or uuid.uuid4().hex}.png")
     if not os.path.exists(path):
@@ -318,20 +316,21 @@ class Demo:
     `pictures.thumbnail_folder` (a read-only workdir only loses that cache) and copied into the server's folder."""
     with self._lock:
       missing = [s for s in shape_ids if s not in self._thumbs]
-      folder = pictures.thumbnail_folder(self.workdir, size)
-      kept = {s: os.path.join(folder, f"{self._row[s]}.png") for s in missing}
-      render = [s for s in missing if not os.path.exists(kept[s])]
-      rendered = thumbnails.workdir_thumbnails(self.workdir, render, size, "embree") if render else {}
-      for s in missing:
-        name = f"thumb_{self._row[s]}"
-        if s in render:  # a shape that no longer loads gets a blank tile, not kept
-          blank = np.full((size, size, 3), 255, np.uint8)
-          self._thumbs[s] = self.png(rendered.get(s, blank), name)
-          if s in rendered:
-            _keep_copy(self._thumbs[s], kept[s])
-        else:  # Gradio serves files from the server's own folder, not the workdir's
-          self._thumbs[s] = os.path.join(self._dir, f"{name}.png")
-          shutil.copyfile(kept[s], self._thumbs[s])
+      if missing:  # an answer's shapes are usually all known: no look at the workdir then
+        folder = pictures.thumbnail_folder(self.workdir, size)
+        kept = {s: os.path.join(folder, f"{self._row[s]}.png") for s in missing}
+        render = [s for s in missing if not os.path.exists(kept[s])]
+        rendered = thumbnails.workdir_thumbnails(self.workdir, render, size, "embree") if render else {}
+        blank = np.full((size, size, 3), 255, np.uint8)
+        for s in missing:
+          name = f"thumb_{self._row[s]}"
+          if s in render:  # a shape that no longer loads gets a blank tile, not kept
+            self._thumbs[s] = self.png(rendered.get(s, blank), name)
+            if s in rendered:
+              _keep_copy(self._thumbs[s], kept[s])
+          else:  # the page's files live in the server's own folder (Gradio's static path), not the workdir's
+            self._thumbs[s] = os.path.join(self._dir, f"{name}.png")
+            files.copy_file(kept[s], self._thumbs[s])
       return [self._thumbs[s] for s in shape_ids]
 
   def eval_image(self, index: int) -> str:
