@@ -18,7 +18,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the default config; `arg` is `key=value,...` overrides (configs/overrides.py: `root=/data,limit=8`)."""
   config = ml_collections.ConfigDict()
   config.seed = 0
+  _add_shape_side(config)
+  _add_image_side(config)
+  _add_training(config)
+  _add_shape_encoder(config)
+  _add_evaluation(config)
+  _add_verification(config)
+  return overrides.apply(config, arg)
 
+
+def _add_shape_side(config: ml_collections.ConfigDict) -> None:
+  """The shapes, their light-field views and the Sammon space (paper section 1), read by launch/embed_shapes.py."""
   # Where the shapes come from (names fixed: later stages and scripts rely on them).
   config.shapes = ml_collections.ConfigDict(
       dict(
@@ -59,7 +69,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       )
   )
 
-  # The synthetic image side (paper section 2), built by launch/build_dataset.py into workdir/tfds.
+
+def _add_image_side(config: ml_collections.ConfigDict) -> None:
+  """The synthetic images (paper section 2), built by launch/build_dataset.py into workdir/tfds, and the input
+  pipeline that feeds them to training."""
   config.data = ml_collections.ConfigDict(
       dict(
           images_per_shape=40,  # The paper rendered 125 per shape; 40 x 192 shapes build in ~1 min on 2 cores.
@@ -110,12 +123,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       )
   )
 
-  _add_training(config)
-  _add_shape_encoder(config)
-  _add_evaluation(config)
-  _add_verification(config)
-  return overrides.apply(config, arg)
-
 
 def _add_training(config: ml_collections.ConfigDict) -> None:
   """The image side's network and its training (paper section 3), read by launch/train.py.
@@ -123,6 +130,15 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
   Derived values are references: `--config.input.batch_size=128` also scales the learning rate, and
   `--config.train.total_steps=N` moves the warmup and the cosine's end.
   """
+  _add_model(config)
+  _add_steps(config)
+  _add_photometric(config)
+  _add_contrastive(config)
+  _add_optimizer(config)
+
+
+def _add_model(config: ml_collections.ConfigDict) -> None:
+  """`config.model`: the image network (`jembed.training.model.ModelSpec`)."""
   config.model = ml_collections.ConfigDict(
       dict(
           backbone="small",  # 'small' (a few strided convs, CPU-sized) | 'caffenet' (the paper's conv1-pool5).
@@ -144,6 +160,10 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
           backbone_weights="",  # .npz / .msgpack of the backbone's params (e.g. converted R-CNN); empty = from scratch.
       )
   )
+
+
+def _add_steps(config: ml_collections.ConfigDict) -> None:
+  """`config.loss` (the heads' weights) and `config.train` (the objective, steps, checkpoints, augmentation)."""
   config.loss = ml_collections.ConfigDict(
       dict(
           embedding=1.0,  # Euclidean regression to the shape's point (the paper's only loss).
@@ -171,8 +191,11 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
           # optimizer state, losses stay float32; for accelerators: configs/accelerator.py).
       )
   )
-  # Photometric augmentation on the device, inside the jitted step (jembed/training/photometric.py): each
-  # operation's probability per image (0 = off) and its strength.
+
+
+def _add_photometric(config: ml_collections.ConfigDict) -> None:
+  """`config.photometric`: augmentation on the device, inside the jitted step (jembed/training/photometric.py): each
+  operation's probability per image (0 = off) and its strength."""
   config.photometric = ml_collections.ConfigDict(
       dict(
           brightness=0.0,  # x U(1 - range, 1 + range)
@@ -192,7 +215,11 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
           noise_std=0.04,
       )
   )
-  # The contrastive term of train.loss 'infonce' / 'hcl' (jembed/training/contrastive.py, losses.RankObjective).
+
+
+def _add_contrastive(config: ml_collections.ConfigDict) -> None:
+  """`config.contrastive`: the term of train.loss 'infonce' / 'hcl' (jembed/training/contrastive.py,
+  losses.RankObjective)."""
   config.contrastive = ml_collections.ConfigDict(
       dict(
           similarity="neg_sq_distance",  # 'neg_sq_distance' (-|x - y|^2, the metric retrieval ranks by) | 'cosine'.
@@ -208,6 +235,11 @@ def _add_training(config: ml_collections.ConfigDict) -> None:
           # symmetric loss; it asks that a shape's nearest images be its own); 0 = off.
       )
   )
+
+
+def _add_optimizer(config: ml_collections.ConfigDict) -> None:
+  """`config.optax` and `config.schedule`; the learning rate follows the batch size and the warmup the steps
+  (references, so command-line overrides carry through)."""
   config.optax = ml_collections.ConfigDict(
       dict(
           name="adamw",  # 'adamw' | 'sgd' (Caffe's: momentum, L2 weight decay added to the gradient).
