@@ -40,6 +40,7 @@ from jembed.training import optimizer
 from jembed.training import point_encoder
 from jembed.training import run_metrics
 from jembed.training import state as state_lib
+from jembed.training import step_fns
 from jembed.training import train
 from jembed.workdir import paths
 from jembed.workdir import records
@@ -169,8 +170,8 @@ def make_update_fn(
   )
 
   def update_fn(state, batch, clouds, rng):
-    train.check_batch(batch, mesh)
-    return step(state, train.place_batch({k: batch[k] for k in KEYS}, mesh), clouds, rng)
+    step_fns.check_batch(batch, mesh)
+    return step(state, step_fns.place_batch({k: batch[k] for k in KEYS}, mesh), clouds, rng)
 
   update_fn.jitted = step
   return update_fn
@@ -247,7 +248,7 @@ def _regression_params(config, workdir, spec, sharding) -> dict | None:
 
 def train_joint(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains (or resumes) the joint run of `config.shape_encoder` in `workdir/shape_encoder/`; the last metrics."""
-  mesh = train.create_mesh()
+  mesh = step_fns.create_mesh()
   with jax.set_mesh(mesh):
     return _train(joint_config(config), workdir, mesh)
 

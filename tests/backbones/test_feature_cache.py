@@ -14,6 +14,7 @@ from jembed.data import pipeline
 from jembed.training import model as model_lib
 from jembed.training import optimizer
 from jembed.training import state as state_lib
+from jembed.training import step_fns
 from jembed.training import train
 from jembed.workdir import paths
 
@@ -43,7 +44,7 @@ def test_head_step_from_cached_features_equals_the_step_on_images(train_dataset,
   config = _frozen_config("")
   config.optax.name = "sgd"  # (Adam's first step divides by |g|: it would magnify rounding noise of tiny gradients)
   spec = model_lib.ModelSpec.from_config(config.model, dim=5, image_size=24, num_categories=6, point_scale=2.0)
-  net, mesh = model_lib.EmbeddingNet(spec), train.create_mesh()
+  net, mesh = model_lib.EmbeddingNet(spec), step_fns.create_mesh()
   params = model_lib.init_params(spec, jax.random.key(0))
   tx, schedule = optimizer.make_optimizer(config, params)
   state = dict(step=np.int32(0), params=params, opt_state=tx.init(params))
@@ -55,8 +56,8 @@ def test_head_step_from_cached_features_equals_the_step_on_images(train_dataset,
   weights = dict(embedding=1.0, category=0.1, viewpoint=0.1)
   rng = jax.random.key(3)
   copy = lambda s: jax.tree.map(np.array, s)
-  on_images, m1 = train.make_update_fn(net, tx, schedule, mesh, weights, flip=True)(copy(state), batch, rng)
-  on_features, m2 = train.make_update_fn(net, tx, schedule, mesh, weights, flip=True, from_features=True)(
+  on_images, m1 = step_fns.make_update_fn(net, tx, schedule, mesh, weights, flip=True)(copy(state), batch, rng)
+  on_features, m2 = step_fns.make_update_fn(net, tx, schedule, mesh, weights, flip=True, from_features=True)(
       copy(state), cached, rng
   )
   jax.tree.map(
@@ -99,7 +100,7 @@ def test_frozen_run_trains_from_the_cache_and_resumes(train_dataset, tmp_path):
 
 def test_cached_batches_cover_each_epoch_once_and_resume():
   columns = {"point": np.arange(12, dtype=np.float32)[:, None], "features": np.arange(12, dtype=np.float32)[:, None]}
-  mesh = train.create_mesh()
+  mesh = step_fns.create_mesh()
   it = feature_cache.CachedBatches(columns, 4, mesh, seed=1)
   epoch = np.concatenate([np.asarray(next(it)["features"])[:, 0] for _ in range(3)])
   assert sorted(epoch) == list(range(12)) and list(epoch) != list(range(12))

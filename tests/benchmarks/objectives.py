@@ -4,7 +4,7 @@ r"""Training throughput of each objective: images/s of the update step with the 
   python tests/benchmarks/objectives.py --shapes=50000          # the contrastive term against 50,000 shape points
   python tests/benchmarks/objectives.py --batch=1024            # on a GPU: images/s and MFU at batch 1024
 
-What is timed: the default config's update step (`train.make_update_fn`, shard_map over all devices, AdamW, state
+What is timed: the default config's update step (`step_fns.make_update_fn`, shard_map over all devices, AdamW, state
 donated) on a synthetic batch already on the devices, once per objective in the same process: 'regression' (the
 paper's L2 to the shape's point) and `config.train.loss` = 'infonce' / 'hcl' against `--shapes` random shape points
 of the embedding's dimension (all of them negatives up to `config.contrastive.max_negatives`, each image's hardest

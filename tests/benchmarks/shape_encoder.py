@@ -43,7 +43,7 @@ from jembed.training import joint  # pylint: disable=g-import-not-at-top,wrong-i
 from jembed.training import model as model_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.training import optimizer  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.training import point_encoder  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jembed.training import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jembed.training import step_fns  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _timed(fn, steps: int) -> float:
@@ -105,7 +105,7 @@ def lfd_and_sampling_rates(config, shapes: int, points: int) -> dict:
 def train_rate(config, spec: point_encoder.EncoderSpec, batch: int, points: int, steps: int) -> dict:
   """The joint train step at global batch `batch`: images/s (= shapes/s: one cloud per image), FLOPs, MFU."""
   config = joint.joint_config(config)
-  mesh = train.create_mesh()
+  mesh = step_fns.create_mesh()
   image_spec = model_lib.ModelSpec.from_config(
       config.model,
       dim=spec.out_dim,
@@ -125,7 +125,7 @@ def train_rate(config, spec: point_encoder.EncoderSpec, batch: int, points: int,
   )(jax.random.key(0))
   rng, size, n_shapes = np.random.default_rng(0), int(config.data.image_size), 4 * batch
   shape_index = rng.integers(0, n_shapes, batch).astype(np.int32)
-  batch_arrays = train.place_batch(
+  batch_arrays = step_fns.place_batch(
       dict(
           image=rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8),
           point=rng.normal(size=(batch, spec.out_dim)).astype(np.float32),

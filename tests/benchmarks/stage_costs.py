@@ -169,12 +169,12 @@ def network_side(args) -> dict:
   from jembed.training import model as model_lib  # pylint: disable=g-import-not-at-top
   from jembed.training import optimizer  # pylint: disable=g-import-not-at-top
   from jembed.training import state as state_lib  # pylint: disable=g-import-not-at-top
-  from jembed.training import train  # pylint: disable=g-import-not-at-top
+  from jembed.training import step_fns  # pylint: disable=g-import-not-at-top
 
   config = shapenet_chairs.get_config()
   spec = model_lib.ModelSpec.from_config(config.model, dim=128, image_size=227, num_categories=1, point_scale=1.0)
   net = model_lib.EmbeddingNet(spec)
-  mesh = train.create_mesh()
+  mesh = step_fns.create_mesh()
   batch_size = args.train_batch * mesh.size
   tx, schedule = optimizer.make_optimizer(
       config, jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
@@ -189,7 +189,7 @@ def network_side(args) -> dict:
       elevation=np.zeros(batch_size, np.float32),
       tilt=np.zeros(batch_size, np.float32),
   )
-  update = train.make_update_fn(net, tx, schedule, mesh, {k: float(v) for k, v in config.loss.items()})
+  update = step_fns.make_update_fn(net, tx, schedule, mesh, {k: float(v) for k, v in config.loss.items()})
   holder = [state]
 
   def step():

@@ -5,7 +5,7 @@ r"""Training throughput: images/s, step time, XLA's FLOPs and MFU of the jitted 
   python tests/benchmarks/train.py --paper_batch=1024                # on a GPU / TPU: full sizes, with MFU
   python tests/benchmarks/train.py --skip_paper --accelerator_batch=1024 --accelerator_arg=model.remat=dots
 
-What is timed: `train.make_update_fn`'s step (the per-device program under `jax.shard_map` over all devices, the
+What is timed: `step_fns.make_update_fn`'s step (the per-device program under `jax.shard_map` over all devices, the
 optimizer of the config, state donated) on a synthetic uint8 batch already on the devices, after a compile and a
 warm-up step; `--steps` steps, blocked on at the end. FLOPs per step come from XLA's own count
 (`jax.jit(step).lower(...).compile().cost_analysis()`, one device's program); MFU = achieved FLOP/s over one device's
@@ -44,7 +44,7 @@ from jembed.training import model as model_lib  # pylint: disable=g-import-not-a
 from jembed.training import optimizer  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.training import photometric  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.training import state as state_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jembed.training import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jembed.training import step_fns  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Dense (no sparsity) peak FLOP/s of one JAX device, by `device_kind` prefix (the first match wins: longer first), for
 # a step computing in bfloat16 or in float32 as XLA runs float32 matmuls and convolutions by default.
@@ -76,10 +76,10 @@ def _step_and_batch(config, spec: model_lib.ModelSpec, batch_size: int, shape_po
   The synthetic images have the dataset's size (`config.data.image_size`), so a network that sees a smaller image
   pays for the resize, as in training.
   """
-  mesh = train.create_mesh()
+  mesh = step_fns.create_mesh()
   abstract = jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
   tx, schedule = optimizer.make_optimizer(config, abstract)
-  update_fn = train.make_update_fn(
+  update_fn = step_fns.make_update_fn(
       model_lib.EmbeddingNet(spec),
       tx,
       schedule,
@@ -103,7 +103,7 @@ def _step_and_batch(config, spec: model_lib.ModelSpec, batch_size: int, shape_po
     batch.update({a: rng.uniform(0, 360, batch_size).astype(np.float32) for a in model_lib.VIEW_ANGLES})
   if spec.num_categories:
     batch["category_index"] = rng.integers(0, spec.num_categories, batch_size).astype(np.int32)
-  return update_fn, mesh, tx, abstract, train.place_batch(batch, mesh)
+  return update_fn, mesh, tx, abstract, step_fns.place_batch(batch, mesh)
 
 
 def _compile(update_fn, state, batch) -> tuple[float, float, float]:

@@ -11,7 +11,7 @@ from jembed.training import joint
 from jembed.training import model as model_lib
 from jembed.training import optimizer
 from jembed.training import point_encoder
-from jembed.training import train
+from jembed.training import step_fns
 
 pytestmark = pytest.mark.usefixtures("fast_compiles")
 
@@ -43,7 +43,7 @@ def test_joint_step_is_the_same_on_1_and_4_devices():
   config, spec, encoder_spec, init, tx, schedule, batch, clouds = _setup()
   results = []
   for n in (1, 4):
-    mesh = train.create_mesh(jax.devices()[:n])
+    mesh = step_fns.create_mesh(jax.devices()[:n])
     update = joint.make_update_fn(
         model_lib.EmbeddingNet(spec), point_encoder.PointEncoder(encoder_spec), tx, schedule, mesh, config, spread2=2.0
     )

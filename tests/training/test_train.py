@@ -18,6 +18,7 @@ from jembed.training import losses
 from jembed.training import model as model_lib
 from jembed.training import optimizer
 from jembed.training import state as state_lib
+from jembed.training import step_fns
 from jembed.training import train
 
 from conftest import tiny_train_config
@@ -54,9 +55,9 @@ def _optimizer(spec: model_lib.ModelSpec = SPEC):
 def _steps(devices: int, state: dict, batch: dict, steps: int = 2, spec: model_lib.ModelSpec = SPEC, **objective):
   """`steps` updates of `spec` (SGD with momentum, dropout, augmentation) from `state` on the same global batch, on a
   mesh of the first `devices`; `objective` = (shape_points, objective) of a contrastive run."""
-  mesh = train.create_mesh(jax.devices()[:devices])
+  mesh = step_fns.create_mesh(jax.devices()[:devices])
   tx, schedule = _optimizer(spec)
-  update_fn = train.make_update_fn(
+  update_fn = step_fns.make_update_fn(
       model_lib.EmbeddingNet(spec), tx, schedule, mesh, WEIGHTS, flip=True, shift=0.1, **objective
   )
   state = jax.device_put(state, jax.sharding.NamedSharding(mesh, jax.P()))
@@ -70,7 +71,7 @@ def test_same_step_on_one_two_and_four_devices():
   assert jax.device_count() == 4  # conftest forces 4 CPU devices
   batch = _batch(8)
   tx, _ = _optimizer()
-  state = jax.device_get(state_lib.create_state(SPEC, tx, jax.random.key(0), train.create_mesh(jax.devices()[:1])))
+  state = jax.device_get(state_lib.create_state(SPEC, tx, jax.random.key(0), step_fns.create_mesh(jax.devices()[:1])))
   want, want_metrics = _steps(1, state, batch)
   for devices in (2, 4):
     got, got_metrics = _steps(devices, state, batch)
@@ -94,7 +95,7 @@ def test_contrastive_step_is_the_same_on_one_two_and_four_devices():
   config.contrastive.update(beta=1.0, tau_plus=0.1, regression_weight=2.0, shape_to_image=0.5)
   objective = dict(shape_points=points, objective=losses.RankObjective.from_config(config, points))
   tx, _ = _optimizer(spec)
-  state = jax.device_get(state_lib.create_state(spec, tx, jax.random.key(0), train.create_mesh(jax.devices()[:1])))
+  state = jax.device_get(state_lib.create_state(spec, tx, jax.random.key(0), step_fns.create_mesh(jax.devices()[:1])))
   want, want_metrics = _steps(1, state, batch, spec=spec, **objective)
   for devices in (2, 4):
     got, got_metrics = _steps(devices, state, batch, spec=spec, **objective)
@@ -118,13 +119,13 @@ def test_contrastive_step_is_the_same_on_one_two_and_four_devices():
 
 
 def test_batch_that_does_not_divide_is_a_clear_error():
-  mesh = train.create_mesh(jax.devices()[:4])
+  mesh = step_fns.create_mesh(jax.devices()[:4])
   with pytest.raises(ValueError, match="batch of 6 examples does not divide over the 4 devices"):
-    train.check_batch(_batch(6), mesh)
+    step_fns.check_batch(_batch(6), mesh)
   config = tiny.get_config()
   abstract = jax.eval_shape(lambda: model_lib.init_params(SPEC, jax.random.key(0)))
   tx, schedule = optimizer.make_optimizer(config, abstract)
-  update_fn = train.make_update_fn(model_lib.EmbeddingNet(SPEC), tx, schedule, mesh, WEIGHTS)
+  update_fn = step_fns.make_update_fn(model_lib.EmbeddingNet(SPEC), tx, schedule, mesh, WEIGHTS)
   with pytest.raises(ValueError, match="multiple of 4"):
     update_fn(None, _batch(6), jax.random.key(0))
 
@@ -216,7 +217,7 @@ def test_killed_run_resumes_to_the_same_params(train_dataset, tmp_path, monkeypa
 
   # The same run, killed during step 5 (after the checkpoint of step 4), then started again.
   killed = workdir_on(train_dataset, tmp_path, "killed")
-  make_update_fn = train.make_update_fn
+  make_update_fn = step_fns.make_update_fn
 
   def dies_at_step_5(*args, **kwargs):
     update_fn, calls = make_update_fn(*args, **kwargs), []
@@ -229,11 +230,11 @@ def test_killed_run_resumes_to_the_same_params(train_dataset, tmp_path, monkeypa
 
     return wrapped
 
-  monkeypatch.setattr(train, "make_update_fn", dies_at_step_5)
+  monkeypatch.setattr(step_fns, "make_update_fn", dies_at_step_5)
   with pytest.raises(KeyboardInterrupt):
     train.train_and_evaluate(config, killed)
   assert checkpoints.Checkpoints(killed, read_only=True).latest_step() == 4
-  monkeypatch.setattr(train, "make_update_fn", make_update_fn)
+  monkeypatch.setattr(step_fns, "make_update_fn", make_update_fn)
   train.train_and_evaluate(config, killed)
 
   other = tiny_train_config()
@@ -275,8 +276,8 @@ def _loss_curve(spec: model_lib.ModelSpec, batches: list[dict], points: np.ndarr
   tx, schedule = optimizer.make_optimizer(
       config, jax.eval_shape(lambda: model_lib.init_params(spec, jax.random.key(0)))
   )
-  mesh = train.create_mesh(jax.devices()[:1])
-  update_fn = train.make_update_fn(
+  mesh = step_fns.create_mesh(jax.devices()[:1])
+  update_fn = step_fns.make_update_fn(
       model_lib.EmbeddingNet(spec), tx, schedule, mesh, WEIGHTS, flip=True, shape_points=points, objective=objective
   )
   state, curve = state_lib.create_state(spec, tx, jax.random.key(0), mesh), []
@@ -314,7 +315,7 @@ def test_a_checkpoint_resumes_under_another_compute_dtype_or_remat(tmp_path):
   remat), as a new dropout rate does; another architecture is refused. A checkpoint written before the fields
   existed reads as float32 without remat."""
   tx, _ = _optimizer()
-  mesh = train.create_mesh(jax.devices()[:1])
+  mesh = step_fns.create_mesh(jax.devices()[:1])
   state = state_lib.create_state(SPEC, tx, jax.random.key(0), mesh)
   old_meta = {
       k: v for k, v in SPEC.to_dict().items() if k not in ("compute_dtype", "remat", "trunk_width", "trunk_depth")
