@@ -7,7 +7,11 @@ Measured and not kept (issue 24): carrying the history's products with the gradi
 trip (S y = S g' − S g, Y s = step · Y p from the Gram matrices) so that a trip reads the history twice instead of
 seven times. It matched the two-loop recursion (tests/embedding/test_lbfgs.py) but took 3.70 ms a trip against 3.50
 at N = 2000 × 128, history 6 (a quadratic in place of the stress, 2 CPU cores): the matrix-vector products it saves
-cost less than the small operations it adds on XLA:CPU.
+cost less than the small operations it adds on XLA:CPU. Also measured and not kept (2026-12-06): the five products
+of a trip with the history (S g, Y g, and the new pair's Y s, S y, Y y) as two matrix products S [s y g]ᵀ and
+Y [s y g]ᵀ, each reading its buffer once: 3.0-3.3 ms a trip against 3.35-3.66 on the quadratic, but nothing the
+Sammon solve could show (15-18 ms a trip on the shared machine either way), and its other rounding moved the
+benchmark's iteration count from 65 to 83 (seeds 0-4: 83, 47, 96, 32, 83 against 65, 91, 64, 64, 86).
 """
 
 from typing import Callable, NamedTuple
