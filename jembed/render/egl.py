@@ -173,7 +173,7 @@ class EGLRenderer:
     if surface and not drawn:
       out[..., 1] = -1.0
     if drawn:
-      cull = culling.closed_outward(job.vertices, job.faces) and culling.eyes_outside(
+      cull = culling.closed_outward_cached(job.vertices, job.faces) and culling.eyes_outside(
           job.vertices, camera.camera_frames(views)[1]
       )
       with self._ctx:  # make our context current: another renderer in this thread may have switched it

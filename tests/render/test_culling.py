@@ -57,6 +57,17 @@ def test_each_component_must_face_outward():
   assert not culling.closed_outward(np.zeros((0, 3)), np.zeros((0, 3), int))
 
 
+def test_the_cached_verdict_follows_the_bytes_not_the_array():
+  sphere = trimesh.creation.icosphere(subdivisions=2)
+  vertices, faces = np.asarray(sphere.vertices, np.float32), np.asarray(sphere.faces, np.int32)
+  assert culling.closed_outward_cached(vertices, faces)
+  faces[:] = faces[:, ::-1].copy()  # the same array, now inside out
+  assert not culling.closed_outward_cached(vertices, faces)
+  faces[:] = faces[:, ::-1].copy()
+  assert culling.closed_outward_cached(vertices, faces)
+  assert not culling.closed_outward_cached(vertices, faces[1:])  # open
+
+
 def test_eyes_outside_the_bounding_box():
   box = trimesh.creation.box((2.0, 2.0, 2.0))
   assert culling.eyes_outside(box.vertices, np.array([[3.0, 0.0, 0.0], [0.0, -1.5, 0.2]]))
@@ -92,7 +103,7 @@ def test_culled_renders_equal_unculled_ones_on_catalog_shapes(egl_renderer, monk
   vertices, faces = loading.normalize(mesh.vertices, mesh.faces)
   assert culling.closed_outward(vertices, faces)  # the catalog's meshes qualify, so the test runs the culled path
   culled = egl_renderer.render(vertices, faces, _views(), size=96, antialias=2)
-  monkeypatch.setattr(culling, "closed_outward", lambda *_: False)
+  monkeypatch.setattr(culling, "closed_outward_cached", lambda *_: False)
   drawn = egl_renderer.render(vertices, faces, _views(), size=96, antialias=2)
   np.testing.assert_array_equal(culled.alpha, drawn.alpha)
   differ = np.any(culled.rgba != drawn.rgba, axis=-1)
