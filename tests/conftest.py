@@ -35,6 +35,19 @@ def shared_data() -> pathlib.Path:
 
 
 @pytest.fixture(scope="module")
+def egl_renderer():
+  """The EGL renderer, one context per test module; skips the test where no headless context opens."""
+  try:
+    from jembed.render import egl  # pylint: disable=g-import-not-at-top
+
+    renderer = egl.EGLRenderer()
+  except Exception as e:  # pylint: disable=broad-except
+    pytest.skip(f"no EGL context ({type(e).__name__}: {e}); install libegl1 libegl-mesa0 libgl1-mesa-dri")
+  yield renderer
+  renderer.release()
+
+
+@pytest.fixture(scope="module")
 def fast_compiles():
   """Turns most XLA optimizations off for a test module of tiny models, where they cost more compile time than they
   save (the flax examples' tests do this too); modules opt in with `pytestmark = usefixtures("fast_compiles")`."""

@@ -150,20 +150,11 @@ def make_update_fn(
       outputs = {"image": gather(image), "shape": gather(shape)}
       return joint_loss(outputs, gather(batch["point"]), gather(batch["shape_index"]), spread2, cfg)
 
-    local_params = lax.pcast(state["params"], "data", to="varying")  # each device's own gradient (see train.py)
+    local_params = lax.pcast(state["params"], "data", to="varying")  # each device's own gradient (see step_fns.py)
     (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(local_params)
     grads = lax.pmean(grads, "data")
     loss, parts = lax.pmean((loss, parts), "data")  # equal on every device already; makes them replicated
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    metrics = dict(
-        parts,
-        loss=loss,
-        grad_norm=optax.tree.norm(grads),
-        param_norm=optax.tree.norm(params),
-        lr=jnp.asarray(schedule(state["step"]), jnp.float32),
-    )
-    return dict(step=state["step"] + 1, params=params, opt_state=opt_state), metrics
+    return step_fns.apply_update(tx, schedule, state, grads, dict(parts, loss=loss))
 
   step = jax.jit(
       jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("data"), P(), P()), out_specs=(P(), P())), donate_argnums=0

@@ -134,16 +134,7 @@ def make_update_fn(
       grads = {
           "params": dict(grads["params"], backbone=jax.tree.map(jnp.zeros_like, state["params"]["params"]["backbone"]))
       }
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    metrics = dict(
-        parts,
-        loss=loss,
-        grad_norm=optax.tree.norm(grads),
-        param_norm=optax.tree.norm(_head(params) if from_features else params),
-        lr=jnp.asarray(schedule(state["step"]), jnp.float32),
-    )
-    return dict(step=state["step"] + 1, params=params, opt_state=opt_state), metrics
+    return apply_update(tx, schedule, state, grads, dict(parts, loss=loss), normed=_head if from_features else None)
 
   step = jax.jit(
       jax.shard_map(per_device, mesh=mesh, in_specs=(P(), P("data"), P(), P()), out_specs=(P(), P())), donate_argnums=0
@@ -161,6 +152,21 @@ def make_update_fn(
       state, place_batch({k: batch[k] for k in TRAIN_KEYS if k in batch}, mesh), rng, points
   )
   return update_fn
+
+
+def apply_update(tx, schedule, state: state_lib.State, grads, metrics: dict, *, normed=None):
+  """One optimizer step from the devices' averaged gradients: (the next state, `metrics` with grad_norm, param_norm
+  (of `normed(params)` if given, e.g. the trained head only) and the step's learning rate). Shared by the image
+  network's step and the joint step with the shape encoder (`joint`)."""
+  updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+  params = optax.apply_updates(state["params"], updates)
+  metrics = dict(
+      metrics,
+      grad_norm=optax.tree.norm(grads),
+      param_norm=optax.tree.norm(params if normed is None else normed(params)),
+      lr=jnp.asarray(schedule(state["step"]), jnp.float32),
+  )
+  return dict(step=state["step"] + 1, params=params, opt_state=opt_state), metrics
 
 
 def _augmented_inputs(

@@ -15,18 +15,6 @@ from jembed.render import lights as lights_lib
 from jembed.render import shading
 
 
-@pytest.fixture(scope="module")
-def egl_renderer():
-  try:
-    from jembed.render import egl  # pylint: disable=g-import-not-at-top
-
-    renderer = egl.EGLRenderer()
-  except Exception as e:  # pylint: disable=broad-except
-    pytest.skip(f"no EGL context ({type(e).__name__}: {e}); install libegl1 libegl-mesa0 libgl1-mesa-dri")
-  yield renderer
-  renderer.release()
-
-
 @pytest.fixture(params=["egl", "embree"])
 def renderer(request):
   if request.param == "egl":

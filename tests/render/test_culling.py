@@ -74,18 +74,6 @@ def test_eyes_outside_the_bounding_box():
   assert not culling.eyes_outside(box.vertices, np.array([[3.0, 0.0, 0.0], [0.5, 0.5, 0.5]]))
 
 
-@pytest.fixture(scope="module")
-def egl_renderer():
-  try:
-    from jembed.render import egl  # pylint: disable=g-import-not-at-top
-
-    renderer = egl.EGLRenderer()
-  except Exception as e:  # pylint: disable=broad-except
-    pytest.skip(f"no EGL context ({type(e).__name__}: {e})")
-  yield renderer
-  renderer.release()
-
-
 def _views():
   rng = np.random.default_rng(1)
   return camera.Views.make(rng.uniform(0, 360, 12), rng.uniform(-40, 70, 12), rng.normal(0, 10, 12), 3.0)

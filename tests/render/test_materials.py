@@ -11,18 +11,6 @@ from jembed.render import materials
 from jembed.shapes import catalog
 
 
-@pytest.fixture(scope="module", name="egl_renderer")
-def _egl_renderer():
-  try:
-    from jembed.render import egl  # pylint: disable=g-import-not-at-top
-
-    renderer = egl.EGLRenderer()
-  except Exception as e:  # pylint: disable=broad-except
-    pytest.skip(f"no EGL context ({type(e).__name__}: {e})")
-  yield renderer
-  renderer.release()
-
-
 @pytest.fixture(scope="module", name="chair")
 def _chair():
   mesh = catalog.build_mesh("chair", 3)
