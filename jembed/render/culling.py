@@ -10,8 +10,10 @@ are always hidden behind its front faces. Culling them is exact only when
 * every eye is outside the mesh's bounding box (so outside every volume: from inside one, its far side faces inward).
 
 Then the first surface a ray from the eye meets is a front face (its generalized winding number goes from 0 to 1
-there), so culling changes no sample. The one exception is a component whose surface passes through itself and
-encloses a region of negative winding — an inside-out pocket; that component's parts there show the face behind.
+there), so culling changes no silhouette and no visible surface. Two exceptions: a component whose surface passes
+through itself and encloses a region of negative winding (an inside-out pocket) shows the face behind there; and
+where a back face of one part lies exactly on the front face of a part it touches, the unculled draw let whichever
+came first win that depth tie (0-5 of 110,592 samples of a catalog shape's views; tests/render/test_culling.py).
 ShapeNet's models rarely pass (their winding is inconsistent or their surfaces open); our procedural catalog and
 voxel meshes do. The check works on vertex indices: a mesh whose faces do not share vertices (split for flat
 shading) counts as open.
@@ -22,6 +24,7 @@ CPU-second, every pixel equal.
 
 import collections
 import hashlib
+import threading
 
 import numpy as np
 import scipy.sparse
@@ -29,6 +32,7 @@ import scipy.sparse.csgraph
 
 _VERDICTS_KEPT = 512  # meshes whose verdict `closed_outward_cached` remembers
 _verdicts: collections.OrderedDict = collections.OrderedDict()
+_verdicts_lock = threading.Lock()  # the web page renders on its own thread
 
 
 def closed_outward(vertices: np.ndarray, faces: np.ndarray) -> bool:
@@ -73,12 +77,15 @@ def closed_outward_cached(vertices: np.ndarray, faces: np.ndarray) -> bool:
     digest.update(f"{array.dtype.str}{array.shape}".encode())
     digest.update(array.data)
   key = digest.digest()
-  if key in _verdicts:
-    _verdicts.move_to_end(key)
-    return _verdicts[key]
-  verdict = _verdicts[key] = closed_outward(vertices, faces)
-  if len(_verdicts) > _VERDICTS_KEPT:
-    _verdicts.popitem(last=False)
+  with _verdicts_lock:
+    if key in _verdicts:
+      _verdicts.move_to_end(key)
+      return _verdicts[key]
+  verdict = closed_outward(vertices, faces)
+  with _verdicts_lock:
+    _verdicts[key] = verdict
+    if len(_verdicts) > _VERDICTS_KEPT:
+      _verdicts.popitem(last=False)
   return verdict
 
 

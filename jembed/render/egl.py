@@ -7,7 +7,8 @@ hit and its depth; the gray path then shades each tile in a second pass into an 
 the optical axis), so neither colour quantization nor depth-buffer linearization stands between the two backends.
 Both sides of every face are drawn unless the mesh is closed, wound outward and every eye is outside it
 (`culling`: our catalog and voxel meshes; ShapeNet's winding is inconsistent): then back faces are culled, which
-changes no sample and nearly halves the first pass' triangles.
+changes no silhouette and no visible surface (only exact depth ties between touching parts) and halves the first
+pass' triangles.
 """
 
 import moderngl
