@@ -50,7 +50,8 @@ def test_each_component_must_face_outward():
   both = trimesh.util.concatenate([big, inverted])
   assert both.volume > 0  # the sum of the two volumes says nothing: the small one is inside out
   assert not culling.closed_outward(both.vertices, both.faces)
-  assert culling.closed_outward(*(lambda m: (m.vertices, m.faces))(trimesh.util.concatenate([big, small])))
+  outward = trimesh.util.concatenate([big, small])
+  assert culling.closed_outward(outward.vertices, outward.faces)
   # An edge shared by more than two faces (a duplicated face) is not a closed 2-manifold.
   dup = np.concatenate([big.faces, big.faces[:1]])
   assert not culling.closed_outward(big.vertices, dup)
