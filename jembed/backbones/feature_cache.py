@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from jembed.backbones import registry
 from jembed.data import naming
 from jembed.data import pipeline
 from jembed.workdir import files
@@ -53,7 +54,7 @@ def cache_dir(config: ml_collections.ConfigDict, workdir: str, spec) -> str:
       image_size=spec.image_size,
       normalization=spec.normalization,
       widths=spec.widths,
-      weights=fingerprint(config.model.backbone_weights),
+      weights=fingerprint(registry.weights_path(config.model.backbone_weights, spec.backbone)),
       dataset=naming.config_name(config),
       flip=bool(config.train.augment_flip),
   )

