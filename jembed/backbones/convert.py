@@ -47,6 +47,17 @@ class Expect:
   layout: str = "same"
 
 
+def conv_rows(key: str, target: tuple[str, ...], out: int, inp: int, k: int) -> list[Expect]:
+  """The row of a bias-free torch convolution `key` ([out, inp, k, k]) into the Flax conv at `target`."""
+  return [Expect(f"{key}.weight", target + ("kernel",), (out, inp, k, k), "conv")]
+
+
+def batchnorm_rows(key: str, target: tuple[str, ...], c: int) -> list[Expect]:
+  """The rows of a torch BatchNorm2d `key` of c channels into a `resnet.FrozenBatchNorm` at `target`."""
+  names = (("weight", "scale"), ("bias", "bias"), ("running_mean", "mean"), ("running_var", "var"))
+  return [Expect(f"{key}.{suffix}", target + (name,), (c,)) for suffix, name in names]
+
+
 class WeightFileError(ValueError):
   """A weight file that does not hold the architecture asked for (the message names the file, key and shape)."""
 

@@ -144,11 +144,10 @@ def _rows(cfg: EfficientNetConfig, names) -> list[convert.Expect]:
   rows = []
 
   def conv(key, target, out, inp, k):
-    rows.append(convert.Expect(f"{key}.weight", target + ("kernel",), (out, inp, k, k), "conv"))
+    rows.extend(convert.conv_rows(key, target, out, inp, k))
 
   def bn(key, target, c):
-    for suffix, name in (("weight", "scale"), ("bias", "bias"), ("running_mean", "mean"), ("running_var", "var")):
-      rows.append(convert.Expect(f"{key}.{suffix}", target + (name,), (c,)))
+    rows.extend(convert.batchnorm_rows(key, target, c))
 
   conv(names.stem, ("stem",), cfg.stem, 3, 3)
   bn(names.bn_stem, ("bn_stem",), cfg.stem)

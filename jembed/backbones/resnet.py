@@ -116,11 +116,10 @@ def expected(cfg: ResNetConfig) -> list[convert.Expect]:
   rows = []
 
   def conv(key, target, out, inp, k):
-    rows.append(convert.Expect(f"{key}.weight", target + ("kernel",), (out, inp, k, k), "conv"))
+    rows.extend(convert.conv_rows(key, target, out, inp, k))
 
   def bn(key, target, c):
-    for suffix, name in (("weight", "scale"), ("bias", "bias"), ("running_mean", "mean"), ("running_var", "var")):
-      rows.append(convert.Expect(f"{key}.{suffix}", target + (name,), (c,)))
+    rows.extend(convert.batchnorm_rows(key, target, c))
 
   conv("conv1", ("conv1",), cfg.stem, 3, 7)
   bn("bn1", ("bn1",), cfg.stem)
