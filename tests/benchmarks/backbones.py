@@ -1,12 +1,13 @@
 r"""Backbone feature throughput: `jembed.backbones.features` (jitted) against the reference library (torch) in one run.
 
   pip install -e ".[reference]"                      # torch (CPU wheel), torchvision, timm, open_clip_torch
-  python tests/benchmarks/backbones.py               # resnet50, vit_small_patch14_dinov2, openclip ViT-B-16, caffenet
+  python tests/benchmarks/backbones.py               # resnet50, vit_small_patch14_dinov2, openclip ViT-B-16, caffenet,
+                                                     # efficientnet_lite0
   python tests/benchmarks/backbones.py --arch resnet50 --batch 32 --size 224 --repeats 3
 
 Each backbone is built at full size with random weights by its library (timm `resnet50`, timm
-`vit_small_patch14_dinov2` at `--size` with dynamic image size, OpenCLIP `ViT-B-16`; CaffeNet, which has no torch
-library, as torch ops), saved to a temporary .safetensors (a .caffemodel for CaffeNet) and loaded by
+`vit_small_patch14_dinov2` at `--size` with dynamic image size, OpenCLIP `ViT-B-16`, timm `tf_efficientnet_lite0`;
+CaffeNet, which has no torch library, as torch ops), saved to a temporary .safetensors (a .caffemodel for CaffeNet) and loaded by
 `jembed.backbones.load_pretrained`; both sides then embed the same uint8 batch (`--batch` images of `--size` px;
 CaffeNet at 227): ours = `jax.jit(features)` on the device JAX picks (compile and a warm-up call excluded,
 `block_until_ready`), peer = the library's forward under `torch.inference_mode()` on the CPU (normalization
@@ -33,7 +34,8 @@ import make_backbone_fixtures as fixtures  # noqa: E402  pylint: disable=g-impor
 from jembed import backbones  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.backbones import caffe_proto  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 
-ARCHS = ("resnet50", "vit_small_patch14_dinov2", "openclip_ViT-B-16", "caffenet")
+ARCHS = ("resnet50", "vit_small_patch14_dinov2", "openclip_ViT-B-16", "caffenet", "efficientnet_lite0")
+TIMM_NAMES = {"efficientnet_lite0": "tf_efficientnet_lite0"}  # timm's name where it is not ours
 
 
 def _best(fn, repeats: int) -> float:
@@ -47,7 +49,7 @@ def _best(fn, repeats: int) -> float:
 
 def torch_model(arch: str, size: int, folder: str):
   """(forward on a uint8 NHWC numpy batch -> numpy features, weight file path) of the reference library."""
-  torch, timm, open_clip, _ = fixtures.import_torch_libraries()
+  torch, timm, open_clip, _ = fixtures.import_torch_libraries(arch.startswith("openclip_"))
   from safetensors.torch import save_file  # pylint: disable=g-import-not-at-top
 
   path = os.path.join(folder, f"{arch}.safetensors")
@@ -59,7 +61,7 @@ def torch_model(arch: str, size: int, folder: str):
     forward = model.encode_image
   else:
     kw = dict(dynamic_img_size=True) if "vit" in arch else {}
-    model = timm.create_model(arch, pretrained=False, **kw).eval()
+    model = timm.create_model(TIMM_NAMES.get(arch, arch), pretrained=False, **kw).eval()
     dc = timm.data.resolve_data_config({}, model=model)
     mean, std = dc["mean"], dc["std"]
     forward = lambda x: model.forward_head(model.forward_features(x), pre_logits=True)
