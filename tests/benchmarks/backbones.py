@@ -8,8 +8,8 @@ r"""Backbone feature throughput: `jembed.backbones.features` (jitted) against th
 Each backbone is built at full size with random weights by its library (timm `resnet50`, timm
 `vit_small_patch14_dinov2` at `--size` with dynamic image size, OpenCLIP `ViT-B-16`, timm `tf_efficientnet_lite0`;
 CaffeNet, which has no torch library, as torch ops), saved to a temporary .safetensors (a .caffemodel for CaffeNet)
-and loaded by `jembed.backbones.load_pretrained`; both sides then embed the same uint8 batch (`--batch` images of `--size` px;
-CaffeNet at 227): ours = `jax.jit(features)` on the device JAX picks (compile and a warm-up call excluded,
+and loaded by `jembed.backbones.load_pretrained`; both sides then embed the same uint8 batch (`--batch` images of
+`--size` px; CaffeNet at 227): ours = `jax.jit(features)` on the device JAX picks (compile and a warm-up call excluded,
 `block_until_ready`), peer = the library's forward under `torch.inference_mode()` on the CPU (normalization
 included on both sides). Reported: images/s wall-clock, best of `--repeats`, and the largest feature difference
 relative to the features' scale. The last stdout line is one JSON object: per backbone ours/peer images/s, and
