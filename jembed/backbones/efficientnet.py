@@ -69,15 +69,17 @@ def _conv(x, features: int, kernel: int, stride: int, name: str, dtype) -> jax.A
 class DepthwiseConv(nn.Module):
   """A depthwise k x k convolution with 'SAME' padding: [B, H, W, C] -> [B, ceil(H/s), ceil(W/s), C].
 
-  Its kernel is flax's grouped-conv kernel, float32[k, k, 1, C]. It is computed as the sum of k^2 strided slices of
-  the padded input times one kernel tap each, which XLA fuses into one loop: XLA:CPU's grouped convolution
+  Its kernel is flax's grouped-conv kernel, float32[k, k, 1, C]. On a CPU it is computed as the sum of k^2 strided
+  slices of the padded input times one kernel tap each, which XLA fuses into one loop: XLA:CPU's grouped convolution
   (`feature_group_count` = C) runs 20-70x slower at these sizes (64 x 16^2 x 144, 5 x 5, stride 2: 63 ms against
-  3.2), and it is most of the network's time. The same sums, to float32 rounding (tests/backbones).
+  3.2), and it is most of the network's time. GPUs and TPUs have depthwise kernels of their own and take the grouped
+  convolution. Both are the same sums, to float32 rounding (tests/backbones); `shifted_sums` forces one.
   """
 
   kernel: int
   stride: int
   dtype: jnp.dtype = jnp.float32
+  shifted_sums: bool | None = None  # None: on the CPU backend only
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -86,6 +88,10 @@ class DepthwiseConv(nn.Module):
     w = w.astype(self.dtype)
     x = x.astype(self.dtype)
     pads = [same_padding(x.shape[axis], k, s) for axis in (1, 2)]
+    shifted = jax.default_backend() == "cpu" if self.shifted_sums is None else self.shifted_sums
+    if not shifted:
+      dn = ("NHWC", "HWIO", "NHWC")
+      return jax.lax.conv_general_dilated(x, w, (s, s), pads, dimension_numbers=dn, feature_group_count=c)
     x = jnp.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
     oh, ow = (x.shape[1] - k) // s + 1, (x.shape[2] - k) // s + 1
     out = None

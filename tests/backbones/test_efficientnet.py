@@ -35,7 +35,7 @@ def test_depthwise_conv_is_xlas_grouped_conv_with_same_padding(size, kernel, str
   where 'SAME' puts the extra padding after)."""
   rng = np.random.default_rng(size * 10 + kernel + stride)
   x = rng.standard_normal((2, size, size + 1, 6)).astype(np.float32)
-  module = efficientnet.DepthwiseConv(kernel, stride)
+  module = efficientnet.DepthwiseConv(kernel, stride, shifted_sums=True)
   variables = module.init(jax.random.key(0), x)
   kernel_arr = variables["params"]["kernel"]
   got = module.apply(variables, x)
@@ -44,6 +44,9 @@ def test_depthwise_conv_is_xlas_grouped_conv_with_same_padding(size, kernel, str
   )
   assert got.shape == want.shape == (2, -(-size // stride), -(-(size + 1) // stride), 6)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  # The accelerators' path (grouped convolution, our padding) gives the same.
+  grouped = efficientnet.DepthwiseConv(kernel, stride, shifted_sums=False).apply(variables, x)
+  np.testing.assert_allclose(grouped, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("size,kernel,stride", [(224, 3, 2), (45, 3, 2), (8, 5, 1), (7, 1, 1)])
