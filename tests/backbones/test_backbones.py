@@ -195,7 +195,7 @@ def test_full_size_timm_files_saved_by_timm(tmp_path, timm_name, size):
 
 def test_torch_checkpoint_with_wrapper(tmp_path):
   """A .pth state dict (DeiT-style {'model': ...} wrapper) reads as the safetensors file does."""
-  torch = pytest.importorskip("torch", reason="reading .pt/.pth files needs torch (pip install -e '.[torch]')")
+  torch = pytest.importorskip("torch", reason="writing the .pth file needs torch (reading it does not)")
   tensors = load_file(_fixture("vit_dinov2"))
   torch.save({"model": {k: torch.from_numpy(v) for k, v in tensors.items()}, "epoch": 3}, tmp_path / "w.pth")
   _, a = backbones.load_pretrained(fixtures.TINY["vit_dinov2"], _fixture("vit_dinov2"))
