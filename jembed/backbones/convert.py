@@ -47,15 +47,14 @@ class Expect:
   layout: str = "same"
 
 
-def conv_rows(key: str, target: tuple[str, ...], out: int, inp: int, k: int) -> list[Expect]:
-  """The row of a bias-free torch convolution `key` ([out, inp, k, k]) into the Flax conv at `target`."""
-  return [Expect(f"{key}.weight", target + ("kernel",), (out, inp, k, k), "conv")]
-
-
-def batchnorm_rows(key: str, target: tuple[str, ...], c: int) -> list[Expect]:
-  """The rows of a torch BatchNorm2d `key` of c channels into a `resnet.FrozenBatchNorm` at `target`."""
+def conv_bn_rows(conv_key: str, bn_key: str, conv_target: tuple[str, ...], bn_target: tuple[str, ...], out: int,
+                 inp: int, k: int) -> list[Expect]:  # fmt: skip
+  """The rows of a bias-free torch convolution `conv_key` ([out, inp, k, k]) into the Flax conv at `conv_target` and
+  of the BatchNorm2d `bn_key` after it (out channels) into a `resnet.FrozenBatchNorm` at `bn_target`."""
   names = (("weight", "scale"), ("bias", "bias"), ("running_mean", "mean"), ("running_var", "var"))
-  return [Expect(f"{key}.{suffix}", target + (name,), (c,)) for suffix, name in names]
+  return [Expect(f"{conv_key}.weight", conv_target + ("kernel",), (out, inp, k, k), "conv")] + [
+      Expect(f"{bn_key}.{suffix}", bn_target + (name,), (out,)) for suffix, name in names
+  ]
 
 
 class WeightFileError(ValueError):

@@ -145,56 +145,19 @@ class EfficientNet(nn.Module):
     return jnp.mean(x, axis=(1, 2))
 
 
-def _rows(cfg: EfficientNetConfig, names) -> list[convert.Expect]:
-  """The Expect rows of a layout; `names(stage, i, n, part)` gives a block's file prefix for a part of ours."""
-  rows = []
-
-  def conv(key, target, out, inp, k):
-    rows.extend(convert.conv_rows(key, target, out, inp, k))
-
-  def bn(key, target, c):
-    rows.extend(convert.batchnorm_rows(key, target, c))
-
-  conv(names.stem, ("stem",), cfg.stem, 3, 3)
-  bn(names.bn_stem, ("bn_stem",), cfg.stem)
-  for n, (stage, i, kernel, _, expand, inp, out) in enumerate(cfg.blocks()):
-    target, width = (f"block{stage}_{i}",), inp * expand
-    key = lambda part, stage=stage, i=i, n=n, expand=expand: names.block(stage, i, n, part, expand)  # noqa: E731
-    if expand != 1:
-      conv(key("expand"), target + ("expand",), width, inp, 1)
-      bn(key("bn_expand"), target + ("bn_expand",), width)
-    # A depthwise conv's torch weight is [C, 1, k, k]; flax's grouped kernel is [k, k, 1, C]: the 'conv' layout.
-    conv(key("dw"), target + ("dw",), width, 1, kernel)
-    bn(key("bn_dw"), target + ("bn_dw",), width)
-    conv(key("project"), target + ("project",), out, width, 1)
-    bn(key("bn_project"), target + ("bn_project",), out)
-  conv(names.head, ("head",), cfg.head, cfg.stages[-1][3], 1)
-  bn(names.bn_head, ("bn_head",), cfg.head)
-  return rows
-
-
-class _Lukemelas:
-  stem, bn_stem, head, bn_head = "_conv_stem", "_bn0", "_conv_head", "_bn1"
-  _PARTS = {"expand": "_expand_conv", "bn_expand": "_bn0", "dw": "_depthwise_conv", "bn_dw": "_bn1",
-            "project": "_project_conv", "bn_project": "_bn2"}  # fmt: skip
-
-  @classmethod
-  def block(cls, stage, i, n, part, expand):
-    del stage, i, expand
-    return f"_blocks.{n}.{cls._PARTS[part]}"
-
-
-class _Timm:
-  stem, bn_stem, head, bn_head = "conv_stem", "bn1", "conv_head", "bn2"
-  # timm's DepthwiseSeparable block (expand ratio 1) numbers its BNs from the depthwise conv on.
-  _PARTS = {"expand": "conv_pw", "bn_expand": "bn1", "dw": "conv_dw", "bn_dw": "bn2", "project": "conv_pwl",
-            "bn_project": "bn3"}  # fmt: skip
-  _PARTS_DS = {"dw": "conv_dw", "bn_dw": "bn1", "project": "conv_pw", "bn_project": "bn2"}
-
-  @classmethod
-  def block(cls, stage, i, n, part, expand):
-    del n
-    return f"blocks.{stage}.{i}.{(cls._PARTS if expand != 1 else cls._PARTS_DS)[part]}"
+# The two layouts' names for our parts: the top-level convs and BNs, a block's prefix (formatted with its stage,
+# index in stage and index among all blocks) and its parts; `parts_ds` for expand ratio 1, where timm's
+# DepthwiseSeparable block numbers its BNs from the depthwise conv on.
+_LUKEMELAS_PARTS = {"expand": "_expand_conv", "bn_expand": "_bn0", "dw": "_depthwise_conv", "bn_dw": "_bn1",
+                    "project": "_project_conv", "bn_project": "_bn2"}  # fmt: skip
+_NAMES = {
+    "lukemelas": dict(stem="_conv_stem", bn_stem="_bn0", head="_conv_head", bn_head="_bn1", block="_blocks.{n}",
+                      parts=_LUKEMELAS_PARTS, parts_ds=_LUKEMELAS_PARTS),
+    "timm": dict(stem="conv_stem", bn_stem="bn1", head="conv_head", bn_head="bn2", block="blocks.{stage}.{i}",
+                 parts={"expand": "conv_pw", "bn_expand": "bn1", "dw": "conv_dw", "bn_dw": "bn2",
+                        "project": "conv_pwl", "bn_project": "bn3"},
+                 parts_ds={"dw": "conv_dw", "bn_dw": "bn1", "project": "conv_pw", "bn_project": "bn2"}),
+}  # fmt: skip
 
 
 def layout_of(tensors) -> str:
@@ -205,7 +168,21 @@ def layout_of(tensors) -> str:
 
 def expected(cfg: EfficientNetConfig, layout: str) -> list[convert.Expect]:
   """Every tensor of an EfficientNet-Lite file of `layout` ('lukemelas' | 'timm') that the features use."""
-  return _rows(cfg, _Lukemelas if layout == "lukemelas" else _Timm)
+  names = _NAMES[layout]
+  rows = convert.conv_bn_rows(names["stem"], names["bn_stem"], ("stem",), ("bn_stem",), cfg.stem, 3, 3)
+  for n, (stage, i, kernel, _, expand, inp, out) in enumerate(cfg.blocks()):
+    prefix, width = names["block"].format(stage=stage, i=i, n=n), inp * expand
+    parts = names["parts" if expand != 1 else "parts_ds"]
+    # (our part, out, in, kernel); a depthwise conv's torch weight is [C, 1, k, k], which the 'conv' layout turns
+    # into flax's grouped kernel [k, k, 1, C].
+    convs = [("expand", width, inp, 1)] if expand != 1 else []
+    for part, c_out, c_in, k in convs + [("dw", width, 1, kernel), ("project", out, width, 1)]:
+      rows += convert.conv_bn_rows(
+          f"{prefix}.{parts[part]}", f"{prefix}.{parts['bn_' + part]}", (f"block{stage}_{i}", part),
+          (f"block{stage}_{i}", f"bn_{part}"), c_out, c_in, k,
+      )  # fmt: skip
+  rows += convert.conv_bn_rows(names["head"], names["bn_head"], ("head",), ("bn_head",), cfg.head, cfg.stages[-1][3], 1)
+  return rows
 
 
 IGNORED = [

@@ -113,30 +113,21 @@ class ResNet(nn.Module):
 
 def expected(cfg: ResNetConfig) -> list[convert.Expect]:
   """Every tensor of a torchvision/timm ResNet file that the features use, in the file's layout."""
-  rows = []
-
-  def conv(key, target, out, inp, k):
-    rows.extend(convert.conv_rows(key, target, out, inp, k))
-
-  def bn(key, target, c):
-    rows.extend(convert.batchnorm_rows(key, target, c))
-
-  conv("conv1", ("conv1",), cfg.stem, 3, 7)
-  bn("bn1", ("bn1",), cfg.stem)
+  rows = convert.conv_bn_rows("conv1", "bn1", ("conv1",), ("bn1",), cfg.stem, 3, 7)
   channels = cfg.stem
   for stage, (blocks, width) in enumerate(zip(cfg.layers, cfg.widths)):
     out = width * cfg.expansion
     for i in range(blocks):
-      key, target = f"layer{stage + 1}.{i}", (f"layer{stage + 1}_{i}",)
-      conv(f"{key}.conv1", target + ("conv1",), width, channels, 1)
-      bn(f"{key}.bn1", target + ("bn1",), width)
-      conv(f"{key}.conv2", target + ("conv2",), width, width, 3)
-      bn(f"{key}.bn2", target + ("bn2",), width)
-      conv(f"{key}.conv3", target + ("conv3",), out, width, 1)
-      bn(f"{key}.bn3", target + ("bn3",), out)
+      key, target = f"layer{stage + 1}.{i}", f"layer{stage + 1}_{i}"
+      for n, c_out, c_in, k in ((1, width, channels, 1), (2, width, width, 3), (3, out, width, 1)):
+        rows += convert.conv_bn_rows(
+            f"{key}.conv{n}", f"{key}.bn{n}", (target, f"conv{n}"), (target, f"bn{n}"), c_out, c_in, k
+        )
       if i == 0 and (stage > 0 or channels != out):
-        conv(f"{key}.downsample.0", target + ("downsample_conv",), out, channels, 1)
-        bn(f"{key}.downsample.1", target + ("downsample_bn",), out)
+        rows += convert.conv_bn_rows(
+            f"{key}.downsample.0", f"{key}.downsample.1", (target, "downsample_conv"), (target, "downsample_bn"),
+            out, channels, 1,
+        )  # fmt: skip
       channels = out
   return rows
 

@@ -37,6 +37,11 @@ _DTYPES = {
 }
 
 
+def _dtype(storage_type: "_StorageType") -> np.dtype:
+  """The little-endian numpy dtype of a torch storage type (torch writes storages little-endian)."""
+  return np.dtype(_DTYPES[storage_type.name]).newbyteorder("<")
+
+
 class TorchPickleError(ValueError):
   """A file that is not a torch state dict this reader can read (the message names the file and why)."""
 
@@ -143,9 +148,8 @@ def _read_zip(path: str):
     def load(pid):
       _, stype, key, _, numel = pid[:5]
       if key not in storages:
-        dtype = np.dtype(_DTYPES[stype.name]).newbyteorder("<")
         raw = z.read(f"{prefix}data/{key}")
-        storages[key] = _Storage(key, dtype, np.frombuffer(raw, dtype, count=int(numel)))
+        storages[key] = _Storage(key, _dtype(stype), np.frombuffer(raw, _dtype(stype), count=int(numel)))
       return storages[key]
 
     with z.open(pkl[0]) as f:
@@ -166,15 +170,14 @@ def _read_legacy(path: str):
     storages = {}
 
     def load(pid):
-      _, stype, key, _, numel, view = pid
+      _, stype, key, _, _, view = pid  # (the element count comes again before the storage's bytes)
       if key not in storages:
-        storages[key] = _Storage(key, np.dtype(_DTYPES[stype.name]).newbyteorder("<"))
+        storages[key] = _Storage(key, _dtype(stype))
       if view is None:
         return storages[key]
       view_key, offset, size = view
       if view_key not in storages:
         storages[view_key] = _Storage(view_key, storages[key].dtype, view=(key, int(offset), int(size)))
-      del numel
       return storages[view_key]
 
     obj = _Unpickler(f, load, path).load()

@@ -63,7 +63,7 @@ def test_same_padding_matches_xla(size, kernel, stride):
 def _timm_to_lukemelas(tensors: dict) -> dict:
   """The fixture's timm names -> efficientnet_pytorch's, written from that library's module names (blocks numbered
   through all stages; the first stage's depthwise-separable block has no expansion)."""
-  renamed, n, index = {}, {}, {}
+  renamed, index = {}, {}
   for key in tensors:
     m = re.match(r"blocks\.(\d+)\.(\d+)\.", key)
     if m and (int(m[1]), int(m[2])) not in index:
@@ -82,7 +82,6 @@ def _timm_to_lukemelas(tensors: dict) -> dict:
     else:
       head, leaf = key.split(".", 1)
       renamed[f"{top[head]}.{leaf}"] = value
-    n[key] = True
   return renamed
 
 
