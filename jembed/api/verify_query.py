@@ -14,11 +14,13 @@ import dataclasses
 import json
 import os
 
+from absl import logging
 import jax
 import numpy as np
 
 from jembed.api import embed
 from jembed.api import verify
+from jembed.api import verify_deep
 from jembed.render import base
 from jembed.shapes import manifest
 from jembed.shapes import sources
@@ -42,13 +44,32 @@ class Verified:
   hypotheses: int
 
 
-def run_weights(workdir: str, settings: verify.Settings) -> tuple[float, float, float]:
-  """The fused score's weights for `workdir`: `settings`' when all set, else those the evaluation chose on the run's
-  validation images, else `verify.DEFAULT_WEIGHTS`."""
-  if settings.weights is not None:
-    return settings.weights
-  saved = saved_weights(workdir)
-  return tuple(float(w) for w in saved["weights"]) if saved else verify.DEFAULT_WEIGHTS
+def run_weights(workdir: str, settings: verify.Settings) -> np.ndarray:
+  """float32[4] the fused score's (w_hog, w_chamfer, w_prior, w_deep) for `workdir`: each as `settings` sets it, else
+  as the evaluation chose it on the run's validation images (`W/verify/verify_weights.json`), else
+  `verify.DEFAULT_WEIGHTS`'s; w_deep is 0 when the deep comparison is off."""
+  saved = saved_weights(workdir) or {}
+  chosen_with = saved.get("key", {}).get("backbone", "")
+  if saved and chosen_with != settings.backbone:
+    logging.warning(
+        "%s: verification's weights were chosen with config.verify.backbone=%r, and this query runs with %r: pass "
+        "the config the run was evaluated with",
+        workdir,
+        chosen_with,
+        settings.backbone,
+    )
+  three = settings.weights or tuple(saved.get("weights", verify.DEFAULT_WEIGHTS))[:3]
+  deep = settings.w_deep if settings.w_deep >= 0 else saved.get("w_deep", verify.DEFAULT_WEIGHTS[3])
+  return settings.full_weights((*three, deep))
+
+
+def run_settings(workdir: str, **fields) -> verify.Settings:
+  """The settings a query of `workdir` verifies with: the defaults and `fields`, plus the deep comparison the run's
+  evaluation chose its weights with (`config.verify.backbone`, its weights file and crop size, as saved in
+  `W/verify/verify_weights.json`), so that the weights read back fit the comparisons made."""
+  key = (saved_weights(workdir) or {}).get("key", {})
+  deep = {name: key[name] for name in ("backbone", "backbone_weights", "deep_size") if name in key}
+  return dataclasses.replace(verify.Settings(), **{**deep, **fields})
 
 
 def saved_weights(workdir: str) -> dict | None:
@@ -106,20 +127,19 @@ def add_fine(
   neighbourhood of its best coarse pose (one render call of 9 views each) and scored like the grid.
 
   Args:
-    h: the coarse hypotheses {'candidates': int[Q, K], 'joint_k': float32[Q, K], 'hog', 'chamfer': float32[Q, K, H],
-      'angles': float32[Q, K, H, 3], 'prior': float32[Q, K, H]}.
+    h: the coarse hypotheses {'candidates': int[Q, K], 'joint_k': float32[Q, K], 'hog', 'chamfer', 'prior', 'deep':
+      float32[Q, K, H], 'angles': float32[Q, K, H, 3]}.
     photo_hog, photo_dt: the photos' features (`verify.photo_features`).
     refine: candidates refined per photo; the others' 9 fine hypotheses repeat their best coarse one.
 
   Returns:
     `h` with H + 9 hypotheses per candidate (the prior recomputed by the caller's `head` is not needed: the fine
-    hypotheses take their coarse centre's prior).
+    hypotheses take their coarse centre's prior and deep comparison).
   """
+  weights = np.asarray(weights, np.float32)
   fused, best = (
       np.asarray(x)
-      for x in verify.verify_candidates(
-          h["joint_k"], h["hog"], h["chamfer"], np.asarray(weights, np.float32), h["prior"]
-      )
+      for x in verify.verify_candidates(h["joint_k"], h["hog"], h["chamfer"], weights, h["prior"], h["deep"])
   )
   q_n, k_n = h["candidates"].shape
   rows, cols = np.arange(q_n)[:, None], np.arange(k_n)[None, :]
@@ -128,6 +148,7 @@ def add_fine(
   fine_hog = np.repeat(h["hog"][rows, cols, b][:, :, None], 9, axis=2)
   fine_chamfer = np.repeat(h["chamfer"][rows, cols, b][:, :, None], 9, axis=2)
   fine_prior = np.repeat(h["prior"][rows, cols, b][:, :, None], 9, axis=2)
+  fine_deep = np.repeat(h["deep"][rows, cols, b][:, :, None], 9, axis=2)
   chosen = np.argsort(fused, axis=1, kind="stable")[:, : min(refine, k_n)]
   meshes = _meshes(
       workdir, sorted({str(model.shape_ids[c]) for c in np.take_along_axis(h["candidates"], chosen, 1).ravel()})
@@ -140,7 +161,8 @@ def add_fine(
     fine_hog[q, j] = np.linalg.norm(feats - photo_hog[q], axis=1)
     fine_chamfer[q, j] = edges @ photo_dt[q]
   out = dict(h)
-  for key, extra in (("angles", fine), ("hog", fine_hog), ("chamfer", fine_chamfer), ("prior", fine_prior)):
+  extras = (("angles", fine), ("hog", fine_hog), ("chamfer", fine_chamfer), ("prior", fine_prior), ("deep", fine_deep))
+  for key, extra in extras:
     out[key] = np.concatenate([h[key], extra.astype(h[key].dtype)], axis=2)
   return out
 
@@ -179,11 +201,12 @@ def verify_photos(
       chamfer=chamfer,
       angles=angles,
       prior=verify.head_prior(angles, head),
+      deep=verify_deep.hypotheses(workdir, model, renderer, images, candidates, settings),
   )
-  weights = np.asarray(run_weights(workdir, settings), np.float32)
+  weights = run_weights(workdir, settings)
   if settings.refine:
     h = add_fine(workdir, model, renderer, h, photo_hog, photo_dt, weights, settings, settings.refine)
-  fused, best = verify.verify_candidates(h["joint_k"], h["hog"], h["chamfer"], weights, h["prior"])
+  fused, best = verify.verify_candidates(h["joint_k"], h["hog"], h["chamfer"], weights, h["prior"], h["deep"])
   fused, best = np.asarray(fused), np.asarray(best)
   angles = h["angles"]
   out = []

@@ -6,6 +6,7 @@ The rules live with the stages that declare the choices (`CONFIG_RULES` of each)
 import ml_collections
 
 from jembed.api import verify
+from jembed.api import verify_deep
 from jembed.data import build
 from jembed.data import pipeline
 from jembed.embedding import shape_embedding
@@ -29,6 +30,7 @@ RULES = {
     **optimizer.CONFIG_RULES,
     **image_sets.CONFIG_RULES,
     **verify.CONFIG_RULES,
+    **verify_deep.CONFIG_RULES,
 }
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from jembed.api import retrieval
 from jembed.api import verify
+from jembed.api import verify_deep
 from jembed.api import verify_query
 from jembed.evaluation import image_sets
 from jembed.evaluation import methods
@@ -32,6 +33,7 @@ from jembed.workdir import paths
 
 NAME = "joint+verify"
 WEIGHT_GRID = dict(w_hog=(0.5, 1.0, 2.0, 4.0), w_chamfer=(0.0, 0.25, 0.5, 1.0), w_prior=(0.0, 0.5, 1.0, 2.0))
+W_DEEP_GRID = (0.5, 1.0, 2.0, 4.0, 8.0)  # w_deep's choices, with each of the grid's (config.verify.backbone set)
 _BEHIND = 1e3  # added to the joint distance of shapes past the K, so every verified candidate ranks before them
 
 
@@ -51,7 +53,8 @@ def _grid(context: methods.Context):
 
 def hypotheses(images: np.ndarray, context: methods.Context) -> dict:
   """What the weights do not change, once per set of images: {'candidates': int[Q, K], 'joint': float32[Q, N],
-  'hog', 'chamfer', 'prior': float32[Q, K, H], 'angles': float32[Q, K, H, 3]}."""
+  'hog', 'chamfer', 'prior', 'deep': float32[Q, K, H] (deep: zeros when `config.verify.backbone` is off),
+  'angles': float32[Q, K, H, 3]}."""
   key = ("verify", methods.images_key(images))
   if key not in context.cache:
     settings = verify.Settings.from_config(context.config)
@@ -72,15 +75,17 @@ def hypotheses(images: np.ndarray, context: methods.Context) -> dict:
         hog=np.asarray(hog_d),
         chamfer=np.asarray(chamfer),
         prior=verify.head_prior(hyp_angles, head),
+        deep=verify_deep.hypotheses(context.workdir, context.model, _renderer(context), images, candidates, settings),
         angles=hyp_angles,
     )
   return context.cache[key]
 
 
 def rerank(h: dict, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(float32[Q, N] image x shape distances, int[Q, K] the re-ranked candidates, float32[Q, 3] the refined pose)."""
+  """(float32[Q, N] image x shape distances, int[Q, K] the re-ranked candidates, float32[Q, 3] the refined pose) by
+  weights float[4] (w_hog, w_chamfer, w_prior, w_deep)."""
   weights = np.asarray(weights, np.float32)
-  fused, best = verify.verify_candidates(h["joint_k"], h["hog"], h["chamfer"], weights, h["prior"])
+  fused, best = verify.verify_candidates(h["joint_k"], h["hog"], h["chamfer"], weights, h["prior"], h["deep"])
   fused, best = np.asarray(fused), np.asarray(best)
   order = np.argsort(fused, axis=1, kind="stable")
   rows = np.arange(len(fused))
@@ -93,29 +98,46 @@ def rerank(h: dict, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _weights_key(context: methods.Context) -> dict:
   settings = verify.Settings.from_config(context.config)
-  return dict(step=int(context.model.step), k=settings.k, grid=verify.grid_key(settings))
+  key = dict(step=int(context.model.step), k=settings.k, grid=verify.grid_key(settings))
+  if settings.backbone:  # the others are chosen beside the deep comparison
+    key.update(
+        backbone=settings.backbone,
+        backbone_weights=settings.backbone_weights,
+        deep_size=settings.deep_size,
+        w_deep=settings.w_deep,
+    )
+  return key
 
 
-def choose_weights(context: methods.Context) -> tuple[float, float, float]:
-  """The fused score's weights: `config.verify`'s, or chosen on the run's synthetic validation images (cached)."""
+def _candidate_weights(settings: verify.Settings, has_prior: bool) -> list[tuple[float, float, float, float]]:
+  """The (w_hog, w_chamfer, w_prior, w_deep) the choice tries: the grid where not set (the three together, w_deep
+  alone), w_prior 0 without a viewpoint head, w_deep 0 when the deep comparison is off."""
+  three = [settings.weights] if settings.weights is not None else list(itertools.product(*WEIGHT_GRID.values()))
+  three = [w for w in three if has_prior or not w[2]]
+  deep = (0.0,) if not settings.backbone else (settings.w_deep,) if settings.w_deep >= 0 else W_DEEP_GRID
+  return [(*w, d) for w in three for d in deep]
+
+
+def choose_weights(context: methods.Context) -> tuple[float, float, float, float]:
+  """The fused score's (w_hog, w_chamfer, w_prior, w_deep): `config.verify`'s where set, the rest chosen on the
+  run's synthetic validation images (cached in the run's `W/verify/verify_weights.json`)."""
   settings = verify.Settings.from_config(context.config)
-  if settings.weights is not None:
-    return settings.weights
+  candidates = _candidate_weights(settings, has_prior=True)
+  if len(candidates) == 1:
+    return candidates[0]
   if "verify_weights" in context.cache:
     return context.cache["verify_weights"]
   path = paths.verify_dir(context.workdir, paths.VERIFY_WEIGHTS)
   key = _weights_key(context)
   saved = verify_query.saved_weights(context.workdir)
   if saved and saved.get("key") == key:
-    context.cache["verify_weights"] = tuple(saved["weights"])
+    context.cache["verify_weights"] = (*saved["weights"], saved.get("w_deep", 0.0))
     return context.cache["verify_weights"]
   val = image_sets.validation_set(context.config, context.workdir, context.model.shape_ids)
   h = hypotheses(val.images, context)
   categories = np.asarray(context.model.shape_categories).astype(str)[val.shape_index]
   table = []
-  for weights in itertools.product(*WEIGHT_GRID.values()):
-    if weights[2] and h["prior"].max() == 0:
-      continue  # no viewpoint head: the prior is 0 everywhere
+  for weights in _candidate_weights(settings, has_prior=h["prior"].max() > 0):
     _, ranked, pose = rerank(h, weights)
     top1 = float(np.mean(ranked[:, 0] == val.shape_index))
     acc = viewpoint.viewpoint_scores(viewpoint.geodesic_error(pose, val.views), categories)["acc_pi6"]
@@ -125,11 +147,11 @@ def choose_weights(context: methods.Context) -> tuple[float, float, float]:
       "verify: weights %s chosen on %d validation images (top-1 %.3f, Acc_pi/6 %.3f)", weights, len(val), top1, acc
   )
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  files.write_json(
-      path,
-      dict(key=key, weights=list(weights), validation=dict(images=len(val), top1=top1, acc_pi6=acc, score=score)),
-      indent=1,
-  )
+  record = dict(key=key, weights=list(weights[:3]))
+  if settings.backbone:
+    record["w_deep"] = weights[3]
+  record["validation"] = dict(images=len(val), top1=top1, acc_pi6=acc, score=score)
+  files.write_json(path, record, indent=1)
   context.cache["verify_weights"] = tuple(weights)
   return context.cache["verify_weights"]
 

@@ -74,6 +74,7 @@ TOPK_CURVES = "topk_curves.png"
 RETRIEVALS = "retrievals.png"
 SYNTHETIC_SETS = "synthetic.npz"
 VERIFY_GRID = "grid_{size}px_{azimuths}x{elevations}.npz"  # verification's pose-grid features
+VERIFY_DEEP_GRID = "grid_{backbone}_{size}px_{azimuths}x{elevations}.npz"  # the pose grid through a backbone
 VERIFY_WEIGHTS = "verify_weights.json"  # the weights the evaluation chose on validation images
 LFD_PIXELS = "lfd_pixels_{size}.npz"  # the pixel baseline's views, .format(size=...)
 # In inversions/ (or another folder launch/invert.py is pointed to).

@@ -2,6 +2,7 @@ r"""What verification by rendering costs per photo: `launch.query --verify`'s pa
 
   python tests/benchmarks/verify.py --workdir=/tmp/jembed            # a trained run (the demo's)
   python tests/benchmarks/verify.py --workdir=/tmp/jembed --photos=16 --k=20 --refine=20   # every candidate refined
+  python tests/benchmarks/verify.py --workdir=/runs/ikea --backbone=efficientnet_lite0     # with the deep comparison
 
 Photos: the run's cluttered synthetic test images (`W/eval/sets/synthetic.npz`, so `launch.evaluate` must have run),
 taken one at a time as a user's query is. Plain: the network's forward pass (point and pose) and the exact top-k
@@ -9,7 +10,8 @@ search (`query.embed_photos_with_poses` or `embed_photos`, `rank_shapes`). Verif
 `verify_query.verify_photos` with K candidates: the photo's features, its K x A·E coarse hypotheses scored against the
 run's pose-grid cache (rendered once per run; its cost is printed apart, read from the cache here when present), and
 the fine step, R render calls of 9 views each (the coarse ranking's first R = `config.verify.refine` candidates,
-`verify.refine_views`) with their features. Medians over
+`verify.refine_views`) with their features; with `--backbone`, also the deep comparison (`verify_deep`: the photo
+through the backbone, its grid of the run's shapes cached like the pose grid, its cost printed apart). Medians over
 the photos after one warm-up photo (compiles).
 
 The last stdout line is one JSON object; "ratio" = verified / plain seconds per photo (the price of verification;
@@ -31,6 +33,7 @@ from configs import default  # pylint: disable=g-import-not-at-top,wrong-import-
 from jembed.api import embed  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.api import query  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.api import verify  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jembed.api import verify_deep  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.api import verify_query  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.render import backend  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.workdir import files  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -43,16 +46,22 @@ def main() -> None:
   parser.add_argument("--photos", type=int, default=12)
   parser.add_argument("--k", type=int, default=default.get_config().verify.k)
   parser.add_argument("--refine", type=int, default=default.get_config().verify.refine)
+  parser.add_argument("--backbone", default="", help="config.verify.backbone, e.g. efficientnet_lite0 ('' = off)")
   args = parser.parse_args()
 
   model = embed.load(args.workdir)
   images = files.load_npz(paths.eval_sets(args.workdir, paths.SYNTHETIC_SETS))["synthetic_clutter"]
   photos = [Image.fromarray(im) for im in images[: args.photos + 1]]
-  settings = verify.Settings(k=args.k, refine=args.refine)
+  settings = verify.Settings(k=args.k, refine=args.refine, backbone=args.backbone)
   renderer = backend.get_renderer("auto")
   start = time.perf_counter()
   verify.grid_cache(args.workdir, model.shape_ids, renderer, settings)
   grid_s = time.perf_counter() - start
+  deep_grid_s = 0.0
+  if args.backbone:
+    start = time.perf_counter()
+    verify_deep.grid_features(args.workdir, model.shape_ids, renderer, settings)
+    deep_grid_s = time.perf_counter() - start
   has_head = bool(model.params.spec.viewpoint_bins)
 
   def plain(photo):
@@ -78,6 +87,8 @@ def main() -> None:
   hypotheses = out[0].hypotheses
   med = {name: statistics.median(t) for name, t in times.items()}
   print(f"grid cache: {grid_s:.2f} s ({len(model.shape_ids)} shapes x {settings.azimuths * settings.elevations} poses)")
+  if args.backbone:
+    print(f"{args.backbone} grid cache: {deep_grid_s:.2f} s")
   print(
       f"plain query: {med['plain'] * 1e3:.1f} ms/photo; verified (K = {args.k}, {hypotheses} hypotheses each, "
       f"{min(args.refine, args.k) * 9} fine renders): {med['verified'] * 1e3:.1f} ms/photo"
@@ -93,6 +104,8 @@ def main() -> None:
               hypotheses_per_candidate=int(hypotheses),
               fine_renders_per_photo=min(args.refine, args.k) * 9,
               grid_cache_seconds=round(grid_s, 2),
+              backbone=args.backbone,
+              deep_grid_cache_seconds=round(deep_grid_s, 2),
               photos=len(times["plain"]),
           )
       )

