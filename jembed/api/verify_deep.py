@@ -35,7 +35,7 @@ from jembed.utils import config_checks as checks
 from jembed.workdir import files
 from jembed.workdir import paths
 
-_BATCH = 72  # crops per forward pass: one shape's grid (24 x 3), a fixed shape (one compilation)
+_BATCH = 72  # crops per forward pass at most: one shape's grid (24 x 3); fewer are padded to a power of 2
 
 
 GRID = 4  # the mid-level map is averaged to GRID x GRID cells (its layout: where in the crop the parts are)
@@ -87,7 +87,8 @@ def features(gray: np.ndarray, settings: verify.Settings) -> np.ndarray:
   out = []
   for start in range(0, len(gray), _BATCH):
     part = gray[start : start + _BATCH]
-    padded = np.concatenate([part, np.zeros((_BATCH - len(part),) + part.shape[1:], np.uint8)])
+    bucket = min(_BATCH, 1 << (len(part) - 1).bit_length())  # a few shapes to compile; one photo is one image
+    padded = np.concatenate([part, np.zeros((bucket - len(part),) + part.shape[1:], np.uint8)])
     out.append(np.asarray(fn(variables, padded))[: len(part)])
   return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
@@ -103,21 +104,33 @@ def _key(settings: verify.Settings) -> str:
   return f"{settings.backbone}:{weights}:{grid}:{GRID}"
 
 
-def grid_features(workdir: str, shape_ids, renderer: base.Renderer, settings: verify.Settings) -> np.ndarray:
-  """float32[N, H, F]: every shape at the coarse pose grid (`verify.grid_views`, the same H hypotheses and order as
-  `verify.grid_cache`), rendered at the backbone's size and passed through it; cached in `W/verify/` (float16) and
-  read back while the shapes and settings are the same. A shape that no longer loads gets zeros (distance 1)."""
+def grid_features(workdir: str, shape_ids, renderer: base.Renderer, settings: verify.Settings) -> jax.Array:
+  """float32[N, H, F] on the device: every shape at the coarse pose grid (`verify.grid_views`, the same H hypotheses
+  and order as `verify.grid_cache`), rendered at the backbone's size and passed through it; cached in `W/verify/`
+  (float16) and read back while the shapes and settings are the same, and kept per process. A shape that no longer
+  loads gets zeros (distance 1)."""
   ids = np.asarray(shape_ids).astype(str)
   name = paths.VERIFY_DEEP_GRID.format(
       backbone=settings.backbone, size=settings.deep_size, azimuths=settings.azimuths, elevations=settings.elevations
   )
   path = paths.verify_dir(workdir, name)
   key = _key(settings)
+  memo = (os.path.abspath(path), key, hash(tuple(ids)))
+  if memo not in _GRIDS:  # a process that verifies photo after photo (the query, the web page) reads it once
+    _GRIDS.clear()
+    _GRIDS[memo] = _grid_features(path, key, ids, workdir, renderer, settings)
+  return _GRIDS[memo]
+
+
+_GRIDS: dict[tuple, jax.Array] = {}
+
+
+def _grid_features(path: str, key: str, ids: np.ndarray, workdir: str, renderer: base.Renderer, settings):
   if os.path.exists(path):
     try:
       c = files.load_npz(path)
       if np.array_equal(c["ids"], ids) and str(c["key"]) == key:
-        return c["features"].astype(np.float32)
+        return jax.device_put(c["features"].astype(np.float32))
     except (files.DamagedFile, KeyError) as e:
       logging.warning("%s: computing verification's %s grid again", e, settings.backbone)
   size = settings.deep_size
@@ -136,7 +149,7 @@ def grid_features(workdir: str, shape_ids, renderer: base.Renderer, settings: ve
     raise ValueError(f"{workdir}: none of the run's {len(ids)} shapes loads")
   os.makedirs(os.path.dirname(path), exist_ok=True)
   files.save_npz(path, ids=ids, key=np.array(key), features=out.astype(np.float16))
-  return out.astype(np.float16).astype(np.float32)  # what reading it back gives
+  return jax.device_put(out.astype(np.float16).astype(np.float32))  # what reading it back gives
 
 
 @jax.jit
