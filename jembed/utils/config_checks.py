@@ -118,7 +118,11 @@ def problems(config: ml_collections.ConfigDict, rules: dict) -> list[str]:
 
 def validate(config: ml_collections.ConfigDict, rules: dict) -> None:
   """Raises ValueError naming the first field out of range (and how many more there are)."""
-  found = problems(config, rules)
+  raise_first(problems(config, rules))
+
+
+def raise_first(found: list[str]) -> None:
+  """Raises ValueError with the first of `found` problem lines (and the others after it); nothing if none."""
   if found:
     more = f" (and {len(found) - 1} more: {'; '.join(found[1:])})" if len(found) > 1 else ""
     raise ValueError(found[0] + more)

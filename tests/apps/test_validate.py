@@ -61,3 +61,21 @@ def test_every_problem_is_listed_and_missing_fields_are_not_checked():
     validate.validate(config)
   partial = ml_collections.ConfigDict(dict(mds=dict(dim=3)))  # a config of one stage only
   assert validate.problems(partial) == []
+
+
+def test_verification_backbone_weights_are_looked_for_before_any_work(tmp_path):
+  """A deep comparison whose weight file is not there, or a backbone that cannot take one, is an error of the config
+  (at launch, not after training); a file that is there passes."""
+  missing = str(tmp_path / "lite0.pth")
+  with pytest.raises(ValueError, match=r"config\.verify\.backbone_weights=.*lite0\.pth.*no such file"):
+    validate.validate(tiny.get_config(f"verify.backbone=efficientnet_lite0,verify.backbone_weights={missing}"))
+  with pytest.raises(ValueError, match=r"config\.verify\.backbone='resnet50': .*give the weight file's path"):
+    validate.validate(tiny.get_config("verify.backbone=resnet50"))
+  with pytest.raises(ValueError, match=r"config\.verify\.backbone='vit_small_patch16_224': must be one of"):
+    validate.validate(tiny.get_config("verify.backbone=vit_small_patch16_224"))
+  with pytest.raises(ValueError, match=r"config\.verify\.deep_size=96: a multiple of 64"):
+    validate.validate(tiny.get_config("verify.backbone=efficientnet_lite0,verify.deep_size=96"))
+  (tmp_path / "lite0.pth").write_bytes(b"")
+  assert (
+      validate.problems(tiny.get_config(f"verify.backbone=efficientnet_lite0,verify.backbone_weights={missing}")) == []
+  )
