@@ -18,7 +18,8 @@ the nearest photo edge: clutter in the photo adds edges and so costs nothing; a 
 Hypotheses. `grid_views` is a coarse pose grid per category (every 360/A degrees of azimuth x the category's E most
 frequent elevations of the training distribution, tilt 0): it holds the mirrored azimuth of a symmetric shape, the
 neighbours of the viewpoint head's bins and of the shape's best LFD view. Rendered once per run for every shape
-(`grid_cache`, in `W/verify/`), scoring a photo's K x A·E hypotheses is two matrix products (`hypothesis_distances`).
+(`verify_grid.grid_cache`, in `W/verify/`), scoring a photo's K x A·E hypotheses is two matrix products
+(`hypothesis_distances`).
 `refine_views` is the fine step around the best coarse pose (the query tool renders it, K x H images in K batched
 calls). The refined pose is the best hypothesis of the re-ranked first shape.
 
@@ -27,26 +28,19 @@ calls). The refined pose is the best hypothesis of the re-ranked first shape.
 
 import dataclasses
 import functools
-import os
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from jembed.data import crops
 from jembed.embedding import hog
 from jembed.embedding import hog_input
 from jembed.render import base
 from jembed.render import camera
-from jembed.shapes import manifest
-from jembed.shapes import sources
 from jembed.shapes import taxonomy
 from jembed.utils import config_checks as checks
 from jembed.utils import resample
-from jembed.workdir import files
-from jembed.workdir import paths
 
 SIZE = 64  # side of the compared crops: 8 x 8 HoG cells of 8 px
 RENDER_SIZE = 96  # the renders the crops are cut from (EGL: ~1,700 renders of 96 px a second on 2 CPU cores)
@@ -336,89 +330,6 @@ def head_prior(hypotheses: np.ndarray, head: np.ndarray | None) -> np.ndarray:
   if head is None:
     return np.zeros(hypotheses.shape[:-1], np.float32)
   return pose_angle(hypotheses, np.asarray(head)[:, None, None, :]) / 180.0
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# The pose-grid cache of a run: every shape at every coarse hypothesis, as features.
-
-
-@dataclasses.dataclass(frozen=True)
-class Grid:
-  """Every shape's coarse hypotheses as features (`grid_cache`).
-
-  Attributes:
-    ids: str[N] the shapes, in the order asked for.
-    angles: float32[N, H, 3] (azimuth, elevation, tilt) of each hypothesis.
-    hog: float32[N, H, F]; edges: float32[N, H, P] (`view_features`). A shape that no longer loads has zero
-      features (it is never verified well: its HoG distance is the photo's norm, its chamfer 0 but equal for all).
-  """
-
-  ids: np.ndarray
-  angles: np.ndarray
-  hog: np.ndarray
-  edges: np.ndarray
-
-
-def grid_key(settings: Settings) -> str:
-  """What the grid cache's features depend on besides the shapes."""
-  grid = f"{settings.size}:{settings.azimuths}x{settings.elevations}:{RENDER_SIZE}"
-  return f"{grid}:{EDGE_FRACTION}:{CREASE}:{resample.KERNEL}"
-
-
-def render_grid_shape(renderer: base.Renderer, shape, settings: Settings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """One shape's coarse hypotheses: (float32[H, 3] angles, float32[H, F] HoG, float32[H, P] edges)."""
-  views = grid_views(shape.category, settings.azimuths, settings.elevations)
-  gray, alpha = render_crops(renderer, shape.vertices, shape.faces, views, settings.size)
-  feats, edges = view_features(gray, alpha)
-  return np.stack([views.azimuth, views.elevation, views.tilt], 1), np.asarray(feats), np.asarray(edges)
-
-
-def grid_cache(workdir: str, shape_ids, renderer: base.Renderer, settings: Settings = Settings()) -> Grid:
-  """The run's shapes at the coarse pose grid, rendered once into `W/verify/` (HoG as float16, edges as bits) and
-  read back afterwards (a cache of other shapes or settings is made again).
-
-  Costs ~1 min for 200 shapes x 72 hypotheses on 2 CPU cores (EGL); then a photo's K x H scores are two products.
-  """
-  ids = np.asarray(shape_ids).astype(str)
-  name = paths.VERIFY_GRID.format(size=settings.size, azimuths=settings.azimuths, elevations=settings.elevations)
-  path = paths.verify_dir(workdir, name)
-  memo = (os.path.abspath(path), grid_key(settings), hash(tuple(ids)))
-  if memo not in _GRIDS:  # a process queried many times (the web page) reads the file once
-    _GRIDS.clear()
-    _GRIDS[memo] = _grid_cache(path, ids, workdir, renderer, settings)
-  return _GRIDS[memo]
-
-
-_GRIDS: dict[tuple, Grid] = {}
-
-
-def _grid_cache(path: str, ids: np.ndarray, workdir: str, renderer: base.Renderer, settings: Settings) -> Grid:
-  h, p = settings.azimuths * settings.elevations, settings.size * settings.size
-  if os.path.exists(path):
-    try:
-      c = files.load_npz(path)
-      if np.array_equal(c["ids"], ids) and str(c["key"]) == grid_key(settings):
-        edges = np.unpackbits(c["edge_bits"], axis=-1, count=p).astype(np.float32)
-        edges /= np.maximum(edges.sum(-1, keepdims=True), 1.0)
-        return Grid(ids, c["angles"], c["hog"].astype(np.float32), edges)
-    except (files.DamagedFile, KeyError) as e:
-      logging.warning("%s: rendering verification's pose grid again", e)
-  n_feat = (settings.size // 8) ** 2 * 36
-  angles = np.zeros((len(ids), h, 3), np.float32)
-  feats, edges = np.zeros((len(ids), h, n_feat), np.float32), np.zeros((len(ids), h, p), np.float32)
-  row = {s: i for i, s in enumerate(ids)}
-  refs, up_axis, front = manifest.listed_shapes(workdir, ids)
-  for shape in tqdm.tqdm(sources.iter_shapes(refs, up_axis, front), total=len(refs), desc="verify grid", unit="shape"):
-    angles[row[shape.id]], feats[row[shape.id]], edges[row[shape.id]] = render_grid_shape(renderer, shape, settings)
-  files.save_npz(
-      path,
-      ids=ids,
-      key=np.array(grid_key(settings)),
-      angles=angles,
-      hog=feats.astype(np.float16),
-      edge_bits=np.packbits(edges > 0, axis=-1),
-  )
-  return Grid(ids, angles, feats.astype(np.float16).astype(np.float32), edges)  # what reading it back gives
 
 
 # The checks `launch` runs on `config.verify` before any work (`jembed.utils.config_checks`).

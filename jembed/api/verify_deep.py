@@ -106,7 +106,7 @@ def _key(settings: verify.Settings) -> str:
 
 def grid_features(workdir: str, shape_ids, renderer: base.Renderer, settings: verify.Settings) -> jax.Array:
   """float32[N, H, F] on the device: every shape at the coarse pose grid (`verify.grid_views`, the same H hypotheses
-  and order as `verify.grid_cache`), rendered at the backbone's size and passed through it; cached in `W/verify/`
+  and order as `verify_grid.grid_cache`), rendered at the backbone's size and passed through it; cached in `W/verify/`
   (float16) and read back while the shapes and settings are the same, and kept per process. A shape that no longer
   loads gets zeros (distance 1)."""
   ids = np.asarray(shape_ids).astype(str)

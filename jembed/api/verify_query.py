@@ -1,6 +1,6 @@
 """Verification of a user's photos (`launch.query --verify`, the web page's option): `verify.py`, coarse to fine.
 
-  coarse: the joint embedding's K nearest shapes at the run's pose grid (`verify.grid_cache`, made once per run)
+  coarse: the joint embedding's K nearest shapes at the run's pose grid (`verify_grid.grid_cache`, made once per run)
   fine:   the coarse ranking's first R candidates (`config.verify.refine`, 5) rendered at the 3 x 3 neighbourhood of
           their best coarse pose (`verify.refine_views`), R render calls of 9 views each, scored like the grid
   fused:  `verify.verify_candidates` over the coarse and fine hypotheses together, with the weights the evaluation
@@ -21,6 +21,7 @@ import numpy as np
 from jembed.api import embed
 from jembed.api import verify
 from jembed.api import verify_deep
+from jembed.api import verify_grid
 from jembed.render import base
 from jembed.shapes import manifest
 from jembed.shapes import sources
@@ -83,7 +84,7 @@ def saved_weights(workdir: str) -> dict | None:
 
 _MESHES: dict[tuple[str, str], object] = {}  # (workdir, shape id) -> normalized mesh, kept for the next photos
 _MAX_MESHES = 512
-_RESIDENT: dict[int, tuple] = {}  # id(grid) -> its features on the device (the grid is `verify.grid_cache`'s memo)
+_RESIDENT: dict[int, tuple] = {}  # id(grid) -> its features on the device (the grid is `verify_grid.grid_cache`'s memo)
 
 
 def _meshes(workdir: str, ids: list[str]) -> dict:
@@ -97,7 +98,7 @@ def _meshes(workdir: str, ids: list[str]) -> dict:
   return {i: _MESHES[(workdir, i)] for i in ids if (workdir, i) in _MESHES}
 
 
-def _resident(grid: verify.Grid) -> tuple:
+def _resident(grid: verify_grid.Grid) -> tuple:
   if id(grid) not in _RESIDENT:
     _RESIDENT.clear()
     _RESIDENT[id(grid)] = (jax.device_put(grid.hog), jax.device_put(grid.edges))
@@ -185,7 +186,7 @@ def verify_photos(
     renderer: the run's renderer.
     settings: K, the grid, the fine step and the weights (`config.verify`).
   """
-  grid = verify.grid_cache(workdir, model.shape_ids, renderer, settings)
+  grid = verify_grid.grid_cache(workdir, model.shape_ids, renderer, settings)
   joint = model.shape_index.distances(np.asarray(points, np.float32))
   k = min(settings.k, joint.shape[1])
   candidates = np.argsort(joint, axis=1, kind="stable")[:, :k].astype(np.int32)

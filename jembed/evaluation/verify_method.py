@@ -1,7 +1,7 @@
 """The evaluation's `joint+verify` row and its refined pose (`viewpoint:verify`): `jembed.api.verify` on every set.
 
 For each image the joint embedding's `config.verify.k` nearest shapes are verified against the run's pose-grid cache
-(`verify.grid_cache`), the coarse ranking's first `config.verify.refine` are rendered again around their best grid
+(`verify_grid.grid_cache`), the coarse ranking's first `config.verify.refine` are rendered again around their best grid
 pose (`verify_query.add_fine`, as `launch.query --verify` does), and all are re-ranked by the fused score; the shapes
 past the K keep the joint embedding's order behind them. Image x image distances are the joint embedding's
 (verification ranks shapes, not images).
@@ -23,6 +23,7 @@ import numpy as np
 from jembed.api import retrieval
 from jembed.api import verify
 from jembed.api import verify_deep
+from jembed.api import verify_grid
 from jembed.api import verify_query
 from jembed.evaluation import image_sets
 from jembed.evaluation import methods
@@ -46,7 +47,7 @@ def _renderer(context: methods.Context):
 def _grid(context: methods.Context):
   if "verify_grid" not in context.cache:
     settings = verify.Settings.from_config(context.config)
-    grid = verify.grid_cache(context.workdir, context.model.shape_ids, _renderer(context), settings)
+    grid = verify_grid.grid_cache(context.workdir, context.model.shape_ids, _renderer(context), settings)
     context.cache["verify_grid"] = (grid, jax.device_put(grid.hog), jax.device_put(grid.edges))
   return context.cache["verify_grid"]
 
@@ -98,7 +99,7 @@ def rerank(h: dict, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def _weights_key(context: methods.Context) -> dict:
   settings = verify.Settings.from_config(context.config)
-  key = dict(step=int(context.model.step), k=settings.k, grid=verify.grid_key(settings))
+  key = dict(step=int(context.model.step), k=settings.k, grid=verify_grid.grid_key(settings))
   if settings.backbone:  # the others are chosen beside the deep comparison
     key.update(
         backbone=settings.backbone,

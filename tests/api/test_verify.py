@@ -7,6 +7,7 @@ from scipy import ndimage
 
 from configs import default
 from jembed.api import verify
+from jembed.api import verify_grid
 from jembed.evaluation import viewpoint
 from jembed.render import backend
 from jembed.render import camera
@@ -127,7 +128,7 @@ def test_a_render_is_recognised_among_decoys_at_its_pose(renderer):
   shape and pose verification picks, with the joint distances all equal, are that shape and pose."""
   shapes = list(sources.iter_shapes(catalog.catalog_refs(categories=("chair",), limit=6)))
   settings = verify.Settings(azimuths=12, elevations=2)
-  feats = [verify.render_grid_shape(renderer, s, settings) for s in shapes]
+  feats = [verify_grid.render_grid_shape(renderer, s, settings) for s in shapes]
   angles, view_hog, view_edges = (np.stack(x) for x in zip(*feats))
   truth, pose = 3, 7
   a, e, _ = angles[truth, pose]

@@ -34,6 +34,7 @@ from jembed.api import embed  # pylint: disable=g-import-not-at-top,wrong-import
 from jembed.api import query  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.api import verify  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.api import verify_deep  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jembed.api import verify_grid  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.api import verify_query  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.render import backend  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.workdir import files  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -55,7 +56,7 @@ def main() -> None:
   settings = verify.Settings(k=args.k, refine=args.refine, backbone=args.backbone)
   renderer = backend.get_renderer("auto")
   start = time.perf_counter()
-  verify.grid_cache(args.workdir, model.shape_ids, renderer, settings)
+  verify_grid.grid_cache(args.workdir, model.shape_ids, renderer, settings)
   grid_s = time.perf_counter() - start
   deep_grid_s = 0.0
   if args.backbone:
