@@ -10,7 +10,9 @@ The weights (w_hog, w_chamfer, w_prior) are `config.verify`'s when all are set; 
 run, on the grid's hypotheses (the fine step would cost each of the 64 trials its renders), on its own synthetic
 validation images (`image_sets.validation_set`: new views, white and cluttered, never a test image or a photo), by
 the mean of top-1 and of the refined pose's Acc_π/6 over a small grid (`WEIGHT_GRID`), and written to
-`W/verify/verify_weights.json`, which `launch.query --verify` reads.
+`W/verify/verify_weights.json`, which `launch.query --verify` reads. With the deep comparison on
+(`config.verify.backbone`, `jembed.api.verify_deep`), its weight w_deep is chosen the same way from `W_DEEP_GRID`
+beside each of the others (unless set), and the file records the backbone so that the query compares the same way.
 """
 
 import itertools
