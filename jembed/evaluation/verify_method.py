@@ -114,9 +114,11 @@ def _weights_key(context: methods.Context) -> dict:
 
 def _candidate_weights(settings: verify.Settings, has_prior: bool) -> list[tuple[float, float, float, float]]:
   """The (w_hog, w_chamfer, w_prior, w_deep) the choice tries: the grid where not set (the three together, w_deep
-  alone), w_prior 0 without a viewpoint head, w_deep 0 when the deep comparison is off."""
-  three = [settings.weights] if settings.weights is not None else list(itertools.product(*WEIGHT_GRID.values()))
-  three = [w for w in three if has_prior or not w[2]]
+  alone; the grid's w_prior only 0 without a viewpoint head), w_deep 0 when the deep comparison is off."""
+  if settings.weights is not None:
+    three = [settings.weights]
+  else:
+    three = [w for w in itertools.product(*WEIGHT_GRID.values()) if has_prior or not w[2]]
   deep = (0.0,) if not settings.backbone else (settings.w_deep,) if settings.w_deep >= 0 else W_DEEP_GRID
   return [(*w, d) for w in three for d in deep]
 
