@@ -5,6 +5,7 @@ import glob
 import itertools
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -13,6 +14,9 @@ import scipy.spatial.distance
 from jembed.api import verify
 from jembed.api import verify_deep
 from jembed.shapes import sources
+from jembed.workdir import paths
+
+from conftest import run_launcher
 
 
 def test_distances_are_scipy_cosine_distances():
@@ -123,3 +127,33 @@ def test_weights_the_choice_tries_and_the_query_uses(tmp_path):
   np.testing.assert_array_equal(verify_query.run_weights(workdir, verify.Settings()), [0.5, 0.5, 0.0, 0.0])
   (tmp_path / "verify" / "verify_weights.json").write_text(json.dumps(dict(key={}, weights=[1.0, 0.25, 0.0])))
   np.testing.assert_array_equal(verify_query.run_weights(workdir, on), [1.0, 0.25, 0.0, verify.DEFAULT_WEIGHTS[3]])
+
+
+def test_evaluate_chooses_w_deep_and_the_query_compares_the_same_way(tiny_run, tmp_path):
+  """`launch.evaluate --config.verify.backbone=efficientnet_lite0` on a copy of a trained run: w_deep is chosen from
+  its grid on the validation images and saved with the backbone; `launch.query --verify`, given no config, then
+  looks through the same backbone (its grid, removed after the evaluation, is made again)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+
+  from jembed.evaluation import verify_method  # pylint: disable=g-import-not-at-top
+
+  _settings()
+  workdir = tmp_path / "run"
+  shutil.copytree(tiny_run[0], workdir, symlinks=True)
+  flags = ("--config=configs/tiny.py", f"--workdir={workdir}", "--config.verify.backbone=efficientnet_lite0")
+  result = run_launcher("evaluate", *flags, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  saved = json.loads((workdir / "verify" / "verify_weights.json").read_text())
+  assert saved["key"]["backbone"] == "efficientnet_lite0" and saved["w_deep"] in verify_method.W_DEEP_GRID
+  grid = (
+      workdir
+      / "verify"
+      / paths.VERIFY_DEEP_GRID.format(backbone="efficientnet_lite0", size=128, azimuths=24, elevations=3)
+  )
+  os.remove(grid)  # (other tests may have left grids of other settings in the run)
+  photo = tmp_path / "photo.png"
+  image = np.load(workdir / "eval" / "sets" / "synthetic.npz")["synthetic_clutter"][0]
+  Image.fromarray(image).save(photo)
+  result = run_launcher("query", f"--workdir={workdir}", f"--image={photo}", "--verify", timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "refined pose (verified)" in result.stdout and os.path.exists(grid)
