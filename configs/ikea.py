@@ -60,7 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Verification also compares the gray photo with each render through the ImageNet backbone that the `pretrained`
   # extra installs (jembed/api/verify_deep.py); its weight is chosen with the others on the run's synthetic
   # validation images. On the run of 2026-12-06 it lifted joint + verification's top-1 on all 937 photos from 0.073
-  # to 0.107 (held-out half 0.079 -> 0.111; docs/evaluation.md).
+  # to 0.110 (held-out half 0.079 -> 0.111; docs/evaluation.md).
   config.verify.backbone = "efficientnet_lite0"
   config.model.viewpoint_head = False  # the photos have no poses to score it on, and it is 7 % of the step
   config.eval.photo_set = "ikea"

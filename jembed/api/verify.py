@@ -79,7 +79,7 @@ class Settings:
   refine: int = 5
   backbone: str = ""
   backbone_weights: str = "installed"
-  deep_size: int = 128
+  deep_size: int = 192
   w_deep: float = -1.0
 
   @classmethod
@@ -97,7 +97,7 @@ class Settings:
         int(v.get("refine", 5)),
         str(v.get("backbone", "") or ""),
         str(v.get("backbone_weights", "installed")),
-        int(v.get("deep_size", 128)),
+        int(v.get("deep_size", 192)),
         float(v.get("w_deep", -1.0)),
     )
 

