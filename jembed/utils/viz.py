@@ -1,6 +1,7 @@
 """Pictures people look at instead of reading numbers: contact sheets of views, galleries, embedding maps."""
 
 import functools
+import re
 from typing import Sequence
 
 import numpy as np
@@ -61,6 +62,28 @@ def image_grid(
   return sheet
 
 
+def wrap(text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
+  """`text` as lines no wider than `width` pixels in `font`: broken after spaces, '/' and '_' where it can be (shape
+  ids like 'bookcase/035_EXPEDIT_expedit_bookcase_4x4' have no spaces), else between any two characters."""
+  lines, line = [], ""
+  for piece in re.findall(r"[^ /_]*[ /_]?", text):
+    if not piece:
+      continue
+    if line and font.getlength(line + piece.rstrip()) > width:
+      lines.append(line.rstrip())
+      line = ""
+    while font.getlength(piece.rstrip()) > width:  # a piece wider than the tile on its own: cut it
+      cut = 1
+      while cut < len(piece) and font.getlength(piece[: cut + 1]) <= width:
+        cut += 1
+      lines.append(piece[:cut])
+      piece = piece[cut:]
+    line += piece
+  if line.rstrip() or not lines:
+    lines.append(line.rstrip())
+  return lines
+
+
 def captioned_row(
     images: Sequence[np.ndarray],
     captions: Sequence[Sequence[str]],
@@ -68,7 +91,8 @@ def captioned_row(
     frames: Sequence[str | None] | None = None,
     pad: int = 6,
 ) -> Image.Image:
-  """Images side by side, each fitted into thumb x thumb on white, with lines of caption text under it.
+  """Images side by side, each fitted into thumb x thumb on white, with lines of caption text under it (a line wider
+  than the tile is wrapped, not cut: a shape id stays whole).
 
   Args:
     images: uint8[H, W, 3] (any sizes).
@@ -81,6 +105,7 @@ def captioned_row(
     An RGB PIL image.
   """
   font = _font(12)
+  captions = [[part for text in lines for part in wrap(text, font, thumb)] for lines in captions]
   lines = max((len(c) for c in captions), default=0)
   sheet = Image.new("RGB", (pad + len(images) * (thumb + pad), pad + thumb + 4 + 15 * lines + pad), "white")
   draw = ImageDraw.Draw(sheet)
@@ -92,7 +117,7 @@ def captioned_row(
     if frames and frames[i]:
       draw.rectangle([x - 2, pad - 2, x + thumb + 1, pad + thumb + 1], outline=frames[i], width=3)
     for j, text in enumerate(captions[i]):
-      draw.text((x, pad + thumb + 4 + 15 * j), text[: thumb // 7], fill="black", font=font)
+      draw.text((x, pad + thumb + 4 + 15 * j), text, fill="black", font=font)
   return sheet
 
 
