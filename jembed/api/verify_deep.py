@@ -20,17 +20,14 @@ features change little between poses 7.5 degrees apart, and the fine step's rend
 import functools
 import os
 
-from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
 from jembed import backbones
 from jembed.api import verify
+from jembed.api import verify_grid
 from jembed.render import base
-from jembed.shapes import manifest
-from jembed.shapes import sources
 from jembed.utils import config_checks as checks
 from jembed.workdir import files
 from jembed.workdir import paths
@@ -98,6 +95,7 @@ def photo_features(images: np.ndarray, settings: verify.Settings) -> np.ndarray:
   return features(verify.photo_crops(images, settings.deep_size), settings)
 
 
+@functools.cache  # a query per photo: the package lookup once per process
 def _key(settings: verify.Settings) -> str:
   weights = os.path.abspath(backbones.weights_path(settings.backbone_weights, settings.backbone))
   grid = f"{settings.deep_size}:{settings.azimuths}x{settings.elevations}"
@@ -116,35 +114,24 @@ def grid_features(workdir: str, shape_ids, renderer: base.Renderer, settings: ve
   path = paths.verify_dir(workdir, name)
   key = _key(settings)
   memo = (os.path.abspath(path), key, hash(tuple(ids)))
-  if memo not in _GRIDS:  # a process that verifies photo after photo (the query, the web page) reads it once
-    _GRIDS.clear()
-    _GRIDS[memo] = _grid_features(path, key, ids, workdir, renderer, settings)
-  return _GRIDS[memo]
+  return verify_grid.memoized(_GRIDS, memo, lambda: _grid_features(path, key, ids, workdir, renderer, settings))
 
 
 _GRIDS: dict[tuple, jax.Array] = {}
 
 
 def _grid_features(path: str, key: str, ids: np.ndarray, workdir: str, renderer: base.Renderer, settings):
-  if os.path.exists(path):
-    try:
-      c = files.load_npz(path)
-      if np.array_equal(c["ids"], ids) and str(c["key"]) == key:
-        return jax.device_put(c["features"])
-    except (files.DamagedFile, KeyError) as e:
-      logging.warning("%s: computing verification's %s grid again", e, settings.backbone)
-  size = settings.deep_size
-  row = {s: i for i, s in enumerate(ids)}
-  out = None
-  refs, up_axis, front = manifest.listed_shapes(workdir, ids)
-  desc = f"verify grid ({settings.backbone})"
-  for shape in tqdm.tqdm(sources.iter_shapes(refs, up_axis, front), total=len(refs), desc=desc, unit="shape"):
+  c = verify_grid.read_matching(path, ids, key, f"verification's {settings.backbone} grid")
+  if c is not None:
+    return jax.device_put(c["features"])
+  size, out = settings.deep_size, None
+  for row, shape in verify_grid.each_shape(workdir, ids, f"verify grid ({settings.backbone})"):
     views = verify.grid_views(shape.category, settings.azimuths, settings.elevations)
     gray, _ = verify.render_crops(renderer, shape.vertices, shape.faces, views, size, render_size=size)
     f = features(gray, settings)
     if out is None:
       out = np.zeros((len(ids),) + f.shape, np.float32)
-    out[row[shape.id]] = f
+    out[row] = f
   if out is None:
     raise ValueError(f"{workdir}: none of the run's {len(ids)} shapes loads")
   os.makedirs(os.path.dirname(path), exist_ok=True)

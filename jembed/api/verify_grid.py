@@ -63,33 +63,55 @@ def grid_cache(workdir: str, shape_ids, renderer: base.Renderer, settings: verif
   name = paths.VERIFY_GRID.format(size=settings.size, azimuths=settings.azimuths, elevations=settings.elevations)
   path = paths.verify_dir(workdir, name)
   memo = (os.path.abspath(path), grid_key(settings), hash(tuple(ids)))
-  if memo not in _GRIDS:  # a process queried many times (the web page) reads the file once
-    _GRIDS.clear()
-    _GRIDS[memo] = _grid_cache(path, ids, workdir, renderer, settings)
-  return _GRIDS[memo]
+  return memoized(_GRIDS, memo, lambda: _grid_cache(path, ids, workdir, renderer, settings))
 
 
 _GRIDS: dict[tuple, Grid] = {}
 
 
+def memoized(store: dict, memo: tuple, make):
+  """`store[memo]`, made by `make()` the first time: a process verifying photo after photo (the query, the web page)
+  reads a run's grid once; `store` keeps one grid only (a new one replaces it)."""
+  if memo not in store:
+    store.clear()
+    store[memo] = make()
+  return store[memo]
+
+
+def read_matching(path: str, ids: np.ndarray, key: str, what: str):
+  """The npz at `path` when it holds these shape `ids` made with `key`, else None (absent, other shapes or settings,
+  or damaged: then a warning that `what` is made again)."""
+  if not os.path.exists(path):
+    return None
+  try:
+    c = files.load_npz(path)
+    if np.array_equal(c["ids"], ids) and str(c["key"]) == key:
+      return c
+  except (files.DamagedFile, KeyError) as e:
+    logging.warning("%s: making %s again", e, what)
+  return None
+
+
+def each_shape(workdir: str, ids: np.ndarray, desc: str):
+  """(row in `ids`, normalized mesh) of each of the run's shapes that still loads, with a progress bar."""
+  row = {s: i for i, s in enumerate(ids)}
+  refs, up_axis, front = manifest.listed_shapes(workdir, ids)
+  for shape in tqdm.tqdm(sources.iter_shapes(refs, up_axis, front), total=len(refs), desc=desc, unit="shape"):
+    yield row[shape.id], shape
+
+
 def _grid_cache(path: str, ids: np.ndarray, workdir: str, renderer: base.Renderer, settings: verify.Settings) -> Grid:
   h, p = settings.azimuths * settings.elevations, settings.size * settings.size
-  if os.path.exists(path):
-    try:
-      c = files.load_npz(path)
-      if np.array_equal(c["ids"], ids) and str(c["key"]) == grid_key(settings):
-        edges = np.unpackbits(c["edge_bits"], axis=-1, count=p).astype(np.float32)
-        edges /= np.maximum(edges.sum(-1, keepdims=True), 1.0)
-        return Grid(ids, c["angles"], c["hog"].astype(np.float32), edges)
-    except (files.DamagedFile, KeyError) as e:
-      logging.warning("%s: rendering verification's pose grid again", e)
+  c = read_matching(path, ids, grid_key(settings), "verification's pose grid")
+  if c is not None:
+    edges = np.unpackbits(c["edge_bits"], axis=-1, count=p).astype(np.float32)
+    edges /= np.maximum(edges.sum(-1, keepdims=True), 1.0)
+    return Grid(ids, c["angles"], c["hog"].astype(np.float32), edges)
   n_feat = (settings.size // 8) ** 2 * 36
   angles = np.zeros((len(ids), h, 3), np.float32)
   feats, edges = np.zeros((len(ids), h, n_feat), np.float32), np.zeros((len(ids), h, p), np.float32)
-  row = {s: i for i, s in enumerate(ids)}
-  refs, up_axis, front = manifest.listed_shapes(workdir, ids)
-  for shape in tqdm.tqdm(sources.iter_shapes(refs, up_axis, front), total=len(refs), desc="verify grid", unit="shape"):
-    angles[row[shape.id]], feats[row[shape.id]], edges[row[shape.id]] = render_grid_shape(renderer, shape, settings)
+  for row, shape in each_shape(workdir, ids, "verify grid"):
+    angles[row], feats[row], edges[row] = render_grid_shape(renderer, shape, settings)
   files.save_npz(
       path,
       ids=ids,
