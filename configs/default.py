@@ -325,6 +325,11 @@ def _add_verification(config: ml_collections.ConfigDict) -> None:
           # synthetic validation images of two runs of three and on their mean (docs/evaluation.md).
           deep_size=192,
           w_deep=-1.0,  # Its weight; -1: chosen with the others on the validation images.
+          # HoG-NN's weight α in the shortlist: the K candidates are the nearest by z(joint) + α · z(HoG-NN), which
+          # also stands for the joint distance in the fused score (jembed/api/verify.py, shortlist_scores). 0: the
+          # joint embedding's K nearest. On synthetic images the joint embedding alone is better; real photos may
+          # differ (configs/ikea.py sets it from the tuning half of the IKEA models).
+          shortlist_hog=0.0,
       )
   )
 

@@ -22,6 +22,7 @@ from jembed.api import fusion
 from jembed.api import pose_overlay
 from jembed.api import verify as verify_lib
 from jembed.api import verify_query
+from jembed.embedding import hog_nn
 from jembed.render import backend
 from jembed.render import thumbnails
 from jembed.shapes import manifest
@@ -174,9 +175,12 @@ def verified_matches(
   name ('auto', ...) or a `Renderer` of the calling thread (an EGL context belongs to its thread)."""
   settings = verify_query.run_settings(workdir, k=max(verify_lib.Settings().k, top_k))
   head = None if poses is None else np.asarray([(p.azimuth, p.elevation, p.tilt) for p in poses], np.float32)
-  images = _stretched(model, photos)[: len(photos)]
+  stretched = _stretched(model, photos)[: len(photos)]
   render = backend.get_renderer(renderer) if isinstance(renderer, str) else renderer
-  checked = verify_query.verify_photos(workdir, model, images, points, head, render, settings)
+  hog_images = None
+  if settings.shortlist_hog > 0:  # HoG-NN in the shortlist sees the photos at the evaluation's size
+    hog_images = np.stack([images.stretch_photo(p, hog_nn.PHOTO_SIZE) for p in photos])
+  checked = verify_query.verify_photos(workdir, model, stretched, points, head, render, settings, hog_images)
   matches = [_matches(v.scores[:top_k], v.rows[:top_k], model) for v in checked]
   refined = [
       Pose(

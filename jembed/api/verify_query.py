@@ -1,6 +1,7 @@
 """Verification of a user's photos (`launch.query --verify`, the web page's option): `verify.py`, coarse to fine.
 
-  coarse: the joint embedding's K nearest shapes at the run's pose grid (`verify_grid.grid_cache`, made once per run)
+  coarse: the joint embedding's K nearest shapes (or, with `config.verify.shortlist_hog`, those nearest by the joint
+          embedding fused with HoG-NN) at the run's pose grid (`verify_grid.grid_cache`, made once per run)
   fine:   the coarse ranking's first R candidates (`config.verify.refine`, 5) rendered at the 3 x 3 neighbourhood of
           their best coarse pose (`verify.refine_views`), R render calls of 9 views each, scored like the grid
   fused:  `verify.verify_candidates` over the coarse and fine hypotheses together, with the weights the evaluation
@@ -22,6 +23,7 @@ from jembed.api import embed
 from jembed.api import verify
 from jembed.api import verify_deep
 from jembed.api import verify_grid
+from jembed.embedding import hog_nn
 from jembed.render import base
 from jembed.shapes import manifest
 from jembed.shapes import sources
@@ -66,10 +68,11 @@ def run_weights(workdir: str, settings: verify.Settings) -> np.ndarray:
 
 def run_settings(workdir: str, **fields) -> verify.Settings:
   """The settings a query of `workdir` verifies with: the defaults and `fields`, plus the deep comparison the run's
-  evaluation chose its weights with (`config.verify.backbone`, its weights file and crop size, as saved in
-  `W/verify/verify_weights.json`), so that the weights read back fit the comparisons made."""
+  evaluation chose its weights with (`config.verify.backbone`, its weights file and crop size, and the shortlist's
+  `shortlist_hog`, as saved in `W/verify/verify_weights.json`), so that the weights read back fit the comparisons
+  made."""
   key = (saved_weights(workdir) or {}).get("key", {})
-  deep = {name: key[name] for name in ("backbone", "backbone_weights", "deep_size") if name in key}
+  deep = {name: key[name] for name in ("backbone", "backbone_weights", "deep_size", "shortlist_hog") if name in key}
   return dataclasses.replace(verify.Settings(), **{**deep, **fields})
 
 
@@ -168,6 +171,16 @@ def add_fine(
   return out
 
 
+_HOG_VIEWS: dict[tuple, np.ndarray] = {}  # the run's LFD-view HoG pyramids (a memory map), kept for the next photos
+
+
+def _hog_nn(workdir: str, model: embed.TrainedModel, images: np.ndarray) -> np.ndarray:
+  """float32[Q, N] the photos' HoG-NN distances to the run's shapes (`embedding.hog_nn`), for the shortlist."""
+  memo = (os.path.abspath(workdir), hash(tuple(map(str, model.shape_ids))))
+  views = verify_grid.memoized(_HOG_VIEWS, memo, lambda: hog_nn.hog_view_features(workdir, model.shape_ids))
+  return hog_nn.hog_nn_distances(hog_nn.at_photo_size(images), views, len(model.shape_ids))
+
+
 def verify_photos(
     workdir: str,
     model: embed.TrainedModel,
@@ -176,6 +189,7 @@ def verify_photos(
     head: np.ndarray | None,
     renderer: base.Renderer,
     settings: verify.Settings = verify.Settings(),
+    hog_images: np.ndarray | None = None,
 ) -> list[Verified]:
   """Verifies each photo's shortlist, coarse to fine (`settings.refine` candidates refined).
 
@@ -185,9 +199,14 @@ def verify_photos(
     head: float[Q, 3] the viewpoint head's poses, or None (no head: no prior).
     renderer: the run's renderer.
     settings: K, the grid, the fine step and the weights (`config.verify`).
+    hog_images: uint8[Q, s, s, 3] the photos for HoG-NN in the shortlist (`settings.shortlist_hog`), stretched to
+      `hog_nn.PHOTO_SIZE` as the evaluation's are; None: `images` (stretched again when needed).
   """
   grid = verify_grid.grid_cache(workdir, model.shape_ids, renderer, settings)
   joint = model.shape_index.distances(np.asarray(points, np.float32))
+  if settings.shortlist_hog > 0:
+    photos = images if hog_images is None else hog_images
+    joint = verify.shortlist_scores(joint, _hog_nn(workdir, model, photos), settings.shortlist_hog)
   k = min(settings.k, joint.shape[1])
   candidates = np.argsort(joint, axis=1, kind="stable")[:, :k].astype(np.int32)
   photo_hog, photo_dt = (np.asarray(x) for x in verify.photo_features(verify.photo_crops(images, settings.size)))

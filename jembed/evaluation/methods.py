@@ -22,6 +22,7 @@ import numpy as np
 from jembed.api import embed
 from jembed.api import index
 from jembed.api import retrieval
+from jembed.embedding import hog_nn as hog_nn_lib
 from jembed.evaluation import baselines
 
 Distances = tuple[np.ndarray, np.ndarray]
@@ -39,7 +40,7 @@ class Context:
 
   @functools.cached_property
   def hog_views(self) -> np.ndarray:
-    return baselines.hog_view_features(self.workdir, self.model.shape_ids)
+    return hog_nn_lib.hog_view_features(self.workdir, self.model.shape_ids)
 
   @functools.cached_property
   def pixel_views(self) -> np.ndarray:
@@ -52,11 +53,14 @@ class Context:
     key = (kind, images_key(images))
     if key not in self._nearest:
       features, views = (
-          (baselines.hog_features(images), self.hog_views)
+          (hog_nn_lib.hog_features(images), self.hog_views)
           if kind == "hog_nn"
           else (baselines.pixel_features(images), self.pixel_views)
       )
-      self._nearest[key] = (features, *baselines.nearest_view(features, views, len(views) // len(self.model.shape_ids)))
+      self._nearest[key] = (
+          features,
+          *hog_nn_lib.nearest_view(features, views, len(views) // len(self.model.shape_ids)),
+      )
     return self._nearest[key]
 
   def network_outputs(self, images: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:

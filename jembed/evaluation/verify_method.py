@@ -1,9 +1,10 @@
 """The evaluation's `joint+verify` row and its refined pose (`viewpoint:verify`): `jembed.api.verify` on every set.
 
-For each image the joint embedding's `config.verify.k` nearest shapes are verified against the run's pose-grid cache
+For each image the joint embedding's `config.verify.k` nearest shapes (or those of the joint embedding fused with
+HoG-NN: `config.verify.shortlist_hog`, `verify.shortlist_scores`) are verified against the run's pose-grid cache
 (`verify_grid.grid_cache`), the coarse ranking's first `config.verify.refine` are rendered again around their best grid
 pose (`verify_query.add_fine`, as `launch.query --verify` does), and all are re-ranked by the fused score; the shapes
-past the K keep the joint embedding's order behind them. Image x image distances are the joint embedding's
+past the K keep the shortlist's order behind them. Image x image distances are the joint embedding's
 (verification ranks shapes, not images).
 
 The weights (w_hog, w_chamfer, w_prior) are `config.verify`'s when all are set; otherwise they are chosen once per
@@ -27,6 +28,7 @@ from jembed.api import verify
 from jembed.api import verify_deep
 from jembed.api import verify_grid
 from jembed.api import verify_query
+from jembed.embedding import hog_nn
 from jembed.evaluation import image_sets
 from jembed.evaluation import methods
 from jembed.evaluation import viewpoint
@@ -55,7 +57,8 @@ def _grid(context: methods.Context):
 
 
 def hypotheses(images: np.ndarray, context: methods.Context) -> dict:
-  """What the weights do not change, once per set of images: {'candidates': int[Q, K], 'joint': float32[Q, N],
+  """What the weights do not change, once per set of images: {'candidates': int[Q, K], 'joint': float32[Q, N] (the
+  shortlist's scores: `verify.shortlist_scores`),
   'hog', 'chamfer', 'prior', 'deep': float32[Q, K, H] (deep: zeros when `config.verify.backbone` is off),
   'angles': float32[Q, K, H, 3]}."""
   key = ("verify", methods.images_key(images))
@@ -64,6 +67,9 @@ def hypotheses(images: np.ndarray, context: methods.Context) -> dict:
     grid, view_hog, view_edges = _grid(context)
     points, angles = context.network_outputs(images)
     joint = context.model.shape_index.distances(points)
+    if settings.shortlist_hog > 0:  # the shortlist, and the joint term, from the joint embedding and HoG-NN
+      hog_d = context.nearest_view("hog_nn", hog_nn.at_photo_size(images))[1]
+      joint = verify.shortlist_scores(joint, hog_d, settings.shortlist_hog)
     candidates = np.argsort(joint, axis=1, kind="stable")[:, : min(settings.k, joint.shape[1])].astype(np.int32)
     photo_hog, photo_dt = verify.photo_features(verify.photo_crops(images, settings.size))
     hog_d, chamfer = verify.hypothesis_distances(photo_hog, photo_dt, view_hog, view_edges, candidates)
@@ -102,6 +108,8 @@ def rerank(h: dict, weights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _weights_key(context: methods.Context) -> dict:
   settings = verify.Settings.from_config(context.config)
   key = dict(step=int(context.model.step), k=settings.k, grid=verify_grid.grid_key(settings))
+  if settings.shortlist_hog > 0:  # other candidates, and another joint term: chosen again
+    key.update(shortlist_hog=settings.shortlist_hog)
   if settings.backbone:  # the others are chosen beside the deep comparison
     key.update(
         backbone=settings.backbone,

@@ -120,7 +120,7 @@ def nearest_lfd_views(nearest: np.ndarray, shape_categories: np.ndarray, n_views
 
   Args:
     nearest: int[Q] index of the nearest view among all N x `n_views` views (each shape's views adjacent, in
-      `lfd.lfd_views` order, as `baselines.hog_view_features` stacks them).
+      `lfd.lfd_views` order, as `hog_nn.hog_view_features` stacks them).
     shape_categories: str[N] each shape's category (its LFD views depend on it).
   """
   nearest = np.asarray(nearest)

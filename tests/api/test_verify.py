@@ -149,3 +149,25 @@ def test_a_render_is_recognised_among_decoys_at_its_pose(renderer):
   )
   assert np.argmin(fused[0]) == truth
   assert verify.pose_angle(angles[truth, best[0, truth]], angles[truth, pose]) < 20
+
+
+def test_shortlist_scores_are_scipy_zscores_and_bring_in_the_hog_match():
+  """The shortlist's scores are z(joint) + α · z(HoG-NN) over each photo's shapes (scipy's zscore as the oracle),
+  the joint distances themselves at α = 0; a shape far down the joint ranking but HoG-NN's clear first enters the
+  top K once HoG-NN has weight."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(5)
+  joint, hog_nn = rng.random((2, 4, 30)).astype(np.float32)
+  np.testing.assert_array_equal(verify.shortlist_scores(joint, None, 0.0), joint)
+  np.testing.assert_allclose(
+      verify.shortlist_scores(joint, hog_nn, 0.5),
+      stats.zscore(joint, axis=1) + 0.5 * stats.zscore(hog_nn, axis=1),
+      rtol=1e-4,
+      atol=1e-4,
+  )
+  joint[0] = np.arange(30)  # shape 25 is 26th in the joint embedding ...
+  hog_nn[0, 25] = -5.0  # ... and far nearer than any other by HoG-NN
+  k = 10
+  assert 25 not in np.argsort(verify.shortlist_scores(joint, hog_nn, 0.0)[0])[:k]
+  assert 25 in np.argsort(verify.shortlist_scores(joint, hog_nn, 1.0)[0])[:k]

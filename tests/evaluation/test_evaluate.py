@@ -1,6 +1,7 @@
 """The evaluation on a finished tiny run: its test sets, its baselines (checked on the shapes' own views) and the
 protocols on hand-made distances."""
 
+import copy
 import itertools
 import json
 import shutil
@@ -14,6 +15,7 @@ from jembed.data import backgrounds
 from jembed.data import pipeline
 from jembed.data import synthesis
 from jembed.data import viewpoints
+from jembed.embedding import hog_nn
 from jembed.evaluation import baselines
 from jembed.evaluation import evaluate
 from jembed.evaluation import image_sets
@@ -158,12 +160,12 @@ def test_baselines_find_a_shape_from_its_own_view(run):
   """An independent check of both baselines: a shape's own LFD view is nearest to that shape."""
   config, workdir, embedding = run
   images, rows = _own_views(config, workdir, embedding, view=3)
-  hog_d, hog_view = baselines.nearest_view(
-      baselines.hog_features(images), baselines.hog_view_features(workdir, embedding.ids), 20
+  hog_d, hog_view = hog_nn.nearest_view(
+      hog_nn.hog_features(images), hog_nn.hog_view_features(workdir, embedding.ids), 20
   )
   assert np.mean(np.argmin(hog_d, axis=1) == rows) >= 0.9
   assert np.mean(hog_view == rows * 20 + 3) >= 0.9  # and the winning view is the one rendered
-  pix_d, _ = baselines.nearest_view(
+  pix_d, _ = hog_nn.nearest_view(
       baselines.pixel_features(images), baselines.pixel_view_features(config, workdir, embedding.ids), 20
   )
   assert np.mean(np.argmin(pix_d, axis=1) == rows) >= 0.9
@@ -274,3 +276,28 @@ def test_category_protocols_on_hand_made_distances():
   assert scores["n_queries"] == 3 and scores["n_shapes"] == 6
   table = report.category_table({"photos": {"joint": scores}})
   assert "| photos | joint embedding | 0.333 | 0.667 | chair 2, sofa 1 | 3 |" in table
+
+
+def test_query_verifies_the_shortlist_the_evaluation_verifies(run):
+  """With HoG-NN in the shortlist (`config.verify.shortlist_hog`), `launch.query`'s verification
+  (`verify_query.verify_photos`, which computes HoG-NN itself) cuts the same K candidates from the same images as the
+  evaluation's row does, and they are not the joint embedding's K nearest alone."""
+  from jembed.api import embed  # pylint: disable=g-import-not-at-top
+  from jembed.api import verify  # pylint: disable=g-import-not-at-top
+  from jembed.api import verify_query  # pylint: disable=g-import-not-at-top
+  from jembed.evaluation import verify_method  # pylint: disable=g-import-not-at-top
+
+  config, workdir, embedding = run
+  config = copy.deepcopy(config)
+  config.verify.update(shortlist_hog=2.0, k=5, refine=0)
+  model = embed.load(workdir)
+  context = methods.Context(config, workdir, model)
+  images = image_sets.synthetic_sets(config, workdir, embedding.ids, np.asarray(embedding.categories))[1].images[:12]
+  h = verify_method.hypotheses(images, context)
+  points, _ = context.network_outputs(images)
+  settings = verify.Settings.from_config(config)
+  checked = verify_query.verify_photos(workdir, model, images, points, None, backend.get_renderer("auto"), settings)
+  for q, v in enumerate(checked):
+    assert set(v.rows.tolist()) == set(h["candidates"][q].tolist())
+  joint_only = np.argsort(model.shape_index.distances(points), axis=1, kind="stable")[:, :5]
+  assert any(set(a) != set(b) for a, b in zip(joint_only.tolist(), h["candidates"].tolist()))
