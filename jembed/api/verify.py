@@ -320,9 +320,9 @@ def shortlist_scores(joint: np.ndarray, hog_nn: np.ndarray | None, alpha: float)
   """The scores a photo's shortlist is cut from: float32[Q, N] z(joint) + α · z(HoG-NN), z over each photo's N shapes.
 
   On real photos the two rankings err differently: the joint embedding finds the category and HoG-NN the outline of
-  the photographed model (IKEA, tuning half: the right shape in the joint embedding's top 10 for 0.197 of the photos,
-  in HoG-NN's for 0.227, in the fused ranking's for up to 0.25; docs/evaluation.md). With α = 0 this is `joint`
-  itself, unchanged (HoG-NN is then not computed at all).
+  the photographed model (IKEA, tuning half: the right shape among the joint embedding's 20 nearest for 0.274 of the
+  photos, among the fused ranking's for 0.330 at α = 2; docs/evaluation.md). With α = 0 this is `joint` itself,
+  unchanged (HoG-NN is then not computed at all).
 
   Args:
     joint: float32[Q, N] joint-space distances; hog_nn: float32[Q, N] HoG-NN distances (`embedding.hog_nn`), or

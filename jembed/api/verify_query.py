@@ -171,13 +171,15 @@ def add_fine(
   return out
 
 
-_HOG_VIEWS: dict[tuple, np.ndarray] = {}  # the run's LFD-view HoG pyramids (a memory map), kept for the next photos
+_HOG_VIEWS: dict[tuple, tuple] = {}  # the run's LFD-view HoG pyramids on the device, kept for the next photos
 
 
 def _hog_nn(workdir: str, model: embed.TrainedModel, images: np.ndarray) -> np.ndarray:
   """float32[Q, N] the photos' HoG-NN distances to the run's shapes (`embedding.hog_nn`), for the shortlist."""
   memo = (os.path.abspath(workdir), hash(tuple(map(str, model.shape_ids))))
-  views = verify_grid.memoized(_HOG_VIEWS, memo, lambda: hog_nn.hog_view_features(workdir, model.shape_ids))
+  views = verify_grid.memoized(
+      _HOG_VIEWS, memo, lambda: hog_nn.resident_views(hog_nn.hog_view_features(workdir, model.shape_ids))
+  )
   return hog_nn.hog_nn_distances(hog_nn.at_photo_size(images), views, len(model.shape_ids))
 
 

@@ -3,6 +3,7 @@ r"""What verification by rendering costs per photo: `launch.query --verify`'s pa
   python tests/benchmarks/verify.py --workdir=/tmp/jembed            # a trained run (the demo's)
   python tests/benchmarks/verify.py --workdir=/tmp/jembed --photos=16 --k=20 --refine=20   # every candidate refined
   python tests/benchmarks/verify.py --workdir=/runs/ikea --backbone=efficientnet_lite0     # with the deep comparison
+  python tests/benchmarks/verify.py --workdir=/runs/ikea --backbone=efficientnet_lite0 --shortlist_hog=2  # as ikea.py
 
 Photos: the run's cluttered synthetic test images (`W/eval/sets/synthetic.npz`, so `launch.evaluate` must have run),
 taken one at a time as a user's query is. Plain: the network's forward pass (point and pose) and the exact top-k
@@ -11,7 +12,9 @@ search (`query.embed_photos_with_poses` or `embed_photos`, `rank_shapes`). Verif
 run's pose-grid cache (rendered once per run; its cost is printed apart, read from the cache here when present), and
 the fine step, R render calls of 9 views each (the coarse ranking's first R = `config.verify.refine` candidates,
 `verify.refine_views`) with their features; with `--backbone`, also the deep comparison (`verify_deep`: the photo
-through the backbone, its grid of the run's shapes cached like the pose grid, its cost printed apart). Medians over
+through the backbone, its grid of the run's shapes cached like the pose grid, its cost printed apart); with
+`--shortlist_hog`, the shortlist from the joint embedding fused with HoG-NN (the photo's HoG pyramid against the
+run's N x 20 LFD-view pyramids, `embedding.hog_nn`). Medians over
 the photos after one warm-up photo (compiles).
 
 The last stdout line is one JSON object; "ratio" = verified / plain seconds per photo (the price of verification;
@@ -36,7 +39,9 @@ from jembed.api import verify  # pylint: disable=g-import-not-at-top,wrong-impor
 from jembed.api import verify_deep  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.api import verify_grid  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.api import verify_query  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jembed.embedding import hog_nn  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.render import backend  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jembed.utils import images as images_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.workdir import files  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.workdir import paths  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -48,12 +53,13 @@ def main() -> None:
   parser.add_argument("--k", type=int, default=default.get_config().verify.k)
   parser.add_argument("--refine", type=int, default=default.get_config().verify.refine)
   parser.add_argument("--backbone", default="", help="config.verify.backbone, e.g. efficientnet_lite0 ('' = off)")
+  parser.add_argument("--shortlist_hog", type=float, default=0.0, help="config.verify.shortlist_hog (0 = off)")
   args = parser.parse_args()
 
   model = embed.load(args.workdir)
   images = files.load_npz(paths.eval_sets(args.workdir, paths.SYNTHETIC_SETS))["synthetic_clutter"]
   photos = [Image.fromarray(im) for im in images[: args.photos + 1]]
-  settings = verify.Settings(k=args.k, refine=args.refine, backbone=args.backbone)
+  settings = verify.Settings(k=args.k, refine=args.refine, backbone=args.backbone, shortlist_hog=args.shortlist_hog)
   renderer = backend.get_renderer("auto")
   start = time.perf_counter()
   verify_grid.grid_cache(args.workdir, model.shape_ids, renderer, settings)
@@ -76,7 +82,8 @@ def main() -> None:
     points, poses, _ = plain(photo)
     head = None if poses is None else np.asarray([[poses[0].azimuth, poses[0].elevation, poses[0].tilt]], np.float32)
     stretched = query._stretched(model, [photo])[:1]  # pylint: disable=protected-access
-    return verify_query.verify_photos(args.workdir, model, stretched, points, head, renderer, settings)
+    hog_images = images_lib.stretch_photo(photo, hog_nn.PHOTO_SIZE)[None] if args.shortlist_hog else None
+    return verify_query.verify_photos(args.workdir, model, stretched, points, head, renderer, settings, hog_images)
 
   times = {"plain": [], "verified": []}
   for i, photo in enumerate(photos):
@@ -106,6 +113,7 @@ def main() -> None:
               fine_renders_per_photo=min(args.refine, args.k) * 9,
               grid_cache_seconds=round(grid_s, 2),
               backbone=args.backbone,
+              shortlist_hog=args.shortlist_hog,
               deep_grid_cache_seconds=round(deep_grid_s, 2),
               photos=len(times["plain"]),
           )

@@ -23,3 +23,18 @@ def test_photos_are_stretched_to_the_evaluations_size():
   assert at.shape == (2, hog_nn.PHOTO_SIZE, hog_nn.PHOTO_SIZE, 3)
   np.testing.assert_array_equal(at[1], resample.stretch(small[1], hog_nn.PHOTO_SIZE))
   assert hog_nn.at_photo_size(at) is at
+
+
+def test_resident_distances_are_scipys_nearest_view():
+  """The query path's resident product gives each shape's nearest-view distance as scipy's cdist does, and as the
+  evaluation's streamed `nearest_view`."""
+  from scipy.spatial import distance  # pylint: disable=g-import-not-at-top
+
+  rng = np.random.default_rng(2)
+  photos = rng.integers(0, 256, (3, hog_nn.PHOTO_SIZE, hog_nn.PHOTO_SIZE, 3), dtype=np.uint8)
+  views = np.abs(rng.normal(0.1, 0.05, (7 * 20, 10188))).astype(np.float32)  # 7 shapes x 20 views
+  got = hog_nn.hog_nn_distances(photos, hog_nn.resident_views(views), 7)
+  oracle = distance.cdist(hog_nn.hog_features(photos).astype(np.float64), views).reshape(3, 7, 20).min(axis=2)
+  np.testing.assert_allclose(got, oracle, rtol=1e-4)
+  streamed, _ = hog_nn.nearest_view(hog_nn.hog_features(photos), views, 20)
+  np.testing.assert_allclose(got, streamed, rtol=1e-4)
