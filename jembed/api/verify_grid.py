@@ -8,6 +8,7 @@ import dataclasses
 import os
 
 from absl import logging
+import jax
 import numpy as np
 import tqdm
 
@@ -76,6 +77,15 @@ def memoized(store: dict, memo: tuple, make):
     store.clear()
     store[memo] = make()
   return store[memo]
+
+
+_ON_DEVICE: dict[tuple, tuple] = {}
+
+
+def on_device(grid: Grid) -> tuple[jax.Array, jax.Array]:
+  """(grid.hog, grid.edges) on the device, copied once per grid (the query's photos and the evaluation's sets all
+  score against them). The store holds the grid too, so its id cannot be reused by another grid while it is there."""
+  return memoized(_ON_DEVICE, (id(grid),), lambda: (grid, jax.device_put(grid.hog), jax.device_put(grid.edges)))[1:]
 
 
 def read_matching(path: str, ids: np.ndarray, key: str, what: str):

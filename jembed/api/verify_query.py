@@ -16,7 +16,6 @@ import json
 import os
 
 from absl import logging
-import jax
 import numpy as np
 
 from jembed.api import embed
@@ -87,7 +86,6 @@ def saved_weights(workdir: str) -> dict | None:
 
 _MESHES: dict[tuple[str, str], object] = {}  # (workdir, shape id) -> normalized mesh, kept for the next photos
 _MAX_MESHES = 512
-_RESIDENT: dict[int, tuple] = {}  # id(grid) -> its features on the device (the grid is `verify_grid.grid_cache`'s memo)
 
 
 def _meshes(workdir: str, ids: list[str]) -> dict:
@@ -101,11 +99,7 @@ def _meshes(workdir: str, ids: list[str]) -> dict:
   return {i: _MESHES[(workdir, i)] for i in ids if (workdir, i) in _MESHES}
 
 
-def _resident(grid: verify_grid.Grid) -> tuple:
-  if id(grid) not in _RESIDENT:
-    _RESIDENT.clear()
-    _RESIDENT[id(grid)] = (jax.device_put(grid.hog), jax.device_put(grid.edges))
-  return _RESIDENT[id(grid)]
+_PER_HYPOTHESIS = ("angles", "hog", "chamfer", "prior", "deep")  # the entries of `h` with one value per hypothesis
 
 
 def _fine(renderer: base.Renderer, shape, coarse_pose: np.ndarray, settings: verify.Settings):
@@ -148,11 +142,8 @@ def add_fine(
   q_n, k_n = h["candidates"].shape
   rows, cols = np.arange(q_n)[:, None], np.arange(k_n)[None, :]
   b = best[rows, cols]
-  fine = np.repeat(h["angles"][rows, cols, b][:, :, None], 9, axis=2)
-  fine_hog = np.repeat(h["hog"][rows, cols, b][:, :, None], 9, axis=2)
-  fine_chamfer = np.repeat(h["chamfer"][rows, cols, b][:, :, None], 9, axis=2)
-  fine_prior = np.repeat(h["prior"][rows, cols, b][:, :, None], 9, axis=2)
-  fine_deep = np.repeat(h["deep"][rows, cols, b][:, :, None], 9, axis=2)
+  # Every candidate's 9 fine hypotheses start as copies of its best coarse one (the refined ones are overwritten).
+  extra = {key: np.repeat(h[key][rows, cols, b][:, :, None], 9, axis=2) for key in _PER_HYPOTHESIS}
   chosen = np.argsort(fused, axis=1, kind="stable")[:, : min(refine, k_n)]
   meshes = _meshes(
       workdir, sorted({str(model.shape_ids[c]) for c in np.take_along_axis(h["candidates"], chosen, 1).ravel()})
@@ -161,14 +152,10 @@ def add_fine(
     shape = meshes.get(str(model.shape_ids[h["candidates"][q, j]]))
     if shape is None:  # no longer loads: its fine hypotheses repeat the coarse best one
       continue
-    fine[q, j], feats, edges = _fine(renderer, shape, h["angles"][q, j, best[q, j]], settings)
-    fine_hog[q, j] = np.linalg.norm(feats - photo_hog[q], axis=1)
-    fine_chamfer[q, j] = edges @ photo_dt[q]
-  out = dict(h)
-  extras = (("angles", fine), ("hog", fine_hog), ("chamfer", fine_chamfer), ("prior", fine_prior), ("deep", fine_deep))
-  for key, extra in extras:
-    out[key] = np.concatenate([h[key], extra.astype(h[key].dtype)], axis=2)
-  return out
+    extra["angles"][q, j], feats, edges = _fine(renderer, shape, h["angles"][q, j, best[q, j]], settings)
+    extra["hog"][q, j] = np.linalg.norm(feats - photo_hog[q], axis=1)
+    extra["chamfer"][q, j] = edges @ photo_dt[q]
+  return dict(h, **{key: np.concatenate([h[key], extra[key].astype(h[key].dtype)], axis=2) for key in extra})
 
 
 _HOG_VIEWS: dict[tuple, tuple] = {}  # the run's LFD-view HoG pyramids on the device, kept for the next photos
@@ -213,7 +200,7 @@ def verify_photos(
   candidates = np.argsort(joint, axis=1, kind="stable")[:, :k].astype(np.int32)
   photo_hog, photo_dt = (np.asarray(x) for x in verify.photo_features(verify.photo_crops(images, settings.size)))
   hog_d, chamfer = (
-      np.asarray(x) for x in verify.hypothesis_distances(photo_hog, photo_dt, *_resident(grid), candidates)
+      np.asarray(x) for x in verify.hypothesis_distances(photo_hog, photo_dt, *verify_grid.on_device(grid), candidates)
   )
   angles = grid.angles[candidates]  # [Q, K, H, 3]
   h = dict(

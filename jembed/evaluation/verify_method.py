@@ -20,7 +20,6 @@ import itertools
 import os
 
 from absl import logging
-import jax
 import numpy as np
 
 from jembed.api import retrieval
@@ -52,7 +51,7 @@ def _grid(context: methods.Context):
   if "verify_grid" not in context.cache:
     settings = verify.Settings.from_config(context.config)
     grid = verify_grid.grid_cache(context.workdir, context.model.shape_ids, _renderer(context), settings)
-    context.cache["verify_grid"] = (grid, jax.device_put(grid.hog), jax.device_put(grid.edges))
+    context.cache["verify_grid"] = (grid, *verify_grid.on_device(grid))
   return context.cache["verify_grid"]
 
 
