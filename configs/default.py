@@ -62,7 +62,9 @@ def _add_shape_side(config: ml_collections.ConfigDict) -> None:
       dict(
           dim=128,  # The paper's embedding dimension (its committed results used 100).
           max_iter=500,  # MATLAB's mdscale used 128 iterations; our step converges in fewer or stops on tol.
-          tol=1e-4,  # Relative stress change (MATLAB TolFun).
+          tol=1e-4,  # MATLAB's TolFun: the stress itself, its gradient and its change, each against it.
+          tol_x=1e-4,  # MATLAB's TolX: the step against the configuration.
+          stop="mdscale",  # All of mdscale's tests (the paper's); 'change': only the relative stress change.
           method="auto",  # 'exact' (full N x N matrix) | 'landmark' (large N) | 'auto' (exact up to exact_max_n).
           exact_max_n=20000,
           landmarks=2000,  # Landmarks of the large-N variant (exact Sammon on these, the rest out of sample).

@@ -37,6 +37,37 @@ class _State(NamedTuple):
   yy: jax.Array  # float[m, m] y_a · y_b
   curve: jax.Array
   done: jax.Array
+  stop: jax.Array  # int32: why the loop ended (`STOP_REASONS`); 0 while it runs
+
+
+# Why `minimize` stopped, in the order its tests are made (MATLAB mdscale's order, then the safeguards).
+STOP_REASONS = (
+    "running",
+    "value below value_tol",
+    "gradient below grad_tol",
+    "change below tol",
+    "step below step_tol",
+    "max_iter",
+    "no descent step (halvings exhausted)",
+)
+
+
+class Minimized(NamedTuple):
+  """What `minimize` returns.
+
+  Attributes:
+    x: the last accepted point.
+    value: the value there.
+    curve: float32[max_iter + 1]: [0] at x0, [t] after iteration t, NaN past the end.
+    it: int32 iterations run.
+    stop: int32 index into `STOP_REASONS`.
+  """
+
+  x: jax.Array
+  value: jax.Array
+  curve: jax.Array
+  it: jax.Array
+  stop: jax.Array
 
 
 def _lbfgs_direction(g, s_hist, y_hist, sy, yy, k, precond):
@@ -88,6 +119,7 @@ def _start(x0: jax.Array, history: int, max_iter: int) -> _State:
       square,
       jnp.full(max_iter + 1, jnp.nan, jnp.float32),
       jnp.bool_(False),
+      jnp.int32(0),
   )
 
 
@@ -106,7 +138,30 @@ def _store_pair(st: _State, g_t: jax.Array, accepted: jax.Array):
   return s_hist, y_hist, sy_mat, yy_mat, st.k + store.astype(jnp.int32)
 
 
-def _trip(st: _State, e_t, g_t, precond, *, c1: float, tol: float, method: str, max_halvings: int, max_iter: int):
+def _stop_reason(st: _State, accept, e_t, g_t, it, stuck, tols) -> jax.Array:
+  """int32 index into `STOP_REASONS` (0: go on) after a trip whose trial point had value e_t and gradient g_t.
+
+  MATLAB mdscale's tests, in its order, on every accepted point (the start included, where there is no change or step
+  yet): value < value_tol; |g| < grad_tol · value; value change <= tol · value; |step| < step_tol · |x|. Then the
+  iteration cap and the line search's safeguard."""
+  value_tol, grad_tol, tol, step_tol, max_iter = tols
+  started = st.it >= 0
+  x_t = st.x + st.step * st.p
+  tests = (
+      accept & (e_t < value_tol),
+      accept & (jnp.sqrt(jnp.vdot(g_t, g_t)) < grad_tol * e_t),
+      accept & started & (st.e - e_t <= tol * e_t),
+      accept & started & (jnp.abs(st.step) * jnp.sqrt(jnp.vdot(st.p, st.p)) < step_tol * jnp.sqrt(jnp.vdot(x_t, x_t))),
+      it >= max_iter,
+      stuck,
+  )
+  stop = jnp.int32(0)
+  for code, hit in reversed(list(enumerate(tests, start=1))):  # the first test that holds names the reason
+    stop = jnp.where(hit, jnp.int32(code), stop)
+  return stop
+
+
+def _trip(st: _State, e_t, g_t, precond, *, c1: float, tols, method: str, max_halvings: int):
   """The state after one trip, given the value e_t and gradient g_t at its trial point x + step · p."""
   started = st.it >= 0
   accept = (e_t <= st.e + c1 * st.step * st.slope) | ~started
@@ -121,8 +176,8 @@ def _trip(st: _State, e_t, g_t, precond, *, c1: float, tol: float, method: str, 
   p = jnp.where(descent, p, -precond * g_t)
   slope = jnp.where(descent, slope, -jnp.vdot(g_t, precond * g_t))
   it = jnp.where(accept, st.it + 1, st.it)
-  converged = accept & started & (st.e - e_t <= tol * e_t)
   stuck = ~accept & (st.halvings + 1 >= max_halvings)
+  stop = _stop_reason(st, accept, e_t, g_t, it, stuck, tols)
   pick = lambda new, old: jnp.where(accept, new, old)  # pylint: disable=unnecessary-lambda-assignment
   at = jnp.maximum(it, 0)
   return _State(
@@ -140,7 +195,8 @@ def _trip(st: _State, e_t, g_t, precond, *, c1: float, tol: float, method: str, 
       sy_mat,
       yy_mat,
       st.curve.at[at].set(jnp.where(accept, e_t.astype(st.curve.dtype), st.curve[at])),
-      converged | stuck | (it >= max_iter),
+      stop > 0,
+      stop,
   )
 
 
@@ -154,7 +210,10 @@ def minimize(
     history: int = 10,
     method: str = "lbfgs",
     max_halvings: int = 30,
-):
+    value_tol: float = 0.0,
+    grad_tol: float = 0.0,
+    step_tol: float = 0.0,
+) -> Minimized:
   """Minimizes a smooth function inside one `lax.while_loop`; call it under jit.
 
   Each trip evaluates one trial point: the start, a full step (accepted when it satisfies Armijo's condition, c1 =
@@ -169,14 +228,18 @@ def minimize(
     history: L-BFGS memory.
     method: 'lbfgs' or 'majorize'.
     max_halvings: rejected halvings in a row that end the loop.
+    value_tol: stop at a point whose value is below it (0: never, for a value that cannot be negative).
+    grad_tol: stop at a point whose gradient norm is below grad_tol · value.
+    step_tol: stop after a step shorter than step_tol · |x| (Euclidean norms over all of x).
 
   Returns:
-    (x, value, curve float32[max_iter + 1]: [0] at x0, [t] after iteration t, NaN past the end; iterations run).
+    `Minimized` (x, value, curve, iterations run, the stop reason's index into `STOP_REASONS`).
   """
-  rules = dict(c1=1e-4 if method == "lbfgs" else 0.0, tol=tol, method=method, max_halvings=max_halvings)
+  rules = dict(c1=1e-4 if method == "lbfgs" else 0.0, method=method, max_halvings=max_halvings)
+  tols = (value_tol, grad_tol, tol, step_tol, max_iter)
 
   def body(st: _State) -> _State:
-    return _trip(st, *value_and_grad(st.x + st.step * st.p), precond, **rules, max_iter=max_iter)
+    return _trip(st, *value_and_grad(st.x + st.step * st.p), precond, **rules, tols=tols)
 
   st = lax.while_loop(lambda st: ~st.done, body, _start(x0, history, max_iter))
-  return st.x, st.e, st.curve, st.it
+  return Minimized(st.x, st.e, st.curve, st.it, st.stop)

@@ -285,7 +285,7 @@ def embed_out_of_sample(
   total = float(totals.sum() + prep.total)
   weight_sums = weight_sums + prep.weight_sums[:n]
   precond = np.where(weight_sums > 0, 0.5 * total / np.maximum(weight_sums, 1e-30), 0.0)
-  x, _, _, n_iter = _solve(
+  x, _, _, n_iter, _ = _solve(
       a_dev,
       prep.d,
       put(p),
@@ -328,6 +328,8 @@ def sammon_landmark(
     chunk: int = 8192,
     max_iter: int = 500,
     tol: float = 1e-4,
+    tol_x: float = 1e-4,
+    stop: str = "mdscale",
     oos_max_iter: int = 100,
     sharded: bool = True,
     progress: bool | None = None,
@@ -344,7 +346,7 @@ def sammon_landmark(
     dim: embedding dimension.
     seed: seed of the landmark draw (uniform without replacement).
     chunk: new shapes per out-of-sample solve.
-    max_iter, tol: of the landmark `sammon`.
+    max_iter, tol, tol_x, stop: of the landmark `sammon`.
     oos_max_iter: iteration cap of each out-of-sample solve (its tol is `tol` too).
     sharded: split the work over all devices.
     progress: tqdm bars of the distance stages (see `distances.pairwise_distances`).
@@ -360,6 +362,8 @@ def sammon_landmark(
       dim,
       max_iter=max_iter,
       tol=tol,
+      tol_x=tol_x,
+      stop=stop,
       sharded=sharded,
       seed=seed,
   )

@@ -6,7 +6,7 @@ Writes into the workdir (each step reuses what a previous run finished):
                                            their SHA-256 (a damaged matrix is computed again)
   shape_embedding.npz                      ids, categories, points float32[N, D], stress, stress_curve
   shape_embedding.png                      a 2-D map of the space (2-D Sammon), category colours and thumbnails
-  shape_embedding.json                     N, dims, stress, iterations, seconds per stage
+  shape_embedding.json                     N, dims, stress, iterations and why they stopped, seconds per stage
 
 Up to `config.mds.exact_max_n` shapes the Sammon solve is exact on the full matrix; beyond (or with
 `config.mds.method='landmark'`) it is the landmark variant, which never forms the N x N matrix.
@@ -175,15 +175,26 @@ def embed_shapes(
         dim=dim,
         max_iter=config.mds.max_iter,
         tol=config.mds.tol,
+        tol_x=config.mds.tol_x,
+        stop=config.mds.stop,
         progress=True,
     )
     points, n_iter, curve = lm.points, lm.landmark_result.n_iter, lm.landmark_result.stress_curve
+    stopped = lm.landmark_result.stopped
     stress = out_of_sample.subset_stress(desc.features, points)  # Estimated on a random subset of pairs.
   else:
     for group in duplicate_groups(d, desc.ids):
       logging.warning("identical LFD descriptors (zero distance; placed on one point): %s", ", ".join(group))
-    result = sammon.sammon(d, dim=dim, max_iter=config.mds.max_iter, tol=config.mds.tol)
-    points, n_iter, curve, stress = result.points, result.n_iter, result.stress_curve, result.stress
+    result = sammon.sammon(
+        d, dim=dim, max_iter=config.mds.max_iter, tol=config.mds.tol, tol_x=config.mds.tol_x, stop=config.mds.stop
+    )
+    points, n_iter, curve, stress, stopped = (
+        result.points,
+        result.n_iter,
+        result.stress_curve,
+        result.stress,
+        result.stopped,
+    )
   seconds["sammon"] = time.time() - t
   embedding = records.ShapeEmbedding(
       ids=np.array(desc.ids),
@@ -198,16 +209,17 @@ def embed_shapes(
   shape_map.write_map(config, desc.features, embedding, paths.shape_map(workdir))
   seconds["map"] = time.time() - t
   logging.info(
-      "shape embedding: N=%d, dim=%d, stress=%.4g after %d iterations%s; seconds %s; %d skipped",
+      "shape embedding: N=%d, dim=%d, stress=%.4g after %d iterations (%s)%s; seconds %s; %d skipped",
       n,
       dim,
       embedding.stress,
       int(n_iter),
+      stopped,
       " (landmark)" if landmark else "",
       {k: round(v, 1) for k, v in seconds.items()},
       len(desc.skipped),
   )
-  _write_summary(workdir, embedding, int(n_iter), seconds, desc.skipped)
+  _write_summary(workdir, embedding, int(n_iter), stopped, seconds, desc.skipped)
   distributed.barrier("shape embedding written")
   return embedding
 
@@ -271,12 +283,13 @@ def write_skipped(workdir: str, skipped: list[tuple[str, str]]) -> None:
   files.write_text(paths.skipped_shapes(workdir), "".join(f"{shape_id}\t{reason}\n" for shape_id, reason in skipped))
 
 
-def _write_summary(workdir, embedding, n_iter, seconds, skipped) -> None:
+def _write_summary(workdir, embedding, n_iter, stopped, seconds, skipped) -> None:
   summary = dict(
       n_shapes=len(embedding.ids),
       dim=int(embedding.points.shape[1]),
       stress=embedding.stress,
       iterations=n_iter,
+      stopped=stopped,
       seconds={k: round(v, 2) for k, v in seconds.items()},
       n_skipped=len(skipped),
       categories={c: int(n) for c, n in zip(*np.unique(embedding.categories, return_counts=True))},
@@ -291,6 +304,8 @@ CONFIG_RULES = {
     "mds.dim": checks.integer(1),
     "mds.max_iter": checks.integer(1),
     "mds.tol": checks.number(0.0, lo_open=True),
+    "mds.tol_x": checks.number(0.0),
+    "mds.stop": checks.choice(("mdscale", "change")),
     "mds.method": checks.choice(("auto", "exact", "landmark")),
     "mds.exact_max_n": checks.integer(3),
     "mds.landmarks": checks.integer(3),

@@ -36,7 +36,7 @@ def map_points(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   if n > _MAX_MAP_POINTS:
     subset = np.sort(np.random.default_rng(0).choice(n, _MAX_MAP_POINTS, replace=False))
   d_sub = distances.pairwise_distances(features[subset] if n > _MAX_MAP_POINTS else features)
-  return subset, np.asarray(sammon.sammon(d_sub, dim=2, max_iter=500, tol=1e-5).points, np.float32)
+  return subset, np.asarray(sammon.sammon(d_sub, dim=2, max_iter=500, tol=1e-5, stop="change").points, np.float32)
 
 
 def _thumbnails(config: ml_collections.ConfigDict, ids: list[str], size: int = 72) -> dict[str, np.ndarray]:

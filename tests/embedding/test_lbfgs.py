@@ -86,7 +86,7 @@ def test_iterates_follow_the_two_loop_recursion():
                 history=history,
             )
         )
-        x, _, _, it = fun(jnp.asarray(x0))
+        x, _, _, it, _ = fun(jnp.asarray(x0))
         assert int(it) == max_iter
         np.testing.assert_allclose(np.asarray(x), expected[max_iter], rtol=1e-9, atol=1e-9)
   finally:
@@ -100,7 +100,7 @@ def test_minimum_matches_scipy():
   value, numpy_fun = _rosenbrock_like(a)
   x0 = rng.uniform(-1.0, 1.0, n).astype(np.float32)
   ref = scipy.optimize.minimize(numpy_fun, x0.astype(np.float64), jac=True, method="L-BFGS-B", tol=1e-14)
-  x, e, curve, it = jax.jit(
+  x, e, curve, it, _ = jax.jit(
       lambda x: lbfgs.minimize(
           jax.value_and_grad(lambda z: value(z, jnp)), x, jnp.float32(0.05), max_iter=500, tol=1e-7, history=6
       )
@@ -109,3 +109,30 @@ def test_minimum_matches_scipy():
   assert np.all(np.diff(np.asarray(curve)[: int(it) + 1]) <= 0)  # Armijo: every accepted step lowers the value
   np.testing.assert_allclose(float(e), ref.fun, rtol=1e-4)
   np.testing.assert_allclose(np.asarray(x), ref.x, atol=2e-3)
+
+
+def test_gradient_test_stops_at_the_first_small_gradient():
+  """grad_tol (mdscale's relative gradient test): the loop ends at the first iterate with |g| < grad_tol · value, found
+  here by numpy on the iterates of solves capped one iteration apart (the same program, so the same path)."""
+  a = np.linspace(1.0, 30.0, 50).astype(np.float32)
+  x0 = np.ones(50, np.float32)
+
+  def value_and_grad(x):
+    return 0.5 * jnp.sum(a * x * x) + 1.0, a * x
+
+  def solve(max_iter, grad_tol):
+    return jax.jit(
+        lambda x: lbfgs.minimize(value_and_grad, x, jnp.float32(0.05), max_iter=max_iter, tol=0.0, grad_tol=grad_tol)
+    )(jnp.asarray(x0))
+
+  res = solve(200, 1e-3)
+  assert lbfgs.STOP_REASONS[int(res.stop)] == "gradient below grad_tol"
+  k = int(res.it)
+
+  def small(x):
+    x = np.asarray(x, np.float64)
+    return np.linalg.norm(a * x) < 1e-3 * (0.5 * np.sum(a * x * x) + 1.0)
+
+  at = solve(k, 0.0).x
+  np.testing.assert_array_equal(np.asarray(at), np.asarray(res.x))
+  assert small(at) and not small(solve(k - 1, 0.0).x)

@@ -38,7 +38,7 @@ def test_recovers_known_2d_configuration_from_a_random_start():
   truth = np.random.default_rng(0).uniform(-1, 1, (40, 2))
   dist = _dist(truth)
   init = truth + 0.3 * np.random.default_rng(1).standard_normal(truth.shape)  # far from the answer, same basin
-  result = sammon.sammon(dist, 2, init=init, tol=0.0)
+  result = sammon.sammon(dist, 2, init=init, tol=0.0, tol_x=0.0)
   _, _, disparity = procrustes(truth, result.points)
   assert disparity < 1e-8
   assert result.stress < 1e-8
@@ -70,7 +70,7 @@ def test_reaches_sklearn_smacof_stress_or_lower():
 def test_sharded_equals_unsharded():
   assert jax.device_count() == 4
   dist = _dist(_clusters(50, 6, 3))
-  kwargs = dict(dim=2, max_iter=20, tol=0.0)
+  kwargs = dict(dim=2, max_iter=20, tol=0.0, tol_x=0.0)
   sharded = sammon.sammon(dist, sharded=True, **kwargs)
   single = sammon.sammon(dist, sharded=False, **kwargs)
   assert sharded.n_iter == single.n_iter == 20
@@ -114,7 +114,7 @@ def test_one_device_by_default_on_cpu_and_symmetric_blocks_equal_the_sharded_row
   assert float(out["blocks"][0]) == pytest.approx(float(out["rows"][0]), rel=1e-6)
   np.testing.assert_allclose(out["blocks"][1], out["rows"][1], atol=1e-5 * np.abs(out["rows"][1]).max())
   # Whole solves: L-BFGS amplifies the kernels' different rounding in the points, not in the stress they reach.
-  kwargs = dict(dim=2, max_iter=10, tol=0.0)
+  kwargs = dict(dim=2, max_iter=10, tol=0.0, tol_x=0.0)
   one, rows = sammon.sammon(dist, **kwargs), sammon.sammon(dist, sharded=True, **kwargs)
   assert one.n_iter == rows.n_iter == 10
   assert one.stress == pytest.approx(rows.stress, rel=1e-4)
@@ -136,28 +136,64 @@ def test_exact_duplicates_give_no_nan_and_share_a_point():
 
 def test_stopping_rule():
   dist = _dist(_clusters(80, 8, 4))
-  early = sammon.sammon(dist, 2, tol=1e-2, max_iter=200)
+  early = sammon.sammon(dist, 2, tol=1e-2, max_iter=200, stop="change")
+  assert early.stopped == "relative change in criterion less than TolFun"
   curve = early.stress_curve
   assert curve.shape == (201,) and 0 < early.n_iter < 200
   assert np.all(np.isfinite(curve[: early.n_iter + 1])) and np.all(np.isnan(curve[early.n_iter + 1 :]))
   change = (curve[:-1] - curve[1:])[: early.n_iter] / curve[1 : early.n_iter + 1]
   assert change[-1] <= 1e-2 and np.all(change[:-1] > 1e-2)  # stopped at the first small relative change
   assert np.all(np.diff(curve[: early.n_iter + 1]) <= 0)
-  capped = sammon.sammon(dist, 2, tol=0.0, max_iter=5)
+  capped = sammon.sammon(dist, 2, tol=0.0, tol_x=0.0, max_iter=5)
   assert capped.n_iter == 5 and capped.stress_curve.shape == (6,) and np.all(np.isfinite(capped.stress_curve))
+  assert capped.stopped == "iteration limit (MaxIter)"
+
+
+def test_mdscale_stops_when_the_criterion_falls_below_tolfun():
+  """MATLAB's mdscale tests the stress itself against TolFun first: the solve stops at the first iteration below it,
+  which the 'change' rule runs past."""
+  dist = _dist(_clusters(200, 24, 5, spread=0.5))  # 24-D clusters in 8-D: a stress of ~1e-3 is within reach
+  full = sammon.sammon(dist, 8, tol=1e-4, tol_x=0.0, stop="change")
+  level = float(full.stress_curve[9] + full.stress_curve[10]) / 2  # passed on the way down, at iteration 10
+  mds = sammon.sammon(dist, 8, tol=level, tol_x=0.0)  # the same path (same program and data) up to its stop
+  assert mds.stopped == "criterion less than TolFun"
+  assert mds.n_iter == 10 < full.n_iter
+  np.testing.assert_array_equal(mds.stress_curve[:11], full.stress_curve[:11])
+  assert sammon.sammon_stress(dist, mds.points) == pytest.approx(mds.stress, rel=1e-4)
+
+
+def test_mdscale_stops_on_a_short_step():
+  """TolX: the first step shorter than TolX · ‖Y‖ ends the solve; the step lengths come from the iterates, which a
+  solve capped at that iteration reproduces (every run is the same program on the same data)."""
+  dist = _dist(_clusters(80, 8, 4))
+  tol_x = 3e-3
+  mds = sammon.sammon(dist, 2, tol=0.0, tol_x=tol_x, max_iter=300)
+  assert mds.stopped == "norm of change in configuration less than TolX"
+  k = mds.n_iter
+  before = sammon.sammon(dist, 2, tol=0.0, tol_x=0.0, max_iter=k - 1).points
+  at = sammon.sammon(dist, 2, tol=0.0, tol_x=0.0, max_iter=k).points
+  np.testing.assert_array_equal(at, mds.points)
+  assert np.linalg.norm(at - before) < tol_x * np.linalg.norm(at)
+  # The step before was not short: capped there, the same rule does not fire.
+  assert not sammon.sammon(dist, 2, tol=0.0, tol_x=tol_x, max_iter=k - 1).stopped.startswith("norm of change")
+
+
+def test_bad_stop_rule_is_an_error():
+  with pytest.raises(ValueError, match="stop must be"):
+    sammon.sammon(_dist(_clusters(10, 3, 2)), 2, stop="gradient")
 
 
 def test_majorize_rule_never_increases_the_stress():
   dist = _dist(_clusters(80, 8, 4))
-  result = sammon.sammon(dist, 2, method="majorize", tol=0.0, max_iter=5)
+  result = sammon.sammon(dist, 2, method="majorize", tol=0.0, tol_x=0.0, max_iter=5)
   assert np.all(np.diff(result.stress_curve) <= 1e-12)
 
 
 def test_memmap_input(tmp_path):
   dist = _dist(_clusters(70, 4, 3))
   np.save(tmp_path / "d.npy", dist)
-  from_disk = sammon.sammon(np.load(tmp_path / "d.npy", mmap_mode="r"), 2, max_iter=5, tol=0.0)
-  np.testing.assert_allclose(from_disk.points, sammon.sammon(dist, 2, max_iter=5, tol=0.0).points, rtol=1e-6)
+  from_disk = sammon.sammon(np.load(tmp_path / "d.npy", mmap_mode="r"), 2, max_iter=5, tol=0.0, tol_x=0.0)
+  np.testing.assert_allclose(from_disk.points, sammon.sammon(dist, 2, max_iter=5, tol=0.0, tol_x=0.0).points, rtol=1e-6)
 
 
 def _knn_recall(dist: np.ndarray, points: np.ndarray, rows: np.ndarray, k: int) -> float:
