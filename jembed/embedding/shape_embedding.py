@@ -188,13 +188,7 @@ def embed_shapes(
     result = sammon.sammon(
         d, dim=dim, max_iter=config.mds.max_iter, tol=config.mds.tol, tol_x=config.mds.tol_x, stop=config.mds.stop
     )
-    points, n_iter, curve, stress, stopped = (
-        result.points,
-        result.n_iter,
-        result.stress_curve,
-        result.stress,
-        result.stopped,
-    )
+    points, stress, curve, n_iter, stopped = result
   seconds["sammon"] = time.time() - t
   embedding = records.ShapeEmbedding(
       ids=np.array(desc.ids),

@@ -7,6 +7,7 @@ from scipy.spatial import distance as scipy_distance
 from scipy.spatial import procrustes
 from sklearn.manifold import MDS
 
+from jembed.embedding import lbfgs
 from jembed.embedding import out_of_sample
 from jembed.embedding import sammon
 from jembed.embedding import sammon_kernel
@@ -181,6 +182,7 @@ def test_mdscale_stops_on_a_short_step():
 def test_bad_stop_rule_is_an_error():
   with pytest.raises(ValueError, match="stop must be"):
     sammon.sammon(_dist(_clusters(10, 3, 2)), 2, stop="gradient")
+  assert len(sammon.STOPPED) == len(lbfgs.STOP_REASONS)  # one mdscale message per reason the loop can give
 
 
 def test_majorize_rule_never_increases_the_stress():

@@ -7,6 +7,7 @@ from PIL import Image
 import pytest
 
 from configs import tiny
+from jembed.embedding import sammon
 from jembed.embedding import shape_embedding
 from jembed.workdir import records
 
@@ -30,6 +31,9 @@ def test_launcher_writes_embedding_map_and_summary(tmp_path):
   assert same >= 0.75, same
   summary = json.loads((workdir / "shape_embedding.json").read_text())
   assert summary["n_shapes"] == len(emb.ids) and set(summary["seconds"]) >= {"descriptors", "distances", "sammon"}
+  assert summary["stopped"] in sammon.STOPPED[1:]  # mdscale's reason, as MATLAB words it
+  if summary["stopped"] == "criterion less than TolFun":
+    assert emb.stress < config.mds.tol
   assert Image.open(workdir / "shape_embedding.png").size[0] > 600
   assert (workdir / "skipped_shapes.txt").read_text() == ""
   assert "Sammon stress" in result.stdout
