@@ -143,22 +143,19 @@ def _stop_reason(st: _State, accept, e_t, g_t, it, stuck, tols) -> jax.Array:
 
   MATLAB mdscale's tests, in its order, on every accepted point (the start included, where there is no change or step
   yet): value < value_tol; |g| < grad_tol · value; value change <= tol · value; |step| < step_tol · |x|. Then the
-  iteration cap and the line search's safeguard."""
+  iteration cap and the line search's safeguard. A norm test whose tolerance is the constant 0 cannot hold and is
+  not traced, so the gain-only rule (and out-of-sample placement) reads x no more often than before."""
   value_tol, grad_tol, tol, step_tol, max_iter = tols
   started = st.it >= 0
+  off = lambda t: isinstance(t, (int, float)) and t == 0  # pylint: disable=unnecessary-lambda-assignment
+  norm = lambda v: jnp.sqrt(jnp.vdot(v, v))  # pylint: disable=unnecessary-lambda-assignment
+  never = jnp.bool_(False)
+  small_grad = never if off(grad_tol) else accept & (norm(g_t) < grad_tol * e_t)
   x_t = st.x + st.step * st.p
-  tests = (
-      accept & (e_t < value_tol),
-      accept & (jnp.sqrt(jnp.vdot(g_t, g_t)) < grad_tol * e_t),
-      accept & started & (st.e - e_t <= tol * e_t),
-      accept & started & (jnp.abs(st.step) * jnp.sqrt(jnp.vdot(st.p, st.p)) < step_tol * jnp.sqrt(jnp.vdot(x_t, x_t))),
-      it >= max_iter,
-      stuck,
-  )
-  stop = jnp.int32(0)
-  for code, hit in reversed(list(enumerate(tests, start=1))):  # the first test that holds names the reason
-    stop = jnp.where(hit, jnp.int32(code), stop)
-  return stop
+  short_step = never if off(step_tol) else accept & started & (jnp.abs(st.step) * norm(st.p) < step_tol * norm(x_t))
+  small_gain = accept & started & (st.e - e_t <= tol * e_t)
+  tests = jnp.stack([accept & (e_t < value_tol), small_grad, small_gain, short_step, it >= max_iter, stuck])
+  return jnp.where(jnp.any(tests), jnp.argmax(tests).astype(jnp.int32) + 1, 0)  # the first test that holds
 
 
 def _trip(st: _State, e_t, g_t, precond, *, c1: float, tols, method: str, max_halvings: int):
