@@ -39,6 +39,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 import numpy as np
 
+from jembed.api import placed as placed_lib
 from jembed.api import topk
 from jembed.embedding import distances as distances_lib
 
@@ -94,21 +95,21 @@ def knn(
   n = database.shape[0]
   chunk = chunk or n
   centre = jnp.mean(database, axis=0)
-  rows = topk.rows_of(jnp.pad(database, ((0, -n % chunk), (0, 0))), chunk, centre)
+  rows = placed_lib.rows_of(jnp.pad(database, ((0, -n % chunk), (0, 0))), chunk, centre)
   return _finish(*topk.chunked_top_k(queries, rows, centre, exclude, k=k, chunk=chunk, offset=0, n_valid=n))
 
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk", "n_valid"))
-def _placed_knn(queries, rows: topk.Rows, centre, exclude, *, k: int, chunk: int, n_valid: int):
-  """`knn` on a database placed on one device by `place` (padded to whole chunks, its `topk.Rows` precomputed)."""
+def _placed_knn(queries, rows: placed_lib.Rows, centre, exclude, *, k: int, chunk: int, n_valid: int):
+  """`knn` on a database placed on one device by `place` (padded to whole chunks, its `placed.Rows` precomputed)."""
   return _finish(*topk.chunked_top_k(queries, rows, centre, exclude, k=k, chunk=chunk, offset=0, n_valid=n_valid))
 
 
 @functools.partial(jax.jit, static_argnames=("k", "chunk", "n_valid", "mesh"))
 def _sharded_knn(
-    queries, rows: topk.Rows, centre, exclude, *, k: int, chunk: int, n_valid: int, mesh: jax.sharding.Mesh
+    queries, rows: placed_lib.Rows, centre, exclude, *, k: int, chunk: int, n_valid: int, mesh: jax.sharding.Mesh
 ):
-  """`knn` with the padded database's `topk.Rows` (float32[devices · R, D] points) split into equal row slices over
+  """`knn` with the padded database's `placed.Rows` (float32[devices · R, D] points) split into equal row slices over
   `mesh`'s 'data' axis."""
   per_device = rows.points.shape[0] // mesh.size
 
@@ -118,7 +119,7 @@ def _sharded_knn(
     return values[None], index[None]
 
   exclude_spec = None if exclude is None else P()
-  row_specs = topk.Rows(*(P("data"),) * len(topk.Rows._fields))
+  row_specs = placed_lib.Rows(*(P("data"),) * len(placed_lib.Rows._fields))
   candidates = jax.shard_map(
       local, mesh=mesh, in_specs=(P(), row_specs, P(), exclude_spec), out_specs=(P("data"), P("data"))
   )(queries, rows, centre, exclude)
@@ -127,13 +128,15 @@ def _sharded_knn(
 
 
 @functools.partial(jax.jit, static_argnames=("chunk", "mesh"))
-def _placed_rows(database: jax.Array, centre: jax.Array, *, chunk: int, mesh: jax.sharding.Mesh | None) -> topk.Rows:
-  """`topk.Rows` of a placed database around centre float32[D] (split over `mesh`, or on one device when None), each
+def _placed_rows(
+    database: jax.Array, centre: jax.Array, *, chunk: int, mesh: jax.sharding.Mesh | None
+) -> placed_lib.Rows:
+  """`placed.Rows` of a placed database around centre float32[D] (split over `mesh`, or on one device when None), each
   device its own rows, in the same [chunk, D] programs."""
-  rows = lambda points, c: topk.rows_of(points, chunk, c)  # pylint: disable=unnecessary-lambda-assignment
+  rows = lambda points, c: placed_lib.rows_of(points, chunk, c)  # pylint: disable=unnecessary-lambda-assignment
   if mesh is None:
     return rows(database, centre)
-  row_specs = topk.Rows(*(P("data"),) * len(topk.Rows._fields))
+  row_specs = placed_lib.Rows(*(P("data"),) * len(placed_lib.Rows._fields))
   return jax.shard_map(rows, mesh=mesh, in_specs=(P("data"), P()), out_specs=row_specs)(database, centre)
 
 
@@ -191,7 +194,7 @@ class Placed(NamedTuple):
 
   Attributes:
     centre: float32[D] the mean of the N rows, replicated: the screen's origin (`topk`).
-    rows: `topk.Rows` of the points float32[n_pad, D] (zero rows past N; their norms, bfloat16 roundings and
+    rows: `placed.Rows` of the points float32[n_pad, D] (zero rows past N; their norms, bfloat16 roundings and
       rounding errors), split into equal row slices over `mesh` when sharded.
     shape: (N, D) of the database.
     chunk: rows per product (`_chunk_rows(N)`).
@@ -199,7 +202,7 @@ class Placed(NamedTuple):
     sharded: whether the rows are split over the mesh.
   """
 
-  rows: topk.Rows
+  rows: placed_lib.Rows
   centre: jax.Array
   shape: tuple[int, int]
   chunk: int

@@ -1,6 +1,7 @@
-"""The bfloat16 screen of exact k-NN (`jembed.api.topk`) against float64 brute force (scipy's cdist, a stable argsort).
+"""The bfloat16 screen of exact k-NN (`jembed.api.screen`, its fallback in `jembed.api.topk`) against float64 brute
+force (scipy's cdist, a stable argsort).
 
-The screen is on for chunks of at least `_SCREEN_MIN_ROWS` rows and more than `_BATCHED_QUERIES` queries; these tests
+The screen is on for chunks of at least `screen.MIN_ROWS` rows and more than `_BATCHED_QUERIES` queries; these tests
 lower the threshold so that small databases take it, and check the three things it rests on: its bounds hold for
 every pair, its fast path returns the exact top k, and where the bounds cannot decide (ties, duplicates) its fallback
 does.
@@ -13,7 +14,9 @@ import pytest
 from scipy.spatial import distance as scipy_distance
 
 from jembed.api import index as index_lib
+from jembed.api import placed
 from jembed.api import retrieval
+from jembed.api import screen
 from jembed.api import topk
 
 from conftest import integer_points
@@ -22,12 +25,12 @@ from conftest import knn_reference
 
 @pytest.fixture
 def screen_small(monkeypatch):
-  """Every chunk of at least 256 rows screened (prefilter blocks of 4, 6 candidates beyond k), whatever the CPU (the
+  """Every chunk of at least 256 rows screened (blocks of 4 rows, 6 blocks kept beyond k), whatever the CPU (the
   screen is exact everywhere; it is only fast with bfloat16 hardware)."""
-  monkeypatch.setattr(topk, "bf16_products_are_fast", lambda platform: True)
-  monkeypatch.setattr(topk, "_SCREEN_MIN_ROWS", 256)
-  monkeypatch.setattr(topk, "_SCREEN_BLOCK", 4)
-  monkeypatch.setattr(topk, "_SCREEN_MARGIN", 6)
+  monkeypatch.setattr(screen, "bf16_products_are_fast", lambda platform: True)
+  monkeypatch.setattr(screen, "MIN_ROWS", 256)
+  monkeypatch.setattr(screen, "BLOCK", 4)
+  monkeypatch.setattr(screen, "MARGIN", 6)
 
 
 @pytest.mark.parametrize("offset, scale", [(0.0, 1.0), (40.0, 1.0), (0.0, 1e-3), (5.0, 300.0)])
@@ -39,10 +42,12 @@ def test_bounds_hold_for_every_pair(offset, scale):
   queries = (offset + scale * rng.normal(size=(9, 48))).astype(np.float32)
   queries[3] = points[5]  # an equal point: distance exactly 0
   centre = jnp.asarray(points.mean(axis=0))
-  rows = topk.rows_of(jnp.asarray(points), 700, centre)
+  rows = placed.rows_of(jnp.asarray(points), 700, centre)
   centred = jnp.asarray(queries) - centre
-  lower = np.asarray(topk._lower_bounds(centred, rows, jnp.ones((9, 700), bool)))  # pylint: disable=protected-access
-  q_sq, a, b, c = (np.asarray(t) for t in topk._screen_terms(centred))  # pylint: disable=protected-access
+  terms = screen.screen_terms(centred)
+  dots = jnp.einsum("qd,rd->qr", centred.astype(jnp.bfloat16), placed.low_of(rows), preferred_element_type=jnp.float32)
+  lower = np.asarray(screen.bound(dots, *terms, rows.csq, rows.norm, rows.err))
+  q_sq, a, b, c = (np.asarray(t) for t in terms)
   upper = lower + 2.0 * (a * np.asarray(rows.norm) + b * np.asarray(rows.err) + c * (q_sq + np.asarray(rows.csq)))
   exact64 = scipy_distance.cdist(queries.astype(np.float64), points.astype(np.float64), "sqeuclidean")
   diff32 = np.sum(np.square(queries[:, None, :] - points[None]), axis=2, dtype=np.float32)
@@ -52,8 +57,8 @@ def test_bounds_hold_for_every_pair(offset, scale):
 
 
 def test_fast_path_is_sure_on_random_points_and_not_on_ties():
-  """Random points: the screen alone decides the top k (and gets it right); integer points, where most distances
-  tie: it cannot, and says so."""
+  """Random points: the screen alone decides the top k of nearly every query; integer points, where most distances
+  tie: of most it cannot, and says so. Every query it is sure of is right."""
   rng = np.random.default_rng(6)
   cases = {
       "random": (rng.normal(size=(64, 32)), 3.0 + rng.normal(size=(4096, 32))),
@@ -62,17 +67,18 @@ def test_fast_path_is_sure_on_random_points_and_not_on_ties():
   for name, (queries, points) in cases.items():
     queries, points = queries.astype(np.float32), points.astype(np.float32)
     centre = jnp.asarray(points.mean(axis=0))
-    rows = topk.rows_of(jnp.asarray(points), 4096, centre)
-    values, pos, sure = jax.jit(topk.screen_chunk, static_argnums=6)(
-        queries, jnp.asarray(queries) - centre, rows, rows.points, 0, jnp.ones((64, 4096), bool), 10
+    rows = placed.rows_of(jnp.asarray(points), 4096, centre)
+    values, pos, sure = jax.jit(screen.screen_chunk, static_argnums=6)(
+        queries, jnp.asarray(queries) - centre, rows, rows.points, 0, placed.Keep(jnp.ones(4096, bool), None), 10
     )
+    sure = np.asarray(sure)
     want_dist, want_rows = knn_reference(queries, points, 10)
+    np.testing.assert_array_equal(np.asarray(pos)[sure], want_rows[sure])
+    np.testing.assert_allclose(np.sqrt(-np.asarray(values))[sure], want_dist[sure], rtol=1e-6)
     if name == "random":
-      assert bool(sure)
-      np.testing.assert_array_equal(np.asarray(pos), want_rows)
-      np.testing.assert_allclose(np.sqrt(-np.asarray(values)), want_dist, rtol=1e-6)
+      assert sure.mean() >= 0.9
     else:
-      assert not bool(sure)
+      assert sure.mean() < 0.5
 
 
 @pytest.mark.parametrize("k", [1, 5, 10])
@@ -82,12 +88,54 @@ def test_screened_search_equals_brute_force(screen_small, k):  # pylint: disable
   queries = rng.normal(size=(40, 32)).astype(np.float32)
   queries[7] = points[1234]
   index = index_lib.ShapeIndex(points, sharded=False)
-  assert topk.screened(index._placed.chunk, k)  # pylint: disable=protected-access
+  assert screen.screened(index._placed.chunk, k)  # pylint: disable=protected-access
   dist, rows = index.search(queries, k)
   want_dist, want_rows = knn_reference(queries, points, k)
   np.testing.assert_array_equal(rows, want_rows)
   np.testing.assert_allclose(dist, want_dist, rtol=1e-6, atol=1e-6)
   assert rows[7, 0] == 1234 and dist[7, 0] == 0.0  # the difference form: an equal point at exactly 0
+
+
+def test_screened_search_excludes_rows(screen_small):  # pylint: disable=unused-argument,redefined-outer-name
+  """Each query excluded from its own result on the screened path (its row at distance 0 would come first)."""
+  rng = np.random.default_rng(2)
+  points = rng.normal(size=(2500, 32)).astype(np.float32)
+  index = index_lib.ShapeIndex(points, sharded=False)
+  assert screen.screened(index._placed.chunk, 5)  # pylint: disable=protected-access
+  dist, rows = index.search(points[:40], 5, exclude=np.arange(40))
+  full = scipy_distance.cdist(points[:40].astype(np.float64), points.astype(np.float64))
+  full[np.arange(40), np.arange(40)] = np.inf
+  want = np.argsort(full, axis=1, kind="stable")[:, :5]
+  np.testing.assert_array_equal(rows, want)
+  np.testing.assert_allclose(dist, np.take_along_axis(full, want, axis=1), rtol=1e-6)
+
+
+def test_a_few_unsure_queries_are_redone_alone(monkeypatch, screen_small):  # pylint: disable=unused-argument,redefined-outer-name
+  """Two queries among 40 sit in a crowd of equal distances, where the screen cannot decide: they take the float32
+  product alone (no chunk leaves more than `topk.UNSURE_QUERIES` = 4), and every answer is the brute force's."""
+  monkeypatch.setattr(topk, "UNSURE_QUERIES", 4)
+  rng = np.random.default_rng(3)
+  points = rng.normal(size=(2500, 32)).astype(np.float32)
+  points[1000:1040] = points[5]  # 41 equal rows
+  queries = rng.normal(size=(40, 32)).astype(np.float32)
+  queries[[3, 17]] = points[5] + 1e-3
+  index = index_lib.ShapeIndex(points, sharded=False)
+  database = index._placed  # pylint: disable=protected-access
+  chunk = database.chunk
+  assert screen.screened(chunk, 6)
+  screen_fn = jax.jit(screen.screen_chunk, static_argnums=6)
+  unsure = []
+  for start in range(0, database.points.shape[0], chunk):
+    part = placed.Rows(*(field[start : start + chunk] for field in database.rows))
+    keep = topk._keep(chunk, None, start, len(points))  # pylint: disable=protected-access
+    _, _, sure = screen_fn(queries, jnp.asarray(queries) - database.centre, part, database.points, start, keep, 6)
+    unsure.append(set(np.flatnonzero(~np.asarray(sure))))
+  # The crowd's chunk (rows 1000-1040) cannot decide those two; no chunk leaves more than 4 to redo.
+  assert {3, 17} <= unsure[1000 // chunk] and max(map(len, unsure)) <= 4
+  dist, rows = index.search(queries, 6)
+  want_dist, want_rows = knn_reference(queries, points, 6)
+  np.testing.assert_array_equal(rows, want_rows)
+  np.testing.assert_allclose(dist, want_dist, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("k", [1, 4, 9])
@@ -97,7 +145,7 @@ def test_ties_and_duplicates_fall_back_exactly(screen_small, k):  # pylint: disa
   queries, points = integer_points(37, 4, 2), integer_points(1500, 4, 3)
   points[900:960] = points[11]  # a group of 61 duplicates, more than the margin
   index = index_lib.ShapeIndex(points, sharded=False)
-  assert topk.screened(index._placed.chunk, k)  # pylint: disable=protected-access
+  assert screen.screened(index._placed.chunk, k)  # pylint: disable=protected-access
   dist, rows = index.search(queries, k)
   want_dist, want_rows = knn_reference(queries, points, k)
   np.testing.assert_array_equal(rows, want_rows)
@@ -116,7 +164,7 @@ def test_screened_sharded_equals_one_device_bit_for_bit(monkeypatch, screen_smal
   queries = rng.normal(size=(13, 24)).astype(np.float32)
   one = index_lib.ShapeIndex(points, sharded=False)
   many = index_lib.ShapeIndex(points, sharded=True)
-  assert topk.screened(one._placed.chunk, 7)  # pylint: disable=protected-access
+  assert screen.screened(one._placed.chunk, 7)  # pylint: disable=protected-access
   for k in (1, 7, 30):
     want, got = one.search(queries, k), many.search(queries, k)
     np.testing.assert_array_equal(got[1], want[1])
@@ -128,7 +176,7 @@ def test_knn_inside_user_jit_takes_the_screen(screen_small):  # pylint: disable=
   rng = np.random.default_rng(4)
   database = jnp.asarray(rng.normal(size=(1024, 16)).astype(np.float32))
   queries = jnp.asarray(rng.normal(size=(8, 16)).astype(np.float32))
-  assert topk.screened(1024, 3)
+  assert screen.screened(1024, 3)
   dist, idx = jax.jit(lambda q: retrieval.knn(q, database, 3))(queries)
   want_dist, want_idx = knn_reference(np.asarray(queries), np.asarray(database), 3)
   np.testing.assert_array_equal(np.asarray(idx), want_idx)
