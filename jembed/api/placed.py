@@ -47,17 +47,12 @@ class Keep(NamedTuple):
   rows: jax.Array
   exclude: jax.Array | None
 
-  def at(self, pos: jax.Array) -> jax.Array:
-    """bool[Q, ...] whether each query may get the rows at positions int32[Q, ...] (or [...], the same for all)."""
-    ok = self.rows[pos]
-    if self.exclude is None:
-      return ok
-    return ok & (pos != self.exclude.reshape(self.exclude.shape + (1,) * (pos.ndim - 1)))
-
   def all(self, n_queries: int) -> jax.Array:
     """bool[Q, C] for every row."""
-    pos = jnp.arange(self.rows.shape[0], dtype=jnp.int32)
-    return jnp.broadcast_to(self.at(pos if self.exclude is None else pos[None]), (n_queries, self.rows.shape[0]))
+    keep = jnp.broadcast_to(self.rows, (n_queries, self.rows.shape[0]))
+    if self.exclude is None:
+      return keep
+    return keep & (jnp.arange(self.rows.shape[0], dtype=jnp.int32) != self.exclude[:, None])
 
 
 def rows_of(database: jax.Array, chunk: int, centre: jax.Array) -> Rows:
