@@ -131,21 +131,21 @@ def screen_chunk(
   dots = lax.optimization_barrier(dots).reshape(q, chunk // b, b)
   per_query = [t[:, :, None] for t in (q_sq, a, err_a)]
 
-  # The rows' terms side by side (one gather for the kept blocks); padding at csq = +inf, so its bound is _BIG.
-  terms = jnp.stack([jnp.where(keep.rows, part.csq, jnp.inf), part.norm, part.err], axis=1).reshape(chunk // b, b, 3)
+  # The rows' terms by block; padding at csq = +inf, so its bound is _BIG.
+  terms = [t.reshape(chunk // b, b) for t in (jnp.where(keep.rows, part.csq, jnp.inf), part.norm, part.err)]
 
-  def keys(d, t, pos):  # d: [Q, n, b] products, t: [..., n, b, 3] their rows' terms, pos: [..., n, b] their positions
-    lower = jnp.minimum(bound(d, *per_query, c, t[..., 0], t[..., 1], t[..., 2]), _BIG)
+  def keys(d, t, pos):  # d: [Q, n, b] products, t: their rows' (csq, norm, err) [..., n, b], pos: their positions
+    lower = jnp.minimum(bound(d, *per_query, c, *t), _BIG)
     if keep.exclude is not None:
       lower = jnp.where(pos == keep.exclude.reshape((q,) + (1,) * (pos.ndim - 1)), _BIG, lower)
     return (_to_key(lower) & ~low_bits) | jnp.arange(b, dtype=jnp.int32)  # rounded down: still a lower bound
 
   every = jnp.arange(chunk, dtype=jnp.int32).reshape(1, chunk // b, b)
-  block_key = jnp.min(keys(dots, terms[None], every), axis=2)  # [Q, chunk / b]
+  block_key = jnp.min(keys(dots, [t[None] for t in terms], every), axis=2)  # [Q, chunk / b]
   block_key = lax.optimization_barrier(block_key)  # one pass, read by the top k and the certificate
   _, best = lax.top_k(-_from_key(block_key), kept)  # [Q, kept] the blocks of smallest minimum
   rows = best[:, :, None] * b + jnp.arange(b, dtype=best.dtype)  # [Q, kept, b] positions in the chunk
-  in_kept = keys(jnp.take_along_axis(dots, best[:, :, None], axis=1), terms[best], rows)
+  in_kept = keys(jnp.take_along_axis(dots, best[:, :, None], axis=1), [t[best] for t in terms], rows)
   found, rest = [], in_kept
   for _ in range(picks):  # keys are distinct within a block: each minimum is one row
     found.append(jnp.min(rest, axis=2))
