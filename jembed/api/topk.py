@@ -66,7 +66,7 @@ def _dot(queries: jax.Array, points: jax.Array) -> jax.Array:
 
 def _kept_top_k(queries, dots, sq, keep: placed_lib.Keep, k: int) -> tuple[jax.Array, jax.Array]:
   """Top k (float32[Q, k] negated squared distances, int32 positions) of the kept rows, from the float32 products
-  dots float32[Q, R] by the GEMM identity: unscreened chunks, and the screen's fallback. placed_lib.Rows that may not be
+  dots float32[Q, R] by the GEMM identity: unscreened chunks, and the screen's fallback. Rows that may not be
   returned are at +inf: padding through its norm (a [R] vector), an exclusion, where there is one, by a mask."""
   q_sq = jnp.sum(queries * queries, axis=1)
   dist = q_sq[:, None] + jnp.where(keep.rows, sq, jnp.inf)[None, :] - 2.0 * dots
@@ -78,7 +78,7 @@ def _kept_top_k(queries, dots, sq, keep: placed_lib.Keep, k: int) -> tuple[jax.A
 def _screened_top_k(
     queries, centred, part: placed_lib.Rows, points, start, keep: placed_lib.Keep, k: int
 ) -> tuple[jax.Array, jax.Array]:
-  """`screen_chunk`'s answer; the queries it is not sure of take the chunk's float32 product: up to
+  """`screen.screen_chunk`'s answer; the queries it is not sure of take the chunk's float32 product: up to
   `UNSURE_QUERIES` of them alone, more with the whole batch. Their k + `screen_lib.MARGIN` nearest by the product are
   re-measured by the difference form, so that every screened chunk's distances are of one form (a chunk's answers are
   merged with other chunks': duplicate rows in two chunks must tie)."""
