@@ -193,7 +193,7 @@ class Placed(NamedTuple):
   """A database on the devices, ready to search (`place`, `search`).
 
   Attributes:
-    centre: float32[D] the mean of the N rows, replicated: the screen's origin (`topk`).
+    centre: float32[D] the mean of the N rows, replicated: the screen's origin (`screen`).
     rows: `placed.Rows` of the points float32[n_pad, D] (zero rows past N; their norms, bfloat16 roundings and
       rounding errors), split into equal row slices over `mesh` when sharded.
     shape: (N, D) of the database.
