@@ -77,11 +77,12 @@ def _kept_top_k(queries, dots, sq, keep: placed_lib.Keep, k: int) -> tuple[jax.A
 
 def _screened_top_k(
     queries, centred, part: placed_lib.Rows, points, start, keep: placed_lib.Keep, k: int
-) -> tuple[jax.Array, jax.Array]:
+) -> tuple[jax.Array, jax.Array, jax.Array]:
   """`screen.screen_chunk`'s answer; the queries it is not sure of take the chunk's float32 product: up to
   `UNSURE_QUERIES` of them alone, more with the whole batch. Their k + `screen_lib.MARGIN` nearest by the product are
   re-measured by the difference form, so that every screened chunk's distances are of one form (a chunk's answers are
-  merged with other chunks': duplicate rows in two chunks must tie)."""
+  merged with other chunks': duplicate rows in two chunks must tie). Also returns how many queries it was not sure of.
+  """
   values, pos, sure = screen_lib.screen_chunk(queries, centred, part, points, start, keep, k)
   chunk, q = part.low.shape[0], queries.shape[0]
 
@@ -107,8 +108,11 @@ def _screened_top_k(
   n_unsure = jnp.sum(~sure)
   whole = lambda: product(queries, keep)  # pylint: disable=unnecessary-lambda-assignment
   if q <= 2 * UNSURE_QUERIES:  # too few queries to gain from a part
-    return lax.cond(n_unsure == 0, lambda: (values, pos), whole)
-  return lax.cond(n_unsure == 0, lambda: (values, pos), lambda: lax.cond(n_unsure <= UNSURE_QUERIES, some, whole))
+    return *lax.cond(n_unsure == 0, lambda: (values, pos), whole), n_unsure
+  return (
+      *lax.cond(n_unsure == 0, lambda: (values, pos), lambda: lax.cond(n_unsure <= UNSURE_QUERIES, some, whole)),
+      n_unsure,
+  )
 
 
 def _keep(n_rows: int, exclude, offset, n_valid: int) -> placed_lib.Keep:
@@ -126,7 +130,9 @@ def merge(values: jax.Array, index: jax.Array, k: int) -> tuple[jax.Array, jax.A
   return values, jnp.take_along_axis(index, pos, axis=1)
 
 
-def chunked_top_k(queries, rows: placed_lib.Rows, centre, exclude, *, k: int, chunk: int, offset, n_valid: int):
+def chunked_top_k(
+    queries, rows: placed_lib.Rows, centre, exclude, *, k: int, chunk: int, offset, n_valid: int, screen: bool = True
+):
   """Top min(k, R) of database `placed.Rows` (R a multiple of chunk) for queries float32[Q, D]: a top k per chunk,
   then one merge.
 
@@ -138,28 +144,30 @@ def chunked_top_k(queries, rows: placed_lib.Rows, centre, exclude, *, k: int, ch
     k, chunk: top k; rows per chunk.
     offset: global index of the first row.
     n_valid: rows from this global index on are padding.
+    screen: whether chunks may take the screen (`screen.screened`); False: the float32 product for all.
 
   Returns:
-    (float32[Q, k'] negated squared distances, int32[Q, k'] global indices), k' = min(k, R).
+    (float32[Q, k'] negated squared distances, int32[Q, k'] global indices, int32 scalar: the (query, chunk) pairs
+    the screen left to the float32 product), k' = min(k, R).
   """
   n_chunks, q = rows.points.shape[0] // chunk, queries.shape[0]
   chunks = placed_lib.Rows(*(field.reshape((n_chunks, chunk) + field.shape[1:]) for field in rows))
   k_chunk = min(k, chunk)
   steps = jnp.arange(n_chunks, dtype=jnp.int32)
 
-  def finish(j, values, pos):
-    return values, pos.astype(jnp.int32) + offset + j * chunk
+  def finish(j, values, pos, unsure=0):
+    return values, pos.astype(jnp.int32) + offset + j * chunk, jnp.asarray(unsure, jnp.int32)
 
-  if q > _BATCHED_QUERIES and screen_lib.screened(chunk, k_chunk):
+  if screen and q > _BATCHED_QUERIES and screen_lib.screened(chunk, k_chunk):
     centred = queries - centre
 
     # The chunks' float32 rows stay out of the loop's slices: only the few candidates are read (a gather).
-    def screen(a):
+    def screened(a):
       j, part = a
       keep = _keep(chunk, exclude, offset + j * chunk, n_valid)
       return finish(j, *_screened_top_k(queries, centred, part, rows.points, j * chunk, keep, k_chunk))
 
-    return _each_chunk(screen, (steps, chunks._replace(points=steps)), k)
+    return _each_chunk(screened, (steps, chunks._replace(points=steps)), k)
 
   def one(j, dots, sq):
     return finish(j, *_kept_top_k(queries, dots, sq, _keep(chunk, exclude, offset + j * chunk, n_valid), k_chunk))
@@ -173,12 +181,12 @@ def chunked_top_k(queries, rows: placed_lib.Rows, centre, exclude, *, k: int, ch
   return _each_chunk(lambda a: one(a[0], _dot(queries, a[1]), a[2]), (steps, chunks.points, chunks.sq), k)
 
 
-def _each_chunk(fn, xs, k: int) -> tuple[jax.Array, jax.Array]:
-  """The merged top k of fn's (values, global index) over the chunks xs (a pytree with a leading chunk axis): a loop
-  (lax.map), or fn on the one chunk, whose answer is already the top k, without one (XLA:CPU converts a bfloat16 array
-  that a loop reads as a whole before it)."""
+def _each_chunk(fn, xs, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """The merged top k of fn's (values, global index, unsure count) over the chunks xs (a pytree with a leading chunk
+  axis), and the counts' sum: a loop (lax.map), or fn on the one chunk, whose answer is already the top k, without one
+  (XLA:CPU converts a bfloat16 array that a loop reads as a whole before it)."""
   n_chunks = jax.tree.leaves(xs)[0].shape[0]
   if n_chunks == 1:
     return fn(jax.tree.map(lambda x: x[0], xs))
-  values, index = lax.map(fn, xs)
-  return merge(values, index, min(k, n_chunks * values.shape[2]))
+  values, index, unsure = lax.map(fn, xs)
+  return *merge(values, index, min(k, n_chunks * values.shape[2])), jnp.sum(unsure)

@@ -138,6 +138,31 @@ def test_a_few_unsure_queries_are_redone_alone(monkeypatch, screen_small):  # py
   np.testing.assert_allclose(dist, want_dist, rtol=1e-5, atol=1e-6)
 
 
+def test_crowded_data_turns_the_screen_off(screen_small):  # pylint: disable=unused-argument,redefined-outer-name
+  """Tight clusters: the bound cannot separate most queries' k-th neighbour from the next, so the first batch leaves
+  most of them to the float32 product, and the index stops screening; both answers are the brute force's."""
+  rng = np.random.default_rng(4)
+  centres = rng.normal(size=(50, 32))
+  points = (centres[rng.integers(0, 50, 2500)] + 0.05 * rng.normal(size=(2500, 32))).astype(np.float32)
+  queries = (centres[rng.integers(0, 50, 40)] + 0.05 * rng.normal(size=(40, 32))).astype(np.float32)
+  index = index_lib.ShapeIndex(points, sharded=False)
+  memo = index._placed.memo  # pylint: disable=protected-access
+  assert screen.screened(index._placed.chunk, 5) and memo.on  # pylint: disable=protected-access
+  want_dist, want_rows = knn_reference(queries, points, 5)
+  dist, rows = index.search(queries, 5)  # screened; the unsure queries re-measured by their differences
+  assert not memo.on
+  np.testing.assert_array_equal(rows, want_rows)
+  np.testing.assert_allclose(dist, want_dist, rtol=1e-6)
+  dist, rows = index.search(queries, 5)  # the float32 product alone, by the identity |q|^2 + |p|^2 - 2 q.p
+  np.testing.assert_array_equal(rows, want_rows)
+  norms = np.sum(queries**2, axis=1)[:, None] + np.sum(points**2, axis=1)[rows]
+  assert np.all(np.abs(dist**2 - want_dist**2) <= 34 * 2.0**-24 * norms)  # (D + 2) eps (|q|^2 + |p|^2)
+  assert not memo.on
+  random_index = index_lib.ShapeIndex(rng.normal(size=(2500, 32)).astype(np.float32), sharded=False)
+  random_index.search(rng.normal(size=(40, 32)).astype(np.float32), 5)
+  assert random_index._placed.memo.on  # pylint: disable=protected-access
+
+
 @pytest.mark.parametrize("k", [1, 4, 9])
 def test_ties_and_duplicates_fall_back_exactly(screen_small, k):  # pylint: disable=unused-argument,redefined-outer-name
   """Integer points: most distances tie, so the bounds cannot separate the k-th row from the rest and chunks fall
