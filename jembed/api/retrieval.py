@@ -304,7 +304,8 @@ def search(
       step(queries[i : i + size], placed.rows, placed.centre, None if exclude is None else exclude[i : i + size])
       for i in range(0, size * count, size)
   ]
-  if screen and placed.memo.checks_left > 0:  # the first searches decide (reading the count costs ~30 µs a call)
+  # The first screened searches decide (reading the count costs ~30 µs a call).
+  if screen and placed.memo.checks_left > 0 and topk.takes_screen(size, chunk, k):
     placed.memo.checks_left -= 1
     pairs = size * count * (placed.points.shape[0] // chunk)
     if sum(int(unsure) for _, _, unsure in results) > _UNSURE_SHARE * pairs:

@@ -130,6 +130,12 @@ def merge(values: jax.Array, index: jax.Array, k: int) -> tuple[jax.Array, jax.A
   return values, jnp.take_along_axis(index, pos, axis=1)
 
 
+def takes_screen(n_queries: int, chunk: int, k: int) -> bool:
+  """Whether a block of n_queries queries takes the screen in chunks of `chunk` rows for a top k (when allowed): more
+  than _BATCHED_QUERIES queries, and `screen.screened`."""
+  return n_queries > _BATCHED_QUERIES and screen_lib.screened(chunk, min(k, chunk))
+
+
 def chunked_top_k(
     queries, rows: placed_lib.Rows, centre, exclude, *, k: int, chunk: int, offset, n_valid: int, screen: bool = True
 ):
@@ -158,7 +164,7 @@ def chunked_top_k(
   def finish(j, values, pos, unsure=0):
     return values, pos.astype(jnp.int32) + offset + j * chunk, jnp.asarray(unsure, jnp.int32)
 
-  if screen and q > _BATCHED_QUERIES and screen_lib.screened(chunk, k_chunk):
+  if screen and takes_screen(q, chunk, k):
     centred = queries - centre
 
     # The chunks' float32 rows stay out of the loop's slices: only the few candidates are read (a gather).

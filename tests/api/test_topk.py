@@ -148,6 +148,9 @@ def test_crowded_data_turns_the_screen_off(screen_small):  # pylint: disable=unu
   index = index_lib.ShapeIndex(points, sharded=False)
   memo = index._placed.memo  # pylint: disable=protected-access
   assert screen.screened(index._placed.chunk, 5) and memo.on  # pylint: disable=protected-access
+  for query in queries[:10]:  # one query is never screened: it tells the memo nothing
+    index.search(query[None], 5)
+  assert memo.on and memo.checks_left == retrieval._SCREEN_CHECKS  # pylint: disable=protected-access
   want_dist, want_rows = knn_reference(queries, points, 5)
   dist, rows = index.search(queries, 5)  # screened; the unsure queries re-measured by their differences
   assert not memo.on
