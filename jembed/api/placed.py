@@ -35,8 +35,9 @@ class Rows(NamedTuple):
 
 
 class Keep(NamedTuple):
-  """The rows of a chunk of C rows that each of Q queries may get, as the kernels read it: an element-wise test
-  wherever a mask is needed (a [Q, C] mask made once would be one more pass over memory).
+  """The rows of a chunk of C rows that each of Q queries may get, as the kernels read it: padding through the rows'
+  norms (+inf), an exclusion by an element-wise test where there is one (a [Q, C] mask made once would be one more
+  pass over memory).
 
   Attributes:
     rows: bool[C] rows that are not padding.
@@ -47,12 +48,12 @@ class Keep(NamedTuple):
   rows: jax.Array
   exclude: jax.Array | None
 
-  def all(self, n_queries: int) -> jax.Array:
-    """bool[Q, C] for every row."""
-    keep = jnp.broadcast_to(self.rows, (n_queries, self.rows.shape[0]))
+  def excluded(self, pos: jax.Array) -> jax.Array | bool:
+    """bool[Q, ...]: whether positions int32[Q or 1, ...] are the query's excluded row (False without exclusions);
+    padding is the caller's (`rows`)."""
     if self.exclude is None:
-      return keep
-    return keep & (jnp.arange(self.rows.shape[0], dtype=jnp.int32) != self.exclude[:, None])
+      return False
+    return pos == self.exclude.reshape((-1,) + (1,) * (pos.ndim - 1))
 
 
 def rows_of(database: jax.Array, chunk: int, centre: jax.Array) -> Rows:

@@ -137,7 +137,7 @@ def screen_chunk(
   def keys(d, t, pos):  # d: [Q, n, b] products, t: their rows' (csq, norm, err) [..., n, b], pos: their positions
     lower = jnp.minimum(bound(d, *per_query, c, *t), _BIG)
     if keep.exclude is not None:
-      lower = jnp.where(pos == keep.exclude.reshape((q,) + (1,) * (pos.ndim - 1)), _BIG, lower)
+      lower = jnp.where(keep.excluded(pos), _BIG, lower)
     return (_to_key(lower) & ~low_bits) | jnp.arange(b, dtype=jnp.int32)  # rounded down: still a lower bound
 
   every = jnp.arange(chunk, dtype=jnp.int32).reshape(1, chunk // b, b)

@@ -71,7 +71,7 @@ def _kept_top_k(queries, dots, sq, keep: placed_lib.Keep, k: int) -> tuple[jax.A
   q_sq = jnp.sum(queries * queries, axis=1)
   dist = q_sq[:, None] + jnp.where(keep.rows, sq, jnp.inf)[None, :] - 2.0 * dots
   if keep.exclude is not None:
-    dist = jnp.where(keep.all(queries.shape[0]), dist, jnp.inf)
+    dist = jnp.where(keep.excluded(jnp.arange(dots.shape[1], dtype=jnp.int32)[None]), jnp.inf, dist)
   return _nearest(dist, k)
 
 
