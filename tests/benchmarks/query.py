@@ -15,9 +15,10 @@ wait on each other for a scheduler tick. Ours is timed beside the one-thread pee
 OpenBLAS's threads spin for a while and take the cores from whatever runs next (ours beside the default-thread peer
 is printed too). Our answers are asserted equal to the peer's (indices equal, distances within 1e-4). Calls of ours
 and of the peers alternate (a change of load hits both), and the medians are compared. Alternating, each of ours
-follows a numpy call of a few ms, long enough for XLA:CPU's worker threads to sleep, and waking them costs ~0.2 ms on
-this project's 2-core VM (docs/benchmarks.md): a user whose queries come now and then pays it. A server with a queue
-of batches does not: each side is also timed alone, call after call ("*_back_to_back"), shown beside the ratio.
+follows a numpy call of a few ms, long enough for the XLA:CPU worker thread that runs it to sleep, and waking it costs
+~0.2 ms on this project's 2-core VM (docs/benchmarks.md): a user whose queries come now and then pays it. A server
+with a queue of batches does not: each side is also timed alone, call after call ("*_back_to_back"), shown beside the
+ratio, and so is a trivial jitted call in both settings ("xla_floor_*"), the part of ours that is not the search.
 Also shown: `retrieval.top_k(query, shapes, 10)`, which copies the shapes on every call; unless `--skip-embed`, the
 cost of embedding one 128x128 photo with the default network (random weights) and the whole photo -> top 10 path.
 
@@ -95,6 +96,7 @@ def compare(shapes: np.ndarray, queries: np.ndarray, k: int, calls: int, budget_
   with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
     runs["one_thread"] = _alternating_medians(fns, calls, budget_s / 2)
     runs["one_thread_back_to_back"] = alone()
+    floor = dispatch_floor(fns["peer"], calls, budget_s / 8)
   back_to_back = {name: min(runs[t][name] for t in ("default_back_to_back", "one_thread_back_to_back")) for name in fns}
   ours = runs["one_thread"]["ours"]
   peer, held = (min(runs[t][name] for t in ("default", "one_thread")) for name in ("peer", "held"))
@@ -108,7 +110,20 @@ def compare(shapes: np.ndarray, queries: np.ndarray, k: int, calls: int, budget_
       "ratio_held": held / ours,
       "ours_back_to_back": back_to_back["ours"],
       "ratio_back_to_back": back_to_back["peer"] / back_to_back["ours"],
+      **floor,
   }
+
+
+def dispatch_floor(peer, calls: int, budget_s: float) -> dict[str, float]:
+  """Median ms of a trivial XLA program, x + 1 over 4,096 float32 read back, after each call of the peer (as ours is
+  timed) and call after call: what any jitted call costs here before its own work. PjRt's CPU client runs a program
+  of under 1,000 flops on the calling thread and hands larger ones, this one and every search, to a worker thread;
+  after a few ms of numpy that thread sleeps, and waking it costs ~0.2 ms on this project's 2-core VM."""
+  x = jax.device_put(np.zeros(4096, np.float32))
+  trivial = jax.jit(lambda v: v + 1.0)
+  fn = lambda: np.asarray(trivial(x))  # pylint: disable=unnecessary-lambda-assignment
+  after = _alternating_medians({"peer": peer, "trivial": fn}, calls, budget_s)["trivial"]
+  return {"floor_after_peer": after, "floor_back_to_back": _alternating_medians({"trivial": fn}, calls, 1.0)["trivial"]}
 
 
 def embed_cost(shapes: np.ndarray, k: int, calls: int) -> dict:
@@ -159,6 +174,8 @@ def main() -> None:
           f"{r['peer']:.3f} ms (BLAS {r['peer_threads']} threads), ratio {r['ratio']:.2f}; numpy with the norms held: "
           f"ratio {r['ratio_held']:.2f}; all runs (ms): "
           + "; ".join(f"{t}: " + ", ".join(f"{a} {b:.3f}" for a, b in m.items()) for t, m in r["runs"].items())
+          + f"; a trivial jitted call: {r['floor_after_peer']:.3f} ms after numpy, {r['floor_back_to_back']:.3f} ms "
+          "call after call"
       )
       result.update(
           {
@@ -168,6 +185,8 @@ def main() -> None:
               f"ratio_{key}_vs_numpy_norms_held": round(r["ratio_held"], 2),
               f"ours_{key}_back_to_back": round(r["ours_back_to_back"], 3),
               f"ratio_{key}_back_to_back": round(r["ratio_back_to_back"], 2),
+              f"xla_floor_{key}_after_peer": round(r["floor_after_peer"], 3),
+              f"xla_floor_{key}_back_to_back": round(r["floor_back_to_back"], 3),
           }
       )
       if q == 1 and n == args.sizes[0]:
