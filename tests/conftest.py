@@ -129,10 +129,14 @@ def integer_points(n: int, d: int, seed: int) -> np.ndarray:
   return np.random.default_rng(seed).integers(-2, 3, (n, d)).astype(np.float32)
 
 
-def knn_reference(queries: np.ndarray, database: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def knn_reference(
+    queries: np.ndarray, database: np.ndarray, k: int, exclude: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
   """The oracle of exact k-NN: float64 brute force, distances and the first k of a stable argsort (ties by ascending
-  index)."""
+  index); `exclude`, one database row per query, is never returned."""
   dist = scipy_distance.cdist(queries.astype(np.float64), database.astype(np.float64))
+  if exclude is not None:
+    dist[np.arange(len(queries)), exclude] = np.inf
   order = np.argsort(dist, axis=1, kind="stable")[:, :k]
   return np.take_along_axis(dist, order, axis=1), order
 
