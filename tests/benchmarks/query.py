@@ -24,7 +24,7 @@ cost of embedding one 128x128 photo with the default network (random weights) an
 
 Runs on the real devices (no forced host device count): a single CPU device is the user's case. The last stdout line
 is one JSON object; "ratio" is the smallest of the four ratios (peer / ours, above 1: ours is faster), each of which is
-in it as "ratio_n<N>_q<Q>"; "meets_goal" says whether each of them reaches its goal (`GOALS`).
+in it as "ratio_n<N>_q<Q>"; "meets_goal" says whether each of those with a goal (`GOALS` at `GOAL_SIZES`) reaches it.
 """
 
 import argparse
@@ -43,9 +43,10 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.api import index as index_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jembed.api import retrieval  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-# The alternating ratio each batch size should reach (the speed issue's goals: the index at least as fast as numpy for
-# one query, 3x for a batch of 64, at every size).
+# The alternating ratio each batch size should reach at each of GOAL_SIZES (the speed issue's goals: the index at least
+# as fast as numpy for one query and 3x for a batch of 64, at 10,000 and at 1,000,000 shapes).
 GOALS = {1: 1.0, 64: 3.0}
+GOAL_SIZES = (10_000, 1_000_000)
 
 
 def _alternating_medians(fns: dict, calls: int, budget_s: float) -> dict[str, float]:
@@ -172,7 +173,7 @@ def main() -> None:
       r = compare(shapes, queries, args.k, args.calls, args.budget)
       key = f"n{n}_q{q}"
       ratios[key] = r["ratio"]
-      if q in GOALS:
+      if q in GOALS and n in GOAL_SIZES:
         goals[key] = GOALS[q]
       print(
           f"top-{args.k} of {q} quer{'y' if q == 1 else 'ies'} among {n:,} points of D = {args.d} "
@@ -209,7 +210,8 @@ def main() -> None:
       result.update(e)
   result["ratio"] = round(min(ratios.values()), 2)
   result["goals"] = goals
-  result["meets_goal"] = all(round(ratios[key], 2) >= goal for key, goal in goals.items())
+  # None where no size and batch of the run has a goal.
+  result["meets_goal"] = all(round(ratios[key], 2) >= goal for key, goal in goals.items()) if goals else None
   result["backend"] = jax.default_backend()
   print(json.dumps(result))
 
