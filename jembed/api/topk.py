@@ -16,9 +16,10 @@ from jembed.api import placed as placed_lib
 from jembed.api import screen as screen_lib
 
 # Entries per block of `select`'s prefilter: small enough that k blocks are few candidates, large enough that the
-# block maxima are few. The prefilter applies from 4 k blocks a row, so 32 reaches smaller catalogues than 64 did
-# (64 queries, top 10 of 2,000 shapes after a numpy call, 2-core machine, 2026-12-06: 0.45-0.46 ms against 0.59-0.64;
-# 6,000 shapes, one query: 0.19-0.20 against 0.23-0.25; the same within noise at 4,000 and from 100,000 on).
+# block maxima are few. The prefilter applies from 4 k blocks a row, so 32 reaches smaller catalogues than 64 did.
+# Top 10 after a numpy call, 2-core machine, 2026-12-06, 32 against 64: 2,000 shapes x 64 queries 0.45-0.62 ms
+# against 0.59-0.73; one query of 4,000 shapes 0.11-0.16 against 0.16-0.18, of 6,000 0.19-0.20 against 0.23-0.25;
+# 4,000 x 64 within noise; unchanged at 10,000 (screened) and at 100,000 and 1,000,000 rows.
 SELECT_BLOCK = 32
 # Queries per block up to which `chunked_top_k` takes one batched product over all chunks (measured on XLA:CPU at
 # 1M rows: half the time of the chunk loop for 1 query, even at 8).
