@@ -110,12 +110,10 @@ def _screened_top_k(
 
   n_unsure = jnp.sum(~sure)
   whole = lambda: product(queries, keep)  # pylint: disable=unnecessary-lambda-assignment
-  if q <= 2 * UNSURE_QUERIES:  # too few queries to gain from a part
-    return *lax.cond(n_unsure == 0, lambda: (values, pos), whole), n_unsure
-  return (
-      *lax.cond(n_unsure == 0, lambda: (values, pos), lambda: lax.cond(n_unsure <= UNSURE_QUERIES, some, whole)),
-      n_unsure,
-  )
+  fallback = whole
+  if q > 2 * UNSURE_QUERIES:  # else too few queries to gain from a part
+    fallback = lambda: lax.cond(n_unsure <= UNSURE_QUERIES, some, whole)  # pylint: disable=unnecessary-lambda-assignment
+  return *lax.cond(n_unsure == 0, lambda: (values, pos), fallback), n_unsure
 
 
 def _keep(n_rows: int, exclude, offset, n_valid: int) -> placed_lib.Keep:
